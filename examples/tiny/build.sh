@@ -1,0 +1,6 @@
+# Builder of system.nix, run by busybox sh; no PATH is set.
+bb=$builder
+$bb mkdir -p "$out/bin"
+$bb cp "$init" "$out/init"
+$bb cp "$switchToConfiguration" "$out/bin/switch-to-configuration"
+$bb chmod 555 "$out/init" "$out/bin/switch-to-configuration"

@@ -1,0 +1,32 @@
+# One generation of a container: a store path holding
+#   system     -> the guest's system (with an executable `init`)
+#   lxc.conf      the container's LXC settings (lxc-config.nix)
+#   spec.json     the spec it was built from and what the helper resolved
+#
+# builder: a busybox that can run as a builder (busybox.nix).
+# params:  what the helper resolved for this container (Params in the
+#   helper's spec.rs):
+#   { name; source; profileDir; rootfs; idmap = { hostId; count; };
+#     hostonly = { bridge; address; prefixLength; broadcast; gateway; };
+#     internet = null or { bridge; }; }
+{ builder, spec, system, params }:
+let
+  metadata = {
+    version = 1;
+    inherit spec params;
+    system = "${system}";
+  };
+in
+derivation {
+  name = "nixcloud-container-${params.name}";
+  system = builtins.currentSystem;
+  inherit builder;
+  args = [ "sh" "-e" ./generation-builder.sh ];
+  guestSystem = system;
+  lxcConf = import ./lxc-config.nix { inherit params; inherit (spec) autostart; };
+  specJson = builtins.toJSON metadata;
+  passAsFile = [ "lxcConf" "specJson" ];
+  # Nothing to fetch or compute: building it elsewhere only costs a copy.
+  preferLocalBuild = true;
+  allowSubstitutes = false;
+}

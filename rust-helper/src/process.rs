@@ -1,0 +1,95 @@
+//! Running the tools this helper wraps (nix-*, lxc-*): arguments are passed
+//! as a list, never through a shell.
+
+use std::ffi::OsStr;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus, Stdio};
+
+use anyhow::{Context, Result};
+
+/// A command about to run, remembered by name for error messages.
+pub struct Tool {
+    command: Command,
+    program: String,
+}
+
+/// What a finished tool left behind.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Tool {
+    pub fn new(program: &str) -> Tool {
+        Tool { command: Command::new(program), program: program.to_string() }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Tool {
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Tool
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    /// Kill the tool when this helper dies (kill -9 included), so that no
+    /// orphaned build writes a generation after the next command cleaned up.
+    pub fn dies_with_helper(mut self) -> Tool {
+        // SAFETY: the closure only makes one async-signal-safe system call.
+        unsafe {
+            self.command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                    .map_err(std::io::Error::from)
+            });
+        }
+        self
+    }
+
+    /// Runs with captured output; `verbose` also copies stderr to ours.
+    pub fn output(mut self, verbose: bool) -> Result<Finished> {
+        self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let output = self.command.output().with_context(|| self.spawn_error())?;
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if verbose {
+            eprint!("{stderr}");
+        }
+        Ok(Finished {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr,
+        })
+    }
+
+    /// Runs attached to our terminal (login, run, start -F) and returns its status.
+    pub fn interactive(mut self) -> Result<ExitStatus> {
+        self.command.status().with_context(|| self.spawn_error())
+    }
+
+    fn spawn_error(&self) -> String {
+        format!("cannot run {}: is it installed and on PATH?", self.program)
+    }
+}
+
+impl Finished {
+    /// The last non-empty line of stderr: what most tools say last is why they failed.
+    pub fn last_error_line(&self) -> &str {
+        self.stderr.lines().rev().map(str::trim).find(|line| !line.is_empty()).unwrap_or("")
+    }
+}
+
+/// An exit status as words: "exit code 3" or "signal 9".
+pub fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => "an unknown status".to_string(),
+    }
+}

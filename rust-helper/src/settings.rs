@@ -1,0 +1,225 @@
+//! The host's settings and where things live.
+//!
+//! The defaults are the seed's and live in one file, `lib/host-defaults.json`,
+//! which the NixOS host module reads too. On a NixOS host the module writes
+//! the host file (/etc/nixcloud-container/host.json) from its options, so the
+//! helper and the host's bridges never disagree. Flags and environment
+//! variables move each location for tests and packagers.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::cli::LocationArgs;
+
+const HOST_DEFAULTS: &str = include_str!("../../lib/host-defaults.json");
+pub const DEFAULT_HOST_CONFIG: &str = "/etc/nixcloud-container/host.json";
+
+/// The Nix library: set at build time by packages (the flake points it into
+/// the store), else the `lib` directory beside this crate.
+const BUILT_IN_NIX_LIB: &str = match option_env!("NIXCLOUD_CONTAINER_NIX_LIB") {
+    Some(dir) => dir,
+    None => concat!(env!("CARGO_MANIFEST_DIR"), "/../lib"),
+};
+
+/// A host bridge and the host's address on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bridge {
+    pub bridge: String,
+    pub address: Ipv4Addr,
+    pub prefix_length: u8,
+}
+
+/// The uid/gid range that root inside a container maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdMap {
+    pub host_id: u32,
+    pub count: u32,
+}
+
+/// The host file's contents (lib/host-defaults.json has every key).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostConfig {
+    pub hostonly: Bridge,
+    pub internet: Bridge,
+    pub idmap: IdMap,
+    pub lxc_path: PathBuf,
+    pub profiles_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// Where LXC's common.conf and userns.conf are; null: found beside lxc-start.
+    pub lxc_config_dir: Option<PathBuf>,
+}
+
+/// Everything a command needs to know about the host.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: HostConfig,
+    pub lxc_path: PathBuf,
+    pub profiles_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub nix_lib: PathBuf,
+    pub busybox: Option<PathBuf>,
+    pub verbose: bool,
+}
+
+/// Overlays `overrides` onto `base`, object by object.
+fn merge(base: &mut Value, overrides: Value) {
+    match (base, overrides) {
+        (Value::Object(base), Value::Object(overrides)) => {
+            for (key, value) in overrides {
+                match base.get_mut(&key) {
+                    Some(slot) => merge(slot, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (slot, value) => *slot = value,
+    }
+}
+
+impl HostConfig {
+    /// The defaults, overlaid with the host file when it exists. A missing
+    /// file is normal (a host set up by hand); an unreadable one is an error.
+    pub fn load(path: &Path) -> Result<HostConfig> {
+        let mut value: Value =
+            serde_json::from_str(HOST_DEFAULTS).expect("lib/host-defaults.json is valid JSON");
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let overrides: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("host file {} is not valid JSON", path.display()))?;
+                merge(&mut value, overrides);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot read host file {}", path.display()))
+            }
+        }
+        serde_json::from_value(value)
+            .with_context(|| format!("host file {} does not fit lib/host-defaults.json", path.display()))
+    }
+}
+
+impl Settings {
+    pub fn load(args: &LocationArgs, verbose: bool) -> Result<Settings> {
+        let host_file = args.host_config.clone().unwrap_or_else(|| DEFAULT_HOST_CONFIG.into());
+        let host = HostConfig::load(&host_file)?;
+        Ok(Settings {
+            lxc_path: absolute(args.lxc_path.clone().unwrap_or_else(|| host.lxc_path.clone()))?,
+            profiles_dir: absolute(
+                args.profiles_dir.clone().unwrap_or_else(|| host.profiles_dir.clone()),
+            )?,
+            state_dir: absolute(args.state_dir.clone().unwrap_or_else(|| host.state_dir.clone()))?,
+            nix_lib: absolute(args.nix_lib.clone().unwrap_or_else(|| BUILT_IN_NIX_LIB.into()))?,
+            busybox: args.busybox.clone(),
+            host,
+            verbose,
+        })
+    }
+
+    /// LXC's distribution config directory (common.conf, userns.conf): from
+    /// the host file, else `share/lxc/config` of the installation whose
+    /// lxc-start is on PATH.
+    pub fn lxc_config_dir(&self) -> Result<PathBuf> {
+        let dir = match &self.host.lxc_config_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let lxc_start = find_on_path("lxc-start").context(
+                    "lxc-start is not on PATH: install LXC (NixOS: nixcloud.containers.enable = true; \
+                     Debian: apt-get install lxc)",
+                )?;
+                let real = std::fs::canonicalize(&lxc_start)
+                    .with_context(|| format!("cannot resolve {}", lxc_start.display()))?;
+                let prefix = real.parent().and_then(Path::parent).unwrap_or(Path::new("/"));
+                prefix.join("share/lxc/config")
+            }
+        };
+        if !dir.join("common.conf").is_file() {
+            bail!(
+                "LXC's common.conf is not in {}: set lxcConfigDir in the host file",
+                dir.display()
+            );
+        }
+        Ok(dir)
+    }
+
+    /// The busybox that builds generations: the one configured, else the one
+    /// on PATH, with symlinks resolved (lib/busybox.nix needs the real file).
+    pub fn busybox(&self) -> Result<PathBuf> {
+        let configured = match &self.busybox {
+            Some(path) => path.clone(),
+            None => find_on_path("busybox").context(
+                "no busybox to build generations with: install one (Debian: apt-get install \
+                 busybox-static) or name it with --busybox / NIXCLOUD_CONTAINER_BUSYBOX",
+            )?,
+        };
+        std::fs::canonicalize(&configured)
+            .with_context(|| format!("busybox {} is not usable", configured.display()))
+    }
+}
+
+fn absolute(path: PathBuf) -> Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Ok(std::env::current_dir().context("cannot read the current directory")?.join(path))
+    }
+}
+
+/// The first executable called `program` in PATH.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            use std::os::unix::fs::PermissionsExt;
+            candidate.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let host = HostConfig::load(Path::new("/nonexistent/host.json")).unwrap();
+        assert_eq!(host.hostonly.bridge, "brNC-hostonly");
+        assert_eq!(host.hostonly.address, Ipv4Addr::new(10, 101, 0, 1));
+        assert_eq!(host.hostonly.prefix_length, 16);
+        assert_eq!(host.internet.bridge, "brNC-internet");
+        assert_eq!(host.idmap.host_id, 100000);
+        assert_eq!(host.idmap.count, 65536);
+        assert_eq!(host.lxc_path, PathBuf::from("/var/lib/lxc"));
+        assert_eq!(host.profiles_dir, PathBuf::from("/nix/var/nix/profiles/nixcloud-container"));
+    }
+
+    #[test]
+    fn host_file_overrides_single_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host.json");
+        std::fs::write(&file, r#"{"hostonly": {"bridge": "brX"}, "idmap": {"hostId": 200000}}"#)
+            .unwrap();
+        let host = HostConfig::load(&file).unwrap();
+        assert_eq!(host.hostonly.bridge, "brX");
+        assert_eq!(host.hostonly.prefix_length, 16, "untouched keys keep their defaults");
+        assert_eq!(host.idmap.host_id, 200000);
+        assert_eq!(host.idmap.count, 65536);
+    }
+
+    #[test]
+    fn host_file_with_unknown_keys_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host.json");
+        std::fs::write(&file, r#"{"hostOnly": {}}"#).unwrap();
+        let err = HostConfig::load(&file).unwrap_err();
+        assert!(format!("{err:#}").contains("hostOnly"), "{err:#}");
+    }
+}

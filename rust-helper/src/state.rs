@@ -1,0 +1,331 @@
+//! The host's state: which containers exist and which addresses they hold.
+//!
+//! One JSON file, `<state dir>/state.json`, changed only under an exclusive
+//! lock (`state.lock`) and replaced atomically (write, fsync, rename), so a
+//! reader never sees half a file and a crash never leaves one. Each container
+//! also has a lock of its own (`locks/<name>.lock`), held for the whole of a
+//! command that changes it; a lock dies with its process, which is how a
+//! crashed command is told from a running one (see `lifecycle::repair`).
+//! Lock order: a container's lock before the state lock, never the reverse.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rustix::fs::{flock, FlockOperation};
+use serde::{Deserialize, Serialize};
+
+use crate::network::{self, Wanted};
+use crate::settings::HostConfig;
+use crate::spec::Source;
+
+const STATE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Being created; a crash here is undone by the next command.
+    Creating,
+    /// Complete.
+    Ready,
+    /// A new generation is being built; `addresses` may hold its claim.
+    Updating,
+    /// Being destroyed; a crash here is finished by the next command.
+    Destroying,
+}
+
+/// An address on a bridge.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Address {
+    pub bridge: String,
+    pub ip: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Entry {
+    pub phase: Phase,
+    /// What `update` without a container file builds from.
+    pub source: Source,
+    /// The address allocated on the hostonly bridge, kept for the container's life.
+    pub automatic_ip: Option<Ipv4Addr>,
+    /// Every address one of its generations uses: none of them is given to
+    /// another container while that generation exists.
+    pub addresses: BTreeSet<Address>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    pub containers: BTreeMap<String, Entry>,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State { version: STATE_VERSION, containers: BTreeMap::new() }
+    }
+}
+
+impl State {
+    /// Which container other than `except` holds `ip` on `bridge`.
+    fn holder(&self, bridge: &str, ip: Ipv4Addr, except: &str) -> Option<&str> {
+        self.containers
+            .iter()
+            .filter(|(name, _)| name.as_str() != except)
+            .find(|(_, entry)| entry.addresses.iter().any(|a| a.bridge == bridge && a.ip == ip))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Every address held on `bridge`.
+    fn taken_on(&self, bridge: &str) -> BTreeSet<Ipv4Addr> {
+        self.containers
+            .values()
+            .flat_map(|entry| entry.addresses.iter())
+            .filter(|address| address.bridge == bridge)
+            .map(|address| address.ip)
+            .collect()
+    }
+
+    /// Reserves the address `wanted` asks for on `bridge` for container
+    /// `name` (whose entry must exist) and returns it.
+    pub fn claim(
+        &mut self,
+        host: &HostConfig,
+        name: &str,
+        bridge: &str,
+        wanted: Wanted,
+    ) -> Result<Ipv4Addr> {
+        let ip = match wanted {
+            Wanted::Static(ip) => {
+                if let Some(holder) = self.holder(bridge, ip, name) {
+                    bail!("network.ip {ip} on {bridge} is already used by container '{holder}'");
+                }
+                ip
+            }
+            Wanted::Automatic => match self.containers[name].automatic_ip {
+                Some(ip) => ip,
+                None => {
+                    let taken = self.taken_on(&host.hostonly.bridge);
+                    let Some(ip) = network::first_free(host, &taken) else {
+                        bail!(
+                            "no free address left in {} ({}): destroy a container or give \
+                             network.ip on another bridge",
+                            network::hostonly_subnet(host),
+                            host.hostonly.bridge
+                        );
+                    };
+                    ip
+                }
+            },
+        };
+        let entry = self.containers.get_mut(name).expect("the entry exists");
+        if wanted == Wanted::Automatic {
+            entry.automatic_ip = Some(ip);
+        }
+        entry.addresses.insert(Address { bridge: bridge.to_string(), ip });
+        Ok(ip)
+    }
+}
+
+/// Where the state and the locks live.
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// The state, read under the state lock; `save` writes it back.
+pub struct Locked {
+    _lock: File,
+    file: PathBuf,
+    pub state: State,
+}
+
+/// A container's lock, held until dropped.
+pub struct ContainerLock {
+    _file: File,
+}
+
+fn open_lock(path: &Path) -> Result<File> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open lock {}", path.display()))
+}
+
+impl Store {
+    pub fn new(dir: &Path) -> Store {
+        Store { dir: dir.to_path_buf() }
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    fn container_lock_file(&self, name: &str) -> PathBuf {
+        self.dir.join("locks").join(format!("{name}.lock"))
+    }
+
+    /// Reads the state without locking: writes are atomic renames, so this
+    /// sees one complete version. For commands that only look.
+    pub fn read(&self) -> Result<State> {
+        read_state(&self.state_file())
+    }
+
+    /// Takes the state lock and reads the state.
+    pub fn lock(&self) -> Result<Locked> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create state directory {}", self.dir.display()))?;
+        let lock = open_lock(&self.dir.join("state.lock"))?;
+        flock(&lock, FlockOperation::LockExclusive).context("cannot lock the state file")?;
+        let file = self.state_file();
+        let state = read_state(&file)?;
+        Ok(Locked { _lock: lock, file, state })
+    }
+
+    /// Takes container `name`'s lock, waiting (and saying so) while another
+    /// command holds it.
+    pub fn lock_container(&self, name: &str) -> Result<ContainerLock> {
+        if let Some(lock) = self.try_lock_container(name)? {
+            return Ok(lock);
+        }
+        eprintln!("waiting for another nixcloud-container command on '{name}' to finish...");
+        let file = open_lock(&self.container_lock_file(name))?;
+        flock(&file, FlockOperation::LockExclusive)
+            .with_context(|| format!("cannot lock container '{name}'"))?;
+        Ok(ContainerLock { _file: file })
+    }
+
+    /// Takes container `name`'s lock if no other command holds it.
+    pub fn try_lock_container(&self, name: &str) -> Result<Option<ContainerLock>> {
+        let path = self.container_lock_file(name);
+        std::fs::create_dir_all(path.parent().expect("lock files are in locks/"))
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let file = open_lock(&path)?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(ContainerLock { _file: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("cannot lock container '{name}'")),
+        }
+    }
+}
+
+fn read_state(file: &Path) -> Result<State> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", file.display())),
+    };
+    let state: State = serde_json::from_str(&text).map_err(|err| {
+        anyhow::anyhow!(
+            "state file {} is damaged ({err}); it was left as it is: run \
+             `nixcloud-container repair-state` to rebuild it from the containers' generations",
+            file.display()
+        )
+    })?;
+    if state.version != STATE_VERSION {
+        bail!(
+            "state file {} has version {}, this helper reads version {STATE_VERSION}",
+            file.display(),
+            state.version
+        );
+    }
+    Ok(state)
+}
+
+impl Locked {
+    /// Writes the state atomically: a reader or a crash sees the old or the
+    /// new file, never a mix.
+    pub fn save(&mut self) -> Result<()> {
+        let dir = self.file.parent().expect("the state file is in a directory");
+        let mut temp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("cannot write in {}", dir.display()))?;
+        let mut text = serde_json::to_string_pretty(&self.state).expect("the state serializes");
+        text.push('\n');
+        temp.write_all(text.as_bytes())
+            .and_then(|()| temp.as_file().sync_all())
+            .with_context(|| format!("cannot write {}", self.file.display()))?;
+        temp.persist(&self.file)
+            .with_context(|| format!("cannot replace {}", self.file.display()))?;
+        File::open(dir).and_then(|d| d.sync_all()).ok();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> HostConfig {
+        HostConfig::load(Path::new("/nonexistent")).unwrap()
+    }
+
+    fn add(state: &mut State, name: &str) {
+        state.containers.insert(
+            name.to_string(),
+            Entry {
+                phase: Phase::Creating,
+                source: Source::File("/x.nix".into()),
+                automatic_ip: None,
+                addresses: BTreeSet::new(),
+            },
+        );
+    }
+
+    #[test]
+    fn automatic_addresses_are_distinct_and_kept() {
+        let host = host();
+        let mut state = State::default();
+        add(&mut state, "a");
+        add(&mut state, "b");
+        let a = state.claim(&host, "a", "brNC-hostonly", Wanted::Automatic).unwrap();
+        let b = state.claim(&host, "b", "brNC-hostonly", Wanted::Automatic).unwrap();
+        assert_eq!((a, b), (Ipv4Addr::new(10, 101, 0, 2), Ipv4Addr::new(10, 101, 0, 3)));
+        assert_eq!(state.claim(&host, "a", "brNC-hostonly", Wanted::Automatic).unwrap(), a);
+    }
+
+    #[test]
+    fn static_addresses_collide_per_bridge() {
+        let host = host();
+        let mut state = State::default();
+        add(&mut state, "a");
+        add(&mut state, "b");
+        let ip = Ipv4Addr::new(10, 101, 0, 2);
+        state.claim(&host, "a", "brNC-hostonly", Wanted::Automatic).unwrap();
+        let err = state.claim(&host, "b", "brNC-hostonly", Wanted::Static(ip)).unwrap_err();
+        assert!(err.to_string().contains("already used by container 'a'"), "{err}");
+        assert!(state.claim(&host, "b", "other", Wanted::Static(ip)).is_ok());
+        // Automatic allocation skips static addresses.
+        add(&mut state, "c");
+        state.claim(&host, "c", "brNC-hostonly", Wanted::Static(Ipv4Addr::new(10, 101, 0, 3))).unwrap();
+        add(&mut state, "d");
+        let d = state.claim(&host, "d", "brNC-hostonly", Wanted::Automatic).unwrap();
+        assert_eq!(d, Ipv4Addr::new(10, 101, 0, 4));
+    }
+
+    #[test]
+    fn damaged_state_is_reported_not_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("state.json"), "{\"version\": 1, \"contai").unwrap();
+        let store = Store::new(dir.path());
+        let err = store.lock().err().unwrap();
+        assert!(err.to_string().contains("repair-state"), "{err}");
+        let kept = std::fs::read_to_string(dir.path().join("state.json")).unwrap();
+        assert_eq!(kept, "{\"version\": 1, \"contai");
+    }
+
+    #[test]
+    fn saved_state_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let mut locked = store.lock().unwrap();
+        add(&mut locked.state, "a");
+        locked.save().unwrap();
+        drop(locked);
+        assert!(store.read().unwrap().containers.contains_key("a"));
+    }
+}
