@@ -14,12 +14,13 @@ let
   init = builtins.toFile "init" ''
     ${shebang}
     # PID 1: installs busybox's applets, records the boot, then idles until
-    # lxc-stop's signal (SIGPWR, or SIGRTMIN+3 = 37 as sent to systemd).
+    # lxc-stop's signal (SIGPWR, or SIGRTMIN+3 = 37 as sent to systemd). The
+    # kernel drops signals to a PID 1 without a handler, so the trap comes first.
+    trap 'exit 0' PWR TERM INT 37
     ${busybox} mkdir -p /bin /tmp /var/lib/tiny
     ${busybox} --install -s /bin 2>/dev/null
     export PATH=/bin
     echo ${version} > /var/lib/tiny/booted
-    trap 'exit 0' PWR TERM INT 37
     while :; do sleep 3600 & wait $!; done
   '';
 

@@ -30,6 +30,7 @@ pub struct Cli {
 /// Where things live. Each falls back to the host configuration file, then to
 /// the seed's default; tests and packagers move them with a flag or a variable.
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Locations")]
 pub struct LocationArgs {
     /// LXC's container directory [default: /var/lib/lxc].
     #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_LXC_PATH", value_name = "DIR")]
@@ -143,7 +144,7 @@ pub enum Command {
     /// Remove a container: its LXC directory, its generations and its address.
     Destroy {
         name: String,
-        /// Stop a running container first instead of refusing.
+        /// Kill a running container first instead of refusing.
         #[arg(long)]
         force: bool,
         #[command(flatten)]

@@ -90,7 +90,7 @@ COMMANDS
     destroy <name> [--force]
         Remove the container's LXC directory (lxc-destroy; -l goes there), its
         generations and its addresses. Refused while the container runs,
-        unless --force, which stops it first.
+        unless --force, which kills it first.
 
     list-generations <name>
         The generations, oldest first: number, date, address, system; the
@@ -210,7 +210,7 @@ pub fn print(command: Option<&str>) -> Result<()> {
     cli.build();
     match cli.find_subcommand_mut(name) {
         Some(subcommand) => {
-            subcommand.print_long_help()?;
+            subcommand.print_help()?;
             Ok(())
         }
         None => Err(usage(format!("no command named {name:?}: see `nixcloud-container help`"))),

@@ -229,7 +229,8 @@ pub fn destroy(ctx: &Context, name: &str, force: bool, lxc_args: &[String]) -> R
         if !force {
             bail!("container '{name}' is running: stop it first, or use `destroy --force`");
         }
-        lxc.stop(name, &[]).with_context(|| format!("cannot stop container '{name}'"))?;
+        // Nothing inside outlives the destroy, so there is no shutdown to wait for.
+        lxc.kill(name, &[]).with_context(|| format!("cannot stop container '{name}'"))?;
     }
     entry.phase = Phase::Destroying;
     locked.save()?;

@@ -1,0 +1,228 @@
+//! A test host: a private network namespace with the seed's two bridges, and
+//! the helper's LXC path, profiles and state in a temporary directory. The
+//! helper, LXC and Nix are the real ones. Every lxc-* call of a test runs in
+//! its namespace, since LXC's command socket is per network namespace.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const HELPER: &str = env!("CARGO_BIN_EXE_nixcloud-container");
+pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+static NEXT_HOST: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Host {
+    pub netns: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// What a finished command left: its exit code and output.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Fails the test with what it needs when the machine lacks it; the README's
+/// test command sets all of it up.
+fn check_prerequisites() {
+    let is_root = rustix::process::geteuid().is_root();
+    assert!(is_root, "the integration tests need root (LXC containers, network namespaces)");
+    for tool in ["lxc-start", "lxc-attach", "nix-env", "nix-instantiate", "busybox", "ip", "newuidmap"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(found, "{tool} is missing: run `tests/run --install` once as root");
+    }
+    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    assert!(
+        subuid.lines().any(|l| l.starts_with("root:100000:")),
+        "root has no subordinate uid range 100000: run `tests/run --install` once as root"
+    );
+}
+
+impl Host {
+    pub fn new() -> Host {
+        check_prerequisites();
+        let netns = format!("nct{}x{}", std::process::id(), NEXT_HOST.fetch_add(1, Ordering::SeqCst));
+        let host = Host { netns, dir: tempfile::tempdir().expect("a temporary directory") };
+        sh(&format!("ip netns add {}", host.netns));
+        host.ns_ok("ip link set lo up");
+        for (bridge, address) in [("brNC-hostonly", "10.101.0.1/16"), ("brNC-internet", "10.202.0.1/16")] {
+            host.add_bridge(bridge, address);
+        }
+        host
+    }
+
+    pub fn add_bridge(&self, bridge: &str, address: &str) {
+        self.ns_ok(&format!("ip link add {bridge} type bridge"));
+        self.ns_ok(&format!("ip addr add {address} dev {bridge}"));
+        self.ns_ok(&format!("ip link set {bridge} up"));
+    }
+
+    pub fn lxc_path(&self) -> PathBuf {
+        self.dir.path().join("lxc")
+    }
+
+    pub fn profiles_dir(&self) -> PathBuf {
+        self.dir.path().join("profiles")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The helper as a command in this host's namespace and directories.
+    pub fn helper_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.netns, HELPER])
+            .args(args)
+            .env("NIXCLOUD_CONTAINER_LXC_PATH", self.lxc_path())
+            .env("NIXCLOUD_CONTAINER_PROFILES_DIR", self.profiles_dir())
+            .env("NIXCLOUD_CONTAINER_STATE_DIR", self.state_dir())
+            .env("NIXCLOUD_CONTAINER_HOST_CONFIG", self.dir.path().join("host.json"))
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs the helper in this host.
+    pub fn helper(&self, args: &[&str]) -> Run {
+        self.helper_command(args).output().expect("the helper runs").into()
+    }
+
+    /// Runs the helper with `input` on its stdin.
+    pub fn helper_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .helper_command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the helper starts");
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().expect("the helper runs").into()
+    }
+
+    /// The container's state as LXC sees it.
+    pub fn state(&self, name: &str) -> String {
+        self.ok(&["state", name]).trim().to_string()
+    }
+
+    /// Whether the host side reaches `address` (busybox ping, one packet).
+    pub fn pings(&self, address: &str) -> bool {
+        self.ns(&format!("busybox ping -c 1 -W 2 {address}")).code == 0
+    }
+
+    /// Runs the helper and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let run = self.helper(args);
+        assert_eq!(run.code, 0, "{args:?} failed: {run:?}");
+        run.stdout
+    }
+
+    /// Runs the helper and expects failure with exit code `code` and a
+    /// single error line; returns that line.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let run = self.helper(args);
+        assert_eq!(run.code, code, "{args:?} should fail with {code}: {run:?}");
+        let errors: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{args:?} should print one error line: {run:?}");
+        assert!(!errors[0].trim_start_matches("error:").trim().is_empty(), "{run:?}");
+        errors[0].to_string()
+    }
+
+    /// A shell command inside this host's namespace.
+    pub fn ns(&self, command: &str) -> Run {
+        Command::new("ip")
+            .args(["netns", "exec", &self.netns, "sh", "-c", command])
+            .output()
+            .expect("ip netns exec runs")
+            .into()
+    }
+
+    pub fn ns_ok(&self, command: &str) -> String {
+        let run = self.ns(command);
+        assert_eq!(run.code, 0, "{command} failed: {run:?}");
+        run.stdout
+    }
+
+    /// Writes a container file into the host's directory; returns its path.
+    pub fn file(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).expect("container file written");
+        path
+    }
+
+    /// A container file for the tiny system of examples/tiny, with `attrs`
+    /// (Nix attribute definitions) added to the container attribute set.
+    pub fn tiny(&self, file: &str, version: &str, attrs: &str) -> PathBuf {
+        self.file(file, &tiny_file(version, attrs, ""))
+    }
+
+    pub fn lxc(&self, args: &str) -> Run {
+        self.ns(&format!("{args} -P {}", self.lxc_path().display()))
+    }
+
+    /// Waits until `check` holds, for at most 20 s (a test host is slow at
+    /// times); panics with `what` when it never does.
+    pub fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !check() {
+            assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The generation number `profile` links to.
+    pub fn current_generation(&self, name: &str) -> String {
+        let target = std::fs::read_link(self.profiles_dir().join(name).join("profile")).unwrap();
+        target.to_string_lossy().trim_start_matches("profile-").trim_end_matches("-link").to_string()
+    }
+}
+
+/// The text of a container file for the tiny system.
+pub fn tiny_file(version: &str, attrs: &str, system_args: &str) -> String {
+    format!(
+        "{{\n  {attrs}\n  system = import {REPO}/examples/tiny/system.nix {{ version = \"{version}\"; {system_args} }};\n}}\n"
+    )
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Kill what still runs, then the namespace with its bridges and veths.
+        if let Ok(entries) = std::fs::read_dir(self.lxc_path()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                self.lxc(&format!("lxc-stop -k -n {name} 2>/dev/null"));
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+    }
+}
+
+fn sh(command: &str) {
+    let status = Command::new("sh").args(["-c", command]).status().expect("sh runs");
+    assert!(status.success(), "{command} failed");
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}

@@ -1,0 +1,216 @@
+//! The runtime commands on real unprivileged LXC: start, stop, terminate,
+//! login, run, state, list, show-ip, autostart and live updates.
+
+mod common;
+
+use common::{path_str, tiny_file, Host};
+
+#[test]
+fn a_running_container_answers_and_runs_unprivileged() {
+    let host = Host::new();
+    let file = host.tiny("web.nix", "1", "");
+    host.ok(&["create", "web", path_str(&file)]);
+    assert_eq!(host.state("web"), "STOPPED");
+    host.ok(&["start", "web"]);
+    assert_eq!(host.state("web"), "RUNNING");
+    let json: serde_json::Value = serde_json::from_str(&host.ok(&["state", "web", "--json"])).unwrap();
+    assert_eq!(json, serde_json::json!({"name": "web", "state": "RUNNING"}));
+    host.wait_for("the container to boot", || host.helper(&["run", "web", "cat", "/var/lib/tiny/booted"]).code == 0);
+
+    assert!(host.pings("10.101.0.2"), "the host reaches the container on brNC-hostonly");
+    assert_eq!(host.ok(&["run", "web", "cat", "/var/lib/tiny/booted"]).trim(), "1");
+    assert_eq!(host.helper(&["run", "web", "--", "sh", "-c", "exit 7"]).code, 7);
+    let inside = host.ok(&["run", "web", "sh", "-c", "echo $PATH; ip -4 addr show hostonly"]);
+    assert!(inside.contains("/run/current-system/sw/bin"), "{inside}");
+    assert!(inside.contains("inet 10.101.0.2/16"), "{inside}");
+
+    let login = host.helper_with_stdin(&["login", "web"], "echo logged in as $(id -u)\nexit 3\n");
+    assert!(login.stdout.contains("logged in as 0"), "{login:?}");
+    assert_eq!(login.code, 3, "login exits with the shell's status");
+
+    // Root inside is uid 100000 outside, for init and for what `run` starts.
+    host.ok(&["run", "web", "sh", "-c", "sleep 60 >/dev/null 2>&1 &"]);
+    let init = host.lxc("lxc-info -n web -pH").stdout.trim().to_string();
+    let uids = host_uids_in_pid_namespace_of(&init);
+    assert!(uids.len() >= 2, "init and the sleep: {uids:?}");
+    assert!(uids.iter().all(|&uid| uid >= 100000), "container processes run as host uids {uids:?}");
+
+    // The store and the profile directory are read-only inside.
+    let write = host.helper(&["run", "web", "sh", "-c", "touch /nix/store/x"]);
+    assert_ne!(write.code, 0);
+    assert!(write.stderr.contains("Read-only file system"), "{write:?}");
+    assert_ne!(host.helper(&["run", "web", "touch", "/init/x"]).code, 0);
+
+    let listed = host.ok(&["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(
+        rows,
+        serde_json::json!([{"name": "web", "state": "RUNNING", "ipv4": "10.101.0.2", "generation": 1, "autostart": false}])
+    );
+}
+
+/// The real uids, as the host sees them, of every process in the pid
+/// namespace of host process `pid`.
+fn host_uids_in_pid_namespace_of(pid: &str) -> Vec<u32> {
+    let namespace = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+    let mut uids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let dir = entry.path();
+        if std::fs::read_link(dir.join("ns/pid")).ok().as_ref() != Some(&namespace) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(dir.join("status")) else { continue };
+        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        uids.push(uid_line.split_whitespace().nth(1).unwrap().parse().unwrap());
+    }
+    uids
+}
+
+#[test]
+fn updates_are_activated_in_a_running_container() {
+    let host = Host::new();
+    let v1 = host.tiny("v1.nix", "1", "");
+    let v2 = host.tiny("v2.nix", "2", "");
+    host.ok(&["create", "app", path_str(&v1)]);
+    host.ok(&["start", "app"]);
+    host.wait_for("boot", || host.helper(&["run", "app", "cat", "/var/lib/tiny/booted"]).code == 0);
+    let activated = || host.ok(&["run", "app", "cat", "/var/lib/tiny/activated"]).trim().to_string();
+
+    let out = host.ok(&["update", "app", path_str(&v2)]);
+    assert!(out.contains("activated generation 2"), "{out}");
+    assert_eq!(activated(), "switch 2");
+    host.ok(&["rollback", "app"]);
+    assert_eq!(activated(), "switch 1");
+    host.ok(&["switch-generation", "app", "2"]);
+    assert_eq!(activated(), "switch 2");
+
+    // A failed activation leaves the current generation, and what runs, as they were.
+    let broken = host.file("broken.nix", &tiny_file("3", "", "failActivation = true;"));
+    let err = host.fails(&["update", "app", path_str(&broken)], 1);
+    assert!(err.contains("activating generation 3 in 'app' failed with exit code 3"), "{err}");
+    assert!(err.contains("failed on purpose"), "the activation's output is reported: {err}");
+    assert!(err.contains("generation 2 of 'app' is current again"), "{err}");
+    assert_eq!(host.current_generation("app"), "2");
+    assert_eq!(activated(), "switch 2");
+    assert!(!host.profiles_dir().join("app/profile-3-link").exists(), "the failed generation is gone");
+    let out = host.ok(&["update", "app"]);
+    assert!(out.contains("unchanged"), "update without a file keeps the last good one: {out}");
+
+    host.ok(&["stop", "app"]);
+    assert_eq!(host.state("app"), "STOPPED");
+    host.ok(&["rollback", "app"]);
+    host.ok(&["start", "app"]);
+    host.wait_for("boot", || host.helper(&["run", "app", "cat", "/var/lib/tiny/booted"]).stdout.trim() == "1");
+
+    host.ok(&["terminate", "app"]);
+    assert_eq!(host.state("app"), "STOPPED");
+    let out = host.ok(&["stop", "app"]);
+    assert!(out.contains("is not running"), "{out}");
+}
+
+#[test]
+fn containers_share_hostonly_and_nat_adds_an_internet_interface() {
+    let host = Host::new();
+    let plain = host.tiny("plain.nix", "1", "");
+    let natted = host.tiny("nat.nix", "1", "network.enableNat = true;");
+    host.ok(&["create", "one", path_str(&plain)]);
+    host.ok(&["create", "two", path_str(&plain)]);
+    host.ok(&["create", "nat", path_str(&natted)]);
+    for name in ["one", "two", "nat"] {
+        host.ok(&["start", name]);
+    }
+    for address in ["10.101.0.2", "10.101.0.3", "10.101.0.4"] {
+        host.wait_for(&format!("{address} to answer"), || host.pings(address));
+    }
+    // The hostonly bridge is shared: containers reach each other, as the seed warns.
+    host.wait_for("one to reach two", || host.helper(&["run", "one", "ping", "-c", "1", "-W", "1", "10.101.0.3"]).code == 0);
+
+    let links = host.ok(&["run", "nat", "ip", "-o", "link"]);
+    assert!(links.contains(" internet@"), "{links}");
+    let on_internet = host.ns_ok("ip -o link show master brNC-internet");
+    assert_eq!(on_internet.lines().count(), 1, "one veth on brNC-internet: {on_internet}");
+    let plain_links = host.ok(&["run", "one", "ip", "-o", "link"]);
+    assert!(!plain_links.contains("internet"), "{plain_links}");
+    // With NAT the default route is not the hostonly bridge's.
+    let routes = host.ok(&["run", "nat", "ip", "route"]);
+    assert!(!routes.contains("default via 10.101.0.1"), "{routes}");
+    assert!(host.ok(&["run", "one", "ip", "route"]).contains("default via 10.101.0.1"));
+}
+
+#[test]
+fn autostart_containers_come_up_under_lxc_autostart() {
+    let host = Host::new();
+    host.ok(&["create", "auto", path_str(&host.tiny("auto.nix", "1", "autostart = true;"))]);
+    host.ok(&["create", "manual", path_str(&host.tiny("manual.nix", "1", ""))]);
+    let list = host.ok(&["list"]);
+    assert!(list.lines().any(|l| l.starts_with("auto ") && l.ends_with("yes")), "{list}");
+
+    let started = host.lxc("lxc-autostart");
+    assert_eq!(started.code, 0, "{started:?}");
+    assert_eq!(host.state("auto"), "RUNNING");
+    assert_eq!(host.state("manual"), "STOPPED");
+
+    let stopped = host.lxc("lxc-autostart --shutdown --timeout 10");
+    assert_eq!(stopped.code, 0, "{stopped:?}");
+    assert_eq!(host.state("auto"), "STOPPED");
+}
+
+#[test]
+fn destroy_refuses_a_running_container_unless_forced() {
+    let host = Host::new();
+    host.ok(&["create", "busy", path_str(&host.tiny("busy.nix", "1", ""))]);
+    host.ok(&["start", "busy"]);
+    let err = host.fails(&["destroy", "busy"], 1);
+    assert!(err.contains("is running"), "{err}");
+    assert_eq!(host.state("busy"), "RUNNING");
+    host.ok(&["destroy", "busy", "--force"]);
+    assert_eq!(host.helper(&["exists", "busy"]).code, 1);
+    assert!(!host.lxc_path().join("busy").exists());
+}
+
+#[test]
+fn start_in_the_foreground_runs_until_the_container_stops() {
+    let host = Host::new();
+    host.ok(&["create", "fg", path_str(&host.tiny("fg.nix", "1", ""))]);
+    let mut foreground = host.helper_command(&["start", "fg", "-l", "-F"]).spawn().unwrap();
+    host.wait_for("the foreground container", || host.state("fg") == "RUNNING");
+    assert!(foreground.try_wait().unwrap().is_none(), "start -F waits while the container runs");
+    // Other commands do not wait for the foreground start.
+    host.ok(&["update", "fg", path_str(&host.tiny("fg2.nix", "2", ""))]);
+    host.ok(&["stop", "fg"]);
+    assert!(foreground.wait().unwrap().success());
+}
+
+#[test]
+fn runtime_commands_name_unknown_containers_and_stopped_ones() {
+    let host = Host::new();
+    for args in [
+        vec!["start", "ghost"],
+        vec!["stop", "ghost"],
+        vec!["terminate", "ghost"],
+        vec!["state", "ghost"],
+        vec!["show-ip", "ghost"],
+        vec!["login", "ghost"],
+        vec!["run", "ghost", "true"],
+        vec!["list-generations", "ghost"],
+        vec!["rollback", "ghost"],
+    ] {
+        let err = host.fails(&args, 1);
+        assert!(err.contains("no container named 'ghost'"), "{args:?}: {err}");
+    }
+    host.ok(&["create", "idle", path_str(&host.tiny("idle.nix", "1", ""))]);
+    let err = host.fails(&["run", "idle", "true"], 1);
+    assert!(err.contains("container 'idle' is not running"), "{err}");
+}
+
+#[test]
+fn start_names_a_missing_bridge() {
+    let host = Host::new();
+    let file = host.tiny("own.nix", "1", r#"network = { bridge = "brMissing"; ip = "10.10.1.2"; };"#);
+    host.ok(&["create", "own", path_str(&file)]);
+    let err = host.fails(&["start", "own"], 1);
+    assert!(err.contains("bridge brMissing does not exist"), "{err}");
+    host.add_bridge("brMissing", "10.10.0.1/16");
+    host.ok(&["start", "own"]);
+    host.wait_for("10.10.1.2", || host.pings("10.10.1.2"));
+}
