@@ -230,6 +230,9 @@ pub enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Rebuild the state file from the containers' generations and LXC
+    /// directories, after it was damaged (the old file is kept aside).
+    RepairState,
     /// Print the manual, or the help of one command.
     Help {
         #[arg(value_name = "COMMAND")]

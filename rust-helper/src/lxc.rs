@@ -155,6 +155,29 @@ impl Lxc<'_> {
     }
 }
 
+/// Fails unless root inside the container (host uid `host_id`) can reach
+/// `path`: LXC mounts the rootfs and the profile directory as that uid, and
+/// a directory on the way that only its owner may enter makes lxc-start fail
+/// with an error that does not say so.
+pub fn check_reachable(path: &Path, host_id: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for dir in path.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(dir) else { continue };
+        let others_may_enter = meta.mode() & 0o001 != 0;
+        if !others_may_enter && meta.uid() != host_id {
+            bail!(
+                "{} has mode {:o}: the container's root (uid {host_id}) cannot reach {}; \
+                 allow it with `chmod o+x {}`",
+                dir.display(),
+                meta.mode() & 0o7777,
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The container's own config, given once to lxc-create: the distribution's
 /// defaults for unprivileged containers, then the current generation's
 /// settings through the profile link, so that switching a generation

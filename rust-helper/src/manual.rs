@@ -31,6 +31,7 @@ SYNOPSIS
     nixcloud-container show-ip <container-name> [--json]
     nixcloud-container exists <container-name>
     nixcloud-container state <container-name> [--json]
+    nixcloud-container repair-state
     nixcloud-container help [<command>]
 
     Run all commands on the host as root. Containers are started by root and
@@ -126,6 +127,11 @@ COMMANDS
     show-ip <name>, state <name>, exists <name>
         The container's IPv4 address; its state (RUNNING, STOPPED, ...); exit
         status 0 if it exists, 1 if not.
+
+    repair-state
+        Rebuild the state file from the containers' generations and LXC
+        directories, when a command reports it damaged. The old file is kept
+        beside it. Nothing else ever resets the state.
 
 NIX AND LXC PARAMETERS
     -n "<nix parameters>" is given to every Nix command (nix-instantiate,

@@ -120,8 +120,23 @@ fn condense(stderr: &str) -> Option<String> {
         message.push_str(&format!(" ({})", at.trim_end_matches(':')));
     }
     let mut message = message.trim_end_matches(';').to_string();
-    if let Some(log) = rest.iter().rev().find(|line| line.starts_with('>') && line.len() > 1) {
-        message.push_str(&format!("; the build said: {}", log.trim_start_matches('>').trim()));
+    // A failed build's last words: newer Nix quotes the log after the error
+    // ("> ..." lines), Nix 2.8 without a terminal prints it before.
+    let quoted = rest.iter().rev().find(|line| line.starts_with('>') && line.len() > 1);
+    let printed = || {
+        let progress = ["building '", "these ", "this derivation", "/nix/store/", "warning:"];
+        lines[..start]
+            .iter()
+            .rev()
+            .find(|line| !line.is_empty() && !progress.iter().any(|p| line.starts_with(p)))
+    };
+    let log = match quoted {
+        Some(line) => Some(line.trim_start_matches('>').trim()),
+        None if message.starts_with("builder for") => printed().copied(),
+        None => None,
+    };
+    if let Some(log) = log {
+        message.push_str(&format!("; the build said: {log}"));
     }
     Some(message)
 }
@@ -151,6 +166,15 @@ mod tests {
     #[test]
     fn keeps_the_last_log_line_of_a_failed_build() {
         let stderr = "this derivation will be built:\n  /nix/store/x.drv\nbuilding '/nix/store/x.drv'...\nerror: builder for '/nix/store/x.drv' failed with exit code 1;\n       last 2 log lines:\n       > checking\n       > the system /nix/store/y has no executable init\n       For full logs, run 'nix log /nix/store/x.drv'.\n";
+        assert_eq!(
+            condense(stderr).unwrap(),
+            "builder for '/nix/store/x.drv' failed with exit code 1; the build said: the system /nix/store/y has no executable init"
+        );
+    }
+
+    #[test]
+    fn keeps_the_log_line_that_nix_2_8_prints_before_the_error() {
+        let stderr = "this derivation will be built:\n  /nix/store/x.drv\nbuilding '/nix/store/x.drv'...\nthe system /nix/store/y has no executable init\nerror: builder for '/nix/store/x.drv' failed with exit code 1\n";
         assert_eq!(
             condense(stderr).unwrap(),
             "builder for '/nix/store/x.drv' failed with exit code 1; the build said: the system /nix/store/y has no executable init"

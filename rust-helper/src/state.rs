@@ -31,7 +31,9 @@ pub enum Phase {
     Creating,
     /// Complete.
     Ready,
-    /// A new generation is being built; `addresses` may hold its claim.
+    /// The profile is being switched away from generation `switched_from`
+    /// (update, rollback, switch-generation); `addresses` may hold the claim
+    /// of a generation being built.
     Updating,
     /// Being destroyed; a crash here is finished by the next command.
     Destroying,
@@ -55,6 +57,17 @@ pub struct Entry {
     /// Every address one of its generations uses: none of them is given to
     /// another container while that generation exists.
     pub addresses: BTreeSet<Address>,
+    /// While Updating: the generation that was current before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_from: Option<u64>,
+}
+
+impl Entry {
+    /// Whether the container counts as existing: neither half-made nor
+    /// half-destroyed.
+    pub fn exists(&self) -> bool {
+        matches!(self.phase, Phase::Ready | Phase::Updating)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -187,6 +200,29 @@ impl Store {
         Ok(Locked { _lock: lock, file, state })
     }
 
+    /// Takes the state lock for rebuilding the state from scratch: the
+    /// current file, damaged or not, is moved aside (its new name returned)
+    /// and an empty state is handed out to be filled and saved.
+    pub fn lock_for_rebuild(&self) -> Result<(Locked, Option<PathBuf>)> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create state directory {}", self.dir.display()))?;
+        let lock = open_lock(&self.dir.join("state.lock"))?;
+        flock(&lock, FlockOperation::LockExclusive).context("cannot lock the state file")?;
+        let file = self.state_file();
+        let kept = if file.exists() {
+            let seconds = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let aside = self.dir.join(format!("state.json.before-repair.{seconds}"));
+            std::fs::rename(&file, &aside)
+                .with_context(|| format!("cannot move {} aside", file.display()))?;
+            Some(aside)
+        } else {
+            None
+        };
+        Ok((Locked { _lock: lock, file, state: State::default() }, kept))
+    }
+
     /// Takes container `name`'s lock, waiting (and saying so) while another
     /// command holds it.
     pub fn lock_container(&self, name: &str) -> Result<ContainerLock> {
@@ -272,6 +308,7 @@ mod tests {
                 source: Source::File("/x.nix".into()),
                 automatic_ip: None,
                 addresses: BTreeSet::new(),
+                switched_from: None,
             },
         );
     }

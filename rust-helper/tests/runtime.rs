@@ -214,3 +214,16 @@ fn start_names_a_missing_bridge() {
     host.ok(&["start", "own"]);
     host.wait_for("10.10.1.2", || host.pings("10.10.1.2"));
 }
+
+#[test]
+fn start_names_a_directory_the_container_cannot_reach() {
+    let host = Host::new();
+    host.ok(&["create", "shut", path_str(&host.tiny("shut.nix", "1", ""))]);
+    use std::os::unix::fs::PermissionsExt;
+    let dir = host.dir.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let err = host.fails(&["start", "shut"], 1);
+    assert!(err.contains("cannot reach") && err.contains("chmod o+x"), "{err}");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    host.ok(&["start", "shut"]);
+}

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
-use super::lifecycle::refresh_addresses;
+use super::lifecycle::{record_switch, refresh_addresses};
 use super::Context;
 use crate::process::describe_status;
 use crate::profile::{check_specifier, Generation};
@@ -79,8 +79,13 @@ pub fn switch(ctx: &Context, name: &str, number: u64, lxc_args: &[String]) -> Re
     let profile = ctx.profile(name);
     profile.generation(number).with_context(|| format!("container '{name}'"))?;
     let previous = profile.current_number()?.context("the container has no current generation")?;
-    ctx.nix(&[]).switch_generation(&profile, number)?;
-    switch_live(ctx, name, previous, lxc_args)?;
+    record_switch(ctx, name, Some(previous))?;
+    let switched = ctx
+        .nix(&[])
+        .switch_generation(&profile, number)
+        .and_then(|()| switch_live(ctx, name, previous, lxc_args));
+    record_switch(ctx, name, None)?;
+    switched?;
     println!("container '{name}': generation {number} is current");
     Ok(())
 }
@@ -92,8 +97,11 @@ pub fn rollback(ctx: &Context, name: &str, lxc_args: &[String]) -> Result<()> {
     if profile.generations()?.iter().all(|g| g.number >= previous) {
         bail!("container '{name}' has no generation older than {previous} to roll back to");
     }
-    ctx.nix(&[]).rollback(&profile)?;
-    switch_live(ctx, name, previous, lxc_args)?;
+    record_switch(ctx, name, Some(previous))?;
+    let switched =
+        ctx.nix(&[]).rollback(&profile).and_then(|()| switch_live(ctx, name, previous, lxc_args));
+    record_switch(ctx, name, None)?;
+    switched?;
     let current = profile.current_number()?.unwrap_or(previous);
     println!("container '{name}': rolled back from generation {previous} to {current}");
     Ok(())

@@ -40,6 +40,7 @@ fn create_locked(
     nix_args: &[String],
     lxc_args: &[String],
 ) -> Result<()> {
+    ctx.check_reachable(name)?;
     let spec = ctx.nix(nix_args).eval_spec(&source)?;
     let wanted = network::wanted(&spec.network, &ctx.settings.host)
         .with_context(|| source.to_string())?;
@@ -56,6 +57,7 @@ fn create_locked(
                 source: source.clone(),
                 automatic_ip: None,
                 addresses: BTreeSet::new(),
+                switched_from: None,
             },
         );
         let params = reserve(ctx, &mut locked, name, &source, &spec, wanted)?;
@@ -171,20 +173,21 @@ pub fn update(
     let wanted = network::wanted(&spec.network, &ctx.settings.host)
         .with_context(|| source.to_string())?;
 
+    let profile = ctx.profile(name);
+    let before = profile.generations()?;
+    let previous = profile.current_number()?.context("the container has no current generation")?;
     let params = {
         let mut locked = ctx.store.lock()?;
         let params = reserve(ctx, &mut locked, name, &source, &spec, wanted)?;
-        locked.state.containers.get_mut(name).expect("checked above").phase = Phase::Updating;
+        let entry = locked.state.containers.get_mut(name).expect("checked above");
+        entry.phase = Phase::Updating;
+        entry.switched_from = Some(previous);
         locked.save()?;
         params
     };
 
-    let profile = ctx.profile(name);
-    let before = profile.generations()?;
-    let previous = profile.current_number()?.context("the container has no current generation")?;
     let built = ctx.nix(nix_args).build_generation(&profile, &params, &ctx.settings.busybox()?);
     let current = profile.current_number()?.unwrap_or(previous);
-
     let activated = match built {
         Ok(()) if current != previous => switch_live(ctx, name, previous, lxc_args),
         other => other,
@@ -204,6 +207,7 @@ pub fn update(
         entry.source = source;
     }
     entry.phase = Phase::Ready;
+    entry.switched_from = None;
     entry.addresses = addresses_in_use(ctx, name, entry.automatic_ip)?;
     locked.save()?;
     activated?;
@@ -220,8 +224,13 @@ pub fn destroy(ctx: &Context, name: &str, force: bool, lxc_args: &[String]) -> R
     names::validate(name)?;
     let _lock = ctx.store.lock_container(name)?;
     let mut locked = ctx.store.lock()?;
+    let interrupted = locked.state.containers.get(name).is_some_and(|e| e.phase == Phase::Destroying);
     repair_all(ctx, &mut locked, name)?;
     let Some(entry) = locked.state.containers.get_mut(name) else {
+        if interrupted {
+            println!("destroyed container '{name}' (an interrupted destroy is finished)");
+            return Ok(());
+        }
         bail!("no container named '{name}' (see `nixcloud-container list`)");
     };
     let lxc = ctx.lxc();
@@ -316,6 +325,17 @@ pub fn refresh_addresses(ctx: &Context, name: &str) -> Result<()> {
     locked.save()
 }
 
+/// Records that container `name`'s profile is about to switch away from
+/// generation `from` (Ready again: `None`), so that a crash in between is
+/// finished by the next command.
+pub fn record_switch(ctx: &Context, name: &str, from: Option<u64>) -> Result<()> {
+    let mut locked = ctx.store.lock()?;
+    let entry = locked.state.containers.get_mut(name).context("the container is gone")?;
+    entry.phase = if from.is_some() { Phase::Updating } else { Phase::Ready };
+    entry.switched_from = from;
+    locked.save()
+}
+
 /// Finishes or undoes what crashed commands left behind: container `own`
 /// (whose lock the caller holds) and every other one whose lock is free.
 pub fn repair_all(ctx: &Context, locked: &mut Locked, own: &str) -> Result<()> {
@@ -346,12 +366,71 @@ fn repair(ctx: &Context, locked: &mut Locked, name: &str) -> Result<()> {
             eprintln!("note: removing what an interrupted command left of container '{name}'");
             teardown(ctx, locked, name)
         }
-        // The profile switch is atomic: only the address claim may be stale.
+        // The profile switch is atomic, but the activation that follows it
+        // may not have happened, and an address claim may be stale.
         Phase::Updating => {
+            let from = locked.state.containers[name].switched_from;
+            let current = ctx.profile(name).current_number()?;
+            if let Some(from) = from.filter(|&from| Some(from) != current) {
+                eprintln!("note: finishing the interrupted switch of '{name}' from generation {from}");
+                if let Err(err) = switch_live(ctx, name, from, &[]) {
+                    eprintln!("warning: {err:#}");
+                }
+            }
             let entry = locked.state.containers.get_mut(name).expect("listed above");
             entry.addresses = addresses_in_use(ctx, name, entry.automatic_ip)?;
             entry.phase = Phase::Ready;
+            entry.switched_from = None;
             locked.save()
         }
     }
+}
+
+/// Rebuilds the state from what is on disk: each profile with a current
+/// generation is a container; its generations name its addresses and its
+/// source. A profile without an LXC directory is a half-made container,
+/// recorded as such so that the next command removes it.
+pub fn repair_state(ctx: &Context) -> Result<()> {
+    let (mut locked, kept) = ctx.store.lock_for_rebuild()?;
+    let profiles_dir = &ctx.settings.profiles_dir;
+    let hostonly_bridge = &ctx.settings.host.hostonly.bridge;
+    let entries = match std::fs::read_dir(profiles_dir) {
+        Ok(entries) => entries.collect::<std::io::Result<Vec<_>>>()?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", profiles_dir.display())),
+    };
+    for dir in entries {
+        let Some(name) = dir.file_name().to_str().map(str::to_string) else { continue };
+        if names::validate(&name).is_err() {
+            continue;
+        }
+        let profile = ctx.profile(&name);
+        let Some(current) = profile.current()? else {
+            eprintln!("note: {} has no generation; left out", profile.dir().display());
+            continue;
+        };
+        let mut automatic_ip = None;
+        let mut addresses = BTreeSet::new();
+        for generation in profile.generations()? {
+            let meta = generation.meta()?;
+            let hostonly = meta.params.hostonly;
+            if meta.spec.network.ip.is_none() && &hostonly.bridge == hostonly_bridge {
+                automatic_ip = Some(hostonly.address);
+            }
+            addresses.insert(Address { bridge: hostonly.bridge, ip: hostonly.address });
+        }
+        let phase = if ctx.lxc().is_defined(&name) { Phase::Ready } else { Phase::Creating };
+        let source = current.meta()?.params.source;
+        locked.state.containers.insert(
+            name.clone(),
+            Entry { phase, source, automatic_ip, addresses, switched_from: None },
+        );
+        println!("{name}: {}", if phase == Phase::Ready { "recovered" } else { "half-made, removed by the next command" });
+    }
+    locked.save()?;
+    match kept {
+        Some(old) => println!("rebuilt the state file; the old one is kept as {}", old.display()),
+        None => println!("rebuilt the state file"),
+    }
+    Ok(())
 }

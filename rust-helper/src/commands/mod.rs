@@ -18,7 +18,7 @@ use crate::nix::Nix;
 use crate::profile::Profile;
 use crate::settings::Settings;
 use crate::spec::Source;
-use crate::state::{ContainerLock, Entry, Phase, Store};
+use crate::state::{ContainerLock, Entry, Store};
 
 /// What every command works with.
 pub struct Context {
@@ -37,6 +37,13 @@ impl Context {
 
     pub fn nix<'a>(&'a self, extra_args: &'a [String]) -> Nix<'a> {
         Nix { lib: &self.settings.nix_lib, extra_args, verbose: self.settings.verbose }
+    }
+
+    /// Fails unless the container's root can reach its rootfs and its profile.
+    pub fn check_reachable(&self, name: &str) -> Result<()> {
+        let host_id = self.settings.host.idmap.host_id;
+        crate::lxc::check_reachable(&self.lxc().rootfs(name), host_id)?;
+        crate::lxc::check_reachable(self.profile(name).dir(), host_id)
     }
 
     /// The entry of an existing container, read without locking: for
@@ -61,7 +68,7 @@ impl Context {
 
 fn known(name: &str, entry: Option<Entry>) -> Result<Entry> {
     match entry {
-        Some(entry) if entry.phase != Phase::Creating => Ok(entry),
+        Some(entry) if entry.exists() => Ok(entry),
         _ => bail!("no container named '{name}' (see `nixcloud-container list`)"),
     }
 }
@@ -127,6 +134,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::ShowIp { name, json } => query::show_ip(&ctx, &name, json.json)?,
         Command::Exists { name } => return query::exists(&ctx, &name),
         Command::State { name, json } => query::state(&ctx, &name, json.json)?,
+        Command::RepairState => lifecycle::repair_state(&ctx)?,
         Command::Help { .. } => unreachable!("answered above"),
     }
     Ok(ExitCode::SUCCESS)

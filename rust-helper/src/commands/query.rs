@@ -125,6 +125,6 @@ pub fn show_ip(ctx: &Context, name: &str, json: bool) -> Result<()> {
 /// Exit 0 when the container exists, 1 when not; says nothing either way.
 pub fn exists(ctx: &Context, name: &str) -> Result<ExitCode> {
     names::validate(name)?;
-    let found = ctx.store.read()?.containers.get(name).is_some_and(|e| e.phase != Phase::Creating);
+    let found = ctx.store.read()?.containers.get(name).is_some_and(|e| e.exists());
     Ok(if found { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
 }

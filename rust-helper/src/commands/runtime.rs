@@ -13,6 +13,7 @@ use crate::error::EXIT_FAILURE;
 pub fn start(ctx: &Context, name: &str, lxc_args: &[String]) -> Result<ExitCode> {
     let (lock, _) = ctx.lock_existing(name)?;
     check_bridges(ctx, name)?;
+    ctx.check_reachable(name)?;
     let lxc = ctx.lxc();
     if lxc_args.iter().any(|arg| arg == "-F" || arg == "--foreground") {
         // The console stays on this terminal until the container stops; other

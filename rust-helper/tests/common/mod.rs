@@ -98,6 +98,7 @@ impl Host {
             .env("NIXCLOUD_CONTAINER_PROFILES_DIR", self.profiles_dir())
             .env("NIXCLOUD_CONTAINER_STATE_DIR", self.state_dir())
             .env("NIXCLOUD_CONTAINER_HOST_CONFIG", self.dir.path().join("host.json"))
+            .current_dir(self.dir.path())
             .stdin(Stdio::null());
         command
     }
