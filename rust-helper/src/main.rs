@@ -21,6 +21,13 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    let started = std::time::Instant::now();
+    let code = run();
+    process::report_timing("total", started.elapsed());
+    code
+}
+
+fn run() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err)

@@ -155,6 +155,15 @@ OPTIONS
     -v, --verbose           show Nix's and LXC's output as they run
     --json                  (list, list-generations, state, show-ip) JSON output
 
+ENVIRONMENT
+    NIXCLOUD_CONTAINER_LXC_PATH, _PROFILES_DIR, _STATE_DIR, _HOST_CONFIG,
+    _NIX_LIB, _BUSYBOX     as the options above
+    NIXCLOUD_CONTAINER_TIMINGS
+                           when set, print how long each Nix and LXC call and
+                           the whole command took ("timing: <what> <ms>" on
+                           stderr), for bench/
+    NIX_PATH               where a NixOS configuration finds <nixpkgs>
+
 FILES
     /nix/var/nix/profiles/nixcloud-container/<name>/profile
         The container's profile; profile-<N>-link is generation N. The

@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -55,7 +56,9 @@ impl Tool {
     /// Runs with captured output; `verbose` also copies stderr to ours.
     pub fn output(mut self, verbose: bool) -> Result<Finished> {
         self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
         let output = self.command.output().with_context(|| self.spawn_error())?;
+        report_timing(&self.program, started.elapsed());
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         if verbose {
             eprint!("{stderr}");
@@ -69,7 +72,10 @@ impl Tool {
 
     /// Runs attached to our terminal (login, run, start -F) and returns its status.
     pub fn interactive(mut self) -> Result<ExitStatus> {
-        self.command.status().with_context(|| self.spawn_error())
+        let started = Instant::now();
+        let status = self.command.status().with_context(|| self.spawn_error())?;
+        report_timing(&self.program, started.elapsed());
+        Ok(status)
     }
 
     fn spawn_error(&self) -> String {
@@ -91,5 +97,13 @@ pub fn describe_status(status: ExitStatus) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(signal)) => format!("signal {signal}"),
         (None, None) => "an unknown status".to_string(),
+    }
+}
+
+/// With NIXCLOUD_CONTAINER_TIMINGS set, how long each part of a command took
+/// goes to stderr: one line per tool run, and the total (see bench/).
+pub fn report_timing(what: &str, took: Duration) {
+    if std::env::var_os("NIXCLOUD_CONTAINER_TIMINGS").is_some() {
+        eprintln!("timing: {what} {:.1} ms", took.as_secs_f64() * 1000.0);
     }
 }
