@@ -1,7 +1,8 @@
 # The helper's entry points. Every argument arrives as a string (--argstr),
 # so no path, name or value the user gives is ever read as Nix code.
 #
-#   source:  JSON, { "file": "/abs/container.nix" } or { "system": "/nix/store/..." }
+#   source:  JSON, one of { "file": "/abs/container.nix" },
+#            { "system": "/nix/store/..." } or { "flake": "<flake ref>#<attr>" }
 #   params:  JSON, what the helper resolved (generation.nix) - generation only
 #   busybox: a busybox binary, symlinks resolved (busybox.nix) - generation only
 #
@@ -13,20 +14,45 @@ let
   src = builtins.fromJSON source;
   resolved = builtins.fromJSON params;
 
-  fromSource =
-    if src ? file then specs.fromValue "container file ${src.file}" (import (/. + src.file))
-    else if src ? system then specs.fromSystemPath src.system
-    else throw "cli.nix: source names neither a file nor a system";
+  origin =
+    if src ? file then "container file ${src.file}"
+    else if src ? flake then "flake ${src.flake}"
+    else "system ${src.system}";
 
-  # `<nixpkgs>` fails without saying how to provide it; look first.
+  # `--flake <ref>#<attr>`: the flake's output nixcloudContainers.<attr> is a
+  # container, in the format of a container file (spec.nix).
+  flake =
+    let
+      parts = builtins.match "(.*)#([^#]+)" src.flake;
+      outputs = builtins.getFlake (builtins.head parts);
+      attr = builtins.elemAt parts 1;
+      containers = outputs.nixcloudContainers
+        or (throw "${origin}: the flake has no output nixcloudContainers");
+    in
+    if parts == null then throw "${origin}: name the container as <flake ref>#<name>"
+    else {
+      inherit outputs;
+      value = containers.${attr} or (throw "${origin}: the flake has no nixcloudContainers.${attr}");
+    };
+
+  fromSource =
+    if src ? file then specs.fromValue origin (import (/. + src.file))
+    else if src ? flake then specs.fromValue origin flake.value
+    else if src ? system then specs.fromSystemPath src.system
+    else throw "cli.nix: the source names no file, flake or system";
+
+  # A flake's container is built with the flake's own nixpkgs; anything else
+  # with <nixpkgs>, which fails without saying how to provide it: look first.
   nixpkgs =
     let
       provides = entry: entry.prefix == "nixpkgs"
         || (entry.prefix == "" && builtins.pathExists "${entry.path}/nixpkgs");
     in
-    if builtins.any provides builtins.nixPath then <nixpkgs>
-    else throw ("${if src ? file then "container file ${src.file}" else "this container"} has a NixOS "
-      + "configuration, which needs nixpkgs: pass -n \"-I nixpkgs=/path/to/nixpkgs\" or set NIX_PATH");
+    if src ? flake && flake.outputs.inputs ? nixpkgs then flake.outputs.inputs.nixpkgs
+    else if builtins.any provides builtins.nixPath then <nixpkgs>
+    else throw ("${origin} has a NixOS configuration, which needs nixpkgs: pass "
+      + "-n \"-I nixpkgs=/path/to/nixpkgs\" or set NIX_PATH"
+      + (if src ? flake then ", or give the flake an input named nixpkgs" else ""));
 
   system =
     if fromSource.spec.kind == "system" then fromSource.spec.system

@@ -115,12 +115,16 @@ pub enum Command {
         /// Name of the new container (letters, digits and '-'; at most 63).
         name: String,
         /// The container file: a NixOS module or a container attribute set.
-        #[arg(value_name = "CONFIG_PATH", required_unless_present = "system")]
+        #[arg(value_name = "CONFIG_PATH", required_unless_present_any = ["system", "flake"])]
         config: Option<PathBuf>,
         /// Deploy a prebuilt system (a store path with an executable `init`)
         /// instead of a container file, like nixos-container's --system-path.
-        #[arg(long, value_name = "STORE_PATH", conflicts_with = "config")]
+        #[arg(long, value_name = "STORE_PATH", conflicts_with_all = ["config", "flake"])]
         system: Option<PathBuf>,
+        /// Build the flake's output nixcloudContainers.<NAME> (default: the
+        /// container's name) instead of a container file.
+        #[arg(long, value_name = "FLAKE_REF[#NAME]", conflicts_with = "config")]
+        flake: Option<String>,
         #[command(flatten)]
         nix: NixParams,
         #[command(flatten)]
@@ -134,8 +138,12 @@ pub enum Command {
         #[arg(value_name = "CONFIG_PATH")]
         config: Option<PathBuf>,
         /// Deploy a prebuilt system instead of a container file.
-        #[arg(long, value_name = "STORE_PATH", conflicts_with = "config")]
+        #[arg(long, value_name = "STORE_PATH", conflicts_with_all = ["config", "flake"])]
         system: Option<PathBuf>,
+        /// Build the flake's output nixcloudContainers.<NAME> (default: the
+        /// container's name) instead of a container file.
+        #[arg(long, value_name = "FLAKE_REF[#NAME]", conflicts_with = "config")]
+        flake: Option<String>,
         #[command(flatten)]
         nix: NixParams,
         #[command(flatten)]
@@ -261,6 +269,8 @@ mod tests {
         parse(&["update", "test", "./containerConfig.nix", "-n", "-I nixpkgs=/nixpkgs"]);
         parse(&["start", "test", "-l", "-F"]);
         parse(&["delete-generations", "test", "+3", "30d", "4"]);
+        parse(&["create", "web", "--flake", "/etc/containers#web"]);
+        parse(&["update", "web", "--system", "/nix/store/x"]);
         parse(&["switch-generation", "test", "2"]);
         parse(&["list", "-l", "--active"]);
         let Command::Run { command, .. } = parse(&["run", "web", "ls", "-la"]).command else {

@@ -16,6 +16,7 @@ NAME
 SYNOPSIS
     nixcloud-container create <container-name> <config-path> [-n <nix parameters>] [-l <lxc parameters>]
     nixcloud-container create <container-name> --system <store path> [-n ...] [-l ...]
+    nixcloud-container create <container-name> --flake <flake ref>[#<name>] [-n ...] [-l ...]
     nixcloud-container update <container-name> [<config-path>] [-n <nix parameters>] [-l <lxc parameters>]
     nixcloud-container destroy <container-name> [--force] [-l <lxc parameters>]
     nixcloud-container list-generations <container-name> [--json]
@@ -71,12 +72,22 @@ CONTAINER FILES
     configuration needs nixpkgs: on NixOS <nixpkgs> from NIX_PATH, or pass
     -n "-I nixpkgs=/path/to/nixpkgs".
 
+    A flake can hold containers too, as its output nixcloudContainers.<name>
+    (each in the format above); --flake <ref>#<name> builds one, with the
+    flake's input `nixpkgs`:
+
+        outputs = { self, nixpkgs }: {
+          nixcloudContainers.web = { autostart = true; configuration = ./web.nix; };
+        };
+
 COMMANDS
     create <name> <config-path>
         Build generation 1 and register the container with LXC (lxc-create;
         -l goes there). Names are hostnames: 1 to 63 letters, digits and
         '-'. Fails, changing nothing, if the name is taken. With --system
-        <store path>, deploy a prebuilt system instead of a container file.
+        <store path>, deploy a prebuilt system instead of a container file;
+        with --flake <ref>[#<name>], the flake's nixcloudContainers.<name>
+        (<name> defaults to the container's name).
 
     update <name> [<config-path>]
         Build a new generation and make it current. Without a config path,

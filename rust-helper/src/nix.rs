@@ -22,10 +22,20 @@ impl Nix<'_> {
         self.lib.join("cli.nix")
     }
 
+    /// What Nix must be told for `source`: flakes are experimental in the
+    /// Nix versions this runs on.
+    fn source_args(source: &Source) -> &'static [&'static str] {
+        match source {
+            Source::Flake(_) => &["--extra-experimental-features", "nix-command flakes"],
+            Source::File(_) | Source::System(_) => &[],
+        }
+    }
+
     /// Evaluates the source's spec. Never imports nixpkgs, writes nothing.
     pub fn eval_spec(&self, source: &Source) -> Result<Spec> {
         let finished = Tool::new("nix-instantiate")
             .args(["--eval", "--strict", "--json"])
+            .args(Self::source_args(source))
             .args(self.extra_args)
             .arg(self.entry())
             .args(["-A", "spec", "--argstr", "source"])
@@ -49,6 +59,7 @@ impl Nix<'_> {
         let finished = Tool::new("nix-env")
             .arg("--profile")
             .arg(profile.link())
+            .args(Self::source_args(&params.source))
             .args(self.extra_args)
             .arg("--file")
             .arg(self.entry())

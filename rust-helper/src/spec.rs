@@ -17,6 +17,8 @@ pub enum Source {
     File(PathBuf),
     /// A prebuilt system (a store path), as `create --system`.
     System(PathBuf),
+    /// A flake's `nixcloudContainers.<name>`, as `<flake ref>#<name>`.
+    Flake(String),
 }
 
 impl Source {
@@ -30,6 +32,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::File(path) => write!(f, "container file {}", path.display()),
             Source::System(path) => write!(f, "system {}", path.display()),
+            Source::Flake(reference) => write!(f, "flake {reference}"),
         }
     }
 }

@@ -258,3 +258,27 @@ fn help_prints_the_manual_and_each_command_its_help() {
     let err = host.fails(&["help", "frobnicate"], 2);
     assert!(err.contains("no command named"), "{err}");
 }
+
+#[test]
+fn a_flakes_container_is_built_with_create_flake() {
+    let host = Host::new();
+    let flake = host.dir.path().join("flake");
+    std::fs::create_dir(&flake).unwrap();
+    std::fs::write(
+        flake.join("flake.nix"),
+        format!(
+            "{{ outputs = {{ self }}: {{ nixcloudContainers.web = {{ autostart = true; \
+             system = import {REPO}/examples/tiny/system.nix {{ version = \"flake\"; }}; }}; }}; }}"
+        ),
+    )
+    .unwrap();
+    // Without `#<name>`, the container's name is the attribute.
+    host.ok(&["create", "web", "--flake", path_str(&flake)]);
+    let listing = host.ok(&["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    assert_eq!(rows[0]["autostart"], true, "{listing}");
+    assert!(host.ok(&["list-generations", "web"]).contains("tiny-system-flake"));
+    host.ok(&["update", "web"]);
+    let err = host.fails(&["create", "other", "--flake", &format!("{}#missing", flake.display())], 1);
+    assert!(err.contains("has no nixcloudContainers.missing"), "{err}");
+}

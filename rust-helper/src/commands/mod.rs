@@ -73,17 +73,32 @@ fn known(name: &str, entry: Option<Entry>) -> Result<Entry> {
     }
 }
 
-/// The source a command names: a container file, or a system store path.
-fn source_of(config: Option<PathBuf>, system: Option<PathBuf>) -> Result<Option<Source>> {
-    match (config, system) {
-        (Some(file), None) => container_file(&file).map(Some),
-        (None, Some(system)) => {
+/// What a command names to build from: a container file, a system store
+/// path (--system) or a flake's container (--flake); clap allows one at most.
+struct SourceArgs {
+    config: Option<PathBuf>,
+    system: Option<PathBuf>,
+    flake: Option<String>,
+}
+
+impl SourceArgs {
+    fn resolve(self, name: &str) -> Result<Option<Source>> {
+        if let Some(file) = self.config {
+            return container_file(&file).map(Some);
+        }
+        if let Some(system) = self.system {
             let real = std::fs::canonicalize(&system)
                 .with_context(|| format!("system {} does not exist", system.display()))?;
-            Ok(Some(Source::System(real)))
+            return Ok(Some(Source::System(real)));
         }
-        (None, None) => Ok(None),
-        (Some(_), Some(_)) => unreachable!("clap keeps CONFIG_PATH and --system apart"),
+        Ok(self.flake.map(|reference| {
+            // nixos-container's convention: the attribute defaults to the container's name.
+            if reference.contains('#') {
+                Source::Flake(reference)
+            } else {
+                Source::Flake(format!("{reference}#{name}"))
+            }
+        }))
     }
 }
 
@@ -107,12 +122,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let settings = Settings::load(&cli.locations, cli.verbose)?;
     let ctx = Context { store: Store::new(&settings.state_dir), settings };
     match cli.command {
-        Command::Create { name, config, system, nix, lxc } => {
-            let source = source_of(config, system)?.expect("clap requires a source");
+        Command::Create { name, config, system, flake, nix, lxc } => {
+            let source = SourceArgs { config, system, flake }.resolve(&name)?;
+            let source = source.expect("clap requires a source");
             lifecycle::create(&ctx, &name, source, &nix.words()?, &lxc.words()?)?;
         }
-        Command::Update { name, config, system, nix, lxc } => {
-            lifecycle::update(&ctx, &name, source_of(config, system)?, &nix.words()?, &lxc.words()?)?;
+        Command::Update { name, config, system, flake, nix, lxc } => {
+            let source = SourceArgs { config, system, flake }.resolve(&name)?;
+            lifecycle::update(&ctx, &name, source, &nix.words()?, &lxc.words()?)?;
         }
         Command::Destroy { name, force, lxc } => lifecycle::destroy(&ctx, &name, force, &lxc.words()?)?,
         Command::ListGenerations { name, json } => generations::list(&ctx, &name, json.json)?,
