@@ -33,30 +33,60 @@ pub struct Cli {
 #[command(next_help_heading = "Locations")]
 pub struct LocationArgs {
     /// LXC's container directory [default: /var/lib/lxc].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_LXC_PATH", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "NIXCLOUD_CONTAINER_LXC_PATH",
+        value_name = "DIR"
+    )]
     pub lxc_path: Option<PathBuf>,
 
     /// Root of the per-container Nix profiles
     /// [default: /nix/var/nix/profiles/nixcloud-container].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_PROFILES_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "NIXCLOUD_CONTAINER_PROFILES_DIR",
+        value_name = "DIR"
+    )]
     pub profiles_dir: Option<PathBuf>,
 
     /// Directory of the state file and its locks [default: /var/lib/nixcloud-container].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_STATE_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "NIXCLOUD_CONTAINER_STATE_DIR",
+        value_name = "DIR"
+    )]
     pub state_dir: Option<PathBuf>,
 
     /// The host's settings (bridges, subnets, uid range), written by the NixOS
     /// module [default: /etc/nixcloud-container/host.json].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_HOST_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "NIXCLOUD_CONTAINER_HOST_CONFIG",
+        value_name = "FILE"
+    )]
     pub host_config: Option<PathBuf>,
 
     /// The Nix library of this toolkit (the `lib` directory).
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_NIX_LIB", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "NIXCLOUD_CONTAINER_NIX_LIB",
+        value_name = "DIR"
+    )]
     pub nix_lib: Option<PathBuf>,
 
     /// A busybox binary that builds generations where no nixpkgs is at hand
     /// [default: `busybox` on PATH].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_BUSYBOX", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "NIXCLOUD_CONTAINER_BUSYBOX",
+        value_name = "FILE"
+    )]
     pub busybox: Option<PathBuf>,
 }
 
@@ -65,7 +95,12 @@ pub struct LocationArgs {
 pub struct NixParams {
     /// Parameters for Nix, as one string split like a shell would
     /// (e.g. -n "-I nixpkgs=/nixpkgs --show-trace").
-    #[arg(short = 'n', long = "nix-params", value_name = "NIX_PARAMETERS", allow_hyphen_values = true)]
+    #[arg(
+        short = 'n',
+        long = "nix-params",
+        value_name = "NIX_PARAMETERS",
+        allow_hyphen_values = true
+    )]
     pub nix_params: Vec<String>,
 }
 
@@ -74,7 +109,12 @@ pub struct NixParams {
 pub struct LxcParams {
     /// Parameters for the lxc-* command this runs, as one string split like a
     /// shell would (e.g. -l "-F" or -l "--logfile /tmp/web.log -l DEBUG").
-    #[arg(short = 'l', long = "lxc-params", value_name = "LXC_PARAMETERS", allow_hyphen_values = true)]
+    #[arg(
+        short = 'l',
+        long = "lxc-params",
+        value_name = "LXC_PARAMETERS",
+        allow_hyphen_values = true
+    )]
     pub lxc_params: Vec<String>,
 }
 
@@ -82,7 +122,9 @@ fn split_params(flag: &str, raw: &[String]) -> Result<Vec<String>, UsageError> {
     let mut words = Vec::new();
     for value in raw {
         let parsed = shell_words::split(value).map_err(|err| {
-            UsageError(format!("cannot split {flag} {value:?} into parameters: {err}"))
+            UsageError(format!(
+                "cannot split {flag} {value:?} into parameters: {err}"
+            ))
         })?;
         words.extend(parsed);
     }
@@ -101,6 +143,19 @@ impl LxcParams {
     }
 }
 
+/// What `create` and `update` can build from instead of a container file.
+#[derive(Args, Debug)]
+pub struct InsteadOfFile {
+    /// Deploy a prebuilt system (a store path with an executable `init`)
+    /// instead of a container file, like nixos-container's --system-path.
+    #[arg(long, value_name = "STORE_PATH", conflicts_with_all = ["config", "flake"])]
+    pub system: Option<PathBuf>,
+    /// Build the flake's output nixcloudContainers.<NAME> (default: the
+    /// container's name) instead of a container file.
+    #[arg(long, value_name = "FLAKE_REF[#NAME]", conflicts_with = "config")]
+    pub flake: Option<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct JsonFlag {
     /// Print JSON for scripts instead of text.
@@ -117,14 +172,8 @@ pub enum Command {
         /// The container file: a NixOS module or a container attribute set.
         #[arg(value_name = "CONFIG_PATH", required_unless_present_any = ["system", "flake"])]
         config: Option<PathBuf>,
-        /// Deploy a prebuilt system (a store path with an executable `init`)
-        /// instead of a container file, like nixos-container's --system-path.
-        #[arg(long, value_name = "STORE_PATH", conflicts_with_all = ["config", "flake"])]
-        system: Option<PathBuf>,
-        /// Build the flake's output nixcloudContainers.<NAME> (default: the
-        /// container's name) instead of a container file.
-        #[arg(long, value_name = "FLAKE_REF[#NAME]", conflicts_with = "config")]
-        flake: Option<String>,
+        #[command(flatten)]
+        instead: InsteadOfFile,
         #[command(flatten)]
         nix: NixParams,
         #[command(flatten)]
@@ -137,13 +186,8 @@ pub enum Command {
         /// The container file; without it, the one the container was last built from.
         #[arg(value_name = "CONFIG_PATH")]
         config: Option<PathBuf>,
-        /// Deploy a prebuilt system instead of a container file.
-        #[arg(long, value_name = "STORE_PATH", conflicts_with_all = ["config", "flake"])]
-        system: Option<PathBuf>,
-        /// Build the flake's output nixcloudContainers.<NAME> (default: the
-        /// container's name) instead of a container file.
-        #[arg(long, value_name = "FLAKE_REF[#NAME]", conflicts_with = "config")]
-        flake: Option<String>,
+        #[command(flatten)]
+        instead: InsteadOfFile,
         #[command(flatten)]
         nix: NixParams,
         #[command(flatten)]
@@ -167,7 +211,11 @@ pub enum Command {
     /// Delete generations: numbers, `+N` (keep the last N), `Nd` (older than N days) or `old`.
     DeleteGenerations {
         name: String,
-        #[arg(required = true, value_name = "GENERATIONS", allow_hyphen_values = true)]
+        #[arg(
+            required = true,
+            value_name = "GENERATIONS",
+            allow_hyphen_values = true
+        )]
         generations: Vec<String>,
     },
     /// Make generation ID current (and activate it when the container runs).
@@ -202,7 +250,12 @@ pub enum Command {
         #[command(flatten)]
         lxc: LxcParams,
         /// The command and its arguments (put `--` before a command that starts with '-').
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
         command: Vec<String>,
     },
     /// Shut a container down cleanly.
@@ -265,8 +318,20 @@ mod tests {
 
     #[test]
     fn the_seeds_argument_shapes_parse() {
-        parse(&["create", "test", "./containerConfig.nix", "-n", "-I nixpkgs=/nixpkgs"]);
-        parse(&["update", "test", "./containerConfig.nix", "-n", "-I nixpkgs=/nixpkgs"]);
+        parse(&[
+            "create",
+            "test",
+            "./containerConfig.nix",
+            "-n",
+            "-I nixpkgs=/nixpkgs",
+        ]);
+        parse(&[
+            "update",
+            "test",
+            "./containerConfig.nix",
+            "-n",
+            "-I nixpkgs=/nixpkgs",
+        ]);
         parse(&["start", "test", "-l", "-F"]);
         parse(&["delete-generations", "test", "+3", "30d", "4"]);
         parse(&["create", "web", "--flake", "/etc/containers#web"]);
@@ -281,13 +346,23 @@ mod tests {
 
     #[test]
     fn parameters_split_like_a_shell_without_one() {
-        let Command::Create { nix, .. } =
-            parse(&["create", "a", "f.nix", "-n", "-I 'nixpkgs=/a b' --arg x \"$(id)\""]).command
+        let Command::Create { nix, .. } = parse(&[
+            "create",
+            "a",
+            "f.nix",
+            "-n",
+            "-I 'nixpkgs=/a b' --arg x \"$(id)\"",
+        ])
+        .command
         else {
             panic!("not create")
         };
-        assert_eq!(nix.words().unwrap(), ["-I", "nixpkgs=/a b", "--arg", "x", "$(id)"]);
-        let Command::Start { lxc, .. } = parse(&["start", "a", "-l", "-F 'unclosed"]).command else {
+        assert_eq!(
+            nix.words().unwrap(),
+            ["-I", "nixpkgs=/a b", "--arg", "x", "$(id)"]
+        );
+        let Command::Start { lxc, .. } = parse(&["start", "a", "-l", "-F 'unclosed"]).command
+        else {
             panic!("not start")
         };
         assert!(lxc.words().unwrap_err().0.contains("cannot split -l"));

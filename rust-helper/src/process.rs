@@ -23,7 +23,10 @@ pub struct Finished {
 
 impl Tool {
     pub fn new(program: &str) -> Tool {
-        Tool { command: Command::new(program), program: program.to_string() }
+        Tool {
+            command: Command::new(program),
+            program: program.to_string(),
+        }
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Tool {
@@ -46,8 +49,10 @@ impl Tool {
         // SAFETY: the closure only makes one async-signal-safe system call.
         unsafe {
             self.command.pre_exec(|| {
-                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-                    .map_err(std::io::Error::from)
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(std::io::Error::from)
             });
         }
         self
@@ -55,7 +60,10 @@ impl Tool {
 
     /// Runs with captured output; `verbose` also copies stderr to ours.
     pub fn output(mut self, verbose: bool) -> Result<Finished> {
-        self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let started = Instant::now();
         let output = self.command.output().with_context(|| self.spawn_error())?;
         report_timing(&self.program, started.elapsed());
@@ -86,7 +94,12 @@ impl Tool {
 impl Finished {
     /// The last non-empty line of stderr: what most tools say last is why they failed.
     pub fn last_error_line(&self) -> &str {
-        self.stderr.lines().rev().map(str::trim).find(|line| !line.is_empty()).unwrap_or("")
+        self.stderr
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .unwrap_or("")
     }
 }
 

@@ -30,12 +30,18 @@ impl Generation {
 
 /// Parses nix-env's generation link names, `profile-<N>-link`.
 fn generation_number(file_name: &str) -> Option<u64> {
-    file_name.strip_prefix("profile-")?.strip_suffix("-link")?.parse().ok()
+    file_name
+        .strip_prefix("profile-")?
+        .strip_suffix("-link")?
+        .parse()
+        .ok()
 }
 
 impl Profile {
     pub fn new(profiles_dir: &Path, name: &str) -> Profile {
-        Profile { dir: profiles_dir.join(name) }
+        Profile {
+            dir: profiles_dir.join(name),
+        }
     }
 
     /// The directory holding the profile and its generations (bound to /init
@@ -60,7 +66,9 @@ impl Profile {
 
     /// The current generation.
     pub fn current(&self) -> Result<Option<Generation>> {
-        let Some(number) = self.current_number()? else { return Ok(None) };
+        let Some(number) = self.current_number()? else {
+            return Ok(None);
+        };
         self.generation(number).map(Some)
     }
 
@@ -69,9 +77,13 @@ impl Profile {
         let created = std::fs::symlink_metadata(&link)
             .map_err(|_| UsageError(format!("generation {number} does not exist")))?
             .modified()?;
-        let path = std::fs::read_link(&link)
-            .with_context(|| format!("cannot read {}", link.display()))?;
-        Ok(Generation { number, path, created })
+        let path =
+            std::fs::read_link(&link).with_context(|| format!("cannot read {}", link.display()))?;
+        Ok(Generation {
+            number,
+            path,
+            created,
+        })
     }
 
     /// All generations, oldest first.
@@ -91,7 +103,10 @@ impl Profile {
             }
         }
         numbers.sort_unstable();
-        numbers.into_iter().map(|number| self.generation(number)).collect()
+        numbers
+            .into_iter()
+            .map(|number| self.generation(number))
+            .collect()
     }
 
     /// Removes the profile and all its generations (their GC roots with them).

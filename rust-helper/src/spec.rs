@@ -116,7 +116,8 @@ impl GenerationMeta {
         let file = generation.join("spec.json");
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("cannot read {}", file.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a generation's spec", file.display()))
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a generation's spec", file.display()))
     }
 }
 
@@ -126,8 +127,14 @@ mod tests {
 
     #[test]
     fn source_is_tagged_as_lib_cli_nix_expects() {
-        assert_eq!(Source::File("/a b/c.nix".into()).to_json(), r#"{"file":"/a b/c.nix"}"#);
-        assert_eq!(Source::System("/nix/store/x".into()).to_json(), r#"{"system":"/nix/store/x"}"#);
+        assert_eq!(
+            Source::File("/a b/c.nix".into()).to_json(),
+            r#"{"file":"/a b/c.nix"}"#
+        );
+        assert_eq!(
+            Source::System("/nix/store/x".into()).to_json(),
+            r#"{"system":"/nix/store/x"}"#
+        );
     }
 
     #[test]

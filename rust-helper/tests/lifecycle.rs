@@ -8,18 +8,36 @@ use common::{path_str, Host, REPO};
 /// The spec of a container file, as lib/cli.nix prints it.
 fn spec_of(file: &std::path::Path) -> serde_json::Value {
     let output = std::process::Command::new("nix-instantiate")
-        .args(["--eval", "--strict", "--json", &format!("{REPO}/lib/cli.nix"), "-A", "spec"])
-        .args(["--argstr", "source", &serde_json::json!({ "file": file }).to_string()])
+        .args([
+            "--eval",
+            "--strict",
+            "--json",
+            &format!("{REPO}/lib/cli.nix"),
+            "-A",
+            "spec",
+        ])
+        .args([
+            "--argstr",
+            "source",
+            &serde_json::json!({ "file": file }).to_string(),
+        ])
         .output()
         .expect("nix-instantiate runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("the spec is JSON")
 }
 
 #[test]
 fn each_kind_of_container_file_gives_its_spec() {
     let host = Host::new();
-    let module = host.file("module.nix", "{ pkgs, ip, name, ... }: { environment.systemPackages = [ pkgs.vim ]; }");
+    let module = host.file(
+        "module.nix",
+        "{ pkgs, ip, name, ... }: { environment.systemPackages = [ pkgs.vim ]; }",
+    );
     assert_eq!(
         spec_of(&module),
         serde_json::json!({
@@ -47,10 +65,18 @@ fn each_kind_of_container_file_gives_its_spec() {
     assert_eq!(spec["kind"], "system");
     assert_eq!(spec["network"]["enableNat"], true);
     let path = spec["system"].as_str().unwrap();
-    assert!(path.starts_with("/nix/store/") && path.ends_with("-tiny-system-1"), "{path}");
+    assert!(
+        path.starts_with("/nix/store/") && path.ends_with("-tiny-system-1"),
+        "{path}"
+    );
 
     // The seed's examples read as specs too, without nixpkgs.
-    for example in ["example.nix", "autostartExample.nix", "networkExample.nix", "fullExample.nix"] {
+    for example in [
+        "example.nix",
+        "autostartExample.nix",
+        "networkExample.nix",
+        "fullExample.nix",
+    ] {
         let file = std::path::Path::new(REPO).join("examples").join(example);
         if file.exists() {
             assert_eq!(spec_of(&file)["kind"], "nixos", "{example}");
@@ -80,7 +106,10 @@ fn create_builds_generation_one_that_lxc_knows() {
         "lxc.idmap = u 0 100000 65536",
         "lxc.idmap = g 0 100000 65536",
         "lxc.mount.entry = /nix/store nix/store none ro,bind,create=dir 0 0",
-        &format!("lxc.mount.entry = {} init none ro,bind,create=dir 0 0", profile.display()),
+        &format!(
+            "lxc.mount.entry = {} init none ro,bind,create=dir 0 0",
+            profile.display()
+        ),
         "lxc.init.cmd = /init/profile/system/init",
         "lxc.net.0.name = hostonly",
         "lxc.net.0.link = brNC-hostonly",
@@ -88,9 +117,15 @@ fn create_builds_generation_one_that_lxc_knows() {
         "lxc.net.0.ipv4.gateway = 10.101.0.1",
         "lxc.start.auto = 0",
     ] {
-        assert!(fragment.lines().any(|l| l == line), "missing {line:?} in\n{fragment}");
+        assert!(
+            fragment.lines().any(|l| l == line),
+            "missing {line:?} in\n{fragment}"
+        );
     }
-    assert!(!fragment.contains("lxc.net.1"), "no internet interface without NAT");
+    assert!(
+        !fragment.contains("lxc.net.1"),
+        "no internet interface without NAT"
+    );
 
     let rootfs = std::fs::metadata(host.lxc_path().join("web/rootfs")).unwrap();
     use std::os::unix::fs::MetadataExt;
@@ -118,18 +153,33 @@ fn generations_update_roll_back_switch_and_delete_like_nix_env() {
     let listing = host.ok(&["list-generations", "app"]);
     let lines: Vec<&str> = listing.lines().collect();
     assert_eq!(lines.len(), 2, "{listing}");
-    assert!(lines[0].trim_start().starts_with('1') && !lines[0].contains("(current)"), "{listing}");
-    assert!(lines[1].trim_start().starts_with('2') && lines[1].ends_with("(current)"), "{listing}");
+    assert!(
+        lines[0].trim_start().starts_with('1') && !lines[0].contains("(current)"),
+        "{listing}"
+    );
+    assert!(
+        lines[1].trim_start().starts_with('2') && lines[1].ends_with("(current)"),
+        "{listing}"
+    );
     assert!(lines[1].contains("-tiny-system-2"), "{listing}");
-    let json: serde_json::Value = serde_json::from_str(&host.ok(&["list-generations", "app", "--json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&host.ok(&["list-generations", "app", "--json"])).unwrap();
     assert_eq!(json[1]["current"], true);
     assert_eq!(json[0]["current"], false);
 
     // LXC reads the generation's settings through the profile link:
     // generation 2 is the autostart one.
     let autostart = || {
-        let listing = host.lxc("lxc-ls --fancy --fancy-format name,autostart").stdout;
-        let row: Vec<String> = listing.lines().nth(1).unwrap().split_whitespace().map(String::from).collect();
+        let listing = host
+            .lxc("lxc-ls --fancy --fancy-format name,autostart")
+            .stdout;
+        let row: Vec<String> = listing
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
         row[1] == "1"
     };
     assert!(autostart(), "generation 2 starts automatically");
@@ -144,7 +194,10 @@ fn generations_update_roll_back_switch_and_delete_like_nix_env() {
 
     // update without a file rebuilds from the last one: nothing changed.
     let out = host.ok(&["update", "app"]);
-    assert!(out.contains("unchanged: generation 2 stays current"), "{out}");
+    assert!(
+        out.contains("unchanged: generation 2 stays current"),
+        "{out}"
+    );
 
     let err = host.fails(&["delete-generations", "app", "2"], 1);
     assert!(err.contains("generation 2 of 'app' is current"), "{err}");
@@ -194,8 +247,14 @@ fn create_of_a_taken_name_fails_and_changes_nothing() {
     let other = host.tiny("b.nix", "2", "");
     let err = host.fails(&["create", "dup", path_str(&other)], 1);
     assert!(err.contains("container 'dup' already exists"), "{err}");
-    assert_eq!(std::fs::read(host.state_dir().join("state.json")).unwrap(), state_before);
-    assert_eq!(std::fs::read(host.lxc_path().join("dup/config")).unwrap(), config_before);
+    assert_eq!(
+        std::fs::read(host.state_dir().join("state.json")).unwrap(),
+        state_before
+    );
+    assert_eq!(
+        std::fs::read(host.lxc_path().join("dup/config")).unwrap(),
+        config_before
+    );
     assert_eq!(host.current_generation("dup"), "1");
     assert!(!host.profiles_dir().join("dup/profile-2-link").exists());
 }
@@ -211,24 +270,42 @@ fn addresses_are_allocated_in_order_and_static_ones_are_kept() {
     assert_eq!(host.ok(&["show-ip", "one"]).trim(), "10.101.0.2");
     assert_eq!(host.ok(&["show-ip", "two"]).trim(), "10.101.0.3");
     assert_eq!(host.ok(&["show-ip", "pinned"]).trim(), "10.101.0.50");
-    let fragment = std::fs::read_to_string(host.profiles_dir().join("pinned/profile/lxc.conf")).unwrap();
-    assert!(fragment.contains("lxc.net.0.ipv4.address = 10.101.0.50/16 10.101.255.255"), "{fragment}");
+    let fragment =
+        std::fs::read_to_string(host.profiles_dir().join("pinned/profile/lxc.conf")).unwrap();
+    assert!(
+        fragment.contains("lxc.net.0.ipv4.address = 10.101.0.50/16 10.101.255.255"),
+        "{fragment}"
+    );
 
     // Updating keeps the automatic address: it is fixed for the container's life.
     host.ok(&["update", "one", path_str(&host.tiny("b.nix", "2", ""))]);
     assert_eq!(host.ok(&["show-ip", "one"]).trim(), "10.101.0.2");
-    let json: serde_json::Value = serde_json::from_str(&host.ok(&["show-ip", "two", "--json"])).unwrap();
-    assert_eq!(json, serde_json::json!({"name": "two", "ipv4": "10.101.0.3", "prefixLength": 16, "bridge": "brNC-hostonly"}));
+    let json: serde_json::Value =
+        serde_json::from_str(&host.ok(&["show-ip", "two", "--json"])).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"name": "two", "ipv4": "10.101.0.3", "prefixLength": 16, "bridge": "brNC-hostonly"})
+    );
 }
 
 #[test]
 fn a_prebuilt_system_is_deployed_with_create_system() {
     let host = Host::new();
     let build = std::process::Command::new("nix-build")
-        .args([&format!("{REPO}/examples/tiny/system.nix"), "--no-out-link", "--argstr", "version", "prebuilt"])
+        .args([
+            &format!("{REPO}/examples/tiny/system.nix"),
+            "--no-out-link",
+            "--argstr",
+            "version",
+            "prebuilt",
+        ])
         .output()
         .unwrap();
-    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
     let system = String::from_utf8(build.stdout).unwrap().trim().to_string();
     host.ok(&["create", "pre", "--system", &system]);
     let listing = host.ok(&["list-generations", "pre"]);
@@ -243,15 +320,46 @@ fn help_prints_the_manual_and_each_command_its_help() {
     let host = Host::new();
     let manual = host.ok(&["help"]);
     for command in [
-        "create", "update", "destroy", "list-generations", "delete-generations", "switch-generation",
-        "rollback", "start", "login", "stop", "terminate", "list", "show-ip", "exists", "state", "run",
+        "create",
+        "update",
+        "destroy",
+        "list-generations",
+        "delete-generations",
+        "switch-generation",
+        "rollback",
+        "start",
+        "login",
+        "stop",
+        "terminate",
+        "list",
+        "show-ip",
+        "exists",
+        "state",
+        "run",
     ] {
-        assert!(manual.contains(&format!("nixcloud-container {command} ")), "manual lacks {command}");
+        assert!(
+            manual.contains(&format!("nixcloud-container {command} ")),
+            "manual lacks {command}"
+        );
         let help = host.ok(&[command, "--help"]);
-        assert!(help.contains("Usage: nixcloud-container"), "{command} --help: {help}");
-        assert_eq!(host.ok(&["help", command]), help, "help {command} is {command} --help");
+        assert!(
+            help.contains("Usage: nixcloud-container"),
+            "{command} --help: {help}"
+        );
+        assert_eq!(
+            host.ok(&["help", command]),
+            help,
+            "help {command} is {command} --help"
+        );
     }
-    for topic in ["EXIT STATUS", "FILES", "CONTAINER FILES", "10.101.0.1/16", "brNC-internet", "100000"] {
+    for topic in [
+        "EXIT STATUS",
+        "FILES",
+        "CONTAINER FILES",
+        "10.101.0.1/16",
+        "brNC-internet",
+        "100000",
+    ] {
         assert!(manual.contains(topic), "manual lacks {topic}");
     }
     assert!(host.ok(&["--help"]).contains("nixcloud-container help"));
@@ -277,8 +385,18 @@ fn a_flakes_container_is_built_with_create_flake() {
     let listing = host.ok(&["list", "--json"]);
     let rows: serde_json::Value = serde_json::from_str(&listing).unwrap();
     assert_eq!(rows[0]["autostart"], true, "{listing}");
-    assert!(host.ok(&["list-generations", "web"]).contains("tiny-system-flake"));
+    assert!(host
+        .ok(&["list-generations", "web"])
+        .contains("tiny-system-flake"));
     host.ok(&["update", "web"]);
-    let err = host.fails(&["create", "other", "--flake", &format!("{}#missing", flake.display())], 1);
+    let err = host.fails(
+        &[
+            "create",
+            "other",
+            "--flake",
+            &format!("{}#missing", flake.display()),
+        ],
+        1,
+    );
     assert!(err.contains("has no nixcloudContainers.missing"), "{err}");
 }

@@ -14,10 +14,16 @@ use common::{path_str, tiny_file, Host, REPO};
 fn assert_nothing_created(host: &Host) {
     if let Ok(state) = std::fs::read_to_string(host.state_dir().join("state.json")) {
         let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-        assert_eq!(state["containers"], serde_json::json!({}), "no container is recorded");
+        assert_eq!(
+            state["containers"],
+            serde_json::json!({}),
+            "no container is recorded"
+        );
     }
     for dir in [host.lxc_path(), host.profiles_dir()] {
-        let entries: Vec<_> = std::fs::read_dir(&dir).map(|d| d.flatten().collect()).unwrap_or_default();
+        let entries: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().collect())
+            .unwrap_or_default();
         assert!(entries.is_empty(), "{} holds {entries:?}", dir.display());
     }
 }
@@ -27,11 +33,18 @@ fn invalid_names_are_refused_before_anything_is_made() {
     let host = Host::new();
     let file = host.tiny("ok.nix", "1", "");
     let long = "x".repeat(64);
-    for name in ["", "a/b", "..", ".", "a b", "-web", "web-", &long, "a\nb", "a\u{7}b", "wéb", "a.b", "$(id)", "a;b"] {
+    for name in [
+        "", "a/b", "..", ".", "a b", "-web", "web-", &long, "a\nb", "a\u{7}b", "wéb", "a.b",
+        "$(id)", "a;b",
+    ] {
         let err = host.fails(&["create", "--", name, path_str(&file)], 2);
         assert!(err.contains("invalid container name"), "{name:?}: {err}");
     }
-    for args in [["start", "--", "../x"], ["destroy", "--", "a/b"], ["state", "--", "a b"]] {
+    for args in [
+        ["start", "--", "../x"],
+        ["destroy", "--", "a/b"],
+        ["state", "--", "a b"],
+    ] {
         host.fails(&args, 2);
     }
     assert_eq!(host.helper(&["exists", "--", "a/b"]).code, 2);
@@ -46,7 +59,10 @@ fn container_file_errors_name_the_file_and_leave_nothing() {
     let syntax = host.file("syntax.nix", "{ autostart = true\n}\n");
     let undefined = host.file("undefined.nix", "{ system = doesNotExist; }");
     let typed = host.file("typed.nix", r#"{ network.ip = 5; configuration = { }; }"#);
-    let unknown = host.file("unknown.nix", r#"{ autostrat = true; configuration = { }; }"#);
+    let unknown = host.file(
+        "unknown.nix",
+        r#"{ autostrat = true; configuration = { }; }"#,
+    );
     let not_a_container = host.file("number.nix", "42");
     let no_init = host.file(
         "noinit.nix",
@@ -63,14 +79,23 @@ fn container_file_errors_name_the_file_and_leave_nothing() {
         (&undefined, "undefined variable 'doesNotExist'"),
         (&typed, "network: ip must be an IPv4 address"),
         (&unknown, "unknown attribute 'autostrat'"),
-        (&not_a_container, "must evaluate to a NixOS module function or an attribute set"),
+        (
+            &not_a_container,
+            "must evaluate to a NixOS module function or an attribute set",
+        ),
         (&no_init, "has no executable init"),
         (&nixos_without_nixpkgs, "needs nixpkgs: pass -n"),
     ];
     for (file, message) in cases {
         let err = host.fails(&["create", "web", path_str(file)], 1);
-        assert!(err.contains(path_str(file)) || err.contains("noinit"), "names the file: {err}");
-        assert!(err.contains(message), "{file:?}: expected {message:?} in {err}");
+        assert!(
+            err.contains(path_str(file)) || err.contains("noinit"),
+            "names the file: {err}"
+        );
+        assert!(
+            err.contains(message),
+            "{file:?}: expected {message:?} in {err}"
+        );
         assert_nothing_created(&host);
     }
 }
@@ -83,7 +108,10 @@ fn paths_names_and_parameters_are_data_never_code() {
     let canary = host.dir.path().join("pwned");
     let canary_str = "pwned";
     // A container file under a path full of what shells and Nix interpolate.
-    let odd = host.dir.path().join("a dir 'q\" $HOME ${builtins.abort \"x\"} `touch pwned`\nline");
+    let odd = host
+        .dir
+        .path()
+        .join("a dir 'q\" $HOME ${builtins.abort \"x\"} `touch pwned`\nline");
     std::fs::create_dir(&odd).unwrap();
     let file = odd.join("c $(touch x).nix");
     std::fs::write(&file, tiny_file("1", "", "")).unwrap();
@@ -93,11 +121,31 @@ fn paths_names_and_parameters_are_data_never_code() {
     host.ok(&["update", "odd"]);
 
     // -n and -l reach Nix and LXC as words; no shell ever sees them.
-    let err = host.fails(&["update", "odd", "-n", &format!("$(touch {canary_str}) ; touch {canary_str}")], 1);
+    let err = host.fails(
+        &[
+            "update",
+            "odd",
+            "-n",
+            &format!("$(touch {canary_str}) ; touch {canary_str}"),
+        ],
+        1,
+    );
     assert!(!err.is_empty());
-    let run = host.helper(&["start", "odd", "-l", &format!("--logfile={canary_str}.log ; touch {canary_str}")]);
+    let run = host.helper(&[
+        "start",
+        "odd",
+        "-l",
+        &format!("--logfile={canary_str}.log ; touch {canary_str}"),
+    ]);
     assert_ne!(run.code, 0, "lxc-start takes no stray words: {run:?}");
-    let run = host.helper(&["run", "odd", "--", "sh", "-c", &format!("touch {canary_str}")]);
+    let run = host.helper(&[
+        "run",
+        "odd",
+        "--",
+        "sh",
+        "-c",
+        &format!("touch {canary_str}"),
+    ]);
     assert_ne!(run.code, 0, "the container is not running: {run:?}");
     assert!(!canary.exists(), "something ran a shell on user input");
     assert_eq!(host.current_generation("odd"), "1");
@@ -139,13 +187,21 @@ fn ten_creates_at_once_get_ten_addresses_and_ten_containers() {
     let host = Host::new();
     let file = host.tiny("many.nix", "1", "");
     let names: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
-    let children: Vec<Child> = names.iter().map(|n| spawn(&host, &["create", n, path_str(&file)])).collect();
+    let children: Vec<Child> = names
+        .iter()
+        .map(|n| spawn(&host, &["create", n, path_str(&file)]))
+        .collect();
     for child in children {
         let run = finish(child);
         assert_eq!(run.code, 0, "{run:?}");
     }
     let rows: serde_json::Value = serde_json::from_str(&host.ok(&["list", "--json"])).unwrap();
-    let mut addresses: Vec<String> = rows.as_array().unwrap().iter().map(|r| r["ipv4"].as_str().unwrap().to_string()).collect();
+    let mut addresses: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ipv4"].as_str().unwrap().to_string())
+        .collect();
     addresses.sort();
     addresses.dedup();
     assert_eq!(addresses.len(), 10, "distinct addresses: {rows}");
@@ -172,11 +228,28 @@ fn racing_create_and_destroy_or_two_updates_end_consistent() {
         let destroy = spawn(&host, &["destroy", "race"]);
         let (created, destroyed) = (finish(create), finish(destroy));
         for run in [&created, &destroyed] {
-            assert!(run.code == 0 || run.stderr.lines().filter(|l| l.starts_with("error:")).count() == 1, "{run:?}");
+            assert!(
+                run.code == 0
+                    || run
+                        .stderr
+                        .lines()
+                        .filter(|l| l.starts_with("error:"))
+                        .count()
+                        == 1,
+                "{run:?}"
+            );
         }
         let exists = host.helper(&["exists", "race"]).code == 0;
-        assert_eq!(exists, host.lxc_path().join("race/config").exists(), "LXC agrees with the state");
-        assert_eq!(exists, host.profiles_dir().join("race/profile").exists(), "the profile agrees");
+        assert_eq!(
+            exists,
+            host.lxc_path().join("race/config").exists(),
+            "LXC agrees with the state"
+        );
+        assert_eq!(
+            exists,
+            host.profiles_dir().join("race/profile").exists(),
+            "the profile agrees"
+        );
         if exists {
             host.ok(&["destroy", "race"]);
         }
@@ -184,11 +257,18 @@ fn racing_create_and_destroy_or_two_updates_end_consistent() {
     }
 
     host.ok(&["create", "twice", path_str(&file)]);
-    let a = spawn(&host, &["update", "twice", path_str(&host.tiny("u2.nix", "2", ""))]);
-    let b = spawn(&host, &["update", "twice", path_str(&host.tiny("u3.nix", "3", ""))]);
+    let a = spawn(
+        &host,
+        &["update", "twice", path_str(&host.tiny("u2.nix", "2", ""))],
+    );
+    let b = spawn(
+        &host,
+        &["update", "twice", path_str(&host.tiny("u3.nix", "3", ""))],
+    );
     let (a, b) = (finish(a), finish(b));
     assert_eq!((a.code, b.code), (0, 0), "{a:?} {b:?}");
-    let generations: serde_json::Value = serde_json::from_str(&host.ok(&["list-generations", "twice", "--json"])).unwrap();
+    let generations: serde_json::Value =
+        serde_json::from_str(&host.ok(&["list-generations", "twice", "--json"])).unwrap();
     assert_eq!(generations.as_array().unwrap().len(), 3, "{generations}");
     assert_eq!(host.ok(&["show-ip", "twice"]).trim(), "10.101.0.2");
 }
@@ -207,11 +287,16 @@ fn phase(host: &Host, name: &str) -> String {
         return "none".to_string();
     };
     let state: serde_json::Value = serde_json::from_str(&text).expect("the state file is whole");
-    state["containers"][name]["phase"].as_str().unwrap_or("none").to_string()
+    state["containers"][name]["phase"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
 }
 
 fn sweep() -> impl Iterator<Item = Duration> {
-    [0u64, 3, 8, 15, 25, 40, 60, 80, 110, 150, 200, 300].into_iter().map(Duration::from_millis)
+    [0u64, 3, 8, 15, 25, 40, 60, 80, 110, 150, 200, 300]
+        .into_iter()
+        .map(Duration::from_millis)
 }
 
 #[test]
@@ -222,12 +307,19 @@ fn a_killed_create_is_undone_by_the_next_command() {
     for delay in sweep() {
         kill_after(&host, &["create", "victim", path_str(&file)], delay);
         seen.insert(phase(&host, "victim"));
-        assert_eq!(host.helper(&["list"]).code, 0, "list works after a kill at {delay:?}");
+        assert_eq!(
+            host.helper(&["list"]).code,
+            0,
+            "list works after a kill at {delay:?}"
+        );
         // The name is never blocked, no address leaks: creating again works
         // and gets the first address, unless the killed create had finished.
         if host.helper(&["exists", "victim"]).code != 0 {
             let out = host.ok(&["create", "victim", path_str(&file)]);
-            assert!(out.contains("(10.101.0.2 "), "after a kill at {delay:?}: {out}");
+            assert!(
+                out.contains("(10.101.0.2 "),
+                "after a kill at {delay:?}: {out}"
+            );
         }
         assert!(host.lxc_path().join("victim/config").exists());
         assert_eq!(host.current_generation("victim"), "1");
@@ -235,7 +327,10 @@ fn a_killed_create_is_undone_by_the_next_command() {
         assert_nothing_created(&host);
     }
     eprintln!("phases left by the kills: {seen:?}");
-    assert!(seen.contains("creating"), "some kill hit a create half-way: {seen:?}");
+    assert!(
+        seen.contains("creating"),
+        "some kill hit a create half-way: {seen:?}"
+    );
 }
 
 #[test]
@@ -243,7 +338,11 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
     let host = Host::new();
     host.ok(&["create", "live", path_str(&host.tiny("l0.nix", "0", ""))]);
     host.ok(&["start", "live"]);
-    host.wait_for("boot", || host.helper(&["run", "live", "cat", "/var/lib/tiny/booted"]).code == 0);
+    host.wait_for("boot", || {
+        host.helper(&["run", "live", "cat", "/var/lib/tiny/booted"])
+            .code
+            == 0
+    });
     let mut seen = std::collections::BTreeSet::new();
     for (round, delay) in sweep().enumerate() {
         let file = host.tiny(&format!("l{}.nix", round + 1), &(round + 1).to_string(), "");
@@ -259,15 +358,28 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
         // The next command finishes the job: the container runs its current generation.
         host.ok(&["update", "live", path_str(&file)]);
         let current = generations.as_array().unwrap().len();
-        assert!(current >= round + 1, "no generation lost at {delay:?}: {listing}");
+        assert!(
+            current >= round + 1,
+            "no generation lost at {delay:?}: {listing}"
+        );
         let activated = host.ok(&["run", "live", "cat", "/var/lib/tiny/activated"]);
-        assert_eq!(activated.trim(), format!("switch {}", round + 1), "after a kill at {delay:?}");
+        assert_eq!(
+            activated.trim(),
+            format!("switch {}", round + 1),
+            "after a kill at {delay:?}"
+        );
         assert_eq!(host.ok(&["show-ip", "live"]).trim(), "10.101.0.2");
         let state = std::fs::read_to_string(host.state_dir().join("state.json")).unwrap();
-        assert!(state.contains("\"phase\": \"ready\"") && !state.contains("switchedFrom"), "{state}");
+        assert!(
+            state.contains("\"phase\": \"ready\"") && !state.contains("switchedFrom"),
+            "{state}"
+        );
     }
     eprintln!("phases left by the kills: {seen:?}");
-    assert!(seen.contains("updating"), "some kill hit an update half-way: {seen:?}");
+    assert!(
+        seen.contains("updating"),
+        "some kill hit an update half-way: {seen:?}"
+    );
 }
 
 #[test]
@@ -288,13 +400,20 @@ fn a_killed_destroy_is_finished_by_the_next_command() {
             host.ok(&["destroy", "doomed"]);
         } else {
             host.ok(&["create", "other", path_str(&file)]);
-            assert_eq!(host.ok(&["show-ip", "other"]).trim(), "10.101.0.2", "the address was freed");
+            assert_eq!(
+                host.ok(&["show-ip", "other"]).trim(),
+                "10.101.0.2",
+                "the address was freed"
+            );
             host.ok(&["destroy", "other"]);
         }
         assert_nothing_created(&host);
     }
     eprintln!("phases left by the kills: {seen:?}");
-    assert!(seen.contains("ready") && seen.contains("none"), "kills before and after: {seen:?}");
+    assert!(
+        seen.contains("ready") && seen.contains("none"),
+        "kills before and after: {seen:?}"
+    );
 }
 
 #[test]
@@ -302,12 +421,19 @@ fn failed_updates_leave_the_container_as_it_was() {
     let host = Host::new();
     host.ok(&["create", "steady", path_str(&host.tiny("s1.nix", "1", ""))]);
     host.ok(&["start", "steady"]);
-    host.wait_for("boot", || host.helper(&["run", "steady", "cat", "/var/lib/tiny/booted"]).code == 0);
+    host.wait_for("boot", || {
+        host.helper(&["run", "steady", "cat", "/var/lib/tiny/booted"])
+            .code
+            == 0
+    });
     let state_before = std::fs::read(host.state_dir().join("state.json")).unwrap();
 
     let syntax = host.file("broken.nix", "{ system = ; }");
     let err = host.fails(&["update", "steady", path_str(&syntax)], 1);
-    assert!(err.contains("broken.nix") && err.contains("syntax error"), "{err}");
+    assert!(
+        err.contains("broken.nix") && err.contains("syntax error"),
+        "{err}"
+    );
     let no_init = host.file(
         "noinit.nix",
         &format!(
@@ -316,7 +442,10 @@ fn failed_updates_leave_the_container_as_it_was() {
         ),
     );
     let err = host.fails(&["update", "steady", path_str(&no_init)], 1);
-    assert!(err.contains("cannot build") && err.contains("has no executable init"), "{err}");
+    assert!(
+        err.contains("cannot build") && err.contains("has no executable init"),
+        "{err}"
+    );
     let taken = host.tiny("outside.nix", "2", r#"network.ip = "10.102.0.9";"#);
     let err = host.fails(&["update", "steady", path_str(&taken)], 1);
     assert!(err.contains("outside brNC-hostonly's subnet"), "{err}");
@@ -324,7 +453,10 @@ fn failed_updates_leave_the_container_as_it_was() {
     assert_eq!(host.current_generation("steady"), "1");
     assert_eq!(host.ok(&["list-generations", "steady"]).lines().count(), 1);
     assert_eq!(host.state("steady"), "RUNNING");
-    assert_eq!(std::fs::read(host.state_dir().join("state.json")).unwrap(), state_before);
+    assert_eq!(
+        std::fs::read(host.state_dir().join("state.json")).unwrap(),
+        state_before
+    );
     // The last good file is still the one `update` rebuilds from.
     assert!(host.ok(&["update", "steady"]).contains("unchanged"));
 }
@@ -337,12 +469,23 @@ fn addresses_never_collide_and_the_pool_can_run_out() {
     let two = host.tiny("two.nix", "1", r#"network.ip = "10.101.0.2";"#);
     host.ok(&["create", "a", path_str(&auto)]);
     let err = host.fails(&["create", "b", path_str(&two)], 1);
-    assert!(err.contains("10.101.0.2 on brNC-hostonly is already used by container 'a'"), "{err}");
+    assert!(
+        err.contains("10.101.0.2 on brNC-hostonly is already used by container 'a'"),
+        "{err}"
+    );
     host.ok(&["create", "b", path_str(&fifty)]);
     let err = host.fails(&["create", "c", path_str(&fifty)], 1);
     assert!(err.contains("already used by container 'b'"), "{err}");
-    for (ip, why) in [("10.101.0.1", "host's own address"), ("10.101.255.255", "broadcast"), ("10.9.0.1", "outside")] {
-        let file = host.tiny(&format!("{ip}.nix"), "1", &format!("network.ip = \"{ip}\";"));
+    for (ip, why) in [
+        ("10.101.0.1", "host's own address"),
+        ("10.101.255.255", "broadcast"),
+        ("10.9.0.1", "outside"),
+    ] {
+        let file = host.tiny(
+            &format!("{ip}.nix"),
+            "1",
+            &format!("network.ip = \"{ip}\";"),
+        );
         let err = host.fails(&["create", "c", path_str(&file)], 1);
         assert!(err.contains(why), "{ip}: {err}");
     }
@@ -352,7 +495,10 @@ fn addresses_never_collide_and_the_pool_can_run_out() {
     host.ok(&["update", "b", path_str(&auto)]);
     assert_eq!(host.ok(&["show-ip", "b"]).trim(), "10.101.0.3");
     let err = host.fails(&["create", "c", path_str(&fifty)], 1);
-    assert!(err.contains("already used by container 'b'"), "generation 1 of b holds .50: {err}");
+    assert!(
+        err.contains("already used by container 'b'"),
+        "generation 1 of b holds .50: {err}"
+    );
     host.ok(&["delete-generations", "b", "1"]);
     host.ok(&["create", "c", path_str(&fifty)]);
 }
@@ -360,14 +506,21 @@ fn addresses_never_collide_and_the_pool_can_run_out() {
 #[test]
 fn an_exhausted_pool_is_a_clear_error_until_an_address_is_freed() {
     let host = Host::new();
-    std::fs::write(host.dir.path().join("host.json"), r#"{"hostonly": {"prefixLength": 29}}"#).unwrap();
+    std::fs::write(
+        host.dir.path().join("host.json"),
+        r#"{"hostonly": {"prefixLength": 29}}"#,
+    )
+    .unwrap();
     let file = host.tiny("p.nix", "1", "");
     for i in 2..=6 {
         let out = host.ok(&["create", &format!("p{i}"), path_str(&file)]);
         assert!(out.contains(&format!("(10.101.0.{i} ")), "{out}");
     }
     let err = host.fails(&["create", "p7", path_str(&file)], 1);
-    assert!(err.contains("no free address left in 10.101.0.0/29"), "{err}");
+    assert!(
+        err.contains("no free address left in 10.101.0.0/29"),
+        "{err}"
+    );
     assert_eq!(host.helper(&["exists", "p7"]).code, 1);
     host.ok(&["destroy", "p4"]);
     let out = host.ok(&["create", "p7", path_str(&file)]);
@@ -380,20 +533,42 @@ fn a_container_sees_only_its_own_profile_and_nothing_writable_of_the_host() {
     host.ok(&["create", "a", path_str(&host.tiny("a.nix", "1", ""))]);
     host.ok(&["create", "b", path_str(&host.tiny("b.nix", "1", ""))]);
     host.ok(&["start", "a"]);
-    host.wait_for("boot", || host.helper(&["run", "a", "cat", "/var/lib/tiny/booted"]).code == 0);
+    host.wait_for("boot", || {
+        host.helper(&["run", "a", "cat", "/var/lib/tiny/booted"])
+            .code
+            == 0
+    });
 
     let mounts = host.ok(&["run", "a", "cat", "/proc/mounts"]);
     for target in [" /nix/store ", " /init "] {
-        let line = mounts.lines().find(|l| l.contains(target)).unwrap_or_else(|| panic!("{target} in {mounts}"));
-        assert!(line.split_whitespace().nth(3).unwrap().split(',').any(|o| o == "ro"), "{line}");
+        let line = mounts
+            .lines()
+            .find(|l| l.contains(target))
+            .unwrap_or_else(|| panic!("{target} in {mounts}"));
+        assert!(
+            line.split_whitespace()
+                .nth(3)
+                .unwrap()
+                .split(',')
+                .any(|o| o == "ro"),
+            "{line}"
+        );
     }
     let init = host.ok(&["run", "a", "ls", "/init"]);
     let mut entries: Vec<&str> = init.split_whitespace().collect();
     entries.sort();
     assert_eq!(entries, ["profile", "profile-1-link"]);
     let profiles_dir = path_str(&host.profiles_dir()).to_string();
-    for path in ["/nix/var/nix/profiles", profiles_dir.as_str(), "/nix/var/nix/daemon-socket"] {
-        assert_ne!(host.helper(&["run", "a", "ls", path]).code, 0, "{path} is not visible inside");
+    for path in [
+        "/nix/var/nix/profiles",
+        profiles_dir.as_str(),
+        "/nix/var/nix/daemon-socket",
+    ] {
+        assert_ne!(
+            host.helper(&["run", "a", "ls", path]).code,
+            0,
+            "{path} is not visible inside"
+        );
     }
     for attempt in [
         "touch /nix/store/escape",
@@ -403,7 +578,11 @@ fn a_container_sees_only_its_own_profile_and_nothing_writable_of_the_host() {
         // Writing the host kernel's settings, even with the value they have.
         "cat /proc/sys/kernel/panic > /proc/sys/kernel/panic",
     ] {
-        assert_ne!(host.helper(&["run", "a", "sh", "-c", attempt]).code, 0, "{attempt} must fail");
+        assert_ne!(
+            host.helper(&["run", "a", "sh", "-c", attempt]).code,
+            0,
+            "{attempt} must fail"
+        );
     }
     assert!(!Path::new("/nix/store/escape").exists());
     assert!(host.profiles_dir().join("a/profile").exists());
@@ -419,25 +598,14 @@ fn a_container_sees_only_its_own_profile_and_nothing_writable_of_the_host() {
     use std::io::Write;
     let mut stdin = login.stdin.take().unwrap();
     stdin.write_all(b"echo ready; sleep 3\n").unwrap();
-    let init = host.lxc("lxc-info -n a -pH").stdout.trim().to_string();
-    let namespace = std::fs::read_link(format!("/proc/{init}/ns/pid")).unwrap();
-    let mut shells = 0;
     host.wait_for("the login shell", || {
-        shells = 0;
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            if std::fs::read_link(entry.path().join("ns/pid")).ok().as_ref() != Some(&namespace) {
-                continue;
-            }
-            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-            let uid: u32 = status.lines().find(|l| l.starts_with("Uid:")).map_or(0, |l| {
-                l.split_whitespace().nth(1).unwrap().parse().unwrap()
-            });
-            assert!(uid >= 100000, "a process of the container runs as host uid {uid}");
-            if status.lines().next().is_some_and(|l| l.ends_with("sleep")) {
-                shells += 1;
-            }
-        }
-        shells >= 2 // init's sleep and the login shell's
+        let processes = host.processes("a");
+        assert!(
+            processes.iter().all(|(_, uid)| *uid >= 100000),
+            "container processes run as host uids: {processes:?}"
+        );
+        // init's sleep and the login shell's
+        processes.iter().filter(|(name, _)| name == "sleep").count() >= 2
     });
     drop(stdin);
     assert!(login.wait().unwrap().success());
@@ -447,28 +615,60 @@ fn a_container_sees_only_its_own_profile_and_nothing_writable_of_the_host() {
 fn a_damaged_state_file_is_reported_never_reset_and_can_be_rebuilt() {
     let host = Host::new();
     host.ok(&["create", "kept", path_str(&host.tiny("k.nix", "1", ""))]);
-    host.ok(&["create", "pinned", path_str(&host.tiny("p.nix", "1", r#"network.ip = "10.101.0.40";"#))]);
+    host.ok(&[
+        "create",
+        "pinned",
+        path_str(&host.tiny("p.nix", "1", r#"network.ip = "10.101.0.40";"#)),
+    ]);
     host.ok(&["update", "kept", path_str(&host.tiny("k2.nix", "2", ""))]);
     let file = host.state_dir().join("state.json");
     let whole = std::fs::read_to_string(&file).unwrap();
     let truncated = &whole[..whole.len() / 2];
     std::fs::write(&file, truncated).unwrap();
 
-    for args in [vec!["list"], vec!["exists", "kept"], vec!["create", "new", path_str(&host.tiny("n0.nix", "1", ""))], vec!["destroy", "kept"]] {
+    for args in [
+        vec!["list"],
+        vec!["exists", "kept"],
+        vec!["create", "new", path_str(&host.tiny("n0.nix", "1", ""))],
+        vec!["destroy", "kept"],
+    ] {
         let run = host.helper(&args);
         assert_ne!(run.code, 0, "{args:?}");
-        assert!(run.stderr.contains("is damaged") && run.stderr.contains("repair-state"), "{args:?}: {run:?}");
+        assert!(
+            run.stderr.contains("is damaged") && run.stderr.contains("repair-state"),
+            "{args:?}: {run:?}"
+        );
     }
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), truncated, "the damaged file is left as it is");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        truncated,
+        "the damaged file is left as it is"
+    );
 
     let out = host.ok(&["repair-state"]);
-    assert!(out.contains("kept: recovered") && out.contains("pinned: recovered"), "{out}");
-    let rebuilt: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(
+        out.contains("kept: recovered") && out.contains("pinned: recovered"),
+        "{out}"
+    );
+    let rebuilt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let before: serde_json::Value = serde_json::from_str(&whole).unwrap();
-    assert_eq!(rebuilt, before, "the rebuilt state is the one that was damaged");
-    let kept_aside = std::fs::read_dir(host.state_dir()).unwrap().flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with("state.json.before-repair."));
+    assert_eq!(
+        rebuilt, before,
+        "the rebuilt state is the one that was damaged"
+    );
+    let kept_aside = std::fs::read_dir(host.state_dir())
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.before-repair.")
+        });
     assert!(kept_aside);
     let out = host.ok(&["create", "new", path_str(&host.tiny("n.nix", "1", ""))]);
-    assert!(out.contains("(10.101.0.3 "), "allocation goes on where it was: {out}");
+    assert!(
+        out.contains("(10.101.0.3 "),
+        "allocation goes on where it was: {out}"
+    );
 }

@@ -42,8 +42,8 @@ fn create_locked(
 ) -> Result<()> {
     ctx.check_reachable(name)?;
     let spec = ctx.nix(nix_args).eval_spec(&source)?;
-    let wanted = network::wanted(&spec.network, &ctx.settings.host)
-        .with_context(|| source.to_string())?;
+    let wanted =
+        network::wanted(&spec.network, &ctx.settings.host).with_context(|| source.to_string())?;
 
     // Reserve the name and the address before anything is built.
     let params = {
@@ -74,7 +74,12 @@ fn create_locked(
     }
 
     let mut locked = ctx.store.lock()?;
-    locked.state.containers.get_mut(name).expect("the entry was reserved").phase = Phase::Ready;
+    locked
+        .state
+        .containers
+        .get_mut(name)
+        .expect("the entry was reserved")
+        .phase = Phase::Ready;
     locked.save()?;
     println!(
         "created container '{name}' ({} on {}), generation 1",
@@ -122,7 +127,8 @@ fn build_and_register(
     let profile = ctx.profile(name);
     std::fs::create_dir_all(profile.dir())
         .with_context(|| format!("cannot create {}", profile.dir().display()))?;
-    ctx.nix(nix_args).build_generation(&profile, params, &ctx.settings.busybox()?)?;
+    ctx.nix(nix_args)
+        .build_generation(&profile, params, &ctx.settings.busybox()?)?;
 
     let lxc = ctx.lxc();
     let dir = lxc.container_dir(name);
@@ -170,23 +176,31 @@ pub fn update(
     };
     let source = source.unwrap_or(entry.source);
     let spec = ctx.nix(nix_args).eval_spec(&source)?;
-    let wanted = network::wanted(&spec.network, &ctx.settings.host)
-        .with_context(|| source.to_string())?;
+    let wanted =
+        network::wanted(&spec.network, &ctx.settings.host).with_context(|| source.to_string())?;
 
     let profile = ctx.profile(name);
     let before = profile.generations()?;
-    let previous = profile.current_number()?.context("the container has no current generation")?;
+    let previous = profile
+        .current_number()?
+        .context("the container has no current generation")?;
     let params = {
         let mut locked = ctx.store.lock()?;
         let params = reserve(ctx, &mut locked, name, &source, &spec, wanted)?;
-        let entry = locked.state.containers.get_mut(name).expect("checked above");
+        let entry = locked
+            .state
+            .containers
+            .get_mut(name)
+            .expect("checked above");
         entry.phase = Phase::Updating;
         entry.switched_from = Some(previous);
         locked.save()?;
         params
     };
 
-    let built = ctx.nix(nix_args).build_generation(&profile, &params, &ctx.settings.busybox()?);
+    let built = ctx
+        .nix(nix_args)
+        .build_generation(&profile, &params, &ctx.settings.busybox()?);
     let current = profile.current_number()?.unwrap_or(previous);
     let activated = match built {
         Ok(()) if current != previous => switch_live(ctx, name, previous, lxc_args),
@@ -195,14 +209,20 @@ pub fn update(
     if activated.is_err() && current != previous && before.iter().all(|g| g.number != current) {
         // The failed generation was new: take it away again, so that the
         // profile is as it was.
-        let removal = ctx.nix(&[]).delete_generations(&profile, &[current.to_string()]);
+        let removal = ctx
+            .nix(&[])
+            .delete_generations(&profile, &[current.to_string()]);
         if let Err(err) = removal {
             eprintln!("warning: cannot delete the failed generation {current}: {err:#}");
         }
     }
 
     let mut locked = ctx.store.lock()?;
-    let entry = locked.state.containers.get_mut(name).expect("held under the container lock");
+    let entry = locked
+        .state
+        .containers
+        .get_mut(name)
+        .expect("held under the container lock");
     if activated.is_ok() {
         entry.source = source;
     }
@@ -224,7 +244,11 @@ pub fn destroy(ctx: &Context, name: &str, force: bool, lxc_args: &[String]) -> R
     names::validate(name)?;
     let _lock = ctx.store.lock_container(name)?;
     let mut locked = ctx.store.lock()?;
-    let interrupted = locked.state.containers.get(name).is_some_and(|e| e.phase == Phase::Destroying);
+    let interrupted = locked
+        .state
+        .containers
+        .get(name)
+        .is_some_and(|e| e.phase == Phase::Destroying);
     repair_all(ctx, &mut locked, name)?;
     let Some(entry) = locked.state.containers.get_mut(name) else {
         if interrupted {
@@ -239,7 +263,8 @@ pub fn destroy(ctx: &Context, name: &str, force: bool, lxc_args: &[String]) -> R
             bail!("container '{name}' is running: stop it first, or use `destroy --force`");
         }
         // Nothing inside outlives the destroy, so there is no shutdown to wait for.
-        lxc.kill(name, &[]).with_context(|| format!("cannot stop container '{name}'"))?;
+        lxc.kill(name, &[])
+            .with_context(|| format!("cannot stop container '{name}'"))?;
     }
     entry.phase = Phase::Destroying;
     locked.save()?;
@@ -247,7 +272,12 @@ pub fn destroy(ctx: &Context, name: &str, force: bool, lxc_args: &[String]) -> R
     if lxc.is_defined(name) {
         if let Err(err) = lxc.destroy(name, lxc_args) {
             // Nothing was removed: the container stays as it was.
-            locked.state.containers.get_mut(name).expect("still there").phase = Phase::Ready;
+            locked
+                .state
+                .containers
+                .get_mut(name)
+                .expect("still there")
+                .phase = Phase::Ready;
             locked.save()?;
             return Err(err).with_context(|| format!("cannot destroy container '{name}'"));
         }
@@ -263,7 +293,9 @@ pub fn destroy(ctx: &Context, name: &str, force: bool, lxc_args: &[String]) -> R
 /// in LXC's directory or the profiles directory.
 fn ensure_name_is_free(ctx: &Context, locked: &Locked, name: &str) -> Result<()> {
     if locked.state.containers.contains_key(name) {
-        bail!("container '{name}' already exists (change it with `nixcloud-container update {name}`)");
+        bail!(
+            "container '{name}' already exists (change it with `nixcloud-container update {name}`)"
+        );
     }
     let dir = ctx.lxc().container_dir(name);
     if dir.exists() {
@@ -306,12 +338,18 @@ fn addresses_in_use(
 ) -> Result<BTreeSet<Address>> {
     let hostonly_bridge = &ctx.settings.host.hostonly.bridge;
     let mut addresses: BTreeSet<Address> = automatic_ip
-        .map(|ip| Address { bridge: hostonly_bridge.clone(), ip })
+        .map(|ip| Address {
+            bridge: hostonly_bridge.clone(),
+            ip,
+        })
         .into_iter()
         .collect();
     for generation in ctx.profile(name).generations()? {
         let hostonly = generation.meta()?.params.hostonly;
-        addresses.insert(Address { bridge: hostonly.bridge, ip: hostonly.address });
+        addresses.insert(Address {
+            bridge: hostonly.bridge,
+            ip: hostonly.address,
+        });
     }
     Ok(addresses)
 }
@@ -320,7 +358,9 @@ fn addresses_in_use(
 /// generations were deleted.
 pub fn refresh_addresses(ctx: &Context, name: &str) -> Result<()> {
     let mut locked = ctx.store.lock()?;
-    let Some(entry) = locked.state.containers.get_mut(name) else { return Ok(()) };
+    let Some(entry) = locked.state.containers.get_mut(name) else {
+        return Ok(());
+    };
     entry.addresses = addresses_in_use(ctx, name, entry.automatic_ip)?;
     locked.save()
 }
@@ -330,8 +370,16 @@ pub fn refresh_addresses(ctx: &Context, name: &str) -> Result<()> {
 /// finished by the next command.
 pub fn record_switch(ctx: &Context, name: &str, from: Option<u64>) -> Result<()> {
     let mut locked = ctx.store.lock()?;
-    let entry = locked.state.containers.get_mut(name).context("the container is gone")?;
-    entry.phase = if from.is_some() { Phase::Updating } else { Phase::Ready };
+    let entry = locked
+        .state
+        .containers
+        .get_mut(name)
+        .context("the container is gone")?;
+    entry.phase = if from.is_some() {
+        Phase::Updating
+    } else {
+        Phase::Ready
+    };
     entry.switched_from = from;
     locked.save()
 }
@@ -372,7 +420,9 @@ fn repair(ctx: &Context, locked: &mut Locked, name: &str) -> Result<()> {
             let from = locked.state.containers[name].switched_from;
             let current = ctx.profile(name).current_number()?;
             if let Some(from) = from.filter(|&from| Some(from) != current) {
-                eprintln!("note: finishing the interrupted switch of '{name}' from generation {from}");
+                eprintln!(
+                    "note: finishing the interrupted switch of '{name}' from generation {from}"
+                );
                 if let Err(err) = switch_live(ctx, name, from, &[]) {
                     eprintln!("warning: {err:#}");
                 }
@@ -397,16 +447,23 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
     let entries = match std::fs::read_dir(profiles_dir) {
         Ok(entries) => entries.collect::<std::io::Result<Vec<_>>>()?,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", profiles_dir.display())),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot read {}", profiles_dir.display()))
+        }
     };
     for dir in entries {
-        let Some(name) = dir.file_name().to_str().map(str::to_string) else { continue };
+        let Some(name) = dir.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
         if names::validate(&name).is_err() {
             continue;
         }
         let profile = ctx.profile(&name);
         let Some(current) = profile.current()? else {
-            eprintln!("note: {} has no generation; left out", profile.dir().display());
+            eprintln!(
+                "note: {} has no generation; left out",
+                profile.dir().display()
+            );
             continue;
         };
         let mut automatic_ip = None;
@@ -417,19 +474,42 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
             if meta.spec.network.ip.is_none() && &hostonly.bridge == hostonly_bridge {
                 automatic_ip = Some(hostonly.address);
             }
-            addresses.insert(Address { bridge: hostonly.bridge, ip: hostonly.address });
+            addresses.insert(Address {
+                bridge: hostonly.bridge,
+                ip: hostonly.address,
+            });
         }
-        let phase = if ctx.lxc().is_defined(&name) { Phase::Ready } else { Phase::Creating };
+        let phase = if ctx.lxc().is_defined(&name) {
+            Phase::Ready
+        } else {
+            Phase::Creating
+        };
         let source = current.meta()?.params.source;
         locked.state.containers.insert(
             name.clone(),
-            Entry { phase, source, automatic_ip, addresses, switched_from: None },
+            Entry {
+                phase,
+                source,
+                automatic_ip,
+                addresses,
+                switched_from: None,
+            },
         );
-        println!("{name}: {}", if phase == Phase::Ready { "recovered" } else { "half-made, removed by the next command" });
+        println!(
+            "{name}: {}",
+            if phase == Phase::Ready {
+                "recovered"
+            } else {
+                "half-made, removed by the next command"
+            }
+        );
     }
     locked.save()?;
     match kept {
-        Some(old) => println!("rebuilt the state file; the old one is kept as {}", old.display()),
+        Some(old) => println!(
+            "rebuilt the state file; the old one is kept as {}",
+            old.display()
+        ),
         None => println!("rebuilt the state file"),
     }
     Ok(())

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, InsteadOfFile};
 use crate::lxc::Lxc;
 use crate::manual;
 use crate::names;
@@ -28,7 +28,10 @@ pub struct Context {
 
 impl Context {
     pub fn lxc(&self) -> Lxc<'_> {
-        Lxc { path: &self.settings.lxc_path, verbose: self.settings.verbose }
+        Lxc {
+            path: &self.settings.lxc_path,
+            verbose: self.settings.verbose,
+        }
     }
 
     pub fn profile(&self, name: &str) -> Profile {
@@ -36,7 +39,11 @@ impl Context {
     }
 
     pub fn nix<'a>(&'a self, extra_args: &'a [String]) -> Nix<'a> {
-        Nix { lib: &self.settings.nix_lib, extra_args, verbose: self.settings.verbose }
+        Nix {
+            lib: &self.settings.nix_lib,
+            extra_args,
+            verbose: self.settings.verbose,
+        }
     }
 
     /// Fails unless the container's root can reach its rootfs and its profile.
@@ -75,31 +82,27 @@ fn known(name: &str, entry: Option<Entry>) -> Result<Entry> {
 
 /// What a command names to build from: a container file, a system store
 /// path (--system) or a flake's container (--flake); clap allows one at most.
-struct SourceArgs {
+fn source_of(
+    name: &str,
     config: Option<PathBuf>,
-    system: Option<PathBuf>,
-    flake: Option<String>,
-}
-
-impl SourceArgs {
-    fn resolve(self, name: &str) -> Result<Option<Source>> {
-        if let Some(file) = self.config {
-            return container_file(&file).map(Some);
-        }
-        if let Some(system) = self.system {
-            let real = std::fs::canonicalize(&system)
-                .with_context(|| format!("system {} does not exist", system.display()))?;
-            return Ok(Some(Source::System(real)));
-        }
-        Ok(self.flake.map(|reference| {
-            // nixos-container's convention: the attribute defaults to the container's name.
-            if reference.contains('#') {
-                Source::Flake(reference)
-            } else {
-                Source::Flake(format!("{reference}#{name}"))
-            }
-        }))
+    instead: InsteadOfFile,
+) -> Result<Option<Source>> {
+    if let Some(file) = config {
+        return container_file(&file).map(Some);
     }
+    if let Some(system) = instead.system {
+        let real = std::fs::canonicalize(&system)
+            .with_context(|| format!("system {} does not exist", system.display()))?;
+        return Ok(Some(Source::System(real)));
+    }
+    Ok(instead.flake.map(|reference| {
+        // nixos-container's convention: the attribute defaults to the container's name.
+        if reference.contains('#') {
+            Source::Flake(reference)
+        } else {
+            Source::Flake(format!("{reference}#{name}"))
+        }
+    }))
 }
 
 /// A container file given on the command line, as an absolute path. Symlinks
@@ -110,7 +113,9 @@ fn container_file(file: &Path) -> Result<Source> {
     match std::fs::metadata(&absolute) {
         Ok(meta) if meta.is_file() => Ok(Source::File(absolute)),
         Ok(_) => bail!("container file {} is not a file", absolute.display()),
-        Err(err) => Err(err).with_context(|| format!("cannot read container file {}", absolute.display())),
+        Err(err) => {
+            Err(err).with_context(|| format!("cannot read container file {}", absolute.display()))
+        }
     }
 }
 
@@ -120,25 +125,43 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let settings = Settings::load(&cli.locations, cli.verbose)?;
-    let ctx = Context { store: Store::new(&settings.state_dir), settings };
+    let ctx = Context {
+        store: Store::new(&settings.state_dir),
+        settings,
+    };
     match cli.command {
-        Command::Create { name, config, system, flake, nix, lxc } => {
-            let source = SourceArgs { config, system, flake }.resolve(&name)?;
-            let source = source.expect("clap requires a source");
+        Command::Create {
+            name,
+            config,
+            instead,
+            nix,
+            lxc,
+        } => {
+            let source = source_of(&name, config, instead)?.expect("clap requires a source");
             lifecycle::create(&ctx, &name, source, &nix.words()?, &lxc.words()?)?;
         }
-        Command::Update { name, config, system, flake, nix, lxc } => {
-            let source = SourceArgs { config, system, flake }.resolve(&name)?;
+        Command::Update {
+            name,
+            config,
+            instead,
+            nix,
+            lxc,
+        } => {
+            let source = source_of(&name, config, instead)?;
             lifecycle::update(&ctx, &name, source, &nix.words()?, &lxc.words()?)?;
         }
-        Command::Destroy { name, force, lxc } => lifecycle::destroy(&ctx, &name, force, &lxc.words()?)?,
+        Command::Destroy { name, force, lxc } => {
+            lifecycle::destroy(&ctx, &name, force, &lxc.words()?)?
+        }
         Command::ListGenerations { name, json } => generations::list(&ctx, &name, json.json)?,
         Command::DeleteGenerations { name, generations } => {
             generations::delete(&ctx, &name, &generations)?
         }
-        Command::SwitchGeneration { name, generation, lxc } => {
-            generations::switch(&ctx, &name, generation, &lxc.words()?)?
-        }
+        Command::SwitchGeneration {
+            name,
+            generation,
+            lxc,
+        } => generations::switch(&ctx, &name, generation, &lxc.words()?)?,
         Command::Rollback { name, lxc } => generations::rollback(&ctx, &name, &lxc.words()?)?,
         Command::Start { name, lxc } => return runtime::start(&ctx, &name, &lxc.words()?),
         Command::Login { name, lxc } => return runtime::login(&ctx, &name, &lxc.words()?),
