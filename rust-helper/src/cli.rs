@@ -33,60 +33,30 @@ pub struct Cli {
 #[command(next_help_heading = "Locations")]
 pub struct LocationArgs {
     /// LXC's container directory [default: /var/lib/lxc].
-    #[arg(
-        long,
-        global = true,
-        env = "NIXCLOUD_CONTAINER_LXC_PATH",
-        value_name = "DIR"
-    )]
+    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_LXC_PATH", value_name = "DIR")]
     pub lxc_path: Option<PathBuf>,
 
     /// Root of the per-container Nix profiles
     /// [default: /nix/var/nix/profiles/nixcloud-container].
-    #[arg(
-        long,
-        global = true,
-        env = "NIXCLOUD_CONTAINER_PROFILES_DIR",
-        value_name = "DIR"
-    )]
+    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_PROFILES_DIR", value_name = "DIR")]
     pub profiles_dir: Option<PathBuf>,
 
     /// Directory of the state file and its locks [default: /var/lib/nixcloud-container].
-    #[arg(
-        long,
-        global = true,
-        env = "NIXCLOUD_CONTAINER_STATE_DIR",
-        value_name = "DIR"
-    )]
+    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
     /// The host's settings (bridges, subnets, uid range), written by the NixOS
     /// module [default: /etc/nixcloud-container/host.json].
-    #[arg(
-        long,
-        global = true,
-        env = "NIXCLOUD_CONTAINER_HOST_CONFIG",
-        value_name = "FILE"
-    )]
+    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_HOST_CONFIG", value_name = "FILE")]
     pub host_config: Option<PathBuf>,
 
     /// The Nix library of this toolkit (the `lib` directory).
-    #[arg(
-        long,
-        global = true,
-        env = "NIXCLOUD_CONTAINER_NIX_LIB",
-        value_name = "DIR"
-    )]
+    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_NIX_LIB", value_name = "DIR")]
     pub nix_lib: Option<PathBuf>,
 
     /// A busybox binary that builds generations where no nixpkgs is at hand
     /// [default: `busybox` on PATH].
-    #[arg(
-        long,
-        global = true,
-        env = "NIXCLOUD_CONTAINER_BUSYBOX",
-        value_name = "FILE"
-    )]
+    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_BUSYBOX", value_name = "FILE")]
     pub busybox: Option<PathBuf>,
 }
 
@@ -122,9 +92,7 @@ fn split_params(flag: &str, raw: &[String]) -> Result<Vec<String>, UsageError> {
     let mut words = Vec::new();
     for value in raw {
         let parsed = shell_words::split(value).map_err(|err| {
-            UsageError(format!(
-                "cannot split {flag} {value:?} into parameters: {err}"
-            ))
+            UsageError(format!("cannot split {flag} {value:?} into parameters: {err}"))
         })?;
         words.extend(parsed);
     }
@@ -211,11 +179,7 @@ pub enum Command {
     /// Delete generations: numbers, `+N` (keep the last N), `Nd` (older than N days) or `old`.
     DeleteGenerations {
         name: String,
-        #[arg(
-            required = true,
-            value_name = "GENERATIONS",
-            allow_hyphen_values = true
-        )]
+        #[arg(required = true, value_name = "GENERATIONS", allow_hyphen_values = true)]
         generations: Vec<String>,
     },
     /// Make generation ID current (and activate it when the container runs).
@@ -318,20 +282,8 @@ mod tests {
 
     #[test]
     fn the_seeds_argument_shapes_parse() {
-        parse(&[
-            "create",
-            "test",
-            "./containerConfig.nix",
-            "-n",
-            "-I nixpkgs=/nixpkgs",
-        ]);
-        parse(&[
-            "update",
-            "test",
-            "./containerConfig.nix",
-            "-n",
-            "-I nixpkgs=/nixpkgs",
-        ]);
+        parse(&["create", "test", "./containerConfig.nix", "-n", "-I nixpkgs=/nixpkgs"]);
+        parse(&["update", "test", "./containerConfig.nix", "-n", "-I nixpkgs=/nixpkgs"]);
         parse(&["start", "test", "-l", "-F"]);
         parse(&["delete-generations", "test", "+3", "30d", "4"]);
         parse(&["create", "web", "--flake", "/etc/containers#web"]);
@@ -346,21 +298,12 @@ mod tests {
 
     #[test]
     fn parameters_split_like_a_shell_without_one() {
-        let Command::Create { nix, .. } = parse(&[
-            "create",
-            "a",
-            "f.nix",
-            "-n",
-            "-I 'nixpkgs=/a b' --arg x \"$(id)\"",
-        ])
-        .command
+        let Command::Create { nix, .. } =
+            parse(&["create", "a", "f.nix", "-n", "-I 'nixpkgs=/a b' --arg x \"$(id)\""]).command
         else {
             panic!("not create")
         };
-        assert_eq!(
-            nix.words().unwrap(),
-            ["-I", "nixpkgs=/a b", "--arg", "x", "$(id)"]
-        );
+        assert_eq!(nix.words().unwrap(), ["-I", "nixpkgs=/a b", "--arg", "x", "$(id)"]);
         let Command::Start { lxc, .. } = parse(&["start", "a", "-l", "-F 'unclosed"]).command
         else {
             panic!("not start")

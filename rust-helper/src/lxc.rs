@@ -95,11 +95,8 @@ impl Lxc<'_> {
 
     /// The container's state as LXC names it (RUNNING, STOPPED, FROZEN, ...).
     pub fn state(&self, name: &str) -> Result<String> {
-        let out = self.run(
-            "lxc-info",
-            name,
-            &["--state".to_string(), "--no-humanize".to_string()],
-        )?;
+        let out =
+            self.run("lxc-info", name, &["--state".to_string(), "--no-humanize".to_string()])?;
         Ok(out.trim().to_string())
     }
 
@@ -109,18 +106,13 @@ impl Lxc<'_> {
 
     /// The states of all containers in the LXC path, from one lxc-ls call.
     pub fn states(&self, extra: &[String]) -> Result<BTreeMap<String, String>> {
-        let mut args = vec![
-            "--fancy".to_string(),
-            "--fancy-format".to_string(),
-            "name,state".to_string(),
-        ];
+        let mut args =
+            vec!["--fancy".to_string(), "--fancy-format".to_string(), "name,state".to_string()];
         args.extend(extra.iter().cloned());
         let finished = self.tool("lxc-ls", None, &args).output(self.verbose)?;
         if !finished.status.success() {
-            return Err(anyhow!("{}", finished.last_error_line())).context(format!(
-                "lxc-ls failed with {}",
-                describe_status(finished.status)
-            ));
+            return Err(anyhow!("{}", finished.last_error_line()))
+                .context(format!("lxc-ls failed with {}", describe_status(finished.status)));
         }
         Ok(finished
             .stdout
@@ -136,10 +128,7 @@ impl Lxc<'_> {
     /// A command inside the container, with a clean environment and the
     /// guest's PATH, attached to our terminal.
     pub fn attach(&self, name: &str, extra: &[String], command: &[String]) -> Result<ExitStatus> {
-        self.attach_tool(name, extra)
-            .arg("--")
-            .args(command)
-            .interactive()
+        self.attach_tool(name, extra).arg("--").args(command).interactive()
     }
 
     /// Like `attach`, but with the output captured for the caller to report.
@@ -149,10 +138,7 @@ impl Lxc<'_> {
         extra: &[String],
         command: &[&OsStr],
     ) -> Result<Finished> {
-        self.attach_tool(name, extra)
-            .arg("--")
-            .args(command)
-            .output(false)
+        self.attach_tool(name, extra).arg("--").args(command).output(false)
     }
 
     /// A shell inside the container: lxc-attach without a command runs root's

@@ -57,11 +57,8 @@ fn run() -> ExitCode {
 /// clap's usage error as one line: its message (which may go on over a few
 /// lines) and the usage of the command concerned.
 fn usage_line(rendered: &str) -> String {
-    let message: Vec<&str> = rendered
-        .lines()
-        .map(str::trim)
-        .take_while(|line| !line.is_empty())
-        .collect();
+    let message: Vec<&str> =
+        rendered.lines().map(str::trim).take_while(|line| !line.is_empty()).collect();
     let usage = rendered
         .lines()
         .find_map(|line| line.trim().strip_prefix("Usage: "))

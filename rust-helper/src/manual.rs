@@ -239,8 +239,6 @@ pub fn print(command: Option<&str>) -> Result<()> {
             subcommand.print_help()?;
             Ok(())
         }
-        None => Err(usage(format!(
-            "no command named {name:?}: see `nixcloud-container help`"
-        ))),
+        None => Err(usage(format!("no command named {name:?}: see `nixcloud-container help`"))),
     }
 }

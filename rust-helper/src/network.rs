@@ -49,19 +49,13 @@ pub fn wanted(spec: &NetworkSpec, host: &HostConfig) -> Result<Wanted> {
     if on_hostonly {
         let subnet = hostonly_subnet(host);
         if !subnet.contains(&address) {
-            bail!(
-                "network.ip {address} is outside {}'s subnet {subnet}",
-                host.hostonly.bridge
-            );
+            bail!("network.ip {address} is outside {}'s subnet {subnet}", host.hostonly.bridge);
         }
         if address == subnet.network() || address == subnet.broadcast() {
             bail!("network.ip {address} is the network or broadcast address of {subnet}");
         }
         if address == host.hostonly.address {
-            bail!(
-                "network.ip {address} is the host's own address on {}",
-                host.hostonly.bridge
-            );
+            bail!("network.ip {address} is the host's own address on {}", host.hostonly.bridge);
         }
     }
     Ok(Wanted::Static(address))
@@ -86,16 +80,10 @@ pub fn interfaces(
         None if on_hostonly && !spec.enable_nat => Some(host.hostonly.address),
         None => None,
     };
-    let hostonly = HostonlyInterface {
-        bridge,
-        address,
-        prefix_length,
-        broadcast: net.broadcast(),
-        gateway,
-    };
-    let internet = spec.enable_nat.then(|| InternetInterface {
-        bridge: host.internet.bridge.clone(),
-    });
+    let hostonly =
+        HostonlyInterface { bridge, address, prefix_length, broadcast: net.broadcast(), gateway };
+    let internet =
+        spec.enable_nat.then(|| InternetInterface { bridge: host.internet.bridge.clone() });
     Ok((hostonly, internet))
 }
 
@@ -136,21 +124,12 @@ mod tests {
     fn allocation_starts_after_the_host_and_fills_gaps() {
         let host = host();
         let mut taken = BTreeSet::new();
-        assert_eq!(
-            first_free(&host, &taken),
-            Some(Ipv4Addr::new(10, 101, 0, 2))
-        );
+        assert_eq!(first_free(&host, &taken), Some(Ipv4Addr::new(10, 101, 0, 2)));
         taken.insert(Ipv4Addr::new(10, 101, 0, 2));
         taken.insert(Ipv4Addr::new(10, 101, 0, 4));
-        assert_eq!(
-            first_free(&host, &taken),
-            Some(Ipv4Addr::new(10, 101, 0, 3))
-        );
+        assert_eq!(first_free(&host, &taken), Some(Ipv4Addr::new(10, 101, 0, 3)));
         taken.insert(Ipv4Addr::new(10, 101, 0, 3));
-        assert_eq!(
-            first_free(&host, &taken),
-            Some(Ipv4Addr::new(10, 101, 0, 5))
-        );
+        assert_eq!(first_free(&host, &taken), Some(Ipv4Addr::new(10, 101, 0, 5)));
     }
 
     #[test]
@@ -168,18 +147,8 @@ mod tests {
             wanted(&spec(Some("10.101.7.9"), None, false), &host).unwrap(),
             Wanted::Static(Ipv4Addr::new(10, 101, 7, 9))
         );
-        for bad in [
-            "10.102.0.2",
-            "10.101.0.1",
-            "10.101.0.0",
-            "10.101.255.255",
-            "10.101.0",
-            "x",
-        ] {
-            assert!(
-                wanted(&spec(Some(bad), None, false), &host).is_err(),
-                "{bad}"
-            );
+        for bad in ["10.102.0.2", "10.101.0.1", "10.101.0.0", "10.101.255.255", "10.101.0", "x"] {
+            assert!(wanted(&spec(Some(bad), None, false), &host).is_err(), "{bad}");
         }
     }
 
@@ -187,10 +156,7 @@ mod tests {
     fn own_bridges_take_any_address_but_need_one() {
         let host = host();
         let own = spec(Some("10.10.1.2"), Some("myOwnBridge"), false);
-        assert_eq!(
-            wanted(&own, &host).unwrap(),
-            Wanted::Static(Ipv4Addr::new(10, 10, 1, 2))
-        );
+        assert_eq!(wanted(&own, &host).unwrap(), Wanted::Static(Ipv4Addr::new(10, 10, 1, 2)));
         assert!(wanted(&spec(None, Some("myOwnBridge"), false), &host).is_err());
     }
 
@@ -209,10 +175,7 @@ mod tests {
 
         let own = spec(Some("10.10.1.2"), Some("myOwnBridge"), false);
         let (custom, _) = interfaces(&own, &host, Ipv4Addr::new(10, 10, 1, 2)).unwrap();
-        assert_eq!(
-            (custom.bridge.as_str(), custom.gateway),
-            ("myOwnBridge", None)
-        );
+        assert_eq!((custom.bridge.as_str(), custom.gateway), ("myOwnBridge", None));
         assert_eq!(custom.broadcast, Ipv4Addr::new(10, 10, 255, 255));
     }
 }

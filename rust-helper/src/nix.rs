@@ -76,10 +76,7 @@ impl Nix<'_> {
     }
 
     pub fn switch_generation(&self, profile: &Profile, number: u64) -> Result<()> {
-        self.profile_op(
-            profile,
-            &["--switch-generation".to_string(), number.to_string()],
-        )
+        self.profile_op(profile, &["--switch-generation".to_string(), number.to_string()])
     }
 
     pub fn rollback(&self, profile: &Profile) -> Result<()> {
@@ -130,27 +127,15 @@ fn condense(stderr: &str) -> Option<String> {
             message.push_str(line);
         }
     }
-    if let Some(at) = rest
-        .iter()
-        .find(|line| line.starts_with("at ") && line.ends_with(':'))
-    {
+    if let Some(at) = rest.iter().find(|line| line.starts_with("at ") && line.ends_with(':')) {
         message.push_str(&format!(" ({})", at.trim_end_matches(':')));
     }
     let mut message = message.trim_end_matches(';').to_string();
     // A failed build's last words: newer Nix quotes the log after the error
     // ("> ..." lines), Nix 2.8 without a terminal prints it before.
-    let quoted = rest
-        .iter()
-        .rev()
-        .find(|line| line.starts_with('>') && line.len() > 1);
+    let quoted = rest.iter().rev().find(|line| line.starts_with('>') && line.len() > 1);
     let printed = || {
-        let progress = [
-            "building '",
-            "these ",
-            "this derivation",
-            "/nix/store/",
-            "warning:",
-        ];
+        let progress = ["building '", "these ", "this derivation", "/nix/store/", "warning:"];
         lines[..start]
             .iter()
             .rev()

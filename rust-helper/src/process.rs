@@ -23,10 +23,7 @@ pub struct Finished {
 
 impl Tool {
     pub fn new(program: &str) -> Tool {
-        Tool {
-            command: Command::new(program),
-            program: program.to_string(),
-        }
+        Tool { command: Command::new(program), program: program.to_string() }
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Tool {
@@ -60,10 +57,7 @@ impl Tool {
 
     /// Runs with captured output; `verbose` also copies stderr to ours.
     pub fn output(mut self, verbose: bool) -> Result<Finished> {
-        self.command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
         let output = self.command.output().with_context(|| self.spawn_error())?;
         report_timing(&self.program, started.elapsed());
@@ -94,12 +88,7 @@ impl Tool {
 impl Finished {
     /// The last non-empty line of stderr: what most tools say last is why they failed.
     pub fn last_error_line(&self) -> &str {
-        self.stderr
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|line| !line.is_empty())
-            .unwrap_or("")
+        self.stderr.lines().rev().map(str::trim).find(|line| !line.is_empty()).unwrap_or("")
     }
 }
 

@@ -30,18 +30,12 @@ impl Generation {
 
 /// Parses nix-env's generation link names, `profile-<N>-link`.
 fn generation_number(file_name: &str) -> Option<u64> {
-    file_name
-        .strip_prefix("profile-")?
-        .strip_suffix("-link")?
-        .parse()
-        .ok()
+    file_name.strip_prefix("profile-")?.strip_suffix("-link")?.parse().ok()
 }
 
 impl Profile {
     pub fn new(profiles_dir: &Path, name: &str) -> Profile {
-        Profile {
-            dir: profiles_dir.join(name),
-        }
+        Profile { dir: profiles_dir.join(name) }
     }
 
     /// The directory holding the profile and its generations (bound to /init
@@ -79,11 +73,7 @@ impl Profile {
             .modified()?;
         let path =
             std::fs::read_link(&link).with_context(|| format!("cannot read {}", link.display()))?;
-        Ok(Generation {
-            number,
-            path,
-            created,
-        })
+        Ok(Generation { number, path, created })
     }
 
     /// All generations, oldest first.
@@ -103,10 +93,7 @@ impl Profile {
             }
         }
         numbers.sort_unstable();
-        numbers
-            .into_iter()
-            .map(|number| self.generation(number))
-            .collect()
+        numbers.into_iter().map(|number| self.generation(number)).collect()
     }
 
     /// Removes the profile and all its generations (their GC roots with them).

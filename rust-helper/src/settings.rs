@@ -104,42 +104,22 @@ impl HostConfig {
             }
         }
         serde_json::from_value(value).with_context(|| {
-            format!(
-                "host file {} does not fit lib/host-defaults.json",
-                path.display()
-            )
+            format!("host file {} does not fit lib/host-defaults.json", path.display())
         })
     }
 }
 
 impl Settings {
     pub fn load(args: &LocationArgs, verbose: bool) -> Result<Settings> {
-        let host_file = args
-            .host_config
-            .clone()
-            .unwrap_or_else(|| DEFAULT_HOST_CONFIG.into());
+        let host_file = args.host_config.clone().unwrap_or_else(|| DEFAULT_HOST_CONFIG.into());
         let host = HostConfig::load(&host_file)?;
         Ok(Settings {
-            lxc_path: absolute(
-                args.lxc_path
-                    .clone()
-                    .unwrap_or_else(|| host.lxc_path.clone()),
-            )?,
+            lxc_path: absolute(args.lxc_path.clone().unwrap_or_else(|| host.lxc_path.clone()))?,
             profiles_dir: absolute(
-                args.profiles_dir
-                    .clone()
-                    .unwrap_or_else(|| host.profiles_dir.clone()),
+                args.profiles_dir.clone().unwrap_or_else(|| host.profiles_dir.clone()),
             )?,
-            state_dir: absolute(
-                args.state_dir
-                    .clone()
-                    .unwrap_or_else(|| host.state_dir.clone()),
-            )?,
-            nix_lib: absolute(
-                args.nix_lib
-                    .clone()
-                    .unwrap_or_else(|| BUILT_IN_NIX_LIB.into()),
-            )?,
+            state_dir: absolute(args.state_dir.clone().unwrap_or_else(|| host.state_dir.clone()))?,
+            nix_lib: absolute(args.nix_lib.clone().unwrap_or_else(|| BUILT_IN_NIX_LIB.into()))?,
             busybox: args.busybox.clone(),
             host,
             verbose,
@@ -159,10 +139,7 @@ impl Settings {
                 )?;
                 let real = std::fs::canonicalize(&lxc_start)
                     .with_context(|| format!("cannot resolve {}", lxc_start.display()))?;
-                let prefix = real
-                    .parent()
-                    .and_then(Path::parent)
-                    .unwrap_or(Path::new("/"));
+                let prefix = real.parent().and_then(Path::parent).unwrap_or(Path::new("/"));
                 prefix.join("share/lxc/config")
             }
         };
@@ -194,23 +171,17 @@ fn absolute(path: PathBuf) -> Result<PathBuf> {
     if path.is_absolute() {
         Ok(path)
     } else {
-        Ok(std::env::current_dir()
-            .context("cannot read the current directory")?
-            .join(path))
+        Ok(std::env::current_dir().context("cannot read the current directory")?.join(path))
     }
 }
 
 /// The first executable called `program` in PATH.
 pub fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| {
-            use std::os::unix::fs::PermissionsExt;
-            candidate
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| {
+        use std::os::unix::fs::PermissionsExt;
+        candidate.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 #[cfg(test)]
@@ -227,27 +198,18 @@ mod tests {
         assert_eq!(host.idmap.host_id, 100000);
         assert_eq!(host.idmap.count, 65536);
         assert_eq!(host.lxc_path, PathBuf::from("/var/lib/lxc"));
-        assert_eq!(
-            host.profiles_dir,
-            PathBuf::from("/nix/var/nix/profiles/nixcloud-container")
-        );
+        assert_eq!(host.profiles_dir, PathBuf::from("/nix/var/nix/profiles/nixcloud-container"));
     }
 
     #[test]
     fn host_file_overrides_single_keys() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("host.json");
-        std::fs::write(
-            &file,
-            r#"{"hostonly": {"bridge": "brX"}, "idmap": {"hostId": 200000}}"#,
-        )
-        .unwrap();
+        std::fs::write(&file, r#"{"hostonly": {"bridge": "brX"}, "idmap": {"hostId": 200000}}"#)
+            .unwrap();
         let host = HostConfig::load(&file).unwrap();
         assert_eq!(host.hostonly.bridge, "brX");
-        assert_eq!(
-            host.hostonly.prefix_length, 16,
-            "untouched keys keep their defaults"
-        );
+        assert_eq!(host.hostonly.prefix_length, 16, "untouched keys keep their defaults");
         assert_eq!(host.idmap.host_id, 200000);
         assert_eq!(host.idmap.count, 65536);
     }

@@ -127,14 +127,8 @@ mod tests {
 
     #[test]
     fn source_is_tagged_as_lib_cli_nix_expects() {
-        assert_eq!(
-            Source::File("/a b/c.nix".into()).to_json(),
-            r#"{"file":"/a b/c.nix"}"#
-        );
-        assert_eq!(
-            Source::System("/nix/store/x".into()).to_json(),
-            r#"{"system":"/nix/store/x"}"#
-        );
+        assert_eq!(Source::File("/a b/c.nix".into()).to_json(), r#"{"file":"/a b/c.nix"}"#);
+        assert_eq!(Source::System("/nix/store/x".into()).to_json(), r#"{"system":"/nix/store/x"}"#);
     }
 
     #[test]

@@ -79,10 +79,7 @@ pub struct State {
 
 impl Default for State {
     fn default() -> State {
-        State {
-            version: STATE_VERSION,
-            containers: BTreeMap::new(),
-        }
+        State { version: STATE_VERSION, containers: BTreeMap::new() }
     }
 }
 
@@ -92,12 +89,7 @@ impl State {
         self.containers
             .iter()
             .filter(|(name, _)| name.as_str() != except)
-            .find(|(_, entry)| {
-                entry
-                    .addresses
-                    .iter()
-                    .any(|a| a.bridge == bridge && a.ip == ip)
-            })
+            .find(|(_, entry)| entry.addresses.iter().any(|a| a.bridge == bridge && a.ip == ip))
             .map(|(name, _)| name.as_str())
     }
 
@@ -147,10 +139,7 @@ impl State {
         if wanted == Wanted::Automatic {
             entry.automatic_ip = Some(ip);
         }
-        entry.addresses.insert(Address {
-            bridge: bridge.to_string(),
-            ip,
-        });
+        entry.addresses.insert(Address { bridge: bridge.to_string(), ip });
         Ok(ip)
     }
 }
@@ -183,9 +172,7 @@ fn open_lock(path: &Path) -> Result<File> {
 
 impl Store {
     pub fn new(dir: &Path) -> Store {
-        Store {
-            dir: dir.to_path_buf(),
-        }
+        Store { dir: dir.to_path_buf() }
     }
 
     fn state_file(&self) -> PathBuf {
@@ -210,11 +197,7 @@ impl Store {
         flock(&lock, FlockOperation::LockExclusive).context("cannot lock the state file")?;
         let file = self.state_file();
         let state = read_state(&file)?;
-        Ok(Locked {
-            _lock: lock,
-            file,
-            state,
-        })
+        Ok(Locked { _lock: lock, file, state })
     }
 
     /// Takes the state lock for rebuilding the state from scratch: the
@@ -237,14 +220,7 @@ impl Store {
         } else {
             None
         };
-        Ok((
-            Locked {
-                _lock: lock,
-                file,
-                state: State::default(),
-            },
-            kept,
-        ))
+        Ok((Locked { _lock: lock, file, state: State::default() }, kept))
     }
 
     /// Takes container `name`'s lock, waiting (and saying so) while another
@@ -301,10 +277,7 @@ impl Locked {
     /// Writes the state atomically: a reader or a crash sees the old or the
     /// new file, never a mix.
     pub fn save(&mut self) -> Result<()> {
-        let dir = self
-            .file
-            .parent()
-            .expect("the state file is in a directory");
+        let dir = self.file.parent().expect("the state file is in a directory");
         let mut temp = tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("cannot write in {}", dir.display()))?;
         let mut text = serde_json::to_string_pretty(&self.state).expect("the state serializes");
@@ -346,22 +319,10 @@ mod tests {
         let mut state = State::default();
         add(&mut state, "a");
         add(&mut state, "b");
-        let a = state
-            .claim(&host, "a", "brNC-hostonly", Wanted::Automatic)
-            .unwrap();
-        let b = state
-            .claim(&host, "b", "brNC-hostonly", Wanted::Automatic)
-            .unwrap();
-        assert_eq!(
-            (a, b),
-            (Ipv4Addr::new(10, 101, 0, 2), Ipv4Addr::new(10, 101, 0, 3))
-        );
-        assert_eq!(
-            state
-                .claim(&host, "a", "brNC-hostonly", Wanted::Automatic)
-                .unwrap(),
-            a
-        );
+        let a = state.claim(&host, "a", "brNC-hostonly", Wanted::Automatic).unwrap();
+        let b = state.claim(&host, "b", "brNC-hostonly", Wanted::Automatic).unwrap();
+        assert_eq!((a, b), (Ipv4Addr::new(10, 101, 0, 2), Ipv4Addr::new(10, 101, 0, 3)));
+        assert_eq!(state.claim(&host, "a", "brNC-hostonly", Wanted::Automatic).unwrap(), a);
     }
 
     #[test]
@@ -371,31 +332,17 @@ mod tests {
         add(&mut state, "a");
         add(&mut state, "b");
         let ip = Ipv4Addr::new(10, 101, 0, 2);
-        state
-            .claim(&host, "a", "brNC-hostonly", Wanted::Automatic)
-            .unwrap();
-        let err = state
-            .claim(&host, "b", "brNC-hostonly", Wanted::Static(ip))
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("already used by container 'a'"),
-            "{err}"
-        );
+        state.claim(&host, "a", "brNC-hostonly", Wanted::Automatic).unwrap();
+        let err = state.claim(&host, "b", "brNC-hostonly", Wanted::Static(ip)).unwrap_err();
+        assert!(err.to_string().contains("already used by container 'a'"), "{err}");
         assert!(state.claim(&host, "b", "other", Wanted::Static(ip)).is_ok());
         // Automatic allocation skips static addresses.
         add(&mut state, "c");
         state
-            .claim(
-                &host,
-                "c",
-                "brNC-hostonly",
-                Wanted::Static(Ipv4Addr::new(10, 101, 0, 3)),
-            )
+            .claim(&host, "c", "brNC-hostonly", Wanted::Static(Ipv4Addr::new(10, 101, 0, 3)))
             .unwrap();
         add(&mut state, "d");
-        let d = state
-            .claim(&host, "d", "brNC-hostonly", Wanted::Automatic)
-            .unwrap();
+        let d = state.claim(&host, "d", "brNC-hostonly", Wanted::Automatic).unwrap();
         assert_eq!(d, Ipv4Addr::new(10, 101, 0, 4));
     }
 

@@ -8,26 +8,11 @@ use common::{path_str, Host, REPO};
 /// The spec of a container file, as lib/cli.nix prints it.
 fn spec_of(file: &std::path::Path) -> serde_json::Value {
     let output = std::process::Command::new("nix-instantiate")
-        .args([
-            "--eval",
-            "--strict",
-            "--json",
-            &format!("{REPO}/lib/cli.nix"),
-            "-A",
-            "spec",
-        ])
-        .args([
-            "--argstr",
-            "source",
-            &serde_json::json!({ "file": file }).to_string(),
-        ])
+        .args(["--eval", "--strict", "--json", &format!("{REPO}/lib/cli.nix"), "-A", "spec"])
+        .args(["--argstr", "source", &serde_json::json!({ "file": file }).to_string()])
         .output()
         .expect("nix-instantiate runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("the spec is JSON")
 }
 
@@ -65,18 +50,11 @@ fn each_kind_of_container_file_gives_its_spec() {
     assert_eq!(spec["kind"], "system");
     assert_eq!(spec["network"]["enableNat"], true);
     let path = spec["system"].as_str().unwrap();
-    assert!(
-        path.starts_with("/nix/store/") && path.ends_with("-tiny-system-1"),
-        "{path}"
-    );
+    assert!(path.starts_with("/nix/store/") && path.ends_with("-tiny-system-1"), "{path}");
 
     // The seed's examples read as specs too, without nixpkgs.
-    for example in [
-        "example.nix",
-        "autostartExample.nix",
-        "networkExample.nix",
-        "fullExample.nix",
-    ] {
+    for example in ["example.nix", "autostartExample.nix", "networkExample.nix", "fullExample.nix"]
+    {
         let file = std::path::Path::new(REPO).join("examples").join(example);
         if file.exists() {
             assert_eq!(spec_of(&file)["kind"], "nixos", "{example}");
@@ -106,10 +84,7 @@ fn create_builds_generation_one_that_lxc_knows() {
         "lxc.idmap = u 0 100000 65536",
         "lxc.idmap = g 0 100000 65536",
         "lxc.mount.entry = /nix/store nix/store none ro,bind,create=dir 0 0",
-        &format!(
-            "lxc.mount.entry = {} init none ro,bind,create=dir 0 0",
-            profile.display()
-        ),
+        &format!("lxc.mount.entry = {} init none ro,bind,create=dir 0 0", profile.display()),
         "lxc.init.cmd = /init/profile/system/init",
         "lxc.net.0.name = hostonly",
         "lxc.net.0.link = brNC-hostonly",
@@ -117,15 +92,9 @@ fn create_builds_generation_one_that_lxc_knows() {
         "lxc.net.0.ipv4.gateway = 10.101.0.1",
         "lxc.start.auto = 0",
     ] {
-        assert!(
-            fragment.lines().any(|l| l == line),
-            "missing {line:?} in\n{fragment}"
-        );
+        assert!(fragment.lines().any(|l| l == line), "missing {line:?} in\n{fragment}");
     }
-    assert!(
-        !fragment.contains("lxc.net.1"),
-        "no internet interface without NAT"
-    );
+    assert!(!fragment.contains("lxc.net.1"), "no internet interface without NAT");
 
     let rootfs = std::fs::metadata(host.lxc_path().join("web/rootfs")).unwrap();
     use std::os::unix::fs::MetadataExt;
@@ -153,14 +122,8 @@ fn generations_update_roll_back_switch_and_delete_like_nix_env() {
     let listing = host.ok(&["list-generations", "app"]);
     let lines: Vec<&str> = listing.lines().collect();
     assert_eq!(lines.len(), 2, "{listing}");
-    assert!(
-        lines[0].trim_start().starts_with('1') && !lines[0].contains("(current)"),
-        "{listing}"
-    );
-    assert!(
-        lines[1].trim_start().starts_with('2') && lines[1].ends_with("(current)"),
-        "{listing}"
-    );
+    assert!(lines[0].trim_start().starts_with('1') && !lines[0].contains("(current)"), "{listing}");
+    assert!(lines[1].trim_start().starts_with('2') && lines[1].ends_with("(current)"), "{listing}");
     assert!(lines[1].contains("-tiny-system-2"), "{listing}");
     let json: serde_json::Value =
         serde_json::from_str(&host.ok(&["list-generations", "app", "--json"])).unwrap();
@@ -170,16 +133,9 @@ fn generations_update_roll_back_switch_and_delete_like_nix_env() {
     // LXC reads the generation's settings through the profile link:
     // generation 2 is the autostart one.
     let autostart = || {
-        let listing = host
-            .lxc("lxc-ls --fancy --fancy-format name,autostart")
-            .stdout;
-        let row: Vec<String> = listing
-            .lines()
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .map(String::from)
-            .collect();
+        let listing = host.lxc("lxc-ls --fancy --fancy-format name,autostart").stdout;
+        let row: Vec<String> =
+            listing.lines().nth(1).unwrap().split_whitespace().map(String::from).collect();
         row[1] == "1"
     };
     assert!(autostart(), "generation 2 starts automatically");
@@ -194,10 +150,7 @@ fn generations_update_roll_back_switch_and_delete_like_nix_env() {
 
     // update without a file rebuilds from the last one: nothing changed.
     let out = host.ok(&["update", "app"]);
-    assert!(
-        out.contains("unchanged: generation 2 stays current"),
-        "{out}"
-    );
+    assert!(out.contains("unchanged: generation 2 stays current"), "{out}");
 
     let err = host.fails(&["delete-generations", "app", "2"], 1);
     assert!(err.contains("generation 2 of 'app' is current"), "{err}");
@@ -247,14 +200,8 @@ fn create_of_a_taken_name_fails_and_changes_nothing() {
     let other = host.tiny("b.nix", "2", "");
     let err = host.fails(&["create", "dup", path_str(&other)], 1);
     assert!(err.contains("container 'dup' already exists"), "{err}");
-    assert_eq!(
-        std::fs::read(host.state_dir().join("state.json")).unwrap(),
-        state_before
-    );
-    assert_eq!(
-        std::fs::read(host.lxc_path().join("dup/config")).unwrap(),
-        config_before
-    );
+    assert_eq!(std::fs::read(host.state_dir().join("state.json")).unwrap(), state_before);
+    assert_eq!(std::fs::read(host.lxc_path().join("dup/config")).unwrap(), config_before);
     assert_eq!(host.current_generation("dup"), "1");
     assert!(!host.profiles_dir().join("dup/profile-2-link").exists());
 }
@@ -301,11 +248,7 @@ fn a_prebuilt_system_is_deployed_with_create_system() {
         ])
         .output()
         .unwrap();
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
     let system = String::from_utf8(build.stdout).unwrap().trim().to_string();
     host.ok(&["create", "pre", "--system", &system]);
     let listing = host.ok(&["list-generations", "pre"]);
@@ -342,24 +285,12 @@ fn help_prints_the_manual_and_each_command_its_help() {
             "manual lacks {command}"
         );
         let help = host.ok(&[command, "--help"]);
-        assert!(
-            help.contains("Usage: nixcloud-container"),
-            "{command} --help: {help}"
-        );
-        assert_eq!(
-            host.ok(&["help", command]),
-            help,
-            "help {command} is {command} --help"
-        );
+        assert!(help.contains("Usage: nixcloud-container"), "{command} --help: {help}");
+        assert_eq!(host.ok(&["help", command]), help, "help {command} is {command} --help");
     }
-    for topic in [
-        "EXIT STATUS",
-        "FILES",
-        "CONTAINER FILES",
-        "10.101.0.1/16",
-        "brNC-internet",
-        "100000",
-    ] {
+    for topic in
+        ["EXIT STATUS", "FILES", "CONTAINER FILES", "10.101.0.1/16", "brNC-internet", "100000"]
+    {
         assert!(manual.contains(topic), "manual lacks {topic}");
     }
     assert!(host.ok(&["--help"]).contains("nixcloud-container help"));
@@ -385,18 +316,9 @@ fn a_flakes_container_is_built_with_create_flake() {
     let listing = host.ok(&["list", "--json"]);
     let rows: serde_json::Value = serde_json::from_str(&listing).unwrap();
     assert_eq!(rows[0]["autostart"], true, "{listing}");
-    assert!(host
-        .ok(&["list-generations", "web"])
-        .contains("tiny-system-flake"));
+    assert!(host.ok(&["list-generations", "web"]).contains("tiny-system-flake"));
     host.ok(&["update", "web"]);
-    let err = host.fails(
-        &[
-            "create",
-            "other",
-            "--flake",
-            &format!("{}#missing", flake.display()),
-        ],
-        1,
-    );
+    let err =
+        host.fails(&["create", "other", "--flake", &format!("{}#missing", flake.display())], 1);
     assert!(err.contains("has no nixcloudContainers.missing"), "{err}");
 }

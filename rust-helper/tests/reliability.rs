@@ -14,16 +14,11 @@ use common::{path_str, tiny_file, Host, REPO};
 fn assert_nothing_created(host: &Host) {
     if let Ok(state) = std::fs::read_to_string(host.state_dir().join("state.json")) {
         let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-        assert_eq!(
-            state["containers"],
-            serde_json::json!({}),
-            "no container is recorded"
-        );
+        assert_eq!(state["containers"], serde_json::json!({}), "no container is recorded");
     }
     for dir in [host.lxc_path(), host.profiles_dir()] {
-        let entries: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().collect())
-            .unwrap_or_default();
+        let entries: Vec<_> =
+            std::fs::read_dir(&dir).map(|d| d.flatten().collect()).unwrap_or_default();
         assert!(entries.is_empty(), "{} holds {entries:?}", dir.display());
     }
 }
@@ -40,11 +35,7 @@ fn invalid_names_are_refused_before_anything_is_made() {
         let err = host.fails(&["create", "--", name, path_str(&file)], 2);
         assert!(err.contains("invalid container name"), "{name:?}: {err}");
     }
-    for args in [
-        ["start", "--", "../x"],
-        ["destroy", "--", "a/b"],
-        ["state", "--", "a b"],
-    ] {
+    for args in [["start", "--", "../x"], ["destroy", "--", "a/b"], ["state", "--", "a b"]] {
         host.fails(&args, 2);
     }
     assert_eq!(host.helper(&["exists", "--", "a/b"]).code, 2);
@@ -59,10 +50,7 @@ fn container_file_errors_name_the_file_and_leave_nothing() {
     let syntax = host.file("syntax.nix", "{ autostart = true\n}\n");
     let undefined = host.file("undefined.nix", "{ system = doesNotExist; }");
     let typed = host.file("typed.nix", r#"{ network.ip = 5; configuration = { }; }"#);
-    let unknown = host.file(
-        "unknown.nix",
-        r#"{ autostrat = true; configuration = { }; }"#,
-    );
+    let unknown = host.file("unknown.nix", r#"{ autostrat = true; configuration = { }; }"#);
     let not_a_container = host.file("number.nix", "42");
     let no_init = host.file(
         "noinit.nix",
@@ -79,23 +67,14 @@ fn container_file_errors_name_the_file_and_leave_nothing() {
         (&undefined, "undefined variable 'doesNotExist'"),
         (&typed, "network: ip must be an IPv4 address"),
         (&unknown, "unknown attribute 'autostrat'"),
-        (
-            &not_a_container,
-            "must evaluate to a NixOS module function or an attribute set",
-        ),
+        (&not_a_container, "must evaluate to a NixOS module function or an attribute set"),
         (&no_init, "has no executable init"),
         (&nixos_without_nixpkgs, "needs nixpkgs: pass -n"),
     ];
     for (file, message) in cases {
         let err = host.fails(&["create", "web", path_str(file)], 1);
-        assert!(
-            err.contains(path_str(file)) || err.contains("noinit"),
-            "names the file: {err}"
-        );
-        assert!(
-            err.contains(message),
-            "{file:?}: expected {message:?} in {err}"
-        );
+        assert!(err.contains(path_str(file)) || err.contains("noinit"), "names the file: {err}");
+        assert!(err.contains(message), "{file:?}: expected {message:?} in {err}");
         assert_nothing_created(&host);
     }
 }
@@ -108,10 +87,7 @@ fn paths_names_and_parameters_are_data_never_code() {
     let canary = host.dir.path().join("pwned");
     let canary_str = "pwned";
     // A container file under a path full of what shells and Nix interpolate.
-    let odd = host
-        .dir
-        .path()
-        .join("a dir 'q\" $HOME ${builtins.abort \"x\"} `touch pwned`\nline");
+    let odd = host.dir.path().join("a dir 'q\" $HOME ${builtins.abort \"x\"} `touch pwned`\nline");
     std::fs::create_dir(&odd).unwrap();
     let file = odd.join("c $(touch x).nix");
     std::fs::write(&file, tiny_file("1", "", "")).unwrap();
@@ -121,15 +97,8 @@ fn paths_names_and_parameters_are_data_never_code() {
     host.ok(&["update", "odd"]);
 
     // -n and -l reach Nix and LXC as words; no shell ever sees them.
-    let err = host.fails(
-        &[
-            "update",
-            "odd",
-            "-n",
-            &format!("$(touch {canary_str}) ; touch {canary_str}"),
-        ],
-        1,
-    );
+    let err = host
+        .fails(&["update", "odd", "-n", &format!("$(touch {canary_str}) ; touch {canary_str}")], 1);
     assert!(!err.is_empty());
     let run = host.helper(&[
         "start",
@@ -138,14 +107,7 @@ fn paths_names_and_parameters_are_data_never_code() {
         &format!("--logfile={canary_str}.log ; touch {canary_str}"),
     ]);
     assert_ne!(run.code, 0, "lxc-start takes no stray words: {run:?}");
-    let run = host.helper(&[
-        "run",
-        "odd",
-        "--",
-        "sh",
-        "-c",
-        &format!("touch {canary_str}"),
-    ]);
+    let run = host.helper(&["run", "odd", "--", "sh", "-c", &format!("touch {canary_str}")]);
     assert_ne!(run.code, 0, "the container is not running: {run:?}");
     assert!(!canary.exists(), "something ran a shell on user input");
     assert_eq!(host.current_generation("odd"), "1");
@@ -187,21 +149,15 @@ fn ten_creates_at_once_get_ten_addresses_and_ten_containers() {
     let host = Host::new();
     let file = host.tiny("many.nix", "1", "");
     let names: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
-    let children: Vec<Child> = names
-        .iter()
-        .map(|n| spawn(&host, &["create", n, path_str(&file)]))
-        .collect();
+    let children: Vec<Child> =
+        names.iter().map(|n| spawn(&host, &["create", n, path_str(&file)])).collect();
     for child in children {
         let run = finish(child);
         assert_eq!(run.code, 0, "{run:?}");
     }
     let rows: serde_json::Value = serde_json::from_str(&host.ok(&["list", "--json"])).unwrap();
-    let mut addresses: Vec<String> = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["ipv4"].as_str().unwrap().to_string())
-        .collect();
+    let mut addresses: Vec<String> =
+        rows.as_array().unwrap().iter().map(|r| r["ipv4"].as_str().unwrap().to_string()).collect();
     addresses.sort();
     addresses.dedup();
     assert_eq!(addresses.len(), 10, "distinct addresses: {rows}");
@@ -230,12 +186,7 @@ fn racing_create_and_destroy_or_two_updates_end_consistent() {
         for run in [&created, &destroyed] {
             assert!(
                 run.code == 0
-                    || run
-                        .stderr
-                        .lines()
-                        .filter(|l| l.starts_with("error:"))
-                        .count()
-                        == 1,
+                    || run.stderr.lines().filter(|l| l.starts_with("error:")).count() == 1,
                 "{run:?}"
             );
         }
@@ -245,11 +196,7 @@ fn racing_create_and_destroy_or_two_updates_end_consistent() {
             host.lxc_path().join("race/config").exists(),
             "LXC agrees with the state"
         );
-        assert_eq!(
-            exists,
-            host.profiles_dir().join("race/profile").exists(),
-            "the profile agrees"
-        );
+        assert_eq!(exists, host.profiles_dir().join("race/profile").exists(), "the profile agrees");
         if exists {
             host.ok(&["destroy", "race"]);
         }
@@ -257,14 +204,8 @@ fn racing_create_and_destroy_or_two_updates_end_consistent() {
     }
 
     host.ok(&["create", "twice", path_str(&file)]);
-    let a = spawn(
-        &host,
-        &["update", "twice", path_str(&host.tiny("u2.nix", "2", ""))],
-    );
-    let b = spawn(
-        &host,
-        &["update", "twice", path_str(&host.tiny("u3.nix", "3", ""))],
-    );
+    let a = spawn(&host, &["update", "twice", path_str(&host.tiny("u2.nix", "2", ""))]);
+    let b = spawn(&host, &["update", "twice", path_str(&host.tiny("u3.nix", "3", ""))]);
     let (a, b) = (finish(a), finish(b));
     assert_eq!((a.code, b.code), (0, 0), "{a:?} {b:?}");
     let generations: serde_json::Value =
@@ -287,16 +228,11 @@ fn phase(host: &Host, name: &str) -> String {
         return "none".to_string();
     };
     let state: serde_json::Value = serde_json::from_str(&text).expect("the state file is whole");
-    state["containers"][name]["phase"]
-        .as_str()
-        .unwrap_or("none")
-        .to_string()
+    state["containers"][name]["phase"].as_str().unwrap_or("none").to_string()
 }
 
 fn sweep() -> impl Iterator<Item = Duration> {
-    [0u64, 3, 8, 15, 25, 40, 60, 80, 110, 150, 200, 300]
-        .into_iter()
-        .map(Duration::from_millis)
+    [0u64, 3, 8, 15, 25, 40, 60, 80, 110, 150, 200, 300].into_iter().map(Duration::from_millis)
 }
 
 #[test]
@@ -307,19 +243,12 @@ fn a_killed_create_is_undone_by_the_next_command() {
     for delay in sweep() {
         kill_after(&host, &["create", "victim", path_str(&file)], delay);
         seen.insert(phase(&host, "victim"));
-        assert_eq!(
-            host.helper(&["list"]).code,
-            0,
-            "list works after a kill at {delay:?}"
-        );
+        assert_eq!(host.helper(&["list"]).code, 0, "list works after a kill at {delay:?}");
         // The name is never blocked, no address leaks: creating again works
         // and gets the first address, unless the killed create had finished.
         if host.helper(&["exists", "victim"]).code != 0 {
             let out = host.ok(&["create", "victim", path_str(&file)]);
-            assert!(
-                out.contains("(10.101.0.2 "),
-                "after a kill at {delay:?}: {out}"
-            );
+            assert!(out.contains("(10.101.0.2 "), "after a kill at {delay:?}: {out}");
         }
         assert!(host.lxc_path().join("victim/config").exists());
         assert_eq!(host.current_generation("victim"), "1");
@@ -327,10 +256,7 @@ fn a_killed_create_is_undone_by_the_next_command() {
         assert_nothing_created(&host);
     }
     eprintln!("phases left by the kills: {seen:?}");
-    assert!(
-        seen.contains("creating"),
-        "some kill hit a create half-way: {seen:?}"
-    );
+    assert!(seen.contains("creating"), "some kill hit a create half-way: {seen:?}");
 }
 
 #[test]
@@ -339,9 +265,7 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
     host.ok(&["create", "live", path_str(&host.tiny("l0.nix", "0", ""))]);
     host.ok(&["start", "live"]);
     host.wait_for("boot", || {
-        host.helper(&["run", "live", "cat", "/var/lib/tiny/booted"])
-            .code
-            == 0
+        host.helper(&["run", "live", "cat", "/var/lib/tiny/booted"]).code == 0
     });
     let mut seen = std::collections::BTreeSet::new();
     for (round, delay) in sweep().enumerate() {
@@ -358,16 +282,9 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
         // The next command finishes the job: the container runs its current generation.
         host.ok(&["update", "live", path_str(&file)]);
         let current = generations.as_array().unwrap().len();
-        assert!(
-            current >= round + 1,
-            "no generation lost at {delay:?}: {listing}"
-        );
+        assert!(current >= round + 1, "no generation lost at {delay:?}: {listing}");
         let activated = host.ok(&["run", "live", "cat", "/var/lib/tiny/activated"]);
-        assert_eq!(
-            activated.trim(),
-            format!("switch {}", round + 1),
-            "after a kill at {delay:?}"
-        );
+        assert_eq!(activated.trim(), format!("switch {}", round + 1), "after a kill at {delay:?}");
         assert_eq!(host.ok(&["show-ip", "live"]).trim(), "10.101.0.2");
         let state = std::fs::read_to_string(host.state_dir().join("state.json")).unwrap();
         assert!(
@@ -376,10 +293,7 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
         );
     }
     eprintln!("phases left by the kills: {seen:?}");
-    assert!(
-        seen.contains("updating"),
-        "some kill hit an update half-way: {seen:?}"
-    );
+    assert!(seen.contains("updating"), "some kill hit an update half-way: {seen:?}");
 }
 
 #[test]
@@ -410,10 +324,7 @@ fn a_killed_destroy_is_finished_by_the_next_command() {
         assert_nothing_created(&host);
     }
     eprintln!("phases left by the kills: {seen:?}");
-    assert!(
-        seen.contains("ready") && seen.contains("none"),
-        "kills before and after: {seen:?}"
-    );
+    assert!(seen.contains("ready") && seen.contains("none"), "kills before and after: {seen:?}");
 }
 
 #[test]
@@ -422,18 +333,13 @@ fn failed_updates_leave_the_container_as_it_was() {
     host.ok(&["create", "steady", path_str(&host.tiny("s1.nix", "1", ""))]);
     host.ok(&["start", "steady"]);
     host.wait_for("boot", || {
-        host.helper(&["run", "steady", "cat", "/var/lib/tiny/booted"])
-            .code
-            == 0
+        host.helper(&["run", "steady", "cat", "/var/lib/tiny/booted"]).code == 0
     });
     let state_before = std::fs::read(host.state_dir().join("state.json")).unwrap();
 
     let syntax = host.file("broken.nix", "{ system = ; }");
     let err = host.fails(&["update", "steady", path_str(&syntax)], 1);
-    assert!(
-        err.contains("broken.nix") && err.contains("syntax error"),
-        "{err}"
-    );
+    assert!(err.contains("broken.nix") && err.contains("syntax error"), "{err}");
     let no_init = host.file(
         "noinit.nix",
         &format!(
@@ -442,10 +348,7 @@ fn failed_updates_leave_the_container_as_it_was() {
         ),
     );
     let err = host.fails(&["update", "steady", path_str(&no_init)], 1);
-    assert!(
-        err.contains("cannot build") && err.contains("has no executable init"),
-        "{err}"
-    );
+    assert!(err.contains("cannot build") && err.contains("has no executable init"), "{err}");
     let taken = host.tiny("outside.nix", "2", r#"network.ip = "10.102.0.9";"#);
     let err = host.fails(&["update", "steady", path_str(&taken)], 1);
     assert!(err.contains("outside brNC-hostonly's subnet"), "{err}");
@@ -453,10 +356,7 @@ fn failed_updates_leave_the_container_as_it_was() {
     assert_eq!(host.current_generation("steady"), "1");
     assert_eq!(host.ok(&["list-generations", "steady"]).lines().count(), 1);
     assert_eq!(host.state("steady"), "RUNNING");
-    assert_eq!(
-        std::fs::read(host.state_dir().join("state.json")).unwrap(),
-        state_before
-    );
+    assert_eq!(std::fs::read(host.state_dir().join("state.json")).unwrap(), state_before);
     // The last good file is still the one `update` rebuilds from.
     assert!(host.ok(&["update", "steady"]).contains("unchanged"));
 }
@@ -469,10 +369,7 @@ fn addresses_never_collide_and_the_pool_can_run_out() {
     let two = host.tiny("two.nix", "1", r#"network.ip = "10.101.0.2";"#);
     host.ok(&["create", "a", path_str(&auto)]);
     let err = host.fails(&["create", "b", path_str(&two)], 1);
-    assert!(
-        err.contains("10.101.0.2 on brNC-hostonly is already used by container 'a'"),
-        "{err}"
-    );
+    assert!(err.contains("10.101.0.2 on brNC-hostonly is already used by container 'a'"), "{err}");
     host.ok(&["create", "b", path_str(&fifty)]);
     let err = host.fails(&["create", "c", path_str(&fifty)], 1);
     assert!(err.contains("already used by container 'b'"), "{err}");
@@ -481,11 +378,7 @@ fn addresses_never_collide_and_the_pool_can_run_out() {
         ("10.101.255.255", "broadcast"),
         ("10.9.0.1", "outside"),
     ] {
-        let file = host.tiny(
-            &format!("{ip}.nix"),
-            "1",
-            &format!("network.ip = \"{ip}\";"),
-        );
+        let file = host.tiny(&format!("{ip}.nix"), "1", &format!("network.ip = \"{ip}\";"));
         let err = host.fails(&["create", "c", path_str(&file)], 1);
         assert!(err.contains(why), "{ip}: {err}");
     }
@@ -495,10 +388,7 @@ fn addresses_never_collide_and_the_pool_can_run_out() {
     host.ok(&["update", "b", path_str(&auto)]);
     assert_eq!(host.ok(&["show-ip", "b"]).trim(), "10.101.0.3");
     let err = host.fails(&["create", "c", path_str(&fifty)], 1);
-    assert!(
-        err.contains("already used by container 'b'"),
-        "generation 1 of b holds .50: {err}"
-    );
+    assert!(err.contains("already used by container 'b'"), "generation 1 of b holds .50: {err}");
     host.ok(&["delete-generations", "b", "1"]);
     host.ok(&["create", "c", path_str(&fifty)]);
 }
@@ -506,21 +396,15 @@ fn addresses_never_collide_and_the_pool_can_run_out() {
 #[test]
 fn an_exhausted_pool_is_a_clear_error_until_an_address_is_freed() {
     let host = Host::new();
-    std::fs::write(
-        host.dir.path().join("host.json"),
-        r#"{"hostonly": {"prefixLength": 29}}"#,
-    )
-    .unwrap();
+    std::fs::write(host.dir.path().join("host.json"), r#"{"hostonly": {"prefixLength": 29}}"#)
+        .unwrap();
     let file = host.tiny("p.nix", "1", "");
     for i in 2..=6 {
         let out = host.ok(&["create", &format!("p{i}"), path_str(&file)]);
         assert!(out.contains(&format!("(10.101.0.{i} ")), "{out}");
     }
     let err = host.fails(&["create", "p7", path_str(&file)], 1);
-    assert!(
-        err.contains("no free address left in 10.101.0.0/29"),
-        "{err}"
-    );
+    assert!(err.contains("no free address left in 10.101.0.0/29"), "{err}");
     assert_eq!(host.helper(&["exists", "p7"]).code, 1);
     host.ok(&["destroy", "p4"]);
     let out = host.ok(&["create", "p7", path_str(&file)]);
@@ -533,11 +417,7 @@ fn a_container_sees_only_its_own_profile_and_nothing_writable_of_the_host() {
     host.ok(&["create", "a", path_str(&host.tiny("a.nix", "1", ""))]);
     host.ok(&["create", "b", path_str(&host.tiny("b.nix", "1", ""))]);
     host.ok(&["start", "a"]);
-    host.wait_for("boot", || {
-        host.helper(&["run", "a", "cat", "/var/lib/tiny/booted"])
-            .code
-            == 0
-    });
+    host.wait_for("boot", || host.helper(&["run", "a", "cat", "/var/lib/tiny/booted"]).code == 0);
 
     let mounts = host.ok(&["run", "a", "cat", "/proc/mounts"]);
     for target in [" /nix/store ", " /init "] {
@@ -545,30 +425,15 @@ fn a_container_sees_only_its_own_profile_and_nothing_writable_of_the_host() {
             .lines()
             .find(|l| l.contains(target))
             .unwrap_or_else(|| panic!("{target} in {mounts}"));
-        assert!(
-            line.split_whitespace()
-                .nth(3)
-                .unwrap()
-                .split(',')
-                .any(|o| o == "ro"),
-            "{line}"
-        );
+        assert!(line.split_whitespace().nth(3).unwrap().split(',').any(|o| o == "ro"), "{line}");
     }
     let init = host.ok(&["run", "a", "ls", "/init"]);
     let mut entries: Vec<&str> = init.split_whitespace().collect();
     entries.sort();
     assert_eq!(entries, ["profile", "profile-1-link"]);
     let profiles_dir = path_str(&host.profiles_dir()).to_string();
-    for path in [
-        "/nix/var/nix/profiles",
-        profiles_dir.as_str(),
-        "/nix/var/nix/daemon-socket",
-    ] {
-        assert_ne!(
-            host.helper(&["run", "a", "ls", path]).code,
-            0,
-            "{path} is not visible inside"
-        );
+    for path in ["/nix/var/nix/profiles", profiles_dir.as_str(), "/nix/var/nix/daemon-socket"] {
+        assert_ne!(host.helper(&["run", "a", "ls", path]).code, 0, "{path} is not visible inside");
     }
     for attempt in [
         "touch /nix/store/escape",
@@ -578,11 +443,7 @@ fn a_container_sees_only_its_own_profile_and_nothing_writable_of_the_host() {
         // Writing the host kernel's settings, even with the value they have.
         "cat /proc/sys/kernel/panic > /proc/sys/kernel/panic",
     ] {
-        assert_ne!(
-            host.helper(&["run", "a", "sh", "-c", attempt]).code,
-            0,
-            "{attempt} must fail"
-        );
+        assert_ne!(host.helper(&["run", "a", "sh", "-c", attempt]).code, 0, "{attempt} must fail");
     }
     assert!(!Path::new("/nix/store/escape").exists());
     assert!(host.profiles_dir().join("a/profile").exists());
@@ -646,29 +507,16 @@ fn a_damaged_state_file_is_reported_never_reset_and_can_be_rebuilt() {
     );
 
     let out = host.ok(&["repair-state"]);
-    assert!(
-        out.contains("kept: recovered") && out.contains("pinned: recovered"),
-        "{out}"
-    );
+    assert!(out.contains("kept: recovered") && out.contains("pinned: recovered"), "{out}");
     let rebuilt: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     let before: serde_json::Value = serde_json::from_str(&whole).unwrap();
-    assert_eq!(
-        rebuilt, before,
-        "the rebuilt state is the one that was damaged"
-    );
+    assert_eq!(rebuilt, before, "the rebuilt state is the one that was damaged");
     let kept_aside = std::fs::read_dir(host.state_dir())
         .unwrap()
         .flatten()
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("state.json.before-repair.")
-        });
+        .any(|e| e.file_name().to_string_lossy().starts_with("state.json.before-repair."));
     assert!(kept_aside);
     let out = host.ok(&["create", "new", path_str(&host.tiny("n.nix", "1", ""))]);
-    assert!(
-        out.contains("(10.101.0.3 "),
-        "allocation goes on where it was: {out}"
-    );
+    assert!(out.contains("(10.101.0.3 "), "allocation goes on where it was: {out}");
 }

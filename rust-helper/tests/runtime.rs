@@ -17,32 +17,13 @@ fn a_running_container_answers_and_runs_unprivileged() {
         serde_json::from_str(&host.ok(&["state", "web", "--json"])).unwrap();
     assert_eq!(json, serde_json::json!({"name": "web", "state": "RUNNING"}));
     host.wait_for("the container to boot", || {
-        host.helper(&["run", "web", "cat", "/var/lib/tiny/booted"])
-            .code
-            == 0
+        host.helper(&["run", "web", "cat", "/var/lib/tiny/booted"]).code == 0
     });
 
-    assert!(
-        host.pings("10.101.0.2"),
-        "the host reaches the container on brNC-hostonly"
-    );
-    assert_eq!(
-        host.ok(&["run", "web", "cat", "/var/lib/tiny/booted"])
-            .trim(),
-        "1"
-    );
-    assert_eq!(
-        host.helper(&["run", "web", "--", "sh", "-c", "exit 7"])
-            .code,
-        7
-    );
-    let inside = host.ok(&[
-        "run",
-        "web",
-        "sh",
-        "-c",
-        "echo $PATH; ip -4 addr show hostonly",
-    ]);
+    assert!(host.pings("10.101.0.2"), "the host reaches the container on brNC-hostonly");
+    assert_eq!(host.ok(&["run", "web", "cat", "/var/lib/tiny/booted"]).trim(), "1");
+    assert_eq!(host.helper(&["run", "web", "--", "sh", "-c", "exit 7"]).code, 7);
+    let inside = host.ok(&["run", "web", "sh", "-c", "echo $PATH; ip -4 addr show hostonly"]);
     assert!(inside.contains("/run/current-system/sw/bin"), "{inside}");
     assert!(inside.contains("inet 10.101.0.2/16"), "{inside}");
 
@@ -80,16 +61,9 @@ fn updates_are_activated_in_a_running_container() {
     let v2 = host.tiny("v2.nix", "2", "");
     host.ok(&["create", "app", path_str(&v1)]);
     host.ok(&["start", "app"]);
-    host.wait_for("boot", || {
-        host.helper(&["run", "app", "cat", "/var/lib/tiny/booted"])
-            .code
-            == 0
-    });
-    let activated = || {
-        host.ok(&["run", "app", "cat", "/var/lib/tiny/activated"])
-            .trim()
-            .to_string()
-    };
+    host.wait_for("boot", || host.helper(&["run", "app", "cat", "/var/lib/tiny/booted"]).code == 0);
+    let activated =
+        || host.ok(&["run", "app", "cat", "/var/lib/tiny/activated"]).trim().to_string();
 
     let out = host.ok(&["update", "app", path_str(&v2)]);
     assert!(out.contains("activated generation 2"), "{out}");
@@ -102,18 +76,9 @@ fn updates_are_activated_in_a_running_container() {
     // A failed activation leaves the current generation, and what runs, as they were.
     let broken = host.file("broken.nix", &tiny_file("3", "", "failActivation = true;"));
     let err = host.fails(&["update", "app", path_str(&broken)], 1);
-    assert!(
-        err.contains("activating generation 3 in 'app' failed with exit code 3"),
-        "{err}"
-    );
-    assert!(
-        err.contains("failed on purpose"),
-        "the activation's output is reported: {err}"
-    );
-    assert!(
-        err.contains("generation 2 of 'app' is current again"),
-        "{err}"
-    );
+    assert!(err.contains("activating generation 3 in 'app' failed with exit code 3"), "{err}");
+    assert!(err.contains("failed on purpose"), "the activation's output is reported: {err}");
+    assert!(err.contains("generation 2 of 'app' is current again"), "{err}");
     assert_eq!(host.current_generation("app"), "2");
     assert_eq!(activated(), "switch 2");
     assert!(
@@ -121,20 +86,14 @@ fn updates_are_activated_in_a_running_container() {
         "the failed generation is gone"
     );
     let out = host.ok(&["update", "app"]);
-    assert!(
-        out.contains("unchanged"),
-        "update without a file keeps the last good one: {out}"
-    );
+    assert!(out.contains("unchanged"), "update without a file keeps the last good one: {out}");
 
     host.ok(&["stop", "app"]);
     assert_eq!(host.state("app"), "STOPPED");
     host.ok(&["rollback", "app"]);
     host.ok(&["start", "app"]);
     host.wait_for("boot", || {
-        host.helper(&["run", "app", "cat", "/var/lib/tiny/booted"])
-            .stdout
-            .trim()
-            == "1"
+        host.helper(&["run", "app", "cat", "/var/lib/tiny/booted"]).stdout.trim() == "1"
     });
 
     host.ok(&["terminate", "app"]);
@@ -159,48 +118,28 @@ fn containers_share_hostonly_and_nat_adds_an_internet_interface() {
     }
     // The hostonly bridge is shared: containers reach each other, as the seed warns.
     host.wait_for("one to reach two", || {
-        host.helper(&["run", "one", "ping", "-c", "1", "-W", "1", "10.101.0.3"])
-            .code
-            == 0
+        host.helper(&["run", "one", "ping", "-c", "1", "-W", "1", "10.101.0.3"]).code == 0
     });
 
     let links = host.ok(&["run", "nat", "ip", "-o", "link"]);
     assert!(links.contains(" internet@"), "{links}");
     let on_internet = host.ns_ok("ip -o link show master brNC-internet");
-    assert_eq!(
-        on_internet.lines().count(),
-        1,
-        "one veth on brNC-internet: {on_internet}"
-    );
+    assert_eq!(on_internet.lines().count(), 1, "one veth on brNC-internet: {on_internet}");
     let plain_links = host.ok(&["run", "one", "ip", "-o", "link"]);
     assert!(!plain_links.contains("internet"), "{plain_links}");
     // With NAT the default route is not the hostonly bridge's.
     let routes = host.ok(&["run", "nat", "ip", "route"]);
     assert!(!routes.contains("default via 10.101.0.1"), "{routes}");
-    assert!(host
-        .ok(&["run", "one", "ip", "route"])
-        .contains("default via 10.101.0.1"));
+    assert!(host.ok(&["run", "one", "ip", "route"]).contains("default via 10.101.0.1"));
 }
 
 #[test]
 fn autostart_containers_come_up_under_lxc_autostart() {
     let host = Host::new();
-    host.ok(&[
-        "create",
-        "auto",
-        path_str(&host.tiny("auto.nix", "1", "autostart = true;")),
-    ]);
-    host.ok(&[
-        "create",
-        "manual",
-        path_str(&host.tiny("manual.nix", "1", "")),
-    ]);
+    host.ok(&["create", "auto", path_str(&host.tiny("auto.nix", "1", "autostart = true;"))]);
+    host.ok(&["create", "manual", path_str(&host.tiny("manual.nix", "1", ""))]);
     let list = host.ok(&["list"]);
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("auto ") && l.ends_with("yes")),
-        "{list}"
-    );
+    assert!(list.lines().any(|l| l.starts_with("auto ") && l.ends_with("yes")), "{list}");
 
     let started = host.lxc("lxc-autostart");
     assert_eq!(started.code, 0, "{started:?}");
@@ -229,15 +168,9 @@ fn destroy_refuses_a_running_container_unless_forced() {
 fn start_in_the_foreground_runs_until_the_container_stops() {
     let host = Host::new();
     host.ok(&["create", "fg", path_str(&host.tiny("fg.nix", "1", ""))]);
-    let mut foreground = host
-        .helper_command(&["start", "fg", "-l", "-F"])
-        .spawn()
-        .unwrap();
+    let mut foreground = host.helper_command(&["start", "fg", "-l", "-F"]).spawn().unwrap();
     host.wait_for("the foreground container", || host.state("fg") == "RUNNING");
-    assert!(
-        foreground.try_wait().unwrap().is_none(),
-        "start -F waits while the container runs"
-    );
+    assert!(foreground.try_wait().unwrap().is_none(), "start -F waits while the container runs");
     // Other commands do not wait for the foreground start.
     host.ok(&["update", "fg", path_str(&host.tiny("fg2.nix", "2", ""))]);
     host.ok(&["stop", "fg"]);
@@ -259,10 +192,7 @@ fn runtime_commands_name_unknown_containers_and_stopped_ones() {
         vec!["rollback", "ghost"],
     ] {
         let err = host.fails(&args, 1);
-        assert!(
-            err.contains("no container named 'ghost'"),
-            "{args:?}: {err}"
-        );
+        assert!(err.contains("no container named 'ghost'"), "{args:?}: {err}");
     }
     host.ok(&["create", "idle", path_str(&host.tiny("idle.nix", "1", ""))]);
     let err = host.fails(&["run", "idle", "true"], 1);
@@ -272,11 +202,8 @@ fn runtime_commands_name_unknown_containers_and_stopped_ones() {
 #[test]
 fn start_names_a_missing_bridge() {
     let host = Host::new();
-    let file = host.tiny(
-        "own.nix",
-        "1",
-        r#"network = { bridge = "brMissing"; ip = "10.10.1.2"; };"#,
-    );
+    let file =
+        host.tiny("own.nix", "1", r#"network = { bridge = "brMissing"; ip = "10.10.1.2"; };"#);
     host.ok(&["create", "own", path_str(&file)]);
     let err = host.fails(&["start", "own"], 1);
     assert!(err.contains("bridge brMissing does not exist"), "{err}");
@@ -293,10 +220,7 @@ fn start_names_a_directory_the_container_cannot_reach() {
     let dir = host.dir.path();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let err = host.fails(&["start", "shut"], 1);
-    assert!(
-        err.contains("cannot reach") && err.contains("chmod o+x"),
-        "{err}"
-    );
+    assert!(err.contains("cannot reach") && err.contains("chmod o+x"), "{err}");
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     host.ok(&["start", "shut"]);
 }

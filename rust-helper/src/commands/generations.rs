@@ -42,10 +42,7 @@ pub fn list(ctx: &Context, name: &str, json: bool) -> Result<()> {
     // nix-env --list-generations' layout, with each generation's system and address.
     for row in rows {
         let marker = if row.current { "   (current)" } else { "" };
-        println!(
-            "{:4}   {}   {}   {}{marker}",
-            row.generation, row.created, row.ipv4, row.system
-        );
+        println!("{:4}   {}   {}   {}{marker}", row.generation, row.created, row.ipv4, row.system);
     }
     Ok(())
 }
@@ -71,18 +68,12 @@ pub fn delete(ctx: &Context, name: &str, specifiers: &[String]) -> Result<()> {
         if Some(number) == current {
             bail!("generation {number} of '{name}' is current: switch to another one before deleting it");
         }
-        profile
-            .generation(number)
-            .with_context(|| format!("container '{name}'"))?;
+        profile.generation(number).with_context(|| format!("container '{name}'"))?;
     }
     ctx.nix(&[]).delete_generations(&profile, specifiers)?;
     // Addresses only a deleted generation used are free again.
     refresh_addresses(ctx, name)?;
-    let left: Vec<String> = profile
-        .generations()?
-        .iter()
-        .map(|g| g.number.to_string())
-        .collect();
+    let left: Vec<String> = profile.generations()?.iter().map(|g| g.number.to_string()).collect();
     println!("container '{name}' keeps generations {}", left.join(", "));
     Ok(())
 }
@@ -90,12 +81,8 @@ pub fn delete(ctx: &Context, name: &str, specifiers: &[String]) -> Result<()> {
 pub fn switch(ctx: &Context, name: &str, number: u64, lxc_args: &[String]) -> Result<()> {
     let (_lock, _) = ctx.lock_existing(name)?;
     let profile = ctx.profile(name);
-    profile
-        .generation(number)
-        .with_context(|| format!("container '{name}'"))?;
-    let previous = profile
-        .current_number()?
-        .context("the container has no current generation")?;
+    profile.generation(number).with_context(|| format!("container '{name}'"))?;
+    let previous = profile.current_number()?.context("the container has no current generation")?;
     record_switch(ctx, name, Some(previous))?;
     let switched = ctx
         .nix(&[])
@@ -110,17 +97,13 @@ pub fn switch(ctx: &Context, name: &str, number: u64, lxc_args: &[String]) -> Re
 pub fn rollback(ctx: &Context, name: &str, lxc_args: &[String]) -> Result<()> {
     let (_lock, _) = ctx.lock_existing(name)?;
     let profile = ctx.profile(name);
-    let previous = profile
-        .current_number()?
-        .context("the container has no current generation")?;
+    let previous = profile.current_number()?.context("the container has no current generation")?;
     if profile.generations()?.iter().all(|g| g.number >= previous) {
         bail!("container '{name}' has no generation older than {previous} to roll back to");
     }
     record_switch(ctx, name, Some(previous))?;
-    let switched = ctx
-        .nix(&[])
-        .rollback(&profile)
-        .and_then(|()| switch_live(ctx, name, previous, lxc_args));
+    let switched =
+        ctx.nix(&[]).rollback(&profile).and_then(|()| switch_live(ctx, name, previous, lxc_args));
     record_switch(ctx, name, None)?;
     switched?;
     let current = profile.current_number()?.unwrap_or(previous);
@@ -138,9 +121,7 @@ pub fn switch_live(ctx: &Context, name: &str, previous: u64, lxc_args: &[String]
         return Ok(());
     }
     let profile = ctx.profile(name);
-    let current = profile
-        .current()?
-        .context("the container has no current generation")?;
+    let current = profile.current()?.context("the container has no current generation")?;
     let old = profile.generation(previous)?;
     if lxc_settings(&old) != lxc_settings(&current) {
         eprintln!(
@@ -156,9 +137,7 @@ pub fn switch_live(ctx: &Context, name: &str, previous: u64, lxc_args: &[String]
     if let Err(again) = activate(ctx, name, &old, lxc_args) {
         eprintln!("warning: re-activating generation {previous} failed too: {again:#}");
     }
-    Err(err.context(format!(
-        "generation {previous} of '{name}' is current again"
-    )))
+    Err(err.context(format!("generation {previous} of '{name}' is current again")))
 }
 
 fn lxc_settings(generation: &Generation) -> Option<String> {
@@ -178,8 +157,7 @@ fn activate(ctx: &Context, name: &str, generation: &Generation, lxc_args: &[Stri
         return Ok(());
     }
     let finished =
-        ctx.lxc()
-            .attach_captured(name, lxc_args, &[program.as_os_str(), OsStr::new("switch")])?;
+        ctx.lxc().attach_captured(name, lxc_args, &[program.as_os_str(), OsStr::new("switch")])?;
     for output in [&finished.stdout, &finished.stderr] {
         if !output.trim().is_empty() {
             eprintln!("{}", output.trim_end());
@@ -197,9 +175,6 @@ fn activate(ctx: &Context, name: &str, generation: &Generation, lxc_args: &[Stri
             last.trim()
         );
     }
-    println!(
-        "activated generation {} in running container '{name}'",
-        generation.number
-    );
+    println!("activated generation {} in running container '{name}'", generation.number);
     Ok(())
 }

@@ -74,12 +74,7 @@ fn create_locked(
     }
 
     let mut locked = ctx.store.lock()?;
-    locked
-        .state
-        .containers
-        .get_mut(name)
-        .expect("the entry was reserved")
-        .phase = Phase::Ready;
+    locked.state.containers.get_mut(name).expect("the entry was reserved").phase = Phase::Ready;
     locked.save()?;
     println!(
         "created container '{name}' ({} on {}), generation 1",
@@ -99,10 +94,8 @@ fn reserve(
 ) -> Result<Params> {
     let host = &ctx.settings.host;
     let bridge = network::bridge(&spec.network, host);
-    let address = locked
-        .state
-        .claim(host, name, bridge, wanted)
-        .with_context(|| source.to_string())?;
+    let address =
+        locked.state.claim(host, name, bridge, wanted).with_context(|| source.to_string())?;
     let (hostonly, internet) =
         network::interfaces(&spec.network, host, address).with_context(|| source.to_string())?;
     Ok(Params {
@@ -127,8 +120,7 @@ fn build_and_register(
     let profile = ctx.profile(name);
     std::fs::create_dir_all(profile.dir())
         .with_context(|| format!("cannot create {}", profile.dir().display()))?;
-    ctx.nix(nix_args)
-        .build_generation(&profile, params, &ctx.settings.busybox()?)?;
+    ctx.nix(nix_args).build_generation(&profile, params, &ctx.settings.busybox()?)?;
 
     let lxc = ctx.lxc();
     let dir = lxc.container_dir(name);
@@ -181,26 +173,18 @@ pub fn update(
 
     let profile = ctx.profile(name);
     let before = profile.generations()?;
-    let previous = profile
-        .current_number()?
-        .context("the container has no current generation")?;
+    let previous = profile.current_number()?.context("the container has no current generation")?;
     let params = {
         let mut locked = ctx.store.lock()?;
         let params = reserve(ctx, &mut locked, name, &source, &spec, wanted)?;
-        let entry = locked
-            .state
-            .containers
-            .get_mut(name)
-            .expect("checked above");
+        let entry = locked.state.containers.get_mut(name).expect("checked above");
         entry.phase = Phase::Updating;
         entry.switched_from = Some(previous);
         locked.save()?;
         params
     };
 
-    let built = ctx
-        .nix(nix_args)
-        .build_generation(&profile, &params, &ctx.settings.busybox()?);
+    let built = ctx.nix(nix_args).build_generation(&profile, &params, &ctx.settings.busybox()?);
     let current = profile.current_number()?.unwrap_or(previous);
     let activated = match built {
         Ok(()) if current != previous => switch_live(ctx, name, previous, lxc_args),
@@ -209,20 +193,14 @@ pub fn update(
     if activated.is_err() && current != previous && before.iter().all(|g| g.number != current) {
         // The failed generation was new: take it away again, so that the
         // profile is as it was.
-        let removal = ctx
-            .nix(&[])
-            .delete_generations(&profile, &[current.to_string()]);
+        let removal = ctx.nix(&[]).delete_generations(&profile, &[current.to_string()]);
         if let Err(err) = removal {
             eprintln!("warning: cannot delete the failed generation {current}: {err:#}");
         }
     }
 
     let mut locked = ctx.store.lock()?;
-    let entry = locked
-        .state
-        .containers
-        .get_mut(name)
-        .expect("held under the container lock");
+    let entry = locked.state.containers.get_mut(name).expect("held under the container lock");
     if activated.is_ok() {
         entry.source = source;
     }
@@ -244,11 +222,8 @@ pub fn destroy(ctx: &Context, name: &str, force: bool, lxc_args: &[String]) -> R
     names::validate(name)?;
     let _lock = ctx.store.lock_container(name)?;
     let mut locked = ctx.store.lock()?;
-    let interrupted = locked
-        .state
-        .containers
-        .get(name)
-        .is_some_and(|e| e.phase == Phase::Destroying);
+    let interrupted =
+        locked.state.containers.get(name).is_some_and(|e| e.phase == Phase::Destroying);
     repair_all(ctx, &mut locked, name)?;
     let Some(entry) = locked.state.containers.get_mut(name) else {
         if interrupted {
@@ -263,8 +238,7 @@ pub fn destroy(ctx: &Context, name: &str, force: bool, lxc_args: &[String]) -> R
             bail!("container '{name}' is running: stop it first, or use `destroy --force`");
         }
         // Nothing inside outlives the destroy, so there is no shutdown to wait for.
-        lxc.kill(name, &[])
-            .with_context(|| format!("cannot stop container '{name}'"))?;
+        lxc.kill(name, &[]).with_context(|| format!("cannot stop container '{name}'"))?;
     }
     entry.phase = Phase::Destroying;
     locked.save()?;
@@ -272,12 +246,7 @@ pub fn destroy(ctx: &Context, name: &str, force: bool, lxc_args: &[String]) -> R
     if lxc.is_defined(name) {
         if let Err(err) = lxc.destroy(name, lxc_args) {
             // Nothing was removed: the container stays as it was.
-            locked
-                .state
-                .containers
-                .get_mut(name)
-                .expect("still there")
-                .phase = Phase::Ready;
+            locked.state.containers.get_mut(name).expect("still there").phase = Phase::Ready;
             locked.save()?;
             return Err(err).with_context(|| format!("cannot destroy container '{name}'"));
         }
@@ -338,18 +307,12 @@ fn addresses_in_use(
 ) -> Result<BTreeSet<Address>> {
     let hostonly_bridge = &ctx.settings.host.hostonly.bridge;
     let mut addresses: BTreeSet<Address> = automatic_ip
-        .map(|ip| Address {
-            bridge: hostonly_bridge.clone(),
-            ip,
-        })
+        .map(|ip| Address { bridge: hostonly_bridge.clone(), ip })
         .into_iter()
         .collect();
     for generation in ctx.profile(name).generations()? {
         let hostonly = generation.meta()?.params.hostonly;
-        addresses.insert(Address {
-            bridge: hostonly.bridge,
-            ip: hostonly.address,
-        });
+        addresses.insert(Address { bridge: hostonly.bridge, ip: hostonly.address });
     }
     Ok(addresses)
 }
@@ -370,16 +333,8 @@ pub fn refresh_addresses(ctx: &Context, name: &str) -> Result<()> {
 /// finished by the next command.
 pub fn record_switch(ctx: &Context, name: &str, from: Option<u64>) -> Result<()> {
     let mut locked = ctx.store.lock()?;
-    let entry = locked
-        .state
-        .containers
-        .get_mut(name)
-        .context("the container is gone")?;
-    entry.phase = if from.is_some() {
-        Phase::Updating
-    } else {
-        Phase::Ready
-    };
+    let entry = locked.state.containers.get_mut(name).context("the container is gone")?;
+    entry.phase = if from.is_some() { Phase::Updating } else { Phase::Ready };
     entry.switched_from = from;
     locked.save()
 }
@@ -460,10 +415,7 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
         }
         let profile = ctx.profile(&name);
         let Some(current) = profile.current()? else {
-            eprintln!(
-                "note: {} has no generation; left out",
-                profile.dir().display()
-            );
+            eprintln!("note: {} has no generation; left out", profile.dir().display());
             continue;
         };
         let mut automatic_ip = None;
@@ -474,26 +426,13 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
             if meta.spec.network.ip.is_none() && &hostonly.bridge == hostonly_bridge {
                 automatic_ip = Some(hostonly.address);
             }
-            addresses.insert(Address {
-                bridge: hostonly.bridge,
-                ip: hostonly.address,
-            });
+            addresses.insert(Address { bridge: hostonly.bridge, ip: hostonly.address });
         }
-        let phase = if ctx.lxc().is_defined(&name) {
-            Phase::Ready
-        } else {
-            Phase::Creating
-        };
+        let phase = if ctx.lxc().is_defined(&name) { Phase::Ready } else { Phase::Creating };
         let source = current.meta()?.params.source;
         locked.state.containers.insert(
             name.clone(),
-            Entry {
-                phase,
-                source,
-                automatic_ip,
-                addresses,
-                switched_from: None,
-            },
+            Entry { phase, source, automatic_ip, addresses, switched_from: None },
         );
         println!(
             "{name}: {}",
@@ -506,10 +445,7 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
     }
     locked.save()?;
     match kept {
-        Some(old) => println!(
-            "rebuilt the state file; the old one is kept as {}",
-            old.display()
-        ),
+        Some(old) => println!("rebuilt the state file; the old one is kept as {}", old.display()),
         None => println!("rebuilt the state file"),
     }
     Ok(())

@@ -28,10 +28,7 @@ pub struct Context {
 
 impl Context {
     pub fn lxc(&self) -> Lxc<'_> {
-        Lxc {
-            path: &self.settings.lxc_path,
-            verbose: self.settings.verbose,
-        }
+        Lxc { path: &self.settings.lxc_path, verbose: self.settings.verbose }
     }
 
     pub fn profile(&self, name: &str) -> Profile {
@@ -39,11 +36,7 @@ impl Context {
     }
 
     pub fn nix<'a>(&'a self, extra_args: &'a [String]) -> Nix<'a> {
-        Nix {
-            lib: &self.settings.nix_lib,
-            extra_args,
-            verbose: self.settings.verbose,
-        }
+        Nix { lib: &self.settings.nix_lib, extra_args, verbose: self.settings.verbose }
     }
 
     /// Fails unless the container's root can reach its rootfs and its profile.
@@ -125,28 +118,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let settings = Settings::load(&cli.locations, cli.verbose)?;
-    let ctx = Context {
-        store: Store::new(&settings.state_dir),
-        settings,
-    };
+    let ctx = Context { store: Store::new(&settings.state_dir), settings };
     match cli.command {
-        Command::Create {
-            name,
-            config,
-            instead,
-            nix,
-            lxc,
-        } => {
+        Command::Create { name, config, instead, nix, lxc } => {
             let source = source_of(&name, config, instead)?.expect("clap requires a source");
             lifecycle::create(&ctx, &name, source, &nix.words()?, &lxc.words()?)?;
         }
-        Command::Update {
-            name,
-            config,
-            instead,
-            nix,
-            lxc,
-        } => {
+        Command::Update { name, config, instead, nix, lxc } => {
             let source = source_of(&name, config, instead)?;
             lifecycle::update(&ctx, &name, source, &nix.words()?, &lxc.words()?)?;
         }
@@ -157,11 +135,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::DeleteGenerations { name, generations } => {
             generations::delete(&ctx, &name, &generations)?
         }
-        Command::SwitchGeneration {
-            name,
-            generation,
-            lxc,
-        } => generations::switch(&ctx, &name, generation, &lxc.words()?)?,
+        Command::SwitchGeneration { name, generation, lxc } => {
+            generations::switch(&ctx, &name, generation, &lxc.words()?)?
+        }
         Command::Rollback { name, lxc } => generations::rollback(&ctx, &name, &lxc.words()?)?,
         Command::Start { name, lxc } => return runtime::start(&ctx, &name, &lxc.words()?),
         Command::Login { name, lxc } => return runtime::login(&ctx, &name, &lxc.words()?),

@@ -46,9 +46,7 @@ pub fn list(ctx: &Context, lxc_args: &[String], json: bool) -> Result<()> {
         rows.push(Row {
             name: name.clone(),
             state: lxc_state.unwrap_or("MISSING").to_string(),
-            ipv4: current
-                .as_ref()
-                .map(|(_, meta)| meta.params.hostonly.address.to_string()),
+            ipv4: current.as_ref().map(|(_, meta)| meta.params.hostonly.address.to_string()),
             generation: current.as_ref().map(|(number, _)| *number),
             autostart: current.as_ref().map(|(_, meta)| meta.spec.autostart),
         });
@@ -66,10 +64,7 @@ pub fn list(ctx: &Context, lxc_args: &[String], json: bool) -> Result<()> {
                 row.state,
                 or_dash(row.ipv4),
                 or_dash(row.generation.map(|n| n.to_string())),
-                or_dash(
-                    row.autostart
-                        .map(|a| if a { "yes" } else { "no" }.to_string()),
-                ),
+                or_dash(row.autostart.map(|a| if a { "yes" } else { "no" }.to_string())),
             ]
         })
         .collect();
@@ -85,11 +80,8 @@ fn print_table(header: [&str; 5], rows: &[[String; 5]]) {
         }
     }
     let line = |cells: [&str; 5]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:width$}"))
-            .collect();
+        let padded: Vec<String> =
+            cells.iter().zip(widths).map(|(cell, width)| format!("{cell:width$}")).collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(header);
@@ -100,10 +92,7 @@ fn print_table(header: [&str; 5], rows: &[[String; 5]]) {
 
 pub fn state(ctx: &Context, name: &str, json: bool) -> Result<()> {
     ctx.existing(name)?;
-    let state = ctx
-        .lxc()
-        .state(name)
-        .with_context(|| format!("container '{name}'"))?;
+    let state = ctx.lxc().state(name).with_context(|| format!("container '{name}'"))?;
     if json {
         println!("{}", serde_json::json!({ "name": name, "state": state }));
     } else {
@@ -136,15 +125,6 @@ pub fn show_ip(ctx: &Context, name: &str, json: bool) -> Result<()> {
 /// Exit 0 when the container exists, 1 when not; says nothing either way.
 pub fn exists(ctx: &Context, name: &str) -> Result<ExitCode> {
     names::validate(name)?;
-    let found = ctx
-        .store
-        .read()?
-        .containers
-        .get(name)
-        .is_some_and(|e| e.exists());
-    Ok(if found {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILURE)
-    })
+    let found = ctx.store.read()?.containers.get(name).is_some_and(|e| e.exists());
+    Ok(if found { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
 }

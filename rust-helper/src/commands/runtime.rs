@@ -16,10 +16,7 @@ pub fn start(ctx: &Context, name: &str, lxc_args: &[String]) -> Result<ExitCode>
     check_bridges(ctx, name)?;
     ctx.check_reachable(name)?;
     let lxc = ctx.lxc();
-    if lxc_args
-        .iter()
-        .any(|arg| arg == "-F" || arg == "--foreground")
-    {
+    if lxc_args.iter().any(|arg| arg == "-F" || arg == "--foreground") {
         // The console stays on this terminal until the container stops; other
         // commands (update, stop) must not wait for that.
         drop(lock);
@@ -43,11 +40,7 @@ fn check_bridges(ctx: &Context, name: &str) -> Result<()> {
     let params = current.meta()?.params;
     let bridges = std::iter::once(params.hostonly.bridge).chain(params.internet.map(|i| i.bridge));
     for bridge in bridges {
-        if !std::path::Path::new("/sys/class/net")
-            .join(&bridge)
-            .join("bridge")
-            .exists()
-        {
+        if !std::path::Path::new("/sys/class/net").join(&bridge).join("bridge").exists() {
             bail!(
                 "cannot start container '{name}': bridge {bridge} does not exist on this host \
                  (nixcloud.containers.enable = true creates the default ones; a network.bridge of \

@@ -41,28 +41,16 @@ impl From<Output> for Run {
 /// test command sets all of it up.
 fn check_prerequisites() {
     let is_root = rustix::process::geteuid().is_root();
-    assert!(
-        is_root,
-        "the integration tests need root (LXC containers, network namespaces)"
-    );
-    for tool in [
-        "lxc-start",
-        "lxc-attach",
-        "nix-env",
-        "nix-instantiate",
-        "busybox",
-        "ip",
-        "newuidmap",
-    ] {
+    assert!(is_root, "the integration tests need root (LXC containers, network namespaces)");
+    for tool in
+        ["lxc-start", "lxc-attach", "nix-env", "nix-instantiate", "busybox", "ip", "newuidmap"]
+    {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        assert!(
-            found,
-            "{tool} is missing: run `tests/run --install` once as root"
-        );
+        assert!(found, "{tool} is missing: run `tests/run --install` once as root");
     }
     let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
     assert!(
@@ -74,21 +62,14 @@ fn check_prerequisites() {
 impl Host {
     pub fn new() -> Host {
         check_prerequisites();
-        let netns = format!(
-            "nct{}x{}",
-            std::process::id(),
-            NEXT_HOST.fetch_add(1, Ordering::SeqCst)
-        );
-        let host = Host {
-            netns,
-            dir: tempfile::tempdir().expect("a temporary directory"),
-        };
+        let netns =
+            format!("nct{}x{}", std::process::id(), NEXT_HOST.fetch_add(1, Ordering::SeqCst));
+        let host = Host { netns, dir: tempfile::tempdir().expect("a temporary directory") };
         sh(&format!("ip netns add {}", host.netns));
         host.ns_ok("ip link set lo up");
-        for (bridge, address) in [
-            ("brNC-hostonly", "10.101.0.1/16"),
-            ("brNC-internet", "10.202.0.1/16"),
-        ] {
+        for (bridge, address) in
+            [("brNC-hostonly", "10.101.0.1/16"), ("brNC-internet", "10.202.0.1/16")]
+        {
             host.add_bridge(bridge, address);
         }
         host
@@ -121,10 +102,7 @@ impl Host {
             .env("NIXCLOUD_CONTAINER_LXC_PATH", self.lxc_path())
             .env("NIXCLOUD_CONTAINER_PROFILES_DIR", self.profiles_dir())
             .env("NIXCLOUD_CONTAINER_STATE_DIR", self.state_dir())
-            .env(
-                "NIXCLOUD_CONTAINER_HOST_CONFIG",
-                self.dir.path().join("host.json"),
-            )
+            .env("NIXCLOUD_CONTAINER_HOST_CONFIG", self.dir.path().join("host.json"))
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
         command
@@ -132,10 +110,7 @@ impl Host {
 
     /// Runs the helper in this host.
     pub fn helper(&self, args: &[&str]) -> Run {
-        self.helper_command(args)
-            .output()
-            .expect("the helper runs")
-            .into()
+        self.helper_command(args).output().expect("the helper runs").into()
     }
 
     /// Runs the helper with `input` on its stdin.
@@ -148,12 +123,7 @@ impl Host {
             .stderr(Stdio::piped())
             .spawn()
             .expect("the helper starts");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         child.wait_with_output().expect("the helper runs").into()
     }
 
@@ -179,20 +149,9 @@ impl Host {
     pub fn fails(&self, args: &[&str], code: i32) -> String {
         let run = self.helper(args);
         assert_eq!(run.code, code, "{args:?} should fail with {code}: {run:?}");
-        let errors: Vec<&str> = run
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("error:"))
-            .collect();
-        assert_eq!(
-            errors.len(),
-            1,
-            "{args:?} should print one error line: {run:?}"
-        );
-        assert!(
-            !errors[0].trim_start_matches("error:").trim().is_empty(),
-            "{run:?}"
-        );
+        let errors: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{args:?} should print one error line: {run:?}");
+        assert!(!errors[0].trim_start_matches("error:").trim().is_empty(), "{run:?}");
         errors[0].to_string()
     }
 
@@ -233,10 +192,7 @@ impl Host {
     pub fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) {
         let start = Instant::now();
         while !check() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out waiting for {what}"
-            );
+            assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -291,17 +247,12 @@ impl Drop for Host {
                 self.lxc(&format!("lxc-stop -k -n {name} 2>/dev/null"));
             }
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
     }
 }
 
 fn sh(command: &str) {
-    let status = Command::new("sh")
-        .args(["-c", command])
-        .status()
-        .expect("sh runs");
+    let status = Command::new("sh").args(["-c", command]).status().expect("sh runs");
     assert!(status.success(), "{command} failed");
 }
 
