@@ -1,12 +1,22 @@
 # A NixOS configuration -> the guest's system (config.system.build.toplevel),
 # evaluated once through nixpkgs' eval-config with the guest module.
 #
-# nixpkgs: a nixpkgs source tree (`<nixpkgs>`, or a flake's `nixpkgs`).
+# nixpkgs: a nixpkgs source tree (`<nixpkgs>`, a path, or a flake's `nixpkgs`).
 # configuration: the container file's NixOS module.
 # params: what the helper resolved (see generation.nix); `name` and `ip`
 #   reach the configuration as module arguments, as the seed's examples expect.
-{ nixpkgs, configuration, params }:
-(import "${nixpkgs}/nixos/lib/eval-config.nix" {
+# system: the platform; the machine's own unless given (pure evaluation, as
+#   in a flake, has no builtins.currentSystem and must give it).
+{ nixpkgs, configuration, params, system ? builtins.currentSystem }:
+let
+  # A path is joined, not interpolated: "${<nixpkgs>}" would copy all of
+  # nixpkgs into the store on every evaluation.
+  evalConfig =
+    if builtins.typeOf nixpkgs == "path" then nixpkgs + "/nixos/lib/eval-config.nix"
+    else "${nixpkgs}/nixos/lib/eval-config.nix";
+in
+(import evalConfig {
+  inherit system;
   modules = [
     ../modules/guest.nix
     configuration

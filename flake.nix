@@ -1,0 +1,76 @@
+{
+  description = "nixcloud-container: unprivileged LXC containers running NixOS that share the host's /nix/store";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      systems = [ "x86_64-linux" "aarch64-linux" ];
+      forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+    in
+    {
+      packages = forAllSystems (pkgs: rec {
+        nixcloud-container = pkgs.callPackage ./package.nix { };
+        default = nixcloud-container;
+      });
+
+      # nix run .#nixcloud-container -- help
+      apps = forAllSystems (
+        pkgs:
+        let
+          app = {
+            type = "app";
+            program = "${self.packages.${pkgs.stdenv.hostPlatform.system}.default}/bin/nixcloud-container";
+            meta.description = "Manage unprivileged LXC containers running NixOS (run as root)";
+          };
+        in
+        {
+          default = app;
+          nixcloud-container = app;
+        }
+      );
+
+      overlays.default = final: _prev: {
+        nixcloud-container = final.callPackage ./package.nix { };
+      };
+
+      nixosModules = {
+        # The host: nixcloud.containers.* (and the seed's nixcloud.container.*).
+        default = ./modules/host.nix;
+        host = ./modules/host.nix;
+        # What every container's NixOS gets; lib.nixosSystem imports it.
+        guest = ./modules/guest.nix;
+      };
+
+      lib = import ./lib;
+
+      # Containers to try without a file of your own (built with this flake's nixpkgs):
+      #   nixcloud-container create example --flake github:nixcloud/nixcloud-container#example
+      nixcloudContainers = {
+        example = import ./examples/example.nix;
+        autostartExample = import ./examples/autostartExample.nix;
+        fullExample = import ./examples/fullExample.nix;
+      };
+
+      devShells = forAllSystems (pkgs: {
+        default = pkgs.mkShell {
+          packages = [
+            pkgs.cargo
+            pkgs.rustc
+            pkgs.clippy
+            pkgs.rustfmt
+            pkgs.lxc
+            pkgs.nix
+            pkgs.busybox
+          ];
+        };
+      });
+
+      # The seed's scenario on a NixOS VM (needs KVM), with either firewall backend.
+      checks = forAllSystems (pkgs: {
+        vm-test = import ./tests/vm-test.nix { inherit pkgs; };
+        vm-test-nftables = import ./tests/vm-test.nix { inherit pkgs; nftables = true; };
+      });
+    };
+}

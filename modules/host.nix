@@ -1,0 +1,476 @@
+# The host side of nixcloud-container.
+#
+#   nixcloud.containers.enable = true;
+#
+# prepares a NixOS host for unprivileged LXC containers that share its
+# /nix/store: root's subordinate id range, LXC and the helper, the hostonly
+# and internet bridges, NAT, DNS and DHCP (v4 and v6) for the internet bridge,
+# forwarding rules, a boot service for autostart containers, and the host file
+# that tells the helper all of this. The seed's spelling `nixcloud.container.*`
+# is the same set of options.
+#
+# The defaults live in ../lib/host-defaults.json, which the helper compiles
+# in too, so that the module and the helper never disagree.
+{ config, lib, pkgs, ... }:
+let
+  inherit (lib)
+    concatMapStringsSep literalExpression mkDefault mkEnableOption mkIf mkMerge mkOption optional
+    types;
+
+  cfg = config.nixcloud.containers;
+  defaults = builtins.fromJSON (builtins.readFile ../lib/host-defaults.json);
+  addresses = import ./lib/addresses.nix { inherit lib; };
+
+  lxcPackage = config.virtualisation.lxc.package;
+  ipv6 = cfg.ipv6;
+  withInternet = cfg.internetInterface != null;
+  withIPv6 = withInternet && ipv6.enable;
+  nftables = config.networking.nftables.enable;
+
+  hostonlyBridge = cfg.hostonly.bridge;
+  internetBridge = cfg.internet.bridge;
+
+  ipv4Address = types.strMatching addresses.ipv4Pattern;
+  # Linux limits interface names to 15 bytes (IFNAMSIZ - 1).
+  interfaceName = types.strMatching "[^/[:space:]]{1,15}";
+
+  bridgeOptions = which: purpose: {
+    bridge = mkOption {
+      type = interfaceName;
+      default = defaults.${which}.bridge;
+      description = "Name of the ${which} bridge, which ${purpose}";
+    };
+    address = mkOption {
+      type = ipv4Address;
+      default = defaults.${which}.address;
+      description = "The host's IPv4 address on the ${which} bridge.";
+    };
+    prefixLength = mkOption {
+      type = types.ints.between 1 30;
+      default = defaults.${which}.prefixLength;
+      description = "Prefix length of the ${which} subnet around {option}`nixcloud.containers.${which}.address`.";
+    };
+  };
+
+  # dnsmasq hands out the addresses above the host's own.
+  dhcp4Range = addresses.ipv4DhcpRange cfg.internet.address cfg.internet.prefixLength;
+
+  # DHCPv6 leases come from the last 16 bits of the prefix (see ipv6PrefixLength).
+  dhcp6Range = {
+    start = addresses.ipv6WithLowGroup ipv6.ipv6Prefix 4096; # <prefix>::1000
+    end = addresses.ipv6WithLowGroup ipv6.ipv6Prefix 65535; # <prefix>::ffff
+  };
+
+  # Forwarding: the hostonly bridge is never a way anywhere. Traffic between
+  # two containers on it is bridged, not routed; it only meets these rules
+  # when br_netfilter is loaded, and is let through.
+  fwdChain = "nixcloud-container-fwd";
+  iptablesForwardRules = [
+    "-i ${hostonlyBridge} -o ${hostonlyBridge} -j RETURN"
+    "-i ${hostonlyBridge} -j REJECT"
+    "-o ${hostonlyBridge} -j REJECT"
+  ];
+  iptablesRemoveChain = ''
+    ip46tables -D FORWARD -j ${fwdChain} 2>/dev/null || true
+    ip46tables -F ${fwdChain} 2>/dev/null || true
+    ip46tables -X ${fwdChain} 2>/dev/null || true
+  '';
+
+  # NixOS hands out automatic subordinate ranges (autoSubUidGidRange, on for
+  # every normal user without explicit ranges) from 100000 upwards in blocks
+  # of 65536 and does not skip explicit ranges such as root's below.
+  idmapEnd = cfg.idmap.hostId + cfg.idmap.count;
+  overlapsIdmap = start: count: start < idmapEnd && cfg.idmap.hostId < start + count;
+  autoRangesReach = idmapEnd > 100000;
+  sharingUsers = lib.filter
+    (user: user.name != "root" && (
+      (user.autoSubUidGidRange && autoRangesReach)
+      || lib.any (r: overlapsIdmap r.startUid r.count) user.subUidRanges
+      || lib.any (r: overlapsIdmap r.startGid r.count) user.subGidRanges))
+    (lib.attrValues config.users.users);
+in
+{
+  imports = [
+    # The seed's spelling. An alias, not a rename: both keep working silently.
+    (lib.mkAliasOptionModule [ "nixcloud" "container" ] [ "nixcloud" "containers" ])
+  ];
+
+  options.nixcloud.containers = {
+    enable = mkEnableOption ''
+      nixcloud-container: unprivileged LXC containers running NixOS that share
+      this host's /nix/store, managed with the `nixcloud-container` command'';
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.callPackage ../package.nix {
+        lxc = config.virtualisation.lxc.package;
+        nix = config.nix.package;
+      };
+      defaultText = literalExpression ''
+        pkgs.callPackage <nixcloud-container/package.nix> {
+          lxc = config.virtualisation.lxc.package;
+          nix = config.nix.package;
+        }'';
+      description = ''
+        The `nixcloud-container` helper. The default runs the LXC and the Nix
+        of this system.
+      '';
+    };
+
+    hostonly = bridgeOptions "hostonly" ''
+      every container joins with its `hostonly` interface
+      (unless its file names another `network.bridge`). The host reaches the
+      containers through it and they reach each other; it is never forwarded
+      or NATed anywhere. The helper allocates container addresses in this
+      subnet.
+    '';
+
+    internet = bridgeOptions "internet" ''
+      containers with `network.enableNat = true` join with an
+      `internet` interface. With {option}`nixcloud.containers.internetInterface`
+      set, it is NATed to the outside, dnsmasq serves DNS and DHCP on it, and
+      IPv6 is routed to it when {option}`nixcloud.containers.ipv6.enable` is
+      set.
+    '';
+
+    internetInterface = mkOption {
+      type = types.nullOr interfaceName;
+      default = null;
+      example = "enp0s3";
+      description = ''
+        The host's interface to the outside world. When set, containers on the
+        internet bridge get IPv4 by DHCP and reach the outside through NAT on
+        this interface (never those on the hostonly bridge). When null, the
+        internet bridge exists but nothing serves or forwards it.
+      '';
+    };
+
+    ipv6 = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Whether to give containers on the internet bridge IPv6: the prefix
+          below is routed to the bridge, and dnsmasq hands out addresses from
+          it by DHCPv6, announces the bridge as their router and gives them
+          name servers. The prefix must reach this host (routed to it by your
+          provider, or proxied with NDP). Needs
+          {option}`nixcloud.containers.internetInterface`.
+        '';
+      };
+
+      ipv6InternetInterfaceAddress = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "2a01:4f8:221:3744:4000::1";
+        description = ''
+          The host's address on the internet bridge. It must lie in
+          {option}`nixcloud.containers.ipv6.ipv6Prefix`: the bridge's route to
+          the prefix comes from this address, and dnsmasq serves DHCPv6 only
+          on an interface with an address in the prefix.
+        '';
+      };
+
+      ipv6Prefix = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "2a01:4f8:221:3744:4000::";
+        description = "The prefix whose addresses the containers get.";
+      };
+
+      ipv6PrefixLength = mkOption {
+        # dnsmasq takes no DHCPv6 prefix shorter than 64 bits, and leases come
+        # from the last 16 bits (<prefix>::1000 to <prefix>::ffff).
+        type = types.ints.between 64 112;
+        default = 64;
+        example = 66;
+        description = ''
+          Length of {option}`nixcloud.containers.ipv6.ipv6Prefix`, 64 to 112.
+          Containers lease addresses from `<prefix>::1000` to
+          `<prefix>::ffff` by DHCPv6 (stateful: SLAAC needs exactly 64 bits,
+          this works with any length).
+        '';
+      };
+
+      ipv6NameServers = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "2a01:4f8:0:1::add:1010" "2a01:4f8:0:1::add:9999" "2a01:4f8:0:1::add:9898" ];
+        description = ''
+          The IPv6 name servers announced to the containers (by DHCPv6 and in
+          router advertisements). Empty: the host's dnsmasq itself.
+        '';
+      };
+    };
+
+    idmap = {
+      hostId = mkOption {
+        type = types.ints.unsigned;
+        default = defaults.idmap.hostId;
+        description = ''
+          The first host uid and gid that ids inside containers are mapped to:
+          root inside a container is this uid outside (`lxc.idmap`). This
+          range is given to root in /etc/subuid and /etc/subgid.
+
+          NixOS also hands out subordinate ranges automatically: every normal
+          user without explicit ranges gets
+          {option}`users.users.<name>.autoSubUidGidRange`, allocated from
+          100000 upwards in blocks of 65536 without regard to root's explicit
+          range, so the first such user gets exactly the seed's default range
+          and could map the containers' ids. The module warns about every user
+          that can overlap; give them explicit
+          {option}`users.users.<name>.subUidRanges` / `subGidRanges` outside
+          this range or turn their automatic range off, or, before creating
+          containers, move this range far above the automatic ones.
+        '';
+      };
+      count = mkOption {
+        type = types.ints.positive;
+        default = defaults.idmap.count;
+        description = "How many uids and gids the containers' id range holds.";
+      };
+    };
+
+    lxcPath = mkOption {
+      type = types.path;
+      default = defaults.lxcPath;
+      description = "LXC's container directory (`lxc-* -P`): each container's config and rootfs.";
+    };
+
+    profilesDir = mkOption {
+      type = types.path;
+      default = defaults.profilesDir;
+      description = "Where the helper keeps one Nix profile (the generations) per container.";
+    };
+
+    stateDir = mkOption {
+      type = types.path;
+      default = defaults.stateDir;
+      description = "The helper's state: which containers exist and which addresses they hold.";
+    };
+  };
+
+  config = mkIf cfg.enable (mkMerge [
+    {
+      assertions = [
+        {
+          assertion = hostonlyBridge != internetBridge;
+          message = "nixcloud.containers: the hostonly and the internet bridge must be two bridges, both are ${hostonlyBridge}.";
+        }
+        {
+          assertion = !(addresses.ipv4SubnetsOverlap cfg.hostonly cfg.internet);
+          message = "nixcloud.containers: the hostonly subnet ${cfg.hostonly.address}/${toString cfg.hostonly.prefixLength} and the internet subnet ${cfg.internet.address}/${toString cfg.internet.prefixLength} overlap.";
+        }
+        {
+          assertion = dhcp4Range != null;
+          message = "nixcloud.containers.internet: no addresses above ${cfg.internet.address} in its /${toString cfg.internet.prefixLength} are left for DHCP.";
+        }
+        {
+          assertion = ipv6.enable -> withInternet;
+          message = "nixcloud.containers.ipv6.enable needs nixcloud.containers.internetInterface.";
+        }
+      ];
+
+      warnings = optional (sharingUsers != [ ]) ''
+        nixcloud.containers: the containers' ids ${toString cfg.idmap.hostId} to ${toString (idmapEnd - 1)} (root's range in /etc/subuid and /etc/subgid) can also be given to ${concatMapStringsSep ", " (u: u.name) sharingUsers}: NixOS allocates automatic subordinate ranges (autoSubUidGidRange) from 100000 upwards without skipping root's. Such a user could map the containers' ids and own their files. Give them explicit users.users.<name>.subUidRanges and subGidRanges outside this range (or autoSubUidGidRange = false), or move nixcloud.containers.idmap.hostId far above the automatic ranges before creating containers.'';
+
+      # Containers are started by root and drop to this range (lxc.idmap);
+      # lxc-start's newuidmap/newgidmap accept only what /etc/subuid and
+      # /etc/subgid grant.
+      users.users.root = {
+        subUidRanges = [ { startUid = cfg.idmap.hostId; count = cfg.idmap.count; } ];
+        subGidRanges = [ { startGid = cfg.idmap.hostId; count = cfg.idmap.count; } ];
+      };
+
+      # Root-started containers need neither lxc-user-nic nor lxc-net
+      # (virtualisation.lxc.unprivilegedContainers): the bridges are ours.
+      virtualisation.lxc.enable = true;
+      virtualisation.lxc.systemConfig = mkIf (toString cfg.lxcPath != "/var/lib/lxc") ''
+        lxc.lxcpath = ${toString cfg.lxcPath}
+      '';
+
+      environment.systemPackages = [ cfg.package ];
+
+      # What the helper reads (rust-helper/src/settings.rs): exactly the keys
+      # of lib/host-defaults.json, as the helper refuses any other.
+      environment.etc."nixcloud-container/host.json".text = builtins.toJSON {
+        hostonly = { inherit (cfg.hostonly) bridge address prefixLength; };
+        internet = { inherit (cfg.internet) bridge address prefixLength; };
+        idmap = { inherit (cfg.idmap) hostId count; };
+        lxcPath = toString cfg.lxcPath;
+        profilesDir = toString cfg.profilesDir;
+        stateDir = toString cfg.stateDir;
+        lxcConfigDir = "${lxcPackage}/share/lxc/config";
+      };
+
+      # Both bridges exist from boot on, without ports until containers join
+      # (LXC adds each container's veth). Static addresses, no DHCP client.
+      networking.bridges = {
+        ${hostonlyBridge}.interfaces = [ ];
+        ${internetBridge}.interfaces = [ ];
+      };
+      networking.interfaces = {
+        ${hostonlyBridge} = {
+          ipv4.addresses = [ { inherit (cfg.hostonly) address prefixLength; } ];
+          useDHCP = false;
+        };
+        ${internetBridge} = {
+          ipv4.addresses = [ { inherit (cfg.internet) address prefixLength; } ];
+          useDHCP = false;
+        };
+      };
+      # The host ends of the containers' veths (vethXXXXXX) are bridge ports.
+      networking.dhcpcd.denyInterfaces = [ "veth*" ];
+
+      # Starts the containers marked autostart once the bridges are up, and
+      # shuts every container of the LXC path down cleanly before the host
+      # goes down (otherwise they would be killed with the rest).
+      systemd.services.nixcloud-container-autostart = {
+        description = "nixcloud-container: start autostart containers, stop all at shutdown";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "network.target" ];
+        # /run/wrappers: lxc-start uses newuidmap/newgidmap where they exist,
+        # as it does when root starts a container from a shell.
+        path = [ lxcPackage "/run/wrappers" ];
+        # A restart would stop every container; a changed unit applies at
+        # the next boot.
+        restartIfChanged = false;
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          ExecStart = "${lxcPackage}/bin/lxc-autostart --lxcpath ${toString cfg.lxcPath} --all";
+          # --ignore-auto: every container, not only the autostart ones;
+          # each gets 30 s to shut down before it is killed.
+          ExecStop = "${lxcPackage}/bin/lxc-autostart --lxcpath ${toString cfg.lxcPath} --all --ignore-auto --shutdown --timeout 30";
+          TimeoutStopSec = "15min";
+          # LXC manages cgroups for the containers it starts from here.
+          Delegate = true;
+        };
+      };
+    }
+
+    # The hostonly bridge is never forwarded: with NAT or IPv6 on, the kernel
+    # forwards between all interfaces, so the firewall says no. Both
+    # backends: iptables through the NixOS firewall, nftables through a table
+    # of our own, whose chain accepts by default and leaves all other
+    # forwarding to whatever else filters it.
+    (mkIf (!nftables) {
+      warnings = optional (withInternet && !config.networking.firewall.enable) ''
+        nixcloud.containers: with networking.firewall.enable = false and without nftables, nothing stops the host from forwarding packets from and to ${hostonlyBridge}; enable the firewall (or networking.nftables).'';
+      networking.firewall.extraCommands = ''
+        # nixcloud-container: ${hostonlyBridge} is never forwarded.
+        ${iptablesRemoveChain}
+        ip46tables -N ${fwdChain}
+        ${concatMapStringsSep "\n" (rule: "ip46tables -A ${fwdChain} ${rule}") iptablesForwardRules}
+        ip46tables -I FORWARD -j ${fwdChain}
+      '';
+      networking.firewall.extraStopCommands = iptablesRemoveChain;
+    })
+    (mkIf nftables {
+      networking.nftables.tables.nixcloud-container = {
+        family = "inet";
+        content = ''
+          chain forward {
+            type filter hook forward priority filter; policy accept;
+            iifname "${hostonlyBridge}" oifname "${hostonlyBridge}" accept comment "bridged between containers"
+            iifname "${hostonlyBridge}" reject comment "${hostonlyBridge} is never forwarded"
+            oifname "${hostonlyBridge}" reject comment "${hostonlyBridge} is never forwarded"
+          }
+        '';
+      };
+    })
+
+    (mkIf withInternet {
+      # IPv4: NAT from the internet bridge only. networking.nat works with
+      # both firewall backends and turns IPv4 forwarding on.
+      networking.nat = {
+        enable = true;
+        externalInterface = cfg.internetInterface;
+        internalInterfaces = [ internetBridge ];
+      };
+
+      # DNS and DHCPv4 (and, below, DHCPv6 and router advertisements) for the
+      # internet bridge, from dnsmasq only on that bridge. A dnsmasq that
+      # serves other interfaces too must list them in settings.interface.
+      services.dnsmasq = {
+        enable = true;
+        # Serve the containers, not this host: its resolver stays as it is
+        # (dnsmasq forwards to what /etc/resolv.conf names).
+        resolveLocalQueries = mkDefault false;
+        settings = {
+          interface = [ internetBridge ];
+          # Bind the bridge's addresses as they come and go, never the
+          # wildcard: no clash with another resolver on this host, and no
+          # answers on other interfaces.
+          bind-dynamic = true;
+          except-interface = mkIf (!config.services.dnsmasq.resolveLocalQueries) [ "lo" ];
+          # dnsmasq names its own address as router and DNS server.
+          dhcp-range = [ "${dhcp4Range.start},${dhcp4Range.end},12h" ];
+          # The only DHCP server on this bridge: after a reboot of the host,
+          # containers get their addresses back without waiting.
+          dhcp-authoritative = true;
+        };
+      };
+
+      networking.firewall.interfaces.${internetBridge} = {
+        allowedUDPPorts = [ 53 67 ] ++ optional withIPv6 547;
+        allowedTCPPorts = [ 53 ];
+      };
+    })
+
+    (mkIf withIPv6 {
+      assertions = [
+        {
+          assertion = ipv6.ipv6InternetInterfaceAddress != null && ipv6.ipv6Prefix != null;
+          message = "nixcloud.containers.ipv6 needs ipv6InternetInterfaceAddress and ipv6Prefix.";
+        }
+        {
+          assertion = ipv6.ipv6InternetInterfaceAddress == null || ipv6.ipv6Prefix == null
+            || addresses.ipv6InPrefix ipv6.ipv6InternetInterfaceAddress ipv6.ipv6Prefix ipv6.ipv6PrefixLength;
+          message = "nixcloud.containers.ipv6: ipv6InternetInterfaceAddress ${toString ipv6.ipv6InternetInterfaceAddress} is not in ${toString ipv6.ipv6Prefix}/${toString ipv6.ipv6PrefixLength}; dnsmasq serves DHCPv6 only on an interface with an address in the prefix.";
+        }
+        {
+          assertion = config.networking.enableIPv6;
+          message = "nixcloud.containers.ipv6 needs networking.enableIPv6.";
+        }
+      ];
+
+      # The prefix is routed to the bridge: the kernel adds the route to
+      # <prefix>/<length> on the bridge with this address.
+      networking.interfaces.${internetBridge}.ipv6.addresses =
+        optional (ipv6.ipv6InternetInterfaceAddress != null)
+          { address = ipv6.ipv6InternetInterfaceAddress; prefixLength = ipv6.ipv6PrefixLength; };
+
+      boot.kernel.sysctl = {
+        "net.ipv6.conf.all.forwarding" = true;
+        # A router ignores router advertisements unless accept_ra is 2; keep
+        # the host's own IPv6 on its uplink working. Written with slashes so
+        # that interface names with dots (VLANs) stay one component.
+        "net/ipv6/conf/${cfg.internetInterface}/accept_ra" = mkDefault 2;
+      };
+
+      # ISC dhcpd6 (services.dhcpd6), which the seed used, was removed in
+      # NixOS 23.11; its successor Kea sends no router advertisements, and
+      # guests need one to learn their router and that DHCPv6 is on. dnsmasq
+      # does both, and already serves DHCPv4 and DNS here.
+      services.dnsmasq.settings = {
+        enable-ra = true;
+        # Stateful DHCPv6 (the RA's managed flag), which, unlike SLAAC,
+        # works with prefixes longer than 64 bits.
+        dhcp-range = [ "${dhcp6Range.start},${dhcp6Range.end},${toString ipv6.ipv6PrefixLength},12h" ];
+        # Also sent as RDNSS in the router advertisements.
+        dhcp-option = mkIf (ipv6.ipv6NameServers != [ ]) [
+          "option6:dns-server,${concatMapStringsSep "," (server: "[${server}]") ipv6.ipv6NameServers}"
+        ];
+      };
+
+      # Only where forwarding is filtered (nftables with filterForward): let
+      # containers out, and connections in to their public addresses (their
+      # own NixOS firewall guards them).
+      networking.firewall.extraForwardRules = mkIf nftables ''
+        iifname "${internetBridge}" oifname "${cfg.internetInterface}" accept comment "nixcloud-container: IPv6 out"
+        iifname "${cfg.internetInterface}" oifname "${internetBridge}" ip6 daddr ${ipv6.ipv6Prefix}/${toString ipv6.ipv6PrefixLength} accept comment "nixcloud-container: IPv6 in"
+      '';
+    })
+  ]);
+}

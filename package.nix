@@ -1,0 +1,65 @@
+# The nixcloud-container helper: pkgs.callPackage ./package.nix { }
+{
+  lib,
+  rustPlatform,
+  makeWrapper,
+  lxc,
+  nix,
+  util-linux,
+  busybox,
+}:
+let
+  cargoToml = lib.importTOML ./rust-helper/Cargo.toml;
+
+  # The helper's Nix library (cli.nix and what it imports) in the store. It
+  # holds modules/ beside lib/, because lib/nixos-system.nix imports
+  # ../modules/guest.nix.
+  nixLib = lib.fileset.toSource {
+    root = ./.;
+    fileset = lib.fileset.unions [ ./lib ./modules ];
+  };
+in
+rustPlatform.buildRustPackage {
+  pname = "nixcloud-container";
+  inherit (cargoToml.package) version;
+
+  # The crate compiles in ../lib/host-defaults.json, so the source is the
+  # repository with only what the build reads.
+  src = lib.fileset.toSource {
+    root = ./.;
+    fileset = lib.fileset.unions [
+      ./rust-helper/Cargo.toml
+      ./rust-helper/Cargo.lock
+      ./rust-helper/src
+      ./lib/host-defaults.json
+    ];
+  };
+  sourceRoot = "source/rust-helper";
+  cargoLock.lockFile = ./rust-helper/Cargo.lock;
+
+  # Read by option_env! in src/settings.rs: where the helper finds cli.nix.
+  env.NIXCLOUD_CONTAINER_NIX_LIB = "${nixLib}/lib";
+
+  nativeBuildInputs = [ makeWrapper ];
+
+  # Only the unit tests: the integration tests (tests/) drive real LXC
+  # containers and a real Nix store, which the build sandbox has not.
+  cargoTestFlags = [ "--bins" ];
+
+  # The tools it drives, from the same package set; the busybox that builds
+  # generations (a store path, so generations keep it alive) unless the
+  # environment names another.
+  postInstall = ''
+    wrapProgram $out/bin/nixcloud-container \
+      --prefix PATH : ${lib.makeBinPath [ lxc nix util-linux ]} \
+      --set-default NIXCLOUD_CONTAINER_BUSYBOX ${busybox}/bin/busybox
+  '';
+
+  meta = {
+    description = cargoToml.package.description;
+    homepage = cargoToml.package.repository;
+    license = lib.licenses.mit;
+    mainProgram = "nixcloud-container";
+    platforms = lib.platforms.linux;
+  };
+}

@@ -1,0 +1,289 @@
+# Evaluation tests of modules/host.nix (run by tests/nix/run).
+{ lib, h }:
+let
+  inherit (h) eq that hasInfix lacksInfix contains assertionFails failedAssertions evalHost hostDefaults;
+
+  lxc = (h.fakePkgs { }).lxc;
+  hostJson = config: builtins.fromJSON config.environment.etc."nixcloud-container/host.json".text;
+  autostart = config: config.systemd.services.nixcloud-container-autostart;
+  dnsmasq = config: config.services.dnsmasq.settings;
+
+  enabled = extra: evalHost [ { nixcloud.containers = { enable = true; } // extra; } ];
+
+  seedIPv6 = {
+    enable = true;
+    ipv6InternetInterfaceAddress = "2a01:4f8:221:3744:4000::1";
+    ipv6Prefix = "2a01:4f8:221:3744:4000::";
+    ipv6PrefixLength = 66;
+    ipv6NameServers = [ "2a01:4f8:0:1::add:1010" "2a01:4f8:0:1::add:9999" "2a01:4f8:0:1::add:9898" ];
+  };
+
+  disabled = evalHost [ ];
+  defaults = enabled { };
+  nat = enabled { internetInterface = "enp0s3"; };
+  ipv6 = enabled { internetInterface = "enp0s3"; ipv6 = seedIPv6; };
+
+  withNftables = on: evalHost [
+    { nixcloud.containers = { enable = true; internetInterface = "enp0s3"; ipv6 = seedIPv6; }; }
+    { networking.nftables.enable = on; }
+  ];
+  nftablesOn = withNftables true;
+  nftablesOff = withNftables false;
+
+  custom = enabled {
+    hostonly = { bridge = "brX-only"; address = "10.50.0.1"; prefixLength = 24; };
+    internet = { bridge = "brX-net"; address = "10.60.0.1"; prefixLength = 20; };
+    internetInterface = "eth0";
+    idmap = { hostId = 200000; count = 10000; };
+    lxcPath = "/srv/lxc";
+    profilesDir = "/srv/profiles";
+    stateDir = "/srv/state";
+  };
+
+  # The seed's spelling next to ours, with the same settings.
+  bothSpellings = settings: {
+    ours = evalHost [ { nixcloud.containers = settings; } ];
+    seed = evalHost [ { nixcloud.container = settings; } ];
+  };
+  spelled = bothSpellings { enable = true; internetInterface = "enp0s3"; ipv6 = seedIPv6; };
+  # What the host module sets, for comparing two evaluations.
+  effect = config: {
+    inherit (config.networking) bridges interfaces nat nftables;
+    inherit (config.networking.firewall) extraCommands;
+    firewallInterfaces = config.networking.firewall.interfaces;
+    inherit (config.services) dnsmasq;
+    inherit (config.boot.kernel) sysctl;
+    subuid = config.users.users.root.subUidRanges;
+    hostJson = config.environment.etc."nixcloud-container/host.json".text;
+    autostart = autostart config;
+  };
+
+  example = evalHost [ ../../examples/host-configuration.nix ];
+
+  withUsers = users: evalHost [ { nixcloud.containers.enable = true; users.users = users; } ];
+in
+{
+  disabled = [
+    (eq "nothing without enable" {
+      inherit (disabled.networking) bridges interfaces;
+      lxc = disabled.virtualisation.lxc.enable;
+      etc = disabled.environment.etc;
+    } { bridges = { }; interfaces = { }; lxc = false; etc = { }; })
+  ];
+
+  defaults = [
+    (eq "no failed assertions" (failedAssertions defaults) [ ])
+    (eq "no warnings" defaults.warnings [ ])
+    (eq "root's subuid range" defaults.users.users.root.subUidRanges [ { startUid = 100000; count = 65536; } ])
+    (eq "root's subgid range" defaults.users.users.root.subGidRanges [ { startGid = 100000; count = 65536; } ])
+    (eq "LXC enabled" defaults.virtualisation.lxc.enable true)
+    (eq "default LXC path needs no lxc.conf" defaults.virtualisation.lxc.systemConfig "")
+    (eq "the helper on PATH" (map (p: p.name) defaults.environment.systemPackages) [ "nixcloud-container" ])
+    (eq "the helper is package.nix with this system's LXC and Nix" {
+      inherit (defaults.nixcloud.containers.package) callPackageFile lxcName nixName;
+    } {
+      callPackageFile = toString ../../package.nix;
+      lxcName = "lxc-7.0.0";
+      nixName = "nix-2.31.0";
+    })
+    (eq "two bridges without ports" defaults.networking.bridges {
+      brNC-hostonly = { interfaces = [ ]; rstp = false; };
+      brNC-internet = { interfaces = [ ]; rstp = false; };
+    })
+    (eq "bridge addresses, no DHCP client" defaults.networking.interfaces {
+      brNC-hostonly = { ipv4.addresses = [ { address = "10.101.0.1"; prefixLength = 16; } ]; ipv6.addresses = [ ]; useDHCP = false; };
+      brNC-internet = { ipv4.addresses = [ { address = "10.202.0.1"; prefixLength = 16; } ]; ipv6.addresses = [ ]; useDHCP = false; };
+    })
+    (contains "dhcpcd leaves the containers' veths alone" "veth*" defaults.networking.dhcpcd.denyInterfaces)
+    (eq "no NAT without internetInterface" defaults.networking.nat.enable false)
+    (eq "no dnsmasq without internetInterface" defaults.services.dnsmasq.enable false)
+    (eq "no IPv6 forwarding" (defaults.boot.kernel.sysctl ? "net.ipv6.conf.all.forwarding") false)
+    (eq "host.json has exactly the keys of lib/host-defaults.json"
+      (lib.attrNames (hostJson defaults)) (lib.attrNames hostDefaults))
+    (eq "host.json holds the defaults, and LXC's config directory"
+      (hostJson defaults) (hostDefaults // { lxcConfigDir = "${lxc}/share/lxc/config"; }))
+    (eq "autostart service runs after the network"
+      { inherit (autostart defaults) wantedBy after restartIfChanged; }
+      { wantedBy = [ "multi-user.target" ]; after = [ "network.target" ]; restartIfChanged = false; })
+    (eq "autostart starts the autostart containers"
+      (autostart defaults).serviceConfig.ExecStart "${lxc}/bin/lxc-autostart --lxcpath /var/lib/lxc --all")
+    (hasInfix "autostart shuts the containers down" "${lxc}/bin/lxc-autostart --lxcpath /var/lib/lxc --all --ignore-auto --shutdown"
+      (autostart defaults).serviceConfig.ExecStop)
+    (eq "autostart is a oneshot that stays up"
+      { inherit ((autostart defaults).serviceConfig) Type RemainAfterExit; }
+      { Type = "oneshot"; RemainAfterExit = true; })
+  ];
+
+  spellings = [
+    (eq "nixcloud.container sets nixcloud.containers"
+      spelled.seed.nixcloud.containers.internetInterface "enp0s3")
+    (eq "both spellings have the same effect" (effect spelled.seed) (effect spelled.ours))
+    (eq "no warning about the seed's spelling" spelled.seed.warnings [ ])
+  ];
+
+  custom-bridges = [
+    (eq "no failed assertions" (failedAssertions custom) [ ])
+    (eq "bridges" (lib.attrNames custom.networking.bridges) [ "brX-net" "brX-only" ])
+    (eq "hostonly address" custom.networking.interfaces.brX-only.ipv4.addresses [ { address = "10.50.0.1"; prefixLength = 24; } ])
+    (eq "internet address" custom.networking.interfaces.brX-net.ipv4.addresses [ { address = "10.60.0.1"; prefixLength = 20; } ])
+    (eq "host.json follows the options" (hostJson custom) {
+      hostonly = { bridge = "brX-only"; address = "10.50.0.1"; prefixLength = 24; };
+      internet = { bridge = "brX-net"; address = "10.60.0.1"; prefixLength = 20; };
+      idmap = { hostId = 200000; count = 10000; };
+      lxcPath = "/srv/lxc";
+      profilesDir = "/srv/profiles";
+      stateDir = "/srv/state";
+      lxcConfigDir = "${lxc}/share/lxc/config";
+    })
+    (eq "root's range follows idmap" custom.users.users.root.subUidRanges [ { startUid = 200000; count = 10000; } ])
+    (eq "DHCP range of the /20" (dnsmasq custom).dhcp-range [ "10.60.0.2,10.60.15.254,12h" ])
+    (eq "NAT from the custom internet bridge" custom.networking.nat.internalInterfaces [ "brX-net" ])
+    (hasInfix "the custom hostonly bridge is not forwarded" "-i brX-only -j REJECT" custom.networking.firewall.extraCommands)
+    (eq "lxc.conf names the LXC path" custom.virtualisation.lxc.systemConfig "lxc.lxcpath = /srv/lxc\n")
+    (hasInfix "autostart uses the LXC path" "--lxcpath /srv/lxc" (autostart custom).serviceConfig.ExecStart)
+    (assertionFails "one bridge for both is refused"
+      (enabled { internet.bridge = "brNC-hostonly"; }) "must be two bridges")
+    (assertionFails "overlapping subnets are refused"
+      (enabled { internet = { address = "10.101.200.1"; prefixLength = 24; }; }) "overlap")
+    (assertionFails "a subnet without room for DHCP is refused"
+      (enabled { internet = { address = "10.0.0.2"; prefixLength = 30; }; }) "no addresses above 10.0.0.2")
+    (eq "examples/host-configuration.nix: no failed assertions" (failedAssertions example) [ ])
+    (eq "examples/host-configuration.nix: the bridges"
+      (lib.attrNames example.networking.bridges) [ "brNC-hostonly" "brNC-internet" "myOwnBridge" ])
+    (eq "examples/host-configuration.nix: myOwnBridge" example.networking.interfaces.myOwnBridge {
+      ipv4.addresses = [ { address = "10.10.0.1"; prefixLength = 16; } ];
+      ipv6.addresses = [ ];
+      useDHCP = false;
+    })
+  ];
+
+  nat = [
+    (eq "no failed assertions" (failedAssertions nat) [ ])
+    (eq "NAT from the internet bridge only, to internetInterface" {
+      inherit (nat.networking.nat) enable externalInterface internalInterfaces internalIPs;
+    } {
+      enable = true;
+      externalInterface = "enp0s3";
+      internalInterfaces = [ "brNC-internet" ];
+      internalIPs = [ ];
+    })
+    (eq "dnsmasq runs" nat.services.dnsmasq.enable true)
+    (eq "dnsmasq leaves the host's resolver alone" nat.services.dnsmasq.resolveLocalQueries false)
+    (eq "dnsmasq: DNS and DHCPv4 on the internet bridge only" (dnsmasq nat) {
+      interface = [ "brNC-internet" ];
+      bind-dynamic = [ true ];
+      except-interface = [ "lo" ];
+      dhcp-range = [ "10.202.0.2,10.202.255.254,12h" ];
+      dhcp-authoritative = [ true ];
+    })
+    (eq "firewall: DNS and DHCP on the internet bridge" nat.networking.firewall.interfaces {
+      brNC-internet = { allowedUDPPorts = [ 53 67 ]; allowedTCPPorts = [ 53 ]; };
+    })
+    (eq "no IPv6 forwarding without ipv6" (nat.boot.kernel.sysctl ? "net.ipv6.conf.all.forwarding") false)
+    (eq "resolveLocalQueries = true keeps lo"
+      ((dnsmasq (evalHost [
+        { nixcloud.containers = { enable = true; internetInterface = "enp0s3"; }; }
+        { services.dnsmasq.resolveLocalQueries = true; }
+      ])) ? except-interface)
+      false)
+  ];
+
+  ipv6 = [
+    (eq "no failed assertions" (failedAssertions ipv6) [ ])
+    (eq "the prefix is routed to the internet bridge"
+      ipv6.networking.interfaces.brNC-internet.ipv6.addresses
+      [ { address = "2a01:4f8:221:3744:4000::1"; prefixLength = 66; } ])
+    (eq "IPv6 forwarding" ipv6.boot.kernel.sysctl."net.ipv6.conf.all.forwarding" true)
+    (eq "the uplink still takes router advertisements" ipv6.boot.kernel.sysctl."net/ipv6/conf/enp0s3/accept_ra" 2)
+    (eq "dnsmasq sends router advertisements" (dnsmasq ipv6).enable-ra [ true ])
+    (eq "dnsmasq: DHCPv4 and DHCPv6 ranges" (lib.sort lib.lessThan (dnsmasq ipv6).dhcp-range) [
+      "10.202.0.2,10.202.255.254,12h"
+      "2a01:4f8:221:3744:4000:0:0:1000,2a01:4f8:221:3744:4000:0:0:ffff,66,12h"
+    ])
+    (eq "dnsmasq hands out the name servers" (dnsmasq ipv6).dhcp-option [
+      "option6:dns-server,[2a01:4f8:0:1::add:1010],[2a01:4f8:0:1::add:9999],[2a01:4f8:0:1::add:9898]"
+    ])
+    (eq "without name servers, dnsmasq names itself"
+      ((dnsmasq (enabled { internetInterface = "enp0s3"; ipv6 = seedIPv6 // { ipv6NameServers = [ ]; }; })) ? dhcp-option)
+      false)
+    (contains "firewall: DHCPv6" 547 ipv6.networking.firewall.interfaces.brNC-internet.allowedUDPPorts)
+    (eq "no IPv6 NAT" ipv6.networking.nat.enableIPv6 false)
+    (assertionFails "an interface address outside the prefix is refused"
+      (enabled { internetInterface = "enp0s3"; ipv6 = seedIPv6 // { ipv6InternetInterfaceAddress = "2a01:4f8:221:3744:8000::1"; }; })
+      "is not in 2a01:4f8:221:3744:4000::/66")
+    (assertionFails "ipv6 without internetInterface is refused"
+      (enabled { ipv6 = seedIPv6; }) "needs nixcloud.containers.internetInterface")
+    (assertionFails "ipv6 without a prefix is refused"
+      (enabled { internetInterface = "enp0s3"; ipv6.enable = true; }) "needs ipv6InternetInterfaceAddress and ipv6Prefix")
+  ];
+
+  nftables-off = [
+    (eq "no failed assertions" (failedAssertions nftablesOff) [ ])
+    (hasInfix "iptables: a forward chain of our own" "ip46tables -I FORWARD -j nixcloud-container-fwd"
+      nftablesOff.networking.firewall.extraCommands)
+    (hasInfix "iptables: traffic within the hostonly bridge passes"
+      "ip46tables -A nixcloud-container-fwd -i brNC-hostonly -o brNC-hostonly -j RETURN"
+      nftablesOff.networking.firewall.extraCommands)
+    (hasInfix "iptables: nothing is forwarded from hostonly"
+      "ip46tables -A nixcloud-container-fwd -i brNC-hostonly -j REJECT" nftablesOff.networking.firewall.extraCommands)
+    (hasInfix "iptables: nothing is forwarded to hostonly"
+      "ip46tables -A nixcloud-container-fwd -o brNC-hostonly -j REJECT" nftablesOff.networking.firewall.extraCommands)
+    (hasInfix "iptables: the chain goes when the firewall stops" "ip46tables -X nixcloud-container-fwd"
+      nftablesOff.networking.firewall.extraStopCommands)
+    (eq "iptables: no nftables table" nftablesOff.networking.nftables.tables { })
+    (eq "iptables: no nftables forward rules" nftablesOff.networking.firewall.extraForwardRules "")
+    (lacksInfix "iptables: the internet bridge is forwarded" "brNC-internet" nftablesOff.networking.firewall.extraCommands)
+    (that "iptables without a firewall: a warning"
+      (evalHost [
+        { nixcloud.containers = { enable = true; internetInterface = "enp0s3"; }; }
+        { networking.firewall.enable = false; }
+      ]).warnings
+      "a warning that nothing stops forwarding"
+      (lib.any (lib.hasInfix "nothing stops the host from forwarding")))
+  ];
+
+  nftables-on = [
+    (eq "no failed assertions" (failedAssertions nftablesOn) [ ])
+    (eq "nftables: no iptables commands (the nftables firewall asserts that)" {
+      inherit (nftablesOn.networking.firewall) extraCommands extraStopCommands;
+    } { extraCommands = ""; extraStopCommands = ""; })
+    (eq "nftables: a table of our own for both families"
+      nftablesOn.networking.nftables.tables.nixcloud-container.family "inet")
+    (hasInfix "nftables: an accepting forward chain" "type filter hook forward priority filter; policy accept;"
+      nftablesOn.networking.nftables.tables.nixcloud-container.content)
+    (hasInfix "nftables: traffic within the hostonly bridge passes"
+      ''iifname "brNC-hostonly" oifname "brNC-hostonly" accept''
+      nftablesOn.networking.nftables.tables.nixcloud-container.content)
+    (hasInfix "nftables: nothing is forwarded from hostonly" ''iifname "brNC-hostonly" reject''
+      nftablesOn.networking.nftables.tables.nixcloud-container.content)
+    (hasInfix "nftables: nothing is forwarded to hostonly" ''oifname "brNC-hostonly" reject''
+      nftablesOn.networking.nftables.tables.nixcloud-container.content)
+    (hasInfix "nftables: IPv6 to the prefix passes a filtered forward chain"
+      ''iifname "enp0s3" oifname "brNC-internet" ip6 daddr 2a01:4f8:221:3744:4000::/66 accept''
+      nftablesOn.networking.firewall.extraForwardRules)
+    (eq "nftables: NAT as with iptables" nftablesOn.networking.nat nftablesOff.networking.nat)
+    (eq "nftables: dnsmasq as with iptables" nftablesOn.services.dnsmasq nftablesOff.services.dnsmasq)
+  ];
+
+  idmap = [
+    (that "a normal user with an automatic range: a warning naming them"
+      (withUsers { alice.isNormalUser = true; }).warnings
+      "a warning naming alice"
+      (lib.any (lib.hasInfix "given to alice")))
+    (eq "a normal user with ranges elsewhere: no warning" (withUsers {
+      alice = {
+        isNormalUser = true;
+        subUidRanges = [ { startUid = 300000; count = 65536; } ];
+        subGidRanges = [ { startGid = 300000; count = 65536; } ];
+      };
+    }).warnings [ ])
+    (that "an explicit range inside the containers' range: a warning"
+      (withUsers { bob.subGidRanges = [ { startGid = 150000; count = 10; } ]; }).warnings
+      "a warning naming bob"
+      (lib.any (lib.hasInfix "given to bob")))
+    (eq "an automatic range cannot reach a range below 100000" (evalHost [
+      { nixcloud.containers = { enable = true; idmap = { hostId = 30000; count = 1000; }; }; }
+      { users.users.alice.isNormalUser = true; }
+    ]).warnings [ ])
+  ];
+}

@@ -1,0 +1,269 @@
+# The seed's test scenario on a NixOS VM (needs KVM):
+#
+#   nix build .#checks.x86_64-linux.vm-test            # flake
+#   nix-build tests/vm-test.nix                          # <nixpkgs> from NIX_PATH
+#   nix-build tests/vm-test.nix -A driverInteractive     # to poke at it
+#
+# machine: a NixOS host with nixcloud.containers (NAT and IPv6 on eth1) and
+#   the custom bridge of examples/networkExample.nix;
+# outside: a second host on eth1's network, routing the hostonly subnet back
+#   through machine, so that forwarding from and to brNC-hostonly would work
+#   if the host allowed it.
+#
+# The VM has no network to fetch or build from. Every container here has a
+# fixed address (or, for autostartExample.nix, the first one the helper
+# allocates), so the test evaluates each container's system outside the VM,
+# exactly as the helper will inside it, and puts it into the VM's store; the
+# helper then finds everything built. The test checks that prediction first,
+# so that a mismatch says so instead of failing in a build.
+{
+  pkgs ? import <nixpkgs> { },
+  # The nftables backend instead of iptables.
+  nftables ? false,
+}:
+let
+  inherit (pkgs) lib;
+  specs = import ../lib/spec.nix;
+  defaults = builtins.fromJSON (builtins.readFile ../lib/host-defaults.json);
+
+  # What lib/nixos-system.nix is given inside the VM, by the helper's rules
+  # (rust-helper/src/network.rs): on the hostonly bridge without NAT the
+  # gateway is the host; with NAT or on another bridge there is none.
+  guestSystem =
+    { file, name, address, onHostonly ? true, nat ? false }:
+    import ../lib/nixos-system.nix {
+      nixpkgs = pkgs.path;
+      system = pkgs.stdenv.hostPlatform.system;
+      configuration = (specs.fromValue "container file ${toString file}" (import file)).configuration;
+      params = {
+        inherit name;
+        hostonly = {
+          inherit address;
+          prefixLength = defaults.hostonly.prefixLength;
+          gateway = if onHostonly && !nat then defaults.hostonly.address else null;
+        };
+        internet = if nat then { bridge = defaults.internet.bridge; } else null;
+      };
+    };
+
+  systems = {
+    probe1 = guestSystem { file = ./vm/probe-v1.nix; name = "probe"; address = "10.101.0.10"; };
+    probe2 = guestSystem { file = ./vm/probe-v2.nix; name = "probe"; address = "10.101.0.10"; };
+    nat = guestSystem { file = ./vm/nat.nix; name = "nat"; address = "10.101.0.20"; nat = true; };
+    net = guestSystem { file = ../examples/networkExample.nix; name = "net"; address = "10.10.1.2"; onHostonly = false; };
+    # No fixed address: the first free one, as nothing else is on brNC-hostonly then.
+    auto = guestSystem { file = ../examples/autostartExample.nix; name = "auto"; address = "10.101.0.2"; };
+  };
+
+  ipv6Prefix = "fd42:6e63:6c64:0:4000::";
+in
+pkgs.testers.runNixOSTest {
+  name = "nixcloud-container${lib.optionalString nftables "-nftables"}";
+
+  nodes.machine =
+    { ... }:
+    {
+      imports = [ ../modules/host.nix ];
+
+      nixcloud.containers = {
+        enable = true;
+        internetInterface = "eth1";
+        ipv6 = {
+          enable = true;
+          ipv6InternetInterfaceAddress = "${ipv6Prefix}1";
+          ipv6Prefix = ipv6Prefix;
+          # Longer than 64 bits, as in the seed: DHCPv6, not SLAAC.
+          ipv6PrefixLength = 66;
+        };
+      };
+      networking.nftables.enable = nftables;
+
+      # examples/networkExample.nix's bridge.
+      networking.bridges.myOwnBridge.interfaces = [ ];
+      networking.interfaces.myOwnBridge = {
+        ipv4.addresses = [ { address = "10.10.0.1"; prefixLength = 16; } ];
+        useDHCP = false;
+      };
+
+      # A name only the host's dnsmasq knows (it serves /etc/hosts).
+      networking.hosts."10.202.0.1" = [ "host.nixcloud.test" ];
+
+      environment.etc."nixcloud-test".source = ./vm;
+      environment.etc."nixcloud-examples".source = ../examples;
+
+      # Everything the containers need is in the store already (see above);
+      # nothing is fetched. Builds (the generations) run without a sandbox,
+      # which cannot be set up on the VM's shared store.
+      virtualisation.additionalPaths = lib.attrValues systems;
+      nix.settings = {
+        substituters = lib.mkForce [ ];
+        sandbox = false;
+      };
+      # Generations must survive the reboot of the autostart test.
+      virtualisation.writableStore = true;
+      virtualisation.writableStoreUseTmpfs = false;
+      virtualisation.memorySize = 3072;
+      virtualisation.diskSize = 4096;
+    };
+
+  nodes.outside =
+    { nodes, ... }:
+    {
+      networking.firewall.enable = false;
+      # Without the host's rules, this would make the hostonly subnet reachable.
+      networking.interfaces.eth1.ipv4.routes = [
+        { address = "10.101.0.0"; prefixLength = 16; via = nodes.machine.networking.primaryIPAddress; }
+      ];
+    };
+
+  testScript =
+    { nodes, ... }:
+    let
+      outsideAddress = nodes.outside.networking.primaryIPAddress;
+    in
+    ''
+      import json
+
+      nix = "-n \"-I nixpkgs=${pkgs.path}\""
+      systems = json.loads("""${builtins.toJSON (lib.mapAttrs (_: toString) systems)}""")
+
+
+      def nc(args):
+          return machine.succeed(f"nixcloud-container {args}").strip()
+
+
+      def inside(name, command):
+          return nc(f"run {name} -- {command}")
+
+
+      def expect(what, got, wanted):
+          assert got == wanted, f"{what}: expected {wanted!r}, got {got!r}"
+
+
+      def expect_system(name, key):
+          expect(
+              f"system of {name}",
+              machine.succeed(f"readlink -f /nix/var/nix/profiles/nixcloud-container/{name}/profile/system").strip(),
+              systems[key],
+          )
+
+
+      def listed():
+          return {row["name"]: row for row in json.loads(nc("list --json"))}
+
+
+      start_all()
+      machine.wait_for_unit("multi-user.target")
+      machine.wait_for_unit("nixcloud-container-autostart.service")
+      outside.wait_for_unit("network.target")
+
+      with subtest("the host is prepared"):
+          host = json.loads(machine.succeed("cat /etc/nixcloud-container/host.json"))
+          expect("host.json keys", sorted(host), sorted(${builtins.toJSON (lib.attrNames defaults)}))
+          expect("hostonly bridge", host["hostonly"]["bridge"], "brNC-hostonly")
+          machine.succeed("grep -qx 'root:100000:65536' /etc/subuid")
+          machine.succeed("grep -qx 'root:100000:65536' /etc/subgid")
+          machine.succeed("ip -4 -o addr show dev brNC-hostonly | grep -q 10.101.0.1/16")
+          machine.succeed("ip -4 -o addr show dev brNC-internet | grep -q 10.202.0.1/16")
+          machine.wait_until_succeeds("ip -6 route show dev brNC-internet | grep -q '${ipv6Prefix}/66'", timeout=60)
+          machine.wait_for_unit("dnsmasq.service")
+          machine.succeed("test -e ${nodes.machine.virtualisation.lxc.package}/share/lxc/config/common.conf")
+          machine.succeed("nixcloud-container help | grep -q NIXCLOUD-CONTAINER")
+
+      with subtest("list is empty"):
+          expect("containers", listed(), {})
+
+      with subtest("create"):
+          nc(f"create probe /etc/nixcloud-test/probe-v1.nix {nix}")
+          expect_system("probe", "probe1")
+          expect("state", listed()["probe"]["state"], "STOPPED")
+          nc("exists probe")
+
+      with subtest("create again fails"):
+          machine.fail(f"nixcloud-container create probe /etc/nixcloud-test/probe-v1.nix {nix}")
+          expect("generation", listed()["probe"]["generation"], 1)
+
+      with subtest("start: a systemd service runs inside"):
+          nc("start probe")
+          expect("state", nc("state probe"), "RUNNING")
+          machine.wait_until_succeeds("nixcloud-container run probe -- systemctl is-active probe.service")
+          machine.wait_until_succeeds("nixcloud-container run probe -- cat /run/probe | grep -qx 1")
+          expect("hostname", inside("probe", "hostname"), "probe")
+          expect("show-ip", nc("show-ip probe"), "10.101.0.10")
+          machine.succeed("ping -c1 -W5 10.101.0.10")
+          # Root logs in by itself on the console and on LXC's terminals.
+          machine.wait_until_succeeds(
+              "nixcloud-container run probe -- systemctl is-active console-getty.service getty@tty1.service",
+              timeout=120,
+          )
+          machine.wait_until_succeeds("nixcloud-container run probe -- who | grep -q '^root  *tty1 '", timeout=120)
+
+      with subtest("the hostonly bridge is never forwarded"):
+          outside.fail("ping -c1 -W2 10.101.0.10")
+          machine.fail("nixcloud-container run probe -- ping -c1 -W2 ${outsideAddress}")
+
+      with subtest("update while running changes it"):
+          nc(f"update probe /etc/nixcloud-test/probe-v2.nix {nix}")
+          expect_system("probe", "probe2")
+          machine.wait_until_succeeds("nixcloud-container run probe -- cat /run/probe | grep -qx 2")
+          inside("probe", "systemctl is-active probe.service")
+          expect("generation", listed()["probe"]["generation"], 2)
+
+      with subtest("rollback and switch-generation go back and forth"):
+          nc("rollback probe")
+          expect_system("probe", "probe1")
+          machine.wait_until_succeeds("nixcloud-container run probe -- cat /run/probe | grep -qx 1")
+          nc("switch-generation probe 2")
+          expect_system("probe", "probe2")
+          machine.wait_until_succeeds("nixcloud-container run probe -- cat /run/probe | grep -qx 2")
+          nc("switch-generation probe 1")
+          machine.wait_until_succeeds("nixcloud-container run probe -- cat /run/probe | grep -qx 1")
+
+      with subtest("stop and destroy"):
+          nc("stop probe")
+          expect("state", nc("state probe"), "STOPPED")
+          nc("destroy probe")
+          machine.fail("nixcloud-container exists probe")
+          expect("containers", listed(), {})
+
+      with subtest("a fixed address on a custom bridge"):
+          nc(f"create net /etc/nixcloud-examples/networkExample.nix {nix}")
+          expect_system("net", "net")
+          nc("start net")
+          machine.wait_until_succeeds("ping -c1 -W2 10.10.1.2")
+          expect("show-ip", nc("show-ip net"), "10.10.1.2")
+          inside("net", "ip -4 -o addr show dev hostonly | grep -q 10.10.1.2/16")
+          expect("hostname", inside("net", "hostname"), "10-10-1-2")
+          machine.succeed("bridge link show master myOwnBridge | grep -q .")
+          nc("destroy net --force")
+
+      with subtest("a NAT container gets addresses and reaches the host's DNS"):
+          nc(f"create nat /etc/nixcloud-test/nat.nix {nix}")
+          expect_system("nat", "nat")
+          nc("start nat")
+          machine.wait_until_succeeds(
+              "nixcloud-container run nat -- ip -4 -o addr show dev internet | grep -q 'inet 10\\.202\\.'"
+          )
+          machine.wait_until_succeeds(
+              "nixcloud-container run nat -- getent hosts host.nixcloud.test | grep -q '^10\\.202\\.0\\.1 '",
+              timeout=120,
+          )
+          # NAT to the outside, and IPv6 from the prefix by DHCPv6.
+          inside("nat", "ping -c1 -W5 ${outsideAddress}")
+          machine.wait_until_succeeds(
+              "nixcloud-container run nat -- ip -6 -o addr show dev internet scope global | grep -q '${ipv6Prefix}'"
+          )
+
+      with subtest("autostart after a reboot"):
+          nc(f"create auto /etc/nixcloud-examples/autostartExample.nix {nix}")
+          expect_system("auto", "auto")
+          expect("autostart", listed()["auto"]["autostart"], True)
+          machine.shutdown()
+          machine.start()
+          machine.wait_for_unit("nixcloud-container-autostart.service")
+          machine.wait_until_succeeds("nixcloud-container state auto | grep -qx RUNNING")
+          machine.wait_until_succeeds("nixcloud-container run auto -- hostname | grep -qx autostartExample")
+          # The NAT container was shut down with the host and is not autostart.
+          expect("state of nat", nc("state nat"), "STOPPED")
+    '';
+}
