@@ -70,6 +70,24 @@ impl Lxc<'_> {
         self.run("lxc-create", name, &args).map(drop)
     }
 
+    /// Makes the directories the container's mounts land on (the store,
+    /// /init, and LXC's proc, sys and dev), owned by its root (`host_id`).
+    pub fn make_mount_points(&self, name: &str, host_id: u32) -> Result<()> {
+        let rootfs = self.rootfs(name);
+        for mount_point in ["nix/store", "init", "proc", "sys", "dev"] {
+            let mut dir = rootfs.clone();
+            for component in Path::new(mount_point) {
+                dir.push(component);
+                if !dir.exists() {
+                    std::fs::create_dir(&dir)
+                        .and_then(|()| std::os::unix::fs::lchown(&dir, Some(host_id), Some(host_id)))
+                        .with_context(|| format!("cannot make {}", dir.display()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn destroy(&self, name: &str, extra: &[String]) -> Result<()> {
         self.run("lxc-destroy", name, extra).map(drop)
     }

@@ -96,9 +96,11 @@ fn create_builds_generation_one_that_lxc_knows() {
     }
     assert!(!fragment.contains("lxc.net.1"), "no internet interface without NAT");
 
-    let rootfs = std::fs::metadata(host.lxc_path().join("web/rootfs")).unwrap();
     use std::os::unix::fs::MetadataExt;
-    assert_eq!((rootfs.uid(), rootfs.gid()), (100000, 100000));
+    for dir in ["", "nix", "nix/store", "init", "proc", "sys", "dev"] {
+        let meta = std::fs::metadata(host.lxc_path().join("web/rootfs").join(dir)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (100000, 100000), "rootfs/{dir}");
+    }
 
     assert_eq!(host.lxc("lxc-ls -1").stdout.trim(), "web");
     assert_eq!(host.lxc("lxc-info -n web -sH").stdout.trim(), "STOPPED");

@@ -139,7 +139,8 @@ fn build_and_register(
         crate::lxc::config_text(&ctx.settings.lxc_config_dir()?, &profile.link()),
     )
     .context("cannot write the container's LXC config")?;
-    lxc.create(name, config.path(), lxc_args)
+    lxc.create(name, config.path(), lxc_args)?;
+    lxc.make_mount_points(name, ctx.settings.host.idmap.host_id)
 }
 
 pub fn update(
