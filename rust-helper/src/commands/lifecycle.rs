@@ -5,6 +5,7 @@
 //! next command can tell a crash from work in progress and finish or undo it.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
@@ -41,6 +42,7 @@ fn create_locked(
     lxc_args: &[String],
 ) -> Result<()> {
     ctx.check_reachable(name)?;
+    let tools = BuildTools::find(ctx)?;
     let spec = ctx.nix(nix_args).eval_spec(&source)?;
     let wanted =
         network::wanted(&spec.network, &ctx.settings.host).with_context(|| source.to_string())?;
@@ -65,7 +67,7 @@ fn create_locked(
         params
     };
 
-    if let Err(err) = build_and_register(ctx, name, &params, nix_args, lxc_args) {
+    if let Err(err) = build_and_register(ctx, name, &params, &tools, nix_args, lxc_args) {
         let mut locked = ctx.store.lock()?;
         if let Err(cleanup) = teardown(ctx, &mut locked, name) {
             eprintln!("warning: cleaning up after the failed create: {cleanup:#}");
@@ -109,18 +111,35 @@ fn reserve(
     })
 }
 
+/// What building and registering need from the host, found before anything
+/// is reserved, so that a missing tool fails a command before it starts.
+struct BuildTools {
+    busybox: PathBuf,
+    lxc_config_dir: PathBuf,
+}
+
+impl BuildTools {
+    fn find(ctx: &Context) -> Result<BuildTools> {
+        Ok(BuildTools {
+            busybox: ctx.settings.busybox()?,
+            lxc_config_dir: ctx.settings.lxc_config_dir()?,
+        })
+    }
+}
+
 /// Builds generation 1 and registers the container with LXC.
 fn build_and_register(
     ctx: &Context,
     name: &str,
     params: &Params,
+    tools: &BuildTools,
     nix_args: &[String],
     lxc_args: &[String],
 ) -> Result<()> {
     let profile = ctx.profile(name);
     std::fs::create_dir_all(profile.dir())
         .with_context(|| format!("cannot create {}", profile.dir().display()))?;
-    ctx.nix(nix_args).build_generation(&profile, params, &ctx.settings.busybox()?)?;
+    ctx.nix(nix_args).build_generation(&profile, params, &tools.busybox)?;
 
     let lxc = ctx.lxc();
     let dir = lxc.container_dir(name);
@@ -136,7 +155,7 @@ fn build_and_register(
         .context("cannot write the container's LXC config")?;
     std::fs::write(
         config.path(),
-        crate::lxc::config_text(&ctx.settings.lxc_config_dir()?, &profile.link()),
+        crate::lxc::config_text(&tools.lxc_config_dir, &profile.link()),
     )
     .context("cannot write the container's LXC config")?;
     lxc.create(name, config.path(), lxc_args)?;
@@ -168,6 +187,7 @@ pub fn update(
         }
     };
     let source = source.unwrap_or(entry.source);
+    let busybox = ctx.settings.busybox()?;
     let spec = ctx.nix(nix_args).eval_spec(&source)?;
     let wanted =
         network::wanted(&spec.network, &ctx.settings.host).with_context(|| source.to_string())?;
@@ -185,7 +205,7 @@ pub fn update(
         params
     };
 
-    let built = ctx.nix(nix_args).build_generation(&profile, &params, &ctx.settings.busybox()?);
+    let built = ctx.nix(nix_args).build_generation(&profile, &params, &busybox);
     let current = profile.current_number()?.unwrap_or(previous);
     let activated = match built {
         Ok(()) if current != previous => switch_live(ctx, name, previous, lxc_args),
