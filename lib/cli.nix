@@ -55,7 +55,7 @@ let
       + (if src ? flake then ", or give the flake an input named nixpkgs" else ""));
 
   system =
-    if fromSource.spec.kind == "system" then fromSource.spec.system
+    if fromSource.spec.kind == "system" then fromSource.system
     else import ./nixos-system.nix {
       inherit nixpkgs;
       inherit (fromSource) configuration;

@@ -8,8 +8,10 @@
 #
 # `fromValue` turns such a value into
 #   { spec = <plain data that `nix-instantiate --eval --json` prints>;
-#     configuration = <the NixOS module, or null>; }
-# without importing nixpkgs: reading a spec never costs a NixOS evaluation.
+#     configuration = <the NixOS module, or null>;
+#     system = <the ready system, or null>; }
+# The spec holds the settings, not what gets built: reading it never costs a
+# NixOS evaluation (nixpkgs is not imported), nor an evaluation of `system`.
 # Type errors are thrown here, naming the file; what needs the host's state
 # (is the address free, is it inside the subnet) is checked by the helper.
 let
@@ -69,9 +71,9 @@ let
         kind = if attrs ? system then "system" else "nixos";
         autostart = typed origin attrs "autostart" isBool "true or false" false;
         network = normalizeNetwork origin (attrs.network or { });
-        system = if attrs ? system then storePathOf origin attrs.system else null;
       };
       configuration = attrs.configuration or null;
+      system = if attrs ? system then storePathOf origin attrs.system else null;
     };
 in
 {

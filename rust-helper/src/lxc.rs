@@ -122,25 +122,34 @@ impl Lxc<'_> {
         Ok(self.state(name)? == "RUNNING")
     }
 
-    /// The states of all containers in the LXC path, from one lxc-ls call.
-    pub fn states(&self, extra: &[String]) -> Result<BTreeMap<String, String>> {
-        let mut args =
-            vec!["--fancy".to_string(), "--fancy-format".to_string(), "name,state".to_string()];
-        args.extend(extra.iter().cloned());
-        let finished = self.tool("lxc-ls", None, &args).output(self.verbose)?;
-        if !finished.status.success() {
-            return Err(anyhow!("{}", finished.last_error_line()))
-                .context(format!("lxc-ls failed with {}", describe_status(finished.status)));
+    /// The containers of the LXC path that are running or frozen; all others
+    /// are stopped. Two lxc-ls calls, made side by side: `lxc-ls --fancy`
+    /// would say it in one, but it enters every running container to read
+    /// its addresses whether they are asked for or not, which made `list`
+    /// five times slower with 100 containers running (docs/performance.md).
+    pub fn active_states(&self, extra: &[String]) -> Result<BTreeMap<String, &'static str>> {
+        let names = |filter: &str| -> Result<Vec<String>> {
+            let mut args = vec![filter.to_string(), "-1".to_string()];
+            args.extend(extra.iter().cloned());
+            let finished = self.tool("lxc-ls", None, &args).output(self.verbose)?;
+            if !finished.status.success() {
+                return Err(anyhow!("{}", finished.last_error_line()))
+                    .context(format!("lxc-ls failed with {}", describe_status(finished.status)));
+            }
+            Ok(finished.stdout.split_whitespace().map(str::to_string).collect())
+        };
+        let (running, frozen) = std::thread::scope(|scope| {
+            let frozen = scope.spawn(|| names("--frozen"));
+            (names("--running"), frozen.join().expect("lxc-ls --frozen does not panic"))
+        });
+        let mut states = BTreeMap::new();
+        for name in running? {
+            states.insert(name, "RUNNING");
         }
-        Ok(finished
-            .stdout
-            .lines()
-            .skip(1) // the header
-            .filter_map(|line| {
-                let mut fields = line.split_whitespace();
-                Some((fields.next()?.to_string(), fields.next()?.to_string()))
-            })
-            .collect())
+        for name in frozen? {
+            states.insert(name, "FROZEN");
+        }
+        Ok(states)
     }
 
     /// A command inside the container, with a clean environment and the

@@ -57,14 +57,14 @@ pub struct NetworkSpec {
     pub enable_nat: bool,
 }
 
-/// A container file, normalized by lib/spec.nix.
+/// A container file's settings, normalized by lib/spec.nix (what it builds,
+/// a configuration or a system, is left to the build).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Spec {
     pub kind: Kind,
     pub autostart: bool,
     pub network: NetworkSpec,
-    pub system: Option<String>,
 }
 
 /// The container's interface on its main bridge (called `hostonly` inside,
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn spec_with_unknown_fields_is_refused() {
-        let text = r#"{"kind":"nixos","autostart":false,"system":null,"extra":1,
+        let text = r#"{"kind":"nixos","autostart":false,"extra":1,
             "network":{"bridge":null,"ip":null,"prefixLength":null,"gateway":null,"enableNat":false}}"#;
         assert!(serde_json::from_str::<Spec>(text).is_err());
     }

@@ -131,6 +131,18 @@ fn containers_share_hostonly_and_nat_adds_an_internet_interface() {
     let routes = host.ok(&["run", "nat", "ip", "route"]);
     assert!(!routes.contains("default via 10.101.0.1"), "{routes}");
     assert!(host.ok(&["run", "one", "ip", "route"]).contains("default via 10.101.0.1"));
+
+    // list tells running from stopped, and says so when LXC lost a container.
+    host.ok(&["stop", "two"]);
+    let states = || -> Vec<String> {
+        let rows: serde_json::Value = serde_json::from_str(&host.ok(&["list", "--json"])).unwrap();
+        rows.as_array().unwrap().iter().map(|r| format!("{} {}", r["name"], r["state"])).collect()
+    };
+    assert_eq!(states(), [r#""nat" "RUNNING""#, r#""one" "RUNNING""#, r#""two" "STOPPED""#]);
+    let lxc_dir = host.lxc_path().join("two");
+    std::fs::rename(&lxc_dir, host.dir.path().join("two-away")).unwrap();
+    assert_eq!(states()[2], r#""two" "MISSING""#);
+    std::fs::rename(host.dir.path().join("two-away"), &lxc_dir).unwrap();
 }
 
 #[test]

@@ -30,22 +30,27 @@ fn current_meta(ctx: &Context, name: &str) -> Result<Option<(u64, GenerationMeta
 
 pub fn list(ctx: &Context, lxc_args: &[String], json: bool) -> Result<()> {
     let state = ctx.store.read()?;
-    let lxc_states = if state.containers.is_empty() {
+    let lxc = ctx.lxc();
+    let active = if state.containers.is_empty() {
         Default::default()
     } else {
-        ctx.lxc().states(lxc_args)?
+        lxc.active_states(lxc_args)?
     };
     let mut rows = Vec::new();
     for (name, entry) in &state.containers {
         let lxc_state = match entry.phase {
-            Phase::Creating => Some("CREATING"),
-            Phase::Destroying => Some("DESTROYING"),
-            Phase::Ready | Phase::Updating => lxc_states.get(name).map(String::as_str),
+            Phase::Creating => "CREATING",
+            Phase::Destroying => "DESTROYING",
+            Phase::Ready | Phase::Updating => match active.get(name) {
+                Some(state) => state,
+                None if lxc.is_defined(name) => "STOPPED",
+                None => "MISSING",
+            },
         };
         let current = current_meta(ctx, name).unwrap_or(None);
         rows.push(Row {
             name: name.clone(),
-            state: lxc_state.unwrap_or("MISSING").to_string(),
+            state: lxc_state.to_string(),
             ipv4: current.as_ref().map(|(_, meta)| meta.params.hostonly.address.to_string()),
             generation: current.as_ref().map(|(number, _)| *number),
             autostart: current.as_ref().map(|(_, meta)| meta.spec.autostart),
