@@ -80,7 +80,9 @@ impl Lxc<'_> {
                 dir.push(component);
                 if !dir.exists() {
                     std::fs::create_dir(&dir)
-                        .and_then(|()| std::os::unix::fs::lchown(&dir, Some(host_id), Some(host_id)))
+                        .and_then(|()| {
+                            std::os::unix::fs::lchown(&dir, Some(host_id), Some(host_id))
+                        })
                         .with_context(|| format!("cannot make {}", dir.display()))?;
                 }
             }

@@ -161,6 +161,44 @@ fn autostart_containers_come_up_under_lxc_autostart() {
     let stopped = host.lxc("lxc-autostart --shutdown --timeout 10");
     assert_eq!(stopped.code, 0, "{stopped:?}");
     assert_eq!(host.state("auto"), "STOPPED");
+
+    // The host module's boot service does the same, with its own shell.
+    let Some(service) = autostart_service(&host) else { return };
+    let start = host.ns(&format!("bash -euo pipefail -c {}", shell_quote(&service.0)));
+    assert_eq!(start.code, 0, "{start:?}");
+    assert_eq!(host.state("auto"), "RUNNING");
+    assert_eq!(host.state("manual"), "STOPPED");
+    host.ok(&["start", "manual"]);
+    let stop = host.ns(&format!("bash -euo pipefail -c {}", shell_quote(&service.1)));
+    assert_eq!(stop.code, 0, "{stop:?}");
+    assert_eq!((host.state("auto"), host.state("manual")), ("STOPPED".into(), "STOPPED".into()));
+}
+
+/// The script and preStop of modules/host.nix's autostart service for this
+/// host's LXC path, evaluated with nixpkgs' lib (NIXPKGS_LIB); None, saying
+/// why, without it.
+fn autostart_service(host: &Host) -> Option<(String, String)> {
+    let Some(lib) = std::env::var("NIXPKGS_LIB").ok() else {
+        eprintln!("skipped: set NIXPKGS_LIB to run the host module's autostart service");
+        return None;
+    };
+    let output = std::process::Command::new("nix-instantiate")
+        .args([
+            "--eval",
+            "--strict",
+            "--json",
+            &format!("{}/tests/nix/autostart-service.nix", common::REPO),
+        ])
+        .args(["--argstr", "nixpkgsLib", &lib, "--argstr", "lxcPath", path_str(&host.lxc_path())])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let service: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    Some((service["script"].as_str()?.to_string(), service["preStop"].as_str()?.to_string()))
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 #[test]

@@ -105,10 +105,14 @@ in
     (eq "autostart service runs after the network"
       { inherit (autostart defaults) wantedBy after restartIfChanged; }
       { wantedBy = [ "multi-user.target" ]; after = [ "network.target" ]; restartIfChanged = false; })
-    (eq "autostart starts the autostart containers"
-      (autostart defaults).serviceConfig.ExecStart "${lxc}/bin/lxc-autostart --lxcpath /var/lib/lxc --all")
-    (hasInfix "autostart shuts the containers down" "${lxc}/bin/lxc-autostart --lxcpath /var/lib/lxc --all --ignore-auto --shutdown"
-      (autostart defaults).serviceConfig.ExecStop)
+    (eq "autostart has lxc and the setuid wrappers on its PATH" (autostart defaults).path [ lxc "/run/wrappers" ])
+    (hasInfix "autostart asks lxc-autostart which containers to start"
+      "lxc-autostart --lxcpath /var/lib/lxc --all --list | while read -r name _delay; do" (autostart defaults).script)
+    (hasInfix "autostart starts each with an lxc-start of its own"
+      "lxc-start --lxcpath /var/lib/lxc --name \"$name\"" (autostart defaults).script)
+    (hasInfix "autostart shuts every running container down, 32 at a time"
+      "lxc-ls --lxcpath /var/lib/lxc --running -1 |\n  xargs --no-run-if-empty -n 1 -P 32 lxc-stop --lxcpath /var/lib/lxc --timeout 30 --name"
+      (autostart defaults).preStop)
     (eq "autostart is a oneshot that stays up"
       { inherit ((autostart defaults).serviceConfig) Type RemainAfterExit; }
       { Type = "oneshot"; RemainAfterExit = true; })
@@ -140,7 +144,7 @@ in
     (eq "NAT from the custom internet bridge" custom.networking.nat.internalInterfaces [ "brX-net" ])
     (hasInfix "the custom hostonly bridge is not forwarded" "-i brX-only -j REJECT" custom.networking.firewall.extraCommands)
     (eq "lxc.conf names the LXC path" custom.virtualisation.lxc.systemConfig "lxc.lxcpath = /srv/lxc\n")
-    (hasInfix "autostart uses the LXC path" "--lxcpath /srv/lxc" (autostart custom).serviceConfig.ExecStart)
+    (hasInfix "autostart uses the LXC path" "--lxcpath /srv/lxc" (autostart custom).script)
     (assertionFails "one bridge for both is refused"
       (enabled { internet.bridge = "brNC-hostonly"; }) "must be two bridges")
     (assertionFails "overlapping subnets are refused"

@@ -153,11 +153,8 @@ fn build_and_register(
         .prefix(&format!("{name}.config."))
         .tempfile_in(&ctx.settings.state_dir)
         .context("cannot write the container's LXC config")?;
-    std::fs::write(
-        config.path(),
-        crate::lxc::config_text(&tools.lxc_config_dir, &profile.link()),
-    )
-    .context("cannot write the container's LXC config")?;
+    std::fs::write(config.path(), crate::lxc::config_text(&tools.lxc_config_dir, &profile.link()))
+        .context("cannot write the container's LXC config")?;
     lxc.create(name, config.path(), lxc_args)?;
     lxc.make_mount_points(name, ctx.settings.host.idmap.host_id)
 }

@@ -31,11 +31,8 @@ fn current_meta(ctx: &Context, name: &str) -> Result<Option<(u64, GenerationMeta
 pub fn list(ctx: &Context, lxc_args: &[String], json: bool) -> Result<()> {
     let state = ctx.store.read()?;
     let lxc = ctx.lxc();
-    let active = if state.containers.is_empty() {
-        Default::default()
-    } else {
-        lxc.active_states(lxc_args)?
-    };
+    let active =
+        if state.containers.is_empty() { Default::default() } else { lxc.active_states(lxc_args)? };
     let mut rows = Vec::new();
     for (name, entry) in &state.containers {
         let lxc_state = match entry.phase {
