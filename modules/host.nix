@@ -337,14 +337,16 @@ in
         # the next boot.
         restartIfChanged = false;
         # lxc-autostart picks the containers (lxc.start.auto, lxc.group,
-        # lxc.start.order) and waits their delays; each then starts with an
-        # lxc-start of its own. The monitor of a container that lxc-autostart
-        # starts itself keeps a copy of lxc-autostart's heap, which holds every
-        # container's config: 2.6 MiB per container with 500 of them, against
-        # 0.4 MiB this way (docs/performance.md).
+        # lxc.start.order) and names each one's lxc.start.delay, which --list
+        # does not wait; each then starts with an lxc-start of its own. The
+        # monitor of a container that lxc-autostart starts itself keeps a
+        # copy of lxc-autostart's heap, which holds every container's config:
+        # 2.6 MiB per container with 500 of them, against 0.4 MiB this way
+        # (docs/performance.md).
         script = ''
-          lxc-autostart --lxcpath ${lxcPath} --all --list | while read -r name _delay; do
+          lxc-autostart --lxcpath ${lxcPath} --all --list | while read -r name delay; do
             lxc-start --lxcpath ${lxcPath} --name "$name" || echo "container $name did not start" >&2
+            if [ "$delay" -gt 0 ]; then sleep "$delay"; fi
           done
         '';
         # Every running container, not only the autostart ones, 32 at a time,

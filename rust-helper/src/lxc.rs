@@ -124,11 +124,14 @@ impl Lxc<'_> {
         Ok(self.state(name)? == "RUNNING")
     }
 
-    /// The containers of the LXC path that are running or frozen; all others
-    /// are stopped. Two lxc-ls calls, made side by side: `lxc-ls --fancy`
-    /// would say it in one, but it enters every running container to read
-    /// its addresses whether they are asked for or not, which made `list`
-    /// five times slower with 100 containers running (docs/performance.md).
+    /// The containers of the LXC path that are not stopped (FROZEN, or else
+    /// RUNNING, which here includes the moments of starting and stopping);
+    /// all others are stopped. Two lxc-ls calls, made side by side, that only
+    /// look at running containers: `lxc-ls --fancy` would say it in one, but
+    /// it enters every running container to read its addresses whether they
+    /// are asked for or not (five times slower with 100 running), and
+    /// `--running` loads every stopped container's config too (three times
+    /// slower with none running; docs/performance.md).
     pub fn active_states(&self, extra: &[String]) -> Result<BTreeMap<String, &'static str>> {
         let names = |filter: &str| -> Result<Vec<String>> {
             let mut args = vec![filter.to_string(), "-1".to_string()];
@@ -140,12 +143,12 @@ impl Lxc<'_> {
             }
             Ok(finished.stdout.split_whitespace().map(str::to_string).collect())
         };
-        let (running, frozen) = std::thread::scope(|scope| {
+        let (active, frozen) = std::thread::scope(|scope| {
             let frozen = scope.spawn(|| names("--frozen"));
-            (names("--running"), frozen.join().expect("lxc-ls --frozen does not panic"))
+            (names("--active"), frozen.join().expect("lxc-ls --frozen does not panic"))
         });
         let mut states = BTreeMap::new();
-        for name in running? {
+        for name in active? {
             states.insert(name, "RUNNING");
         }
         for name in frozen? {

@@ -133,7 +133,7 @@ COMMANDS
 
     list
         One line per container: name, state, IPv4 address, current generation,
-        autostart (lxc-ls --running and --frozen; -l goes to both).
+        autostart (lxc-ls --active and --frozen; -l goes to both).
 
     show-ip <name>, state <name>, exists <name>
         The container's IPv4 address; its state (RUNNING, STOPPED, ...); exit

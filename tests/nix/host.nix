@@ -107,9 +107,11 @@ in
       { wantedBy = [ "multi-user.target" ]; after = [ "network.target" ]; restartIfChanged = false; })
     (eq "autostart has lxc and the setuid wrappers on its PATH" (autostart defaults).path [ lxc "/run/wrappers" ])
     (hasInfix "autostart asks lxc-autostart which containers to start"
-      "lxc-autostart --lxcpath /var/lib/lxc --all --list | while read -r name _delay; do" (autostart defaults).script)
+      "lxc-autostart --lxcpath /var/lib/lxc --all --list | while read -r name delay; do" (autostart defaults).script)
     (hasInfix "autostart starts each with an lxc-start of its own"
       "lxc-start --lxcpath /var/lib/lxc --name \"$name\"" (autostart defaults).script)
+    (hasInfix "autostart waits each container's lxc.start.delay"
+      "if [ \"$delay\" -gt 0 ]; then sleep \"$delay\"; fi" (autostart defaults).script)
     (hasInfix "autostart shuts every running container down, 32 at a time"
       "lxc-ls --lxcpath /var/lib/lxc --running -1 |\n  xargs --no-run-if-empty -n 1 -P 32 lxc-stop --lxcpath /var/lib/lxc --timeout 30 --name"
       (autostart defaults).preStop)
