@@ -65,6 +65,11 @@ impl Host {
         let netns =
             format!("nct{}x{}", std::process::id(), NEXT_HOST.fetch_add(1, Ordering::SeqCst));
         let host = Host { netns, dir: tempfile::tempdir().expect("a temporary directory") };
+        // Containers' root (uid 100000) must reach their rootfs and profile
+        // below it, whatever the umask made of it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(host.dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("the temporary directory is ours");
         sh(&format!("ip netns add {}", host.netns));
         host.ns_ok("ip link set lo up");
         for (bridge, address) in
