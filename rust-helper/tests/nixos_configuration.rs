@@ -42,10 +42,8 @@ fn a_nixos_configuration_is_evaluated_once_per_build_with_ip_and_name() {
     let example = format!("{REPO}/examples/example.nix");
     let (_, evaluations) = with_fake_nixpkgs(&host, &lib, &["create", "ex", &example]);
     assert_eq!(evaluations, 1, "one NixOS evaluation for create");
-    host.ok(&["start", "ex"]);
-    host.wait_for("boot", || host.helper(&["run", "ex", "cat", "/var/lib/tiny/booted"]).code == 0);
     // The guest module named the host after the container and gave it its address.
-    assert_eq!(host.ok(&["run", "ex", "cat", "/var/lib/tiny/booted"]).trim(), "ex_10.101.0.2");
+    assert_eq!(host.start_booted("ex"), "ex_10.101.0.2");
 
     // The seed's autostart example sets its own host name; `ip` reaches it too.
     let autostart = format!("{REPO}/examples/autostartExample.nix");

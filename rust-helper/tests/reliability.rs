@@ -263,10 +263,7 @@ fn a_killed_create_is_undone_by_the_next_command() {
 fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
     let host = Host::new();
     host.ok(&["create", "live", path_str(&host.tiny("l0.nix", "0", ""))]);
-    host.ok(&["start", "live"]);
-    host.wait_for("boot", || {
-        host.helper(&["run", "live", "cat", "/var/lib/tiny/booted"]).code == 0
-    });
+    host.start_booted("live");
     let mut seen = std::collections::BTreeSet::new();
     for (round, delay) in sweep().enumerate() {
         let file = host.tiny(&format!("l{}.nix", round + 1), &(round + 1).to_string(), "");
@@ -331,10 +328,7 @@ fn a_killed_destroy_is_finished_by_the_next_command() {
 fn failed_updates_leave_the_container_as_it_was() {
     let host = Host::new();
     host.ok(&["create", "steady", path_str(&host.tiny("s1.nix", "1", ""))]);
-    host.ok(&["start", "steady"]);
-    host.wait_for("boot", || {
-        host.helper(&["run", "steady", "cat", "/var/lib/tiny/booted"]).code == 0
-    });
+    host.start_booted("steady");
     let state_before = std::fs::read(host.state_dir().join("state.json")).unwrap();
 
     let syntax = host.file("broken.nix", "{ system = ; }");
@@ -416,8 +410,7 @@ fn a_container_sees_only_its_own_profile_and_nothing_writable_of_the_host() {
     let host = Host::new();
     host.ok(&["create", "a", path_str(&host.tiny("a.nix", "1", ""))]);
     host.ok(&["create", "b", path_str(&host.tiny("b.nix", "1", ""))]);
-    host.ok(&["start", "a"]);
-    host.wait_for("boot", || host.helper(&["run", "a", "cat", "/var/lib/tiny/booted"]).code == 0);
+    host.start_booted("a");
 
     let mounts = host.ok(&["run", "a", "cat", "/proc/mounts"]);
     for target in [" /nix/store ", " /init "] {

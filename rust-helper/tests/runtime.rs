@@ -11,17 +11,13 @@ fn a_running_container_answers_and_runs_unprivileged() {
     let file = host.tiny("web.nix", "1", "");
     host.ok(&["create", "web", path_str(&file)]);
     assert_eq!(host.state("web"), "STOPPED");
-    host.ok(&["start", "web"]);
+    assert_eq!(host.start_booted("web"), "1");
     assert_eq!(host.state("web"), "RUNNING");
     let json: serde_json::Value =
         serde_json::from_str(&host.ok(&["state", "web", "--json"])).unwrap();
     assert_eq!(json, serde_json::json!({"name": "web", "state": "RUNNING"}));
-    host.wait_for("the container to boot", || {
-        host.helper(&["run", "web", "cat", "/var/lib/tiny/booted"]).code == 0
-    });
 
     assert!(host.pings("10.101.0.2"), "the host reaches the container on brNC-hostonly");
-    assert_eq!(host.ok(&["run", "web", "cat", "/var/lib/tiny/booted"]).trim(), "1");
     assert_eq!(host.helper(&["run", "web", "--", "sh", "-c", "exit 7"]).code, 7);
     let inside = host.ok(&["run", "web", "sh", "-c", "echo $PATH; ip -4 addr show hostonly"]);
     assert!(inside.contains("/run/current-system/sw/bin"), "{inside}");
@@ -60,8 +56,7 @@ fn updates_are_activated_in_a_running_container() {
     let v1 = host.tiny("v1.nix", "1", "");
     let v2 = host.tiny("v2.nix", "2", "");
     host.ok(&["create", "app", path_str(&v1)]);
-    host.ok(&["start", "app"]);
-    host.wait_for("boot", || host.helper(&["run", "app", "cat", "/var/lib/tiny/booted"]).code == 0);
+    host.start_booted("app");
     let activated =
         || host.ok(&["run", "app", "cat", "/var/lib/tiny/activated"]).trim().to_string();
 
@@ -91,10 +86,7 @@ fn updates_are_activated_in_a_running_container() {
     host.ok(&["stop", "app"]);
     assert_eq!(host.state("app"), "STOPPED");
     host.ok(&["rollback", "app"]);
-    host.ok(&["start", "app"]);
-    host.wait_for("boot", || {
-        host.helper(&["run", "app", "cat", "/var/lib/tiny/booted"]).stdout.trim() == "1"
-    });
+    assert_eq!(host.start_booted("app"), "1", "a start boots the current generation");
 
     host.ok(&["terminate", "app"]);
     assert_eq!(host.state("app"), "STOPPED");

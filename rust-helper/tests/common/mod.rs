@@ -137,6 +137,22 @@ impl Host {
         self.ok(&["state", name]).trim().to_string()
     }
 
+    /// Starts container `name`, a tiny system, and waits until its init has
+    /// recorded the boot; returns the version that booted.
+    pub fn start_booted(&self, name: &str) -> String {
+        // The record of an earlier boot stays in the rootfs.
+        let record = self.lxc_path().join(name).join("rootfs/var/lib/tiny/booted");
+        let _ = std::fs::remove_file(record);
+        self.ok(&["start", name]);
+        let mut booted = String::new();
+        self.wait_for(&format!("{name} to boot"), || {
+            let run = self.helper(&["run", name, "cat", "/var/lib/tiny/booted"]);
+            booted = run.stdout.trim().to_string();
+            run.code == 0
+        });
+        booted
+    }
+
     /// Whether the host side reaches `address` (busybox ping, one packet).
     pub fn pings(&self, address: &str) -> bool {
         self.ns(&format!("busybox ping -c 1 -W 2 {address}")).code == 0
