@@ -63,6 +63,14 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Records that the profile is switching away from generation `from`
+    /// (Updating), or that no switch is under way (`None`: Ready). The phase
+    /// and `switched_from` change only together, here.
+    pub fn mark_switching(&mut self, from: Option<u64>) {
+        self.phase = if from.is_some() { Phase::Updating } else { Phase::Ready };
+        self.switched_from = from;
+    }
+
     /// Whether the container counts as existing: neither half-made nor
     /// half-destroyed.
     pub fn exists(&self) -> bool {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::lifecycle::{record_switch, refresh_addresses};
 use super::Context;
+use crate::nix::Nix;
 use crate::process::describe_status;
 use crate::profile::{check_specifier, Generation};
 
@@ -83,13 +84,7 @@ pub fn switch(ctx: &Context, name: &str, number: u64, lxc_args: &[String]) -> Re
     let profile = ctx.profile(name);
     profile.generation(number).with_context(|| format!("container '{name}'"))?;
     let previous = profile.current_number()?.context("the container has no current generation")?;
-    record_switch(ctx, name, Some(previous))?;
-    let switched = ctx
-        .nix(&[])
-        .switch_generation(&profile, number)
-        .and_then(|()| switch_live(ctx, name, previous, lxc_args));
-    record_switch(ctx, name, None)?;
-    switched?;
+    switch_recorded(ctx, name, previous, lxc_args, |nix| nix.switch_generation(&profile, number))?;
     println!("container '{name}': generation {number} is current");
     Ok(())
 }
@@ -101,14 +96,27 @@ pub fn rollback(ctx: &Context, name: &str, lxc_args: &[String]) -> Result<()> {
     if profile.generations()?.iter().all(|g| g.number >= previous) {
         bail!("container '{name}' has no generation older than {previous} to roll back to");
     }
-    record_switch(ctx, name, Some(previous))?;
-    let switched =
-        ctx.nix(&[]).rollback(&profile).and_then(|()| switch_live(ctx, name, previous, lxc_args));
-    record_switch(ctx, name, None)?;
-    switched?;
+    switch_recorded(ctx, name, previous, lxc_args, |nix| nix.rollback(&profile))?;
     let current = profile.current_number()?.unwrap_or(previous);
     println!("container '{name}': rolled back from generation {previous} to {current}");
     Ok(())
+}
+
+/// Switches container `name`'s profile away from its current generation
+/// `previous` with `switch` (a nix-env call) and activates the result, with
+/// the switch recorded in the state meanwhile, so that a crash in between is
+/// finished by the next command.
+fn switch_recorded(
+    ctx: &Context,
+    name: &str,
+    previous: u64,
+    lxc_args: &[String],
+    switch: impl FnOnce(&Nix) -> Result<()>,
+) -> Result<()> {
+    record_switch(ctx, name, Some(previous))?;
+    let switched = switch(&ctx.nix(&[])).and_then(|()| switch_live(ctx, name, previous, lxc_args));
+    record_switch(ctx, name, None)?;
+    switched
 }
 
 /// After the profile switched away from generation `previous`: activates the

@@ -195,9 +195,12 @@ pub fn update(
     let params = {
         let mut locked = ctx.store.lock()?;
         let params = reserve(ctx, &mut locked, name, &source, &spec, wanted)?;
-        let entry = locked.state.containers.get_mut(name).expect("checked above");
-        entry.phase = Phase::Updating;
-        entry.switched_from = Some(previous);
+        locked
+            .state
+            .containers
+            .get_mut(name)
+            .expect("checked above")
+            .mark_switching(Some(previous));
         locked.save()?;
         params
     };
@@ -222,8 +225,7 @@ pub fn update(
     if activated.is_ok() {
         entry.source = source;
     }
-    entry.phase = Phase::Ready;
-    entry.switched_from = None;
+    entry.mark_switching(None);
     entry.addresses = addresses_in_use(ctx, name, entry.automatic_ip)?;
     locked.save()?;
     activated?;
@@ -351,9 +353,7 @@ pub fn refresh_addresses(ctx: &Context, name: &str) -> Result<()> {
 /// finished by the next command.
 pub fn record_switch(ctx: &Context, name: &str, from: Option<u64>) -> Result<()> {
     let mut locked = ctx.store.lock()?;
-    let entry = locked.state.containers.get_mut(name).context("the container is gone")?;
-    entry.phase = if from.is_some() { Phase::Updating } else { Phase::Ready };
-    entry.switched_from = from;
+    locked.state.containers.get_mut(name).context("the container is gone")?.mark_switching(from);
     locked.save()
 }
 
@@ -402,8 +402,7 @@ fn repair(ctx: &Context, locked: &mut Locked, name: &str) -> Result<()> {
             }
             let entry = locked.state.containers.get_mut(name).expect("listed above");
             entry.addresses = addresses_in_use(ctx, name, entry.automatic_ip)?;
-            entry.phase = Phase::Ready;
-            entry.switched_from = None;
+            entry.mark_switching(None);
             locked.save()
         }
     }
@@ -436,16 +435,16 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
             eprintln!("note: {} has no generation; left out", profile.dir().display());
             continue;
         };
+        // An address no generation asked for on the hostonly bridge was allocated.
         let mut automatic_ip = None;
-        let mut addresses = BTreeSet::new();
         for generation in profile.generations()? {
             let meta = generation.meta()?;
             let hostonly = meta.params.hostonly;
             if meta.spec.network.ip.is_none() && &hostonly.bridge == hostonly_bridge {
                 automatic_ip = Some(hostonly.address);
             }
-            addresses.insert(Address { bridge: hostonly.bridge, ip: hostonly.address });
         }
+        let addresses = addresses_in_use(ctx, &name, automatic_ip)?;
         let phase = if ctx.lxc().is_defined(&name) { Phase::Ready } else { Phase::Creating };
         let source = current.meta()?.params.source;
         locked.state.containers.insert(
