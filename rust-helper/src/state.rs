@@ -197,12 +197,18 @@ impl Store {
         read_state(&self.state_file())
     }
 
-    /// Takes the state lock and reads the state.
-    pub fn lock(&self) -> Result<Locked> {
+    /// Takes the state lock (and makes the state directory if need be).
+    fn state_lock(&self) -> Result<File> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create state directory {}", self.dir.display()))?;
         let lock = open_lock(&self.dir.join("state.lock"))?;
         flock(&lock, FlockOperation::LockExclusive).context("cannot lock the state file")?;
+        Ok(lock)
+    }
+
+    /// Takes the state lock and reads the state.
+    pub fn lock(&self) -> Result<Locked> {
+        let lock = self.state_lock()?;
         let file = self.state_file();
         let state = read_state(&file)?;
         Ok(Locked { _lock: lock, file, state })
@@ -212,10 +218,7 @@ impl Store {
     /// current file, damaged or not, is moved aside (its new name returned)
     /// and an empty state is handed out to be filled and saved.
     pub fn lock_for_rebuild(&self) -> Result<(Locked, Option<PathBuf>)> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create state directory {}", self.dir.display()))?;
-        let lock = open_lock(&self.dir.join("state.lock"))?;
-        flock(&lock, FlockOperation::LockExclusive).context("cannot lock the state file")?;
+        let lock = self.state_lock()?;
         let file = self.state_file();
         let kept = if file.exists() {
             let seconds = std::time::SystemTime::now()
