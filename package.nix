@@ -13,10 +13,12 @@ let
 
   # The helper's Nix library (cli.nix and what it imports) in the store. It
   # holds modules/ beside lib/, because lib/nixos-system.nix imports
-  # ../modules/guest.nix.
+  # ../modules/guest.nix, and the examples, which container files reach as
+  # <nixcloud-container/examples/...> (restricted evaluation allows this
+  # directory and no other of the toolkit's).
   nixLib = lib.fileset.toSource {
     root = ./.;
-    fileset = lib.fileset.unions [ ./lib ./modules ];
+    fileset = lib.fileset.unions [ ./lib ./modules ./examples ];
   };
 in
 rustPlatform.buildRustPackage {

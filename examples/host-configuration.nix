@@ -17,12 +17,9 @@
       ipv6PrefixLength = 66;
       ipv6NameServers = [ "2a01:4f8:0:1::add:1010" "2a01:4f8:0:1::add:9999" "2a01:4f8:0:1::add:9898" ];
     };
-  };
-
-  # The bridge of networkExample.nix.
-  networking.bridges.myOwnBridge.interfaces = [ ];
-  networking.interfaces.myOwnBridge = {
-    ipv4.addresses = [ { address = "10.10.0.1"; prefixLength = 16; } ];
-    useDHCP = false;
+    # The bridge of networkExample.nix: container files may join it, with a
+    # fixed address of 10.10.0.0/16. The module creates it with this address
+    # (as the seed did by hand with networking.interfaces.myOwnBridge).
+    extraBridges.myOwnBridge = { address = "10.10.0.1"; prefixLength = 16; };
   };
 }

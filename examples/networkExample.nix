@@ -1,11 +1,8 @@
-# A container on a bridge of its own with a fixed IPv4 address. The host needs
-# that bridge (see host-configuration.nix):
+# A container on a bridge of its own with a fixed IPv4 address. The host must
+# let containers join that bridge (see host-configuration.nix), which also
+# creates it:
 #
-#   networking.bridges.myOwnBridge.interfaces = [ ];
-#   networking.interfaces.myOwnBridge = {
-#     ipv4.addresses = [ { address = "10.10.0.1"; prefixLength = 16; } ];
-#     useDHCP = false;
-#   };
+#   nixcloud.containers.extraBridges.myOwnBridge = { address = "10.10.0.1"; prefixLength = 16; };
 #
 # Put your public key beside this file as id_rsa.pub to log in with ssh as
 # root (ssh root@10.10.1.2); without it the container has no authorized key.

@@ -4,10 +4,14 @@
 #   source:  JSON, one of { "file": "/abs/container.nix" },
 #            { "system": "/nix/store/..." } or { "flake": "<flake ref>#<attr>" }
 #   params:  JSON, what the helper resolved (generation.nix) - generation only
-#   busybox: a busybox binary, symlinks resolved (busybox.nix) - generation only
+#   busybox: a busybox binary in the store (busybox.nix) - generation only
 #
 #   nix-instantiate --eval --strict --json cli.nix -A spec --argstr source ...
-#   nix-env -p <profile> -f cli.nix -A generation --argstr source ... --set
+#   nix-build cli.nix -A generation --argstr source ... --argstr params ...
+#
+# The helper runs both in Nix's restricted evaluation mode (rust-helper/src/
+# nix.rs): a container file may be anyone's, and reads only its own
+# directory, nixpkgs, its flake's inputs and this toolkit.
 { source, params ? "null", busybox ? "" }:
 let
   specs = import ./spec.nix;
@@ -18,6 +22,27 @@ let
     if src ? file then "container file ${src.file}"
     else if src ? flake then "flake ${src.flake}"
     else "system ${src.system}";
+
+  # A container file and the files it imports from its own directory are
+  # evaluated with a builtins.getEnv that fails and says why: restricted
+  # evaluation would quietly give "" (as it does for what nixpkgs imports).
+  containerImport =
+    let
+      dir = builtins.dirOf src.file;
+      refuse = name: throw
+        "${origin}: builtins.getEnv \"${name}\" is refused: container files cannot read the host's environment";
+      scope = {
+        builtins = builtins // { getEnv = refuse; import = importer; };
+        __getEnv = refuse;
+        import = importer;
+      };
+      importer = path:
+        let text = toString path; in
+        if builtins.substring 0 (builtins.stringLength dir + 1) text == "${dir}/"
+        then scopedImport scope path
+        else import path;
+    in
+    importer;
 
   # `--flake <ref>#<attr>`: the flake's output nixcloudContainers.<attr> is a
   # container, in the format of a container file (spec.nix).
@@ -36,7 +61,7 @@ let
     };
 
   fromSource =
-    if src ? file then specs.fromValue origin (import (/. + src.file))
+    if src ? file then specs.fromValue origin (containerImport (/. + src.file))
     else if src ? flake then specs.fromValue origin flake.value
     else if src ? system then specs.fromSystemPath src.system
     else throw "cli.nix: the source names no file, flake or system";

@@ -12,48 +12,91 @@
 #     system = <the ready system, or null>; }
 # The spec holds the settings, not what gets built: reading it never costs a
 # NixOS evaluation (nixpkgs is not imported), nor an evaluation of `system`.
-# Type errors are thrown here, naming the file; what needs the host's state
-# (is the address free, is it inside the subnet) is checked by the helper.
+#
+# A container file may come from someone who is not root on the host, so
+# every setting is checked here against its type (lib/formats.json for the
+# strings), and the helper checks the spec again when it reads it. What
+# needs the host's state (is the address free, is the bridge one the host
+# allows) is checked by the helper.
 let
-  inherit (builtins) attrNames concatStringsSep elem filter isAttrs isBool isFunction
-    isInt isString typeOf;
+  inherit (builtins) attrNames concatStringsSep elem filter hasContext isAttrs isBool isFunction
+    isInt isString match storeDir substring toJSON typeOf;
 
-  containerKeys = [ "autostart" "network" "configuration" "system" ];
-  networkKeys = [ "bridge" "ip" "prefixLength" "gateway" "enableNat" ];
+  formats = import ./formats.nix;
 
+  # A type: `check` says whether a value fits, `expected` says in words what fits.
+  types = {
+    bool = { check = isBool; expected = "true or false"; };
+    # A string of a format of lib/formats.json.
+    format = name: { check = formats.${name}.matches; expected = formats.${name}.description; };
+    intBetween = low: high: {
+      check = v: isInt v && v >= low && v <= high;
+      expected = "an integer from ${toString low} to ${toString high}";
+    };
+  };
+
+  # How a rejected value is shown: briefly, and on one line.
+  show = value:
+    if isString value || isInt value || isBool value then
+      let text = toJSON value; in
+      if builtins.stringLength text > 60 then "${substring 0 60 text}...\"" else text
+    else "a ${typeOf value}";
+
+  # Keys the container file sets and the format does not know.
   unknownKeys = allowed: attrs: filter (k: !(elem k allowed)) (attrNames attrs);
 
-  # The value of `attr` in `attrs`, or `default`; thrown at when present with the wrong type.
-  typed = origin: attrs: attr: check: expected: default:
-    if !(attrs ? ${attr}) || attrs.${attr} == null then default
-    else if check attrs.${attr} then attrs.${attr}
-    else throw "${origin}: ${attr} must be ${expected}, got ${typeOf attrs.${attr}}";
+  # The value of `attrs.${key}`, checked against `type`; `default` when it is
+  # not set or null. Errors name the origin and the attribute: `prefix` is
+  # the path of `attrs` in the container file ("" or "network.").
+  field = origin: prefix: attrs: key: type: default:
+    if !(attrs ? ${key}) || attrs.${key} == null then default
+    else if type.check attrs.${key} then attrs.${key}
+    else throw "${origin}: ${prefix}${key} ${show attrs.${key}} is not ${type.expected}";
+
+  containerKeys = [ "autostart" "network" "configuration" "system" ];
+
+  network = {
+    bridge = types.format "interfaceName";
+    ip = types.format "ipv4Address";
+    # A container's subnet is its bridge's; 31 and 32 leave no room for it.
+    prefixLength = types.intBetween 1 30;
+    gateway = types.format "ipv4Address";
+    enableNat = types.bool;
+  };
 
   isDerivation = v: isAttrs v && (v.type or null) == "derivation";
 
   # A store path as a string that keeps its context, so that whatever
-  # depends on it also depends on the path (and keeps it from the GC).
-  # A derivation stays a derivation output; anything else must name an
-  # existing store path (symlinks such as ./result are followed).
+  # depends on it also depends on the path (and keeps it from the GC). A
+  # derivation must be a real one: its output path a store path that carries
+  # its derivation with it. Anything else must name an existing store path
+  # (symlinks such as ./result are followed), which restricted evaluation
+  # allows only where the helper allows it (`create --system`).
   storePathOf = origin: value:
-    if isDerivation value then value.outPath
+    let
+      outPath = value.outPath or null;
+      isStorePath = isString outPath && match "${storeDir}/[0-9a-z]{32}-[^/]+" outPath != null;
+    in
+    if isDerivation value then
+      if isStorePath && hasContext outPath then outPath
+      else throw "${origin}: system is not a derivation Nix built (its outPath is ${show outPath})"
     else if isString value || typeOf value == "path" then builtins.storePath (toString value)
     else throw "${origin}: system must be a derivation or a store path, got ${typeOf value}";
 
-  normalizeNetwork = origin: network:
+  normalizeNetwork = origin: value:
     let
-      where = "${origin}: network";
-      bad = unknownKeys networkKeys network;
+      bad = unknownKeys (attrNames network) value;
+      networkField = key: field origin "network." value key network.${key};
     in
-    if !(isAttrs network) then throw "${where} must be an attribute set, got ${typeOf network}"
+    if !(isAttrs value) then throw "${origin}: network must be an attribute set, got ${typeOf value}"
     else if bad != [ ] then
-      throw "${where}: unknown attribute '${builtins.head bad}' (known: ${concatStringsSep ", " networkKeys})"
+      throw "${origin}: network: unknown attribute '${builtins.head bad}' (known: ${concatStringsSep ", " (attrNames network)})"
     else {
-      bridge = typed where network "bridge" isString "a bridge name (a string)" null;
-      ip = typed where network "ip" isString "an IPv4 address (a string like \"10.101.0.5\")" null;
-      prefixLength = typed where network "prefixLength" isInt "an integer" null;
-      gateway = typed where network "gateway" isString "an IPv4 address (a string)" null;
-      enableNat = typed where network "enableNat" isBool "true or false" false;
+      bridge = networkField "bridge" null;
+      ip = networkField "ip" null;
+      prefixLength = networkField "prefixLength" null;
+      gateway = networkField "gateway" null;
+      enableNat = networkField "enableNat" false;
     };
 
   fromAttrs = origin: attrs:
@@ -69,7 +112,7 @@ let
     else {
       spec = {
         kind = if attrs ? system then "system" else "nixos";
-        autostart = typed origin attrs "autostart" isBool "true or false" false;
+        autostart = field origin "" attrs "autostart" types.bool false;
         network = normalizeNetwork origin (attrs.network or { });
       };
       configuration = attrs.configuration or null;
@@ -77,7 +120,8 @@ let
     };
 in
 {
-  inherit containerKeys networkKeys;
+  inherit containerKeys;
+  networkKeys = attrNames network;
 
   # origin: how errors name the value, e.g. "container file /etc/containers/web.nix".
   fromValue = origin: value:

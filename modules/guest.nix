@@ -12,15 +12,15 @@ let
 
   cfg = config.nixcloud.guest;
   defaults = builtins.fromJSON (builtins.readFile ../lib/host-defaults.json);
-  addresses = import ./lib/addresses.nix { inherit lib; };
-  ipv4Address = types.strMatching addresses.ipv4Pattern;
+  formats = import ../lib/formats.nix;
+  ipv4Address = types.strMatching formats.ipv4Address.pattern;
 in
 {
   options.nixcloud.guest = {
     enable = lib.mkEnableOption "the settings of a nixcloud-container guest";
 
     name = mkOption {
-      type = types.strMatching "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+      type = types.strMatching formats.containerName.pattern;
       example = "web";
       description = "The container's name; also its host name unless the configuration sets one.";
     };

@@ -19,7 +19,8 @@ let
 
   cfg = config.nixcloud.containers;
   defaults = builtins.fromJSON (builtins.readFile ../lib/host-defaults.json);
-  addresses = import ./lib/addresses.nix { inherit lib; };
+  addresses = import ../lib/addresses.nix { inherit lib; };
+  formats = import ../lib/formats.nix;
 
   lxcPackage = config.virtualisation.lxc.package;
   ipv6 = cfg.ipv6;
@@ -31,9 +32,9 @@ let
   hostonlyBridge = cfg.hostonly.bridge;
   internetBridge = cfg.internet.bridge;
 
-  ipv4Address = types.strMatching addresses.ipv4Pattern;
-  # Linux limits interface names to 15 bytes (IFNAMSIZ - 1).
-  interfaceName = types.strMatching "[^/[:space:]]{1,15}";
+  ipv4Address = types.strMatching formats.ipv4Address.pattern;
+  # The names the helper accepts for bridges (lib/formats.json).
+  interfaceName = types.strMatching formats.interfaceName.pattern;
 
   bridgeOptions = which: purpose: {
     bridge = mkOption {
@@ -232,6 +233,36 @@ in
       };
     };
 
+    extraBridges = mkOption {
+      type = types.attrsOf (types.submodule {
+        options = {
+          address = mkOption {
+            type = ipv4Address;
+            example = "10.10.0.1";
+            description = "The host's IPv4 address on the bridge.";
+          };
+          prefixLength = mkOption {
+            type = types.ints.between 1 30;
+            example = 16;
+            description = "Prefix length of the bridge's subnet, where containers take their fixed addresses.";
+          };
+        };
+      });
+      default = { };
+      example = literalExpression ''
+        { myOwnBridge = { address = "10.10.0.1"; prefixLength = 16; }; }
+      '';
+      description = ''
+        Other bridges of this host that container files may name as
+        `network.bridge`, each with the host's address on it. A container
+        file may come from someone who is not root, so it joins only the
+        bridges listed here (and the hostonly one), with a fixed
+        `network.ip` of the bridge's subnet that is neither the host's nor
+        another container's. The module creates each bridge with its address
+        (both by default, so that a configuration of its own wins).
+      '';
+    };
+
     lxcPath = mkOption {
       type = types.path;
       default = defaults.lxcPath;
@@ -270,7 +301,24 @@ in
           assertion = ipv6.enable -> withInternet;
           message = "nixcloud.containers.ipv6.enable needs nixcloud.containers.internetInterface.";
         }
-      ];
+        {
+          assertion = !(cfg.extraBridges ? ${hostonlyBridge} || cfg.extraBridges ? ${internetBridge});
+          message = "nixcloud.containers.extraBridges must not name the hostonly or the internet bridge.";
+        }
+        {
+          # Container files may come from users who are not root: the helper
+          # builds them in Nix's sandbox as the build users, and a host that
+          # cannot do so cannot build them.
+          assertion = config.nix.settings.sandbox == true
+            && (config.nix.settings.build-users-group or "nixbld") != "";
+          message = "nixcloud.containers: container builds run in Nix's sandbox as the build users (group nixbld); keep nix.settings.sandbox = true (not \"relaxed\" or false) and a build-users-group.";
+        }
+      ] ++ lib.mapAttrsToList (name: bridge: {
+        assertion = let subnet = addresses.ipv4Subnet bridge.address bridge.prefixLength;
+          own = addresses.ipv4ToInt bridge.address; in
+          own != subnet.network && own != subnet.broadcast;
+        message = "nixcloud.containers.extraBridges.${name}: ${bridge.address} is the network or broadcast address of its /${toString bridge.prefixLength}.";
+      }) cfg.extraBridges;
 
       warnings = optional (sharingUsers != [ ]) ''
         nixcloud.containers: the containers' ids ${toString cfg.idmap.hostId} to ${toString (idmapEnd - 1)} (root's range in /etc/subuid and /etc/subgid) can also be given to ${concatMapStringsSep ", " (u: u.name) sharingUsers}: NixOS allocates automatic subordinate ranges (autoSubUidGidRange) from 100000 upwards without skipping root's. Such a user could map the containers' ids and own their files. Give them explicit users.users.<name>.subUidRanges and subGidRanges outside this range (or autoSubUidGidRange = false), or move nixcloud.containers.idmap.hostId far above the automatic ranges before creating containers.'';
@@ -297,6 +345,7 @@ in
       environment.etc."nixcloud-container/host.json".text = builtins.toJSON {
         hostonly = { inherit (cfg.hostonly) bridge address prefixLength; };
         internet = { inherit (cfg.internet) bridge address prefixLength; };
+        extraBridges = lib.mapAttrs (_: bridge: { inherit (bridge) address prefixLength; }) cfg.extraBridges;
         idmap = { inherit (cfg.idmap) hostId count; };
         inherit lxcPath;
         profilesDir = toString cfg.profilesDir;
@@ -306,20 +355,30 @@ in
 
       # Both bridges exist from boot on, without ports until containers join
       # (LXC adds each container's veth). Static addresses, no DHCP client.
-      networking.bridges = {
-        ${hostonlyBridge}.interfaces = [ ];
-        ${internetBridge}.interfaces = [ ];
-      };
-      networking.interfaces = {
-        ${hostonlyBridge} = {
-          ipv4.addresses = [ { inherit (cfg.hostonly) address prefixLength; } ];
-          useDHCP = false;
-        };
-        ${internetBridge} = {
-          ipv4.addresses = [ { inherit (cfg.internet) address prefixLength; } ];
-          useDHCP = false;
-        };
-      };
+      # The extra bridges too, by default: a configuration of their own wins.
+      networking.bridges = mkMerge [
+        {
+          ${hostonlyBridge}.interfaces = [ ];
+          ${internetBridge}.interfaces = [ ];
+        }
+        (lib.mapAttrs (_: _: { interfaces = mkDefault [ ]; }) cfg.extraBridges)
+      ];
+      networking.interfaces = mkMerge [
+        {
+          ${hostonlyBridge} = {
+            ipv4.addresses = [ { inherit (cfg.hostonly) address prefixLength; } ];
+            useDHCP = false;
+          };
+          ${internetBridge} = {
+            ipv4.addresses = [ { inherit (cfg.internet) address prefixLength; } ];
+            useDHCP = false;
+          };
+        }
+        (lib.mapAttrs (_: bridge: {
+          ipv4.addresses = mkDefault [ { inherit (bridge) address prefixLength; } ];
+          useDHCP = mkDefault false;
+        }) cfg.extraBridges)
+      ];
       # The host ends of the containers' veths (vethXXXXXX) are bridge ports.
       networking.dhcpcd.denyInterfaces = [ "veth*" ];
 
@@ -332,20 +391,21 @@ in
         after = [ "network.target" ];
         # /run/wrappers: lxc-start uses newuidmap/newgidmap where they exist,
         # as it does when root starts a container from a shell.
-        path = [ lxcPackage "/run/wrappers" ];
+        path = [ cfg.package lxcPackage "/run/wrappers" ];
         # A restart would stop every container; a changed unit applies at
         # the next boot.
         restartIfChanged = false;
         # lxc-autostart picks the containers (lxc.start.auto, lxc.group,
         # lxc.start.order) and names each one's lxc.start.delay, which --list
-        # does not wait; each then starts with an lxc-start of its own. The
-        # monitor of a container that lxc-autostart starts itself keeps a
-        # copy of lxc-autostart's heap, which holds every container's config:
-        # 2.6 MiB per container with 500 of them, against 0.4 MiB this way
+        # does not wait; each then starts with `nixcloud-container start`,
+        # which refuses LXC settings it would not write (a generation older
+        # than the checks, or tampered with) and runs an lxc-start of its own.
+        # The monitor of a container that lxc-autostart starts itself keeps a
+        # copy of lxc-autostart's heap, which holds every container's config
         # (docs/performance.md).
         script = ''
           lxc-autostart --lxcpath ${lxcPath} --all --list | while read -r name delay; do
-            lxc-start --lxcpath ${lxcPath} --name "$name" || echo "container $name did not start" >&2
+            nixcloud-container start "$name" || echo "container $name did not start" >&2
             if [ "$delay" -gt 0 ]; then sleep "$delay"; fi
           done
         '';

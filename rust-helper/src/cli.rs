@@ -33,30 +33,30 @@ pub struct Cli {
 #[command(next_help_heading = "Locations")]
 pub struct LocationArgs {
     /// LXC's container directory [default: /var/lib/lxc].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_LXC_PATH", value_name = "DIR")]
+    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_LXC_PATH", value_name = "DIR", value_parser = utf8_path)]
     pub lxc_path: Option<PathBuf>,
 
     /// Root of the per-container Nix profiles
     /// [default: /nix/var/nix/profiles/nixcloud-container].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_PROFILES_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_PROFILES_DIR", value_name = "DIR", value_parser = utf8_path)]
     pub profiles_dir: Option<PathBuf>,
 
     /// Directory of the state file and its locks [default: /var/lib/nixcloud-container].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_STATE_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_STATE_DIR", value_name = "DIR", value_parser = utf8_path)]
     pub state_dir: Option<PathBuf>,
 
     /// The host's settings (bridges, subnets, uid range), written by the NixOS
     /// module [default: /etc/nixcloud-container/host.json].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_HOST_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_HOST_CONFIG", value_name = "FILE", value_parser = utf8_path)]
     pub host_config: Option<PathBuf>,
 
     /// The Nix library of this toolkit (the `lib` directory).
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_NIX_LIB", value_name = "DIR")]
+    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_NIX_LIB", value_name = "DIR", value_parser = utf8_path)]
     pub nix_lib: Option<PathBuf>,
 
     /// A busybox binary that builds generations where no nixpkgs is at hand
     /// [default: `busybox` on PATH].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_BUSYBOX", value_name = "FILE")]
+    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_BUSYBOX", value_name = "FILE", value_parser = utf8_path)]
     pub busybox: Option<PathBuf>,
 }
 
@@ -88,6 +88,28 @@ pub struct LxcParams {
     pub lxc_params: Vec<String>,
 }
 
+/// A container name, checked before anything else is looked at.
+fn container_name(text: &str) -> Result<String, String> {
+    crate::names::validate(text).map(|()| text.to_string()).map_err(|err| err.0)
+}
+
+/// A generation number as nix-env writes them: digits only, 32 bits.
+fn generation_number(text: &str) -> Result<u64, String> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    match text.parse::<u32>() {
+        Ok(number) if digits && number > 0 => Ok(u64::from(number)),
+        _ => Err(format!(
+            "invalid generation {}: a generation number is 1 or more",
+            crate::formats::show(text)
+        )),
+    }
+}
+
+/// A path that Nix and JSON can carry: clap refuses one that is not UTF-8.
+fn utf8_path(text: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(text))
+}
+
 fn split_params(flag: &str, raw: &[String]) -> Result<Vec<String>, UsageError> {
     let mut words = Vec::new();
     for value in raw {
@@ -116,7 +138,7 @@ impl LxcParams {
 pub struct InsteadOfFile {
     /// Deploy a prebuilt system (a store path with an executable `init`)
     /// instead of a container file, like nixos-container's --system-path.
-    #[arg(long, value_name = "STORE_PATH", conflicts_with_all = ["config", "flake"])]
+    #[arg(long, value_name = "STORE_PATH", conflicts_with_all = ["config", "flake"], value_parser = utf8_path)]
     pub system: Option<PathBuf>,
     /// Build the flake's output nixcloudContainers.<NAME> (default: the
     /// container's name) instead of a container file.
@@ -136,9 +158,14 @@ pub enum Command {
     /// Create a container from a container file (or a ready system) as generation 1.
     Create {
         /// Name of the new container (letters, digits and '-'; at most 63).
+        #[arg(value_parser = container_name)]
         name: String,
         /// The container file: a NixOS module or a container attribute set.
-        #[arg(value_name = "CONFIG_PATH", required_unless_present_any = ["system", "flake"])]
+        #[arg(
+            value_name = "CONFIG_PATH",
+            required_unless_present_any = ["system", "flake"],
+            value_parser = utf8_path
+        )]
         config: Option<PathBuf>,
         #[command(flatten)]
         instead: InsteadOfFile,
@@ -150,9 +177,10 @@ pub enum Command {
     /// Build a new generation from the container file and make it current
     /// (creates the container when it does not exist; activates it when running).
     Update {
+        #[arg(value_parser = container_name)]
         name: String,
         /// The container file; without it, the one the container was last built from.
-        #[arg(value_name = "CONFIG_PATH")]
+        #[arg(value_name = "CONFIG_PATH", value_parser = utf8_path)]
         config: Option<PathBuf>,
         #[command(flatten)]
         instead: InsteadOfFile,
@@ -163,6 +191,7 @@ pub enum Command {
     },
     /// Remove a container: its LXC directory, its generations and its address.
     Destroy {
+        #[arg(value_parser = container_name)]
         name: String,
         /// Kill a running container first instead of refusing.
         #[arg(long)]
@@ -172,44 +201,51 @@ pub enum Command {
     },
     /// List a container's generations, marking the current one.
     ListGenerations {
+        #[arg(value_parser = container_name)]
         name: String,
         #[command(flatten)]
         json: JsonFlag,
     },
     /// Delete generations: numbers, `+N` (keep the last N), `Nd` (older than N days) or `old`.
     DeleteGenerations {
+        #[arg(value_parser = container_name)]
         name: String,
         #[arg(required = true, value_name = "GENERATIONS", allow_hyphen_values = true)]
         generations: Vec<String>,
     },
     /// Make generation ID current (and activate it when the container runs).
     SwitchGeneration {
+        #[arg(value_parser = container_name)]
         name: String,
-        #[arg(value_name = "GENERATION_ID")]
+        #[arg(value_name = "GENERATION_ID", value_parser = generation_number)]
         generation: u64,
         #[command(flatten)]
         lxc: LxcParams,
     },
     /// Make the previous generation current (and activate it when the container runs).
     Rollback {
+        #[arg(value_parser = container_name)]
         name: String,
         #[command(flatten)]
         lxc: LxcParams,
     },
     /// Start a container (`-l -F` boots it in the foreground).
     Start {
+        #[arg(value_parser = container_name)]
         name: String,
         #[command(flatten)]
         lxc: LxcParams,
     },
     /// Open a root shell inside a running container.
     Login {
+        #[arg(value_parser = container_name)]
         name: String,
         #[command(flatten)]
         lxc: LxcParams,
     },
     /// Run a command inside a running container; exits with its status.
     Run {
+        #[arg(value_parser = container_name)]
         name: String,
         #[command(flatten)]
         lxc: LxcParams,
@@ -224,12 +260,14 @@ pub enum Command {
     },
     /// Shut a container down cleanly.
     Stop {
+        #[arg(value_parser = container_name)]
         name: String,
         #[command(flatten)]
         lxc: LxcParams,
     },
     /// Kill a container at once.
     Terminate {
+        #[arg(value_parser = container_name)]
         name: String,
         #[command(flatten)]
         lxc: LxcParams,
@@ -243,14 +281,19 @@ pub enum Command {
     },
     /// Print a container's IPv4 address.
     ShowIp {
+        #[arg(value_parser = container_name)]
         name: String,
         #[command(flatten)]
         json: JsonFlag,
     },
     /// Exit 0 when the container exists, 1 when it does not.
-    Exists { name: String },
+    Exists {
+        #[arg(value_parser = container_name)]
+        name: String,
+    },
     /// Print a container's state (RUNNING, STOPPED, ...).
     State {
+        #[arg(value_parser = container_name)]
         name: String,
         #[command(flatten)]
         json: JsonFlag,
@@ -263,6 +306,37 @@ pub enum Command {
         #[arg(value_name = "COMMAND")]
         command: Option<String>,
     },
+}
+
+impl Command {
+    /// The words of the command's -n and -l parameters (none where it takes none).
+    pub fn parameters(&self) -> Result<(Vec<String>, Vec<String>), UsageError> {
+        let (nix, lxc) = match self {
+            Command::Create { nix, lxc, .. } | Command::Update { nix, lxc, .. } => {
+                (Some(nix), Some(lxc))
+            }
+            Command::Destroy { lxc, .. }
+            | Command::SwitchGeneration { lxc, .. }
+            | Command::Rollback { lxc, .. }
+            | Command::Start { lxc, .. }
+            | Command::Login { lxc, .. }
+            | Command::Run { lxc, .. }
+            | Command::Stop { lxc, .. }
+            | Command::Terminate { lxc, .. }
+            | Command::List { lxc, .. } => (None, Some(lxc)),
+            Command::ListGenerations { .. }
+            | Command::DeleteGenerations { .. }
+            | Command::ShowIp { .. }
+            | Command::Exists { .. }
+            | Command::State { .. }
+            | Command::RepairState
+            | Command::Help { .. } => (None, None),
+        };
+        Ok((
+            nix.map(NixParams::words).transpose()?.unwrap_or_default(),
+            lxc.map(LxcParams::words).transpose()?.unwrap_or_default(),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -5,14 +5,34 @@
 //! lxc-attach and lxc-stop reach a container only from the namespace that
 //! started it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::LazyLock;
 
 use anyhow::{anyhow, bail, Context, Result};
+use regex::Regex;
 
 use crate::process::{describe_status, Finished, Tool};
+
+/// The first line of every config this helper writes for LXC: how a
+/// container of nixcloud-container is told from others in LXC's directory.
+const CONFIG_HEADER: &str = "# Written by nixcloud-container.";
+
+/// What lxc-start did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Started {
+    Now,
+    AlreadyRunning,
+}
+
+/// What lxc-stop did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Halted {
+    Now,
+    WasNotRunning,
+}
 
 /// The PATH commands get inside a container: NixOS's, then the usual places.
 pub const GUEST_PATH: &str =
@@ -33,9 +53,51 @@ impl Lxc<'_> {
         self.container_dir(name).join("rootfs")
     }
 
+    fn config_file(&self, name: &str) -> PathBuf {
+        self.container_dir(name).join("config")
+    }
+
     /// Whether LXC knows a container of this name (its config exists).
     pub fn is_defined(&self, name: &str) -> bool {
-        self.container_dir(name).join("config").exists()
+        self.config_file(name).exists()
+    }
+
+    /// Whether LXC's container `name` is one of this helper's: its config
+    /// is one this helper wrote.
+    pub fn is_ours(&self, name: &str) -> bool {
+        std::fs::read_to_string(self.config_file(name))
+            .is_ok_and(|text| text.lines().next() == Some(CONFIG_HEADER))
+    }
+
+    /// Replaces the container's config with one that names it and its
+    /// rootfs and says nothing else, for a container about to be removed:
+    /// LXC can then still stop and destroy it, and no setting of its own (a
+    /// hook, an include that is gone) runs or stands in the way. Returns
+    /// what was there, for `restore_config`.
+    pub fn write_bare_config(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let file = self.config_file(name);
+        let before = match std::fs::read(&file) {
+            Ok(bytes) => Some(bytes),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", file.display())),
+        };
+        if before.is_some() {
+            let bare = format!(
+                "{CONFIG_HEADER} Being removed.\nlxc.uts.name = {name}\nlxc.rootfs.path = dir:{}\n",
+                self.rootfs(name).display()
+            );
+            crate::state::write_atomically(&file, &bare)?;
+        }
+        Ok(before)
+    }
+
+    /// Puts back the config `write_bare_config` replaced.
+    pub fn restore_config(&self, name: &str, before: Option<Vec<u8>>) -> Result<()> {
+        let Some(bytes) = before else {
+            return Ok(());
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        crate::state::write_atomically(&self.config_file(name), &text)
     }
 
     fn tool(&self, program: &str, name: Option<&str>, extra: &[String]) -> Tool {
@@ -47,16 +109,10 @@ impl Lxc<'_> {
         tool.args(extra)
     }
 
-    /// Runs an lxc-* tool, turning failure into an error with its last words.
+    /// Runs an lxc-* tool, turning failure into an error that says why.
     fn run(&self, program: &str, name: &str, extra: &[String]) -> Result<String> {
         let finished = self.tool(program, Some(name), extra).output(self.verbose)?;
-        if !finished.status.success() {
-            bail!(
-                "{program} failed with {}: {}",
-                describe_status(finished.status),
-                finished.last_error_line()
-            );
-        }
+        check(program, &finished, "")?;
         Ok(finished.stdout)
     }
 
@@ -94,8 +150,34 @@ impl Lxc<'_> {
         self.run("lxc-destroy", name, extra).map(drop)
     }
 
-    pub fn start(&self, name: &str, extra: &[String]) -> Result<()> {
-        self.run("lxc-start", name, extra).map(drop)
+    /// Starts the container in the background. Unless `extra` names a log
+    /// of its own, LXC logs its errors into `log_dir`, where a failure's
+    /// cause is found (lxc-start itself only says that it failed).
+    pub fn start(&self, name: &str, extra: &[String], log_dir: &Path) -> Result<Started> {
+        let log = log_dir.join("lxc-start.log");
+        let user_logs = extra.iter().any(|arg| {
+            ["-o", "--logfile", "-l", "--logpriority"]
+                .iter()
+                .any(|option| arg == option || arg.starts_with(&format!("{option}=")))
+        });
+        let mut args: Vec<String> = Vec::new();
+        if !user_logs {
+            args.push(format!("--logfile={}", log.display()));
+            args.push("--logpriority=ERROR".to_string());
+        }
+        args.extend(extra.iter().cloned());
+        let finished = self.tool("lxc-start", Some(name), &args).output(self.verbose)?;
+        let logged = if user_logs {
+            String::new()
+        } else {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        };
+        check("lxc-start", &finished, &logged)?;
+        if finished.stderr.contains("is already running") {
+            Ok(Started::AlreadyRunning)
+        } else {
+            Ok(Started::Now)
+        }
     }
 
     /// `lxc-start -F`: the container's console on our terminal until it stops.
@@ -103,14 +185,27 @@ impl Lxc<'_> {
         self.tool("lxc-start", Some(name), extra).interactive()
     }
 
-    pub fn stop(&self, name: &str, extra: &[String]) -> Result<()> {
-        self.run("lxc-stop", name, extra).map(drop)
+    /// Shuts the container down cleanly.
+    pub fn stop(&self, name: &str, extra: &[String]) -> Result<Halted> {
+        self.halt(name, extra)
     }
 
-    pub fn kill(&self, name: &str, extra: &[String]) -> Result<()> {
+    /// Kills the container.
+    pub fn kill(&self, name: &str, extra: &[String]) -> Result<Halted> {
         let mut args = vec!["--kill".to_string()];
         args.extend(extra.iter().cloned());
-        self.run("lxc-stop", name, &args).map(drop)
+        self.halt(name, &args)
+    }
+
+    fn halt(&self, name: &str, args: &[String]) -> Result<Halted> {
+        let finished = self.tool("lxc-stop", Some(name), args).output(self.verbose)?;
+        // lxc-stop exits with 2 when the container is not running, after it
+        // took its options (a bad option exits with 1).
+        if finished.status.code() == Some(2) && finished.stderr.contains("is not running") {
+            return Ok(Halted::WasNotRunning);
+        }
+        check("lxc-stop", &finished, "")?;
+        Ok(Halted::Now)
     }
 
     /// The container's state as LXC names it (RUNNING, STOPPED, FROZEN, ...).
@@ -137,10 +232,7 @@ impl Lxc<'_> {
             let mut args = vec![filter.to_string(), "-1".to_string()];
             args.extend(extra.iter().cloned());
             let finished = self.tool("lxc-ls", None, &args).output(self.verbose)?;
-            if !finished.status.success() {
-                return Err(anyhow!("{}", finished.last_error_line()))
-                    .context(format!("lxc-ls failed with {}", describe_status(finished.status)));
-            }
+            check("lxc-ls", &finished, "")?;
             Ok(finished.stdout.split_whitespace().map(str::to_string).collect())
         };
         let (active, frozen) = std::thread::scope(|scope| {
@@ -155,6 +247,16 @@ impl Lxc<'_> {
             states.insert(name, "FROZEN");
         }
         Ok(states)
+    }
+
+    /// The containers `lxc-ls` lists with `extra` (its filters: a regular
+    /// expression, --active, --stopped, -g <groups>, ...).
+    pub fn names(&self, extra: &[String]) -> Result<BTreeSet<String>> {
+        let mut args = vec!["-1".to_string()];
+        args.extend(extra.iter().cloned());
+        let finished = self.tool("lxc-ls", None, &args).output(self.verbose)?;
+        check("lxc-ls", &finished, "")?;
+        Ok(finished.stdout.split_whitespace().map(str::to_string).collect())
     }
 
     /// A command inside the container, with a clean environment and the
@@ -220,13 +322,95 @@ pub fn check_reachable(path: &Path, host_id: u32) -> Result<()> {
 /// switches them too.
 pub fn config_text(lxc_config_dir: &Path, profile_link: &Path) -> String {
     format!(
-        "# Written by nixcloud-container. The container's settings are in its\n\
-         # generations: change the container file and run `nixcloud-container update`.\n\
+        "{CONFIG_HEADER}\n\
+         # The container's settings are in its generations: change the container\n\
+         # file and run `nixcloud-container update`.\n\
          lxc.include = {common}\n\
          lxc.include = {userns}\n\
          lxc.include = {fragment}\n",
         common = lxc_config_dir.join("common.conf").display(),
         userns = lxc_config_dir.join("userns.conf").display(),
-        fragment = profile_link.join("lxc.conf").display(),
+        fragment = profile_link.join(crate::profile::LXC_CONF).display(),
     )
+}
+
+/// Turns a failed lxc-* tool into an error that says why it failed.
+fn check(program: &str, finished: &Finished, log: &str) -> Result<()> {
+    if finished.status.success() {
+        return Ok(());
+    }
+    Err(anyhow!("{}", why_it_failed(&finished.stderr, log)))
+        .context(format!("{program} failed with {}", describe_status(finished.status)))
+}
+
+/// Lines in which LXC says that something failed, not why.
+const LXC_ADVICE: [&str; 6] = [
+    "To get more details, run the container in foreground mode",
+    "Additional information can be obtained by setting the --logfile and --logpriority options",
+    "Received container state",
+    "An error occurred in another process",
+    "Failed to spawn container",
+    "Failed to start container",
+];
+
+/// The message of an lxc-* tool's line: without LXC's program, container
+/// and source location (`lxc-start: web: ../src/lxc/start.c: main: 306 `
+/// on stderr, `lxc-start web 2026... ERROR start - ../src/lxc/start.c:f:1 - `
+/// in a log).
+fn lxc_message(line: &str) -> &str {
+    static STDERR: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^lxc-[a-z-]+: [^:]*: \S+: \S+: \d+ (.*)$").unwrap());
+    static LOG: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^lxc-[a-z-]+ \S+ \d+\.\d+ [A-Z]+ +\S+ - \S+ - (.*)$").unwrap()
+    });
+    for pattern in [&*STDERR, &*LOG] {
+        if let Some(captures) = pattern.captures(line) {
+            return captures.get(1).map_or(line, |m| m.as_str());
+        }
+    }
+    line
+}
+
+/// Why an lxc-* tool failed: the first line of its log and its stderr that
+/// says more than that it failed (LXC logs the cause first), or its last
+/// line of output when none does.
+fn why_it_failed(stderr: &str, log: &str) -> String {
+    let lines: Vec<&str> =
+        log.lines().chain(stderr.lines()).map(str::trim).filter(|l| !l.is_empty()).collect();
+    let telling = lines.iter().copied().map(lxc_message).find(|message| {
+        !LXC_ADVICE.iter().any(|advice| message.starts_with(advice))
+            && !message.starts_with("Usage:")
+    });
+    match telling.or_else(|| lines.last().copied().map(lxc_message)) {
+        Some(message) => message.to_string(),
+        None => "it said nothing".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::why_it_failed;
+
+    #[test]
+    fn the_cause_of_a_failed_start_comes_from_the_log() {
+        let stderr = "lxc-start: t: ../src/lxc/lxccontainer.c: wait_on_daemonized_start: 878 Received container state \"ABORTING\" instead of \"RUNNING\"
+lxc-start: t: ../src/lxc/tools/lxc_start.c: main: 306 The container failed to start
+lxc-start: t: ../src/lxc/tools/lxc_start.c: main: 309 To get more details, run the container in foreground mode
+lxc-start: t: ../src/lxc/tools/lxc_start.c: main: 311 Additional information can be obtained by setting the --logfile and --logpriority options
+";
+        let log = "lxc-start t 20261129215425.515 ERROR    start - ../src/lxc/start.c:start:2197 - No such file or directory - Failed to exec \"junk\"
+lxc-start t 20261129215425.515 ERROR    sync - ../src/lxc/sync.c:sync_wait:34 - An error occurred in another process (expected sequence number 7)
+";
+        assert_eq!(
+            why_it_failed(stderr, log),
+            "No such file or directory - Failed to exec \"junk\""
+        );
+        assert_eq!(why_it_failed(stderr, ""), "The container failed to start");
+    }
+
+    #[test]
+    fn a_bad_option_is_named() {
+        let stderr = "lxc-stop: unrecognized option '--bogus'\nUsage: lxc-stop --name=NAME\n\nlxc-stop stops a container\n";
+        assert_eq!(why_it_failed(stderr, ""), "lxc-stop: unrecognized option '--bogus'");
+    }
 }

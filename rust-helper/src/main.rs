@@ -4,13 +4,16 @@
 mod cli;
 mod commands;
 mod error;
+mod formats;
 mod lxc;
+mod lxc_conf;
 mod manual;
 mod names;
 mod network;
 mod nix;
 mod process;
 mod profile;
+mod scratch;
 mod settings;
 mod spec;
 mod state;

@@ -1,25 +1,20 @@
 //! Container names: what LXC, hostnames, file names and lock names can all carry.
 
 use crate::error::UsageError;
+use crate::formats::{show, Format};
 
-/// The longest name: a hostname label (RFC 1123) has at most 63 characters.
-pub const MAX_NAME_LEN: usize = 63;
-
-/// Accepts a name that is a valid hostname label: 1 to 63 ASCII letters,
-/// digits and '-', not starting or ending with '-'. Such a name is also a safe
-/// file name (no '/', no '.', no spaces) and cannot be taken for an option.
+/// Accepts a name that is a valid hostname label (lib/formats.json): 1 to 63
+/// ASCII letters, digits and '-', not starting or ending with '-'. Such a
+/// name is also a safe file name (no '/', no '.', no spaces) and cannot be
+/// taken for an option.
 pub fn validate(name: &str) -> Result<(), UsageError> {
-    let fits = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if fits {
+    if Format::ContainerName.matches(name) {
         Ok(())
     } else {
         Err(UsageError(format!(
-            "invalid container name {name:?}: use 1 to {MAX_NAME_LEN} letters, digits and '-', \
-             not starting or ending with '-' (the name is also the container's hostname)"
+            "invalid container name {}: use {} (the name is also the container's hostname)",
+            show(name),
+            Format::ContainerName.description()
         )))
     }
 }

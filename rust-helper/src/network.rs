@@ -1,6 +1,11 @@
 //! From a container file's `network` to the container's interfaces, and the
 //! allocation of hostonly addresses. Pure: the state file (state.rs) knows
 //! which addresses are taken.
+//!
+//! A container file may come from someone who is not root, so it joins only
+//! the bridges the host names (the hostonly bridge, and `extraBridges` of the
+//! host file), by the exact name the host gives them, and only with an
+//! address that is a container's address in that bridge's subnet.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -8,7 +13,8 @@ use std::net::Ipv4Addr;
 use anyhow::{bail, Result};
 use ipnet::Ipv4Net;
 
-use crate::settings::HostConfig;
+use crate::formats::InterfaceName;
+use crate::settings::{HostAddress, HostConfig};
 use crate::spec::{HostonlyInterface, InternetInterface, NetworkSpec};
 
 /// The address a spec asks for.
@@ -20,44 +26,86 @@ pub enum Wanted {
     Static(Ipv4Addr),
 }
 
-/// The bridge the container's `hostonly` interface joins.
-pub fn bridge<'a>(spec: &'a NetworkSpec, host: &'a HostConfig) -> &'a str {
-    spec.bridge.as_deref().unwrap_or(&host.hostonly.bridge)
+/// The bridge a container's `hostonly` interface joins, as the host has it.
+#[derive(Debug, Clone, Copy)]
+pub struct Joined<'a> {
+    pub bridge: &'a InterfaceName,
+    /// The host's address on it, and so its subnet.
+    pub host: HostAddress,
+    pub is_hostonly: bool,
 }
 
-fn parse_ipv4(what: &str, text: &str) -> Result<Ipv4Addr> {
-    match text.parse() {
-        Ok(address) => Ok(address),
-        Err(_) => bail!("{what} {text:?} is not an IPv4 address like 10.101.0.5"),
+impl Joined<'_> {
+    fn subnet(&self) -> Ipv4Net {
+        self.host.subnet()
     }
+}
+
+/// The bridge `network.bridge` names (the hostonly bridge without it), if
+/// the host lets containers join it.
+pub fn joined<'a>(spec: &NetworkSpec, host: &'a HostConfig) -> Result<Joined<'a>> {
+    let hostonly =
+        Joined { bridge: &host.hostonly.bridge, host: host.hostonly.host(), is_hostonly: true };
+    let Some(wanted) = &spec.bridge else {
+        return Ok(hostonly);
+    };
+    if wanted == &host.hostonly.bridge {
+        return Ok(hostonly);
+    }
+    if let Some((bridge, address)) = host.extra_bridges.get_key_value(wanted) {
+        return Ok(Joined { bridge, host: *address, is_hostonly: false });
+    }
+    if wanted == &host.internet.bridge {
+        bail!(
+            "network.bridge {wanted} is the internet bridge, which containers join with \
+             network.enableNat = true"
+        );
+    }
+    bail!(
+        "network.bridge {wanted} is not a bridge this host lets containers join: add it to \
+         nixcloud.containers.extraBridges (or to extraBridges in the host file)"
+    )
+}
+
+/// Refuses an address that is not a container's address in `joined`'s
+/// subnet: outside it, its network or broadcast address, or the host's.
+fn check_container_address(what: &str, address: Ipv4Addr, joined: &Joined) -> Result<()> {
+    let subnet = joined.subnet();
+    if !subnet.contains(&address) {
+        bail!("{what} {address} is outside {}'s subnet {subnet}", joined.bridge);
+    }
+    if address == subnet.network() || address == subnet.broadcast() {
+        bail!("{what} {address} is the network or broadcast address of {subnet}");
+    }
+    if address == joined.host.address {
+        bail!("{what} {address} is the host's own address on {}", joined.bridge);
+    }
+    Ok(())
 }
 
 /// What address the spec asks for, checked against the bridge it is on.
 pub fn wanted(spec: &NetworkSpec, host: &HostConfig) -> Result<Wanted> {
-    let on_hostonly = bridge(spec, host) == host.hostonly.bridge;
-    let Some(text) = &spec.ip else {
-        if !on_hostonly {
+    let joined = joined(spec, host)?;
+    if let Some(length) = spec.prefix_length {
+        if length != joined.host.prefix_length {
             bail!(
-                "network.bridge {:?} needs a network.ip: addresses are allocated only on {}",
-                bridge(spec, host),
+                "network.prefixLength {length} is not {}'s /{} (leave it out)",
+                joined.bridge,
+                joined.host.prefix_length
+            );
+        }
+    }
+    let Some(address) = spec.ip else {
+        if !joined.is_hostonly {
+            bail!(
+                "network.bridge {} needs a network.ip: addresses are allocated only on {}",
+                joined.bridge,
                 host.hostonly.bridge
             );
         }
         return Ok(Wanted::Automatic);
     };
-    let address = parse_ipv4("network.ip", text)?;
-    if on_hostonly {
-        let subnet = hostonly_subnet(host);
-        if !subnet.contains(&address) {
-            bail!("network.ip {address} is outside {}'s subnet {subnet}", host.hostonly.bridge);
-        }
-        if address == subnet.network() || address == subnet.broadcast() {
-            bail!("network.ip {address} is the network or broadcast address of {subnet}");
-        }
-        if address == host.hostonly.address {
-            bail!("network.ip {address} is the host's own address on {}", host.hostonly.bridge);
-        }
-    }
+    check_container_address("network.ip", address, &joined)?;
     Ok(Wanted::Static(address))
 }
 
@@ -67,30 +115,43 @@ pub fn interfaces(
     host: &HostConfig,
     address: Ipv4Addr,
 ) -> Result<(HostonlyInterface, Option<InternetInterface>)> {
-    let bridge = bridge(spec, host).to_string();
-    let on_hostonly = bridge == host.hostonly.bridge;
-    let prefix_length = spec.prefix_length.unwrap_or(host.hostonly.prefix_length);
-    let Ok(net) = Ipv4Net::new(address, prefix_length) else {
-        bail!("network.prefixLength {prefix_length} is not an IPv4 prefix length (0 to 32)");
-    };
+    let joined = joined(spec, host)?;
+    let subnet = joined.subnet();
     // The hostonly network is never a way out: with NAT the default route is
     // the internet interface's (by DHCP), without it the host's address.
-    let gateway = match &spec.gateway {
-        Some(text) => Some(parse_ipv4("network.gateway", text)?),
-        None if on_hostonly && !spec.enable_nat => Some(host.hostonly.address),
+    let gateway = match spec.gateway {
+        Some(gateway) => {
+            if gateway == address {
+                bail!("network.gateway {gateway} is the container's own address");
+            }
+            if !subnet.contains(&gateway)
+                || gateway == subnet.network()
+                || gateway == subnet.broadcast()
+            {
+                bail!(
+                    "network.gateway {gateway} is not an address in {}'s subnet {subnet}",
+                    joined.bridge
+                );
+            }
+            Some(gateway)
+        }
+        None if joined.is_hostonly && !spec.enable_nat => Some(joined.host.address),
         None => None,
     };
-    let hostonly =
-        HostonlyInterface { bridge, address, prefix_length, broadcast: net.broadcast(), gateway };
+    let hostonly = HostonlyInterface {
+        bridge: joined.bridge.clone(),
+        address,
+        prefix_length: joined.host.prefix_length,
+        broadcast: subnet.broadcast(),
+        gateway,
+    };
     let internet =
         spec.enable_nat.then(|| InternetInterface { bridge: host.internet.bridge.clone() });
     Ok((hostonly, internet))
 }
 
 pub fn hostonly_subnet(host: &HostConfig) -> Ipv4Net {
-    Ipv4Net::new(host.hostonly.address, host.hostonly.prefix_length)
-        .map(|net| net.trunc())
-        .unwrap_or_else(|_| Ipv4Net::default())
+    host.hostonly.host().subnet()
 }
 
 /// The first free address of the hostonly subnet, counting up from the one
@@ -104,16 +165,23 @@ pub fn first_free(host: &HostConfig, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use crate::formats::PrefixLength;
 
     fn host() -> HostConfig {
-        HostConfig::load(Path::new("/nonexistent")).unwrap()
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host.json");
+        std::fs::write(
+            &file,
+            r#"{"extraBridges": {"myOwnBridge": {"address": "10.10.0.1", "prefixLength": 16}}}"#,
+        )
+        .unwrap();
+        HostConfig::load(&file).unwrap()
     }
 
     fn spec(ip: Option<&str>, bridge: Option<&str>, nat: bool) -> NetworkSpec {
         NetworkSpec {
-            bridge: bridge.map(str::to_string),
-            ip: ip.map(str::to_string),
+            bridge: bridge.map(|b| InterfaceName::try_from(b.to_string()).unwrap()),
+            ip: ip.map(|ip| ip.parse().unwrap()),
             prefix_length: None,
             gateway: None,
             enable_nat: nat,
@@ -135,29 +203,63 @@ mod tests {
     #[test]
     fn a_full_subnet_has_no_free_address() {
         let mut host = host();
-        host.hostonly.prefix_length = 29; // .1 is the host; .2 to .6 for containers
+        // .1 is the host; .2 to .6 for containers
+        host.hostonly.prefix_length = PrefixLength::try_from(29).unwrap();
         let taken: BTreeSet<_> = (2..=6).map(|i| Ipv4Addr::new(10, 101, 0, i)).collect();
         assert_eq!(first_free(&host, &taken), None);
     }
 
     #[test]
-    fn static_addresses_on_hostonly_must_fit_its_subnet() {
+    fn static_addresses_must_be_container_addresses_of_their_bridge() {
         let host = host();
         assert_eq!(
             wanted(&spec(Some("10.101.7.9"), None, false), &host).unwrap(),
             Wanted::Static(Ipv4Addr::new(10, 101, 7, 9))
         );
-        for bad in ["10.102.0.2", "10.101.0.1", "10.101.0.0", "10.101.255.255", "10.101.0", "x"] {
+        assert_eq!(
+            wanted(&spec(Some("10.101.0.255"), None, false), &host).unwrap(),
+            Wanted::Static(Ipv4Addr::new(10, 101, 0, 255)),
+            "a host address of the /16"
+        );
+        for bad in ["10.102.0.2", "10.101.0.1", "10.101.0.0", "10.101.255.255"] {
             assert!(wanted(&spec(Some(bad), None, false), &host).is_err(), "{bad}");
+        }
+        for bad in ["10.10.0.1", "10.10.0.0", "10.10.255.255", "10.11.0.2"] {
+            let err = wanted(&spec(Some(bad), Some("myOwnBridge"), false), &host).unwrap_err();
+            assert!(err.to_string().starts_with("network.ip"), "{bad}: {err}");
         }
     }
 
     #[test]
-    fn own_bridges_take_any_address_but_need_one() {
+    fn a_prefix_length_other_than_the_bridges_is_refused() {
+        let host = host();
+        let mut narrow = spec(Some("10.101.0.255"), None, false);
+        for length in [24, 30, 8] {
+            narrow.prefix_length = Some(PrefixLength::try_from(length).unwrap());
+            let err = wanted(&narrow, &host).unwrap_err();
+            assert!(err.to_string().contains("is not brNC-hostonly's /16"), "{err}");
+        }
+        narrow.prefix_length = Some(PrefixLength::try_from(16).unwrap());
+        assert!(wanted(&narrow, &host).is_ok());
+    }
+
+    #[test]
+    fn only_bridges_the_host_names_can_be_joined() {
         let host = host();
         let own = spec(Some("10.10.1.2"), Some("myOwnBridge"), false);
         assert_eq!(wanted(&own, &host).unwrap(), Wanted::Static(Ipv4Addr::new(10, 10, 1, 2)));
-        assert!(wanted(&spec(None, Some("myOwnBridge"), false), &host).is_err());
+        let err = wanted(&spec(None, Some("myOwnBridge"), false), &host).unwrap_err();
+        assert!(err.to_string().contains("needs a network.ip"), "{err}");
+        for (bridge, message) in [
+            ("br0", "is not a bridge this host lets containers join"),
+            ("myownbridge", "is not a bridge this host lets containers join"),
+            ("brNC-internet", "is the internet bridge"),
+        ] {
+            let err = wanted(&spec(Some("10.10.1.2"), Some(bridge), false), &host).unwrap_err();
+            assert!(err.to_string().contains(message), "{bridge}: {err}");
+        }
+        let hostonly = spec(None, Some("brNC-hostonly"), false);
+        assert_eq!(wanted(&hostonly, &host).unwrap(), Wanted::Automatic);
     }
 
     #[test]
@@ -171,11 +273,26 @@ mod tests {
 
         let (natted, internet) = interfaces(&spec(None, None, true), &host, address).unwrap();
         assert_eq!(natted.gateway, None);
-        assert_eq!(internet.unwrap().bridge, "brNC-internet");
+        assert_eq!(internet.unwrap().bridge.as_str(), "brNC-internet");
 
         let own = spec(Some("10.10.1.2"), Some("myOwnBridge"), false);
         let (custom, _) = interfaces(&own, &host, Ipv4Addr::new(10, 10, 1, 2)).unwrap();
         assert_eq!((custom.bridge.as_str(), custom.gateway), ("myOwnBridge", None));
         assert_eq!(custom.broadcast, Ipv4Addr::new(10, 10, 255, 255));
+    }
+
+    #[test]
+    fn a_gateway_must_be_another_address_of_the_subnet() {
+        let host = host();
+        let address = Ipv4Addr::new(10, 101, 0, 2);
+        let mut with_gateway = spec(None, None, false);
+        for bad in ["8.8.8.8", "10.101.0.0", "10.101.255.255", "10.101.0.2"] {
+            with_gateway.gateway = Some(bad.parse().unwrap());
+            let err = interfaces(&with_gateway, &host, address).unwrap_err();
+            assert!(err.to_string().starts_with("network.gateway"), "{bad}: {err}");
+        }
+        with_gateway.gateway = Some("10.101.0.9".parse().unwrap());
+        let (hostonly, _) = interfaces(&with_gateway, &host, address).unwrap();
+        assert_eq!(hostonly.gateway, Some(Ipv4Addr::new(10, 101, 0, 9)));
     }
 }

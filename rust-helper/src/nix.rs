@@ -1,25 +1,92 @@
-//! Nix: reading a spec, building a generation into a profile, and nix-env's
-//! own generation machinery (switch, rollback, delete).
+//! Nix: reading a spec, building a generation, and nix-env's own generation
+//! machinery (set, switch, rollback, delete).
+//!
+//! A container file may come from someone who is not root, so every Nix
+//! command that evaluates or builds what it says is confined, whatever
+//! nix.conf says:
+//! - restricted evaluation: it reads only the container file's own directory
+//!   (or its flake), nixpkgs, this toolkit and the busybox generations are
+//!   built with; `builtins.getEnv` gives "" and nothing runs at evaluation;
+//! - builds run in Nix's sandbox as Nix's build users (group nixbld), never
+//!   as root and never without the sandbox;
+//! - the Nix process runs as PID 1 of a PID namespace of its own, so that
+//!   nothing of a build outlives it, and with a TMPDIR of this helper's
+//!   that is removed afterwards (see `Scratch`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::process::{describe_status, Finished, Tool};
 use crate::profile::Profile;
-use crate::spec::{Params, Source, Spec};
+use crate::scratch::Scratch;
+use crate::settings::Settings;
+use crate::spec::{Kind, Params, Source, Spec};
+
+/// Settings of every Nix command that evaluates or builds a container's
+/// code. They come after the user's -n parameters, which cannot undo them.
+const CONFINED: [&str; 18] = [
+    "--option",
+    "restrict-eval",
+    "true",
+    "--option",
+    "allow-unsafe-native-code-during-evaluation",
+    "false",
+    "--option",
+    "sandbox",
+    "true",
+    "--option",
+    "sandbox-fallback",
+    "false",
+    "--option",
+    "build-users-group",
+    "nixbld",
+    // Only the search path entries given here: root's NIX_PATH and nix.conf
+    // may name files (nixos-config=/etc/nixos/configuration.nix) that
+    // restricted evaluation would then allow.
+    "--option",
+    "nix-path",
+    "",
+];
+
+/// The search path entry under which container files find this toolkit
+/// (`<nixcloud-container/examples/tiny/system.nix>`).
+const TOOLKIT_ENTRY: &str = "nixcloud-container";
+/// The search path entry of the busybox that builds generations (a store
+/// directory holding `busybox`), for systems built without nixpkgs.
+const BUSYBOX_ENTRY: &str = "nixcloud-busybox";
 
 pub struct Nix<'a> {
-    /// The toolkit's Nix library (lib/), whose cli.nix is the entry point.
-    pub lib: &'a Path,
+    pub settings: &'a Settings,
     /// The user's `-n` parameters, given to every Nix command.
     pub extra_args: &'a [String],
-    pub verbose: bool,
+}
+
+/// A generation built but not yet current: its store path, kept from the
+/// garbage collector by an out-link until it is set in the profile.
+pub struct Built {
+    pub path: PathBuf,
+    out_link: PathBuf,
+}
+
+impl Drop for Built {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.out_link);
+    }
 }
 
 impl Nix<'_> {
-    fn entry(&self) -> std::path::PathBuf {
-        self.lib.join("cli.nix")
+    fn entry(&self) -> PathBuf {
+        self.settings.nix_lib.join("cli.nix")
+    }
+
+    fn verbose(&self) -> bool {
+        self.settings.verbose
+    }
+
+    /// The directory of this toolkit's Nix files (lib/ and modules/ in it).
+    fn toolkit_root(&self) -> &Path {
+        self.settings.nix_lib.parent().unwrap_or(Path::new("/"))
     }
 
     /// What Nix must be told for `source`: flakes are experimental in the
@@ -31,48 +98,149 @@ impl Nix<'_> {
         }
     }
 
-    /// Evaluates the source's spec. Never imports nixpkgs, writes nothing.
-    pub fn eval_spec(&self, source: &Source) -> Result<Spec> {
-        let finished = Tool::new("nix-instantiate")
-            .args(["--eval", "--strict", "--json"])
+    /// A Nix command that evaluates `source`, confined as the module's
+    /// header says; the source is handed to lib/cli.nix as `--argstr source`.
+    fn confined(
+        &self,
+        program: &str,
+        source: &Source,
+        busybox: &Path,
+        scratch: &Scratch,
+    ) -> Result<Tool> {
+        let evaluated = source.resolved()?;
+        let mut allowed = vec![
+            (TOOLKIT_ENTRY, self.toolkit_root().to_path_buf()),
+            (BUSYBOX_ENTRY, store_root(busybox)?),
+        ];
+        match &evaluated {
+            // Its own directory, and what is below it.
+            Source::File(file) => allowed.push((
+                "nixcloud-container-file",
+                file.parent().unwrap_or(Path::new("/")).to_path_buf(),
+            )),
+            Source::System(path) => allowed.push(("nixcloud-container-system", path.clone())),
+            // A flake reads its own source and inputs, as Nix allows them.
+            Source::Flake(_) => {}
+        }
+        let mut tool = Tool::new("unshare")
+            .args(["--pid", "--fork", "--kill-child=KILL", "--mount-proc", "--", program])
             .args(Self::source_args(source))
             .args(self.extra_args)
-            .arg(self.entry())
-            .args(["-A", "spec", "--argstr", "source"])
-            .arg(source.to_json())
-            .dies_with_helper()
-            .output(self.verbose)?;
-        check(&finished, || format!("cannot evaluate {source}"))?;
-        serde_json::from_str(finished.stdout.trim())
-            .with_context(|| format!("{source} gave a spec this helper cannot read"))
-    }
-
-    /// Builds a generation for `params` and makes it the profile's current
-    /// one, in a single nix-env call (evaluation, build, profile switch). Nix
-    /// reuses the last generation when the result is the same store path.
-    pub fn build_generation(
-        &self,
-        profile: &Profile,
-        params: &Params,
-        busybox: &Path,
-    ) -> Result<()> {
-        let finished = Tool::new("nix-env")
-            .arg("--profile")
-            .arg(profile.link())
-            .args(Self::source_args(&params.source))
-            .args(self.extra_args)
-            .arg("--file")
+            .args(CONFINED);
+        for (prefix, path) in allowed {
+            tool = tool.arg("-I").arg(format!("{prefix}={}", path.display()));
+        }
+        Ok(tool
             .arg(self.entry())
             .args(["--argstr", "source"])
-            .arg(params.source.to_json())
+            .arg(evaluated.to_json()?)
+            .env("TMPDIR", scratch.dir())
+            .dies_with_helper())
+    }
+
+    /// Evaluates the source's spec. Never imports nixpkgs, writes nothing.
+    pub fn eval_spec(&self, source: &Source, busybox: &Path) -> Result<Spec> {
+        let scratch = Scratch::new(&self.settings.state_dir)?;
+        let finished = self
+            .confined("nix-instantiate", source, busybox, &scratch)?
+            .args(["--eval", "--strict", "--json", "-A", "spec"])
+            .output(self.verbose())?;
+        check(&finished, || format!("cannot evaluate {source}"))?;
+        serde_json::from_str(finished.stdout.trim())
+            .map_err(|err| anyhow!("{err}"))
+            .with_context(|| format!("{source} gave a spec this helper refuses"))
+    }
+
+    /// Where `<nixpkgs>` is for root, as Nix finds it (NIX_PATH, nix.conf,
+    /// the user's -n "-I nixpkgs=..."), or None.
+    fn find_nixpkgs(&self) -> Result<Option<String>> {
+        let finished = Tool::new("nix-instantiate")
+            .args(self.extra_args)
+            .args(["--find-file", "nixpkgs"])
+            .dies_with_helper()
+            .output(false)?;
+        let found = finished.stdout.trim();
+        Ok((finished.status.success() && !found.is_empty()).then(|| found.to_string()))
+    }
+
+    /// Builds the generation for `params`, without making it current.
+    pub fn build_generation(&self, spec: &Spec, params: &Params, busybox: &Path) -> Result<Built> {
+        let scratch = Scratch::new(&self.settings.state_dir)?;
+        let builds = self.settings.state_dir.join("builds");
+        std::fs::create_dir_all(&builds)
+            .with_context(|| format!("cannot create {}", builds.display()))?;
+        let out_link = builds.join(&params.name);
+        let mut tool = self.confined("nix-build", &params.source, busybox, &scratch)?;
+        // A NixOS configuration of a file needs root's nixpkgs; a flake
+        // brings its own, a ready system none.
+        if spec.kind == Kind::Nixos && matches!(params.source, Source::File(_)) {
+            if let Some(nixpkgs) = self.find_nixpkgs()? {
+                tool = tool.arg("-I").arg(format!("nixpkgs={nixpkgs}"));
+            }
+        }
+        let finished = tool
             .args(["--argstr", "params"])
             .arg(serde_json::to_string(params).expect("params serialize"))
             .args(["--argstr", "busybox"])
             .arg(busybox)
-            .args(["--set", "--attr", "generation"])
-            .dies_with_helper()
-            .output(self.verbose)?;
-        check(&finished, || format!("cannot build {}", params.source))
+            .args(["-A", "generation", "--out-link"])
+            .arg(&out_link)
+            .output(self.verbose())?;
+        check(&finished, || format!("cannot build {}", params.source))?;
+        let path = finished.stdout.lines().last().unwrap_or("").trim();
+        if !path.starts_with('/') {
+            bail!("nix-build printed no store path for {}", params.source);
+        }
+        Ok(Built { path: PathBuf::from(path), out_link })
+    }
+
+    /// The busybox that builds generations, in the store: one in the store
+    /// is used where it is (with its closure), another (Debian's static
+    /// /usr/bin/busybox) is added to the store once, as `<store
+    /// path>/busybox` (lib/busybox.nix: busybox picks its applet from the
+    /// name it is run by). Restricted evaluation reads neither from where
+    /// it is on the host.
+    pub fn busybox_in_store(&self, busybox: &Path) -> Result<PathBuf> {
+        if busybox.starts_with("/nix/store") {
+            return Ok(busybox.to_path_buf());
+        }
+        let cache = self.settings.state_dir.join("busybox.json");
+        let meta = std::fs::metadata(busybox)
+            .with_context(|| format!("busybox {} is not usable", busybox.display()))?;
+        let key = serde_json::json!({
+            "source": busybox,
+            "size": meta.len(),
+            "modified": meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos().to_string()),
+        });
+        if let Ok(text) = std::fs::read_to_string(&cache) {
+            if let Ok(cached) = serde_json::from_str::<serde_json::Value>(&text) {
+                if cached["key"] == key {
+                    if let Some(path) = cached["storePath"].as_str() {
+                        let binary = Path::new(path).join("busybox");
+                        if binary.exists() {
+                            return Ok(binary);
+                        }
+                    }
+                }
+            }
+        }
+        let scratch = Scratch::new(&self.settings.state_dir)?;
+        let dir = scratch.dir().join("busybox-static");
+        std::fs::create_dir(&dir)
+            .and_then(|()| std::fs::copy(busybox, dir.join("busybox")).map(drop))
+            .with_context(|| format!("cannot copy busybox {}", busybox.display()))?;
+        let finished = Tool::new("nix-store").arg("--add").arg(&dir).output(self.verbose())?;
+        check(&finished, || format!("cannot add busybox {} to the store", busybox.display()))?;
+        let store_path = finished.stdout.trim().to_string();
+        let record = serde_json::json!({ "key": key, "storePath": store_path });
+        crate::state::write_atomically(&cache, &record.to_string())?;
+        Ok(Path::new(&store_path).join("busybox"))
+    }
+
+    /// Makes the built generation the profile's current one (a new
+    /// generation, or the last one again when it is the same store path).
+    pub fn set_profile(&self, profile: &Profile, built: &Built) -> Result<()> {
+        self.profile_op(profile, &["--set".to_string(), built.path.display().to_string()])
     }
 
     pub fn switch_generation(&self, profile: &Profile, number: u64) -> Result<()> {
@@ -83,7 +251,7 @@ impl Nix<'_> {
         self.profile_op(profile, &["--rollback".to_string()])
     }
 
-    /// `specifiers` were checked by `profile::check_specifier`.
+    /// `specifiers` were checked by `profile::Specifier`.
     pub fn delete_generations(&self, profile: &Profile, specifiers: &[String]) -> Result<()> {
         let mut args = vec!["--delete-generations".to_string()];
         args.extend(specifiers.iter().cloned());
@@ -96,9 +264,36 @@ impl Nix<'_> {
             .arg(profile.link())
             .args(args)
             .dies_with_helper()
-            .output(self.verbose)?;
+            .output(self.verbose())?;
         check(&finished, || format!("nix-env {}", args.join(" ")))
     }
+}
+
+/// Removes the GC roots Nix registered for links at or below `links`:
+/// nix-env --profile and nix-build --out-link outside /nix/var/nix each
+/// leave an indirect root in gcroots/auto, which outlives the link.
+pub fn forget_roots(links: &[&Path]) {
+    let state_dir = std::env::var_os("NIX_STATE_DIR").unwrap_or_else(|| "/nix/var/nix".into());
+    let Ok(entries) = std::fs::read_dir(Path::new(&state_dir).join("gcroots/auto")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            if links.iter().any(|link| target.starts_with(link)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// The store path that `path` lies in: /nix/store/<hash>-<name>.
+fn store_root(path: &Path) -> Result<PathBuf> {
+    let inside = path
+        .strip_prefix("/nix/store")
+        .ok()
+        .and_then(|rest| rest.components().next())
+        .with_context(|| format!("{} is not in /nix/store", path.display()))?;
+    Ok(Path::new("/nix/store").join(inside))
 }
 
 /// Turns a failed Nix command into one error line carrying Nix's message.
@@ -108,7 +303,21 @@ fn check(finished: &Finished, what: impl FnOnce() -> String) -> Result<()> {
     }
     let message = condense(&finished.stderr)
         .unwrap_or_else(|| format!("Nix failed with {}", describe_status(finished.status)));
-    Err(anyhow!(message)).context(what())
+    Err(anyhow!("{message}{}", hint(&message))).context(what())
+}
+
+/// What to do about the host-side failures the confinement can cause.
+fn hint(message: &str) -> &'static str {
+    if message.contains("'nixbld'") || message.contains("sandbox") {
+        " (container builds run in Nix's sandbox as the build users of group nixbld: \
+         on NixOS keep nix.settings.sandbox = true; elsewhere create the nixbld group and users, \
+         e.g. Debian's nix-setup-systemd, and let Nix sandbox: scripts/setup-debian)"
+    } else if message.contains("forbidden in restricted mode") {
+        " (a container file reads only files below its own directory, nixpkgs, its flake's \
+         inputs and this toolkit: copy what it needs beside it)"
+    } else {
+        ""
+    }
 }
 
 /// Nix's error, shortened to what a single line can say: the `error:`

@@ -40,6 +40,11 @@ impl Tool {
         self
     }
 
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Tool {
+        self.command.env(key, value);
+        self
+    }
+
     /// Kill the tool when this helper dies (kill -9 included), so that no
     /// orphaned build writes a generation after the next command cleaned up.
     pub fn dies_with_helper(mut self) -> Tool {
@@ -82,13 +87,6 @@ impl Tool {
 
     fn spawn_error(&self) -> String {
         format!("cannot run {}: is it installed and on PATH?", self.program)
-    }
-}
-
-impl Finished {
-    /// The last non-empty line of stderr: what most tools say last is why they failed.
-    pub fn last_error_line(&self) -> &str {
-        self.stderr.lines().rev().map(str::trim).find(|line| !line.is_empty()).unwrap_or("")
     }
 }
 

@@ -10,6 +10,14 @@ use anyhow::{Context, Result};
 use crate::error::UsageError;
 use crate::spec::GenerationMeta;
 
+/// The profile link nix-env switches, in the container's profile directory;
+/// its generations are `profile-<N>-link` beside it.
+pub const PROFILE_LINK: &str = "profile";
+/// A generation's LXC settings (lib/lxc-config.nix).
+pub const LXC_CONF: &str = "lxc.conf";
+/// A generation's spec and parameters (lib/generation.nix).
+pub const SPEC_JSON: &str = "spec.json";
+
 pub struct Profile {
     dir: PathBuf,
 }
@@ -30,7 +38,8 @@ impl Generation {
 
 /// Parses nix-env's generation link names, `profile-<N>-link`.
 fn generation_number(file_name: &str) -> Option<u64> {
-    file_name.strip_prefix("profile-")?.strip_suffix("-link")?.parse().ok()
+    let digits = file_name.strip_prefix(PROFILE_LINK)?.strip_prefix('-')?.strip_suffix("-link")?;
+    digits.parse().ok()
 }
 
 impl Profile {
@@ -46,7 +55,7 @@ impl Profile {
 
     /// The profile link nix-env switches.
     pub fn link(&self) -> PathBuf {
-        self.dir.join("profile")
+        self.dir.join(PROFILE_LINK)
     }
 
     /// The current generation's number, or None before the first build.
@@ -67,7 +76,7 @@ impl Profile {
     }
 
     pub fn generation(&self, number: u64) -> Result<Generation> {
-        let link = self.dir.join(format!("profile-{number}-link"));
+        let link = self.dir.join(format!("{PROFILE_LINK}-{number}-link"));
         let created = std::fs::symlink_metadata(&link)
             .map_err(|_| UsageError(format!("generation {number} does not exist")))?
             .modified()?;
@@ -107,22 +116,72 @@ impl Profile {
     }
 }
 
-/// Accepts what `nix-env --delete-generations` takes: generation numbers,
-/// `+N` (keep the last N), `Nd` (older than N days) and `old`. Anything else
-/// is refused here, so no value can reach nix-env as an option.
-pub fn check_specifier(specifier: &str) -> Result<(), UsageError> {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let valid = specifier == "old"
-        || digits(specifier)
-        || specifier.strip_prefix('+').is_some_and(digits)
-        || specifier.strip_suffix('d').is_some_and(digits);
-    if valid {
-        Ok(())
-    } else {
-        Err(UsageError(format!(
-            "invalid generation {specifier:?}: give generation numbers, +N (keep the last N), \
-             Nd (older than N days) or old"
-        )))
+/// What `delete-generations` takes, as `nix-env --delete-generations` does:
+/// generation numbers, or one of `+N` (keep the last N), `Nd` (older than N
+/// days) and `old` (all but the current one) alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    Numbers(Vec<u64>),
+    KeepLast(u64),
+    OlderThanDays(u64),
+    Old,
+}
+
+impl Deletion {
+    pub fn parse(specifiers: &[String]) -> Result<Deletion, UsageError> {
+        let positive = |digits: &str| -> Option<u64> {
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            // nix-env's generation numbers are 32 bits wide.
+            digits.parse::<u32>().ok().filter(|&n| n > 0).map(u64::from)
+        };
+        let invalid = |specifier: &str| {
+            UsageError(format!(
+                "invalid generation {}: give generation numbers, or one of +N (keep the last \
+                 N), Nd (older than N days) and old, with N from 1 to {}",
+                crate::formats::show(specifier),
+                u32::MAX
+            ))
+        };
+        if let [single] = specifiers {
+            if single == "old" {
+                return Ok(Deletion::Old);
+            }
+            if let Some(keep) = single.strip_prefix('+') {
+                return positive(keep).map(Deletion::KeepLast).ok_or_else(|| invalid(single));
+            }
+            if let Some(days) = single.strip_suffix('d') {
+                return positive(days).map(Deletion::OlderThanDays).ok_or_else(|| invalid(single));
+            }
+        }
+        let mut numbers = Vec::new();
+        for specifier in specifiers {
+            match positive(specifier) {
+                Some(number) => numbers.push(number),
+                None if ["old"].contains(&specifier.as_str())
+                    || specifier.starts_with('+')
+                    || specifier.ends_with('d') =>
+                {
+                    return Err(UsageError(format!(
+                        "{} must be given alone, without generation numbers",
+                        crate::formats::show(specifier)
+                    )))
+                }
+                None => return Err(invalid(specifier)),
+            }
+        }
+        Ok(Deletion::Numbers(numbers))
+    }
+
+    /// The arguments of `nix-env --delete-generations`.
+    pub fn nix_env_args(&self) -> Vec<String> {
+        match self {
+            Deletion::Numbers(numbers) => numbers.iter().map(u64::to_string).collect(),
+            Deletion::KeepLast(n) => vec![format!("+{n}")],
+            Deletion::OlderThanDays(n) => vec![format!("{n}d")],
+            Deletion::Old => vec!["old".to_string()],
+        }
     }
 }
 
@@ -138,13 +197,38 @@ mod tests {
         assert_eq!(generation_number("profile"), None);
     }
 
+    fn parse(args: &[&str]) -> Result<Deletion, UsageError> {
+        Deletion::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
     #[test]
-    fn specifiers_as_nix_env_takes_them() {
-        for ok in ["1", "42", "+3", "30d", "old"] {
-            assert!(check_specifier(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "-1", "--dry-run", "+", "d", "3x", "+3d", "1 2", "all"] {
-            assert!(check_specifier(bad).is_err(), "{bad}");
+    fn deletions_as_nix_env_takes_them() {
+        assert_eq!(parse(&["1", "42"]).unwrap(), Deletion::Numbers(vec![1, 42]));
+        assert_eq!(parse(&["+3"]).unwrap(), Deletion::KeepLast(3));
+        assert_eq!(parse(&["+3"]).unwrap().nix_env_args(), ["+3"]);
+        assert_eq!(parse(&["30d"]).unwrap(), Deletion::OlderThanDays(30));
+        assert_eq!(parse(&["old"]).unwrap(), Deletion::Old);
+        for bad in [
+            &[""][..],
+            &["-1"],
+            &["--dry-run"],
+            &["+"],
+            &["d"],
+            &["3x"],
+            &["+3d"],
+            &["1 2"],
+            &["all"],
+            &["0d"],
+            &["+0"],
+            &["0"],
+            &["99999999999999999999"],
+            &["4294967296"],
+            &["+3", "4"],
+            &["old", "2"],
+            &["1", "30d"],
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(!err.0.contains('\n'), "{bad:?}: {}", err.0);
         }
     }
 }

@@ -6,14 +6,17 @@
 //! helper and the host's bridges never disagree. Flags and environment
 //! variables move each location for tests and packagers.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use ipnet::Ipv4Net;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cli::LocationArgs;
+use crate::formats::{InterfaceName, PrefixLength};
 
 const HOST_DEFAULTS: &str = include_str!("../../lib/host-defaults.json");
 pub const DEFAULT_HOST_CONFIG: &str = "/etc/nixcloud-container/host.json";
@@ -25,13 +28,35 @@ const BUILT_IN_NIX_LIB: &str = match option_env!("NIXCLOUD_CONTAINER_NIX_LIB") {
     None => concat!(env!("CARGO_MANIFEST_DIR"), "/../lib"),
 };
 
-/// A host bridge and the host's address on it.
+/// A subnet on a host bridge, given by the host's own address in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostAddress {
+    pub address: Ipv4Addr,
+    pub prefix_length: PrefixLength,
+}
+
+impl HostAddress {
+    pub fn subnet(&self) -> Ipv4Net {
+        Ipv4Net::new(self.address, self.prefix_length.get())
+            .expect("a PrefixLength is a valid IPv4 prefix length")
+            .trunc()
+    }
+}
+
+/// One of the host's two bridges, and the host's address on it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Bridge {
-    pub bridge: String,
+pub struct HostBridge {
+    pub bridge: InterfaceName,
     pub address: Ipv4Addr,
-    pub prefix_length: u8,
+    pub prefix_length: PrefixLength,
+}
+
+impl HostBridge {
+    pub fn host(&self) -> HostAddress {
+        HostAddress { address: self.address, prefix_length: self.prefix_length }
+    }
 }
 
 /// The uid/gid range that root inside a container maps to.
@@ -42,12 +67,16 @@ pub struct IdMap {
     pub count: u32,
 }
 
-/// The host file's contents (lib/host-defaults.json has every key).
+/// The host file's contents (lib/host-defaults.json has every key). It is
+/// root's: written by the NixOS module or by hand, never by a container file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostConfig {
-    pub hostonly: Bridge,
-    pub internet: Bridge,
+    pub hostonly: HostBridge,
+    pub internet: HostBridge,
+    /// Other bridges of the host that container files may name as
+    /// `network.bridge`, with the host's address on each.
+    pub extra_bridges: BTreeMap<InterfaceName, HostAddress>,
     pub idmap: IdMap,
     pub lxc_path: PathBuf,
     pub profiles_dir: PathBuf,
@@ -103,9 +132,39 @@ impl HostConfig {
                     .with_context(|| format!("cannot read host file {}", path.display()))
             }
         }
-        serde_json::from_value(value).with_context(|| {
+        let host: HostConfig = serde_json::from_value(value).with_context(|| {
             format!("host file {} does not fit lib/host-defaults.json", path.display())
-        })
+        })?;
+        host.check().with_context(|| format!("host file {}", path.display()))?;
+        Ok(host)
+    }
+
+    /// What the types cannot say: distinct bridges, and host addresses that
+    /// are hosts of their subnets.
+    fn check(&self) -> Result<()> {
+        let named = [("hostonly", &self.hostonly), ("internet", &self.internet)];
+        if self.hostonly.bridge == self.internet.bridge {
+            bail!("hostonly and internet are both bridge {}", self.hostonly.bridge);
+        }
+        for (bridge, _) in self.extra_bridges.iter() {
+            if let Some((role, _)) = named.iter().find(|(_, b)| &b.bridge == bridge) {
+                bail!("extraBridges names {bridge}, the {role} bridge");
+            }
+        }
+        let all = named
+            .iter()
+            .map(|(_, b)| (&b.bridge, b.host()))
+            .chain(self.extra_bridges.iter().map(|(bridge, host)| (bridge, *host)));
+        for (bridge, host) in all {
+            let subnet = host.subnet();
+            if host.address == subnet.network() || host.address == subnet.broadcast() {
+                bail!(
+                    "the host's address {} on {bridge} is the network or broadcast address of {subnet}",
+                    host.address
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -119,7 +178,7 @@ impl Settings {
                 args.profiles_dir.clone().unwrap_or_else(|| host.profiles_dir.clone()),
             )?,
             state_dir: absolute(args.state_dir.clone().unwrap_or_else(|| host.state_dir.clone()))?,
-            nix_lib: absolute(args.nix_lib.clone().unwrap_or_else(|| BUILT_IN_NIX_LIB.into()))?,
+            nix_lib: nix_lib(args.nix_lib.clone().unwrap_or_else(|| BUILT_IN_NIX_LIB.into()))?,
             busybox: args.busybox.clone(),
             host,
             verbose,
@@ -167,6 +226,14 @@ impl Settings {
     }
 }
 
+/// The toolkit's Nix library, by its real path: restricted evaluation
+/// allows exactly the directory around it.
+fn nix_lib(path: PathBuf) -> Result<PathBuf> {
+    std::fs::canonicalize(&path).with_context(|| {
+        format!("the toolkit's Nix library {} is not there (--nix-lib)", path.display())
+    })
+}
+
 fn absolute(path: PathBuf) -> Result<PathBuf> {
     if path.is_absolute() {
         Ok(path)
@@ -191,10 +258,11 @@ mod tests {
     #[test]
     fn defaults_are_the_seeds() {
         let host = HostConfig::load(Path::new("/nonexistent/host.json")).unwrap();
-        assert_eq!(host.hostonly.bridge, "brNC-hostonly");
+        assert_eq!(host.hostonly.bridge.as_str(), "brNC-hostonly");
         assert_eq!(host.hostonly.address, Ipv4Addr::new(10, 101, 0, 1));
-        assert_eq!(host.hostonly.prefix_length, 16);
-        assert_eq!(host.internet.bridge, "brNC-internet");
+        assert_eq!(host.hostonly.prefix_length.get(), 16);
+        assert_eq!(host.internet.bridge.as_str(), "brNC-internet");
+        assert!(host.extra_bridges.is_empty());
         assert_eq!(host.idmap.host_id, 100000);
         assert_eq!(host.idmap.count, 65536);
         assert_eq!(host.lxc_path, PathBuf::from("/var/lib/lxc"));
@@ -208,8 +276,8 @@ mod tests {
         std::fs::write(&file, r#"{"hostonly": {"bridge": "brX"}, "idmap": {"hostId": 200000}}"#)
             .unwrap();
         let host = HostConfig::load(&file).unwrap();
-        assert_eq!(host.hostonly.bridge, "brX");
-        assert_eq!(host.hostonly.prefix_length, 16, "untouched keys keep their defaults");
+        assert_eq!(host.hostonly.bridge.as_str(), "brX");
+        assert_eq!(host.hostonly.prefix_length.get(), 16, "untouched keys keep their defaults");
         assert_eq!(host.idmap.host_id, 200000);
         assert_eq!(host.idmap.count, 65536);
     }
@@ -221,5 +289,37 @@ mod tests {
         std::fs::write(&file, r#"{"hostOnly": {}}"#).unwrap();
         let err = HostConfig::load(&file).unwrap_err();
         assert!(format!("{err:#}").contains("hostOnly"), "{err:#}");
+    }
+
+    #[test]
+    fn host_file_values_are_checked_and_blamed_on_the_host_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("host.json");
+        for (text, message) in [
+            (r#"{"hostonly": {"prefixLength": 40}}"#, "prefix length 40"),
+            (r#"{"hostonly": {"bridge": "br/x"}}"#, "is not an interface name"),
+            (r#"{"internet": {"bridge": "brNC-hostonly"}}"#, "both bridge brNC-hostonly"),
+            (r#"{"hostonly": {"address": "10.101.0.0"}}"#, "network or broadcast"),
+            (
+                r#"{"extraBridges": {"brNC-internet": {"address": "10.5.0.1", "prefixLength": 24}}}"#,
+                "the internet bridge",
+            ),
+            (
+                r#"{"extraBridges": {"br0": {"address": "10.5.0.255", "prefixLength": 24}}}"#,
+                "network or broadcast",
+            ),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = format!("{:#}", HostConfig::load(&file).unwrap_err());
+            assert!(err.contains("host file") && err.contains(message), "{text}: {err}");
+        }
+        std::fs::write(
+            &file,
+            r#"{"extraBridges": {"myOwnBridge": {"address": "10.10.0.1", "prefixLength": 16}}}"#,
+        )
+        .unwrap();
+        let host = HostConfig::load(&file).unwrap();
+        let own = &host.extra_bridges[&InterfaceName::try_from("myOwnBridge".to_string()).unwrap()];
+        assert_eq!(own.subnet().to_string(), "10.10.0.0/16");
     }
 }

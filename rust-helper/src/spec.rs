@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::formats::{InterfaceName, PrefixLength};
 use crate::settings::IdMap;
 
 /// Where a container's generations come from.
@@ -22,8 +23,22 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a source serializes")
+    /// The source as lib/cli.nix takes it (`--argstr source`).
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self)
+            .map_err(|err| anyhow::anyhow!("{self} cannot be given to Nix: {err}"))
+    }
+
+    /// The source as Nix evaluates it: a container file by its real path,
+    /// so that the directory it may read is the one it is really in (a
+    /// symlinked file is kept as given for later updates).
+    pub fn resolved(&self) -> Result<Source> {
+        match self {
+            Source::File(file) => std::fs::canonicalize(file)
+                .map(Source::File)
+                .with_context(|| format!("cannot read container file {}", file.display())),
+            other => Ok(other.clone()),
+        }
     }
 }
 
@@ -46,14 +61,16 @@ pub enum Kind {
     System,
 }
 
-/// The `network` attribute set of a container file, normalized.
+/// The `network` attribute set of a container file, normalized. Each value
+/// is checked again here, as lib/spec.nix checked it: a spec comes from a
+/// container file, which may be anyone's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkSpec {
-    pub bridge: Option<String>,
-    pub ip: Option<String>,
-    pub prefix_length: Option<u8>,
-    pub gateway: Option<String>,
+    pub bridge: Option<InterfaceName>,
+    pub ip: Option<Ipv4Addr>,
+    pub prefix_length: Option<PrefixLength>,
+    pub gateway: Option<Ipv4Addr>,
     pub enable_nat: bool,
 }
 
@@ -72,9 +89,9 @@ pub struct Spec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostonlyInterface {
-    pub bridge: String,
+    pub bridge: InterfaceName,
     pub address: Ipv4Addr,
-    pub prefix_length: u8,
+    pub prefix_length: PrefixLength,
     pub broadcast: Ipv4Addr,
     pub gateway: Option<Ipv4Addr>,
 }
@@ -83,7 +100,7 @@ pub struct HostonlyInterface {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InternetInterface {
-    pub bridge: String,
+    pub bridge: InterfaceName,
 }
 
 /// What the helper resolves for one build: handed to lib/cli.nix as JSON and
@@ -113,7 +130,7 @@ pub struct GenerationMeta {
 impl GenerationMeta {
     /// Reads `<generation>/spec.json`.
     pub fn read(generation: &Path) -> Result<GenerationMeta> {
-        let file = generation.join("spec.json");
+        let file = generation.join(crate::profile::SPEC_JSON);
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("cannot read {}", file.display()))?;
         serde_json::from_str(&text)
@@ -127,8 +144,35 @@ mod tests {
 
     #[test]
     fn source_is_tagged_as_lib_cli_nix_expects() {
-        assert_eq!(Source::File("/a b/c.nix".into()).to_json(), r#"{"file":"/a b/c.nix"}"#);
-        assert_eq!(Source::System("/nix/store/x".into()).to_json(), r#"{"system":"/nix/store/x"}"#);
+        assert_eq!(
+            Source::File("/a b/c.nix".into()).to_json().unwrap(),
+            r#"{"file":"/a b/c.nix"}"#
+        );
+        assert_eq!(
+            Source::System("/nix/store/x".into()).to_json().unwrap(),
+            r#"{"system":"/nix/store/x"}"#
+        );
+    }
+
+    #[test]
+    fn spec_values_are_checked_as_lib_spec_nix_checks_them() {
+        let spec = |network: &str| {
+            serde_json::from_str::<Spec>(&format!(
+                r#"{{"kind":"system","autostart":false,"network":{network}}}"#
+            ))
+        };
+        let ok = r#"{"bridge":"br0","ip":"10.1.0.2","prefixLength":16,"gateway":"10.1.0.1","enableNat":false}"#;
+        assert!(spec(ok).is_ok());
+        for bad in [
+            r#"{"bridge":"br2\nlxc.hook.pre-start = /x","ip":null,"prefixLength":null,"gateway":null,"enableNat":false}"#,
+            r#"{"bridge":"../br0","ip":null,"prefixLength":null,"gateway":null,"enableNat":false}"#,
+            r#"{"bridge":null,"ip":"10.1.0.2/16","prefixLength":null,"gateway":null,"enableNat":false}"#,
+            r#"{"bridge":null,"ip":null,"prefixLength":0,"gateway":null,"enableNat":false}"#,
+            r#"{"bridge":null,"ip":null,"prefixLength":"16","gateway":null,"enableNat":false}"#,
+            r#"{"bridge":null,"ip":null,"prefixLength":null,"gateway":"8.8.8.8 x","enableNat":false}"#,
+        ] {
+            assert!(spec(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

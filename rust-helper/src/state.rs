@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::{flock, FlockOperation};
 use serde::{Deserialize, Serialize};
 
+use crate::formats::InterfaceName;
 use crate::network::{self, Wanted};
 use crate::settings::HostConfig;
 use crate::spec::Source;
@@ -42,7 +43,7 @@ pub enum Phase {
 /// An address on a bridge.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Address {
-    pub bridge: String,
+    pub bridge: InterfaceName,
     pub ip: Ipv4Addr,
 }
 
@@ -60,6 +61,18 @@ pub struct Entry {
     /// While Updating: the generation that was current before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switched_from: Option<u64>,
+    /// The generation whose LXC settings the container got when this helper
+    /// last started it, and its address: what runs until the next start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_with: Option<StartedWith>,
+}
+
+/// See `Entry::started_with`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartedWith {
+    pub generation: u64,
+    pub address: Ipv4Addr,
 }
 
 impl Entry {
@@ -93,20 +106,20 @@ impl Default for State {
 
 impl State {
     /// Which container other than `except` holds `ip` on `bridge`.
-    fn holder(&self, bridge: &str, ip: Ipv4Addr, except: &str) -> Option<&str> {
+    fn holder(&self, bridge: &InterfaceName, ip: Ipv4Addr, except: &str) -> Option<&str> {
         self.containers
             .iter()
             .filter(|(name, _)| name.as_str() != except)
-            .find(|(_, entry)| entry.addresses.iter().any(|a| a.bridge == bridge && a.ip == ip))
+            .find(|(_, entry)| entry.addresses.iter().any(|a| &a.bridge == bridge && a.ip == ip))
             .map(|(name, _)| name.as_str())
     }
 
     /// Every address held on `bridge`.
-    fn taken_on(&self, bridge: &str) -> BTreeSet<Ipv4Addr> {
+    fn taken_on(&self, bridge: &InterfaceName) -> BTreeSet<Ipv4Addr> {
         self.containers
             .values()
             .flat_map(|entry| entry.addresses.iter())
-            .filter(|address| address.bridge == bridge)
+            .filter(|address| &address.bridge == bridge)
             .map(|address| address.ip)
             .collect()
     }
@@ -117,7 +130,7 @@ impl State {
         &mut self,
         host: &HostConfig,
         name: &str,
-        bridge: &str,
+        bridge: &InterfaceName,
         wanted: Wanted,
     ) -> Result<Ipv4Addr> {
         let ip = match wanted {
@@ -147,7 +160,7 @@ impl State {
         if wanted == Wanted::Automatic {
             entry.automatic_ip = Some(ip);
         }
-        entry.addresses.insert(Address { bridge: bridge.to_string(), ip });
+        entry.addresses.insert(Address { bridge: bridge.clone(), ip });
         Ok(ip)
     }
 }
@@ -167,6 +180,16 @@ pub struct Locked {
 /// A container's lock, held until dropped.
 pub struct ContainerLock {
     _file: File,
+    path: PathBuf,
+}
+
+impl ContainerLock {
+    /// Removes the lock file, once the container is gone (or never was), so
+    /// that no lock file stays for a name no container has. A command that
+    /// was waiting for it finds the file gone and takes a new one.
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 fn open_lock(path: &Path) -> Result<File> {
@@ -176,6 +199,16 @@ fn open_lock(path: &Path) -> Result<File> {
         .write(true)
         .open(path)
         .with_context(|| format!("cannot open lock {}", path.display()))
+}
+
+/// Whether `file` is still the one at `path`: a lock taken on a file that
+/// `ContainerLock::remove` unlinked meanwhile locks nothing.
+fn still_linked(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(held), Ok(linked)) => held.ino() == linked.ino() && held.dev() == linked.dev(),
+        _ => false,
+    }
 }
 
 impl Store {
@@ -237,14 +270,25 @@ impl Store {
     /// Takes container `name`'s lock, waiting (and saying so) while another
     /// command holds it.
     pub fn lock_container(&self, name: &str) -> Result<ContainerLock> {
-        if let Some(lock) = self.try_lock_container(name)? {
-            return Ok(lock);
+        let mut said = false;
+        loop {
+            if let Some(lock) = self.try_lock_container(name)? {
+                return Ok(lock);
+            }
+            if !said {
+                eprintln!(
+                    "waiting for another nixcloud-container command on '{name}' to finish..."
+                );
+                said = true;
+            }
+            let path = self.container_lock_file(name);
+            let file = open_lock(&path)?;
+            flock(&file, FlockOperation::LockExclusive)
+                .with_context(|| format!("cannot lock container '{name}'"))?;
+            if still_linked(&file, &path) {
+                return Ok(ContainerLock { _file: file, path });
+            }
         }
-        eprintln!("waiting for another nixcloud-container command on '{name}' to finish...");
-        let file = open_lock(&self.container_lock_file(name))?;
-        flock(&file, FlockOperation::LockExclusive)
-            .with_context(|| format!("cannot lock container '{name}'"))?;
-        Ok(ContainerLock { _file: file })
     }
 
     /// Takes container `name`'s lock if no other command holds it.
@@ -252,22 +296,30 @@ impl Store {
         let path = self.container_lock_file(name);
         std::fs::create_dir_all(path.parent().expect("lock files are in locks/"))
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        let file = open_lock(&path)?;
-        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Some(ContainerLock { _file: file })),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-            Err(err) => Err(err).with_context(|| format!("cannot lock container '{name}'")),
+        loop {
+            let file = open_lock(&path)?;
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) if still_linked(&file, &path) => {
+                    return Ok(Some(ContainerLock { _file: file, path }))
+                }
+                // Removed by its holder just before we locked it: try the new one.
+                Ok(()) => continue,
+                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+                Err(err) => {
+                    return Err(err).with_context(|| format!("cannot lock container '{name}'"))
+                }
+            }
         }
     }
 }
 
 fn read_state(file: &Path) -> Result<State> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
+    let bytes = match std::fs::read(file) {
+        Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", file.display())),
     };
-    let state: State = serde_json::from_str(&text).map_err(|err| {
+    let state: State = serde_json::from_slice(&bytes).map_err(|err| {
         anyhow::anyhow!(
             "state file {} is damaged ({err}); it was left as it is: run \
              `nixcloud-container repair-state` to rebuild it from the containers' generations",
@@ -285,22 +337,26 @@ fn read_state(file: &Path) -> Result<State> {
 }
 
 impl Locked {
-    /// Writes the state atomically: a reader or a crash sees the old or the
-    /// new file, never a mix.
+    /// Writes the state atomically.
     pub fn save(&mut self) -> Result<()> {
-        let dir = self.file.parent().expect("the state file is in a directory");
-        let mut temp = tempfile::NamedTempFile::new_in(dir)
-            .with_context(|| format!("cannot write in {}", dir.display()))?;
         let mut text = serde_json::to_string_pretty(&self.state).expect("the state serializes");
         text.push('\n');
-        temp.write_all(text.as_bytes())
-            .and_then(|()| temp.as_file().sync_all())
-            .with_context(|| format!("cannot write {}", self.file.display()))?;
-        temp.persist(&self.file)
-            .with_context(|| format!("cannot replace {}", self.file.display()))?;
-        File::open(dir).and_then(|d| d.sync_all()).ok();
-        Ok(())
+        write_atomically(&self.file, &text)
     }
+}
+
+/// Replaces `file` with `text` so that a reader or a crash sees the old or
+/// the new file, never a mix: write beside it, sync, rename.
+pub fn write_atomically(file: &Path, text: &str) -> Result<()> {
+    let dir = file.parent().expect("the file is in a directory");
+    let mut temp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    temp.write_all(text.as_bytes())
+        .and_then(|()| temp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    temp.persist(file).with_context(|| format!("cannot replace {}", file.display()))?;
+    File::open(dir).and_then(|d| d.sync_all()).ok();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -309,6 +365,10 @@ mod tests {
 
     fn host() -> HostConfig {
         HostConfig::load(Path::new("/nonexistent")).unwrap()
+    }
+
+    fn bridge(name: &str) -> InterfaceName {
+        InterfaceName::try_from(name.to_string()).unwrap()
     }
 
     fn add(state: &mut State, name: &str) {
@@ -320,6 +380,7 @@ mod tests {
                 automatic_ip: None,
                 addresses: BTreeSet::new(),
                 switched_from: None,
+                started_with: None,
             },
         );
     }
@@ -330,10 +391,13 @@ mod tests {
         let mut state = State::default();
         add(&mut state, "a");
         add(&mut state, "b");
-        let a = state.claim(&host, "a", "brNC-hostonly", Wanted::Automatic).unwrap();
-        let b = state.claim(&host, "b", "brNC-hostonly", Wanted::Automatic).unwrap();
+        let a = state.claim(&host, "a", &bridge("brNC-hostonly"), Wanted::Automatic).unwrap();
+        let b = state.claim(&host, "b", &bridge("brNC-hostonly"), Wanted::Automatic).unwrap();
         assert_eq!((a, b), (Ipv4Addr::new(10, 101, 0, 2), Ipv4Addr::new(10, 101, 0, 3)));
-        assert_eq!(state.claim(&host, "a", "brNC-hostonly", Wanted::Automatic).unwrap(), a);
+        assert_eq!(
+            state.claim(&host, "a", &bridge("brNC-hostonly"), Wanted::Automatic).unwrap(),
+            a
+        );
     }
 
     #[test]
@@ -343,17 +407,23 @@ mod tests {
         add(&mut state, "a");
         add(&mut state, "b");
         let ip = Ipv4Addr::new(10, 101, 0, 2);
-        state.claim(&host, "a", "brNC-hostonly", Wanted::Automatic).unwrap();
-        let err = state.claim(&host, "b", "brNC-hostonly", Wanted::Static(ip)).unwrap_err();
+        state.claim(&host, "a", &bridge("brNC-hostonly"), Wanted::Automatic).unwrap();
+        let err =
+            state.claim(&host, "b", &bridge("brNC-hostonly"), Wanted::Static(ip)).unwrap_err();
         assert!(err.to_string().contains("already used by container 'a'"), "{err}");
-        assert!(state.claim(&host, "b", "other", Wanted::Static(ip)).is_ok());
+        assert!(state.claim(&host, "b", &bridge("other"), Wanted::Static(ip)).is_ok());
         // Automatic allocation skips static addresses.
         add(&mut state, "c");
         state
-            .claim(&host, "c", "brNC-hostonly", Wanted::Static(Ipv4Addr::new(10, 101, 0, 3)))
+            .claim(
+                &host,
+                "c",
+                &bridge("brNC-hostonly"),
+                Wanted::Static(Ipv4Addr::new(10, 101, 0, 3)),
+            )
             .unwrap();
         add(&mut state, "d");
-        let d = state.claim(&host, "d", "brNC-hostonly", Wanted::Automatic).unwrap();
+        let d = state.claim(&host, "d", &bridge("brNC-hostonly"), Wanted::Automatic).unwrap();
         assert_eq!(d, Ipv4Addr::new(10, 101, 0, 4));
     }
 
@@ -366,6 +436,35 @@ mod tests {
         assert!(err.to_string().contains("repair-state"), "{err}");
         let kept = std::fs::read_to_string(dir.path().join("state.json")).unwrap();
         assert_eq!(kept, "{\"version\": 1, \"contai");
+    }
+
+    #[test]
+    fn a_state_file_that_is_not_utf8_is_damaged_too() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("state.json"), b"{\"version\": 1, \xff\xfe}").unwrap();
+        let err = Store::new(dir.path()).read().unwrap_err();
+        assert!(
+            err.to_string().contains("is damaged") && err.to_string().contains("repair-state"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_removed_lock_is_not_held_by_a_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let first = store.lock_container("web").unwrap();
+        assert!(store.try_lock_container("web").unwrap().is_none());
+        let waiter = std::thread::spawn({
+            let dir = dir.path().to_path_buf();
+            move || {
+                let lock = Store::new(&dir).lock_container("web").unwrap();
+                still_linked(&lock._file, &lock.path)
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        first.remove();
+        assert!(waiter.join().unwrap(), "the waiter holds the lock file that is there");
     }
 
     #[test]

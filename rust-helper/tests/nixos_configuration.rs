@@ -25,10 +25,13 @@ fn nixpkgs_lib() -> Option<String> {
 /// Runs the helper with the stand-in nixpkgs; returns stdout and how many
 /// NixOS evaluations it made.
 fn with_fake_nixpkgs(host: &Host, lib: &str, args: &[&str]) -> (String, usize) {
-    let fake = format!("-I nixpkgs={}/tests/fake-nixpkgs", env!("CARGO_MANIFEST_DIR"));
+    let fake = format!(
+        "-I nixpkgs={}/tests/fake-nixpkgs -I nixpkgs-lib={lib}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["-n", &fake, "--verbose"]);
-    let output = host.helper_command(&all).env("NIXCLOUD_TEST_NIXPKGS_LIB", lib).output().unwrap();
+    let output = host.helper_command(&all).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{args:?}: {stderr}");
     let evaluations = stderr.matches("trace: nixos-evaluation of").count();

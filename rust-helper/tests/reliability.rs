@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
-use common::{path_str, tiny_file, Host, REPO};
+use common::{path_str, tiny_file, Host};
 
 /// Nothing of any container is on disk: no state entry, no LXC directory,
 /// no profile.
@@ -54,10 +54,8 @@ fn container_file_errors_name_the_file_and_leave_nothing() {
     let not_a_container = host.file("number.nix", "42");
     let no_init = host.file(
         "noinit.nix",
-        &format!(
-            "let bb = import {REPO}/lib/host-busybox.nix; in {{ system = derivation {{ name = \"noinit\"; \
-             system = builtins.currentSystem; builder = bb; args = [ \"sh\" \"-c\" \"${{bb}} mkdir $out\" ]; }}; }}"
-        ),
+        "let bb = import <nixcloud-container/lib/host-busybox.nix>; in { system = derivation { name = \"noinit\"; \
+         system = builtins.currentSystem; builder = bb; args = [ \"sh\" \"-c\" \"${bb} mkdir $out\" ]; }; }",
     );
     let nixos_without_nixpkgs = host.file("nixos.nix", "{ pkgs, ... }: { }");
     let cases: [(&Path, &str); 9] = [
@@ -65,7 +63,7 @@ fn container_file_errors_name_the_file_and_leave_nothing() {
         (&dir.join("a-directory.nix"), "is not a file"),
         (&syntax, "syntax error"),
         (&undefined, "undefined variable 'doesNotExist'"),
-        (&typed, "network: ip must be an IPv4 address"),
+        (&typed, "network.ip 5 is not an IPv4 address"),
         (&unknown, "unknown attribute 'autostrat'"),
         (&not_a_container, "must evaluate to a NixOS module function or an attribute set"),
         (&no_init, "has no executable init"),
@@ -337,10 +335,8 @@ fn failed_updates_leave_the_container_as_it_was() {
     assert!(err.contains("broken.nix") && err.contains("syntax error"), "{err}");
     let no_init = host.file(
         "noinit.nix",
-        &format!(
-            "let bb = import {REPO}/lib/host-busybox.nix; in {{ system = derivation {{ name = \"noinit\"; \
-             system = builtins.currentSystem; builder = bb; args = [ \"sh\" \"-c\" \"${{bb}} mkdir $out\" ]; }}; }}"
-        ),
+        "let bb = import <nixcloud-container/lib/host-busybox.nix>; in { system = derivation { name = \"noinit\"; \
+         system = builtins.currentSystem; builder = bb; args = [ \"sh\" \"-c\" \"${bb} mkdir $out\" ]; }; }",
     );
     let err = host.fails(&["update", "steady", path_str(&no_init)], 1);
     assert!(err.contains("cannot build") && err.contains("has no executable init"), "{err}");

@@ -157,12 +157,12 @@ fn autostart_containers_come_up_under_lxc_autostart() {
 
     // The host module's boot service does the same, with its own shell.
     let Some(service) = autostart_service(&host) else { return };
-    let start = host.ns(&format!("bash -euo pipefail -c {}", shell_quote(&service.0)));
+    let start = host.ns_with_helper(&format!("bash -euo pipefail -c {}", shell_quote(&service.0)));
     assert_eq!(start.code, 0, "{start:?}");
     assert_eq!(host.state("auto"), "RUNNING");
     assert_eq!(host.state("manual"), "STOPPED");
     host.ok(&["start", "manual"]);
-    let stop = host.ns(&format!("bash -euo pipefail -c {}", shell_quote(&service.1)));
+    let stop = host.ns_with_helper(&format!("bash -euo pipefail -c {}", shell_quote(&service.1)));
     assert_eq!(stop.code, 0, "{stop:?}");
     assert_eq!((host.state("auto"), host.state("manual")), ("STOPPED".into(), "STOPPED".into()));
 }
@@ -245,6 +245,7 @@ fn runtime_commands_name_unknown_containers_and_stopped_ones() {
 #[test]
 fn start_names_a_missing_bridge() {
     let host = Host::new();
+    host.allow_bridge("brMissing", "10.10.0.1", 16);
     let file =
         host.tiny("own.nix", "1", r#"network = { bridge = "brMissing"; ip = "10.10.1.2"; };"#);
     host.ok(&["create", "own", path_str(&file)]);

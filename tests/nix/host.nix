@@ -105,11 +105,12 @@ in
     (eq "autostart service runs after the network"
       { inherit (autostart defaults) wantedBy after restartIfChanged; }
       { wantedBy = [ "multi-user.target" ]; after = [ "network.target" ]; restartIfChanged = false; })
-    (eq "autostart has lxc and the setuid wrappers on its PATH" (autostart defaults).path [ lxc "/run/wrappers" ])
+    (eq "autostart has the helper, lxc and the setuid wrappers on its PATH"
+      (map (p: p.name or p) (autostart defaults).path) [ "nixcloud-container" "lxc-7.0.0" "/run/wrappers" ])
     (hasInfix "autostart asks lxc-autostart which containers to start"
       "lxc-autostart --lxcpath /var/lib/lxc --all --list | while read -r name delay; do" (autostart defaults).script)
-    (hasInfix "autostart starts each with an lxc-start of its own"
-      "lxc-start --lxcpath /var/lib/lxc --name \"$name\"" (autostart defaults).script)
+    (hasInfix "autostart starts each through the helper, which checks its LXC settings"
+      "nixcloud-container start \"$name\"" (autostart defaults).script)
     (hasInfix "autostart waits each container's lxc.start.delay"
       "if [ \"$delay\" -gt 0 ]; then sleep \"$delay\"; fi" (autostart defaults).script)
     (hasInfix "autostart shuts every running container down, 32 at a time"
@@ -135,6 +136,7 @@ in
     (eq "host.json follows the options" (hostJson custom) {
       hostonly = { bridge = "brX-only"; address = "10.50.0.1"; prefixLength = 24; };
       internet = { bridge = "brX-net"; address = "10.60.0.1"; prefixLength = 20; };
+      extraBridges = { };
       idmap = { hostId = 200000; count = 10000; };
       lxcPath = "/srv/lxc";
       profilesDir = "/srv/profiles";
@@ -291,5 +293,39 @@ in
       { nixcloud.containers = { enable = true; idmap = { hostId = 30000; count = 1000; }; }; }
       { users.users.alice.isNormalUser = true; }
     ]).warnings [ ])
+  ];
+
+  extra-bridges =
+    let
+      own = enabled { extraBridges.myOwnBridge = { address = "10.10.0.1"; prefixLength = 16; }; };
+      byHand = evalHost [
+        { nixcloud.containers = { enable = true; extraBridges.myOwnBridge = { address = "10.10.0.1"; prefixLength = 16; }; }; }
+        { networking.interfaces.myOwnBridge.ipv4.addresses = [ { address = "10.10.0.1"; prefixLength = 16; } ]; }
+      ];
+    in
+    [
+      (eq "no failed assertions" (failedAssertions own) [ ])
+      (eq "host.json lets containers join it" (hostJson own).extraBridges
+        { myOwnBridge = { address = "10.10.0.1"; prefixLength = 16; }; })
+      (eq "the module makes the bridge" own.networking.bridges.myOwnBridge.interfaces [ ])
+      (eq "with the host's address" own.networking.interfaces.myOwnBridge.ipv4.addresses
+        [ { address = "10.10.0.1"; prefixLength = 16; } ])
+      (eq "an address set by hand wins, once" byHand.networking.interfaces.myOwnBridge.ipv4.addresses
+        [ { address = "10.10.0.1"; prefixLength = 16; } ])
+      (eq "none by default" (hostJson defaults).extraBridges { })
+      (assertionFails "not the hostonly bridge"
+        (enabled { extraBridges.brNC-hostonly = { address = "10.10.0.1"; prefixLength = 16; }; }) "must not name")
+      (assertionFails "not a network address"
+        (enabled { extraBridges.br1 = { address = "10.10.0.0"; prefixLength = 16; }; }) "network or broadcast")
+    ];
+
+  sandbox = [
+    (eq "the default sandbox passes" (failedAssertions defaults) [ ])
+    (assertionFails "no sandbox is refused"
+      (evalHost [ { nixcloud.containers.enable = true; nix.settings.sandbox = false; } ]) "sandbox")
+    (assertionFails "a relaxed sandbox is refused"
+      (evalHost [ { nixcloud.containers.enable = true; nix.settings.sandbox = "relaxed"; } ]) "sandbox")
+    (assertionFails "builds as root are refused"
+      (evalHost [ { nixcloud.containers.enable = true; nix.settings.build-users-group = ""; } ]) "build-users-group")
   ];
 }

@@ -39,6 +39,10 @@ in
     })) { };
 
     nix.package = opt types.package pkgs.nix;
+    nix.settings = opt (types.submodule {
+      freeformType = types.attrsOf types.anything;
+      options.sandbox = opt (types.either types.bool (types.enum [ "relaxed" ])) true;
+    }) { };
 
     users.users = opt (types.attrsOf (types.submodule ({ name, config, ... }: {
       options = {

@@ -1,16 +1,13 @@
-//! list-generations, delete-generations, switch-generation, rollback, and
-//! activating the current generation in a running container.
-
-use std::ffi::OsStr;
+//! list-generations, delete-generations, switch-generation, rollback.
 
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
-use super::lifecycle::{record_switch, refresh_addresses};
-use super::Context;
+use super::activation::switch_live;
+use super::context::Context;
+use super::recovery::{record_switch, refresh_addresses};
 use crate::nix::Nix;
-use crate::process::describe_status;
-use crate::profile::{check_specifier, Generation};
+use crate::profile::Deletion;
 
 #[derive(Serialize)]
 struct GenerationRow {
@@ -59,19 +56,19 @@ fn local_time(time: std::time::SystemTime) -> String {
 }
 
 pub fn delete(ctx: &Context, name: &str, specifiers: &[String]) -> Result<()> {
-    for specifier in specifiers {
-        check_specifier(specifier)?;
-    }
+    let deletion = Deletion::parse(specifiers)?;
     let (_lock, _) = ctx.lock_existing(name)?;
     let profile = ctx.profile(name);
     let current = profile.current_number()?;
-    for number in specifiers.iter().filter_map(|s| s.parse::<u64>().ok()) {
-        if Some(number) == current {
-            bail!("generation {number} of '{name}' is current: switch to another one before deleting it");
+    if let Deletion::Numbers(numbers) = &deletion {
+        for &number in numbers {
+            if Some(number) == current {
+                bail!("generation {number} of '{name}' is current: switch to another one before deleting it");
+            }
+            profile.generation(number).with_context(|| format!("container '{name}'"))?;
         }
-        profile.generation(number).with_context(|| format!("container '{name}'"))?;
     }
-    ctx.nix(&[]).delete_generations(&profile, specifiers)?;
+    ctx.plain_nix().delete_generations(&profile, &deletion.nix_env_args())?;
     // Addresses only a deleted generation used are free again.
     refresh_addresses(ctx, name)?;
     let left: Vec<String> = profile.generations()?.iter().map(|g| g.number.to_string()).collect();
@@ -79,24 +76,31 @@ pub fn delete(ctx: &Context, name: &str, specifiers: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub fn switch(ctx: &Context, name: &str, number: u64, lxc_args: &[String]) -> Result<()> {
+pub fn switch(ctx: &Context, name: &str, number: u64) -> Result<()> {
     let (_lock, _) = ctx.lock_existing(name)?;
     let profile = ctx.profile(name);
-    profile.generation(number).with_context(|| format!("container '{name}'"))?;
+    let target = profile.generation(number).with_context(|| format!("container '{name}'"))?;
     let previous = profile.current_number()?.context("the container has no current generation")?;
-    switch_recorded(ctx, name, previous, lxc_args, |nix| nix.switch_generation(&profile, number))?;
+    ctx.check_generation(name, &target.path)
+        .with_context(|| format!("refusing to switch '{name}' to generation {number}"))?;
+    switch_recorded(ctx, name, previous, |nix| nix.switch_generation(&profile, number))?;
     println!("container '{name}': generation {number} is current");
     Ok(())
 }
 
-pub fn rollback(ctx: &Context, name: &str, lxc_args: &[String]) -> Result<()> {
+pub fn rollback(ctx: &Context, name: &str) -> Result<()> {
     let (_lock, _) = ctx.lock_existing(name)?;
     let profile = ctx.profile(name);
     let previous = profile.current_number()?.context("the container has no current generation")?;
-    if profile.generations()?.iter().all(|g| g.number >= previous) {
+    // The generation nix-env --rollback goes to: the newest older one.
+    let Some(target) = profile.generations()?.into_iter().rev().find(|g| g.number < previous)
+    else {
         bail!("container '{name}' has no generation older than {previous} to roll back to");
-    }
-    switch_recorded(ctx, name, previous, lxc_args, |nix| nix.rollback(&profile))?;
+    };
+    ctx.check_generation(name, &target.path).with_context(|| {
+        format!("refusing to roll '{name}' back to generation {}", target.number)
+    })?;
+    switch_recorded(ctx, name, previous, |nix| nix.rollback(&profile))?;
     let current = profile.current_number()?.unwrap_or(previous);
     println!("container '{name}': rolled back from generation {previous} to {current}");
     Ok(())
@@ -110,79 +114,11 @@ fn switch_recorded(
     ctx: &Context,
     name: &str,
     previous: u64,
-    lxc_args: &[String],
     switch: impl FnOnce(&Nix) -> Result<()>,
 ) -> Result<()> {
     record_switch(ctx, name, Some(previous))?;
-    let switched = switch(&ctx.nix(&[])).and_then(|()| switch_live(ctx, name, previous, lxc_args));
+    let switched =
+        switch(&ctx.plain_nix()).and_then(|()| switch_live(ctx, name, previous, &ctx.lxc_args));
     record_switch(ctx, name, None)?;
     switched
-}
-
-/// After the profile switched away from generation `previous`: activates the
-/// current generation in the container when it runs, as `nixos-rebuild
-/// switch` would (a stopped container boots it at its next start). When the
-/// activation fails, generation `previous` is made current and activated
-/// again, and the error says so.
-pub fn switch_live(ctx: &Context, name: &str, previous: u64, lxc_args: &[String]) -> Result<()> {
-    if !ctx.lxc().is_running(name)? {
-        return Ok(());
-    }
-    let profile = ctx.profile(name);
-    let current = profile.current()?.context("the container has no current generation")?;
-    let old = profile.generation(previous)?;
-    if lxc_settings(&old) != lxc_settings(&current) {
-        eprintln!(
-            "note: generation {} changes the container's LXC settings; they apply when \
-             '{name}' is next started (stop and start it)",
-            current.number
-        );
-    }
-    let Err(err) = activate(ctx, name, &current, lxc_args) else {
-        return Ok(());
-    };
-    ctx.nix(&[]).switch_generation(&profile, previous)?;
-    if let Err(again) = activate(ctx, name, &old, lxc_args) {
-        eprintln!("warning: re-activating generation {previous} failed too: {again:#}");
-    }
-    Err(err.context(format!("generation {previous} of '{name}' is current again")))
-}
-
-fn lxc_settings(generation: &Generation) -> Option<String> {
-    std::fs::read_to_string(generation.path.join("lxc.conf")).ok()
-}
-
-/// Runs the generation's `switch-to-configuration switch` inside the container.
-fn activate(ctx: &Context, name: &str, generation: &Generation, lxc_args: &[String]) -> Result<()> {
-    let system = generation.meta()?.system;
-    let program = system.join("bin/switch-to-configuration");
-    if !program.exists() {
-        println!(
-            "note: {} has no bin/switch-to-configuration: '{name}' runs generation {} from its next start",
-            system.display(),
-            generation.number
-        );
-        return Ok(());
-    }
-    let finished =
-        ctx.lxc().attach_captured(name, lxc_args, &[program.as_os_str(), OsStr::new("switch")])?;
-    for output in [&finished.stdout, &finished.stderr] {
-        if !output.trim().is_empty() {
-            eprintln!("{}", output.trim_end());
-        }
-    }
-    if !finished.status.success() {
-        let last = [&finished.stderr, &finished.stdout]
-            .into_iter()
-            .find_map(|out| out.lines().rev().find(|line| !line.trim().is_empty()))
-            .unwrap_or("no output");
-        bail!(
-            "activating generation {} in '{name}' failed with {}: {}",
-            generation.number,
-            describe_status(finished.status),
-            last.trim()
-        );
-    }
-    println!("activated generation {} in running container '{name}'", generation.number);
-    Ok(())
 }

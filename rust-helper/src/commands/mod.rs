@@ -1,77 +1,24 @@
 //! The commands, grouped by what they touch, and what they share.
 
+mod activation;
+mod context;
 mod generations;
 mod lifecycle;
 mod query;
+mod recovery;
 mod runtime;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 
 use crate::cli::{Cli, Command, InsteadOfFile};
-use crate::lxc::Lxc;
 use crate::manual;
-use crate::names;
-use crate::nix::Nix;
-use crate::profile::Profile;
 use crate::settings::Settings;
 use crate::spec::Source;
-use crate::state::{ContainerLock, Entry, Store};
-
-/// What every command works with.
-pub struct Context {
-    pub settings: Settings,
-    pub store: Store,
-}
-
-impl Context {
-    pub fn lxc(&self) -> Lxc<'_> {
-        Lxc { path: &self.settings.lxc_path, verbose: self.settings.verbose }
-    }
-
-    pub fn profile(&self, name: &str) -> Profile {
-        Profile::new(&self.settings.profiles_dir, name)
-    }
-
-    pub fn nix<'a>(&'a self, extra_args: &'a [String]) -> Nix<'a> {
-        Nix { lib: &self.settings.nix_lib, extra_args, verbose: self.settings.verbose }
-    }
-
-    /// Fails unless the container's root can reach its rootfs and its profile.
-    pub fn check_reachable(&self, name: &str) -> Result<()> {
-        let host_id = self.settings.host.idmap.host_id;
-        crate::lxc::check_reachable(&self.lxc().rootfs(name), host_id)?;
-        crate::lxc::check_reachable(self.profile(name).dir(), host_id)
-    }
-
-    /// The entry of an existing container, read without locking: for
-    /// commands that only look.
-    pub fn existing(&self, name: &str) -> Result<Entry> {
-        names::validate(name)?;
-        let entry = self.store.read()?.containers.remove(name);
-        known(name, entry)
-    }
-
-    /// For commands that change a container: takes its lock, repairs what
-    /// crashed commands left behind, and returns the lock with the entry.
-    pub fn lock_existing(&self, name: &str) -> Result<(ContainerLock, Entry)> {
-        names::validate(name)?;
-        let lock = self.store.lock_container(name)?;
-        let mut locked = self.store.lock()?;
-        lifecycle::repair_all(self, &mut locked, name)?;
-        let entry = locked.state.containers.remove(name);
-        Ok((lock, known(name, entry)?))
-    }
-}
-
-fn known(name: &str, entry: Option<Entry>) -> Result<Entry> {
-    match entry {
-        Some(entry) if entry.exists() => Ok(entry),
-        _ => bail!("no container named '{name}' (see `nixcloud-container list`)"),
-    }
-}
+use crate::state::Store;
+pub use context::Context;
 
 /// What a command names to build from: a container file, a system store
 /// path (--system) or a flake's container (--flake); clap allows one at most.
@@ -100,12 +47,12 @@ fn source_of(
 
 /// A container file given on the command line, as an absolute path. Symlinks
 /// are kept, so a later `update` follows one that was moved.
-fn container_file(file: &Path) -> Result<Source> {
+fn container_file(file: &std::path::Path) -> Result<Source> {
     let absolute = std::path::absolute(file)
         .with_context(|| format!("cannot resolve container file {}", file.display()))?;
     match std::fs::metadata(&absolute) {
         Ok(meta) if meta.is_file() => Ok(Source::File(absolute)),
-        Ok(_) => bail!("container file {} is not a file", absolute.display()),
+        Ok(_) => anyhow::bail!("container file {} is not a file", absolute.display()),
         Err(err) => {
             Err(err).with_context(|| format!("cannot read container file {}", absolute.display()))
         }
@@ -117,40 +64,37 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         manual::print(command.as_deref())?;
         return Ok(ExitCode::SUCCESS);
     }
+    let (nix_args, lxc_args) = cli.command.parameters()?;
     let settings = Settings::load(&cli.locations, cli.verbose)?;
-    let ctx = Context { store: Store::new(&settings.state_dir), settings };
+    let ctx = Context { store: Store::new(&settings.state_dir), settings, nix_args, lxc_args };
     match cli.command {
-        Command::Create { name, config, instead, nix, lxc } => {
+        Command::Create { name, config, instead, .. } => {
             let source = source_of(&name, config, instead)?.expect("clap requires a source");
-            lifecycle::create(&ctx, &name, source, &nix.words()?, &lxc.words()?)?;
+            lifecycle::create(&ctx, &name, source)?;
         }
-        Command::Update { name, config, instead, nix, lxc } => {
+        Command::Update { name, config, instead, .. } => {
             let source = source_of(&name, config, instead)?;
-            lifecycle::update(&ctx, &name, source, &nix.words()?, &lxc.words()?)?;
+            lifecycle::update(&ctx, &name, source)?;
         }
-        Command::Destroy { name, force, lxc } => {
-            lifecycle::destroy(&ctx, &name, force, &lxc.words()?)?
-        }
+        Command::Destroy { name, force, .. } => lifecycle::destroy(&ctx, &name, force)?,
         Command::ListGenerations { name, json } => generations::list(&ctx, &name, json.json)?,
         Command::DeleteGenerations { name, generations } => {
             generations::delete(&ctx, &name, &generations)?
         }
-        Command::SwitchGeneration { name, generation, lxc } => {
-            generations::switch(&ctx, &name, generation, &lxc.words()?)?
+        Command::SwitchGeneration { name, generation, .. } => {
+            generations::switch(&ctx, &name, generation)?
         }
-        Command::Rollback { name, lxc } => generations::rollback(&ctx, &name, &lxc.words()?)?,
-        Command::Start { name, lxc } => return runtime::start(&ctx, &name, &lxc.words()?),
-        Command::Login { name, lxc } => return runtime::login(&ctx, &name, &lxc.words()?),
-        Command::Run { name, lxc, command } => {
-            return runtime::run(&ctx, &name, &lxc.words()?, &command)
-        }
-        Command::Stop { name, lxc } => runtime::stop(&ctx, &name, &lxc.words()?)?,
-        Command::Terminate { name, lxc } => runtime::terminate(&ctx, &name, &lxc.words()?)?,
-        Command::List { lxc, json } => query::list(&ctx, &lxc.words()?, json.json)?,
+        Command::Rollback { name, .. } => generations::rollback(&ctx, &name)?,
+        Command::Start { name, .. } => return runtime::start(&ctx, &name),
+        Command::Login { name, .. } => return runtime::login(&ctx, &name),
+        Command::Run { name, command, .. } => return runtime::run(&ctx, &name, &command),
+        Command::Stop { name, .. } => runtime::stop(&ctx, &name)?,
+        Command::Terminate { name, .. } => runtime::terminate(&ctx, &name)?,
+        Command::List { json, .. } => query::list(&ctx, json.json)?,
         Command::ShowIp { name, json } => query::show_ip(&ctx, &name, json.json)?,
         Command::Exists { name } => return query::exists(&ctx, &name),
         Command::State { name, json } => query::state(&ctx, &name, json.json)?,
-        Command::RepairState => lifecycle::repair_state(&ctx)?,
+        Command::RepairState => recovery::repair_state(&ctx)?,
         Command::Help { .. } => unreachable!("answered above"),
     }
     Ok(ExitCode::SUCCESS)

@@ -1,99 +1,118 @@
 //! start, stop, terminate, login, run: the container's life under LXC.
-//!
-//! The common case costs one lxc-* call; the checks that explain a failure
-//! (is it running? does its bridge exist?) run when they can help.
 
 use std::process::{ExitCode, ExitStatus};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
-use super::Context;
+use super::context::Context;
 use crate::error::EXIT_FAILURE;
-use crate::lxc::Lxc;
+use crate::lxc::{Halted, Lxc, Started};
+use crate::profile::Generation;
+use crate::scratch::Scratch;
+use crate::spec::Params;
+use crate::state::StartedWith;
 
-pub fn start(ctx: &Context, name: &str, lxc_args: &[String]) -> Result<ExitCode> {
+pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
     let (lock, _) = ctx.lock_existing(name)?;
-    check_bridges(ctx, name)?;
+    let current = ctx
+        .profile(name)
+        .current()?
+        .with_context(|| format!("container '{name}' has no current generation"))?;
+    // What LXC reads: nothing of an older or tampered generation that this
+    // helper would not write.
+    ctx.check_generation(name, &current.path)
+        .with_context(|| format!("refusing to start '{name}'"))?;
+    let params = current.meta()?.params;
+    check_bridges(name, &params)?;
     ctx.check_reachable(name)?;
     let lxc = ctx.lxc();
-    if lxc_args.iter().any(|arg| arg == "-F" || arg == "--foreground") {
+    if ctx.lxc_args.iter().any(|arg| arg == "-F" || arg == "--foreground") {
+        record_started(ctx, name, &current, &params)?;
         // The console stays on this terminal until the container stops; other
         // commands (update, stop) must not wait for that.
         drop(lock);
-        return Ok(exit_code(lxc.start_foreground(name, lxc_args)?));
+        return Ok(exit_code(lxc.start_foreground(name, &ctx.lxc_args)?));
     }
-    if let Err(err) = lxc.start(name, lxc_args) {
-        if lxc.is_running(name)? {
-            println!("container '{name}' is already running");
-            return Ok(ExitCode::SUCCESS);
-        }
-        return Err(err.context(format!("cannot start container '{name}'")));
+    let scratch = Scratch::new(&ctx.settings.state_dir)?;
+    let started = lxc
+        .start(name, &ctx.lxc_args, scratch.dir())
+        .with_context(|| format!("cannot start container '{name}'"))?;
+    match started {
+        Started::Now => record_started(ctx, name, &current, &params)?,
+        Started::AlreadyRunning => println!("container '{name}' is already running"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// A clear error instead of LXC's when a bridge of the current generation is missing.
-fn check_bridges(ctx: &Context, name: &str) -> Result<()> {
-    let Some(current) = ctx.profile(name).current()? else {
-        return Ok(());
-    };
-    let params = current.meta()?.params;
-    let bridges = std::iter::once(params.hostonly.bridge).chain(params.internet.map(|i| i.bridge));
+/// Records which generation's LXC settings the container runs with (until
+/// its next start), for `list` and `show-ip`.
+fn record_started(ctx: &Context, name: &str, current: &Generation, params: &Params) -> Result<()> {
+    let mut locked = ctx.store.lock()?;
+    let entry = locked.state.containers.get_mut(name).context("the container is gone")?;
+    entry.started_with =
+        Some(StartedWith { generation: current.number, address: params.hostonly.address });
+    locked.save()
+}
+
+/// A clear error instead of LXC's when a bridge of the generation is missing.
+fn check_bridges(name: &str, params: &Params) -> Result<()> {
+    let bridges =
+        std::iter::once(&params.hostonly.bridge).chain(params.internet.as_ref().map(|i| &i.bridge));
     for bridge in bridges {
-        if !std::path::Path::new("/sys/class/net").join(&bridge).join("bridge").exists() {
+        if !std::path::Path::new("/sys/class/net").join(bridge.as_str()).join("bridge").exists() {
             bail!(
                 "cannot start container '{name}': bridge {bridge} does not exist on this host \
-                 (nixcloud.containers.enable = true creates the default ones; a network.bridge of \
-                 your own must be set up by the host's configuration)"
+                 (nixcloud.containers.enable = true creates the default ones, \
+                 nixcloud.containers.extraBridges the others)"
             );
         }
     }
     Ok(())
 }
 
-pub fn stop(ctx: &Context, name: &str, lxc_args: &[String]) -> Result<()> {
-    halt(ctx, name, "stop", |lxc| lxc.stop(name, lxc_args))
+pub fn stop(ctx: &Context, name: &str) -> Result<()> {
+    halt(ctx, name, "stop", |lxc| lxc.stop(name, &ctx.lxc_args))
 }
 
-pub fn terminate(ctx: &Context, name: &str, lxc_args: &[String]) -> Result<()> {
-    halt(ctx, name, "terminate", |lxc| lxc.kill(name, lxc_args))
+pub fn terminate(ctx: &Context, name: &str) -> Result<()> {
+    halt(ctx, name, "terminate", |lxc| lxc.kill(name, &ctx.lxc_args))
 }
 
 /// Stops a container with `how`; one that is not running is no error.
-fn halt(ctx: &Context, name: &str, verb: &str, how: impl FnOnce(&Lxc) -> Result<()>) -> Result<()> {
+fn halt(
+    ctx: &Context,
+    name: &str,
+    verb: &str,
+    how: impl FnOnce(&Lxc) -> Result<Halted>,
+) -> Result<()> {
     let (_lock, _) = ctx.lock_existing(name)?;
-    let lxc = ctx.lxc();
-    if let Err(err) = how(&lxc) {
-        if !lxc.is_running(name)? {
-            println!("container '{name}' is not running");
-            return Ok(());
-        }
-        return Err(err.context(format!("cannot {verb} container '{name}'")));
+    match how(&ctx.lxc()).with_context(|| format!("cannot {verb} container '{name}'"))? {
+        Halted::Now => {}
+        Halted::WasNotRunning => println!("container '{name}' is not running"),
     }
     Ok(())
 }
 
-pub fn login(ctx: &Context, name: &str, lxc_args: &[String]) -> Result<ExitCode> {
-    ctx.existing(name)?;
-    let status = ctx.lxc().login(name, lxc_args)?;
-    attached(ctx, name, status)
+pub fn login(ctx: &Context, name: &str) -> Result<ExitCode> {
+    ensure_running(ctx, name)?;
+    Ok(exit_code(ctx.lxc().login(name, &ctx.lxc_args)?))
 }
 
-pub fn run(ctx: &Context, name: &str, lxc_args: &[String], command: &[String]) -> Result<ExitCode> {
-    ctx.existing(name)?;
-    let status = ctx.lxc().attach(name, lxc_args, command)?;
-    attached(ctx, name, status)
+pub fn run(ctx: &Context, name: &str, command: &[String]) -> Result<ExitCode> {
+    ensure_running(ctx, name)?;
+    Ok(exit_code(ctx.lxc().attach(name, &ctx.lxc_args, command)?))
 }
 
-/// The exit code of an attached command, unless the failure was lxc-attach's
-/// own because the container is not running.
-fn attached(ctx: &Context, name: &str, status: ExitStatus) -> Result<ExitCode> {
-    if !status.success() && !ctx.lxc().is_running(name)? {
+/// Fails, in one line, unless container `name` exists and runs: lxc-attach
+/// would say it on our terminal in words of its own.
+fn ensure_running(ctx: &Context, name: &str) -> Result<()> {
+    ctx.existing(name)?;
+    if !ctx.lxc().is_running(name)? {
         bail!(
             "container '{name}' is not running (start it with `nixcloud-container start {name}`)"
         );
     }
-    Ok(exit_code(status))
+    Ok(())
 }
 
 fn exit_code(status: ExitStatus) -> ExitCode {

@@ -86,6 +86,18 @@ impl Host {
         self.ns_ok(&format!("ip link set {bridge} up"));
     }
 
+    /// Lets containers join `bridge` (host.json's extraBridges), with the
+    /// host's address on it; the bridge itself is not made.
+    pub fn allow_bridge(&self, bridge: &str, address: &str, prefix_length: u8) {
+        let file = self.dir.path().join("host.json");
+        let mut host: serde_json::Value = std::fs::read_to_string(&file)
+            .map(|text| serde_json::from_str(&text).expect("host.json is JSON"))
+            .unwrap_or_else(|_| serde_json::json!({}));
+        host["extraBridges"][bridge] =
+            serde_json::json!({ "address": address, "prefixLength": prefix_length });
+        std::fs::write(&file, host.to_string()).expect("host.json written");
+    }
+
     pub fn lxc_path(&self) -> PathBuf {
         self.dir.path().join("lxc")
     }
@@ -98,19 +110,42 @@ impl Host {
         self.dir.path().join("state")
     }
 
+    /// The variables that put the helper into this host's directories.
+    pub fn helper_env(&self) -> [(&'static str, PathBuf); 4] {
+        [
+            ("NIXCLOUD_CONTAINER_LXC_PATH", self.lxc_path()),
+            ("NIXCLOUD_CONTAINER_PROFILES_DIR", self.profiles_dir()),
+            ("NIXCLOUD_CONTAINER_STATE_DIR", self.state_dir()),
+            ("NIXCLOUD_CONTAINER_HOST_CONFIG", self.dir.path().join("host.json")),
+        ]
+    }
+
     /// The helper as a command in this host's namespace and directories.
     pub fn helper_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &self.netns, HELPER])
             .args(args)
-            .env("NIXCLOUD_CONTAINER_LXC_PATH", self.lxc_path())
-            .env("NIXCLOUD_CONTAINER_PROFILES_DIR", self.profiles_dir())
-            .env("NIXCLOUD_CONTAINER_STATE_DIR", self.state_dir())
-            .env("NIXCLOUD_CONTAINER_HOST_CONFIG", self.dir.path().join("host.json"))
+            .envs(self.helper_env())
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
         command
+    }
+
+    /// A shell command in this host's namespace with the helper on PATH as
+    /// `nixcloud-container`, in this host's directories (as the NixOS
+    /// module's services run it).
+    pub fn ns_with_helper(&self, command: &str) -> Run {
+        let helper_dir = Path::new(HELPER).parent().expect("the helper is in a directory");
+        let path =
+            format!("{}:{}", helper_dir.display(), std::env::var("PATH").unwrap_or_default());
+        Command::new("ip")
+            .args(["netns", "exec", &self.netns, "sh", "-c", command])
+            .envs(self.helper_env())
+            .env("PATH", path)
+            .output()
+            .expect("ip netns exec runs")
+            .into()
     }
 
     /// Runs the helper in this host.
@@ -255,7 +290,7 @@ impl Host {
 /// The text of a container file for the tiny system.
 pub fn tiny_file(version: &str, attrs: &str, system_args: &str) -> String {
     format!(
-        "{{\n  {attrs}\n  system = import {REPO}/examples/tiny/system.nix {{ version = \"{version}\"; {system_args} }};\n}}\n"
+        "{{\n  {attrs}\n  system = import <nixcloud-container/examples/tiny/system.nix> {{ version = \"{version}\"; {system_args} }};\n}}\n"
     )
 }
 

@@ -3,19 +3,16 @@
 # integers; IPv6 parsing is nixpkgs' lib.network.ipv6.
 { lib }:
 let
-  inherit (builtins) elemAt fromJSON genList length match;
-  inherit (lib) all concatMapStringsSep foldl' toLower zipListsWith;
+  inherit (builtins) fromJSON genList match;
+  inherit (lib) concatMapStringsSep foldl' toLower zipListsWith;
 
   # 2^n for 0 <= n <= 32.
   pow2 = n: foldl' (acc: _: acc * 2) 1 (genList (i: i) n);
 
-  octet = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+  formats = import ./formats.nix;
 in
 rec {
-  # A regular expression that matches exactly the dotted-quad IPv4 addresses.
-  ipv4Pattern = "${octet}\\.${octet}\\.${octet}\\.${octet}";
-
-  isIPv4 = s: match ipv4Pattern s != null;
+  isIPv4 = formats.ipv4Address.matches;
 
   # "10.101.0.1" -> 174391297
   ipv4ToInt = s:

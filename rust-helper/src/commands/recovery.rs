@@ -1,0 +1,210 @@
+//! Recovery: what a crashed command left behind is finished or undone by the
+//! next one, and the state is kept in step with what is on disk.
+//!
+//! create, update, destroy, switch-generation and rollback record what they
+//! are doing (the entry's phase) before they touch anything, and hold the
+//! container's lock throughout; a phase other than Ready whose lock is free
+//! is what a crash left.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use anyhow::{Context as _, Result};
+
+use super::activation::switch_live;
+use super::context::Context;
+use crate::names;
+use crate::state::{Address, Entry, Locked, Phase};
+
+/// Finishes or undoes what crashed commands left behind: container `own`
+/// (whose lock the caller holds) and every other one whose lock is free.
+pub fn repair_all(ctx: &Context, locked: &mut Locked, own: &str) -> Result<()> {
+    let unfinished: Vec<String> = locked
+        .state
+        .containers
+        .iter()
+        .filter(|(_, entry)| entry.phase != Phase::Ready)
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in unfinished {
+        if name == own {
+            repair(ctx, locked, &name)?;
+        } else if let Some(lock) = ctx.store.try_lock_container(&name)? {
+            repair(ctx, locked, &name)?;
+            if !locked.state.containers.contains_key(&name) {
+                lock.remove();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Repairs container `name`, whose command crashed (nobody holds its lock).
+fn repair(ctx: &Context, locked: &mut Locked, name: &str) -> Result<()> {
+    let phase = locked.state.containers[name].phase;
+    match phase {
+        Phase::Ready => Ok(()),
+        // A half-made container is undone; a half-destroyed one is finished.
+        Phase::Creating | Phase::Destroying => {
+            eprintln!("note: removing what an interrupted command left of container '{name}'");
+            teardown(ctx, locked, name)
+        }
+        // The profile switch is atomic, but the activation that follows it
+        // may not have happened, and an address claim may be stale.
+        Phase::Updating => {
+            let from = locked.state.containers[name].switched_from;
+            let current = ctx.profile(name).current_number()?;
+            if let Some(from) = from.filter(|&from| Some(from) != current) {
+                eprintln!(
+                    "note: finishing the interrupted switch of '{name}' from generation {from}"
+                );
+                if let Err(err) = switch_live(ctx, name, from, &[]) {
+                    eprintln!("warning: {err:#}");
+                }
+            }
+            let entry = locked.state.containers.get_mut(name).expect("listed above");
+            entry.addresses = addresses_in_use(ctx, name, entry.automatic_ip)?;
+            entry.mark_switching(None);
+            locked.save()
+        }
+    }
+}
+
+/// Removes whatever exists of container `name`, running or not, whole or
+/// half-made: its LXC directory, its profile, the GC roots Nix keeps for
+/// them, its state entry. LXC is given a config of the container's name
+/// alone first, so that nothing of the container's own settings (a hook of
+/// a tampered generation, an include that is gone) runs or stands in the way.
+pub fn teardown(ctx: &Context, locked: &mut Locked, name: &str) -> Result<()> {
+    let lxc = ctx.lxc();
+    let dir = lxc.container_dir(name);
+    if dir.exists() {
+        lxc.write_bare_config(name)?;
+        if lxc.is_running(name).unwrap_or(false) {
+            lxc.kill(name, &[]).with_context(|| format!("cannot stop container '{name}'"))?;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(err).with_context(|| format!("cannot remove {}", dir.display()));
+            }
+            _ => {}
+        }
+    }
+    let profile = ctx.profile(name);
+    profile.remove()?;
+    crate::nix::forget_roots(&[profile.dir(), &ctx.settings.state_dir.join("builds").join(name)]);
+    locked.state.containers.remove(name);
+    locked.save()
+}
+
+/// Every address container `name`'s generations use, and its automatic one.
+pub fn addresses_in_use(
+    ctx: &Context,
+    name: &str,
+    automatic_ip: Option<Ipv4Addr>,
+) -> Result<BTreeSet<Address>> {
+    let hostonly_bridge = &ctx.settings.host.hostonly.bridge;
+    let mut addresses: BTreeSet<Address> = automatic_ip
+        .map(|ip| Address { bridge: hostonly_bridge.clone(), ip })
+        .into_iter()
+        .collect();
+    for generation in ctx.profile(name).generations()? {
+        let hostonly = generation.meta()?.params.hostonly;
+        addresses.insert(Address { bridge: hostonly.bridge, ip: hostonly.address });
+    }
+    Ok(addresses)
+}
+
+/// Recomputes container `name`'s addresses from its generations, after
+/// generations were deleted.
+pub fn refresh_addresses(ctx: &Context, name: &str) -> Result<()> {
+    let mut locked = ctx.store.lock()?;
+    let Some(entry) = locked.state.containers.get_mut(name) else {
+        return Ok(());
+    };
+    entry.addresses = addresses_in_use(ctx, name, entry.automatic_ip)?;
+    locked.save()
+}
+
+/// Records that container `name`'s profile is about to switch away from
+/// generation `from` (Ready again: `None`), so that a crash in between is
+/// finished by the next command.
+pub fn record_switch(ctx: &Context, name: &str, from: Option<u64>) -> Result<()> {
+    let mut locked = ctx.store.lock()?;
+    locked.state.containers.get_mut(name).context("the container is gone")?.mark_switching(from);
+    locked.save()
+}
+
+/// Rebuilds the state from what is on disk: each profile with a current
+/// generation is a container; its generations name its addresses and its
+/// source. A profile without an LXC directory is a half-made container,
+/// recorded as such so that the next command removes it; an LXC directory of
+/// ours without generations is removed, as nothing can start it.
+pub fn repair_state(ctx: &Context) -> Result<()> {
+    let (mut locked, kept) = ctx.store.lock_for_rebuild()?;
+    let hostonly_bridge = &ctx.settings.host.hostonly.bridge;
+    for name in names_in(&ctx.settings.profiles_dir)? {
+        let profile = ctx.profile(&name);
+        let Some(current) = profile.current()? else {
+            eprintln!("note: {} has no generation; left out", profile.dir().display());
+            continue;
+        };
+        // An address no generation asked for on the hostonly bridge was allocated.
+        let mut automatic_ip = None;
+        for generation in profile.generations()? {
+            let meta = generation.meta()?;
+            let hostonly = meta.params.hostonly;
+            if meta.spec.network.ip.is_none() && &hostonly.bridge == hostonly_bridge {
+                automatic_ip = Some(hostonly.address);
+            }
+        }
+        let addresses = addresses_in_use(ctx, &name, automatic_ip)?;
+        let phase = if ctx.lxc().is_defined(&name) { Phase::Ready } else { Phase::Creating };
+        let source = current.meta()?.params.source;
+        locked.state.containers.insert(
+            name.clone(),
+            Entry {
+                phase,
+                source,
+                automatic_ip,
+                addresses,
+                switched_from: None,
+                started_with: None,
+            },
+        );
+        println!(
+            "{name}: {}",
+            if phase == Phase::Ready {
+                "recovered"
+            } else {
+                "half-made, removed by the next command"
+            }
+        );
+    }
+    for name in names_in(&ctx.settings.lxc_path)? {
+        if ctx.lxc().is_ours(&name) && !locked.state.containers.contains_key(&name) {
+            teardown(ctx, &mut locked, &name)?;
+            println!("{name}: its generations are gone; removed its LXC directory");
+        }
+    }
+    locked.save()?;
+    match kept {
+        Some(old) => println!("rebuilt the state file; the old one is kept as {}", old.display()),
+        None => println!("rebuilt the state file"),
+    }
+    Ok(())
+}
+
+/// The entries of `dir` that are container names.
+fn names_in(dir: &std::path::Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.collect::<std::io::Result<Vec<_>>>()?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    Ok(entries
+        .into_iter()
+        .filter_map(|entry| entry.file_name().to_str().map(str::to_string))
+        .filter(|name| names::validate(name).is_ok())
+        .collect())
+}

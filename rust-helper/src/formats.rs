@@ -1,0 +1,228 @@
+//! The formats of values that reach LXC's config or a command line: the
+//! regular expressions of lib/formats.json, which lib/spec.nix checks
+//! container files with too, so that both sides apply the same rules.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+const FORMATS_JSON: &str = include_str!("../../lib/formats.json");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    ContainerName,
+    InterfaceName,
+}
+
+struct Compiled {
+    regex: Regex,
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Definition {
+    pattern: String,
+    description: String,
+}
+
+static COMPILED: LazyLock<BTreeMap<String, Compiled>> = LazyLock::new(|| {
+    let definitions: BTreeMap<String, Definition> =
+        serde_json::from_str(FORMATS_JSON).expect("lib/formats.json is valid");
+    definitions
+        .into_iter()
+        .map(|(name, definition)| {
+            // Nix's builtins.match matches the whole string; so must this.
+            let regex = Regex::new(&format!("^(?:{})$", definition.pattern))
+                .expect("lib/formats.json has valid patterns");
+            (name, Compiled { regex, description: definition.description })
+        })
+        .collect()
+});
+
+impl Format {
+    fn key(self) -> &'static str {
+        match self {
+            Format::ContainerName => "containerName",
+            Format::InterfaceName => "interfaceName",
+        }
+    }
+
+    fn compiled(self) -> &'static Compiled {
+        COMPILED.get(self.key()).expect("every format is in lib/formats.json")
+    }
+
+    pub fn matches(self, text: &str) -> bool {
+        self.compiled().regex.is_match(text)
+    }
+
+    /// What the format allows, in words.
+    pub fn description(self) -> &'static str {
+        &self.compiled().description
+    }
+}
+
+/// A value shown in an error: quoted and escaped, so that it stays on one
+/// line, and cut short.
+pub fn show(text: &str) -> String {
+    let quoted = format!("{text:?}");
+    if quoted.chars().count() > 62 {
+        format!("{}...\"", quoted.chars().take(60).collect::<String>())
+    } else {
+        quoted
+    }
+}
+
+/// The name of a network interface (a bridge) as Linux and LXC take it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InterfaceName(String);
+
+impl InterfaceName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for InterfaceName {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<InterfaceName, String> {
+        if Format::InterfaceName.matches(&text) {
+            Ok(InterfaceName(text))
+        } else {
+            Err(format!("{} is not {}", show(&text), Format::InterfaceName.description()))
+        }
+    }
+}
+
+impl From<InterfaceName> for String {
+    fn from(name: InterfaceName) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for InterfaceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for InterfaceName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+/// The prefix length of a subnet that has room for a host and containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct PrefixLength(u8);
+
+impl PrefixLength {
+    pub const MIN: u8 = 1;
+    pub const MAX: u8 = 30;
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u8> for PrefixLength {
+    type Error = String;
+
+    fn try_from(length: u8) -> Result<PrefixLength, String> {
+        if (Self::MIN..=Self::MAX).contains(&length) {
+            Ok(PrefixLength(length))
+        } else {
+            Err(format!(
+                "prefix length {length} is not an integer from {} to {}",
+                Self::MIN,
+                Self::MAX
+            ))
+        }
+    }
+}
+
+impl From<PrefixLength> for u8 {
+    fn from(length: PrefixLength) -> u8 {
+        length.0
+    }
+}
+
+impl fmt::Display for PrefixLength {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_as_linux_takes_them() {
+        for ok in ["br0", "myOwnBridge", "brNC-hostonly", "br.100", "_x", "0123456789abcde"] {
+            assert!(InterfaceName::try_from(ok.to_string()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "../br0",
+            "br0/",
+            "br 0",
+            "br2\nlxc.hook.pre-start = /x",
+            "br\t0",
+            "0123456789abcdef",
+            "-br",
+            ".br",
+            "br:0",
+            "bré",
+        ] {
+            let err = InterfaceName::try_from(bad.to_string()).unwrap_err();
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn nix_takes_the_ipv4_addresses_that_rust_parses() {
+        // lib/spec.nix checks addresses with the pattern, this helper parses
+        // them as Ipv4Addr: both must accept the same strings.
+        let pattern = &COMPILED["ipv4Address"].regex;
+        for text in [
+            "10.101.0.5",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4 ",
+            "1.2.3.4\n",
+            "1.2.3.4/16",
+            "::1",
+            "1.2.3.04",
+            "",
+        ] {
+            let parsed = text.parse::<std::net::Ipv4Addr>().is_ok();
+            assert_eq!(pattern.is_match(text), parsed, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn prefix_lengths_leave_room_for_hosts() {
+        assert!(PrefixLength::try_from(0).is_err());
+        assert!(PrefixLength::try_from(31).is_err());
+        assert_eq!(PrefixLength::try_from(16).unwrap().get(), 16);
+    }
+
+    #[test]
+    fn shown_values_stay_on_one_short_line() {
+        assert_eq!(show("a\nb"), "\"a\\nb\"");
+        assert!(show(&"x".repeat(500)).len() < 70);
+    }
+}

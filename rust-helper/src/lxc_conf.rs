@@ -1,0 +1,252 @@
+//! The check of a generation's LXC settings (`<generation>/lxc.conf`) before
+//! LXC ever reads them.
+//!
+//! lib/lxc-config.nix writes them from values the helper resolved and
+//! checked, but a generation is a store path that anything built before (an
+//! older helper, a tampered profile) may have made. LXC runs hooks as root,
+//! mounts host paths and grants devices on a config's say, so a generation
+//! is made current, started or switched to only when every line is one this
+//! helper generates: a key of a fixed list, with a value of that key's form
+//! for this container, on one line.
+
+use std::net::Ipv4Addr;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::Ipv4Net;
+
+use crate::formats::{show, InterfaceName};
+use crate::settings::IdMap;
+
+/// What the settings of container `name` may say.
+pub struct Rules<'a> {
+    pub name: &'a str,
+    /// `dir:` and this is `lxc.rootfs.path`.
+    pub rootfs: PathBuf,
+    /// The host paths it may bind into the container.
+    pub mount_sources: Vec<PathBuf>,
+    /// Its id range; `lxc.idmap` must map exactly this for users and groups.
+    pub idmap: IdMap,
+    /// The bridges its interfaces may join.
+    pub bridges: Vec<&'a InterfaceName>,
+}
+
+/// The program LXC starts as the container's init: the current generation's
+/// system, through the profile mounted at /init.
+pub const GUEST_INIT: &str = "/init/profile/system/init";
+
+/// The names LXC gives the container's interfaces inside, by index.
+const INTERFACE_NAMES: [&str; 2] = ["hostonly", "internet"];
+
+/// Mount options lib/lxc-config.nix uses.
+const MOUNT_OPTIONS: [&str; 4] = ["ro", "bind", "create=dir", "idmap=container"];
+
+/// Checks the text of a generation's lxc.conf against `rules`.
+pub fn check(text: &str, rules: &Rules) -> Result<()> {
+    let mut idmaps = Vec::new();
+    for (index, line) in text.split('\n').enumerate() {
+        check_line(line, rules, &mut idmaps).with_context(|| format!("line {}", index + 1))?;
+    }
+    let wanted = [
+        format!("u 0 {} {}", rules.idmap.host_id, rules.idmap.count),
+        format!("g 0 {} {}", rules.idmap.host_id, rules.idmap.count),
+    ];
+    if idmaps != wanted {
+        bail!("lxc.idmap must map exactly {} (users and groups), not {idmaps:?}", wanted[0]);
+    }
+    Ok(())
+}
+
+/// Checks `<generation>/lxc.conf`.
+pub fn check_file(file: &Path, rules: &Rules) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    check(&text, rules)
+        .with_context(|| format!("{} is not LXC settings this helper generates", file.display()))
+}
+
+fn check_line(line: &str, rules: &Rules, idmaps: &mut Vec<String>) -> Result<()> {
+    if let Some(bad) = line.chars().find(|c| c.is_control()) {
+        bail!("a control character ({bad:?}) in {}", show(line));
+    }
+    // As LXC parses a line: blanks around, '#' starts a comment, the key
+    // ends at the first '='.
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(());
+    }
+    let Some((key, value)) = line.split_once('=') else {
+        bail!("{} is not `key = value`", show(line));
+    };
+    let (key, value) = (key.trim(), value.trim());
+    let expect = |wanted: &str| -> Result<()> {
+        if value == wanted {
+            Ok(())
+        } else {
+            bail!("{key} must be {}, not {}", show(wanted), show(value))
+        }
+    };
+    match key {
+        "lxc.uts.name" => expect(rules.name),
+        "lxc.rootfs.path" => expect(&format!("dir:{}", rules.rootfs.display())),
+        "lxc.init.cmd" => expect(GUEST_INIT),
+        "lxc.start.auto" if value == "0" || value == "1" => Ok(()),
+        "lxc.start.auto" => bail!("lxc.start.auto must be 0 or 1, not {}", show(value)),
+        "lxc.idmap" => {
+            idmaps.push(value.to_string());
+            Ok(())
+        }
+        "lxc.mount.entry" => check_mount_entry(value, rules),
+        _ => match network_key(key) {
+            Some((index, item)) => check_network_item(index, item, value, rules),
+            None => bail!("{} is not a key nixcloud-container generates", show(key)),
+        },
+    }
+}
+
+/// `lxc.net.<index>.<item>`, for the interfaces the helper gives containers.
+fn network_key(key: &str) -> Option<(usize, &str)> {
+    let rest = key.strip_prefix("lxc.net.")?;
+    let (index, item) = rest.split_once('.')?;
+    let index: usize = match index {
+        "0" => 0,
+        "1" => 1,
+        _ => return None,
+    };
+    Some((index, item))
+}
+
+fn check_network_item(index: usize, item: &str, value: &str, rules: &Rules) -> Result<()> {
+    let ipv4 = |text: &str| -> Result<Ipv4Addr> {
+        text.parse().map_err(|_| anyhow!("{} is not an IPv4 address", show(text)))
+    };
+    match item {
+        "type" if value == "veth" => Ok(()),
+        "flags" if value == "up" => Ok(()),
+        "name" if value == INTERFACE_NAMES[index] => Ok(()),
+        "link" => {
+            if rules.bridges.iter().any(|bridge| *bridge == value) {
+                Ok(())
+            } else {
+                bail!("lxc.net.{index}.link {} is not a bridge of this host", show(value))
+            }
+        }
+        "ipv4.address" => {
+            // "<address>/<length> <broadcast>"
+            let (net, broadcast) = value.split_once(' ').unwrap_or((value, ""));
+            let net: Ipv4Net =
+                net.parse().map_err(|_| anyhow!("{} is not an address", show(net)))?;
+            if net.broadcast() != ipv4(broadcast)? {
+                bail!("lxc.net.{index}.ipv4.address has a wrong broadcast address");
+            }
+            Ok(())
+        }
+        "ipv4.gateway" => ipv4(value).map(drop),
+        _ => bail!(
+            "lxc.net.{index}.{item} = {} is not a setting nixcloud-container generates",
+            show(value)
+        ),
+    }
+}
+
+/// An fstab line: `<source> <target> none <options> 0 0`, binding one of the
+/// allowed host paths below the rootfs.
+fn check_mount_entry(value: &str, rules: &Rules) -> Result<()> {
+    let fields: Vec<&str> = value.split(' ').collect();
+    let [source, target, "none", options, "0", "0"] = fields[..] else {
+        bail!("lxc.mount.entry {} is not `<source> <target> none <options> 0 0`", show(value));
+    };
+    if !rules.mount_sources.iter().any(|allowed| Path::new(source) == allowed) {
+        bail!("lxc.mount.entry binds {}, which is not a path this container may see", show(source));
+    }
+    let inside = Path::new(target);
+    if !inside.components().all(|c| matches!(c, Component::Normal(_))) {
+        bail!("lxc.mount.entry target {} is not a plain path below the rootfs", show(target));
+    }
+    if let Some(bad) = options.split(',').find(|o| !MOUNT_OPTIONS.contains(o)) {
+        bail!("lxc.mount.entry option {} is not one nixcloud-container uses", show(bad));
+    }
+    if !options.split(',').any(|o| o == "ro") {
+        bail!("lxc.mount.entry of {} is not read-only", show(source));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules_for<'a>(bridges: &'a [InterfaceName]) -> Rules<'a> {
+        Rules {
+            name: "web",
+            rootfs: "/var/lib/lxc/web/rootfs".into(),
+            mount_sources: vec!["/nix/store".into(), "/profiles/web".into()],
+            idmap: IdMap { host_id: 100000, count: 65536 },
+            bridges: bridges.iter().collect(),
+        }
+    }
+
+    const GOOD: &str = "# nixcloud-container generation of 'web'. Generated; do not edit.
+lxc.uts.name = web
+lxc.rootfs.path = dir:/var/lib/lxc/web/rootfs
+lxc.idmap = u 0 100000 65536
+lxc.idmap = g 0 100000 65536
+lxc.mount.entry = /nix/store nix/store none ro,bind,create=dir 0 0
+lxc.mount.entry = /profiles/web init none ro,bind,create=dir 0 0
+lxc.init.cmd = /init/profile/system/init
+lxc.start.auto = 0
+lxc.net.0.type = veth
+lxc.net.0.name = hostonly
+lxc.net.0.link = brNC-hostonly
+lxc.net.0.flags = up
+lxc.net.0.ipv4.address = 10.101.0.2/16 10.101.255.255
+lxc.net.0.ipv4.gateway = 10.101.0.1
+";
+
+    fn bridges() -> Vec<InterfaceName> {
+        vec![InterfaceName::try_from("brNC-hostonly".to_string()).unwrap()]
+    }
+
+    #[test]
+    fn what_lib_lxc_config_nix_writes_passes() {
+        check(GOOD, &rules_for(&bridges())).unwrap();
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        let bridges = bridges();
+        let rules = rules_for(&bridges);
+        for (added, message) in [
+            ("lxc.hook.pre-start = /some/script.sh", "not a key"),
+            ("lxc.include = /etc/shadow", "not a key"),
+            ("lxc.hook.start-host=/x", "not a key"),
+            ("  lxc.apparmor.profile = unconfined", "not a key"),
+            ("lxc.cap.keep = sys_admin", "not a key"),
+            (
+                "lxc.mount.entry = /root root none ro,bind,create=dir 0 0",
+                "not a path this container may see",
+            ),
+            ("lxc.mount.entry = /nix/store ../../x none ro,bind 0 0", "not a plain path"),
+            (
+                "lxc.mount.entry = /nix/store nix/store none rw,bind 0 0",
+                "not one nixcloud-container uses",
+            ),
+            ("lxc.mount.entry = /nix/store nix/store none bind 0 0", "not read-only"),
+            ("lxc.net.0.link = br0", "not a bridge of this host"),
+            ("lxc.net.0.script.up = /x", "not a setting"),
+            ("lxc.net.2.type = veth", "not a key"),
+            ("lxc.net.0.type = phys", "not a setting"),
+            ("lxc.init.cmd = /bin/sh", "must be"),
+            ("lxc.rootfs.path = dir:/", "must be"),
+            ("lxc.uts.name = other", "must be"),
+            ("lxc.idmap = u 0 0 1", "lxc.idmap must map exactly"),
+            ("lxc.start.auto = 1\r", "control character"),
+            ("lxc.start.auto 1", "not `key = value`"),
+        ] {
+            let text = format!("{GOOD}{added}\n");
+            let err = format!("{:#}", check(&text, &rules).unwrap_err());
+            assert!(err.contains(message), "{added:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+}
