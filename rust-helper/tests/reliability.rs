@@ -9,20 +9,6 @@ use std::time::Duration;
 
 use common::{path_str, tiny_file, Host};
 
-/// Nothing of any container is on disk: no state entry, no LXC directory,
-/// no profile.
-fn assert_nothing_created(host: &Host) {
-    if let Ok(state) = std::fs::read_to_string(host.state_dir().join("state.json")) {
-        let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-        assert_eq!(state["containers"], serde_json::json!({}), "no container is recorded");
-    }
-    for dir in [host.lxc_path(), host.profiles_dir()] {
-        let entries: Vec<_> =
-            std::fs::read_dir(&dir).map(|d| d.flatten().collect()).unwrap_or_default();
-        assert!(entries.is_empty(), "{} holds {entries:?}", dir.display());
-    }
-}
-
 #[test]
 fn invalid_names_are_refused_before_anything_is_made() {
     let host = Host::new();
@@ -39,7 +25,7 @@ fn invalid_names_are_refused_before_anything_is_made() {
         host.fails(&args, 2);
     }
     assert_eq!(host.helper(&["exists", "--", "a/b"]).code, 2);
-    assert_nothing_created(&host);
+    host.assert_nothing_created();
 }
 
 #[test]
@@ -73,7 +59,7 @@ fn container_file_errors_name_the_file_and_leave_nothing() {
         let err = host.fails(&["create", "web", path_str(file)], 1);
         assert!(err.contains(path_str(file)) || err.contains("noinit"), "names the file: {err}");
         assert!(err.contains(message), "{file:?}: expected {message:?} in {err}");
-        assert_nothing_created(&host);
+        host.assert_nothing_created();
     }
 }
 
@@ -198,7 +184,7 @@ fn racing_create_and_destroy_or_two_updates_end_consistent() {
         if exists {
             host.ok(&["destroy", "race"]);
         }
-        assert_nothing_created(&host);
+        host.assert_nothing_created();
     }
 
     host.ok(&["create", "twice", path_str(&file)]);
@@ -251,7 +237,7 @@ fn a_killed_create_is_undone_by_the_next_command() {
         assert!(host.lxc_path().join("victim/config").exists());
         assert_eq!(host.current_generation("victim"), "1");
         host.ok(&["destroy", "victim"]);
-        assert_nothing_created(&host);
+        host.assert_nothing_created();
     }
     eprintln!("phases left by the kills: {seen:?}");
     assert!(seen.contains("creating"), "some kill hit a create half-way: {seen:?}");
@@ -317,7 +303,7 @@ fn a_killed_destroy_is_finished_by_the_next_command() {
             );
             host.ok(&["destroy", "other"]);
         }
-        assert_nothing_created(&host);
+        host.assert_nothing_created();
     }
     eprintln!("phases left by the kills: {seen:?}");
     assert!(seen.contains("ready") && seen.contains("none"), "kills before and after: {seen:?}");
@@ -509,4 +495,259 @@ fn a_damaged_state_file_is_reported_never_reset_and_can_be_rebuilt() {
     assert!(kept_aside);
     let out = host.ok(&["create", "new", path_str(&host.tiny("n.nix", "1", ""))]);
     assert!(out.contains("(10.101.0.3 "), "allocation goes on where it was: {out}");
+}
+
+#[test]
+fn delete_generations_takes_what_nix_env_takes() {
+    let host = Host::new();
+    host.ok(&["create", "gens", path_str(&host.tiny("g1.nix", "1", ""))]);
+    for version in 2..=5 {
+        let file = host.tiny(&format!("g{version}.nix"), &version.to_string(), "");
+        host.ok(&["update", "gens", path_str(&file)]);
+    }
+    let numbers = || -> Vec<u64> {
+        let rows: serde_json::Value =
+            serde_json::from_str(&host.ok(&["list-generations", "gens", "--json"])).unwrap();
+        rows.as_array().unwrap().iter().map(|r| r["generation"].as_u64().unwrap()).collect()
+    };
+    // `+3` keeps the last three, even when generation 3 is the current one.
+    host.ok(&["switch-generation", "gens", "3"]);
+    host.ok(&["delete-generations", "gens", "+3"]);
+    assert_eq!(numbers(), [1, 2, 3, 4, 5], "nothing older than the current one beyond 3");
+    host.ok(&["switch-generation", "gens", "5"]);
+    host.ok(&["delete-generations", "gens", "+3"]);
+    assert_eq!(numbers(), [3, 4, 5]);
+    for bad in
+        [&["0d"][..], &["+0"], &["0"], &["99999999999999999999"], &["+2", "4"], &["old", "3"]]
+    {
+        let mut args = vec!["delete-generations", "gens"];
+        args.extend(bad);
+        host.fails(&args, 2);
+    }
+    let err = host.fails(&["switch-generation", "gens", "+3"], 2);
+    assert!(err.contains("invalid generation"), "{err}");
+    assert_eq!(numbers(), [3, 4, 5]);
+    host.ok(&["delete-generations", "gens", "old"]);
+    assert_eq!(numbers(), [5]);
+}
+
+#[test]
+fn a_container_whose_profile_is_gone_can_still_be_removed() {
+    let host = Host::new();
+    // Running, then its generations are deleted by hand.
+    host.ok(&["create", "orphan", path_str(&host.tiny("o.nix", "1", ""))]);
+    host.start_booted("orphan");
+    std::fs::remove_dir_all(host.profiles_dir().join("orphan")).unwrap();
+    let err = host.fails(&["destroy", "orphan"], 1);
+    assert!(err.contains("is running"), "{err}");
+    host.ok(&["destroy", "orphan", "--force"]);
+    host.assert_nothing_created();
+    assert_eq!(host.lxc("lxc-ls -1").stdout.trim(), "");
+
+    // The state lost too: repair-state removes what nothing can start.
+    host.ok(&["create", "lost", path_str(&host.tiny("l.nix", "1", ""))]);
+    std::fs::remove_dir_all(host.profiles_dir().join("lost")).unwrap();
+    std::fs::write(host.state_dir().join("state.json"), "garbage").unwrap();
+    let out = host.ok(&["repair-state"]);
+    assert!(out.contains("lost: its generations are gone"), "{out}");
+    let listed = host.lxc("lxc-ls -1");
+    assert_eq!((listed.stdout.trim(), listed.stderr.trim()), ("", ""), "{listed:?}");
+    assert!(!host.lxc_path().join("lost").exists());
+}
+
+#[test]
+fn a_path_that_is_not_utf8_is_a_usage_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let host = Host::new();
+    let name = std::ffi::OsStr::from_bytes(b"bad-\xff.nix");
+    let path = host.dir.path().join(name);
+    std::fs::write(&path, tiny_file("1", "", "")).unwrap();
+    let output = host
+        .helper_command(&[])
+        .args([std::ffi::OsStr::new("create"), std::ffi::OsStr::new("web"), path.as_os_str()])
+        .output()
+        .unwrap();
+    let run: common::Run = output.into();
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "one line, no panic: {run:?}");
+    host.assert_nothing_created();
+}
+
+#[test]
+fn list_with_lxc_parameters_lists_what_lxc_ls_selects() {
+    let host = Host::new();
+    let file = host.tiny("x.nix", "1", "");
+    for name in ["xa", "xb", "yc"] {
+        host.ok(&["create", name, path_str(&file)]);
+    }
+    host.ok(&["start", "xa"]);
+    let rows = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["list", "--json"];
+        all.extend(args);
+        let rows: serde_json::Value = serde_json::from_str(&host.ok(&all)).unwrap();
+        rows.as_array().unwrap().iter().map(|r| format!("{} {}", r["name"], r["state"])).collect()
+    };
+    assert_eq!(rows(&["-l", "--filter ^x"]), [r#""xa" "RUNNING""#, r#""xb" "STOPPED""#]);
+    assert_eq!(rows(&["-l", "--stopped"]), [r#""xb" "STOPPED""#, r#""yc" "STOPPED""#]);
+    assert_eq!(rows(&[]).len(), 3);
+    let err = host.fails(&["list", "-l", "--bogus"], 1);
+    assert!(err.contains("unrecognized option '--bogus'"), "{err}");
+}
+
+#[test]
+fn errors_are_one_line_and_say_why() {
+    let host = Host::new();
+    host.ok(&["create", "idle", path_str(&host.tiny("i.nix", "1", ""))]);
+    for args in [&["run", "idle", "true"][..], &["login", "idle"]] {
+        let run = host.helper(args);
+        assert_eq!(run.code, 1);
+        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {run:?}");
+        assert!(run.stderr.contains("container 'idle' is not running"), "{run:?}");
+    }
+    // A bad option of LXC's is named, whether the container runs or not.
+    let err = host.fails(&["stop", "idle", "-l", "--bogus"], 1);
+    assert!(err.contains("unrecognized option '--bogus'"), "{err}");
+    let err = host.fails(&["start", "idle", "-l", "junk"], 1);
+    assert!(err.contains("Failed to exec \"junk\""), "{err}");
+    host.ok(&["start", "idle"]);
+    let err = host.fails(&["stop", "idle", "-l", "--bogus"], 1);
+    assert!(err.contains("unrecognized option '--bogus'"), "{err}");
+    host.ok(&["stop", "idle"]);
+
+    // A state file that is not UTF-8 is damaged, with the way out.
+    let state = host.state_dir().join("state.json");
+    let whole = std::fs::read(&state).unwrap();
+    std::fs::write(&state, b"\xff\xfe{").unwrap();
+    let err = host.fails(&["list"], 1);
+    assert!(err.contains("is damaged") && err.contains("repair-state"), "{err}");
+    std::fs::write(&state, whole).unwrap();
+
+    // A bad host file is the host file's fault, not the container file's.
+    std::fs::write(host.dir.path().join("host.json"), r#"{"hostonly": {"prefixLength": 40}}"#)
+        .unwrap();
+    let err = host.fails(&["create", "other", path_str(&host.tiny("o.nix", "1", ""))], 1);
+    assert!(err.contains("host file") && err.contains("prefix length 40"), "{err}");
+    assert!(!err.contains("o.nix"), "{err}");
+}
+
+#[test]
+fn a_container_the_state_lost_is_pointed_to_repair_state_never_to_its_removal() {
+    let host = Host::new();
+    host.ok(&["create", "kept", path_str(&host.tiny("k.nix", "1", ""))]);
+    std::fs::remove_file(host.state_dir().join("state.json")).unwrap();
+    let err = host.fails(&["create", "kept", path_str(&host.tiny("k2.nix", "2", ""))], 1);
+    assert!(err.contains("repair-state"), "{err}");
+    assert!(!err.contains("lxc-destroy") && !err.contains("remove"), "{err}");
+    assert!(host.lxc_path().join("kept/config").exists());
+    host.ok(&["repair-state"]);
+    assert_eq!(host.ok(&["show-ip", "kept"]).trim(), "10.101.0.2");
+
+    // A foreign LXC container of the same name: choose another name.
+    std::fs::create_dir_all(host.lxc_path().join("foreign")).unwrap();
+    std::fs::write(host.lxc_path().join("foreign/config"), "lxc.uts.name = foreign\n").unwrap();
+    let err = host.fails(&["create", "foreign", path_str(&host.tiny("f.nix", "1", ""))], 1);
+    assert!(err.contains("not a container of nixcloud-container: choose another name"), "{err}");
+    assert!(host.lxc_path().join("foreign/config").exists());
+}
+
+#[test]
+fn static_addresses_that_are_not_container_addresses_are_refused() {
+    let host = Host::new();
+    host.allow_bridge("brOwn", "10.10.0.1", 16);
+    for (network, message) in [
+        (r#"ip = "10.101.0.255"; prefixLength = 24;"#, "is not brNC-hostonly's /16"),
+        (r#"ip = "10.101.5.0"; prefixLength = 24;"#, "is not brNC-hostonly's /16"),
+        (r#"ip = "10.101.0.7"; prefixLength = 0;"#, "is not an integer from 1 to 30"),
+        (r#"ip = "10.101.0.7"; prefixLength = 32;"#, "is not an integer from 1 to 30"),
+        (r#"ip = "10.101.0.7"; gateway = "8.8.8.8";"#, "network.gateway 8.8.8.8 is not an address"),
+        (r#"ip = "10.101.0.7"; gateway = "10.101.0.7";"#, "is the container's own address"),
+        (r#"bridge = "brOwn"; ip = "10.10.0.0";"#, "network or broadcast address"),
+        (r#"bridge = "brOwn"; ip = "10.10.255.255";"#, "network or broadcast address"),
+        (r#"bridge = "brOwn"; ip = "10.10.0.1";"#, "the host's own address on brOwn"),
+        (r#"bridge = "brOwn"; ip = "10.11.0.2";"#, "outside brOwn's subnet"),
+        (r#"bridge = "brOther"; ip = "10.10.0.2";"#, "not a bridge this host lets containers join"),
+        (r#"bridge = "brNC-internet"; ip = "10.202.0.9";"#, "is the internet bridge"),
+    ] {
+        let file = host.tiny("addr.nix", "1", &format!("network = {{ {network} }};"));
+        let err = host.fails(&["create", "addr", path_str(&file)], 1);
+        assert!(err.contains(message), "{network}: {err}");
+        host.assert_nothing_created();
+    }
+    let file = host.tiny("ok.nix", "1", r#"network = { bridge = "brOwn"; ip = "10.10.0.2"; };"#);
+    host.ok(&["create", "ok", path_str(&file)]);
+}
+
+#[test]
+fn no_file_stays_for_a_name_no_container_has() {
+    let host = Host::new();
+    for args in [
+        &["start", "ghost"][..],
+        &["stop", "ghost"],
+        &["destroy", "ghost"],
+        &["rollback", "ghost"],
+        &["update", "ghost"],
+        &["delete-generations", "ghost", "1"],
+    ] {
+        host.fails(args, 1);
+    }
+    let bad = host.file("bad.nix", "{ system = ; }");
+    host.fails(&["create", "broken", path_str(&bad)], 1);
+    host.ok(&["create", "brief", path_str(&host.tiny("b.nix", "1", ""))]);
+    host.ok(&["update", "brief", path_str(&host.tiny("b2.nix", "2", ""))]);
+    host.ok(&["destroy", "brief"]);
+    host.assert_nothing_created();
+    let left: Vec<String> = std::fs::read_dir(host.state_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for file in &left {
+        assert!(
+            ["state.json", "state.lock", "locks", "tmp", "builds", "busybox.json"]
+                .contains(&file.as_str()),
+            "{file} stays in the state directory"
+        );
+    }
+    // Nix's roots for the relocated profile and the build links are gone too.
+    let dir = path_str(host.dir.path()).to_string();
+    for entry in std::fs::read_dir("/nix/var/nix/gcroots/auto").unwrap().flatten() {
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        assert!(!target.starts_with(&dir), "{} stays a GC root", target.display());
+    }
+}
+
+#[test]
+fn small_things_said_plainly() {
+    let host = Host::new();
+    let file = host.tiny("web.nix", "1", "");
+    host.ok(&["create", "web", path_str(&file)]);
+    host.start_booted("web");
+    let out = host.ok(&["start", "web"]);
+    assert!(out.contains("container 'web' is already running"), "{out}");
+
+    // Names are host names: the same in any case.
+    let err = host.fails(&["create", "WEB", path_str(&file)], 1);
+    assert!(err.contains("container 'web' already exists"), "{err}");
+    assert_eq!(host.helper(&["exists", "WEB"]).code, 1);
+
+    // The name is checked before the file is looked at.
+    let err = host.fails(&["create", "bad/name", "/nonexistent.nix"], 2);
+    assert!(err.contains("invalid container name"), "{err}");
+
+    // A running container keeps its address until it is started again;
+    // show-ip and list say both.
+    let moved = host.tiny("moved.nix", "2", r#"network.ip = "10.101.0.77";"#);
+    host.ok(&["update", "web", path_str(&moved)]);
+    assert_eq!(host.ok(&["show-ip", "web"]).trim(), "10.101.0.2 (10.101.0.77 at next start)");
+    let rows: serde_json::Value = serde_json::from_str(&host.ok(&["list", "--json"])).unwrap();
+    assert_eq!(
+        (rows[0]["ipv4"].clone(), rows[0]["ipv4NextStart"].clone()),
+        ("10.101.0.2".into(), "10.101.0.77".into())
+    );
+    assert!(host.ok(&["run", "web", "ip", "-4", "addr"]).contains("10.101.0.2/16"));
+    host.ok(&["stop", "web"]);
+    assert_eq!(host.ok(&["show-ip", "web"]).trim(), "10.101.0.77");
+    host.start_booted("web");
+    assert_eq!(host.ok(&["show-ip", "web"]).trim(), "10.101.0.77");
+    assert!(host.ok(&["run", "web", "ip", "-4", "addr"]).contains("10.101.0.77/16"));
 }

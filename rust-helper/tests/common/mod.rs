@@ -167,6 +167,20 @@ impl Host {
         child.wait_with_output().expect("the helper runs").into()
     }
 
+    /// Nothing of any container is on disk: no state entry, no LXC
+    /// directory, no profile, no lock.
+    pub fn assert_nothing_created(&self) {
+        if let Ok(state) = std::fs::read_to_string(self.state_dir().join("state.json")) {
+            let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+            assert_eq!(state["containers"], serde_json::json!({}), "no container is recorded");
+        }
+        for dir in [self.lxc_path(), self.profiles_dir(), self.state_dir().join("locks")] {
+            let entries: Vec<_> =
+                std::fs::read_dir(&dir).map(|d| d.flatten().collect()).unwrap_or_default();
+            assert!(entries.is_empty(), "{} holds {entries:?}", dir.display());
+        }
+    }
+
     /// The container's state as LXC sees it.
     pub fn state(&self, name: &str) -> String {
         self.ok(&["state", name]).trim().to_string()
