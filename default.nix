@@ -9,11 +9,7 @@ rec {
   nixcloud-container = pkgs.callPackage ./package.nix { };
   package = nixcloud-container;
 
-  nixosModules = {
-    default = ./modules/host.nix;
-    host = ./modules/host.nix;
-    guest = ./modules/guest.nix;
-  };
+  nixosModules = import ./modules;
 
   lib = import ./lib;
 }

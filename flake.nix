@@ -35,13 +35,7 @@
         nixcloud-container = final.callPackage ./package.nix { };
       };
 
-      nixosModules = {
-        # The host: nixcloud.containers.* (and the seed's nixcloud.container.*).
-        default = ./modules/host.nix;
-        host = ./modules/host.nix;
-        # What every container's NixOS gets; lib.nixosSystem imports it.
-        guest = ./modules/guest.nix;
-      };
+      nixosModules = import ./modules;
 
       lib = import ./lib;
 

@@ -1,4 +1,4 @@
-# One generation of a container: a store path holding
+# One generation of a container: a store path holding (names from layout.nix)
 #   system     -> the guest's system (with an executable `init`)
 #   lxc.conf      the container's LXC settings (lxc-config.nix)
 #   spec.json     the spec it was built from and what the helper resolved
@@ -11,6 +11,7 @@
 #     internet = null or { bridge; }; }
 { builder, spec, system, params }:
 let
+  layout = import ./layout.nix;
   metadata = {
     version = 1;
     inherit spec params;
@@ -26,6 +27,9 @@ derivation {
   lxcConf = import ./lxc-config.nix { inherit params; inherit (spec) autostart; };
   specJson = builtins.toJSON metadata;
   passAsFile = [ "lxcConf" "specJson" ];
+  systemName = layout.system;
+  lxcConfName = layout.lxcConf;
+  specJsonName = layout.specJson;
   # Nothing to fetch or compute: building it elsewhere only costs a copy.
   preferLocalBuild = true;
   allowSubstitutes = false;

@@ -9,6 +9,7 @@
 { params, autostart }:
 let
   inherit (builtins) concatStringsSep toString;
+  layout = import ./layout.nix;
 
   line = key: value: "${key} = ${toString value}";
 
@@ -43,8 +44,8 @@ concatStringsSep "\n" ([
   (line "lxc.mount.entry" "/nix/store nix/store none ro,bind,create=dir 0 0")
   # This container's profile (and nothing of any other container's) at /init:
   # the guest boots whatever generation is current when it starts.
-  (line "lxc.mount.entry" "${params.profileDir} init none ro,bind,create=dir 0 0")
-  (line "lxc.init.cmd" "/init/profile/system/init")
+  (line "lxc.mount.entry" "${params.profileDir} ${layout.profileMount} none ro,bind,create=dir 0 0")
+  (line "lxc.init.cmd" layout.guestInit)
   (line "lxc.start.auto" (if autostart then 1 else 0))
 ]
 ++ veth 0 "hostonly" hostonly.bridge hostonlyAddress

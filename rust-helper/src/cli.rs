@@ -135,7 +135,7 @@ impl LxcParams {
 
 /// What `create` and `update` can build from instead of a container file.
 #[derive(Args, Debug)]
-pub struct InsteadOfFile {
+pub struct SourceFlags {
     /// Deploy a prebuilt system (a store path with an executable `init`)
     /// instead of a container file, like nixos-container's --system-path.
     #[arg(long, value_name = "STORE_PATH", conflicts_with_all = ["config", "flake"], value_parser = utf8_path)]
@@ -168,7 +168,7 @@ pub enum Command {
         )]
         config: Option<PathBuf>,
         #[command(flatten)]
-        instead: InsteadOfFile,
+        instead: SourceFlags,
         #[command(flatten)]
         nix: NixParams,
         #[command(flatten)]
@@ -183,7 +183,7 @@ pub enum Command {
         #[arg(value_name = "CONFIG_PATH", value_parser = utf8_path)]
         config: Option<PathBuf>,
         #[command(flatten)]
-        instead: InsteadOfFile,
+        instead: SourceFlags,
         #[command(flatten)]
         nix: NixParams,
         #[command(flatten)]

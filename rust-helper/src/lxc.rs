@@ -130,7 +130,7 @@ impl Lxc<'_> {
     /// /init, and LXC's proc, sys and dev), owned by its root (`host_id`).
     pub fn make_mount_points(&self, name: &str, host_id: u32) -> Result<()> {
         let rootfs = self.rootfs(name);
-        for mount_point in ["nix/store", "init", "proc", "sys", "dev"] {
+        for mount_point in ["nix/store", crate::layout::PROFILE_MOUNT, "proc", "sys", "dev"] {
             let mut dir = rootfs.clone();
             for component in Path::new(mount_point) {
                 dir.push(component);
@@ -330,7 +330,7 @@ pub fn config_text(lxc_config_dir: &Path, profile_link: &Path) -> String {
          lxc.include = {fragment}\n",
         common = lxc_config_dir.join("common.conf").display(),
         userns = lxc_config_dir.join("userns.conf").display(),
-        fragment = profile_link.join(crate::profile::LXC_CONF).display(),
+        fragment = profile_link.join(crate::layout::LXC_CONF).display(),
     )
 }
 

@@ -16,6 +16,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ipnet::Ipv4Net;
 
 use crate::formats::{show, InterfaceName};
+use crate::layout::GUEST_INIT;
 use crate::settings::IdMap;
 
 /// What the settings of container `name` may say.
@@ -30,10 +31,6 @@ pub struct Rules<'a> {
     /// The bridges its interfaces may join.
     pub bridges: Vec<&'a InterfaceName>,
 }
-
-/// The program LXC starts as the container's init: the current generation's
-/// system, through the profile mounted at /init.
-pub const GUEST_INIT: &str = "/init/profile/system/init";
 
 /// The names LXC gives the container's interfaces inside, by index.
 const INTERFACE_NAMES: [&str; 2] = ["hostonly", "internet"];

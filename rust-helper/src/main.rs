@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod error;
 mod formats;
+mod layout;
 mod lxc;
 mod lxc_conf;
 mod manual;

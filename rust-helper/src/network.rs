@@ -19,11 +19,11 @@ use crate::spec::{HostonlyInterface, InternetInterface, NetworkSpec};
 
 /// The address a spec asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wanted {
-    /// Allocated from the hostonly subnet, fixed for the container's life.
-    Automatic,
+pub enum AddressRequest {
+    /// One allocated from the hostonly subnet, fixed for the container's life.
+    Allocate,
     /// `network.ip`.
-    Static(Ipv4Addr),
+    Fixed(Ipv4Addr),
 }
 
 /// The bridge a container's `hostonly` interface joins, as the host has it.
@@ -46,23 +46,23 @@ impl Joined<'_> {
 pub fn joined<'a>(spec: &NetworkSpec, host: &'a HostConfig) -> Result<Joined<'a>> {
     let hostonly =
         Joined { bridge: &host.hostonly.bridge, host: host.hostonly.host(), is_hostonly: true };
-    let Some(wanted) = &spec.bridge else {
+    let Some(named) = &spec.bridge else {
         return Ok(hostonly);
     };
-    if wanted == &host.hostonly.bridge {
+    if named == &host.hostonly.bridge {
         return Ok(hostonly);
     }
-    if let Some((bridge, address)) = host.extra_bridges.get_key_value(wanted) {
+    if let Some((bridge, address)) = host.extra_bridges.get_key_value(named) {
         return Ok(Joined { bridge, host: *address, is_hostonly: false });
     }
-    if wanted == &host.internet.bridge {
+    if named == &host.internet.bridge {
         bail!(
-            "network.bridge {wanted} is the internet bridge, which containers join with \
+            "network.bridge {named} is the internet bridge, which containers join with \
              network.enableNat = true"
         );
     }
     bail!(
-        "network.bridge {wanted} is not a bridge this host lets containers join: add it to \
+        "network.bridge {named} is not a bridge this host lets containers join: add it to \
          nixcloud.containers.extraBridges (or to extraBridges in the host file)"
     )
 }
@@ -84,7 +84,7 @@ fn check_container_address(what: &str, address: Ipv4Addr, joined: &Joined) -> Re
 }
 
 /// What address the spec asks for, checked against the bridge it is on.
-pub fn wanted(spec: &NetworkSpec, host: &HostConfig) -> Result<Wanted> {
+pub fn address_request(spec: &NetworkSpec, host: &HostConfig) -> Result<AddressRequest> {
     let joined = joined(spec, host)?;
     if let Some(length) = spec.prefix_length {
         if length != joined.host.prefix_length {
@@ -103,10 +103,10 @@ pub fn wanted(spec: &NetworkSpec, host: &HostConfig) -> Result<Wanted> {
                 host.hostonly.bridge
             );
         }
-        return Ok(Wanted::Automatic);
+        return Ok(AddressRequest::Allocate);
     };
     check_container_address("network.ip", address, &joined)?;
-    Ok(Wanted::Static(address))
+    Ok(AddressRequest::Fixed(address))
 }
 
 /// The container's interfaces once its address is known.
@@ -213,19 +213,20 @@ mod tests {
     fn static_addresses_must_be_container_addresses_of_their_bridge() {
         let host = host();
         assert_eq!(
-            wanted(&spec(Some("10.101.7.9"), None, false), &host).unwrap(),
-            Wanted::Static(Ipv4Addr::new(10, 101, 7, 9))
+            address_request(&spec(Some("10.101.7.9"), None, false), &host).unwrap(),
+            AddressRequest::Fixed(Ipv4Addr::new(10, 101, 7, 9))
         );
         assert_eq!(
-            wanted(&spec(Some("10.101.0.255"), None, false), &host).unwrap(),
-            Wanted::Static(Ipv4Addr::new(10, 101, 0, 255)),
+            address_request(&spec(Some("10.101.0.255"), None, false), &host).unwrap(),
+            AddressRequest::Fixed(Ipv4Addr::new(10, 101, 0, 255)),
             "a host address of the /16"
         );
         for bad in ["10.102.0.2", "10.101.0.1", "10.101.0.0", "10.101.255.255"] {
-            assert!(wanted(&spec(Some(bad), None, false), &host).is_err(), "{bad}");
+            assert!(address_request(&spec(Some(bad), None, false), &host).is_err(), "{bad}");
         }
         for bad in ["10.10.0.1", "10.10.0.0", "10.10.255.255", "10.11.0.2"] {
-            let err = wanted(&spec(Some(bad), Some("myOwnBridge"), false), &host).unwrap_err();
+            let err =
+                address_request(&spec(Some(bad), Some("myOwnBridge"), false), &host).unwrap_err();
             assert!(err.to_string().starts_with("network.ip"), "{bad}: {err}");
         }
     }
@@ -236,30 +237,34 @@ mod tests {
         let mut narrow = spec(Some("10.101.0.255"), None, false);
         for length in [24, 30, 8] {
             narrow.prefix_length = Some(PrefixLength::try_from(length).unwrap());
-            let err = wanted(&narrow, &host).unwrap_err();
+            let err = address_request(&narrow, &host).unwrap_err();
             assert!(err.to_string().contains("is not brNC-hostonly's /16"), "{err}");
         }
         narrow.prefix_length = Some(PrefixLength::try_from(16).unwrap());
-        assert!(wanted(&narrow, &host).is_ok());
+        assert!(address_request(&narrow, &host).is_ok());
     }
 
     #[test]
     fn only_bridges_the_host_names_can_be_joined() {
         let host = host();
         let own = spec(Some("10.10.1.2"), Some("myOwnBridge"), false);
-        assert_eq!(wanted(&own, &host).unwrap(), Wanted::Static(Ipv4Addr::new(10, 10, 1, 2)));
-        let err = wanted(&spec(None, Some("myOwnBridge"), false), &host).unwrap_err();
+        assert_eq!(
+            address_request(&own, &host).unwrap(),
+            AddressRequest::Fixed(Ipv4Addr::new(10, 10, 1, 2))
+        );
+        let err = address_request(&spec(None, Some("myOwnBridge"), false), &host).unwrap_err();
         assert!(err.to_string().contains("needs a network.ip"), "{err}");
         for (bridge, message) in [
             ("br0", "is not a bridge this host lets containers join"),
             ("myownbridge", "is not a bridge this host lets containers join"),
             ("brNC-internet", "is the internet bridge"),
         ] {
-            let err = wanted(&spec(Some("10.10.1.2"), Some(bridge), false), &host).unwrap_err();
+            let err =
+                address_request(&spec(Some("10.10.1.2"), Some(bridge), false), &host).unwrap_err();
             assert!(err.to_string().contains(message), "{bridge}: {err}");
         }
         let hostonly = spec(None, Some("brNC-hostonly"), false);
-        assert_eq!(wanted(&hostonly, &host).unwrap(), Wanted::Automatic);
+        assert_eq!(address_request(&hostonly, &host).unwrap(), AddressRequest::Allocate);
     }
 
     #[test]

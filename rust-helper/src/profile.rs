@@ -8,15 +8,8 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 
 use crate::error::UsageError;
+use crate::layout::PROFILE_LINK;
 use crate::spec::GenerationMeta;
-
-/// The profile link nix-env switches, in the container's profile directory;
-/// its generations are `profile-<N>-link` beside it.
-pub const PROFILE_LINK: &str = "profile";
-/// A generation's LXC settings (lib/lxc-config.nix).
-pub const LXC_CONF: &str = "lxc.conf";
-/// A generation's spec and parameters (lib/generation.nix).
-pub const SPEC_JSON: &str = "spec.json";
 
 pub struct Profile {
     dir: PathBuf,

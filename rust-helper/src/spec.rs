@@ -130,7 +130,7 @@ pub struct GenerationMeta {
 impl GenerationMeta {
     /// Reads `<generation>/spec.json`.
     pub fn read(generation: &Path) -> Result<GenerationMeta> {
-        let file = generation.join(crate::profile::SPEC_JSON);
+        let file = generation.join(crate::layout::SPEC_JSON);
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("cannot read {}", file.display()))?;
         serde_json::from_str(&text)

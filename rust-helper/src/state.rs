@@ -19,7 +19,7 @@ use rustix::fs::{flock, FlockOperation};
 use serde::{Deserialize, Serialize};
 
 use crate::formats::InterfaceName;
-use crate::network::{self, Wanted};
+use crate::network::{self, AddressRequest};
 use crate::settings::HostConfig;
 use crate::spec::Source;
 
@@ -49,7 +49,7 @@ pub struct Address {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Entry {
+pub struct ContainerRecord {
     pub phase: Phase,
     /// What `update` without a container file builds from.
     pub source: Source,
@@ -67,7 +67,7 @@ pub struct Entry {
     pub started_with: Option<StartedWith>,
 }
 
-/// See `Entry::started_with`.
+/// See `ContainerRecord::started_with`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartedWith {
@@ -75,7 +75,7 @@ pub struct StartedWith {
     pub address: Ipv4Addr,
 }
 
-impl Entry {
+impl ContainerRecord {
     /// Records that the profile is switching away from generation `from`
     /// (Updating), or that no switch is under way (`None`: Ready). The phase
     /// and `switched_from` change only together, here.
@@ -95,7 +95,7 @@ impl Entry {
 #[serde(deny_unknown_fields)]
 pub struct State {
     pub version: u32,
-    pub containers: BTreeMap<String, Entry>,
+    pub containers: BTreeMap<String, ContainerRecord>,
 }
 
 impl Default for State {
@@ -124,23 +124,23 @@ impl State {
             .collect()
     }
 
-    /// Reserves the address `wanted` asks for on `bridge` for container
+    /// Reserves the address `request` asks for on `bridge` for container
     /// `name` (whose entry must exist) and returns it.
     pub fn claim(
         &mut self,
         host: &HostConfig,
         name: &str,
         bridge: &InterfaceName,
-        wanted: Wanted,
+        request: AddressRequest,
     ) -> Result<Ipv4Addr> {
-        let ip = match wanted {
-            Wanted::Static(ip) => {
+        let ip = match request {
+            AddressRequest::Fixed(ip) => {
                 if let Some(holder) = self.holder(bridge, ip, name) {
                     bail!("network.ip {ip} on {bridge} is already used by container '{holder}'");
                 }
                 ip
             }
-            Wanted::Automatic => match self.containers[name].automatic_ip {
+            AddressRequest::Allocate => match self.containers[name].automatic_ip {
                 Some(ip) => ip,
                 None => {
                     let taken = self.taken_on(&host.hostonly.bridge);
@@ -157,7 +157,7 @@ impl State {
             },
         };
         let entry = self.containers.get_mut(name).expect("the entry exists");
-        if wanted == Wanted::Automatic {
+        if request == AddressRequest::Allocate {
             entry.automatic_ip = Some(ip);
         }
         entry.addresses.insert(Address { bridge: bridge.clone(), ip });
@@ -171,7 +171,7 @@ pub struct Store {
 }
 
 /// The state, read under the state lock; `save` writes it back.
-pub struct Locked {
+pub struct LockedState {
     _lock: File,
     file: PathBuf,
     pub state: State,
@@ -240,17 +240,17 @@ impl Store {
     }
 
     /// Takes the state lock and reads the state.
-    pub fn lock(&self) -> Result<Locked> {
+    pub fn lock(&self) -> Result<LockedState> {
         let lock = self.state_lock()?;
         let file = self.state_file();
         let state = read_state(&file)?;
-        Ok(Locked { _lock: lock, file, state })
+        Ok(LockedState { _lock: lock, file, state })
     }
 
     /// Takes the state lock for rebuilding the state from scratch: the
     /// current file, damaged or not, is moved aside (its new name returned)
     /// and an empty state is handed out to be filled and saved.
-    pub fn lock_for_rebuild(&self) -> Result<(Locked, Option<PathBuf>)> {
+    pub fn lock_for_rebuild(&self) -> Result<(LockedState, Option<PathBuf>)> {
         let lock = self.state_lock()?;
         let file = self.state_file();
         let kept = if file.exists() {
@@ -264,7 +264,7 @@ impl Store {
         } else {
             None
         };
-        Ok((Locked { _lock: lock, file, state: State::default() }, kept))
+        Ok((LockedState { _lock: lock, file, state: State::default() }, kept))
     }
 
     /// Takes container `name`'s lock, waiting (and saying so) while another
@@ -336,7 +336,7 @@ fn read_state(file: &Path) -> Result<State> {
     Ok(state)
 }
 
-impl Locked {
+impl LockedState {
     /// Writes the state atomically.
     pub fn save(&mut self) -> Result<()> {
         let mut text = serde_json::to_string_pretty(&self.state).expect("the state serializes");
@@ -374,7 +374,7 @@ mod tests {
     fn add(state: &mut State, name: &str) {
         state.containers.insert(
             name.to_string(),
-            Entry {
+            ContainerRecord {
                 phase: Phase::Creating,
                 source: Source::File("/x.nix".into()),
                 automatic_ip: None,
@@ -391,11 +391,13 @@ mod tests {
         let mut state = State::default();
         add(&mut state, "a");
         add(&mut state, "b");
-        let a = state.claim(&host, "a", &bridge("brNC-hostonly"), Wanted::Automatic).unwrap();
-        let b = state.claim(&host, "b", &bridge("brNC-hostonly"), Wanted::Automatic).unwrap();
+        let a =
+            state.claim(&host, "a", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap();
+        let b =
+            state.claim(&host, "b", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap();
         assert_eq!((a, b), (Ipv4Addr::new(10, 101, 0, 2), Ipv4Addr::new(10, 101, 0, 3)));
         assert_eq!(
-            state.claim(&host, "a", &bridge("brNC-hostonly"), Wanted::Automatic).unwrap(),
+            state.claim(&host, "a", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap(),
             a
         );
     }
@@ -407,11 +409,12 @@ mod tests {
         add(&mut state, "a");
         add(&mut state, "b");
         let ip = Ipv4Addr::new(10, 101, 0, 2);
-        state.claim(&host, "a", &bridge("brNC-hostonly"), Wanted::Automatic).unwrap();
-        let err =
-            state.claim(&host, "b", &bridge("brNC-hostonly"), Wanted::Static(ip)).unwrap_err();
+        state.claim(&host, "a", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap();
+        let err = state
+            .claim(&host, "b", &bridge("brNC-hostonly"), AddressRequest::Fixed(ip))
+            .unwrap_err();
         assert!(err.to_string().contains("already used by container 'a'"), "{err}");
-        assert!(state.claim(&host, "b", &bridge("other"), Wanted::Static(ip)).is_ok());
+        assert!(state.claim(&host, "b", &bridge("other"), AddressRequest::Fixed(ip)).is_ok());
         // Automatic allocation skips static addresses.
         add(&mut state, "c");
         state
@@ -419,11 +422,12 @@ mod tests {
                 &host,
                 "c",
                 &bridge("brNC-hostonly"),
-                Wanted::Static(Ipv4Addr::new(10, 101, 0, 3)),
+                AddressRequest::Fixed(Ipv4Addr::new(10, 101, 0, 3)),
             )
             .unwrap();
         add(&mut state, "d");
-        let d = state.claim(&host, "d", &bridge("brNC-hostonly"), Wanted::Automatic).unwrap();
+        let d =
+            state.claim(&host, "d", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap();
         assert_eq!(d, Ipv4Addr::new(10, 101, 0, 4));
     }
 

@@ -24,11 +24,12 @@ let
   ];
 
   # lib/nixos-system.nix as the helper runs it, with a stand-in for nixpkgs'
-  # eval-config (fake-nixpkgs/): the container file's configuration, the
+  # eval-config (tests/fake-nixpkgs): the container file's configuration, the
   # guest module and the parameters, `ip` and `name` as module arguments.
+  # The configuration it evaluated, and the platform it evaluated it for.
   built = { file, name, address, gateway ? null, internet ? false, system ? null }:
-    import ../../lib/nixos-system.nix ({
-      nixpkgs = ./fake-nixpkgs;
+    let toplevel = import ../../lib/nixos-system.nix ({
+      nixpkgs = ../fake-nixpkgs;
       configuration = (specs.fromValue "container file ${toString file}" (import file)).configuration;
       params = {
         inherit name;
@@ -36,6 +37,7 @@ let
         internet = if internet then { bridge = "brNC-internet"; } else null;
       };
     } // lib.optionalAttrs (system != null) { inherit system; });
+    in toplevel.nixosConfig // { inherit (toplevel) evaluatedFor; };
 
   example = built { file = ../../examples/example.nix; name = "example"; address = "10.101.0.2"; gateway = "10.101.0.1"; };
   autostartExample = built { file = ../../examples/autostartExample.nix; name = "auto"; address = "10.101.0.3"; gateway = "10.101.0.1"; };
@@ -84,11 +86,11 @@ in
     (that "systemd older than 238 without a patch: a warning" (onSystemd "237" { }).warnings
       "a warning naming lxc/lxc#2226" (lib.any (lib.hasInfix "lxc/lxc#2226")))
     (eq "systemd older than 238 with a patch: patched, no warning"
-      (let c = onSystemd "237" { systemdPatches = [ ./fake-nixpkgs/nixos/lib/eval-config.nix ]; }; in {
+      (let c = onSystemd "237" { systemdPatches = [ ./stubs.nix ]; }; in {
         inherit (c) warnings;
         patches = map toString c.systemd.package.patches;
       })
-      { warnings = [ ]; patches = [ (toString ./fake-nixpkgs/nixos/lib/eval-config.nix) ]; })
+      { warnings = [ ]; patches = [ (toString ./stubs.nix) ]; })
   ];
 
   nixos-system = [

@@ -1,12 +1,12 @@
 # The Python test script of tests/vm-test.nix, made without nixpkgs: its
-# containers' systems come from the stand-in eval-config (fake-nixpkgs/), its
+# containers' systems come from the stand-in eval-config (tests/fake-nixpkgs), its
 # nodes are the few values the script reads. tests/nix/run compiles it.
 { lib, h }:
 let
   fake = h.fakePkgs { };
   pkgs = fake // {
     inherit lib;
-    path = ./fake-nixpkgs;
+    path = ../fake-nixpkgs;
     stdenv.hostPlatform.system = builtins.currentSystem;
     testers.runNixOSTest = test: test;
   };

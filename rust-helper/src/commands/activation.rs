@@ -15,7 +15,12 @@ use crate::profile::Generation;
 /// boots it at its next start). When the activation fails, generation
 /// `previous` is made current and activated again, and the error says so.
 /// `lxc_args` go to lxc-attach.
-pub fn switch_live(ctx: &Context, name: &str, previous: u64, lxc_args: &[String]) -> Result<()> {
+pub fn activate_current(
+    ctx: &Context,
+    name: &str,
+    previous: u64,
+    lxc_args: &[String],
+) -> Result<()> {
     if !ctx.lxc().is_running(name)? {
         return Ok(());
     }
@@ -40,7 +45,7 @@ pub fn switch_live(ctx: &Context, name: &str, previous: u64, lxc_args: &[String]
 }
 
 fn lxc_settings(generation: &Generation) -> Option<String> {
-    std::fs::read_to_string(generation.path.join(crate::profile::LXC_CONF)).ok()
+    std::fs::read_to_string(generation.path.join(crate::layout::LXC_CONF)).ok()
 }
 
 /// Runs the generation's `switch-to-configuration switch` inside the container.

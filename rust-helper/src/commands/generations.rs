@@ -3,8 +3,9 @@
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
-use super::activation::switch_live;
+use super::activation::activate_current;
 use super::context::Context;
+use super::opening;
 use super::recovery::{record_switch, refresh_addresses};
 use crate::nix::Nix;
 use crate::profile::Deletion;
@@ -57,7 +58,7 @@ fn local_time(time: std::time::SystemTime) -> String {
 
 pub fn delete(ctx: &Context, name: &str, specifiers: &[String]) -> Result<()> {
     let deletion = Deletion::parse(specifiers)?;
-    let (_lock, _) = ctx.lock_existing(name)?;
+    let (_lock, _) = opening::lock_existing(ctx, name)?;
     let profile = ctx.profile(name);
     let current = profile.current_number()?;
     if let Deletion::Numbers(numbers) = &deletion {
@@ -77,7 +78,7 @@ pub fn delete(ctx: &Context, name: &str, specifiers: &[String]) -> Result<()> {
 }
 
 pub fn switch(ctx: &Context, name: &str, number: u64) -> Result<()> {
-    let (_lock, _) = ctx.lock_existing(name)?;
+    let (_lock, _) = opening::lock_existing(ctx, name)?;
     let profile = ctx.profile(name);
     let target = profile.generation(number).with_context(|| format!("container '{name}'"))?;
     let previous = profile.current_number()?.context("the container has no current generation")?;
@@ -89,7 +90,7 @@ pub fn switch(ctx: &Context, name: &str, number: u64) -> Result<()> {
 }
 
 pub fn rollback(ctx: &Context, name: &str) -> Result<()> {
-    let (_lock, _) = ctx.lock_existing(name)?;
+    let (_lock, _) = opening::lock_existing(ctx, name)?;
     let profile = ctx.profile(name);
     let previous = profile.current_number()?.context("the container has no current generation")?;
     // The generation nix-env --rollback goes to: the newest older one.
@@ -117,8 +118,8 @@ fn switch_recorded(
     switch: impl FnOnce(&Nix) -> Result<()>,
 ) -> Result<()> {
     record_switch(ctx, name, Some(previous))?;
-    let switched =
-        switch(&ctx.plain_nix()).and_then(|()| switch_live(ctx, name, previous, &ctx.lxc_args));
+    let switched = switch(&ctx.plain_nix())
+        .and_then(|()| activate_current(ctx, name, previous, &ctx.lxc_args));
     record_switch(ctx, name, None)?;
     switched
 }

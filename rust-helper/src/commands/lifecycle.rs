@@ -9,15 +9,16 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::activation::switch_live;
-use super::context::{Context, Opened};
+use super::activation::activate_current;
+use super::context::Context;
+use super::opening::{self, Opened};
 use super::recovery::{addresses_in_use, teardown};
 use crate::network;
 use crate::spec::{Params, Source, Spec};
-use crate::state::{ContainerLock, Entry, Locked, Phase};
+use crate::state::{ContainerLock, ContainerRecord, LockedState, Phase};
 
 pub fn create(ctx: &Context, name: &str, source: Source) -> Result<()> {
-    let Opened { lock, locked, .. } = ctx.open(name)?;
+    let Opened { lock, locked, .. } = opening::open(ctx, name)?;
     if let Err(err) = ensure_name_is_free(ctx, &locked, name) {
         if !locked.state.containers.contains_key(name) {
             lock.remove();
@@ -35,7 +36,7 @@ struct BuildInputs {
     /// The busybox that builds generations, in the store.
     busybox: PathBuf,
     spec: Spec,
-    wanted: network::Wanted,
+    address: network::AddressRequest,
 }
 
 impl BuildInputs {
@@ -43,9 +44,9 @@ impl BuildInputs {
         let nix = ctx.nix();
         let busybox = nix.busybox_in_store(&ctx.settings.busybox()?)?;
         let spec = nix.eval_spec(source, &busybox)?;
-        let wanted = network::wanted(&spec.network, &ctx.settings.host)
+        let address = network::address_request(&spec.network, &ctx.settings.host)
             .with_context(|| source.to_string())?;
-        Ok(BuildInputs { busybox, spec, wanted })
+        Ok(BuildInputs { busybox, spec, address })
     }
 }
 
@@ -70,7 +71,7 @@ fn create_locked(ctx: &Context, name: &str, source: Source, lock: ContainerLock)
         ensure_name_is_free(ctx, &locked, name)?;
         locked.state.containers.insert(
             name.to_string(),
-            Entry {
+            ContainerRecord {
                 phase: Phase::Creating,
                 source: source.clone(),
                 automatic_ip: None,
@@ -110,11 +111,11 @@ fn create_locked(ctx: &Context, name: &str, source: Source, lock: ContainerLock)
     Ok(())
 }
 
-/// Claims the address `inputs.wanted` names for `name` and resolves what a
+/// Claims the address `inputs.address` asks for for `name` and resolves what a
 /// build needs.
 fn reserve(
     ctx: &Context,
-    locked: &mut Locked,
+    locked: &mut LockedState,
     name: &str,
     source: &Source,
     inputs: &BuildInputs,
@@ -124,7 +125,7 @@ fn reserve(
         network::joined(&inputs.spec.network, host).with_context(|| source.to_string())?.bridge;
     let address = locked
         .state
-        .claim(host, name, bridge, inputs.wanted)
+        .claim(host, name, bridge, inputs.address)
         .with_context(|| source.to_string())?;
     let (hostonly, internet) = network::interfaces(&inputs.spec.network, host, address)
         .with_context(|| source.to_string())?;
@@ -180,7 +181,7 @@ fn build_and_register(
 }
 
 pub fn update(ctx: &Context, name: &str, source: Option<Source>) -> Result<()> {
-    let Opened { lock, locked, .. } = ctx.open(name)?;
+    let Opened { lock, locked, .. } = opening::open(ctx, name)?;
     let entry = match locked.state.containers.get(name) {
         Some(entry) => entry.clone(),
         None => {
@@ -224,7 +225,7 @@ pub fn update(ctx: &Context, name: &str, source: Option<Source>) -> Result<()> {
     let built = build_current(ctx, name, &params, &inputs);
     let current = profile.current_number()?.unwrap_or(previous);
     let activated = match built {
-        Ok(()) if current != previous => switch_live(ctx, name, previous, &ctx.lxc_args),
+        Ok(()) if current != previous => activate_current(ctx, name, previous, &ctx.lxc_args),
         other => other,
     };
     if activated.is_err() && current != previous && before.iter().all(|g| g.number != current) {
@@ -255,7 +256,7 @@ pub fn update(ctx: &Context, name: &str, source: Option<Source>) -> Result<()> {
 }
 
 pub fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()> {
-    let Opened { lock, mut locked, repaired } = ctx.open(name)?;
+    let Opened { lock, mut locked, repaired } = opening::open(ctx, name)?;
     if !locked.state.containers.contains_key(name) {
         lock.remove();
         if repaired == Some(Phase::Destroying) {
@@ -299,7 +300,7 @@ pub fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()> {
 /// Refuses a name that is taken: by a container of ours (also in another
 /// case: names are host names), or by anything else in LXC's directory or
 /// the profiles directory. The advice never risks a container's data.
-fn ensure_name_is_free(ctx: &Context, locked: &Locked, name: &str) -> Result<()> {
+fn ensure_name_is_free(ctx: &Context, locked: &LockedState, name: &str) -> Result<()> {
     if let Some(taken) = locked.state.containers.keys().find(|k| k.eq_ignore_ascii_case(name)) {
         if taken == name {
             bail!(

@@ -4,6 +4,7 @@ mod activation;
 mod context;
 mod generations;
 mod lifecycle;
+mod opening;
 mod query;
 mod recovery;
 mod runtime;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use crate::cli::{Cli, Command, InsteadOfFile};
+use crate::cli::{Cli, Command, SourceFlags};
 use crate::manual;
 use crate::settings::Settings;
 use crate::spec::Source;
@@ -22,11 +23,7 @@ pub use context::Context;
 
 /// What a command names to build from: a container file, a system store
 /// path (--system) or a flake's container (--flake); clap allows one at most.
-fn source_of(
-    name: &str,
-    config: Option<PathBuf>,
-    instead: InsteadOfFile,
-) -> Result<Option<Source>> {
+fn source_of(name: &str, config: Option<PathBuf>, instead: SourceFlags) -> Result<Option<Source>> {
     if let Some(file) = config {
         return container_file(&file).map(Some);
     }

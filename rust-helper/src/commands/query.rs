@@ -10,7 +10,7 @@ use super::context::Context;
 use crate::error::EXIT_FAILURE;
 use crate::names;
 use crate::spec::GenerationMeta;
-use crate::state::{Entry, Phase};
+use crate::state::{ContainerRecord, Phase};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -37,7 +37,7 @@ fn current_meta(ctx: &Context, name: &str) -> Result<Option<(u64, GenerationMeta
 /// The address a container has now, and the one its current generation
 /// gives it if that differs (until its next start).
 fn addresses(
-    entry: &Entry,
+    entry: &ContainerRecord,
     running: bool,
     current: Option<&GenerationMeta>,
 ) -> (Option<Ipv4Addr>, Option<Ipv4Addr>) {

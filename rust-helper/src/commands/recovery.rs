@@ -11,14 +11,14 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context as _, Result};
 
-use super::activation::switch_live;
+use super::activation::activate_current;
 use super::context::Context;
 use crate::names;
-use crate::state::{Address, Entry, Locked, Phase};
+use crate::state::{Address, ContainerRecord, LockedState, Phase};
 
 /// Finishes or undoes what crashed commands left behind: container `own`
 /// (whose lock the caller holds) and every other one whose lock is free.
-pub fn repair_all(ctx: &Context, locked: &mut Locked, own: &str) -> Result<()> {
+pub fn repair_all(ctx: &Context, locked: &mut LockedState, own: &str) -> Result<()> {
     let unfinished: Vec<String> = locked
         .state
         .containers
@@ -40,7 +40,7 @@ pub fn repair_all(ctx: &Context, locked: &mut Locked, own: &str) -> Result<()> {
 }
 
 /// Repairs container `name`, whose command crashed (nobody holds its lock).
-fn repair(ctx: &Context, locked: &mut Locked, name: &str) -> Result<()> {
+fn repair(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<()> {
     let phase = locked.state.containers[name].phase;
     match phase {
         Phase::Ready => Ok(()),
@@ -58,7 +58,7 @@ fn repair(ctx: &Context, locked: &mut Locked, name: &str) -> Result<()> {
                 eprintln!(
                     "note: finishing the interrupted switch of '{name}' from generation {from}"
                 );
-                if let Err(err) = switch_live(ctx, name, from, &[]) {
+                if let Err(err) = activate_current(ctx, name, from, &[]) {
                     eprintln!("warning: {err:#}");
                 }
             }
@@ -75,7 +75,7 @@ fn repair(ctx: &Context, locked: &mut Locked, name: &str) -> Result<()> {
 /// them, its state entry. LXC is given a config of the container's name
 /// alone first, so that nothing of the container's own settings (a hook of
 /// a tampered generation, an include that is gone) runs or stands in the way.
-pub fn teardown(ctx: &Context, locked: &mut Locked, name: &str) -> Result<()> {
+pub fn teardown(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<()> {
     let lxc = ctx.lxc();
     let dir = lxc.container_dir(name);
     if dir.exists() {
@@ -163,7 +163,7 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
         let source = current.meta()?.params.source;
         locked.state.containers.insert(
             name.clone(),
-            Entry {
+            ContainerRecord {
                 phase,
                 source,
                 automatic_ip,

@@ -5,6 +5,7 @@ use std::process::{ExitCode, ExitStatus};
 use anyhow::{bail, Context as _, Result};
 
 use super::context::Context;
+use super::opening;
 use crate::error::EXIT_FAILURE;
 use crate::lxc::{Halted, Lxc, Started};
 use crate::profile::Generation;
@@ -13,7 +14,7 @@ use crate::spec::Params;
 use crate::state::StartedWith;
 
 pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
-    let (lock, _) = ctx.lock_existing(name)?;
+    let (lock, _) = opening::lock_existing(ctx, name)?;
     let current = ctx
         .profile(name)
         .current()?
@@ -85,7 +86,7 @@ fn halt(
     verb: &str,
     how: impl FnOnce(&Lxc) -> Result<Halted>,
 ) -> Result<()> {
-    let (_lock, _) = ctx.lock_existing(name)?;
+    let (_lock, _) = opening::lock_existing(ctx, name)?;
     match how(&ctx.lxc()).with_context(|| format!("cannot {verb} container '{name}'"))? {
         Halted::Now => {}
         Halted::WasNotRunning => println!("container '{name}' is not running"),

@@ -1,9 +1,7 @@
 //! The runtime commands on real unprivileged LXC: start, stop, terminate,
 //! login, run, state, list, show-ip, autostart and live updates.
 
-mod common;
-
-use common::{path_str, tiny_file, Host};
+use crate::common::{path_str, tiny_file, Host};
 
 #[test]
 fn a_running_container_answers_and_runs_unprivileged() {
@@ -180,7 +178,7 @@ fn autostart_service(host: &Host) -> Option<(String, String)> {
             "--eval",
             "--strict",
             "--json",
-            &format!("{}/tests/nix/autostart-service.nix", common::REPO),
+            &format!("{}/tests/nix/autostart-service.nix", crate::common::REPO),
         ])
         .args(["--argstr", "nixpkgsLib", &lib, "--argstr", "lxcPath", path_str(&host.lxc_path())])
         .output()

@@ -1,9 +1,7 @@
 //! Container file -> spec -> generation -> LXC container, with generations:
 //! the core lifecycle on real Nix and real LXC.
 
-mod common;
-
-use common::{path_str, Host, REPO};
+use crate::common::{path_str, Host, REPO};
 
 /// The spec of a container file, as lib/cli.nix prints it.
 fn spec_of(file: &std::path::Path) -> serde_json::Value {

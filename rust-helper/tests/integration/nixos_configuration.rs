@@ -2,15 +2,13 @@
 //! NixOS configuration goes through lib/nixos-system.nix and eval-config with
 //! the guest module, `ip` and `name` as module arguments, once per build.
 //!
-//! No nixpkgs exists here, so `-n "-I nixpkgs=tests/fake-nixpkgs"` names a
+//! No nixpkgs exists here, so `-n "-I nixpkgs=<repo>/tests/fake-nixpkgs"` names a
 //! stand-in eval-config that evaluates the modules with nixpkgs' lib and
 //! returns the tiny system (see its header). It needs NIXPKGS_LIB, a copy of
 //! nixpkgs' lib (nix-community/nixpkgs.lib); without it the test says so and
 //! passes.
 
-mod common;
-
-use common::{Host, REPO};
+use crate::common::{Host, REPO};
 
 fn nixpkgs_lib() -> Option<String> {
     let lib = std::env::var("NIXPKGS_LIB")
@@ -25,10 +23,7 @@ fn nixpkgs_lib() -> Option<String> {
 /// Runs the helper with the stand-in nixpkgs; returns stdout and how many
 /// NixOS evaluations it made.
 fn with_fake_nixpkgs(host: &Host, lib: &str, args: &[&str]) -> (String, usize) {
-    let fake = format!(
-        "-I nixpkgs={}/tests/fake-nixpkgs -I nixpkgs-lib={lib}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let fake = format!("-I nixpkgs={REPO}/tests/fake-nixpkgs -I nixpkgs-lib={lib}");
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["-n", &fake, "--verbose"]);
     let output = host.helper_command(&all).output().unwrap();

@@ -1,8 +1,8 @@
-//! A test host: a private network namespace with the seed's two bridges, and
-//! the helper's LXC path, profiles and state in a temporary directory. The
-//! helper, LXC and Nix are the real ones. Every lxc-* call of a test runs in
-//! its namespace, since LXC's command socket is per network namespace.
-#![allow(dead_code)] // each test file uses a different part of the harness
+//! A test host: a private network namespace with the seed's two bridges
+//! (scripts/netns, as the demo and the benchmarks make it), and the helper's
+//! LXC path, profiles and state in a temporary directory. The helper, LXC and
+//! Nix are the real ones. Every lxc-* call of a test runs in its namespace,
+//! since LXC's command socket is per network namespace.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -70,13 +70,7 @@ impl Host {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(host.dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("the temporary directory is ours");
-        sh(&format!("ip netns add {}", host.netns));
-        host.ns_ok("ip link set lo up");
-        for (bridge, address) in
-            [("brNC-hostonly", "10.101.0.1/16"), ("brNC-internet", "10.202.0.1/16")]
-        {
-            host.add_bridge(bridge, address);
-        }
+        sh(&format!("{REPO}/scripts/netns add {}", host.netns));
         host
     }
 
@@ -317,7 +311,7 @@ impl Drop for Host {
                 self.lxc(&format!("lxc-stop -k -n {name} 2>/dev/null"));
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        let _ = Command::new(format!("{REPO}/scripts/netns")).args(["del", &self.netns]).status();
     }
 }
 

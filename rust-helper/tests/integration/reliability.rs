@@ -1,13 +1,11 @@
 //! Bad input, injection, races, crashes, collisions and isolation: one clear
 //! error, nothing half-done, nothing lost, nothing widened.
 
-mod common;
-
 use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
-use common::{path_str, tiny_file, Host};
+use crate::common::{path_str, tiny_file, Host};
 
 #[test]
 fn invalid_names_are_refused_before_anything_is_made() {
@@ -124,7 +122,7 @@ fn spawn(host: &Host, args: &[&str]) -> Child {
         .expect("the helper starts")
 }
 
-fn finish(child: Child) -> common::Run {
+fn finish(child: Child) -> crate::common::Run {
     child.wait_with_output().expect("the helper ends").into()
 }
 
@@ -567,7 +565,7 @@ fn a_path_that_is_not_utf8_is_a_usage_error() {
         .args([std::ffi::OsStr::new("create"), std::ffi::OsStr::new("web"), path.as_os_str()])
         .output()
         .unwrap();
-    let run: common::Run = output.into();
+    let run: crate::common::Run = output.into();
     assert_eq!(run.code, 2, "{run:?}");
     assert_eq!(run.stderr.lines().count(), 1, "one line, no panic: {run:?}");
     host.assert_nothing_created();

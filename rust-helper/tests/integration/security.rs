@@ -3,11 +3,9 @@
 //! and of a flake output, generations with LXC settings the helper would not
 //! write, restricted evaluation, and builds in Nix's sandbox.
 
-mod common;
-
 use std::path::Path;
 
-use common::{path_str, Host, REPO};
+use crate::common::{path_str, Host, REPO};
 
 /// What an attacker would have LXC run as root on the host: a script that
 /// leaves a mark.

@@ -1,0 +1,49 @@
+//! The opening that commands changing a container share: its lock, then
+//! the state's, with what crashed commands left behind repaired first.
+
+use anyhow::Result;
+
+use super::context::{unknown, Context};
+use super::recovery;
+use crate::names;
+use crate::state::{ContainerLock, ContainerRecord, LockedState, Phase};
+
+/// A container's lock and the state, taken in that order, with what crashed
+/// commands left behind repaired.
+pub struct Opened {
+    pub lock: ContainerLock,
+    pub locked: LockedState,
+    /// The phase the container was repaired from, if a crash left it unfinished.
+    pub repaired: Option<Phase>,
+}
+
+/// Takes container `name`'s lock, then the state's, and repairs what
+/// crashed commands left behind.
+pub fn open(ctx: &Context, name: &str) -> Result<Opened> {
+    names::validate(name)?;
+    let lock = ctx.store.lock_container(name)?;
+    let mut locked = ctx.store.lock()?;
+    let repaired = locked
+        .state
+        .containers
+        .get(name)
+        .map(|entry| entry.phase)
+        .filter(|&phase| phase != Phase::Ready);
+    recovery::repair_all(ctx, &mut locked, name)?;
+    Ok(Opened { lock, locked, repaired })
+}
+
+/// For commands that change an existing container: `open`, and its
+/// entry. For a name no container has, the lock file goes again.
+pub fn lock_existing(ctx: &Context, name: &str) -> Result<(ContainerLock, ContainerRecord)> {
+    let Opened { lock, locked, .. } = open(ctx, name)?;
+    match locked.state.containers.get(name).filter(|entry| entry.exists()) {
+        Some(entry) => Ok((lock, entry.clone())),
+        None => {
+            if !locked.state.containers.contains_key(name) {
+                lock.remove();
+            }
+            Err(unknown(name))
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The helper's integration tests: real Nix, real LXC and the kernel, each
+//! test on a host of its own (common.rs), one module per area.
+
+mod common;
+mod lifecycle;
+mod nixos_configuration;
+mod reliability;
+mod runtime;
+mod security;
