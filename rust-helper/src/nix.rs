@@ -122,8 +122,8 @@ impl Nix<'_> {
             // A flake reads its own source and inputs, as Nix allows them.
             Source::Flake(_) => {}
         }
-        let mut tool = Tool::new("unshare")
-            .args(["--pid", "--fork", "--kill-child=KILL", "--mount-proc", "--", program])
+        let pid_namespace = ["--pid", "--fork", "--kill-child=KILL", "--mount-proc", "--"];
+        let mut tool = Tool::wrapped("unshare", &pid_namespace, program)
             .args(Self::source_args(source))
             .args(self.extra_args)
             .args(CONFINED);

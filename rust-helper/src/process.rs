@@ -12,6 +12,8 @@ use anyhow::{Context, Result};
 pub struct Tool {
     command: Command,
     program: String,
+    /// What runs `program`, if not this helper itself.
+    wrapper: Option<String>,
 }
 
 /// What a finished tool left behind.
@@ -23,7 +25,15 @@ pub struct Finished {
 
 impl Tool {
     pub fn new(program: &str) -> Tool {
-        Tool { command: Command::new(program), program: program.to_string() }
+        Tool { command: Command::new(program), program: program.to_string(), wrapper: None }
+    }
+
+    /// `program` run by `wrapper` with `wrapper_args` before it (unshare
+    /// ... -- nix-build): errors and timings name the program.
+    pub fn wrapped(wrapper: &str, wrapper_args: &[&str], program: &str) -> Tool {
+        let mut command = Command::new(wrapper);
+        command.args(wrapper_args).arg(program);
+        Tool { command, program: program.to_string(), wrapper: Some(wrapper.to_string()) }
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Tool {
@@ -86,7 +96,13 @@ impl Tool {
     }
 
     fn spawn_error(&self) -> String {
-        format!("cannot run {}: is it installed and on PATH?", self.program)
+        match &self.wrapper {
+            Some(wrapper) => format!(
+                "cannot run {wrapper} (for {}): is it installed and on PATH?",
+                self.program
+            ),
+            None => format!("cannot run {}: is it installed and on PATH?", self.program),
+        }
     }
 }
 
