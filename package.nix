@@ -1,8 +1,10 @@
 # The nixcloud-container helper: pkgs.callPackage ./package.nix { }
 {
   lib,
+  stdenv,
   rustPlatform,
   makeWrapper,
+  installShellFiles,
   lxc,
   nix,
   util-linux,
@@ -42,16 +44,25 @@ rustPlatform.buildRustPackage {
   # Read by option_env! in src/settings.rs: where the helper finds cli.nix.
   env.NIXCLOUD_CONTAINER_NIX_LIB = "${nixLib}/lib";
 
-  nativeBuildInputs = [ makeWrapper ];
+  nativeBuildInputs = [ makeWrapper installShellFiles ];
 
   # Only the unit tests: the integration tests (tests/) drive real LXC
   # containers and a real Nix store, which the build sandbox has not.
   cargoTestFlags = [ "--bins" ];
 
-  # The tools it drives, from the same package set; the busybox that builds
+  # The tools it drives, from the same package set (util-linux: unshare, which
+  # gives each Nix build a PID namespace of its own); the busybox that builds
   # generations (a store path, so generations keep it alive) unless the
   # environment names another.
-  postInstall = ''
+  # The man page and the completions come from the command line's definition.
+  postInstall = lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+    $out/bin/nixcloud-container help --man > nixcloud-container.1
+    installManPage nixcloud-container.1
+    installShellCompletion --cmd nixcloud-container \
+      --bash <($out/bin/nixcloud-container completions bash) \
+      --zsh <($out/bin/nixcloud-container completions zsh) \
+      --fish <($out/bin/nixcloud-container completions fish)
+  '' + ''
     wrapProgram $out/bin/nixcloud-container \
       --prefix PATH : ${lib.makeBinPath [ lxc nix util-linux ]} \
       --set-default NIXCLOUD_CONTAINER_BUSYBOX ${busybox}/bin/busybox

@@ -1,8 +1,10 @@
 //! The command line: the seed's commands with the seed's argument shapes.
+//! This is the one definition of the commands: `help`, the man page, the
+//! completions and the README's table (checked by a test) come from it.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::UsageError;
 
@@ -20,8 +22,12 @@ pub struct Cli {
     pub locations: LocationArgs,
 
     /// Show the output of Nix and LXC as they run, not only when they fail.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
+
+    /// Show no progress line while Nix builds.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -33,30 +39,67 @@ pub struct Cli {
 #[command(next_help_heading = "Locations")]
 pub struct LocationArgs {
     /// LXC's container directory [default: /var/lib/lxc].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_LXC_PATH", value_name = "DIR", value_parser = utf8_path)]
+    #[arg(
+        long,
+        global = true,
+        env = "NIXCLOUD_CONTAINER_LXC_PATH",
+        value_name = "dir",
+        value_parser = utf8_path
+    )]
     pub lxc_path: Option<PathBuf>,
 
     /// Root of the per-container Nix profiles
     /// [default: /nix/var/nix/profiles/nixcloud-container].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_PROFILES_DIR", value_name = "DIR", value_parser = utf8_path)]
+    #[arg(
+        long,
+        global = true,
+        env = "NIXCLOUD_CONTAINER_PROFILES_DIR",
+        value_name = "dir",
+        value_parser = utf8_path
+    )]
     pub profiles_dir: Option<PathBuf>,
 
-    /// Directory of the state file and its locks [default: /var/lib/nixcloud-container].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_STATE_DIR", value_name = "DIR", value_parser = utf8_path)]
+    /// Directory of the state file, its locks and scratch space
+    /// [default: /var/lib/nixcloud-container].
+    #[arg(
+        long,
+        global = true,
+        env = "NIXCLOUD_CONTAINER_STATE_DIR",
+        value_name = "dir",
+        value_parser = utf8_path
+    )]
     pub state_dir: Option<PathBuf>,
 
     /// The host's settings (bridges, subnets, uid range), written by the NixOS
     /// module [default: /etc/nixcloud-container/host.json].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_HOST_CONFIG", value_name = "FILE", value_parser = utf8_path)]
+    #[arg(
+        long,
+        global = true,
+        env = "NIXCLOUD_CONTAINER_HOST_CONFIG",
+        value_name = "file",
+        value_parser = utf8_path
+    )]
     pub host_config: Option<PathBuf>,
 
-    /// The Nix library of this toolkit (the `lib` directory).
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_NIX_LIB", value_name = "DIR", value_parser = utf8_path)]
+    /// The Nix library of this toolkit (its `lib` directory).
+    #[arg(
+        long,
+        global = true,
+        env = "NIXCLOUD_CONTAINER_NIX_LIB",
+        value_name = "dir",
+        value_parser = utf8_path
+    )]
     pub nix_lib: Option<PathBuf>,
 
     /// A busybox binary that builds generations where no nixpkgs is at hand
     /// [default: `busybox` on PATH].
-    #[arg(long, global = true, env = "NIXCLOUD_CONTAINER_BUSYBOX", value_name = "FILE", value_parser = utf8_path)]
+    #[arg(
+        long,
+        global = true,
+        env = "NIXCLOUD_CONTAINER_BUSYBOX",
+        value_name = "file",
+        value_parser = utf8_path
+    )]
     pub busybox: Option<PathBuf>,
 }
 
@@ -68,7 +111,7 @@ pub struct NixParams {
     #[arg(
         short = 'n',
         long = "nix-params",
-        value_name = "NIX_PARAMETERS",
+        value_name = "nix parameters",
         allow_hyphen_values = true
     )]
     pub nix_params: Vec<String>,
@@ -82,7 +125,7 @@ pub struct LxcParams {
     #[arg(
         short = 'l',
         long = "lxc-params",
-        value_name = "LXC_PARAMETERS",
+        value_name = "lxc parameters",
         allow_hyphen_values = true
     )]
     pub lxc_params: Vec<String>,
@@ -138,12 +181,33 @@ impl LxcParams {
 pub struct SourceFlags {
     /// Deploy a prebuilt system (a store path with an executable `init`)
     /// instead of a container file, like nixos-container's --system-path.
-    #[arg(long, value_name = "STORE_PATH", conflicts_with_all = ["config", "flake"], value_parser = utf8_path)]
+    #[arg(long, value_name = "store path", conflicts_with = "flake", value_parser = utf8_path)]
     pub system: Option<PathBuf>,
-    /// Build the flake's output nixcloudContainers.<NAME> (default: the
+    /// Build the flake's output nixcloudContainers.<name> (default: the
     /// container's name) instead of a container file.
-    #[arg(long, value_name = "FLAKE_REF[#NAME]", conflicts_with = "config")]
+    #[arg(long, value_name = "flake ref[#name]")]
     pub flake: Option<String>,
+}
+
+impl SourceFlags {
+    fn given(&self) -> bool {
+        self.system.is_some() || self.flake.is_some()
+    }
+}
+
+/// The containers a command acts on: names, or all of them.
+#[derive(Args, Debug)]
+pub struct Targets {
+    /// The containers.
+    #[arg(
+        value_name = "container-name",
+        required_unless_present = "all",
+        value_parser = container_name
+    )]
+    pub names: Vec<String>,
+    /// Every container.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
 }
 
 #[derive(Args, Debug)]
@@ -153,45 +217,96 @@ pub struct JsonFlag {
     pub json: bool,
 }
 
+/// How `list` prints its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+/// A column of `list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Column {
+    Name,
+    State,
+    Ipv4,
+    Generation,
+    Autostart,
+}
+
+impl Column {
+    pub const ALL: [Column; 5] =
+        [Column::Name, Column::State, Column::Ipv4, Column::Generation, Column::Autostart];
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Create a container from a container file (or a ready system) as generation 1.
+    /// Create a container from a container file as generation 1.
+    ///
+    /// Build generation 1 of the container and register it with LXC
+    /// (lxc-create; -l goes there). Names are host names: 1 to 63 letters,
+    /// digits and '-', the same in any case. Fails, changing nothing, if the
+    /// name is taken. With --system, deploy a prebuilt system instead of a
+    /// container file; with --flake, the flake's nixcloudContainers.<name>.
     Create {
-        /// Name of the new container (letters, digits and '-'; at most 63).
-        #[arg(value_parser = container_name)]
+        #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
         /// The container file: a NixOS module or a container attribute set.
         #[arg(
-            value_name = "CONFIG_PATH",
+            value_name = "config-path",
             required_unless_present_any = ["system", "flake"],
+            conflicts_with_all = ["system", "flake"],
             value_parser = utf8_path
         )]
         config: Option<PathBuf>,
         #[command(flatten)]
-        instead: SourceFlags,
+        source: SourceFlags,
         #[command(flatten)]
         nix: NixParams,
         #[command(flatten)]
         lxc: LxcParams,
     },
-    /// Build a new generation from the container file and make it current
-    /// (creates the container when it does not exist; activates it when running).
+    /// Build a new generation and make it current.
+    ///
+    /// Build a new generation of the container from the container file, or,
+    /// without one, from the file it was last built from, and make it
+    /// current; a container that does not exist is created. If the container
+    /// runs, the new generation is activated inside it (switch-to-configuration
+    /// switch, through lxc-attach; -l goes there), as nixos-rebuild switch
+    /// would on a host; if activation fails, the previous generation is
+    /// current and active again. A stopped container boots the current
+    /// generation at its next start; changed LXC settings apply at the next
+    /// start. Several containers (or --all) are each rebuilt from their last
+    /// file; a path has a '/' or a '.', which no name has.
     Update {
-        #[arg(value_parser = container_name)]
-        name: String,
-        /// The container file; without it, the one the container was last built from.
-        #[arg(value_name = "CONFIG_PATH", value_parser = utf8_path)]
-        config: Option<PathBuf>,
+        #[arg(
+            value_name = "container-name",
+            required_unless_present = "all",
+            value_parser = container_name
+        )]
+        name: Option<String>,
+        /// The container file; or more containers to update.
+        #[arg(value_name = "config-path|container-name")]
+        more: Vec<String>,
+        /// Every container, each from the file it was last built from.
+        #[arg(long, conflicts_with_all = ["name", "more", "system", "flake"])]
+        all: bool,
         #[command(flatten)]
-        instead: SourceFlags,
+        source: SourceFlags,
         #[command(flatten)]
         nix: NixParams,
         #[command(flatten)]
         lxc: LxcParams,
     },
     /// Remove a container: its LXC directory, its generations and its address.
+    ///
+    /// Remove the container's LXC directory (lxc-destroy; -l goes there), its
+    /// generations and its addresses, also what is left of a container whose
+    /// generations are gone. Refused while the container runs, unless
+    /// --force, which kills it first.
     Destroy {
-        #[arg(value_parser = container_name)]
+        #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
         /// Kill a running container first instead of refusing.
         #[arg(long)]
@@ -200,52 +315,74 @@ pub enum Command {
         lxc: LxcParams,
     },
     /// List a container's generations, marking the current one.
+    ///
+    /// The generations, oldest first: number, date, address, system; the
+    /// current one is marked.
     ListGenerations {
-        #[arg(value_parser = container_name)]
+        #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// Delete generations: numbers, `+N` (keep the last N), `Nd` (older than N days) or `old`.
+    /// Delete generations, as nix-env --delete-generations does.
+    ///
+    /// Delete generations: numbers, or one of +N (keep the last N and the
+    /// current one), Nd (older than N days) and old (all but the current
+    /// one), alone. The current generation is never deleted.
     DeleteGenerations {
-        #[arg(value_parser = container_name)]
+        #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
-        #[arg(required = true, value_name = "GENERATIONS", allow_hyphen_values = true)]
+        #[arg(required = true, value_name = "generations", allow_hyphen_values = true)]
         generations: Vec<String>,
     },
-    /// Make generation ID current (and activate it when the container runs).
+    /// Make a generation current (and activate it when the container runs).
+    ///
+    /// Make generation <generation id> current, after checking its LXC
+    /// settings, and activate it when the container runs.
     SwitchGeneration {
-        #[arg(value_parser = container_name)]
+        #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
-        #[arg(value_name = "GENERATION_ID", value_parser = generation_number)]
+        #[arg(value_name = "generation id", value_parser = generation_number)]
         generation: u64,
         #[command(flatten)]
         lxc: LxcParams,
     },
     /// Make the previous generation current (and activate it when the container runs).
+    ///
+    /// Make the generation before the current one current, after checking
+    /// its LXC settings, and activate it when the container runs.
     Rollback {
-        #[arg(value_parser = container_name)]
+        #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
         #[command(flatten)]
         lxc: LxcParams,
     },
-    /// Start a container (`-l -F` boots it in the foreground).
+    /// Start containers.
+    ///
+    /// Start the containers (lxc-start), after checking the current
+    /// generation's LXC settings. -l "-F" boots one container in the
+    /// foreground, its console on your terminal.
     Start {
-        #[arg(value_parser = container_name)]
-        name: String,
+        #[command(flatten)]
+        targets: Targets,
         #[command(flatten)]
         lxc: LxcParams,
     },
     /// Open a root shell inside a running container.
+    ///
+    /// A root shell inside the running container (lxc-attach).
     Login {
-        #[arg(value_parser = container_name)]
+        #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
         #[command(flatten)]
         lxc: LxcParams,
     },
     /// Run a command inside a running container; exits with its status.
+    ///
+    /// Run a command inside the running container (lxc-attach, with a clean
+    /// environment and the guest's PATH); exits with its status.
     Run {
-        #[arg(value_parser = container_name)]
+        #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
         #[command(flatten)]
         lxc: LxcParams,
@@ -254,58 +391,102 @@ pub enum Command {
             required = true,
             trailing_var_arg = true,
             allow_hyphen_values = true,
-            value_name = "COMMAND"
+            value_name = "command"
         )]
         command: Vec<String>,
     },
-    /// Shut a container down cleanly.
+    /// Shut containers down cleanly.
+    ///
+    /// Shut the containers down cleanly (lxc-stop).
     Stop {
-        #[arg(value_parser = container_name)]
-        name: String,
+        #[command(flatten)]
+        targets: Targets,
         #[command(flatten)]
         lxc: LxcParams,
     },
-    /// Kill a container at once.
+    /// Kill containers at once.
+    ///
+    /// Kill the containers at once (lxc-stop --kill).
     Terminate {
-        #[arg(value_parser = container_name)]
-        name: String,
+        #[command(flatten)]
+        targets: Targets,
         #[command(flatten)]
         lxc: LxcParams,
     },
     /// One line per container: name, state, IPv4, current generation, autostart.
+    ///
+    /// One row per container: name, state, IPv4 address, current generation,
+    /// autostart (lxc-ls --active and --frozen, side by side). -l selects
+    /// the containers as lxc-ls would (-l "--filter ^web", -l --stopped).
     List {
         #[command(flatten)]
         lxc: LxcParams,
-        #[command(flatten)]
-        json: JsonFlag,
+        /// How to print the rows.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// Shorthand for --format json.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// The columns to print, comma-separated, in order [default: all].
+        #[arg(long, value_enum, value_delimiter = ',')]
+        columns: Vec<Column>,
+        /// Print no header line (table and csv).
+        #[arg(long)]
+        no_header: bool,
     },
     /// Print a container's IPv4 address.
+    ///
+    /// The container's IPv4 address; while it runs with another one than
+    /// its current generation gives it, both.
     ShowIp {
-        #[arg(value_parser = container_name)]
+        #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
         #[command(flatten)]
         json: JsonFlag,
     },
     /// Exit 0 when the container exists, 1 when it does not.
     Exists {
-        #[arg(value_parser = container_name)]
+        #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
     },
     /// Print a container's state (RUNNING, STOPPED, ...).
     State {
-        #[arg(value_parser = container_name)]
+        #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Rebuild the state file from what is on disk.
+    ///
     /// Rebuild the state file from the containers' generations and LXC
-    /// directories, after it was damaged (the old file is kept aside).
+    /// directories, when a command reports it damaged. The old file is kept
+    /// beside it. An LXC directory of ours whose generations are gone is
+    /// removed. Nothing else ever resets the state.
     RepairState,
+    /// Print shell completions.
+    ///
+    /// Print the completions of this command for a shell, e.g.
+    /// `source <(nixcloud-container completions bash)`.
+    Completions {
+        #[arg(value_name = "shell")]
+        shell: clap_complete::Shell,
+    },
     /// Print the manual, or the help of one command.
     Help {
-        #[arg(value_name = "COMMAND")]
+        #[arg(value_name = "command")]
         command: Option<String>,
+        /// The manual as a man page (roff), for `man -l -`.
+        #[arg(long, conflicts_with = "command")]
+        man: bool,
     },
+}
+
+/// What `update` was asked: one container from a file (or the file it was
+/// last built from), or several from their last files.
+pub enum UpdateTargets {
+    One(String, Option<PathBuf>),
+    Several(Vec<String>),
+    All,
 }
 
 impl Command {
@@ -330,12 +511,53 @@ impl Command {
             | Command::Exists { .. }
             | Command::State { .. }
             | Command::RepairState
+            | Command::Completions { .. }
             | Command::Help { .. } => (None, None),
         };
         Ok((
             nix.map(NixParams::words).transpose()?.unwrap_or_default(),
             lxc.map(LxcParams::words).transpose()?.unwrap_or_default(),
         ))
+    }
+}
+
+/// Tells `update`'s containers from its container file: a path holds a '/'
+/// or a '.', which no container name does.
+pub fn update_targets(
+    name: Option<String>,
+    more: Vec<String>,
+    all: bool,
+    source: &SourceFlags,
+) -> Result<UpdateTargets, UsageError> {
+    let Some(name) = name else {
+        return if all {
+            Ok(UpdateTargets::All)
+        } else {
+            Err(UsageError("name a container to update, or give --all".to_string()))
+        };
+    };
+    let is_path = |arg: &String| arg.contains('/') || arg.contains('.');
+    match &more[..] {
+        [] => Ok(UpdateTargets::One(name, None)),
+        [file] if is_path(file) && !source.given() => {
+            Ok(UpdateTargets::One(name, Some(PathBuf::from(file))))
+        }
+        _ if source.given() => Err(UsageError(
+            "--system and --flake build one container: name only that one".to_string(),
+        )),
+        others => {
+            let mut names = vec![name];
+            for other in others {
+                if is_path(other) {
+                    return Err(UsageError(format!(
+                        "{} is a container file, which only a single container takes",
+                        crate::formats::show(other)
+                    )));
+                }
+                names.push(container_name(other).map_err(UsageError)?);
+            }
+            Ok(UpdateTargets::Several(names))
+        }
     }
 }
 
@@ -383,5 +605,32 @@ mod tests {
             panic!("not start")
         };
         assert!(lxc.words().unwrap_err().0.contains("cannot split -l"));
+    }
+
+    fn targets(args: &[&str]) -> Result<UpdateTargets, UsageError> {
+        let Command::Update { name, more, all, source, .. } = parse(args).command else {
+            panic!("not update")
+        };
+        update_targets(name, more, all, &source)
+    }
+
+    #[test]
+    fn update_tells_names_from_a_file() {
+        assert!(
+            matches!(targets(&["update", "web"]), Ok(UpdateTargets::One(n, None)) if n == "web")
+        );
+        assert!(matches!(
+            targets(&["update", "web", "web.nix"]),
+            Ok(UpdateTargets::One(n, Some(f))) if n == "web" && f.as_os_str() == "web.nix"
+        ));
+        assert!(matches!(targets(&["update", "web", "./config"]), Ok(UpdateTargets::One(..))));
+        assert!(matches!(
+            targets(&["update", "a", "b", "c"]),
+            Ok(UpdateTargets::Several(names)) if names == ["a", "b", "c"]
+        ));
+        assert!(matches!(targets(&["update", "--all"]), Ok(UpdateTargets::All)));
+        assert!(targets(&["update", "a", "b", "c.nix"]).is_err());
+        assert!(targets(&["update", "a", "b c"]).is_err());
+        assert!(targets(&["update", "a", "b", "--system", "/nix/store/x"]).is_err());
     }
 }

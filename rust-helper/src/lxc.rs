@@ -224,13 +224,11 @@ impl Lxc<'_> {
     /// all others are stopped. Two lxc-ls calls, made side by side, that only
     /// look at running containers: `lxc-ls --fancy` would say it in one, but
     /// it enters every running container to read its addresses whether they
-    /// are asked for or not (five times slower with 100 running), and
-    /// `--running` loads every stopped container's config too (three times
-    /// slower with none running; docs/performance.md).
-    pub fn active_states(&self, extra: &[String]) -> Result<BTreeMap<String, &'static str>> {
+    /// are asked for or not, and `--running` loads every stopped container's
+    /// config too (docs/performance.md has the figures).
+    pub fn active_states(&self) -> Result<BTreeMap<String, &'static str>> {
         let names = |filter: &str| -> Result<Vec<String>> {
-            let mut args = vec![filter.to_string(), "-1".to_string()];
-            args.extend(extra.iter().cloned());
+            let args = [filter.to_string(), "-1".to_string()];
             let finished = self.tool("lxc-ls", None, &args).output(self.verbose)?;
             check("lxc-ls", &finished, "")?;
             Ok(finished.stdout.split_whitespace().map(str::to_string).collect())

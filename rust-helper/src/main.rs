@@ -12,6 +12,7 @@ mod manual;
 mod names;
 mod network;
 mod nix;
+mod nix_log;
 mod process;
 mod profile;
 mod scratch;

@@ -1,5 +1,7 @@
-//! `nixcloud-container help`: the manual. `help <command>` prints that
-//! command's --help.
+//! `nixcloud-container help`: the manual, made of the command line's
+//! definition (cli.rs: the synopsis, the commands, the options) and the
+//! prose below; the same as a man page (`help --man`); `help <command>`
+//! prints that command's --help; and the shells' completions.
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -7,213 +9,153 @@ use clap::CommandFactory;
 use crate::cli::Cli;
 use crate::error::usage;
 
-pub const MANUAL: &str = r#"NIXCLOUD-CONTAINER(1)
+/// The manual's own sections, in a small format: a line in capitals is a
+/// section's title; a paragraph runs to a blank line; lines indented by four
+/// spaces are shown as they are; a line starting with ": " is a term, and
+/// the paragraph after it its description. `@COMMANDS@` and `@OPTIONS@`
+/// stand for what the command line defines.
+const PROSE: &str = r#"DESCRIPTION
+Manage unprivileged LXC containers running NixOS that share the host's
+/nix/store. Run all commands on the host as root. Containers are started by
+root and drop privileges: root inside is uid 100000 outside (lxc.idmap).
 
-NAME
-    nixcloud-container - unprivileged LXC containers running NixOS, sharing
-    the host's /nix/store
-
-SYNOPSIS
-    nixcloud-container create <container-name> <config-path> [-n <nix parameters>] [-l <lxc parameters>]
-    nixcloud-container create <container-name> --system <store path> [-n ...] [-l ...]
-    nixcloud-container create <container-name> --flake <flake ref>[#<name>] [-n ...] [-l ...]
-    nixcloud-container update <container-name> [<config-path>] [-n <nix parameters>] [-l <lxc parameters>]
-    nixcloud-container destroy <container-name> [--force] [-l <lxc parameters>]
-    nixcloud-container list-generations <container-name> [--json]
-    nixcloud-container delete-generations <container-name> <generations>...
-    nixcloud-container switch-generation <container-name> <generation id> [-l ...]
-    nixcloud-container rollback <container-name> [-l ...]
-    nixcloud-container start <container-name> [-l <lxc parameters>]
-    nixcloud-container login <container-name> [-l <lxc parameters>]
-    nixcloud-container run <container-name> [-l ...] [--] <command>...
-    nixcloud-container stop <container-name> [-l <lxc parameters>]
-    nixcloud-container terminate <container-name> [-l <lxc parameters>]
-    nixcloud-container list [-l <lxc parameters>] [--json]
-    nixcloud-container show-ip <container-name> [--json]
-    nixcloud-container exists <container-name>
-    nixcloud-container state <container-name> [--json]
-    nixcloud-container repair-state
-    nixcloud-container help [<command>]
-
-    Run all commands on the host as root. Containers are started by root and
-    drop privileges: root inside is uid 100000 outside (lxc.idmap).
-
-DESCRIPTION
-    A container is built from a container file into a generation: a store
-    path holding the guest system, the container's LXC settings and its spec.
-    Generations live in a Nix profile per container, so they are listed,
-    switched, rolled back and deleted exactly as nix-env does it, and each
-    container is rebuilt on its own, without a global nixos-rebuild switch.
+A container is built from a container file into a generation: a store path
+holding the guest system, the container's LXC settings and its spec.
+Generations live in a Nix profile per container, so they are listed,
+switched, rolled back and deleted exactly as nix-env does it, and each
+container is rebuilt on its own, without a global nixos-rebuild switch.
 
 CONTAINER FILES
-    A NixOS module:
+A NixOS module:
 
-        { pkgs, ip, name, ... }: { environment.systemPackages = [ pkgs.vim ]; }
+    { pkgs, ip, name, ... }: { environment.systemPackages = [ pkgs.vim ]; }
 
-    or a container attribute set:
+or a container attribute set:
 
-        {
-          autostart = false;         # start with the host (lxc-autostart)
-          network = {
-            bridge = "brNC-hostonly"; # the bridge of the `hostonly` interface
-            ip = "10.101.0.5";        # fixed address; default: allocated
-            prefixLength = 16;        # default: the hostonly subnet's
-            gateway = null;           # default: the host, unless enableNat
-            enableNat = false;        # add an `internet` interface on brNC-internet
-          };
-          configuration = { pkgs, ip, name, ... }: { ... };
-        }
+    {
+      autostart = false;         # start with the host (lxc-autostart)
+      network = {
+        bridge = "brNC-hostonly"; # or a bridge of the host's extraBridges
+        ip = "10.101.0.5";        # fixed address; default: allocated
+        prefixLength = 16;        # default and only value: the bridge's
+        gateway = null;           # default: the host, unless enableNat
+        enableNat = false;        # add an `internet` interface on brNC-internet
+      };
+      configuration = { pkgs, ip, name, ... }: { ... };
+    }
 
-    or the same attribute set with `system = <store path or derivation>`
-    instead of `configuration`: a ready system with an executable `init` (and
-    bin/switch-to-configuration for live updates).
+or the same attribute set with `system = <store path or derivation>`
+instead of `configuration`: a ready system with an executable `init` (and
+bin/switch-to-configuration for live updates).
 
-    `ip` and `name` reach the configuration as module arguments. A NixOS
-    configuration needs nixpkgs: on NixOS <nixpkgs> from NIX_PATH, or pass
-    -n "-I nixpkgs=/path/to/nixpkgs".
+`ip` and `name` reach the configuration as module arguments. A NixOS
+configuration needs nixpkgs: on NixOS <nixpkgs> from NIX_PATH, or pass -n
+"-I nixpkgs=/path/to/nixpkgs".
 
-    A flake can hold containers too, as its output nixcloudContainers.<name>
-    (each in the format above); --flake <ref>#<name> builds one, with the
-    flake's input `nixpkgs`:
+A flake can hold containers too, as its output nixcloudContainers.<name>
+(each in the format above); --flake <ref>#<name> builds one, with the
+flake's input `nixpkgs`:
 
-        outputs = { self, nixpkgs }: {
-          nixcloudContainers.web = { autostart = true; configuration = ./web.nix; };
-        };
+    outputs = { self, nixpkgs }: {
+      nixcloudContainers.web = { autostart = true; configuration = ./web.nix; };
+    };
+
+A container file may be someone else's than root's (see SECURITY): it is
+evaluated in Nix's restricted mode and reads only files below its own
+directory, <nixpkgs>, its flake's inputs and this toolkit as
+<nixcloud-container> (e.g. <nixcloud-container/examples/tiny/system.nix>).
 
 COMMANDS
-    create <name> <config-path>
-        Build generation 1 and register the container with LXC (lxc-create;
-        -l goes there). Names are hostnames: 1 to 63 letters, digits and
-        '-'. Fails, changing nothing, if the name is taken. With --system
-        <store path>, deploy a prebuilt system instead of a container file;
-        with --flake <ref>[#<name>], the flake's nixcloudContainers.<name>
-        (<name> defaults to the container's name).
-
-    update <name> [<config-path>]
-        Build a new generation and make it current. Without a config path,
-        the file the container was last built from is used; a container that
-        does not exist is created. If the container runs, the new generation
-        is activated inside it (switch-to-configuration switch, through
-        lxc-attach; -l goes there), as nixos-rebuild switch would do on a
-        host; if activation fails, the previous generation is current and
-        active again. A stopped container boots the current generation at its
-        next start. Changed LXC settings apply at the next start.
-
-    destroy <name> [--force]
-        Remove the container's LXC directory (lxc-destroy; -l goes there), its
-        generations and its addresses. Refused while the container runs,
-        unless --force, which kills it first.
-
-    list-generations <name>
-        The generations, oldest first: number, date, address, system; the
-        current one is marked.
-
-    delete-generations <name> <generations>...
-        Delete generations, as nix-env --delete-generations takes them:
-        numbers, +N (keep the last N), Nd (older than N days), old. The
-        current generation is never deleted.
-
-    switch-generation <name> <id>, rollback <name>
-        Make generation <id>, or the one before the current, current, and
-        activate it when the container runs.
-
-    start <name>
-        Start the container (lxc-start). -l "-F" boots it in the foreground,
-        its console on your terminal.
-
-    login <name>
-        A root shell inside the running container (lxc-attach).
-
-    run <name> <command>...
-        Run a command inside the running container (lxc-attach, with a clean
-        environment and the guest's PATH); exits with its status.
-
-    stop <name>, terminate <name>
-        Shut the container down cleanly (lxc-stop), or kill it (lxc-stop -k).
-
-    list
-        One line per container: name, state, IPv4 address, current generation,
-        autostart (lxc-ls --active and --frozen; -l goes to both).
-
-    show-ip <name>, state <name>, exists <name>
-        The container's IPv4 address; its state (RUNNING, STOPPED, ...); exit
-        status 0 if it exists, 1 if not.
-
-    repair-state
-        Rebuild the state file from the containers' generations and LXC
-        directories, when a command reports it damaged. The old file is kept
-        beside it. Nothing else ever resets the state.
+@COMMANDS@
 
 NIX AND LXC PARAMETERS
-    -n "<nix parameters>" is given to every Nix command (nix-instantiate,
-    nix-env), -l "<lxc parameters>" to the lxc-* command named above. Each is
-    one string, split into words as a shell would (quotes and backslashes
-    work), and never run through a shell. Repeat the flag to add more.
+-n "<nix parameters>" is given to every Nix command that evaluates or
+builds (nix-instantiate, nix-build), -l "<lxc parameters>" to the lxc-*
+command named above. Each is one string, split into words as a shell would
+(quotes and backslashes work), and never run through a shell. Repeat the
+flag to add more. Root's -n adds search paths (-I) but cannot turn
+restricted evaluation or Nix's sandbox off.
 
 OPTIONS
-    --lxc-path <dir>        LXC's container directory
-                            [$NIXCLOUD_CONTAINER_LXC_PATH; /var/lib/lxc]
-    --profiles-dir <dir>    the containers' Nix profiles
-                            [$NIXCLOUD_CONTAINER_PROFILES_DIR;
-                             /nix/var/nix/profiles/nixcloud-container]
-    --state-dir <dir>       state file and locks
-                            [$NIXCLOUD_CONTAINER_STATE_DIR; /var/lib/nixcloud-container]
-    --host-config <file>    the host's settings
-                            [$NIXCLOUD_CONTAINER_HOST_CONFIG; /etc/nixcloud-container/host.json]
-    --nix-lib <dir>         this toolkit's Nix library [$NIXCLOUD_CONTAINER_NIX_LIB]
-    --busybox <file>        the busybox that builds generations
-                            [$NIXCLOUD_CONTAINER_BUSYBOX; busybox on PATH]
-    -v, --verbose           show Nix's and LXC's output as they run
-    --json                  (list, list-generations, state, show-ip) JSON output
+@OPTIONS@
 
 ENVIRONMENT
-    NIXCLOUD_CONTAINER_LXC_PATH, _PROFILES_DIR, _STATE_DIR, _HOST_CONFIG,
-    _NIX_LIB, _BUSYBOX     as the options above
-    NIXCLOUD_CONTAINER_TIMINGS
-                           when set, print how long each Nix and LXC call and
-                           the whole command took ("timing: <what> <ms>" on
-                           stderr), for bench/
-    NIX_PATH               where a NixOS configuration finds <nixpkgs>
+: NIXCLOUD_CONTAINER_LXC_PATH, _PROFILES_DIR, _STATE_DIR, _HOST_CONFIG, _NIX_LIB, _BUSYBOX
+As the options above.
+
+: NIXCLOUD_CONTAINER_TIMINGS
+When set, print how long each Nix and LXC call and the whole command took
+("timing: <what> <ms>" on stderr), for bench/.
+
+: NIX_PATH
+Where a NixOS configuration finds <nixpkgs> (its nixpkgs entry only).
 
 FILES
-    /nix/var/nix/profiles/nixcloud-container/<name>/profile
-        The container's profile; profile-<N>-link is generation N. The
-        directory is mounted read-only at /init inside the container, which
-        boots /init/profile/system/init.
-    /var/lib/lxc/<name>/config
-        The container's LXC config: LXC's common.conf and userns.conf, then
-        <profile>/lxc.conf, the current generation's settings (idmap, the
-        read-only /nix/store, /init, the veths, lxc.start.auto).
-    /var/lib/lxc/<name>/rootfs
-        The container's own files, owned by uid 100000.
-    /var/lib/nixcloud-container/state.json
-        Which containers exist and which addresses they hold; changed under
-        state.lock and replaced atomically. locks/<name>.lock serializes the
-        commands on one container.
-    /etc/nixcloud-container/host.json
-        Bridges, subnets and the uid range, written by the NixOS module
-        (nixcloud.containers.*); the defaults are below.
+: /nix/var/nix/profiles/nixcloud-container/<name>/profile
+The container's profile; profile-<N>-link is generation N. The directory
+is mounted read-only at /init inside the container, which boots
+/init/profile/system/init.
+
+: /var/lib/lxc/<name>/config
+The container's LXC config: LXC's common.conf and userns.conf, then
+<profile>/lxc.conf, the current generation's settings (idmap, the
+read-only /nix/store, /init, the veths, lxc.start.auto).
+
+: /var/lib/lxc/<name>/rootfs
+The container's own files, owned by uid 100000.
+
+: /var/lib/nixcloud-container/state.json
+Which containers exist and which addresses they hold; changed under
+state.lock and replaced atomically. locks/<name>.lock serializes the
+commands on one container; tmp/ holds the temporary files of the Nix
+commands that run, builds/ the links that keep a generation being built
+from the garbage collector.
+
+: /etc/nixcloud-container/host.json
+Bridges (also extraBridges, the other bridges container files may join),
+subnets and the uid range, written by the NixOS module
+(nixcloud.containers.*); the defaults are below.
 
 DEFAULTS
-    brNC-hostonly   10.101.0.1/16, never forwarded; containers get the first
-                    free address from 10.101.0.2, fixed for their life.
-    brNC-internet   10.202.0.1/16, NATed to the host's internetInterface;
-                    containers with network.enableNat get an `internet`
-                    interface there, addressed by DHCP.
-    uid/gid range   100000, 65536 ids (root:100000:65536 in /etc/subuid and
-                    /etc/subgid).
+: brNC-hostonly
+10.101.0.1/16, never forwarded; containers get the first free address
+from 10.101.0.2, fixed for their life.
+
+: brNC-internet
+10.202.0.1/16, NATed to the host's internetInterface; containers with
+network.enableNat get an `internet` interface there, addressed by DHCP.
+
+: uid/gid range
+100000, 65536 ids (root:100000:65536 in /etc/subuid and /etc/subgid).
+
+SECURITY
+Root runs this command and writes the host's configuration; a container
+file, a flake's output and what they import may be written by someone who
+is not root, and gain nothing on the host. They are evaluated in Nix's
+restricted mode (their own directory, nixpkgs, their flake's inputs and this
+toolkit; builtins.getEnv fails in a container file), built in Nix's sandbox
+as the build users of group nixbld, and every value of theirs that reaches
+LXC is typed and checked. Before a generation is current, started or
+switched to, its lxc.conf is checked line by line: only the keys this
+helper writes, with values of their form for the container. Containers join
+only the bridges the host names.
 
 EXIT STATUS
-    0   success (exists: the container exists)
-    1   the command could not be carried out: unknown container, a Nix or LXC
-        failure, an address in use, a failed activation (exists: no such
-        container)
-    2   bad input: unknown command or option, invalid name or generation,
-        parameters that cannot be split
-    run and login exit with the status of what ran inside.
+: 0
+Success (exists: the container exists).
 
-    Every error is one line on stderr, starting with "error:". A command that
-    fails leaves the host as it was: nothing half-created, no address held.
+: 1
+The command could not be carried out: unknown container, a Nix or LXC
+failure, an address in use, a refused generation, a failed activation
+(exists: no such container); with several containers, any of them.
+
+: 2
+Bad input: unknown command or option, invalid name or generation,
+parameters that cannot be split, a path that is not UTF-8.
+
+run and login exit with the status of what ran inside. Every error is one
+line on stderr, starting with "error:". A command that fails leaves the host
+as it was: nothing half-created, no address held.
 
 EXAMPLES
     nixcloud-container create example example.nix
@@ -225,20 +167,374 @@ EXAMPLES
     nixcloud-container run example -- systemctl status
     nixcloud-container rollback example
     nixcloud-container delete-generations example +3
+    nixcloud-container stop --all
+    nixcloud-container list --format csv --columns name,ipv4 --no-header
 "#;
 
-pub fn print(command: Option<&str>) -> Result<()> {
-    let Some(name) = command else {
-        print!("{MANUAL}");
-        return Ok(());
-    };
+/// A piece of a section.
+#[derive(Debug, PartialEq)]
+enum Block {
+    /// A command's usage: its words, wrapped between arguments.
+    Usage(Vec<String>),
+    /// Running text, wrapped to the page.
+    Paragraph(String),
+    /// Lines shown as they are.
+    Verbatim(Vec<String>),
+    /// A term and its description.
+    Item(String, String),
+}
+
+struct Section {
+    title: String,
+    blocks: Vec<Block>,
+}
+
+/// The sections of PROSE, with the command line's parts put in.
+fn sections() -> Vec<Section> {
     let mut cli = Cli::command();
     cli.build();
-    match cli.find_subcommand_mut(name) {
-        Some(subcommand) => {
-            subcommand.print_help()?;
-            Ok(())
+    let mut sections = vec![
+        Section {
+            title: "NAME".into(),
+            blocks: vec![Block::Paragraph(format!(
+                "nixcloud-container - {}",
+                cli.get_about().map(|a| a.to_string()).unwrap_or_default()
+            ))],
+        },
+        Section { title: "SYNOPSIS".into(), blocks: synopsis(&cli) },
+    ];
+    for section in parse(PROSE) {
+        let blocks = match &section.blocks[..] {
+            [Block::Paragraph(text)] if text == "@COMMANDS@" => commands(&cli),
+            [Block::Paragraph(text)] if text == "@OPTIONS@" => options(&cli),
+            _ => section.blocks,
+        };
+        sections.push(Section { title: section.title, blocks });
+    }
+    sections
+}
+
+fn parse(prose: &str) -> Vec<Section> {
+    let mut sections: Vec<Section> = Vec::new();
+    let mut lines = prose.lines().peekable();
+    while let Some(line) = lines.next() {
+        let is_title = !line.is_empty() && line.chars().all(|c| c.is_ascii_uppercase() || c == ' ');
+        if is_title {
+            sections.push(Section { title: line.to_string(), blocks: Vec::new() });
+            continue;
         }
-        None => Err(usage(format!("no command named {name:?}: see `nixcloud-container help`"))),
+        if line.trim().is_empty() {
+            continue;
+        }
+        let section = sections.last_mut().expect("the manual starts with a title");
+        if let Some(verbatim) = line.strip_prefix("    ") {
+            let mut shown = vec![verbatim.to_string()];
+            while let Some(next) = lines.next_if(|l| l.starts_with("    ") || l.is_empty()) {
+                shown.push(next.strip_prefix("    ").unwrap_or("").to_string());
+            }
+            while shown.last().is_some_and(String::is_empty) {
+                shown.pop();
+            }
+            section.blocks.push(Block::Verbatim(shown));
+            continue;
+        }
+        let mut text = line.strip_prefix(": ").unwrap_or(line).to_string();
+        if line.starts_with(": ") {
+            let mut description = Vec::new();
+            while let Some(next) = lines.next_if(|l| !l.trim().is_empty()) {
+                description.push(next);
+            }
+            section.blocks.push(Block::Item(text, description.join(" ")));
+            continue;
+        }
+        while let Some(next) = lines
+            .next_if(|l| !l.trim().is_empty() && !l.starts_with("    ") && !l.starts_with(": "))
+        {
+            text.push(' ');
+            text.push_str(next);
+        }
+        section.blocks.push(Block::Paragraph(text));
+    }
+    sections
+}
+
+/// How an argument is written in a usage line: `<container-name>`,
+/// `[-n <nix parameters>]`, `[--json]`, `[--format <table|json|csv>]`.
+fn argument_usage(arg: &clap::Arg) -> String {
+    let takes_value = arg.get_action().takes_values();
+    let value = || {
+        let values: Vec<String> =
+            arg.get_possible_values().iter().map(|v| v.get_name().to_string()).collect();
+        if !values.is_empty() {
+            format!("<{}>", values.join("|"))
+        } else {
+            let names = arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default();
+            format!("<{names}>")
+        }
+    };
+    let many = arg.get_num_args().is_some_and(|n| n.max_values() > 1);
+    if arg.is_positional() {
+        let shown = format!("{}{}", value(), if many { "..." } else { "" });
+        if arg.is_trailing_var_arg_set() {
+            format!("[--] {shown}")
+        } else if arg.is_required_set() {
+            shown
+        } else {
+            format!("[{shown}]")
+        }
+    } else {
+        let flag = match (arg.get_short(), arg.get_long()) {
+            (Some(short), _) => format!("-{short}"),
+            (None, Some(long)) => format!("--{long}"),
+            (None, None) => String::new(),
+        };
+        if takes_value {
+            format!("[{flag} {}]", value())
+        } else {
+            format!("[{flag}]")
+        }
+    }
+}
+
+/// A command's own arguments (not the global ones, not --help).
+fn own_arguments(command: &clap::Command) -> impl Iterator<Item = &clap::Arg> {
+    command.get_arguments().filter(|arg| !arg.is_global_set() && arg.get_id() != "help")
+}
+
+fn synopsis(cli: &clap::Command) -> Vec<Block> {
+    cli.get_subcommands()
+        .filter(|command| !command.is_hide_set())
+        .map(|command| {
+            let mut words = vec![format!("nixcloud-container {}", command.get_name())];
+            let (positional, options): (Vec<_>, Vec<_>) =
+                own_arguments(command).partition(|arg| arg.is_positional());
+            let (trailing, leading): (Vec<_>, Vec<_>) =
+                positional.into_iter().partition(|arg| arg.is_trailing_var_arg_set());
+            words.extend(leading.into_iter().chain(options).chain(trailing).map(argument_usage));
+            Block::Usage(words)
+        })
+        .collect()
+}
+
+fn commands(cli: &clap::Command) -> Vec<Block> {
+    cli.get_subcommands()
+        .filter(|command| !command.is_hide_set())
+        .map(|command| {
+            let mut term = command.get_name().to_string();
+            for arg in own_arguments(command).filter(|a| a.is_positional()) {
+                term.push(' ');
+                term.push_str(&argument_usage(arg));
+            }
+            // The long help says it all; the one-line summary is its first paragraph.
+            let about = command.get_about().map(|t| t.to_string()).unwrap_or_default();
+            let long = command.get_long_about().map(|t| t.to_string());
+            let text = match long {
+                Some(long) => {
+                    let rest = long.strip_prefix(&about).unwrap_or(&long);
+                    rest.trim_start_matches('.').trim().to_string()
+                }
+                None => about,
+            };
+            Block::Item(term, text.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+fn options(cli: &clap::Command) -> Vec<Block> {
+    cli.get_arguments()
+        .filter(|arg| arg.get_id() != "help" && arg.get_id() != "version")
+        .map(|arg| {
+            let mut term = match (arg.get_short(), arg.get_long()) {
+                (Some(short), Some(long)) => format!("-{short}, --{long}"),
+                (None, Some(long)) => format!("--{long}"),
+                (Some(short), None) => format!("-{short}"),
+                (None, None) => String::new(),
+            };
+            if arg.get_action().takes_values() {
+                let names = arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default();
+                term.push_str(&format!(" <{names}>"));
+            }
+            let mut text = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if let Some(env) = arg.get_env() {
+                text.push_str(&format!(" (${})", env.to_string_lossy()));
+            }
+            Block::Item(term, text.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+const WIDTH: usize = 78;
+
+/// `text` wrapped to WIDTH, each line indented by `indent` spaces.
+fn wrap(text: &str, indent: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent + line.len() + 1 + word.len() > WIDTH {
+            out.push_str(&format!("{:indent$}{line}\n", ""));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(&format!("{:indent$}{line}\n", ""));
+    }
+    out
+}
+
+/// The manual as text for a terminal.
+pub fn text() -> String {
+    let mut out = String::from("NIXCLOUD-CONTAINER(1)\n");
+    for section in sections() {
+        out.push('\n');
+        out.push_str(&section.title);
+        out.push('\n');
+        for (index, block) in section.blocks.iter().enumerate() {
+            let both_usage = matches!(block, Block::Usage(_))
+                && matches!(section.blocks.get(index.wrapping_sub(1)), Some(Block::Usage(_)));
+            if index > 0 && !both_usage {
+                out.push('\n');
+            }
+            match block {
+                Block::Usage(words) => {
+                    let mut line = format!("    {}", words[0]);
+                    for word in &words[1..] {
+                        if line.len() + 1 + word.len() > WIDTH {
+                            out.push_str(&line);
+                            out.push('\n');
+                            line = format!("{:8}", "");
+                        } else {
+                            line.push(' ');
+                        }
+                        line.push_str(word);
+                    }
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+                Block::Paragraph(text) => out.push_str(&wrap(text, 4)),
+                Block::Verbatim(lines) => {
+                    for line in lines {
+                        out.push_str(format!("        {line}").trim_end());
+                        out.push('\n');
+                    }
+                }
+                Block::Item(term, text) => {
+                    out.push_str(&format!("    {term}\n"));
+                    out.push_str(&wrap(text, 8));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The manual as a man page (roff).
+pub fn man_page() -> String {
+    use roff::{bold, roman, Roff};
+    let version = env!("CARGO_PKG_VERSION");
+    let mut page = Roff::new();
+    page.control("TH", ["NIXCLOUD-CONTAINER", "1", "", &format!("nixcloud-container {version}")]);
+    for section in sections() {
+        page.control("SH", [section.title.as_str()]);
+        for block in &section.blocks {
+            match block {
+                Block::Usage(words) => {
+                    page.control("PP", []).text([
+                        bold(words[0].as_str()),
+                        roman(" "),
+                        roman(words[1..].join(" ")),
+                    ]);
+                }
+                Block::Paragraph(text) => {
+                    page.control("PP", []).text([roman(text.as_str())]);
+                }
+                Block::Verbatim(lines) => {
+                    page.control("PP", []).control("RS", ["4"]).control("nf", []);
+                    for line in lines {
+                        page.text([roman(line.as_str())]);
+                    }
+                    page.control("fi", []).control("RE", []);
+                }
+                Block::Item(term, text) => {
+                    page.control("TP", []).text([bold(term.as_str())]).text([roman(text.as_str())]);
+                }
+            }
+        }
+    }
+    page.render()
+}
+
+pub fn print(command: Option<&str>, man: bool) -> Result<()> {
+    if man {
+        print!("{}", man_page());
+        return Ok(());
+    }
+    let Some(name) = command else {
+        print!("{}", text());
+        return Ok(());
+    };
+    if Cli::command().find_subcommand(name).is_none() {
+        return Err(usage(format!("no command named {name:?}: see `nixcloud-container help`")));
+    }
+    // Exactly what `<command> --help` prints.
+    match Cli::command().try_get_matches_from(["nixcloud-container", name, "--help"]) {
+        Err(shown) => Ok(shown.print()?),
+        Ok(_) => unreachable!("--help always ends in the help text"),
+    }
+}
+
+/// Prints the completions of this command for `shell`.
+pub fn completions(shell: clap_complete::Shell) {
+    let mut cli = Cli::command();
+    clap_complete::generate(shell, &mut cli, "nixcloud-container", &mut std::io::stdout());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prose_format_parses() {
+        let sections = parse("ONE\nA paragraph\nthat goes on.\n\n    verbatim\n      indented\n\n: term\nits text\n\nTWO\nx\n");
+        assert_eq!(sections.len(), 2);
+        assert_eq!(
+            sections[0].blocks,
+            [
+                Block::Paragraph("A paragraph that goes on.".into()),
+                Block::Verbatim(vec!["verbatim".into(), "  indented".into()]),
+                Block::Item("term".into(), "its text".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_command_is_in_the_synopsis_and_the_commands() {
+        let manual = text();
+        let mut cli = Cli::command();
+        cli.build();
+        for command in cli.get_subcommands() {
+            let name = command.get_name();
+            assert!(
+                manual.contains(&format!("nixcloud-container {name}")),
+                "synopsis lacks {name}"
+            );
+            assert!(manual.contains(&format!("\n    {name}")), "COMMANDS lacks {name}");
+        }
+        assert!(
+            manual.contains("nixcloud-container create <container-name> [<config-path>]"),
+            "{manual}"
+        );
+        assert!(manual.contains("[-n <nix parameters>]"), "{manual}");
+        assert!(!manual.contains("@COMMANDS@") && !manual.contains("@OPTIONS@"));
+    }
+
+    #[test]
+    fn the_man_page_is_roff() {
+        let page = man_page();
+        assert!(page.contains("\n.TH NIXCLOUD-CONTAINER 1"), "{page}");
+        assert!(page.contains(".SH SYNOPSIS") && page.contains(".SH \"EXIT STATUS\""), "{page}");
     }
 }

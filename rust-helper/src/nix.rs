@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::nix_log::{NixLog, Verbosity, LOG_FORMAT};
 use crate::process::{describe_status, Finished, Tool};
 use crate::profile::Profile;
 use crate::scratch::Scratch;
@@ -81,7 +82,16 @@ impl Nix<'_> {
     }
 
     fn verbose(&self) -> bool {
-        self.settings.verbose
+        self.settings.verbosity == Verbosity::Verbose
+    }
+
+    /// Runs a Nix command that may build, showing its progress as
+    /// nix_log.rs does; its stderr becomes Nix's messages as plain text.
+    fn run_logged(&self, tool: Tool) -> Result<Finished> {
+        let log = NixLog::new(self.settings.verbosity);
+        let finished = tool.args(LOG_FORMAT).output_streaming(|line| log.feed(line));
+        let messages = log.finish();
+        Ok(Finished { stderr: messages, ..finished? })
     }
 
     /// The directory of this toolkit's Nix files (lib/ and modules/ in it).
@@ -143,8 +153,8 @@ impl Nix<'_> {
         let scratch = Scratch::new(&self.settings.state_dir)?;
         let finished = self
             .confined("nix-instantiate", source, busybox, &scratch)?
-            .args(["--eval", "--strict", "--json", "-A", "spec"])
-            .output(self.verbose())?;
+            .args(["--eval", "--strict", "--json", "-A", "spec"]);
+        let finished = self.run_logged(finished)?;
         check(&finished, || format!("cannot evaluate {source}"))?;
         serde_json::from_str(finished.stdout.trim())
             .map_err(|err| anyhow!("{err}"))
@@ -184,8 +194,8 @@ impl Nix<'_> {
             .args(["--argstr", "busybox"])
             .arg(busybox)
             .args(["-A", "generation", "--out-link"])
-            .arg(&out_link)
-            .output(self.verbose())?;
+            .arg(&out_link);
+        let finished = self.run_logged(finished)?;
         check(&finished, || format!("cannot build {}", params.source))?;
         let path = finished.stdout.lines().last().unwrap_or("").trim();
         if !path.starts_with('/') {
@@ -328,8 +338,9 @@ fn condense(stderr: &str) -> Option<String> {
     let start = lines.iter().position(|line| line.starts_with("error:"))?;
     let mut message = lines[start].trim_start_matches("error:").trim().to_string();
     let rest = &lines[start + 1..];
-    // A message that goes on over several lines ends at the first blank one.
-    for line in rest.iter().take_while(|line| !line.is_empty()) {
+    // A message that goes on over several lines ends at the first blank one,
+    // or where another error begins.
+    for line in rest.iter().take_while(|line| !line.is_empty() && !line.starts_with("error:")) {
         let noise = ["last ", "For full logs", "(use '--show-trace'"];
         if !line.starts_with('>') && !noise.iter().any(|prefix| line.starts_with(prefix)) {
             message.push(' ');

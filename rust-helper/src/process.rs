@@ -87,6 +87,36 @@ impl Tool {
         })
     }
 
+    /// Runs with stdout captured and each line of stderr handed to
+    /// `on_stderr_line` as it comes (a progress display).
+    pub fn output_streaming(mut self, mut on_stderr_line: impl FnMut(&str)) -> Result<Finished> {
+        use std::io::{BufRead, Read};
+        self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = self.command.spawn().with_context(|| self.spawn_error())?;
+        let mut stdout_pipe = child.stdout.take().expect("stdout is piped");
+        let reader = std::thread::spawn(move || {
+            let mut stdout = Vec::new();
+            stdout_pipe.read_to_end(&mut stdout).map(|_| stdout)
+        });
+        let mut stderr = String::new();
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let mut line = Vec::new();
+        while lines.read_until(b'\n', &mut line).context("cannot read a tool's output")? > 0 {
+            let text = String::from_utf8_lossy(&line);
+            on_stderr_line(text.trim_end_matches('\n'));
+            stderr.push_str(&text);
+            line.clear();
+        }
+        let status = child.wait().with_context(|| self.spawn_error())?;
+        let stdout = reader
+            .join()
+            .expect("reading stdout does not panic")
+            .context("cannot read a tool's output")?;
+        report_timing(&self.program, started.elapsed());
+        Ok(Finished { status, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr })
+    }
+
     /// Runs attached to our terminal (login, run, start -F) and returns its status.
     pub fn interactive(mut self) -> Result<ExitStatus> {
         let started = Instant::now();
@@ -97,10 +127,9 @@ impl Tool {
 
     fn spawn_error(&self) -> String {
         match &self.wrapper {
-            Some(wrapper) => format!(
-                "cannot run {wrapper} (for {}): is it installed and on PATH?",
-                self.program
-            ),
+            Some(wrapper) => {
+                format!("cannot run {wrapper} (for {}): is it installed and on PATH?", self.program)
+            }
             None => format!("cannot run {}: is it installed and on PATH?", self.program),
         }
     }

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::cli::LocationArgs;
 use crate::formats::{InterfaceName, PrefixLength};
+use crate::nix_log::Verbosity;
 
 const HOST_DEFAULTS: &str = include_str!("../../lib/host-defaults.json");
 pub const DEFAULT_HOST_CONFIG: &str = "/etc/nixcloud-container/host.json";
@@ -94,7 +95,7 @@ pub struct Settings {
     pub state_dir: PathBuf,
     pub nix_lib: PathBuf,
     pub busybox: Option<PathBuf>,
-    pub verbose: bool,
+    pub verbosity: Verbosity,
 }
 
 /// Overlays `overrides` onto `base`, object by object.
@@ -169,7 +170,7 @@ impl HostConfig {
 }
 
 impl Settings {
-    pub fn load(args: &LocationArgs, verbose: bool) -> Result<Settings> {
+    pub fn load(args: &LocationArgs, verbosity: Verbosity) -> Result<Settings> {
         let host_file = args.host_config.clone().unwrap_or_else(|| DEFAULT_HOST_CONFIG.into());
         let host = HostConfig::load(&host_file)?;
         Ok(Settings {
@@ -181,7 +182,7 @@ impl Settings {
             nix_lib: nix_lib(args.nix_lib.clone().unwrap_or_else(|| BUILT_IN_NIX_LIB.into()))?,
             busybox: args.busybox.clone(),
             host,
-            verbose,
+            verbosity,
         })
     }
 

@@ -24,7 +24,10 @@ pub struct Context {
 
 impl Context {
     pub fn lxc(&self) -> Lxc<'_> {
-        Lxc { path: &self.settings.lxc_path, verbose: self.settings.verbose }
+        Lxc {
+            path: &self.settings.lxc_path,
+            verbose: self.settings.verbosity == crate::nix_log::Verbosity::Verbose,
+        }
     }
 
     pub fn profile(&self, name: &str) -> Profile {

@@ -12,10 +12,12 @@ mod runtime;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 
-use crate::cli::{Cli, Command, SourceFlags};
+use crate::cli::{update_targets, Cli, Command, SourceFlags, Targets, UpdateTargets};
+use crate::error::{one_line, usage};
 use crate::manual;
+use crate::nix_log::Verbosity;
 use crate::settings::Settings;
 use crate::spec::Source;
 use crate::state::Store;
@@ -23,16 +25,16 @@ pub use context::Context;
 
 /// What a command names to build from: a container file, a system store
 /// path (--system) or a flake's container (--flake); clap allows one at most.
-fn source_of(name: &str, config: Option<PathBuf>, instead: SourceFlags) -> Result<Option<Source>> {
+fn source_of(name: &str, config: Option<PathBuf>, flags: SourceFlags) -> Result<Option<Source>> {
     if let Some(file) = config {
         return container_file(&file).map(Some);
     }
-    if let Some(system) = instead.system {
+    if let Some(system) = flags.system {
         let real = std::fs::canonicalize(&system)
             .with_context(|| format!("system {} does not exist", system.display()))?;
         return Ok(Some(Source::System(real)));
     }
-    Ok(instead.flake.map(|reference| {
+    Ok(flags.flake.map(|reference| {
         // nixos-container's convention: the attribute defaults to the container's name.
         if reference.contains('#') {
             Source::Flake(reference)
@@ -56,22 +58,105 @@ fn container_file(file: &std::path::Path) -> Result<Source> {
     }
 }
 
+/// The names of every container whose state (running or not) `wanted` accepts.
+fn all_containers(ctx: &Context, running: Option<bool>) -> Result<Vec<String>> {
+    let names: Vec<String> = ctx
+        .store
+        .read()?
+        .containers
+        .into_iter()
+        .filter(|(_, record)| record.exists())
+        .map(|(name, _)| name)
+        .collect();
+    let Some(running) = running else {
+        return Ok(names);
+    };
+    let active = if names.is_empty() { Default::default() } else { ctx.lxc().active_states()? };
+    Ok(names.into_iter().filter(|name| active.contains_key(name) == running).collect())
+}
+
+/// Runs `each` on every container named; one failure does not stop the
+/// others. With one container its error is the command's; with several,
+/// each failure is a line of its own and the error sums them up.
+fn for_each(
+    names: Vec<String>,
+    verb: &str,
+    each: impl Fn(&str) -> Result<ExitCode>,
+) -> Result<ExitCode> {
+    if let [single] = &names[..] {
+        return each(single);
+    }
+    let mut failed = Vec::new();
+    for name in &names {
+        match each(name) {
+            Ok(code) if code == ExitCode::SUCCESS => {}
+            Ok(_) => failed.push(name.clone()),
+            Err(err) => {
+                eprintln!("{name}: {}", one_line(&err));
+                failed.push(name.clone());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(anyhow!(
+            "{verb} failed for {} of {} containers: {}",
+            failed.len(),
+            names.len(),
+            failed.join(", ")
+        ))
+    }
+}
+
+/// The containers `targets` names: its names, or with --all every container
+/// whose running state `all_running` accepts (None: any).
+fn targets(ctx: &Context, targets: Targets, all_running: Option<bool>) -> Result<Vec<String>> {
+    if targets.all {
+        all_containers(ctx, all_running)
+    } else {
+        Ok(targets.names)
+    }
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Help { command } = &cli.command {
-        manual::print(command.as_deref())?;
-        return Ok(ExitCode::SUCCESS);
+    match &cli.command {
+        Command::Help { command, man } => {
+            manual::print(command.as_deref(), *man)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Completions { shell } => {
+            manual::completions(*shell);
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let (nix_args, lxc_args) = cli.command.parameters()?;
-    let settings = Settings::load(&cli.locations, cli.verbose)?;
+    let verbosity = match (cli.verbose, cli.quiet) {
+        (true, _) => Verbosity::Verbose,
+        (_, true) => Verbosity::Quiet,
+        _ => Verbosity::Normal,
+    };
+    let settings = Settings::load(&cli.locations, verbosity)?;
     let ctx = Context { store: Store::new(&settings.state_dir), settings, nix_args, lxc_args };
     match cli.command {
-        Command::Create { name, config, instead, .. } => {
-            let source = source_of(&name, config, instead)?.expect("clap requires a source");
+        Command::Create { name, config, source, .. } => {
+            let source = source_of(&name, config, source)?.expect("clap requires a source");
             lifecycle::create(&ctx, &name, source)?;
         }
-        Command::Update { name, config, instead, .. } => {
-            let source = source_of(&name, config, instead)?;
-            lifecycle::update(&ctx, &name, source)?;
+        Command::Update { name, more, all, source, .. } => {
+            return match update_targets(name, more, all, &source)? {
+                UpdateTargets::One(name, file) => {
+                    let source = source_of(&name, file, source)?;
+                    lifecycle::update(&ctx, &name, source).map(|()| ExitCode::SUCCESS)
+                }
+                UpdateTargets::Several(names) => for_each(names, "update", |name| {
+                    lifecycle::update(&ctx, name, None).map(|()| ExitCode::SUCCESS)
+                }),
+                UpdateTargets::All => for_each(all_containers(&ctx, None)?, "update", |name| {
+                    lifecycle::update(&ctx, name, None).map(|()| ExitCode::SUCCESS)
+                }),
+            };
         }
         Command::Destroy { name, force, .. } => lifecycle::destroy(&ctx, &name, force)?,
         Command::ListGenerations { name, json } => generations::list(&ctx, &name, json.json)?,
@@ -82,17 +167,32 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             generations::switch(&ctx, &name, generation)?
         }
         Command::Rollback { name, .. } => generations::rollback(&ctx, &name)?,
-        Command::Start { name, .. } => return runtime::start(&ctx, &name),
+        Command::Start { targets: named, .. } => {
+            let names = targets(&ctx, named, Some(false))?;
+            if names.len() > 1 && runtime::in_foreground(&ctx) {
+                return Err(usage("-l -F starts one container in the foreground, not several"));
+            }
+            return for_each(names, "start", |name| runtime::start(&ctx, name));
+        }
         Command::Login { name, .. } => return runtime::login(&ctx, &name),
         Command::Run { name, command, .. } => return runtime::run(&ctx, &name, &command),
-        Command::Stop { name, .. } => runtime::stop(&ctx, &name)?,
-        Command::Terminate { name, .. } => runtime::terminate(&ctx, &name)?,
-        Command::List { json, .. } => query::list(&ctx, json.json)?,
+        Command::Stop { targets: named, .. } => {
+            let names = targets(&ctx, named, Some(true))?;
+            return for_each(names, "stop", |name| runtime::stop(&ctx, name));
+        }
+        Command::Terminate { targets: named, .. } => {
+            let names = targets(&ctx, named, Some(true))?;
+            return for_each(names, "terminate", |name| runtime::terminate(&ctx, name));
+        }
+        Command::List { format, json, columns, no_header, .. } => {
+            let format = if json { crate::cli::ListFormat::Json } else { format };
+            query::list(&ctx, format, &columns, no_header)?
+        }
         Command::ShowIp { name, json } => query::show_ip(&ctx, &name, json.json)?,
         Command::Exists { name } => return query::exists(&ctx, &name),
         Command::State { name, json } => query::state(&ctx, &name, json.json)?,
         Command::RepairState => recovery::repair_state(&ctx)?,
-        Command::Help { .. } => unreachable!("answered above"),
+        Command::Help { .. } | Command::Completions { .. } => unreachable!("answered above"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use super::context::Context;
+use crate::cli::{Column, ListFormat};
 use crate::error::EXIT_FAILURE;
 use crate::names;
 use crate::spec::GenerationMeta;
@@ -50,14 +51,14 @@ fn addresses(
     }
 }
 
-pub fn list(ctx: &Context, json: bool) -> Result<()> {
+pub fn list(ctx: &Context, format: ListFormat, columns: &[Column], no_header: bool) -> Result<()> {
     let state = ctx.store.read()?;
     let lxc = ctx.lxc();
     // -l: lxc-ls's own selection (a regular expression, --active, -g ...)
     // picks the containers listed.
     let selected = if ctx.lxc_args.is_empty() { None } else { Some(lxc.names(&ctx.lxc_args)?) };
     let active =
-        if state.containers.is_empty() { Default::default() } else { lxc.active_states(&[])? };
+        if state.containers.is_empty() { Default::default() } else { lxc.active_states()? };
     let mut rows = Vec::new();
     for (name, entry) in &state.containers {
         if selected.as_ref().is_some_and(|names| !names.contains(name)) {
@@ -84,46 +85,112 @@ pub fn list(ctx: &Context, json: bool) -> Result<()> {
             autostart: meta.map(|meta| meta.spec.autostart),
         });
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
+    let columns = if columns.is_empty() { &Column::ALL[..] } else { columns };
+    match format {
+        ListFormat::Json => {
+            let objects: Vec<serde_json::Value> =
+                rows.iter().map(|row| row.json(columns)).collect();
+            println!("{}", serde_json::to_string_pretty(&objects)?);
+        }
+        ListFormat::Csv => {
+            if !no_header {
+                println!("{}", columns.iter().map(|c| c.key()).collect::<Vec<_>>().join(","));
+            }
+            for row in &rows {
+                let cells: Vec<String> =
+                    columns.iter().map(|&column| csv_cell(&row.cell(column, false))).collect();
+                println!("{}", cells.join(","));
+            }
+        }
+        ListFormat::Table => {
+            let header: Vec<String> = columns.iter().map(|c| c.key().to_uppercase()).collect();
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|row| columns.iter().map(|&column| row.cell(column, true)).collect())
+                .collect();
+            print_table(if no_header { None } else { Some(&header) }, &cells);
+        }
     }
-    let table: Vec<[String; 5]> = rows
-        .into_iter()
-        .map(|row| {
-            let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_string());
-            let ipv4 = match (row.ipv4, row.ipv4_next_start) {
-                (Some(now), Some(next)) => Some(format!("{now} ({next} at next start)")),
-                (now, _) => now.map(|ip| ip.to_string()),
-            };
-            [
-                row.name,
-                row.state,
-                or_dash(ipv4),
-                or_dash(row.generation.map(|n| n.to_string())),
-                or_dash(row.autostart.map(|a| if a { "yes" } else { "no" }.to_string())),
-            ]
-        })
-        .collect();
-    print_table(["NAME", "STATE", "IPV4", "GENERATION", "AUTOSTART"], &table);
     Ok(())
 }
 
-fn print_table(header: [&str; 5], rows: &[[String; 5]]) {
-    let mut widths = header.map(str::len);
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
+impl Column {
+    /// The column's name in JSON and CSV (and, upper-cased, in a table).
+    fn key(self) -> &'static str {
+        match self {
+            Column::Name => "name",
+            Column::State => "state",
+            Column::Ipv4 => "ipv4",
+            Column::Generation => "generation",
+            Column::Autostart => "autostart",
+        }
+    }
+}
+
+impl Row {
+    /// The row's `columns` as a JSON object; an address for the next start
+    /// goes with ipv4.
+    fn json(&self, columns: &[Column]) -> serde_json::Value {
+        let all = serde_json::to_value(self).expect("a row serializes");
+        let mut object = serde_json::Map::new();
+        for column in columns {
+            object.insert(column.key().to_string(), all[column.key()].clone());
+            if *column == Column::Ipv4 && self.ipv4_next_start.is_some() {
+                object.insert("ipv4NextStart".to_string(), all["ipv4NextStart"].clone());
+            }
+        }
+        serde_json::Value::Object(object)
+    }
+
+    /// The cell of `column` as text; for people (`readable`), with the
+    /// address of the next start and "-" for nothing.
+    fn cell(&self, column: Column, readable: bool) -> String {
+        let nothing = if readable { "-" } else { "" };
+        let or_nothing = |value: Option<String>| value.unwrap_or_else(|| nothing.to_string());
+        match column {
+            Column::Name => self.name.clone(),
+            Column::State => self.state.clone(),
+            Column::Ipv4 => match (self.ipv4, self.ipv4_next_start) {
+                (Some(now), Some(next)) if readable => format!("{now} ({next} at next start)"),
+                (now, _) => or_nothing(now.map(|ip| ip.to_string())),
+            },
+            Column::Generation => or_nothing(self.generation.map(|n| n.to_string())),
+            Column::Autostart => match self.autostart {
+                Some(true) => if readable { "yes" } else { "true" }.to_string(),
+                Some(false) => if readable { "no" } else { "false" }.to_string(),
+                None => nothing.to_string(),
+            },
+        }
+    }
+}
+
+/// A CSV field (RFC 4180): quoted where it must be.
+fn csv_cell(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+fn print_table(header: Option<&[String]>, rows: &[Vec<String>]) {
+    let count = rows.first().map_or(header.map_or(0, <[String]>::len), Vec::len);
+    let mut widths = vec![0; count];
+    for row in header.into_iter().map(<[String]>::to_vec).chain(rows.iter().cloned()) {
+        for (width, cell) in widths.iter_mut().zip(&row) {
             *width = (*width).max(cell.len());
         }
     }
-    let line = |cells: [&str; 5]| {
+    let line = |cells: &[String]| {
         let padded: Vec<String> =
-            cells.iter().zip(widths).map(|(cell, width)| format!("{cell:width$}")).collect();
+            cells.iter().zip(&widths).map(|(cell, &width)| format!("{cell:width$}")).collect();
         println!("{}", padded.join("  ").trim_end());
     };
-    line(header);
+    if let Some(header) = header {
+        line(header);
+    }
     for row in rows {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+        line(row);
     }
 }
 

@@ -13,6 +13,11 @@ use crate::scratch::Scratch;
 use crate::spec::Params;
 use crate::state::StartedWith;
 
+/// Whether -l starts the container in the foreground, on this terminal.
+pub fn in_foreground(ctx: &Context) -> bool {
+    ctx.lxc_args.iter().any(|arg| arg == "-F" || arg == "--foreground")
+}
+
 pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
     let (lock, _) = opening::lock_existing(ctx, name)?;
     let current = ctx
@@ -27,7 +32,7 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
     check_bridges(name, &params)?;
     ctx.check_reachable(name)?;
     let lxc = ctx.lxc();
-    if ctx.lxc_args.iter().any(|arg| arg == "-F" || arg == "--foreground") {
+    if in_foreground(ctx) {
         record_started(ctx, name, &current, &params)?;
         // The console stays on this terminal until the container stops; other
         // commands (update, stop) must not wait for that.
@@ -71,11 +76,11 @@ fn check_bridges(name: &str, params: &Params) -> Result<()> {
     Ok(())
 }
 
-pub fn stop(ctx: &Context, name: &str) -> Result<()> {
+pub fn stop(ctx: &Context, name: &str) -> Result<ExitCode> {
     halt(ctx, name, "stop", |lxc| lxc.stop(name, &ctx.lxc_args))
 }
 
-pub fn terminate(ctx: &Context, name: &str) -> Result<()> {
+pub fn terminate(ctx: &Context, name: &str) -> Result<ExitCode> {
     halt(ctx, name, "terminate", |lxc| lxc.kill(name, &ctx.lxc_args))
 }
 
@@ -85,13 +90,13 @@ fn halt(
     name: &str,
     verb: &str,
     how: impl FnOnce(&Lxc) -> Result<Halted>,
-) -> Result<()> {
+) -> Result<ExitCode> {
     let (_lock, _) = opening::lock_existing(ctx, name)?;
     match how(&ctx.lxc()).with_context(|| format!("cannot {verb} container '{name}'"))? {
         Halted::Now => {}
         Halted::WasNotRunning => println!("container '{name}' is not running"),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn login(ctx: &Context, name: &str) -> Result<ExitCode> {
