@@ -90,6 +90,12 @@ in
 {
   inherit (fromSource) spec;
 
+  # The release of the nixpkgs a NixOS configuration is built with, which
+  # `create` fixes as the container's system.stateVersion (as an installer
+  # does); the configuration may still set its own.
+  release = builtins.replaceStrings [ "\n" ] [ "" ]
+    (builtins.readFile (import ./nixpkgs-file.nix nixpkgs "lib/.version"));
+
   generation = import ./generation.nix {
     builder = import ./busybox.nix busybox;
     inherit (fromSource) spec;

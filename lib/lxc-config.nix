@@ -32,6 +32,8 @@ let
   ] ++ (if hostonly.gateway == null then [ ] else [ { name = "ipv4.gateway"; value = hostonly.gateway; } ]);
 
   inherit (params.idmap) hostId count;
+
+  ttys = 4;
 in
 concatStringsSep "\n" ([
   "# nixcloud-container generation of '${params.name}'. Generated; do not edit."
@@ -40,12 +42,17 @@ concatStringsSep "\n" ([
   # Root inside is an unprivileged uid range outside.
   (line "lxc.idmap" "u 0 ${toString hostId} ${toString count}")
   (line "lxc.idmap" "g 0 ${toString hostId} ${toString count}")
-  # The host's store, shared and read-only.
-  (line "lxc.mount.entry" "/nix/store nix/store none ro,bind,create=dir 0 0")
-  # This container's profile (and nothing of any other container's) at /init:
-  # the guest boots whatever generation is current when it starts.
-  (line "lxc.mount.entry" "${params.profileDir} ${layout.profileMount} none ro,bind,create=dir 0 0")
+  # The host's store and this container's profile (at /init) are mounted by
+  # the helper before LXC starts the container (rust-helper/src/mounts.rs),
+  # so that they are locked read-only inside; the guest boots whatever
+  # generation is current when it starts.
   (line "lxc.init.cmd" layout.guestInit)
+  # The terminals of `lxc-console`: /dev/console is pts/0, /dev/tty1 to
+  # tty4 are pts/1 to pts/4. systemd's getty generator starts one
+  # container-getty@N on each pts/N that $container_ttys names, which LXC 5
+  # does not set by itself.
+  (line "lxc.tty.max" ttys)
+  (line "lxc.environment" "container_ttys=${concatStringsSep " " (builtins.genList (i: "pts/${toString (i + 1)}") ttys)}")
   (line "lxc.start.auto" (if autostart then 1 else 0))
 ]
 ++ veth 0 "hostonly" hostonly.bridge hostonlyAddress

@@ -8,14 +8,7 @@
 # system: the platform; the machine's own unless given (pure evaluation, as
 #   in a flake, has no builtins.currentSystem and must give it).
 { nixpkgs, configuration, params, system ? builtins.currentSystem }:
-let
-  # A path is joined, not interpolated: "${<nixpkgs>}" would copy all of
-  # nixpkgs into the store on every evaluation.
-  evalConfig =
-    if builtins.typeOf nixpkgs == "path" then nixpkgs + "/nixos/lib/eval-config.nix"
-    else "${nixpkgs}/nixos/lib/eval-config.nix";
-in
-(import evalConfig {
+(import (import ./nixpkgs-file.nix nixpkgs "nixos/lib/eval-config.nix") {
   inherit system;
   modules = [
     ../modules/guest.nix
@@ -23,7 +16,7 @@ in
     {
       nixcloud.guest = {
         enable = true;
-        inherit (params) name;
+        inherit (params) name nixDaemon stateVersion;
         hostonly = { inherit (params.hostonly) address prefixLength gateway; };
         internet.enable = params.internet != null;
       };

@@ -2,7 +2,8 @@
 #
 # A container file evaluates to one of:
 #   - a NixOS module function:   { pkgs, ip, name, ... }: { ... }
-#   - a container attribute set: { autostart ? false; network ? { ... }; configuration = <module>; }
+#   - a container attribute set: { autostart ? false; nixDaemon ? false; network ? { ... };
+#                                  configuration = <module>; }
 #   - a container attribute set naming a ready system instead of a configuration:
 #                                { autostart ? false; network ? { ... }; system = <store path>; }
 #
@@ -53,7 +54,7 @@ let
     else if type.check attrs.${key} then attrs.${key}
     else throw "${origin}: ${prefix}${key} ${show attrs.${key}} is not ${type.expected}";
 
-  containerKeys = [ "autostart" "network" "configuration" "system" ];
+  containerKeys = [ "autostart" "nixDaemon" "network" "configuration" "system" ];
 
   network = {
     bridge = types.format "interfaceName";
@@ -113,6 +114,8 @@ let
       spec = {
         kind = if attrs ? system then "system" else "nixos";
         autostart = field origin "" attrs "autostart" types.bool false;
+        # Nix inside through the host's nix-daemon, where the host allows it.
+        nixDaemon = field origin "" attrs "nixDaemon" types.bool false;
         network = normalizeNetwork origin (attrs.network or { });
       };
       configuration = attrs.configuration or null;

@@ -2,15 +2,27 @@
 # these options from what the helper resolved).
 #
 # The guest runs under LXC as an unprivileged container: its /nix/store is
-# the host's, bind-mounted read-only, and LXC runs `<system>/init` of the
-# current generation (lxc.init.cmd = /init/profile/system/init). This is not
-# nixpkgs' virtualisation/lxc-container.nix, which builds an image that owns
-# its store (a tarball, a Nix database, /sbin/init rewritten on switch).
+# the host's, mounted read-only (and owned by root inside, where the host has
+# idmapped mounts), and LXC runs `<system>/init` of the current generation
+# (lxc.init.cmd = /init/profile/system/init). This is not nixpkgs'
+# virtualisation/lxc-container.nix, which builds an image that owns its store
+# (a tarball, a Nix database, /sbin/init rewritten on switch).
 { config, lib, pkgs, ... }:
 let
   inherit (lib) mkDefault mkIf mkOption mkOverride optional types;
 
   cfg = config.nixcloud.guest;
+
+  # NixOS's defaults for sysctls outside a network namespace
+  # (nixos/modules/config/sysctl.nix, system/boot/systemd.nix).
+  hostKernelDefaults = [
+    "kernel.kptr_restrict" "kernel.pid_max" "vm.max_map_count"
+    "fs.inotify.max_user_instances" "fs.inotify.max_user_watches"
+    "fs.protected_fifos" "fs.protected_hardlinks" "fs.protected_regular" "fs.protected_symlinks"
+  ];
+  hostKernelSysctls = lib.attrNames (lib.filterAttrs
+    (key: value: value != null && !(lib.hasPrefix "net." key))
+    config.boot.kernel.sysctl);
   defaults = builtins.fromJSON (builtins.readFile ../lib/host-defaults.json);
   formats = import ../lib/formats.nix;
   ipv4Address = types.strMatching formats.ipv4Address.pattern;
@@ -62,17 +74,26 @@ in
       '';
     };
 
-    ttys = mkOption {
-      type = types.listOf types.str;
-      default = [ "tty1" "tty2" "tty3" "tty4" ];
+    nixDaemon = mkOption {
+      type = types.bool;
+      default = false;
       description = ''
-        The terminals LXC gives the container for `lxc-console` (four with
-        LXC's common.conf, `lxc.tty.max = 4`), each with a getty. systemd
-        starts none there by itself: in a container its getty generator only
-        serves /dev/console and pseudo terminals, and getty@.service requires
-        /dev/tty0, a virtual console no container has. (/dev/console, which
-        `lxc-console -t 0` and `lxc-start -F` show, has NixOS's own
-        console-getty.)
+        Whether Nix works inside through the host's nix-daemon (the container
+        file's `nixDaemon`, where the host allows it): the helper mounts the
+        daemon's socket, and the guest's nix commands (NIX_REMOTE=daemon)
+        build and add paths to the host's store as an untrusted user.
+        Without it the guest has no Nix: its nix commands say so.
+      '';
+    };
+
+    stateVersion = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "25.11";
+      description = ''
+        The release the container was created with, as an installer fixes
+        it: the default of {option}`system.stateVersion` for the container's
+        life, which the configuration may still set itself.
       '';
     };
 
@@ -118,12 +139,37 @@ in
     };
 
     # Whoever can reach the container's console is root on the host already.
+    # One getty per terminal: NixOS's console-getty on /dev/console, and
+    # systemd's getty generator starts container-getty@N on each of LXC's
+    # terminals, which the generated LXC settings name in $container_ttys
+    # (pts/1 to pts/4, the same devices as LXC's /dev/tty1 to tty4); both
+    # autologin. getty@tty1 stays off: it needs /dev/tty0, which no
+    # container has.
     services.getty.autologinUser = mkDefault "root";
-    # getty@ (NixOS's, with the autologin above) on LXC's ttys: an empty
-    # assignment resets the unit's conditions, the second keeps it off
-    # terminals that do not exist.
-    systemd.services."getty@".unitConfig.ConditionPathExists = [ "" "/dev/%I" ];
-    systemd.targets.getty.wants = map (tty: "getty@${tty}.service") cfg.ttys;
+
+    system.stateVersion = mkIf (cfg.stateVersion != null) (mkDefault cfg.stateVersion);
+
+    # Nix is the host's: through its daemon where the host allows it (the
+    # socket is mounted by the helper; container-config.nix sets
+    # NIX_REMOTE=daemon, and the guest's own nix-daemon units stay off while
+    # the socket is there), else not at all, and nix says so plainly.
+    nix.enable = mkIf (!cfg.nixDaemon) false;
+    environment.systemPackages = mkIf (!cfg.nixDaemon) (map
+      (command: pkgs.writeShellScriptBin command ''
+        echo "${command}: Nix is not available in this container: its container file does not ask for the host's nix-daemon (nixDaemon = true), which the host must allow" >&2
+        exit 1
+      '')
+      [ "nix" "nix-build" "nix-channel" "nix-collect-garbage" "nix-copy-closure" "nix-env"
+        "nix-instantiate" "nix-shell" "nix-store" "nixos-rebuild" ]);
+
+    # A container's sysctls are those of its own network namespace: under
+    # LXC (lxc.mount.auto proc:mixed) /proc/sys/net is writable and the rest
+    # of /proc/sys, the host kernel's, read-only. systemd-sysctl applies the
+    # net.* keys (an older systemd than 254 skips all unless its condition
+    # looks at /proc/sys/net) and skips the others; NixOS's own defaults for
+    # them are dropped, and the configuration's are named in a warning.
+    systemd.services.systemd-sysctl.unitConfig.ConditionPathIsReadWrite = [ "" "/proc/sys/net/" ];
+    boot.kernel.sysctl = lib.genAttrs hostKernelDefaults (_: mkOverride 900 null);
 
     systemd.package = mkIf (cfg.systemdPatches != [ ]) (pkgs.systemd.overrideAttrs (old: {
       patches = (old.patches or [ ]) ++ cfg.systemdPatches;
@@ -132,6 +178,8 @@ in
     warnings = optional
       (cfg.systemdPatches == [ ] && lib.versionOlder (lib.getVersion config.systemd.package) "238")
       ''
-        nixcloud.guest: this guest's systemd ${lib.getVersion config.systemd.package} is older than 238 and needs a patch to boot in an unprivileged LXC container (lxc/lxc#2226): set nixcloud.guest.systemdPatches, or use a newer nixpkgs.'';
+        nixcloud.guest: this guest's systemd ${lib.getVersion config.systemd.package} is older than 238 and needs a patch to boot in an unprivileged LXC container (lxc/lxc#2226): set nixcloud.guest.systemdPatches, or use a newer nixpkgs.''
+      ++ optional (hostKernelSysctls != [ ]) ''
+        nixcloud.guest: boot.kernel.sysctl sets ${lib.concatStringsSep ", " hostKernelSysctls}, which belong to the host's kernel: a container sets only the net.* keys of its own network namespace, and these are skipped.'';
   };
 }

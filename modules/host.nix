@@ -263,6 +263,32 @@ in
       '';
     };
 
+    idmappedMounts = mkOption {
+      type = types.bool;
+      default = defaults.idmappedMounts;
+      description = ''
+        Whether what a container sees of the host (the store, its profile at
+        /init) is idmapped, so that the host's root owns it inside too (sudo
+        and others insist on that). Idmapped mounts need Linux 5.12 or newer
+        and a filesystem that has them (ext4, xfs, btrfs, tmpfs; not
+        overlayfs): where /nix/store has none, set this to false, and the
+        store shows as owned by nobody inside.
+      '';
+    };
+
+    allowNixDaemon = mkOption {
+      type = types.bool;
+      default = defaults.allowNixDaemon;
+      description = ''
+        Whether container files may ask for Nix inside (`nixDaemon = true`),
+        through this host's nix-daemon, whose socket the container then
+        sees. Such a container builds and adds paths to this host's store, as
+        an untrusted user of the daemon (its uid is never in
+        `nix.settings.trusted-users`); it can fill the disk and keep the
+        builders busy.
+      '';
+    };
+
     lxcPath = mkOption {
       type = types.path;
       default = defaults.lxcPath;
@@ -347,6 +373,7 @@ in
         internet = { inherit (cfg.internet) bridge address prefixLength; };
         extraBridges = lib.mapAttrs (_: bridge: { inherit (bridge) address prefixLength; }) cfg.extraBridges;
         idmap = { inherit (cfg.idmap) hostId count; };
+        inherit (cfg) idmappedMounts allowNixDaemon;
         inherit lxcPath;
         profilesDir = toString cfg.profilesDir;
         stateDir = toString cfg.stateDir;

@@ -37,6 +37,9 @@ let
       configuration = (specs.fromValue "container file ${toString file}" (import file)).configuration;
       params = {
         inherit name;
+        nixDaemon = false;
+        # The release the helper fixes at create: this nixpkgs' own.
+        stateVersion = lib.trivial.release;
         hostonly = {
           inherit address;
           prefixLength = defaults.hostonly.prefixLength;

@@ -1,15 +1,20 @@
 # A tiny guest system built by a real Nix build without nixpkgs: the host's
-# static busybox, an init and a switch-to-configuration. It boots under LXC in
+# static busybox, an init, a switch-to-configuration and a systemctl that
+# answers what the helper asks of a NixOS guest. It boots under LXC in
 # milliseconds, so the demo and the tests can run many of them.
 #
-# version:         recorded at boot and at activation, so a test can tell
-#                  which generation runs.
-# failActivation:  make switch-to-configuration fail (exit 3), for tests of
-#                  failed updates.
-{ version ? "1", failActivation ? false }:
+# version:        recorded at boot and at activation, so a test can tell
+#                 which generation runs.
+# switchExit:     the exit code of switch-to-configuration, as NixOS's:
+#                 1 could not switch, 2 an activation snippet failed, 4 units
+#                 failed, 100 the new init needs a restart; others for tests.
+# failedSnippets: activation snippets it reports as failed (with exit 2).
+# failedUnits:    units `systemctl --failed` lists after it ran (with exit 4).
+{ version ? "1", switchExit ? 0, failedSnippets ? [ ], failedUnits ? [ ] }:
 let
   busybox = import ../../lib/host-busybox.nix;
   shebang = "#!${busybox} sh";
+  lines = builtins.concatStringsSep "\n";
 
   init = builtins.toFile "init" ''
     ${shebang}
@@ -17,9 +22,11 @@ let
     # lxc-stop's signal (SIGPWR, or SIGRTMIN+3 = 37 as sent to systemd). The
     # kernel drops signals to a PID 1 without a handler, so the trap comes first.
     trap 'exit 0' PWR TERM INT 37
-    ${busybox} mkdir -p /bin /tmp /var/lib/tiny
+    ${busybox} mkdir -p /bin /tmp /var/lib/tiny /run
     ${busybox} --install -s /bin 2>/dev/null
     export PATH=/bin
+    # Where a NixOS guest's tools are: /run/current-system/sw/bin.
+    ln -sfn /init/profile/system /run/current-system
     echo ${version} > /var/lib/tiny/booted
     while :; do sleep 3600 & wait $!; done
   '';
@@ -27,12 +34,21 @@ let
   switchToConfiguration = builtins.toFile "switch-to-configuration" ''
     ${shebang}
     # Activation, as NixOS's switch-to-configuration <action> would do it.
-    ${if failActivation then ''
+    echo "$1 ${version}" > /var/lib/tiny/activated
+    ${lines (map (snippet: "echo \"Activation script snippet '${snippet}' failed (1)\" >&2") failedSnippets)}
+    printf '%s' "${lines failedUnits}" > /var/lib/tiny/failed-units
+    ${if switchExit == 0 then "" else ''
       echo "activation of version ${version} failed on purpose" >&2
-      exit 3
-    '' else ''
-      echo "$1 ${version}" > /var/lib/tiny/activated
+      exit ${toString switchExit}
     ''}
+  '';
+
+  # `systemctl --failed --plain --no-legend --no-pager`, as systemd prints it.
+  systemctl = builtins.toFile "systemctl" ''
+    ${shebang}
+    while read -r unit || [ -n "$unit" ]; do
+      [ -n "$unit" ] && echo "$unit loaded failed failed $unit"
+    done < /var/lib/tiny/failed-units
   '';
 in
 derivation {
@@ -40,5 +56,5 @@ derivation {
   system = builtins.currentSystem;
   builder = busybox;
   args = [ "sh" "-e" ./build.sh ];
-  inherit init switchToConfiguration;
+  inherit init switchToConfiguration systemctl;
 }

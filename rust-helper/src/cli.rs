@@ -210,6 +210,21 @@ pub struct Targets {
     pub all: bool,
 }
 
+/// What an activation that fails leaves current.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct NoRollback {
+    /// Keep a generation whose activation failed current, as nixos-rebuild
+    /// does, instead of going back to the one before.
+    #[arg(long)]
+    pub no_rollback: bool,
+}
+
+impl From<NoRollback> for bool {
+    fn from(flag: NoRollback) -> bool {
+        flag.no_rollback
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct JsonFlag {
     /// Print JSON for scripts instead of text.
@@ -293,6 +308,8 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["name", "more", "system", "flake"])]
         all: bool,
         #[command(flatten)]
+        no_rollback: NoRollback,
+        #[command(flatten)]
         source: SourceFlags,
         #[command(flatten)]
         nix: NixParams,
@@ -345,6 +362,8 @@ pub enum Command {
         #[arg(value_name = "generation id", value_parser = generation_number)]
         generation: u64,
         #[command(flatten)]
+        no_rollback: NoRollback,
+        #[command(flatten)]
         lxc: LxcParams,
     },
     /// Make the previous generation current (and activate it when the container runs).
@@ -354,6 +373,8 @@ pub enum Command {
     Rollback {
         #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
+        #[command(flatten)]
+        no_rollback: NoRollback,
         #[command(flatten)]
         lxc: LxcParams,
     },

@@ -126,11 +126,12 @@ impl Lxc<'_> {
         self.run("lxc-create", name, &args).map(drop)
     }
 
-    /// Makes the directories the container's mounts land on (the store,
-    /// /init, and LXC's proc, sys and dev), owned by its root (`host_id`).
+    /// Makes the directories LXC's mounts land on (proc, sys and dev), owned
+    /// by the container's root (`host_id`); the helper's own mounts make
+    /// theirs when the container starts (mounts.rs).
     pub fn make_mount_points(&self, name: &str, host_id: u32) -> Result<()> {
         let rootfs = self.rootfs(name);
-        for mount_point in ["nix/store", crate::layout::PROFILE_MOUNT, "proc", "sys", "dev"] {
+        for mount_point in ["proc", "sys", "dev"] {
             let mut dir = rootfs.clone();
             for component in Path::new(mount_point) {
                 dir.push(component);

@@ -7,10 +7,11 @@
 //! mounts host paths and grants devices on a config's say, so a generation
 //! is made current, started or switched to only when every line is one this
 //! helper generates: a key of a fixed list, with a value of that key's form
-//! for this container, on one line.
+//! for this container, on one line. No mount among them: the helper mounts
+//! what a container sees itself (mounts.rs).
 
 use std::net::Ipv4Addr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::Ipv4Net;
@@ -24,8 +25,6 @@ pub struct Rules<'a> {
     pub name: &'a str,
     /// `dir:` and this is `lxc.rootfs.path`.
     pub rootfs: PathBuf,
-    /// The host paths it may bind into the container.
-    pub mount_sources: Vec<PathBuf>,
     /// Its id range; `lxc.idmap` must map exactly this for users and groups.
     pub idmap: IdMap,
     /// The bridges its interfaces may join.
@@ -35,8 +34,10 @@ pub struct Rules<'a> {
 /// The names LXC gives the container's interfaces inside, by index.
 const INTERFACE_NAMES: [&str; 2] = ["hostonly", "internet"];
 
-/// Mount options lib/lxc-config.nix uses.
-const MOUNT_OPTIONS: [&str; 4] = ["ro", "bind", "create=dir", "idmap=container"];
+/// The terminals LXC gives the container (lib/lxc-config.nix): pts/1 to
+/// pts/4, named to systemd in $container_ttys.
+const TTYS: &str = "4";
+const CONTAINER_TTYS: &str = "container_ttys=pts/1 pts/2 pts/3 pts/4";
 
 /// Checks the text of a generation's lxc.conf against `rules`.
 pub fn check(text: &str, rules: &Rules) -> Result<()> {
@@ -93,7 +94,8 @@ fn check_line(line: &str, rules: &Rules, idmaps: &mut Vec<String>) -> Result<()>
             idmaps.push(value.to_string());
             Ok(())
         }
-        "lxc.mount.entry" => check_mount_entry(value, rules),
+        "lxc.tty.max" => expect(TTYS),
+        "lxc.environment" => expect(CONTAINER_TTYS),
         _ => match network_key(key) {
             Some((index, item)) => check_network_item(index, item, value, rules),
             None => bail!("{} is not a key nixcloud-container generates", show(key)),
@@ -146,29 +148,6 @@ fn check_network_item(index: usize, item: &str, value: &str, rules: &Rules) -> R
     }
 }
 
-/// An fstab line: `<source> <target> none <options> 0 0`, binding one of the
-/// allowed host paths below the rootfs.
-fn check_mount_entry(value: &str, rules: &Rules) -> Result<()> {
-    let fields: Vec<&str> = value.split(' ').collect();
-    let [source, target, "none", options, "0", "0"] = fields[..] else {
-        bail!("lxc.mount.entry {} is not `<source> <target> none <options> 0 0`", show(value));
-    };
-    if !rules.mount_sources.iter().any(|allowed| Path::new(source) == allowed) {
-        bail!("lxc.mount.entry binds {}, which is not a path this container may see", show(source));
-    }
-    let inside = Path::new(target);
-    if !inside.components().all(|c| matches!(c, Component::Normal(_))) {
-        bail!("lxc.mount.entry target {} is not a plain path below the rootfs", show(target));
-    }
-    if let Some(bad) = options.split(',').find(|o| !MOUNT_OPTIONS.contains(o)) {
-        bail!("lxc.mount.entry option {} is not one nixcloud-container uses", show(bad));
-    }
-    if !options.split(',').any(|o| o == "ro") {
-        bail!("lxc.mount.entry of {} is not read-only", show(source));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +156,6 @@ mod tests {
         Rules {
             name: "web",
             rootfs: "/var/lib/lxc/web/rootfs".into(),
-            mount_sources: vec!["/nix/store".into(), "/profiles/web".into()],
             idmap: IdMap { host_id: 100000, count: 65536 },
             bridges: bridges.iter().collect(),
         }
@@ -188,9 +166,9 @@ lxc.uts.name = web
 lxc.rootfs.path = dir:/var/lib/lxc/web/rootfs
 lxc.idmap = u 0 100000 65536
 lxc.idmap = g 0 100000 65536
-lxc.mount.entry = /nix/store nix/store none ro,bind,create=dir 0 0
-lxc.mount.entry = /profiles/web init none ro,bind,create=dir 0 0
 lxc.init.cmd = /init/profile/system/init
+lxc.tty.max = 4
+lxc.environment = container_ttys=pts/1 pts/2 pts/3 pts/4
 lxc.start.auto = 0
 lxc.net.0.type = veth
 lxc.net.0.name = hostonly
@@ -219,16 +197,11 @@ lxc.net.0.ipv4.gateway = 10.101.0.1
             ("lxc.hook.start-host=/x", "not a key"),
             ("  lxc.apparmor.profile = unconfined", "not a key"),
             ("lxc.cap.keep = sys_admin", "not a key"),
-            (
-                "lxc.mount.entry = /root root none ro,bind,create=dir 0 0",
-                "not a path this container may see",
-            ),
-            ("lxc.mount.entry = /nix/store ../../x none ro,bind 0 0", "not a plain path"),
-            (
-                "lxc.mount.entry = /nix/store nix/store none rw,bind 0 0",
-                "not one nixcloud-container uses",
-            ),
-            ("lxc.mount.entry = /nix/store nix/store none bind 0 0", "not read-only"),
+            ("lxc.mount.entry = /root root none ro,bind,create=dir 0 0", "not a key"),
+            ("lxc.mount.entry = /nix/store nix/store none ro,bind 0 0", "not a key"),
+            ("lxc.mount.auto = proc:rw", "not a key"),
+            ("lxc.environment = LD_PRELOAD=/x", "lxc.environment must be"),
+            ("lxc.tty.max = 1024", "lxc.tty.max must be"),
             ("lxc.net.0.link = br0", "not a bridge of this host"),
             ("lxc.net.0.script.up = /x", "not a setting"),
             ("lxc.net.2.type = veth", "not a key"),

@@ -9,6 +9,7 @@ mod layout;
 mod lxc;
 mod lxc_conf;
 mod manual;
+mod mounts;
 mod names;
 mod network;
 mod nix;

@@ -22,7 +22,7 @@ use crate::process::{describe_status, Finished, Tool};
 use crate::profile::Profile;
 use crate::scratch::Scratch;
 use crate::settings::Settings;
-use crate::spec::{Kind, Params, Source, Spec};
+use crate::spec::{Kind, NixosRelease, Params, Source, Spec};
 
 /// Settings of every Nix command that evaluates or builds a container's
 /// code. They come after the user's -n parameters, which cannot undo them.
@@ -173,6 +173,35 @@ impl Nix<'_> {
         Ok((finished.status.success() && !found.is_empty()).then(|| found.to_string()))
     }
 
+    /// What a build of `source` is told of nixpkgs: a NixOS configuration
+    /// of a file needs root's nixpkgs; a flake brings its own, a ready
+    /// system none.
+    fn nixpkgs_args(&self, spec: &Spec, source: &Source) -> Result<Vec<String>> {
+        if spec.kind != Kind::Nixos || !matches!(source, Source::File(_)) {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .find_nixpkgs()?
+            .map(|nixpkgs| vec!["-I".to_string(), format!("nixpkgs={nixpkgs}")])
+            .unwrap_or_default())
+    }
+
+    /// The release of the nixpkgs that a NixOS configuration of `source`
+    /// is built with (lib/cli.nix's `release`).
+    pub fn release(&self, spec: &Spec, source: &Source, busybox: &Path) -> Result<NixosRelease> {
+        let scratch = Scratch::new(&self.settings.state_dir)?;
+        let tool = self
+            .confined("nix-instantiate", source, busybox, &scratch)?
+            .args(self.nixpkgs_args(spec, source)?)
+            .args(["--eval", "--strict", "--json", "-A", "release"]);
+        let finished = self.run_logged(tool)?;
+        check(&finished, || format!("cannot find the nixpkgs release of {source}"))?;
+        let release: String = serde_json::from_str(finished.stdout.trim())
+            .with_context(|| format!("{source} gave no nixpkgs release"))?;
+        NixosRelease::try_from(release)
+            .map_err(|err| anyhow!("{source}: nixpkgs' lib/.version: {err}"))
+    }
+
     /// Builds the generation for `params`, without making it current.
     pub fn build_generation(&self, spec: &Spec, params: &Params, busybox: &Path) -> Result<Built> {
         let scratch = Scratch::new(&self.settings.state_dir)?;
@@ -180,15 +209,9 @@ impl Nix<'_> {
         std::fs::create_dir_all(&builds)
             .with_context(|| format!("cannot create {}", builds.display()))?;
         let out_link = builds.join(&params.name);
-        let mut tool = self.confined("nix-build", &params.source, busybox, &scratch)?;
-        // A NixOS configuration of a file needs root's nixpkgs; a flake
-        // brings its own, a ready system none.
-        if spec.kind == Kind::Nixos && matches!(params.source, Source::File(_)) {
-            if let Some(nixpkgs) = self.find_nixpkgs()? {
-                tool = tool.arg("-I").arg(format!("nixpkgs={nixpkgs}"));
-            }
-        }
-        let finished = tool
+        let finished = self
+            .confined("nix-build", &params.source, busybox, &scratch)?
+            .args(self.nixpkgs_args(spec, &params.source)?)
             .args(["--argstr", "params"])
             .arg(serde_json::to_string(params).expect("params serialize"))
             .args(["--argstr", "busybox"])

@@ -79,6 +79,12 @@ pub struct HostConfig {
     /// `network.bridge`, with the host's address on each.
     pub extra_bridges: BTreeMap<InterfaceName, HostAddress>,
     pub idmap: IdMap,
+    /// Whether the host's files (the store, /init) show as owned by root
+    /// inside: idmapped mounts, which some filesystems lack.
+    pub idmapped_mounts: bool,
+    /// Whether container files may ask for Nix inside, through the host's
+    /// nix-daemon (as an untrusted user).
+    pub allow_nix_daemon: bool,
     pub lxc_path: PathBuf,
     pub profiles_dir: PathBuf,
     pub state_dir: PathBuf,

@@ -81,6 +81,9 @@ pub struct NetworkSpec {
 pub struct Spec {
     pub kind: Kind,
     pub autostart: bool,
+    /// Nix inside through the host's nix-daemon (where the host allows it).
+    #[serde(default)]
+    pub nix_daemon: bool,
     pub network: NetworkSpec,
 }
 
@@ -115,6 +118,42 @@ pub struct Params {
     pub idmap: IdMap,
     pub hostonly: HostonlyInterface,
     pub internet: Option<InternetInterface>,
+    /// The host's nix-daemon inside (the spec asks, the host allows).
+    #[serde(default)]
+    pub nix_daemon: bool,
+    /// The container's system.stateVersion unless its configuration sets
+    /// one: the nixpkgs release it was created with (NixOS containers).
+    #[serde(default)]
+    pub state_version: Option<NixosRelease>,
+}
+
+/// A NixOS release, "25.11": what a nixpkgs' lib/.version says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NixosRelease(String);
+
+impl TryFrom<String> for NixosRelease {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<NixosRelease, String> {
+        let digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
+        match text.split_once('.') {
+            Some((year, month)) if digits(year) && digits(month) => Ok(NixosRelease(text)),
+            _ => Err(format!("{} is not a NixOS release like 25.11", crate::formats::show(&text))),
+        }
+    }
+}
+
+impl From<NixosRelease> for String {
+    fn from(release: NixosRelease) -> String {
+        release.0
+    }
+}
+
+impl std::fmt::Display for NixosRelease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A generation's spec.json.

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::formats::InterfaceName;
 use crate::network::{self, AddressRequest};
 use crate::settings::HostConfig;
-use crate::spec::Source;
+use crate::spec::{NixosRelease, Source};
 
 const STATE_VERSION: u32 = 1;
 
@@ -65,6 +65,10 @@ pub struct ContainerRecord {
     /// last started it, and its address: what runs until the next start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_with: Option<StartedWith>,
+    /// The nixpkgs release a NixOS container was created with: its
+    /// system.stateVersion, unless its configuration sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_version: Option<NixosRelease>,
 }
 
 /// See `ContainerRecord::started_with`.
@@ -184,9 +188,10 @@ pub struct ContainerLock {
 }
 
 impl ContainerLock {
-    /// Removes the lock file, once the container is gone (or never was), so
-    /// that no lock file stays for a name no container has. A command that
-    /// was waiting for it finds the file gone and takes a new one.
+    /// Removes the lock file, for a name no container has (it never had,
+    /// or its creation failed), so that no lock file stays for it. A
+    /// command that was waiting for it finds the file gone and takes a new
+    /// one.
     pub fn remove(self) {
         let _ = std::fs::remove_file(&self.path);
     }
@@ -265,6 +270,12 @@ impl Store {
             None
         };
         Ok((LockedState { _lock: lock, file, state: State::default() }, kept))
+    }
+
+    /// Removes container `name`'s lock file, for a container that goes; the
+    /// caller holds the lock (see `ContainerLock::remove`).
+    pub fn forget_container_lock(&self, name: &str) {
+        let _ = std::fs::remove_file(self.container_lock_file(name));
     }
 
     /// Takes container `name`'s lock, waiting (and saying so) while another
@@ -381,6 +392,7 @@ mod tests {
                 addresses: BTreeSet::new(),
                 switched_from: None,
                 started_with: None,
+                state_version: None,
             },
         );
     }

@@ -27,12 +27,13 @@ let
   # eval-config (tests/fake-nixpkgs): the container file's configuration, the
   # guest module and the parameters, `ip` and `name` as module arguments.
   # The configuration it evaluated, and the platform it evaluated it for.
-  built = { file, name, address, gateway ? null, internet ? false, system ? null }:
+  built = { file, name, address, gateway ? null, internet ? false, system ? null, stateVersion ? "26.05" }:
     let toplevel = import ../../lib/nixos-system.nix ({
       nixpkgs = ../fake-nixpkgs;
       configuration = (specs.fromValue "container file ${toString file}" (import file)).configuration;
       params = {
-        inherit name;
+        inherit name stateVersion;
+        nixDaemon = false;
         hostonly = { inherit address gateway; prefixLength = 16; };
         internet = if internet then { bridge = "brNC-internet"; } else null;
       };
@@ -43,7 +44,8 @@ let
   autostartExample = built { file = ../../examples/autostartExample.nix; name = "auto"; address = "10.101.0.3"; gateway = "10.101.0.1"; };
   networkExample = built { file = ../../examples/networkExample.nix; name = "net"; address = "10.10.1.2"; };
   fullExample = built { file = ../../examples/fullExample.nix; name = "full"; address = "10.101.0.4"; internet = true; };
-  pkgNames = config: map (p: p.name) config.environment.systemPackages;
+  # The packages of a configuration, without the guest module's nix shims.
+  pkgNames = config: map (p: p.name) (lib.filter (p: !(p ? text)) config.environment.systemPackages);
 in
 {
   guest-module = [
@@ -67,11 +69,53 @@ in
     (eq "autologin can be turned off"
       (guest { name = "web"; hostonly.address = "10.101.0.5"; } [ { services.getty.autologinUser = null; } ]).services.getty.autologinUser
       null)
-    (eq "getty@ runs on LXC's ttys, not only with /dev/tty0"
-      hostonlyOnly.systemd.services."getty@".unitConfig.ConditionPathExists [ "" "/dev/%I" ])
-    (eq "gettys on LXC's four ttys" hostonlyOnly.systemd.targets.getty.wants
-      [ "getty@tty1.service" "getty@tty2.service" "getty@tty3.service" "getty@tty4.service" ])
+    (eq "one getty per terminal: the module adds none beside systemd's container-getty@ and NixOS's console-getty"
+      { services = lib.attrNames (lib.filterAttrs (n: _: lib.hasInfix "getty" n) hostonlyOnly.systemd.services);
+        wants = hostonlyOnly.systemd.targets.getty.wants or [ ]; }
+      { services = [ ]; wants = [ ]; })
     (eq "the stock systemd without patches" hostonlyOnly.systemd.package.name "systemd-257.5")
+  ];
+
+  guest-nix = [
+    (eq "no Nix without the host's daemon" hostonlyOnly.nix.enable false)
+    (that "nix says plainly that it is not there"
+      (lib.findFirst (p: p.name == "nix-build") null hostonlyOnly.environment.systemPackages)
+      "a nix-build that explains"
+      (p: p != null && lib.hasInfix "Nix is not available in this container" p.text && lib.hasInfix "exit 1" p.text))
+    (eq "with the daemon, the guest's Nix as NixOS has it"
+      (let c = guest { name = "web"; hostonly.address = "10.101.0.5"; nixDaemon = true; } [ ]; in {
+        inherit (c.nix) enable;
+        shims = lib.filter (p: p ? text) c.environment.systemPackages;
+      })
+      { enable = true; shims = [ ]; })
+  ];
+
+  guest-state-version = [
+    (eq "the release the container was created with, as a default"
+      (guest { name = "web"; hostonly.address = "10.101.0.5"; stateVersion = "24.11"; } [ ]).system.stateVersion "24.11")
+    (eq "the configuration's own wins"
+      (guest { name = "web"; hostonly.address = "10.101.0.5"; stateVersion = "24.11"; }
+        [ { system.stateVersion = "23.05"; } ]).system.stateVersion "23.05")
+    (eq "without one, NixOS's default (which warns)" hostonlyOnly.system.stateVersion "unset-defaults-to-the-release")
+    (eq "examples: the helper's release reaches the configuration" example.system.stateVersion "26.05")
+  ];
+
+  guest-sysctl = [
+    (eq "systemd-sysctl runs where /proc/sys/net is writable"
+      hostonlyOnly.systemd.services.systemd-sysctl.unitConfig.ConditionPathIsReadWrite [ "" "/proc/sys/net/" ])
+    (eq "NixOS's defaults for the host kernel are dropped"
+      (evalWith { } [
+        ../../modules/guest.nix
+        { nixcloud.guest = { enable = true; name = "w"; hostonly.address = "10.101.0.5"; }; }
+        { boot.kernel.sysctl."kernel.kptr_restrict" = lib.mkDefault 1; }
+      ]).boot.kernel.sysctl."kernel.kptr_restrict" null)
+    (that "a container's own net.* keys stay, others are named in a warning"
+      (let c = guest { name = "w"; hostonly.address = "10.101.0.5"; } [
+        { boot.kernel.sysctl = { "net.ipv4.ip_forward" = 1; "vm.swappiness" = 10; }; }
+      ]; in { inherit (c) warnings; forward = c.boot.kernel.sysctl."net.ipv4.ip_forward"; })
+      "net.ipv4.ip_forward kept, vm.swappiness warned about"
+      (r: r.forward == 1 && lib.any (lib.hasInfix "vm.swappiness") r.warnings
+        && !(lib.any (lib.hasInfix "net.ipv4") r.warnings)))
   ];
 
   guest-internet = [

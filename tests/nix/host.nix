@@ -138,6 +138,8 @@ in
       internet = { bridge = "brX-net"; address = "10.60.0.1"; prefixLength = 20; };
       extraBridges = { };
       idmap = { hostId = 200000; count = 10000; };
+      idmappedMounts = true;
+      allowNixDaemon = false;
       lxcPath = "/srv/lxc";
       profilesDir = "/srv/profiles";
       stateDir = "/srv/state";

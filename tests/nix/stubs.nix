@@ -38,6 +38,7 @@ in
       options.source = opt (types.nullOr types.path) null;
     })) { };
 
+    nix.enable = opt types.bool true;
     nix.package = opt types.package pkgs.nix;
     nix.settings = opt (types.submodule {
       freeformType = types.attrsOf types.anything;
@@ -126,6 +127,13 @@ in
     services.openssh = {
       enable = opt types.bool false;
       ports = opt (types.listOf types.port) [ 22 ];
+    };
+
+    system.stateVersion = mkOption {
+      type = types.str;
+      # As nixos/modules/misc/version.nix: the release, with a warning when
+      # nothing set it (here: a marker to check for).
+      default = "unset-defaults-to-the-release";
     };
 
     systemd.package = opt types.package pkgs.systemd;

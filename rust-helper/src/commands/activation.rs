@@ -10,16 +10,26 @@ use super::context::Context;
 use crate::process::describe_status;
 use crate::profile::Generation;
 
+/// What to do when an activation fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Make the previous generation current and activate it again.
+    RollBack,
+    /// Keep the failed generation current (--no-rollback), as nixos-rebuild does.
+    Keep,
+}
+
 /// After the profile switched away from generation `previous`: activates the
 /// current generation in the container when it runs (a stopped container
 /// boots it at its next start). When the activation fails, generation
-/// `previous` is made current and activated again, and the error says so.
-/// `lxc_args` go to lxc-attach.
+/// `previous` is made current and activated again, unless `on_failure`
+/// keeps the new one, and the error says which. `lxc_args` go to lxc-attach.
 pub fn activate_current(
     ctx: &Context,
     name: &str,
     previous: u64,
     lxc_args: &[String],
+    on_failure: OnFailure,
 ) -> Result<()> {
     if !ctx.lxc().is_running(name)? {
         return Ok(());
@@ -37,6 +47,12 @@ pub fn activate_current(
     let Err(err) = activate(ctx, name, &current, lxc_args) else {
         return Ok(());
     };
+    if on_failure == OnFailure::Keep {
+        return Err(err.context(format!(
+            "generation {} of '{name}' stays current, as --no-rollback asks",
+            current.number
+        )));
+    }
     ctx.plain_nix().switch_generation(&profile, previous)?;
     if let Err(again) = activate(ctx, name, &old, lxc_args) {
         eprintln!("warning: re-activating generation {previous} failed too: {again:#}");
@@ -48,7 +64,13 @@ fn lxc_settings(generation: &Generation) -> Option<String> {
     std::fs::read_to_string(generation.path.join(crate::layout::LXC_CONF)).ok()
 }
 
-/// Runs the generation's `switch-to-configuration switch` inside the container.
+/// switch-to-configuration's exit code when the new system's init needs a
+/// restart (NixOS's switch-to-configuration-ng): nothing was switched yet.
+const NEEDS_RESTART: i32 = 100;
+
+/// Runs the generation's `switch-to-configuration switch` inside the
+/// container, and says what went wrong by its exit code: 1 it could not
+/// switch, 2 an activation snippet failed, 4 units failed.
 fn activate(ctx: &Context, name: &str, generation: &Generation, lxc_args: &[String]) -> Result<()> {
     let system = generation.meta()?.system;
     let program = system.join("bin/switch-to-configuration");
@@ -67,18 +89,77 @@ fn activate(ctx: &Context, name: &str, generation: &Generation, lxc_args: &[Stri
             eprintln!("{}", output.trim_end());
         }
     }
-    if !finished.status.success() {
-        let last = [&finished.stderr, &finished.stdout]
+    let number = generation.number;
+    let said = || {
+        [&finished.stderr, &finished.stdout]
             .into_iter()
             .find_map(|out| out.lines().rev().find(|line| !line.trim().is_empty()))
-            .unwrap_or("no output");
-        bail!(
-            "activating generation {} in '{name}' failed with {}: {}",
-            generation.number,
+            .unwrap_or("no output")
+            .trim()
+            .to_string()
+    };
+    match finished.status.code() {
+        Some(0) => {
+            println!("activated generation {number} in running container '{name}'");
+            Ok(())
+        }
+        Some(NEEDS_RESTART) => {
+            println!(
+                "note: generation {number} of '{name}' has a new init: it runs from the container's \
+                 next start (stop and start it)"
+            );
+            Ok(())
+        }
+        Some(2) => {
+            let snippets = failed_snippets(&finished.stderr);
+            let what = if snippets.is_empty() { said() } else { snippets.join(", ") };
+            bail!("activating generation {number} in '{name}': activation snippets failed: {what}")
+        }
+        Some(4) => {
+            let units = failed_units(ctx, name, lxc_args).unwrap_or_default();
+            let what = if units.is_empty() { said() } else { units.join(", ") };
+            bail!("activating generation {number} in '{name}': units failed: {what}")
+        }
+        Some(1) => bail!(
+            "activating generation {number} in '{name}': switch-to-configuration could not switch: {}",
+            said()
+        ),
+        _ => bail!(
+            "activating generation {number} in '{name}' failed with {}: {}",
             describe_status(finished.status),
-            last.trim()
-        );
+            said()
+        ),
     }
-    println!("activated generation {} in running container '{name}'", generation.number);
-    Ok(())
+}
+
+/// The snippets that NixOS's activation script says failed
+/// ("Activation script snippet 'users' failed (1)").
+fn failed_snippets(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| line.split("Activation script snippet '").nth(1))
+        .filter_map(|rest| rest.split('\'').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The units the container's systemd lists as failed.
+fn failed_units(ctx: &Context, name: &str, lxc_args: &[String]) -> Result<Vec<String>> {
+    let args = ["systemctl", "--failed", "--plain", "--no-legend", "--no-pager"].map(OsStr::new);
+    let finished = ctx.lxc().attach_captured(name, lxc_args, &args)?;
+    Ok(finished
+        .stdout
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_string)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn failed_snippets_are_named() {
+        let output = "setting up /etc...\nActivation script snippet 'users' failed (1)\nActivation script snippet 'specialfs' failed (32)\n";
+        assert_eq!(super::failed_snippets(output), ["users", "specialfs"]);
+    }
 }

@@ -57,7 +57,6 @@ impl Context {
         Rules {
             name,
             rootfs: self.lxc().rootfs(name),
-            mount_sources: vec!["/nix/store".into(), self.profile(name).dir().to_path_buf()],
             idmap: host.idmap,
             bridges: [&host.hostonly.bridge, &host.internet.bridge]
                 .into_iter()

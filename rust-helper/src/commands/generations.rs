@@ -3,7 +3,7 @@
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
-use super::activation::activate_current;
+use super::activation::{activate_current, OnFailure};
 use super::context::Context;
 use super::opening;
 use super::recovery::{record_switch, refresh_addresses};
@@ -77,19 +77,21 @@ pub fn delete(ctx: &Context, name: &str, specifiers: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub fn switch(ctx: &Context, name: &str, number: u64) -> Result<()> {
+pub fn switch(ctx: &Context, name: &str, number: u64, on_failure: OnFailure) -> Result<()> {
     let (_lock, _) = opening::lock_existing(ctx, name)?;
     let profile = ctx.profile(name);
     let target = profile.generation(number).with_context(|| format!("container '{name}'"))?;
     let previous = profile.current_number()?.context("the container has no current generation")?;
     ctx.check_generation(name, &target.path)
         .with_context(|| format!("refusing to switch '{name}' to generation {number}"))?;
-    switch_recorded(ctx, name, previous, |nix| nix.switch_generation(&profile, number))?;
+    switch_recorded(ctx, name, previous, on_failure, |nix| {
+        nix.switch_generation(&profile, number)
+    })?;
     println!("container '{name}': generation {number} is current");
     Ok(())
 }
 
-pub fn rollback(ctx: &Context, name: &str) -> Result<()> {
+pub fn rollback(ctx: &Context, name: &str, on_failure: OnFailure) -> Result<()> {
     let (_lock, _) = opening::lock_existing(ctx, name)?;
     let profile = ctx.profile(name);
     let previous = profile.current_number()?.context("the container has no current generation")?;
@@ -101,7 +103,7 @@ pub fn rollback(ctx: &Context, name: &str) -> Result<()> {
     ctx.check_generation(name, &target.path).with_context(|| {
         format!("refusing to roll '{name}' back to generation {}", target.number)
     })?;
-    switch_recorded(ctx, name, previous, |nix| nix.rollback(&profile))?;
+    switch_recorded(ctx, name, previous, on_failure, |nix| nix.rollback(&profile))?;
     let current = profile.current_number()?.unwrap_or(previous);
     println!("container '{name}': rolled back from generation {previous} to {current}");
     Ok(())
@@ -115,11 +117,12 @@ fn switch_recorded(
     ctx: &Context,
     name: &str,
     previous: u64,
+    on_failure: OnFailure,
     switch: impl FnOnce(&Nix) -> Result<()>,
 ) -> Result<()> {
     record_switch(ctx, name, Some(previous))?;
     let switched = switch(&ctx.plain_nix())
-        .and_then(|()| activate_current(ctx, name, previous, &ctx.lxc_args));
+        .and_then(|()| activate_current(ctx, name, previous, &ctx.lxc_args, on_failure));
     record_switch(ctx, name, None)?;
     switched
 }

@@ -9,12 +9,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::activation::activate_current;
+use super::activation::{activate_current, OnFailure};
 use super::context::Context;
 use super::opening::{self, Opened};
 use super::recovery::{addresses_in_use, teardown};
 use crate::network;
-use crate::spec::{Params, Source, Spec};
+use crate::spec::{Kind, NixosRelease, Params, Source, Spec};
 use crate::state::{ContainerLock, ContainerRecord, LockedState, Phase};
 
 pub fn create(ctx: &Context, name: &str, source: Source) -> Result<()> {
@@ -37,16 +37,34 @@ struct BuildInputs {
     busybox: PathBuf,
     spec: Spec,
     address: network::AddressRequest,
+    /// The container's stateVersion: the one it has, or for a NixOS
+    /// container without one (a new one), its nixpkgs' release.
+    state_version: Option<NixosRelease>,
 }
 
 impl BuildInputs {
-    fn find(ctx: &Context, source: &Source) -> Result<BuildInputs> {
+    fn find(
+        ctx: &Context,
+        source: &Source,
+        state_version: Option<NixosRelease>,
+    ) -> Result<BuildInputs> {
         let nix = ctx.nix();
         let busybox = nix.busybox_in_store(&ctx.settings.busybox()?)?;
         let spec = nix.eval_spec(source, &busybox)?;
         let address = network::address_request(&spec.network, &ctx.settings.host)
             .with_context(|| source.to_string())?;
-        Ok(BuildInputs { busybox, spec, address })
+        if spec.nix_daemon && !ctx.settings.host.allow_nix_daemon {
+            bail!(
+                "{source} asks for the host's nix-daemon (nixDaemon = true), which this host does \
+                 not allow (nixcloud.containers.allowNixDaemon, or allowNixDaemon in the host file)"
+            );
+        }
+        let state_version = match (state_version, spec.kind) {
+            (Some(known), _) => Some(known),
+            (None, Kind::Nixos) => Some(nix.release(&spec, source, &busybox)?),
+            (None, Kind::System) => None,
+        };
+        Ok(BuildInputs { busybox, spec, address, state_version })
     }
 }
 
@@ -56,7 +74,7 @@ fn create_locked(ctx: &Context, name: &str, source: Source, lock: ContainerLock)
     let prepared = ctx
         .check_reachable(name)
         .and_then(|()| ctx.settings.lxc_config_dir())
-        .and_then(|dir| Ok((dir, BuildInputs::find(ctx, &source)?)));
+        .and_then(|dir| Ok((dir, BuildInputs::find(ctx, &source, None)?)));
     let (lxc_config_dir, inputs) = match prepared {
         Ok(prepared) => prepared,
         Err(err) => {
@@ -78,6 +96,7 @@ fn create_locked(ctx: &Context, name: &str, source: Source, lock: ContainerLock)
                 addresses: BTreeSet::new(),
                 switched_from: None,
                 started_with: None,
+                state_version: inputs.state_version.clone(),
             },
         );
         let params = reserve(ctx, &mut locked, name, &source, &inputs)?;
@@ -94,10 +113,11 @@ fn create_locked(ctx: &Context, name: &str, source: Source, lock: ContainerLock)
 
     if let Err(err) = build_and_register(ctx, name, &params, &inputs, &lxc_config_dir) {
         let mut locked = ctx.store.lock()?;
+        // The lock file goes with the rest (held until `lock` is dropped).
         if let Err(cleanup) = teardown(ctx, &mut locked, name) {
             eprintln!("warning: cleaning up after the failed create: {cleanup:#}");
         }
-        lock.remove();
+        drop(lock);
         return Err(err);
     }
 
@@ -137,6 +157,8 @@ fn reserve(
         idmap: host.idmap,
         hostonly,
         internet,
+        nix_daemon: inputs.spec.nix_daemon,
+        state_version: inputs.state_version.clone(),
     })
 }
 
@@ -180,7 +202,12 @@ fn build_and_register(
     lxc.make_mount_points(name, ctx.settings.host.idmap.host_id)
 }
 
-pub fn update(ctx: &Context, name: &str, source: Option<Source>) -> Result<()> {
+pub fn update(
+    ctx: &Context,
+    name: &str,
+    source: Option<Source>,
+    on_failure: OnFailure,
+) -> Result<()> {
     let Opened { lock, locked, .. } = opening::open(ctx, name)?;
     let entry = match locked.state.containers.get(name) {
         Some(entry) => entry.clone(),
@@ -204,7 +231,7 @@ pub fn update(ctx: &Context, name: &str, source: Option<Source>) -> Result<()> {
     };
     drop(locked);
     let source = source.unwrap_or(entry.source);
-    let inputs = BuildInputs::find(ctx, &source)?;
+    let inputs = BuildInputs::find(ctx, &source, entry.state_version.clone())?;
 
     let profile = ctx.profile(name);
     let before = profile.generations()?;
@@ -225,10 +252,15 @@ pub fn update(ctx: &Context, name: &str, source: Option<Source>) -> Result<()> {
     let built = build_current(ctx, name, &params, &inputs);
     let current = profile.current_number()?.unwrap_or(previous);
     let activated = match built {
-        Ok(()) if current != previous => activate_current(ctx, name, previous, &ctx.lxc_args),
+        Ok(()) if current != previous => {
+            activate_current(ctx, name, previous, &ctx.lxc_args, on_failure)
+        }
         other => other,
     };
-    if activated.is_err() && current != previous && before.iter().all(|g| g.number != current) {
+    let kept = on_failure == OnFailure::Keep && current != previous;
+    let failed_new =
+        activated.is_err() && current != previous && before.iter().all(|g| g.number != current);
+    if failed_new && !kept {
         // The failed generation was new: take it away again, so that the
         // profile is as it was.
         let removal = ctx.plain_nix().delete_generations(&profile, &[current.to_string()]);
@@ -239,8 +271,9 @@ pub fn update(ctx: &Context, name: &str, source: Option<Source>) -> Result<()> {
 
     let mut locked = ctx.store.lock()?;
     let entry = locked.state.containers.get_mut(name).expect("held under the container lock");
-    if activated.is_ok() {
+    if activated.is_ok() || kept {
         entry.source = source;
+        entry.state_version = inputs.state_version;
     }
     entry.mark_switching(None);
     entry.addresses = addresses_in_use(ctx, name, entry.automatic_ip)?;
@@ -290,8 +323,9 @@ pub fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()> {
         }
     }
     let freed = locked.state.containers[name].addresses.clone();
+    // The lock file goes with the rest (held until `lock` is dropped).
     teardown(ctx, &mut locked, name)?;
-    lock.remove();
+    drop(lock);
     let freed: Vec<String> = freed.iter().map(|a| a.ip.to_string()).collect();
     println!("destroyed container '{name}'; freed {}", freed.join(", "));
     Ok(())

@@ -21,6 +21,7 @@ use crate::nix_log::Verbosity;
 use crate::settings::Settings;
 use crate::spec::Source;
 use crate::state::Store;
+use activation::OnFailure;
 pub use context::Context;
 
 /// What a command names to build from: a container file, a system store
@@ -119,6 +120,14 @@ fn targets(ctx: &Context, targets: Targets, all_running: Option<bool>) -> Result
     }
 }
 
+fn on_failure(no_rollback: bool) -> OnFailure {
+    if no_rollback {
+        OnFailure::Keep
+    } else {
+        OnFailure::RollBack
+    }
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Help { command, man } => {
@@ -144,18 +153,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let source = source_of(&name, config, source)?.expect("clap requires a source");
             lifecycle::create(&ctx, &name, source)?;
         }
-        Command::Update { name, more, all, source, .. } => {
+        Command::Update { name, more, all, source, no_rollback, .. } => {
+            let on_failure = on_failure(no_rollback.into());
+            let from_last_file = |name: &str| {
+                lifecycle::update(&ctx, name, None, on_failure).map(|()| ExitCode::SUCCESS)
+            };
             return match update_targets(name, more, all, &source)? {
                 UpdateTargets::One(name, file) => {
                     let source = source_of(&name, file, source)?;
-                    lifecycle::update(&ctx, &name, source).map(|()| ExitCode::SUCCESS)
+                    lifecycle::update(&ctx, &name, source, on_failure).map(|()| ExitCode::SUCCESS)
                 }
-                UpdateTargets::Several(names) => for_each(names, "update", |name| {
-                    lifecycle::update(&ctx, name, None).map(|()| ExitCode::SUCCESS)
-                }),
-                UpdateTargets::All => for_each(all_containers(&ctx, None)?, "update", |name| {
-                    lifecycle::update(&ctx, name, None).map(|()| ExitCode::SUCCESS)
-                }),
+                UpdateTargets::Several(names) => for_each(names, "update", from_last_file),
+                UpdateTargets::All => {
+                    for_each(all_containers(&ctx, None)?, "update", from_last_file)
+                }
             };
         }
         Command::Destroy { name, force, .. } => lifecycle::destroy(&ctx, &name, force)?,
@@ -163,10 +174,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::DeleteGenerations { name, generations } => {
             generations::delete(&ctx, &name, &generations)?
         }
-        Command::SwitchGeneration { name, generation, .. } => {
-            generations::switch(&ctx, &name, generation)?
+        Command::SwitchGeneration { name, generation, no_rollback, .. } => {
+            generations::switch(&ctx, &name, generation, on_failure(no_rollback.into()))?
         }
-        Command::Rollback { name, .. } => generations::rollback(&ctx, &name)?,
+        Command::Rollback { name, no_rollback, .. } => {
+            generations::rollback(&ctx, &name, on_failure(no_rollback.into()))?
+        }
         Command::Start { targets: named, .. } => {
             let names = targets(&ctx, named, Some(false))?;
             if names.len() > 1 && runtime::in_foreground(&ctx) {

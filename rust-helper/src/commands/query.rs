@@ -195,10 +195,14 @@ fn print_table(header: Option<&[String]>, rows: &[Vec<String>]) {
 }
 
 pub fn state(ctx: &Context, name: &str, json: bool) -> Result<()> {
-    ctx.existing(name)?;
+    let record = ctx.existing(name)?;
     let state = ctx.lxc().state(name).with_context(|| format!("container '{name}'"))?;
     if json {
-        println!("{}", serde_json::json!({ "name": name, "state": state }));
+        let mut shown = serde_json::json!({ "name": name, "state": state });
+        if let Some(release) = record.state_version {
+            shown["stateVersion"] = serde_json::json!(release);
+        }
+        println!("{shown}");
     } else {
         println!("{state}");
     }

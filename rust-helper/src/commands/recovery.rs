@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context as _, Result};
 
-use super::activation::activate_current;
+use super::activation::{activate_current, OnFailure};
 use super::context::Context;
 use crate::names;
 use crate::state::{Address, ContainerRecord, LockedState, Phase};
@@ -29,11 +29,8 @@ pub fn repair_all(ctx: &Context, locked: &mut LockedState, own: &str) -> Result<
     for name in unfinished {
         if name == own {
             repair(ctx, locked, &name)?;
-        } else if let Some(lock) = ctx.store.try_lock_container(&name)? {
+        } else if let Some(_lock) = ctx.store.try_lock_container(&name)? {
             repair(ctx, locked, &name)?;
-            if !locked.state.containers.contains_key(&name) {
-                lock.remove();
-            }
         }
     }
     Ok(())
@@ -58,7 +55,7 @@ fn repair(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<()> {
                 eprintln!(
                     "note: finishing the interrupted switch of '{name}' from generation {from}"
                 );
-                if let Err(err) = activate_current(ctx, name, from, &[]) {
+                if let Err(err) = activate_current(ctx, name, from, &[], OnFailure::RollBack) {
                     eprintln!("warning: {err:#}");
                 }
             }
@@ -72,10 +69,14 @@ fn repair(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<()> {
 
 /// Removes whatever exists of container `name`, running or not, whole or
 /// half-made: its LXC directory, its profile, the GC roots Nix keeps for
-/// them, its state entry. LXC is given a config of the container's name
-/// alone first, so that nothing of the container's own settings (a hook of
-/// a tampered generation, an include that is gone) runs or stands in the way.
+/// them, its lock file, its state entry. LXC is given a config of the
+/// container's name alone first, so that nothing of the container's own
+/// settings (a hook of a tampered generation, an include that is gone) runs
+/// or stands in the way. The caller holds the container's lock, whose file
+/// goes first: a crash after this leaves the entry, whose repair makes and
+/// removes it again.
 pub fn teardown(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<()> {
+    ctx.store.forget_container_lock(name);
     let lxc = ctx.lxc();
     let dir = lxc.container_dir(name);
     if dir.exists() {
@@ -160,16 +161,17 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
         }
         let addresses = addresses_in_use(ctx, &name, automatic_ip)?;
         let phase = if ctx.lxc().is_defined(&name) { Phase::Ready } else { Phase::Creating };
-        let source = current.meta()?.params.source;
+        let params = current.meta()?.params;
         locked.state.containers.insert(
             name.clone(),
             ContainerRecord {
                 phase,
-                source,
+                source: params.source,
                 automatic_ip,
                 addresses,
                 switched_from: None,
                 started_with: None,
+                state_version: params.state_version,
             },
         );
         println!(

@@ -1,5 +1,6 @@
 //! start, stop, terminate, login, run: the container's life under LXC.
 
+use std::path::Path;
 use std::process::{ExitCode, ExitStatus};
 
 use anyhow::{bail, Context as _, Result};
@@ -7,7 +8,9 @@ use anyhow::{bail, Context as _, Result};
 use super::context::Context;
 use super::opening;
 use crate::error::EXIT_FAILURE;
+use crate::layout::PROFILE_MOUNT;
 use crate::lxc::{Halted, Lxc, Started};
+use crate::mounts::{self, HostMount};
 use crate::profile::Generation;
 use crate::scratch::Scratch;
 use crate::spec::Params;
@@ -31,6 +34,13 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
     let params = current.meta()?.params;
     check_bridges(name, &params)?;
     ctx.check_reachable(name)?;
+    // What the container sees of the host, mounted where lxc-start (run
+    // from this process) finds it, and nowhere else.
+    let mounts = host_mounts(ctx, name, &params)?;
+    let idmapping = ctx.settings.host.idmapped_mounts.then_some(params.idmap);
+    mounts::enter_private_namespace()?;
+    mounts::mount_all(&ctx.lxc().rootfs(name), &mounts, idmapping)
+        .with_context(|| format!("cannot start container '{name}'"))?;
     let lxc = ctx.lxc();
     if in_foreground(ctx) {
         record_started(ctx, name, &current, &params)?;
@@ -49,6 +59,39 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The host paths container `name` sees: the store and its profile (at
+/// /init), read-only; the host's nix-daemon socket where it asks for it and
+/// the host allows it.
+fn host_mounts(ctx: &Context, name: &str, params: &Params) -> Result<Vec<HostMount>> {
+    let read_only = |source: &Path, target: &str| HostMount {
+        source: source.to_path_buf(),
+        target: target.into(),
+        writable: false,
+    };
+    let mut mounts = vec![
+        read_only(Path::new(NIX_STORE), "nix/store"),
+        read_only(ctx.profile(name).dir(), PROFILE_MOUNT),
+    ];
+    if params.nix_daemon {
+        if !ctx.settings.host.allow_nix_daemon {
+            bail!(
+                "container '{name}' asks for the host's nix-daemon, which this host no longer \
+                 allows (allowNixDaemon): update it without nixDaemon"
+            );
+        }
+        let socket_dir = Path::new(NIX_DAEMON_SOCKET_DIR);
+        if !socket_dir.is_dir() {
+            bail!("{} is not there: start the host's nix-daemon", socket_dir.display());
+        }
+        mounts.push(read_only(socket_dir, NIX_DAEMON_SOCKET_DIR.trim_start_matches('/')));
+    }
+    Ok(mounts)
+}
+
+/// The host's store, and where its nix-daemon listens (Nix's defaults).
+const NIX_STORE: &str = "/nix/store";
+const NIX_DAEMON_SOCKET_DIR: &str = "/nix/var/nix/daemon-socket";
 
 /// Records which generation's LXC settings the container runs with (until
 /// its next start), for `list` and `show-ip`.

@@ -24,7 +24,7 @@ fn each_kind_of_container_file_gives_its_spec() {
     assert_eq!(
         spec_of(&module),
         serde_json::json!({
-            "kind": "nixos", "autostart": false,
+            "kind": "nixos", "autostart": false, "nixDaemon": false,
             "network": { "bridge": null, "ip": null, "prefixLength": null, "gateway": null, "enableNat": false }
         })
     );
@@ -38,7 +38,7 @@ fn each_kind_of_container_file_gives_its_spec() {
     assert_eq!(
         spec_of(&attrs),
         serde_json::json!({
-            "kind": "nixos", "autostart": true,
+            "kind": "nixos", "autostart": true, "nixDaemon": false,
             "network": { "bridge": "myOwnBridge", "ip": "10.10.1.2", "prefixLength": null, "gateway": null, "enableNat": false }
         })
     );
@@ -47,7 +47,7 @@ fn each_kind_of_container_file_gives_its_spec() {
     let spec = spec_of(&system);
     assert_eq!(spec["kind"], "system");
     assert_eq!(spec["network"]["enableNat"], true);
-    assert_eq!(spec.as_object().unwrap().len(), 3, "settings only: {spec}");
+    assert_eq!(spec.as_object().unwrap().len(), 4, "settings only: {spec}");
     // The spec is read without evaluating what is built.
     let lazy = host.file("lazy.nix", r#"{ autostart = true; system = throw "evaluated"; }"#);
     assert_eq!(spec_of(&lazy)["autostart"], true);
@@ -83,9 +83,9 @@ fn create_builds_generation_one_that_lxc_knows() {
     for line in [
         "lxc.idmap = u 0 100000 65536",
         "lxc.idmap = g 0 100000 65536",
-        "lxc.mount.entry = /nix/store nix/store none ro,bind,create=dir 0 0",
-        &format!("lxc.mount.entry = {} init none ro,bind,create=dir 0 0", profile.display()),
         "lxc.init.cmd = /init/profile/system/init",
+        "lxc.tty.max = 4",
+        "lxc.environment = container_ttys=pts/1 pts/2 pts/3 pts/4",
         "lxc.net.0.name = hostonly",
         "lxc.net.0.link = brNC-hostonly",
         "lxc.net.0.ipv4.address = 10.101.0.2/16 10.101.255.255",
@@ -95,12 +95,17 @@ fn create_builds_generation_one_that_lxc_knows() {
         assert!(fragment.lines().any(|l| l == line), "missing {line:?} in\n{fragment}");
     }
     assert!(!fragment.contains("lxc.net.1"), "no internet interface without NAT");
+    // The store and /init are the helper's to mount, at each start (mounts.rs).
+    assert!(!fragment.contains("lxc.mount"), "{fragment}");
 
     use std::os::unix::fs::MetadataExt;
-    for dir in ["", "nix", "nix/store", "init", "proc", "sys", "dev"] {
-        let meta = std::fs::metadata(host.lxc_path().join("web/rootfs").join(dir)).unwrap();
-        assert_eq!((meta.uid(), meta.gid()), (100000, 100000), "rootfs/{dir}");
-    }
+    let owned_by_the_container = |dirs: &[&str]| {
+        for dir in dirs {
+            let meta = std::fs::metadata(host.lxc_path().join("web/rootfs").join(dir)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (100000, 100000), "rootfs/{dir}");
+        }
+    };
+    owned_by_the_container(&["", "proc", "sys", "dev"]);
 
     assert_eq!(host.lxc("lxc-ls -1").stdout.trim(), "web");
     assert_eq!(host.lxc("lxc-info -n web -sH").stdout.trim(), "STOPPED");
@@ -108,6 +113,9 @@ fn create_builds_generation_one_that_lxc_knows() {
     let listed = host.ok(&["list"]);
     let row: Vec<&str> = listed.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row, ["web", "STOPPED", "10.101.0.2", "1", "no"]);
+
+    host.start_booted("web");
+    owned_by_the_container(&["nix", "nix/store", "init"]);
 }
 
 #[test]

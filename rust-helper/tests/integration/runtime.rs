@@ -67,7 +67,7 @@ fn updates_are_activated_in_a_running_container() {
     assert_eq!(activated(), "switch 2");
 
     // A failed activation leaves the current generation, and what runs, as they were.
-    let broken = host.file("broken.nix", &tiny_file("3", "", "failActivation = true;"));
+    let broken = host.file("broken.nix", &tiny_file("3", "", "switchExit = 3;"));
     let err = host.fails(&["update", "app", path_str(&broken)], 1);
     assert!(err.contains("activating generation 3 in 'app' failed with exit code 3"), "{err}");
     assert!(err.contains("failed on purpose"), "the activation's output is reported: {err}");
@@ -144,8 +144,10 @@ fn autostart_containers_come_up_under_lxc_autostart() {
     let list = host.ok(&["list"]);
     assert!(list.lines().any(|l| l.starts_with("auto ") && l.ends_with("yes")), "{list}");
 
-    let started = host.lxc("lxc-autostart");
-    assert_eq!(started.code, 0, "{started:?}");
+    // lxc-autostart picks them; the helper starts them, mounting what they see.
+    let picked = host.lxc("lxc-autostart --list");
+    assert_eq!(picked.stdout.split_whitespace().next(), Some("auto"), "{picked:?}");
+    host.ok(&["start", "auto"]);
     assert_eq!(host.state("auto"), "RUNNING");
     assert_eq!(host.state("manual"), "STOPPED");
 

@@ -7,7 +7,8 @@
 # The toplevel is the tiny system of examples/tiny, whose version records
 # what the evaluation decided ("<host name>_<hostonly address>"), with the
 # configuration (`nixosConfig`) and the platform (`evaluatedFor`) beside it.
-# Each evaluation leaves a trace on stderr, for counting them.
+# Each evaluation leaves a trace on stderr, for counting them, with the
+# system.stateVersion it decided.
 { system ? builtins.currentSystem, modules, specialArgs ? { } }:
 let
   lib = import <nixpkgs-lib>;
@@ -15,7 +16,7 @@ let
   config = harness.evalWith { inherit specialArgs; } modules;
   version = "${config.networking.hostName}_${config.nixcloud.guest.hostonly.address}";
 in
-builtins.trace "nixos-evaluation of ${config.networking.hostName}" {
+builtins.trace "nixos-evaluation of ${config.networking.hostName} (stateVersion ${config.system.stateVersion})" {
   config.system.build.toplevel = import ../../../../examples/tiny/system.nix { inherit version; } // {
     nixosConfig = config;
     evaluatedFor = system;

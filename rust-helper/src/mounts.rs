@@ -1,0 +1,250 @@
+//! The host paths a container sees (the store, its profile at /init, and
+//! what else it is allowed), mounted by this helper rather than by LXC: in a
+//! mount namespace of the helper's own, onto the container's rootfs, just
+//! before lxc-start, which inherits them.
+//!
+//! Why not `lxc.mount.entry`: the kernel locks the mounts that a container's
+//! mount namespace gets from a more privileged one (read-only stays
+//! read-only, nothing can be unmounted to uncover what lies beneath). Mounts
+//! LXC makes inside the container are not locked, and an idmapped one, which
+//! shows the store as owned by root inside, could be remounted writable and
+//! written as the host's root.
+//!
+//! Each mount is a detached copy of its source (open_tree), made read-only
+//! and idmapped to the container's ids (mount_setattr), then moved onto its
+//! target (move_mount), which is found below the rootfs without following a
+//! symlink: the rootfs belongs to the container.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::mount::{MountAttrFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags};
+
+use crate::settings::IdMap;
+
+/// A host path the container sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostMount {
+    pub source: PathBuf,
+    /// Where inside, relative to the container's root.
+    pub target: PathBuf,
+    pub writable: bool,
+}
+
+/// How the container's ids map to the host's, for idmapped mounts; None
+/// where the host turned them off (files of host root show as nobody).
+pub type Idmapping = Option<IdMap>;
+
+/// Moves this process into a mount namespace of its own, whose mounts
+/// receive the host's but do not propagate back: what is mounted here is
+/// seen by this process, its children (lxc-start, the container) and no one
+/// else.
+pub fn enter_private_namespace() -> Result<()> {
+    // SAFETY: only NEWNS is unshared, which leaves file descriptors alone.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .context("cannot make a mount namespace for the container's mounts")?;
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
+    )
+    .context("cannot keep the container's mounts from the host")?;
+    Ok(())
+}
+
+/// Mounts each of `mounts` below `rootfs`, whose mount points belong to
+/// `owner` (the container's root). The caller is in its private namespace.
+pub fn mount_all(rootfs: &Path, mounts: &[HostMount], idmapping: Idmapping) -> Result<()> {
+    let userns = idmapping.map(UserNamespace::new).transpose()?;
+    let rootfs_fd = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("cannot open {}", rootfs.display()))?;
+    let owner = idmapping.map_or(0, |map| map.host_id);
+    for mount in mounts {
+        mount_one(&rootfs_fd, owner, mount, userns.as_ref()).with_context(|| {
+            format!("cannot mount {} at /{}", mount.source.display(), mount.target.display())
+        })?;
+    }
+    Ok(())
+}
+
+fn mount_one(
+    rootfs: &OwnedFd,
+    owner: u32,
+    mount: &HostMount,
+    userns: Option<&UserNamespace>,
+) -> Result<()> {
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        &mount.source,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE,
+    )?;
+    let mut attributes = MountAttrFlags::empty();
+    if !mount.writable {
+        attributes |= MountAttrFlags::MOUNT_ATTR_RDONLY;
+    }
+    if userns.is_some() {
+        attributes |= MountAttrFlags::MOUNT_ATTR_IDMAP;
+    }
+    set_attributes(&tree, attributes, userns).map_err(|err| {
+        if userns.is_some() && err == rustix::io::Errno::INVAL {
+            anyhow::anyhow!(
+                "the kernel or the filesystem of {} has no idmapped mounts (Linux 5.12 or newer; \
+                 ext4, xfs, btrfs and tmpfs have them, overlayfs has not): set idmappedMounts to \
+                 false in the host file (NixOS: nixcloud.containers.idmappedMounts = false), and \
+                 host files show as owned by nobody inside",
+                mount.source.display()
+            )
+        } else {
+            anyhow::Error::from(err)
+        }
+    })?;
+    let target = directory_beneath(rootfs, &mount.target, owner)?;
+    rustix::mount::move_mount(
+        &tree,
+        "",
+        &target,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )?;
+    Ok(())
+}
+
+/// The kernel's `struct mount_attr` (linux/mount.h).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) on the whole detached tree; rustix has no wrapper yet.
+fn set_attributes(
+    tree: &OwnedFd,
+    attributes: MountAttrFlags,
+    userns: Option<&UserNamespace>,
+) -> Result<(), rustix::io::Errno> {
+    let attr = MountAttr {
+        attr_set: u64::from(attributes.bits()),
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.map_or(0, |ns| ns.fd.as_raw_fd() as u64),
+    };
+    const EMPTY: &CStr = c"";
+    // SAFETY: the arguments are a valid descriptor, a NUL-terminated string
+    // and a mount_attr of the size given, alive for the call.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            EMPTY.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(rustix::io::Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    }
+}
+
+/// The directory `relative` below `rootfs`, made (owned by `owner`) where
+/// it is missing, and reached without following a symlink or leaving the
+/// rootfs: the container may have put anything there.
+fn directory_beneath(rootfs: &OwnedFd, relative: &Path, owner: u32) -> Result<OwnedFd> {
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir = rustix::fs::openat2(rootfs, ".", flags, Mode::empty(), resolve)?;
+    for component in relative.components() {
+        let Component::Normal(name) = component else {
+            bail!("{} is not a plain path below the rootfs", relative.display());
+        };
+        match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+            // A fresh directory is the container's, as LXC's are.
+            Ok(()) => rustix::fs::chownat(
+                &dir,
+                name,
+                Some(rustix::fs::Uid::from_raw(owner)),
+                Some(rustix::fs::Gid::from_raw(owner)),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )?,
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(err) => return Err(err.into()),
+        }
+        dir =
+            rustix::fs::openat2(&dir, name, flags, Mode::empty(), resolve).with_context(|| {
+                format!("{} is not a directory below the rootfs", relative.display())
+            })?;
+    }
+    Ok(dir)
+}
+
+/// A user namespace with the container's id mapping, for idmapping mounts:
+/// a child process unshares one and waits, the mapping is written from
+/// here, and the namespace stays reachable through its descriptor after the
+/// child is gone.
+struct UserNamespace {
+    fd: OwnedFd,
+}
+
+impl UserNamespace {
+    fn new(map: IdMap) -> Result<UserNamespace> {
+        // SAFETY: the child only makes async-signal-safe system calls
+        // (unshare, pause) before it is killed.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot fork");
+        }
+        if pid == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                    libc::_exit(1);
+                }
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        let made = Self::map_child(pid, map);
+        // SAFETY: pid is our child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        made
+    }
+
+    fn map_child(pid: libc::pid_t, map: IdMap) -> Result<UserNamespace> {
+        let ours = std::fs::read_link("/proc/self/ns/user")?;
+        let theirs = format!("/proc/{pid}/ns/user");
+        let started = std::time::Instant::now();
+        while std::fs::read_link(&theirs).ok().as_ref() == Some(&ours) {
+            if started.elapsed() > std::time::Duration::from_secs(5) {
+                bail!("the process for the container's id mapping did not start");
+            }
+            std::thread::yield_now();
+        }
+        let line = format!("0 {} {}\n", map.host_id, map.count);
+        for file in ["uid_map", "gid_map"] {
+            std::fs::write(format!("/proc/{pid}/{file}"), &line).with_context(|| {
+                format!("cannot write the {file} of the container's id mapping")
+            })?;
+        }
+        let fd = rustix::fs::open(&theirs, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .context("cannot open the user namespace of the container's id mapping")?;
+        Ok(UserNamespace { fd })
+    }
+}
