@@ -3,6 +3,7 @@
   lib,
   stdenv,
   rustPlatform,
+  rustc,
   makeWrapper,
   installShellFiles,
   lxc,
@@ -23,6 +24,9 @@ let
     fileset = lib.fileset.unions [ ./lib ./modules ./examples ];
   };
 in
+# The locked crates need the Rust that Cargo.toml names (nixpkgs 25.05 or newer).
+assert lib.assertMsg (lib.versionAtLeast rustc.version cargoToml.package.rust-version)
+  "nixcloud-container needs Rust ${cargoToml.package.rust-version} or newer (nixpkgs 25.05 or newer); this nixpkgs has ${rustc.version}";
 rustPlatform.buildRustPackage {
   pname = "nixcloud-container";
   inherit (cargoToml.package) version;

@@ -9,5 +9,6 @@
     services.openssh.ports = [ 22 ];
     networking.hostName = "autostartExample";
     environment.systemPackages = [ pkgs.dfc pkgs.vim ];
+    system.stateVersion = "25.11";
   };
 }

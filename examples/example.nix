@@ -6,4 +6,7 @@
 { pkgs, ip, name, ... }:
 {
   environment.systemPackages = [ pkgs.vim ];
+  # The release whose defaults this configuration expects. Without it the
+  # container keeps the release it was created with (`state --json`).
+  system.stateVersion = "25.11";
 }

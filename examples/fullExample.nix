@@ -10,5 +10,6 @@
   configuration = { pkgs, ip, name, ... }: {
     services.openssh.enable = true;
     environment.systemPackages = [ pkgs.vim ];
+    system.stateVersion = "25.11";
   };
 }

@@ -23,5 +23,6 @@
     networking.hostName = builtins.replaceStrings [ "." ] [ "-" ] ip;
     users.users.root.openssh.authorizedKeys.keys =
       lib.optional (builtins.pathExists ./id_rsa.pub) (builtins.readFile ./id_rsa.pub);
+    system.stateVersion = "25.11";
   };
 }

@@ -81,6 +81,10 @@ pkgs.testers.runNixOSTest {
       };
       networking.nftables.enable = nftables;
 
+      # The VM's store is an overlay, which has no idmapped mounts: the store
+      # shows as owned by nobody inside (the helper's tests show the rest).
+      nixcloud.containers.idmappedMounts = false;
+
       # examples/networkExample.nix's bridge, made by hand as the seed did;
       # containers may join it because the host says so.
       nixcloud.containers.extraBridges.myOwnBridge = { address = "10.10.0.1"; prefixLength = 16; };
@@ -193,23 +197,43 @@ pkgs.testers.runNixOSTest {
           expect("hostname", inside("probe", "hostname"), "probe")
           expect("show-ip", nc("show-ip probe"), "10.101.0.10")
           machine.succeed("ping -c1 -W5 10.101.0.10")
-          # Root logs in by itself on the console and on LXC's terminals.
+          inside("probe", "ping -c1 -W5 10.101.0.1")
+          # The container's processes are host uids from 100000 up.
+          pid = machine.succeed("lxc-info -n probe -pH").strip()
+          expect("uid of init", machine.succeed(f"ps -o uid= -p {pid}").strip(), "100000")
+          machine.succeed("ps -o uid= --ppid " + pid + " | awk '$1 < 100000 { exit 1 }'")
+          # The release the container was created with, kept for its life.
+          expect("stateVersion", json.loads(nc("state probe --json"))["stateVersion"], "${lib.trivial.release}")
+          # start on a running container says so.
+          assert "is already running" in nc("start probe")
+          # A file put into the rootfs is there for login.
+          machine.succeed("echo hello-from-the-host > /var/lib/lxc/probe/rootfs/root/hello")
+          expect("login", machine.succeed("echo 'cat /root/hello; exit' | nixcloud-container login probe").strip(), "hello-from-the-host")
+          # Root logs in by itself, one getty per terminal: the console and LXC's pts/1 to pts/4.
           machine.wait_until_succeeds(
-              "nixcloud-container run probe -- systemctl is-active console-getty.service getty@tty1.service",
+              "nixcloud-container run probe -- systemctl is-active console-getty.service container-getty@1.service",
               timeout=120,
           )
-          machine.wait_until_succeeds("nixcloud-container run probe -- who | grep -q '^root  *tty1 '", timeout=120)
+          machine.fail("nixcloud-container run probe -- systemctl is-active getty@tty1.service")
+          machine.wait_until_succeeds("nixcloud-container run probe -- who | grep -q '^root  *pts/1 '", timeout=120)
+
+      with subtest("commands on a container that does not exist fail"):
+          for command in ["stop ghost", "terminate ghost", "start ghost", "state ghost"]:
+              machine.fail(f"nixcloud-container {command}")
 
       with subtest("the hostonly bridge is never forwarded"):
           outside.fail("ping -c1 -W2 10.101.0.10")
           machine.fail("nixcloud-container run probe -- ping -c1 -W2 ${outsideAddress}")
 
       with subtest("update while running changes it"):
-          nc(f"update probe /etc/nixcloud-test/probe-v2.nix {nix}")
+          # A live update of a real NixOS guest: switch-to-configuration exits 0.
+          assert "activated generation 2" in nc(f"update probe /etc/nixcloud-test/probe-v2.nix {nix}")
           expect_system("probe", "probe2")
           machine.wait_until_succeeds("nixcloud-container run probe -- cat /run/probe | grep -qx 2")
           inside("probe", "systemctl is-active probe.service")
           expect("generation", listed()["probe"]["generation"], 2)
+          generations = json.loads(nc("list-generations probe --json"))
+          expect("generations", [(g["generation"], g["current"]) for g in generations], [(1, False), (2, True)])
 
       with subtest("rollback and switch-generation go back and forth"):
           nc("rollback probe")
@@ -227,6 +251,17 @@ pkgs.testers.runNixOSTest {
           nc("destroy probe")
           machine.fail("nixcloud-container exists probe")
           expect("containers", listed(), {})
+
+      with subtest("addresses go .2 then .3, and a freed one is given again"):
+          nc(f"create first --system {systems['probe1']}")
+          nc(f"create second --system {systems['probe1']}")
+          expect("first", nc("show-ip first"), "10.101.0.2")
+          expect("second", nc("show-ip second"), "10.101.0.3")
+          nc("destroy first")
+          nc(f"create third --system {systems['probe1']}")
+          expect("third reuses .2", nc("show-ip third"), "10.101.0.2")
+          nc("destroy second")
+          nc("destroy third")
 
       with subtest("a fixed address on a custom bridge"):
           nc(f"create net /etc/nixcloud-examples/networkExample.nix {nix}")

@@ -34,6 +34,8 @@ or a container attribute set:
 
     {
       autostart = false;         # start with the host (lxc-autostart)
+      nixDaemon = false;         # Nix inside through the host's nix-daemon,
+                                 # where the host allows it (allowNixDaemon)
       network = {
         bridge = "brNC-hostonly"; # or a bridge of the host's extraBridges
         ip = "10.101.0.5";        # fixed address; default: allocated
@@ -59,6 +61,10 @@ flake's input `nixpkgs`:
     outputs = { self, nixpkgs }: {
       nixcloudContainers.web = { autostart = true; configuration = ./web.nix; };
     };
+
+A NixOS container keeps the nixpkgs release it was created with as its
+system.stateVersion, unless its configuration sets one (state --json shows
+it).
 
 A container file may be someone else's than root's (see SECURITY): it is
 evaluated in Nix's restricted mode and reads only files below its own
@@ -128,6 +134,16 @@ network.enableNat get an `internet` interface there, addressed by DHCP.
 : uid/gid range
 100000, 65536 ids (root:100000:65536 in /etc/subuid and /etc/subgid).
 
+STORE AND MOUNTS
+At each start the helper mounts the host's /nix/store and the container's
+profile (at /init) onto the container's rootfs, in a mount namespace of its
+own that lxc-start inherits, idmapped (owned by root inside; idmappedMounts
+= false in the host file where the store's filesystem has no idmapped
+mounts) and locked read-only. Start containers with this command: a bare
+lxc-start lacks these mounts. With nixDaemon, the host's nix-daemon socket
+is mounted too: Nix inside builds through the host's daemon as an untrusted
+user.
+
 SECURITY
 Root runs this command and writes the host's configuration; a container
 file, a flake's output and what they import may be written by someone who
@@ -166,6 +182,7 @@ EXAMPLES
     nixcloud-container start test -l "-F"
     nixcloud-container run example -- systemctl status
     nixcloud-container rollback example
+    nixcloud-container update example example.nix --no-rollback
     nixcloud-container delete-generations example +3
     nixcloud-container stop --all
     nixcloud-container list --format csv --columns name,ipv4 --no-header

@@ -97,7 +97,8 @@ in
       (guest { name = "web"; hostonly.address = "10.101.0.5"; stateVersion = "24.11"; }
         [ { system.stateVersion = "23.05"; } ]).system.stateVersion "23.05")
     (eq "without one, NixOS's default (which warns)" hostonlyOnly.system.stateVersion "unset-defaults-to-the-release")
-    (eq "examples: the helper's release reaches the configuration" example.system.stateVersion "26.05")
+    (eq "the examples set their own" (map (c: c.system.stateVersion) [ example autostartExample networkExample fullExample ])
+      [ "25.11" "25.11" "25.11" "25.11" ])
   ];
 
   guest-sysctl = [

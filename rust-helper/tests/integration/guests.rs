@@ -240,7 +240,8 @@ fn a_nixos_container_keeps_the_release_it_was_created_with() {
     };
     let host = Host::new();
     let fake = format!("-I nixpkgs={REPO}/tests/fake-nixpkgs -I nixpkgs-lib={lib}");
-    let example = format!("{REPO}/examples/example.nix");
+    let plain = host.file("versioned.nix", "{ pkgs, ip, name, ... }: { }");
+    let example = path_str(&plain).to_string();
     let created = host.helper(&["create", "versioned", &example, "-n", &fake, "--verbose"]);
     assert_eq!(created.code, 0, "{created:?}");
     assert!(
@@ -268,4 +269,8 @@ fn a_nixos_container_keeps_the_release_it_was_created_with() {
     // A new container gets the newer release.
     let other = host.helper(&["create", "fresh", &example, "-n", &newer_args, "--verbose"]);
     assert!(other.stderr.contains("nixos-evaluation of fresh (stateVersion 27.05)"), "{other:?}");
+    // A configuration that sets its own keeps it.
+    let own = format!("{REPO}/examples/example.nix");
+    let seed = host.helper(&["create", "seed", &own, "-n", &fake, "--verbose"]);
+    assert!(seed.stderr.contains("nixos-evaluation of seed (stateVersion 25.11)"), "{seed:?}");
 }
