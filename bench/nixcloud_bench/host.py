@@ -1,0 +1,150 @@
+"""The test host inside the namespace: the helper and LXC in the run's
+directory, the container files, waiting for containers to boot, and the
+containers that make up N. Also finds the LXC monitors of a run, for the
+density figures and for the cleanup."""
+
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import time
+
+from .commands import log, run
+from .project import HELPER, TINY_SYSTEM
+
+PREFIX = "ncbench-"  # the names of a run's namespace and directory; the tests use others
+
+
+class Host:
+    def __init__(self, work):
+        self.work = work
+        # In every tiny version, so that no store path of an earlier run is reused.
+        self.token = os.path.basename(work)[len(PREFIX):]
+        self.lxc_path = os.path.join(work, "lxc")
+        self.env = dict(os.environ,
+                        NIXCLOUD_CONTAINER_LXC_PATH=self.lxc_path,
+                        NIXCLOUD_CONTAINER_PROFILES_DIR=os.path.join(work, "profiles"),
+                        NIXCLOUD_CONTAINER_STATE_DIR=os.path.join(work, "state"),
+                        NIXCLOUD_CONTAINER_HOST_CONFIG=os.path.join(work, "host.json"),
+                        NIXCLOUD_CONTAINER_TIMINGS="1")
+        # As the NixOS module's services run: the helper on PATH as nixcloud-container.
+        self.service_env = dict(self.env, PATH=f"{os.path.dirname(HELPER)}:{os.environ['PATH']}")
+        self.busybox = os.path.realpath(shutil.which("busybox"))
+
+    def helper(self, *args, env=None, check=True):
+        return run([HELPER, *args], env=env or self.env, check=check)
+
+    def lxc(self, tool, *args, name=None, check=True):
+        argv = [tool, "-P", self.lxc_path] + (["-n", name] if name else []) + list(args)
+        return run(argv, env=self.env, check=check)
+
+    def write(self, file_name, text):
+        """A file in the run's directory; returns its path."""
+        path = os.path.join(self.work, file_name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def tiny_file(self, file_name, version, autostart=False, trace=None):
+        """A container file for the tiny system (examples/tiny), imported as
+        the helper's restricted evaluation allows it; with `trace`, every
+        evaluation of its system prints that line."""
+        system = f'import {TINY_SYSTEM} {{ version = "{version}"; }}'
+        if trace:
+            system = f'builtins.trace "{trace}" ({system})'
+        return self.write(file_name, f"{{\n  autostart = {'true' if autostart else 'false'};\n"
+                                     f"  system = {system};\n}}\n")
+
+    def generation_meta(self, name):
+        with open(os.path.join(self.work, "profiles", name, "profile", "spec.json")) as f:
+            return json.load(f)
+
+    # -- a container's life, waited for through the tiny init's boot file
+
+    def booted_file(self, name):
+        return os.path.join(self.lxc_path, name, "rootfs/var/lib/tiny/booted")
+
+    def forget_boot(self, name):
+        try:
+            os.unlink(self.booted_file(name))
+        except FileNotFoundError:
+            pass
+
+    def wait_booted(self, names, timeout=120):
+        """The tiny init writes its boot file after it set its signal trap:
+        stopping it earlier would leave lxc-stop waiting for its timeout."""
+        pending = set(names)
+        deadline = time.monotonic() + timeout
+        while pending:
+            pending = {n for n in pending if not os.path.exists(self.booted_file(n))}
+            if pending and time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pending)} containers did not boot within {timeout} s")
+            if pending:
+                time.sleep(0.005)
+
+    def start_bare(self, names):
+        for name in names:
+            self.forget_boot(name)
+            self.lxc("lxc-start", name=name)
+        self.wait_booted(names)
+
+    def kill_all(self, names):
+        kill_containers(self.lxc_path, names)
+        deadline = time.monotonic() + 120
+        while self.active_names() & set(names):
+            if time.monotonic() > deadline:
+                raise RuntimeError("containers still running 120 s after lxc-stop -k")
+            time.sleep(0.05)
+
+    def active_names(self):
+        return set(self.lxc("lxc-ls", "--active").out.split())
+
+
+class Population:
+    """The containers c0001, c0002, ... that make up N; all autostart, so
+    that lxc-autostart, and the module's script through lxc-autostart
+    --list, start them for the density figures."""
+
+    def __init__(self, h):
+        self.h = h
+        self.names = []
+        self.file = h.tiny_file("population.nix", "1", autostart=True)
+
+    def grow_to(self, n):
+        if len(self.names) < n:
+            log(f"creating containers {len(self.names) + 1}..{n}")
+        while len(self.names) < n:
+            name = f"c{len(self.names) + 1:04d}"
+            self.h.helper("create", name, self.file)
+            self.names.append(name)
+
+
+def kill_containers(lxc_path, names, prefix=()):
+    """`lxc-stop -k --nowait` for every container, 16 at a time, without
+    waiting for each (LXC's post-stop hooks run in every monitor in
+    parallel); `prefix` runs it elsewhere (ip netns exec <name>)."""
+    def kill(name):
+        subprocess.run([*prefix, "lxc-stop", "-P", lxc_path, "-n", name, "-k", "--nowait"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(kill, names))
+
+
+def processes():
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def lxc_monitors(lxc_path):
+    """The LXC monitors of the containers in `lxc_path`: LXC titles each
+    `[lxc monitor] <lxc path> <name>`."""
+    found = []
+    for pid in processes():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith(f"[lxc monitor] {lxc_path} "):
+            found.append(pid)
+    return found

@@ -1,0 +1,80 @@
+"""The measurements, one module per section of the report, and the order in
+which the inner process makes them as the host grows:
+
+    runtime    1. runtime commands next to their bare lxc-* calls
+    growth     2. create, update, destroy and list as N grows
+    by_hand    3. build + switch in one nix-env call against two
+    nix        4. Nix processes, system evaluations, the spec without nixpkgs
+    density    5. all containers started and stopped, host memory, LXC's hooks
+    memory        the host memory readings that density takes
+"""
+
+import datetime
+import os
+import platform
+import re
+import subprocess
+
+from ..host import Population
+from ..project import REPO
+from .by_hand import measure_by_hand
+from .density import measure_density, measure_without_hooks
+from .growth import measure_create_update
+from .nix import measure_nix
+from .runtime import measure_runtime
+
+# Sizes of a full run, and of --quick (for working on the bench).
+SIZES = {
+    "full": dict(runtime_sizes=[1, 50, 200], growth_sizes=[1, 50, 200, 500], density=500,
+                 reps=15, cycles=7, probes=7),
+    "quick": dict(runtime_sizes=[1, 10, 20], growth_sizes=[1, 10, 20, 40], density=40,
+                  reps=7, cycles=3, probes=3),
+}
+
+
+def measure_all(h, sizes, lib):
+    """Every figure of the report, as a dict (also what --json writes).
+    The host grows to each N once; what does not depend on N is measured at
+    the smallest; the runtime commands at the largest runtime N also with
+    half of the others running; the density last, with all containers."""
+    population = Population(h)
+    res = dict(sizes=sizes, machine=machine(), runtime=[], growth=[])
+    runtime_top = max(sizes["runtime_sizes"])
+    for n in sorted(set(sizes["runtime_sizes"] + sizes["growth_sizes"])):
+        population.grow_to(n)
+        target = population.names[0]
+        if n == min(sizes["growth_sizes"]):
+            res.update(measure_nix(h, sizes["reps"], lib))
+            res["by_hand"] = measure_by_hand(h, sizes["probes"])
+            res["hooks"] = measure_without_hooks(h, target, sizes["cycles"])
+        if n in sizes["runtime_sizes"]:
+            res["runtime"] += measure_runtime(h, n, target, sizes["reps"], sizes["cycles"])
+        if n == runtime_top:
+            half = population.names[1:1 + n // 2]
+            h.start_bare(half)
+            res["runtime"] += measure_runtime(h, n, target, sizes["reps"], sizes["cycles"],
+                                              others_running=len(half))
+            h.kill_all(half)
+        if n in sizes["growth_sizes"]:
+            res["growth"].append(measure_create_update(h, n, sizes["probes"], sizes["reps"]))
+    population.grow_to(sizes["density"])
+    res["density"] = measure_density(h, population.names, max(3, sizes["reps"] // 3), lib)
+    return res
+
+
+def machine():
+    """When, where and at which commit: the report's first line."""
+    def out(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "?"
+    commit = out(["git", "--no-optional-locks", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    dirty = out(["git", "--no-optional-locks", "-C", REPO, "status", "--porcelain", "--",
+                 "rust-helper", "lib", "modules"])
+    with open("/proc/meminfo") as f:
+        mem = int(re.search(r"MemTotal:\s+(\d+)", f.read()).group(1)) / 1024 / 1024
+    return (f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {platform.node()}: "
+            f"Linux {platform.release()}, {os.cpu_count()} cores, {mem:.0f} GiB; "
+            f"LXC {out(['lxc-start', '--version'])}, {out(['nix-env', '--version'])}; "
+            f"commit {commit}{' + local changes' if dirty else ''}")

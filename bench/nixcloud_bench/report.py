@@ -1,0 +1,172 @@
+"""The printed report: one section per measurement, then PASS/MISS for each
+target."""
+
+import os
+
+from .measure.nix import FIND_FILE, KINDS, NIX_TOOLS
+from .project import REPO
+from .stats import med
+
+
+def table(headers, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def fmt(x, digits=1):
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def spread(samples, digits=1):
+    """'median [min-max]' of a list of milliseconds."""
+    if not samples:
+        return "-"
+    f = f"{{:.{digits}f}}"
+    return f"{f.format(med(samples))} [{f.format(min(samples))}-{f.format(max(samples))}]"
+
+
+def report_runtime(rows):
+    out = ["== 1. Runtime commands: the helper next to the bare lxc-* call it makes",
+           "   wall ms, median [min-max] (both started the same way, from Python);",
+           "   diff = median of (helper - bare) per round; added = median of the helper's wall time",
+           "   minus its own lxc-* call (from NIXCLOUD_CONTAINER_TIMINGS; list: the longer of its two",
+           "   lxc-ls, which run side by side): process start, state file, checks; own = the part of",
+           "   `added` inside main()"]
+    lines = []
+    for r in rows:
+        lines.append([r["command"], r["n"], r["where"], spread(r["helper"]), spread(r["bare"]),
+                      fmt(r["diff"]), fmt(med(r["added"])), fmt(med(r["own"])), r["bare_label"]])
+        if r["command"] == "list":
+            lines.append(["", "", "", "", spread(r["extra"]["ipv4"]), "", "", "",
+                          "reference: lxc-ls --fancy --fancy-format name,state,ipv4"])
+    out.append(table(["command", "N", "container", "helper", "bare", "diff", "added", "own", "bare call"], lines))
+    return "\n".join(out)
+
+
+def report_growth(growth):
+    out = ["== 2. create and update of the tiny example, and list, as N grows",
+           "   ms, median [min-max] of the probes; parts from NIXCLOUD_CONTAINER_TIMINGS:",
+           "   spec = nix-instantiate (spec evaluation), build = nix-build (evaluation and build),",
+           "   switch = nix-env --set (profile switch), lxc = its lxc-* calls (create: lxc-create;",
+           "   update: lxc-info; destroy: lxc-info, lxc-destroy; list: lxc-ls), own = the rest (the",
+           "   helper itself: state file, locks, checks); create/update/destroy on a stopped container"]
+    parts = ("spec", "build", "switch", "lxc", "own")
+    lines = []
+    for g in growth:
+        for command in ("create", "update", "destroy"):
+            p = g[command]
+            lines.append([g["n"], command, spread([x["total"] for x in p]),
+                          *[fmt(med([x[part] for x in p])) for part in parts]])
+        lines.append([g["n"], "list", spread(g["list"]["helper"]), "", "", "",
+                      fmt(med(g["list"]["lxc_inside"])), fmt(med(g["list"]["own"]))])
+    out.append(table(["N", "command", "total", *parts], lines))
+    return "\n".join(out)
+
+
+def report_by_hand(samples, helper_updates):
+    one, two = med(samples["one call"]), med(samples["two calls"])
+    lines = [["helper update: its nix-build (TIMINGS)", spread([x["build"] for x in helper_updates])],
+             ["helper update:   then its nix-env --set", spread([x["switch"] for x in helper_updates])],
+             ["helper update: the two together", spread([x["build"] + x["switch"] for x in helper_updates])],
+             ["by hand: nix-env -f lib/cli.nix -A generation --set", spread(samples["one call"])],
+             ["by hand: nix-build -A generation --no-out-link", spread(samples["nix-build"])],
+             ["by hand:   then nix-env --set <path>", spread(samples["nix-env --set"])],
+             ["by hand: the two together", spread(samples["two calls"])],
+             ["one call instead of two would save", f"{two - one:.1f} ms ({(two - one) / two * 100:.0f} %)"]]
+    return "\n".join(["== 3. Build + profile switch of a fresh generation: one call vs two (ms)",
+                      table(["variant", "median [min-max]"], lines)])
+
+
+def report_nix(counts, spec_cost, nixpkgs):
+    tools = (*NIX_TOOLS, FIND_FILE)
+    rows = [[command, KINDS[kind][0], *[v["processes"][t] for t in tools], v["system_evaluations"]]
+            for kind, by_command in counts.items() for command, v in by_command.items()]
+    out = ["== 4. Nix processes and evaluations of the system per command",
+           table(["command", "container file", *tools, "system evaluations"], rows),
+           "   system evaluations: `trace:` lines, from the container file's system wrapped in",
+           "   builtins.trace, or from tests/fake-nixpkgs' eval-config, which traces each evaluation",
+           "",
+           "   spec evaluation (nix-instantiate --eval --strict --json lib/cli.nix -A spec), ms:"]
+    labels = {"system": "`system =` file (tiny)", "nixos": "NixOS `configuration =` file",
+              "floor": "nix-instantiate --eval -E null (Nix's floor)"}
+    out += [f"   {labels[k]:<46} {spread(v)}" for k, v in spec_cost.items()]
+    out += ["", "   spec evaluation with NIX_PATH='' and -I nixpkgs=/nonexistent:"]
+    for f in nixpkgs["files"]:
+        opened = (f"{len(f['nix_files'])} .nix files among {f['files_opened']} opened: "
+                  + ", ".join(os.path.relpath(p, REPO) if p.startswith(REPO) else os.path.basename(p)
+                              for p in f["nix_files"])
+                  if f["strace"] else "strace missing: files not listed")
+        out.append(f"   {f['kind']:<30} {'ok' if f['ok'] else 'FAILED: ' + f['error']}; {opened}")
+    out.append("   helper create with NIX_PATH='' -n '-I nixpkgs=/nonexistent': "
+               + ("ok" if nixpkgs["create_ok"] else "FAILED: " + nixpkgs["create_error"]))
+    return "\n".join(out)
+
+
+def density_column(n, start, stop):
+    """One way of starting and stopping all n containers, as table cells."""
+    per = lambda value: value / max(start["running"], 1)
+    m, cg = start["memory"], start["cgroups_kib"]
+    return [
+        f"{start['running']} of {n}" + (f" (exit {start['code']}: {start['err']})" if start["code"] else ""),
+        f"{start['start_ms'] / 1000:.1f} s = {start['start_ms'] / n:.1f} ms each",
+        f"{start['booted_ms'] / 1000:.1f} s",
+        f"{per(start['mem_drop_kib']) / 1024:.2f} MiB ({start['mem_drop_kib'] / 1024:.0f} MiB)",
+        f"{per(m['monitor']['pss'] + m['inside']['pss']) / 1024:.2f} MiB",
+        f"{per(m['monitor']['pss']):.0f} KiB",
+        f"{per(m['monitor']['private']):.0f} KiB",
+        f"{per(m['inside']['pss']):.0f} KiB",
+        "n/a: LXC made none on this host" if cg is None else f"{per(cg) / 1024:.2f} MiB",
+        f"{stop['ms'] / 1000:.1f} s = {stop['ms'] / max(stop['stopped'], 1):.0f} ms each"
+        + (f" (exit {stop['code']}: {stop['err']})" if stop["code"] else "")
+        + (f"; {stop['still_running']} still running, killed" if stop["still_running"] else ""),
+    ]
+
+
+def report_density(d, hooks):
+    n = d["n"]
+    labels = ["containers running at once", "start all", "  until every init ran",
+              "host memory: MemAvailable drop / container", "  PSS of their processes / container",
+              "    LXC monitor (PSS)", "    LXC monitor (private)", "    inside (PSS)",
+              "memory cgroups / container", "stop all"]
+    module = density_column(n, d["module"]["start"], d["module"]["stop"])
+    plain = density_column(n, d["lxc_autostart"]["start"], d["lxc_autostart"]["stop"])
+    listing = d["list"]
+    out = [f"== 5. Density: {n} tiny containers",
+           table(["", "modules/host.nix: script, preStop", "lxc-autostart, lxc-autostart --shutdown"],
+                 [[label, x, y] for label, x, y in zip(labels, module, plain)]),
+           "",
+           "   the module's shell (modules/host.nix, evaluated), run with bash -e:",
+           *[f"     {line}" for key in ("script", "preStop") for line in d["service"][key].splitlines()],
+           "",
+           f"   list with all {n} running (module's start), ms:",
+           f"     helper {spread(listing['helper'])}; lxc-ls --active -1 & --frozen -1 {spread(listing['bare'])};"
+           f" lxc-ls --fancy ... name,state,ipv4 {spread(listing['extra']['ipv4'])}"]
+    if hooks:
+        x = hooks["samples"]
+        out.append("")
+        out.append("   LXC's distribution hooks (common.conf.d): " + "; ".join(hooks["hooks"]))
+        for op in ("start", "stop"):
+            saved = med(x[f"as is {op}"]) - med(x[f"cleared {op}"])
+            out.append(f"   lxc-{op}: {spread(x[f'as is {op}'])} ms as configured, "
+                       f"{spread(x[f'cleared {op}'])} ms with them cleared ({saved:.1f} ms less)")
+    return "\n".join(out)
+
+
+def report_targets(checks):
+    return "\n".join(["== Targets (issue 6)"] + [f"{'PASS' if ok else 'MISS'}  {text}" for ok, text in checks])
+
+
+def report(res, checks):
+    """The whole report: the sections of `res` (measure.measure_all) and
+    `checks` (targets.check)."""
+    return "\n\n".join([
+        f"nixcloud-container benchmark ({'quick' if res['quick'] else 'full'} run) - {res['machine']}",
+        report_runtime(res["runtime"]),
+        report_growth(res["growth"]),
+        report_by_hand(res["by_hand"], res["growth"][0]["update"]),
+        report_nix(res["nix_counts"], res["spec_cost"], res["nixpkgs"]),
+        report_density(res["density"], res["hooks"]),
+        report_targets(checks),
+    ])

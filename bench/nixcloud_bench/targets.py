@@ -1,0 +1,94 @@
+"""The targets of issue 6, and the check of a run's figures against them:
+one (passed, what it was judged on) per target and case."""
+
+from .measure.nix import FIND_FILE, KINDS
+from .stats import med
+
+SLACK_MS = 5.0      # a runtime command: at most its bare lxc-* call + 5 ms
+LIST_RATIO = 1.1    # list: at most 1.1 x one lxc-ls --fancy ... name,state,ipv4
+GROWTH_RATIO = 1.2  # create/update at the largest N within 1.2 x N = 1
+# The Nix processes of a create/update: the spec evaluation, the build, the
+# profile switch (a nixpkgs lookup with --find-file is shown, not judged).
+NIX_PROCESSES = {"nix-instantiate": 1, "nix-build": 1, "nix-env": 1, "nix-store": 0}
+
+
+def runtime_checks(res):
+    """Every runtime command but list at the largest N: what the helper adds
+    to its own lxc-* call, or, where it makes none, its wall time against
+    the bare call that answers the same question; and list against the
+    issue's reference, with half of the others running."""
+    top = max(res["sizes"]["runtime_sizes"])
+    at_top = [r for r in res["runtime"] if r["n"] == top]
+    checks = []
+    for r in at_top:
+        if r["command"] == "list":
+            continue
+        what = f"{r['command']} at N={top} ({r['where']}, {r['others_running']} others running): "
+        walls = f"helper {med(r['helper']):.1f} ms, bare {med(r['bare']):.1f} ms"
+        if max(r["lxc_inside"]) > 0:
+            ok = med(r["added"]) <= SLACK_MS
+            text = f"adds {med(r['added']):.1f} ms to its {r['bare_label'].split()[0]} (<= {SLACK_MS:.0f}); {walls}"
+        else:
+            ok = med(r["helper"]) <= med(r["bare"]) + SLACK_MS
+            text = f"no lxc call: {walls} (<= bare + {SLACK_MS:.0f})"
+        checks.append((ok, what + text))
+    for r in at_top:
+        if r["command"] == "list" and r["others_running"]:
+            ref, calls = med(r["extra"]["ipv4"]), med(r["bare"])
+            shows = {"GENERATION", "AUTOSTART"} <= set(r["extra"]["columns"])
+            ok = med(r["helper"]) <= LIST_RATIO * ref and shows
+            checks.append((ok, f"list at N={top}, {r['others_running']} running: helper {med(r['helper']):.1f} ms"
+                               f" = {med(r['helper']) / ref:.2f} x lxc-ls --fancy name,state,ipv4 ({ref:.1f} ms)"
+                               f" (limit {LIST_RATIO}); its two lxc-ls side by side {calls:.1f} ms,"
+                               f" adds {med(r['added']):.1f} ms; columns {' '.join(r['extra']['columns'])}"))
+    return checks
+
+
+def growth_checks(res):
+    growth = {g["n"]: g for g in res["growth"]}
+    low, high = min(growth), max(growth)
+    checks = []
+    for command in ("create", "update"):
+        a = med([x["total"] for x in growth[low][command]])
+        b = med([x["total"] for x in growth[high][command]])
+        checks.append((b <= GROWTH_RATIO * a, f"{command} at N={high}: {b:.1f} ms = {b / a:.2f} x N={low} ({a:.1f} ms)"
+                                               f" (limit {GROWTH_RATIO})"))
+    return checks
+
+
+def nixpkgs_check(res):
+    nixpkgs = res["nixpkgs"]
+    ok = all(f["ok"] and not f["nixpkgs_files"] for f in nixpkgs["files"]) and nixpkgs["create_ok"]
+    return (ok, "spec evaluation never loads nixpkgs: "
+                + "; ".join(f"{f['kind']}: {'ok' if f['ok'] else 'failed'}, "
+                            f"{len(f['nixpkgs_files'])} nixpkgs files" for f in nixpkgs["files"])
+                + f"; create without nixpkgs {'ok' if nixpkgs['create_ok'] else 'failed'}")
+
+
+def evaluation_checks(res):
+    """One evaluation of the system per create and update, in the spec
+    evaluation, the build and the profile switch."""
+    checks = []
+    for kind, by_command in res["nix_counts"].items():
+        for command, v in by_command.items():
+            p = v["processes"]
+            ok = v["system_evaluations"] == 1 and all(p[t] == n for t, n in NIX_PROCESSES.items())
+            started = ", ".join(f"{p[t]} {t}" for t in (*NIX_PROCESSES, FIND_FILE) if p[t])
+            checks.append((ok, f"one system evaluation per {command}, {KINDS[kind][0]}: "
+                               f"{sum(p.values())} Nix processes ({started}), "
+                               f"system evaluated {v['system_evaluations']} x"))
+    return checks
+
+
+def density_check(res):
+    d = res["density"]
+    module, plain = d["module"]["start"]["running"], d["lxc_autostart"]["start"]["running"]
+    return (min(module, plain) >= d["n"] >= res["sizes"]["density"],
+            f"{res['sizes']['density']} tiny containers running at once: "
+            f"{module} ran (the module's script), {plain} ran (lxc-autostart)")
+
+
+def check(res):
+    """Every target, in the report's order."""
+    return (runtime_checks(res) + growth_checks(res) + [nixpkgs_check(res)]
+            + evaluation_checks(res) + [density_check(res)])
