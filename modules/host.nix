@@ -81,12 +81,14 @@ let
   # NixOS hands out automatic subordinate ranges (autoSubUidGidRange, on for
   # every normal user without explicit ranges) from 100000 upwards in blocks
   # of 65536 and does not skip explicit ranges such as root's below.
+  # The largest uid; the helper refuses delegated ids beyond it.
+  maxId = 4294967295;
+  # Every delegated id lies at or above 100000, where automatic ranges begin.
   idmapEnd = cfg.idmap.hostId + cfg.idmap.count;
   overlapsIdmap = start: count: start < idmapEnd && cfg.idmap.hostId < start + count;
-  autoRangesReach = idmapEnd > 100000;
   sharingUsers = lib.filter
     (user: user.name != "root" && (
-      (user.autoSubUidGidRange && autoRangesReach)
+      user.autoSubUidGidRange
       || lib.any (r: overlapsIdmap r.startUid r.count) user.subUidRanges
       || lib.any (r: overlapsIdmap r.startGid r.count) user.subGidRanges))
     (lib.attrValues config.users.users);
@@ -207,29 +209,55 @@ in
 
     idmap = {
       hostId = mkOption {
-        type = types.ints.unsigned;
+        type = types.ints.between 100000 maxId;
         default = defaults.idmap.hostId;
         description = ''
-          The first host uid and gid that ids inside containers are mapped to:
-          root inside a container is this uid outside (`lxc.idmap`). This
-          range is given to root in /etc/subuid and /etc/subgid.
+          The first host uid and gid delegated to containers: root inside the
+          first container is this uid outside (`lxc.idmap`), and every
+          container's ids lie above it. The delegated ids
+          (`hostId` to `hostId + count - 1`) are given to root in /etc/subuid
+          and /etc/subgid.
 
           NixOS also hands out subordinate ranges automatically: every normal
           user without explicit ranges gets
           {option}`users.users.<name>.autoSubUidGidRange`, allocated from
           100000 upwards in blocks of 65536 without regard to root's explicit
-          range, so the first such user gets exactly the seed's default range
-          and could map the containers' ids. The module warns about every user
-          that can overlap; give them explicit
+          range, so such a user could map containers' ids. The module warns
+          about every user that can overlap; give them explicit
           {option}`users.users.<name>.subUidRanges` / `subGidRanges` outside
-          this range or turn their automatic range off, or, before creating
-          containers, move this range far above the automatic ones.
+          the delegated ids or turn their automatic range off, or, before
+          creating containers, move the delegated ids far above the automatic
+          ones.
         '';
       };
       count = mkOption {
         type = types.ints.positive;
         default = defaults.idmap.count;
-        description = "How many uids and gids the containers' id range holds.";
+        description = ''
+          How many host uids and gids from {option}`hostId` are delegated to
+          containers. Each container takes {option}`perContainer` of them for
+          its life, so the default has room for 1000 containers; creating one
+          more is refused until a container is destroyed.
+        '';
+      };
+      perContainer = mkOption {
+        type = types.ints.between 65536 maxId;
+        default = defaults.idmap.perContainer;
+        description = ''
+          How many uids and gids each container has (a NixOS system uses ids
+          up to 65534, nobody). Containers keep the size they were created
+          with.
+        '';
+      };
+      isolated = mkOption {
+        type = types.bool;
+        default = defaults.idmap.isolated;
+        description = ''
+          Whether each container gets a range of ids of its own, so that no
+          container's root is anyone of another container on the host's
+          files. `false` gives every new container the first range (the
+          original's behaviour).
+        '';
       };
     };
 
@@ -320,6 +348,10 @@ in
           message = "nixcloud.containers: the hostonly subnet ${cfg.hostonly.address}/${toString cfg.hostonly.prefixLength} and the internet subnet ${cfg.internet.address}/${toString cfg.internet.prefixLength} overlap.";
         }
         {
+          assertion = cfg.idmap.count >= cfg.idmap.perContainer && idmapEnd <= maxId;
+          message = "nixcloud.containers.idmap: ${toString cfg.idmap.count} ids from ${toString cfg.idmap.hostId} must hold perContainer (${toString cfg.idmap.perContainer}) ids and end below ${toString maxId}.";
+        }
+        {
           assertion = dhcp4Range != null;
           message = "nixcloud.containers.internet: no addresses above ${cfg.internet.address} in its /${toString cfg.internet.prefixLength} are left for DHCP.";
         }
@@ -372,7 +404,7 @@ in
         hostonly = { inherit (cfg.hostonly) bridge address prefixLength; };
         internet = { inherit (cfg.internet) bridge address prefixLength; };
         extraBridges = lib.mapAttrs (_: bridge: { inherit (bridge) address prefixLength; }) cfg.extraBridges;
-        idmap = { inherit (cfg.idmap) hostId count; };
+        idmap = { inherit (cfg.idmap) hostId count perContainer isolated; };
         inherit (cfg) idmappedMounts allowNixDaemon;
         inherit lxcPath;
         profilesDir = toString cfg.profilesDir;

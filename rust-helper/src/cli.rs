@@ -248,10 +248,11 @@ pub enum Column {
     Ipv4,
     Generation,
     Autostart,
+    Uids,
 }
 
 impl Column {
-    pub const ALL: [Column; 5] =
+    pub const DEFAULT: [Column; 5] =
         [Column::Name, Column::State, Column::Ipv4, Column::Generation, Column::Autostart];
 }
 
@@ -448,7 +449,9 @@ pub enum Command {
         /// Shorthand for --format json.
         #[arg(long, conflicts_with = "format")]
         json: bool,
-        /// The columns to print, comma-separated, in order [default: all].
+        /// The columns to print, comma-separated, in order [default:
+        /// name,state,ipv4,generation,autostart]. `uids`: the host uids
+        /// (and gids) the container's ids are.
         #[arg(long, value_enum, value_delimiter = ',')]
         columns: Vec<Column>,
         /// Print no header line (table and csv).

@@ -20,6 +20,7 @@ mod scratch;
 mod settings;
 mod spec;
 mod state;
+mod subids;
 
 use std::process::ExitCode;
 

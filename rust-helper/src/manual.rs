@@ -17,7 +17,9 @@ use crate::error::usage;
 const PROSE: &str = r#"DESCRIPTION
 Manage unprivileged LXC containers running NixOS that share the host's
 /nix/store. Run all commands on the host as root. Containers are started by
-root and drop privileges: root inside is uid 100000 outside (lxc.idmap).
+root and drop privileges: each container's ids are a range of 65536 host
+ids of its own from 100000 up (lxc.idmap), fixed for its life and given
+out again when it is destroyed; `list --columns name,uids` shows them.
 
 A container is built from a container file into a generation: a store path
 holding the guest system, the container's LXC settings and its spec.
@@ -108,7 +110,7 @@ The container's LXC config: LXC's common.conf and userns.conf, then
 read-only /nix/store, /init, the veths, lxc.start.auto).
 
 : /var/lib/lxc/<name>/rootfs
-The container's own files, owned by uid 100000.
+The container's own files, owned by its root (the first uid of its range).
 
 : /var/lib/nixcloud-container/state.json
 Which containers exist and which addresses they hold; changed under
@@ -119,7 +121,7 @@ from the garbage collector.
 
 : /etc/nixcloud-container/host.json
 Bridges (also extraBridges, the other bridges container files may join),
-subnets and the uid range, written by the NixOS module
+subnets and the ids delegated to containers, written by the NixOS module
 (nixcloud.containers.*); the defaults are below.
 
 DEFAULTS
@@ -131,8 +133,10 @@ from 10.101.0.2, fixed for their life.
 10.202.0.1/16, NATed to the host's internetInterface; containers with
 network.enableNat get an `internet` interface there, addressed by DHCP.
 
-: uid/gid range
-100000, 65536 ids (root:100000:65536 in /etc/subuid and /etc/subgid).
+: uid/gid ranges
+65536000 ids from 100000 delegated to root (root:100000:65536000 in
+/etc/subuid and /etc/subgid), 65536 per container: room for 1000
+containers (idmap in the host file).
 
 STORE AND MOUNTS
 At each start the helper mounts the host's /nix/store and the container's

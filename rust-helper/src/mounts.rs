@@ -34,10 +34,6 @@ pub struct HostMount {
     pub writable: bool,
 }
 
-/// How the container's ids map to the host's, for idmapped mounts; None
-/// where the host turned them off (files of host root show as nobody).
-pub type Idmapping = Option<IdMap>;
-
 /// Moves this process into a mount namespace of its own, whose mounts
 /// receive the host's but do not propagate back: what is mounted here is
 /// seen by this process, its children (lxc-start, the container) and no one
@@ -54,19 +50,20 @@ pub fn enter_private_namespace() -> Result<()> {
     Ok(())
 }
 
-/// Mounts each of `mounts` below `rootfs`, whose mount points belong to
-/// `owner` (the container's root). The caller is in its private namespace.
-pub fn mount_all(rootfs: &Path, mounts: &[HostMount], idmapping: Idmapping) -> Result<()> {
-    let userns = idmapping.map(UserNamespace::new).transpose()?;
+/// Mounts each of `mounts` below `rootfs` for a container whose ids are
+/// `ids`: idmapped to them if `idmapped` (else files of the host's root show
+/// as nobody's inside), onto mount points its root owns. The caller is in
+/// its private namespace.
+pub fn mount_all(rootfs: &Path, mounts: &[HostMount], ids: IdMap, idmapped: bool) -> Result<()> {
+    let userns = idmapped.then(|| UserNamespace::new(ids)).transpose()?;
     let rootfs_fd = rustix::fs::open(
         rootfs,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .with_context(|| format!("cannot open {}", rootfs.display()))?;
-    let owner = idmapping.map_or(0, |map| map.host_id);
     for mount in mounts {
-        mount_one(&rootfs_fd, owner, mount, userns.as_ref()).with_context(|| {
+        mount_one(&rootfs_fd, ids.host_id, mount, userns.as_ref()).with_context(|| {
             format!("cannot mount {} at /{}", mount.source.display(), mount.target.display())
         })?;
     }

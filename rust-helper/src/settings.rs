@@ -60,13 +60,96 @@ impl HostBridge {
     }
 }
 
-/// The uid/gid range that root inside a container maps to.
+/// One container's uids and gids: root inside is `host_id` outside, and
+/// the container has `count` ids from there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdMap {
     pub host_id: u32,
     pub count: u32,
 }
+
+impl IdMap {
+    /// The first host id after the range.
+    pub fn end(&self) -> u64 {
+        u64::from(self.host_id) + u64::from(self.count)
+    }
+
+    pub fn overlaps(&self, other: &IdMap) -> bool {
+        u64::from(self.host_id) < other.end() && u64::from(other.host_id) < self.end()
+    }
+}
+
+impl std::fmt::Display for IdMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.host_id, self.end() - 1)
+    }
+}
+
+/// The ids the host delegates to its containers (the host file's `idmap`):
+/// `count` ids from `host_id`, handed out `per_container` at a time, each
+/// container a range of its own unless `isolated` is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostIds {
+    pub host_id: u32,
+    pub count: u32,
+    pub per_container: u32,
+    pub isolated: bool,
+}
+
+impl HostIds {
+    /// Every id the host delegates to containers.
+    pub fn delegated(&self) -> IdMap {
+        IdMap { host_id: self.host_id, count: self.count }
+    }
+
+    /// The first range: every container's where ranges are not isolated.
+    pub fn first(&self) -> IdMap {
+        IdMap { host_id: self.host_id, count: self.per_container }
+    }
+
+    /// The ranges containers may get, in the order they are handed out.
+    pub fn ranges(&self) -> impl Iterator<Item = IdMap> + '_ {
+        let slots = if self.isolated { self.count / self.per_container } else { 1 };
+        (0..slots).map(|slot| IdMap {
+            host_id: self.host_id + slot * self.per_container,
+            count: self.per_container,
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        // The original's promise: nothing of a container is a host uid
+        // below 100000, where the host's own users live.
+        if self.host_id < MIN_HOST_ID {
+            bail!(
+                "idmap.hostId {} is below {MIN_HOST_ID}, among the host's own uids",
+                self.host_id
+            );
+        }
+        // NixOS needs nobody (65534) inside.
+        if self.per_container < 65536 {
+            bail!(
+                "idmap.perContainer {} is below 65536, the ids a NixOS system uses",
+                self.per_container
+            );
+        }
+        if self.count < self.per_container {
+            bail!(
+                "idmap.count {} is smaller than idmap.perContainer {}: no container fits",
+                self.count,
+                self.per_container
+            );
+        }
+        if self.delegated().end() > u64::from(u32::MAX) {
+            bail!("idmap.hostId + idmap.count goes beyond the largest uid");
+        }
+        Ok(())
+    }
+}
+
+/// The lowest host id a container may have.
+const MIN_HOST_ID: u32 = 100000;
 
 /// The host file's contents (lib/host-defaults.json has every key). It is
 /// root's: written by the NixOS module or by hand, never by a container file.
@@ -78,7 +161,7 @@ pub struct HostConfig {
     /// Other bridges of the host that container files may name as
     /// `network.bridge`, with the host's address on each.
     pub extra_bridges: BTreeMap<InterfaceName, HostAddress>,
-    pub idmap: IdMap,
+    pub idmap: HostIds,
     /// Whether the host's files (the store, /init) show as owned by root
     /// inside: idmapped mounts, which some filesystems lack.
     pub idmapped_mounts: bool,
@@ -171,7 +254,7 @@ impl HostConfig {
                 );
             }
         }
-        Ok(())
+        self.idmap.check()
     }
 }
 
@@ -270,8 +353,9 @@ mod tests {
         assert_eq!(host.hostonly.prefix_length.get(), 16);
         assert_eq!(host.internet.bridge.as_str(), "brNC-internet");
         assert!(host.extra_bridges.is_empty());
-        assert_eq!(host.idmap.host_id, 100000);
-        assert_eq!(host.idmap.count, 65536);
+        assert_eq!(host.idmap.first(), IdMap { host_id: 100000, count: 65536 });
+        assert_eq!(host.idmap.count, 1000 * 65536);
+        assert!(host.idmap.isolated);
         assert_eq!(host.lxc_path, PathBuf::from("/var/lib/lxc"));
         assert_eq!(host.profiles_dir, PathBuf::from("/nix/var/nix/profiles/nixcloud-container"));
     }
@@ -286,7 +370,7 @@ mod tests {
         assert_eq!(host.hostonly.bridge.as_str(), "brX");
         assert_eq!(host.hostonly.prefix_length.get(), 16, "untouched keys keep their defaults");
         assert_eq!(host.idmap.host_id, 200000);
-        assert_eq!(host.idmap.count, 65536);
+        assert_eq!(host.idmap.per_container, 65536);
     }
 
     #[test]
@@ -315,6 +399,10 @@ mod tests {
                 r#"{"extraBridges": {"br0": {"address": "10.5.0.255", "prefixLength": 24}}}"#,
                 "network or broadcast",
             ),
+            (r#"{"idmap": {"hostId": 1000}}"#, "below 100000"),
+            (r#"{"idmap": {"perContainer": 1000}}"#, "below 65536"),
+            (r#"{"idmap": {"count": 65535}}"#, "no container fits"),
+            (r#"{"idmap": {"hostId": 4294000000}}"#, "beyond the largest uid"),
         ] {
             std::fs::write(&file, text).unwrap();
             let err = format!("{:#}", HostConfig::load(&file).unwrap_err());
@@ -328,5 +416,17 @@ mod tests {
         let host = HostConfig::load(&file).unwrap();
         let own = &host.extra_bridges[&InterfaceName::try_from("myOwnBridge".to_string()).unwrap()];
         assert_eq!(own.subnet().to_string(), "10.10.0.0/16");
+    }
+
+    #[test]
+    fn ranges_are_handed_out_per_container_unless_shared() {
+        let ids =
+            HostIds { host_id: 100000, count: 3 * 65536 + 5, per_container: 65536, isolated: true };
+        let ranges: Vec<String> = ids.ranges().map(|r| r.to_string()).collect();
+        assert_eq!(ranges, ["100000-165535", "165536-231071", "231072-296607"]);
+        let shared = HostIds { isolated: false, ..ids };
+        assert_eq!(shared.ranges().collect::<Vec<_>>(), [shared.first()]);
+        assert!(ids.first().overlaps(&IdMap { host_id: 165535, count: 1 }));
+        assert!(!ids.first().overlaps(&IdMap { host_id: 165536, count: 1 }));
     }
 }

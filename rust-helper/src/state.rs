@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::formats::InterfaceName;
 use crate::network::{self, AddressRequest};
-use crate::settings::HostConfig;
+use crate::settings::{HostConfig, HostIds, IdMap};
 use crate::spec::{NixosRelease, Source};
 
 const STATE_VERSION: u32 = 1;
@@ -69,6 +69,12 @@ pub struct ContainerRecord {
     /// system.stateVersion, unless its configuration sets one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_version: Option<NixosRelease>,
+    /// The host uids and gids its ids are, kept for its life. Missing in
+    /// entries made before each container had a range of its own, until
+    /// the next command that changes the container records the range its
+    /// generation has (`opening::open`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<IdMap>,
 }
 
 /// See `ContainerRecord::started_with`.
@@ -92,6 +98,12 @@ impl ContainerRecord {
     /// half-destroyed.
     pub fn exists(&self) -> bool {
         matches!(self.phase, Phase::Ready | Phase::Updating)
+    }
+
+    /// Its id range; for an entry that has not recorded one, the host's
+    /// first (every container's before ranges were per container).
+    pub fn ids(&self, host: &HostIds) -> IdMap {
+        self.ids.unwrap_or_else(|| host.first())
     }
 }
 
@@ -126,6 +138,32 @@ impl State {
             .filter(|address| &address.bridge == bridge)
             .map(|address| address.ip)
             .collect()
+    }
+
+    /// Gives container `name` (whose entry must exist) the first id range
+    /// that no other container's overlaps, or the shared one where the host
+    /// does not isolate ranges, and returns it.
+    pub fn allocate_ids(&mut self, host: &HostIds, name: &str) -> Result<IdMap> {
+        let taken: Vec<IdMap> = self
+            .containers
+            .iter()
+            .filter(|(other, _)| other.as_str() != name)
+            .map(|(_, entry)| entry.ids(host))
+            .collect();
+        let Some(ids) =
+            host.ranges().find(|range| !host.isolated || !taken.iter().any(|t| t.overlaps(range)))
+        else {
+            bail!(
+                "every id range is taken: the host gives containers {} ids from {} ({} each); \
+                 destroy a container, or delegate more ids to root (idmap.count in the host file, \
+                 NixOS: nixcloud.containers.idmap.count)",
+                host.count,
+                host.host_id,
+                host.per_container
+            );
+        };
+        self.containers.get_mut(name).expect("the entry exists").ids = Some(ids);
+        Ok(ids)
     }
 
     /// Reserves the address `request` asks for on `bridge` for container
@@ -393,8 +431,36 @@ mod tests {
                 switched_from: None,
                 started_with: None,
                 state_version: None,
+                ids: None,
             },
         );
+    }
+
+    #[test]
+    fn id_ranges_are_distinct_and_given_out_again() {
+        let mut host = host().idmap;
+        host.count = 3 * host.per_container;
+        let mut state = State::default();
+        let allocate = |state: &mut State, name: &str| {
+            add(state, name);
+            state.allocate_ids(&host, name)
+        };
+        let a = allocate(&mut state, "a").unwrap();
+        let b = allocate(&mut state, "b").unwrap();
+        let c = allocate(&mut state, "c").unwrap();
+        assert_eq!([a.host_id, b.host_id, c.host_id], [100000, 165536, 231072]);
+        let err = allocate(&mut state, "d").unwrap_err();
+        assert!(err.to_string().contains("every id range is taken"), "{err}");
+        state.containers.remove("b");
+        assert_eq!(state.allocate_ids(&host, "d").unwrap(), b, "b's range is free again");
+        // An entry without a range (made before ranges) holds the first one.
+        state.containers.get_mut("a").unwrap().ids = None;
+        state.containers.remove("c");
+        assert_eq!(allocate(&mut state, "e").unwrap(), c);
+        // A host that does not isolate ranges gives every container the first.
+        host.isolated = false;
+        add(&mut state, "f");
+        assert_eq!(state.allocate_ids(&host, "f").unwrap(), a);
     }
 
     #[test]

@@ -34,7 +34,7 @@ let
     hostonly = { bridge = "brX-only"; address = "10.50.0.1"; prefixLength = 24; };
     internet = { bridge = "brX-net"; address = "10.60.0.1"; prefixLength = 20; };
     internetInterface = "eth0";
-    idmap = { hostId = 200000; count = 10000; };
+    idmap = { hostId = 200000; count = 655360; perContainer = 131072; isolated = false; };
     lxcPath = "/srv/lxc";
     profilesDir = "/srv/profiles";
     stateDir = "/srv/state";
@@ -74,8 +74,9 @@ in
   defaults = [
     (eq "no failed assertions" (failedAssertions defaults) [ ])
     (eq "no warnings" defaults.warnings [ ])
-    (eq "root's subuid range" defaults.users.users.root.subUidRanges [ { startUid = 100000; count = 65536; } ])
-    (eq "root's subgid range" defaults.users.users.root.subGidRanges [ { startGid = 100000; count = 65536; } ])
+    (eq "root's subuid range: room for 1000 containers" defaults.users.users.root.subUidRanges [ { startUid = 100000; count = 65536000; } ])
+    (eq "root's subgid range" defaults.users.users.root.subGidRanges [ { startGid = 100000; count = 65536000; } ])
+    (eq "host.json's idmap" (hostJson defaults).idmap hostDefaults.idmap)
     (eq "LXC enabled" defaults.virtualisation.lxc.enable true)
     (eq "default LXC path needs no lxc.conf" defaults.virtualisation.lxc.systemConfig "")
     (eq "the helper on PATH" (map (p: p.name) defaults.environment.systemPackages) [ "nixcloud-container" ])
@@ -137,7 +138,7 @@ in
       hostonly = { bridge = "brX-only"; address = "10.50.0.1"; prefixLength = 24; };
       internet = { bridge = "brX-net"; address = "10.60.0.1"; prefixLength = 20; };
       extraBridges = { };
-      idmap = { hostId = 200000; count = 10000; };
+      idmap = { hostId = 200000; count = 655360; perContainer = 131072; isolated = false; };
       idmappedMounts = true;
       allowNixDaemon = false;
       lxcPath = "/srv/lxc";
@@ -145,7 +146,7 @@ in
       stateDir = "/srv/state";
       lxcConfigDir = "${lxc}/share/lxc/config";
     })
-    (eq "root's range follows idmap" custom.users.users.root.subUidRanges [ { startUid = 200000; count = 10000; } ])
+    (eq "root's range follows idmap" custom.users.users.root.subUidRanges [ { startUid = 200000; count = 655360; } ])
     (eq "DHCP range of the /20" (dnsmasq custom).dhcp-range [ "10.60.0.2,10.60.15.254,12h" ])
     (eq "NAT from the custom internet bridge" custom.networking.nat.internalInterfaces [ "brX-net" ])
     (hasInfix "the custom hostonly bridge is not forwarded" "-i brX-only -j REJECT" custom.networking.firewall.extraCommands)
@@ -283,18 +284,24 @@ in
     (eq "a normal user with ranges elsewhere: no warning" (withUsers {
       alice = {
         isNormalUser = true;
-        subUidRanges = [ { startUid = 300000; count = 65536; } ];
-        subGidRanges = [ { startGid = 300000; count = 65536; } ];
+        subUidRanges = [ { startUid = 70000000; count = 65536; } ];
+        subGidRanges = [ { startGid = 70000000; count = 65536; } ];
       };
     }).warnings [ ])
     (that "an explicit range inside the containers' range: a warning"
       (withUsers { bob.subGidRanges = [ { startGid = 150000; count = 10; } ]; }).warnings
       "a warning naming bob"
       (lib.any (lib.hasInfix "given to bob")))
-    (eq "an automatic range cannot reach a range below 100000" (evalHost [
-      { nixcloud.containers = { enable = true; idmap = { hostId = 30000; count = 1000; }; }; }
-      { users.users.alice.isNormalUser = true; }
-    ]).warnings [ ])
+    (that "a range below 100000 is refused"
+      (builtins.tryEval (builtins.deepSeq (enabled { idmap.hostId = 30000; }).environment.etc true)).success
+      "a failed evaluation" (success: !success))
+    (that "fewer than 65536 ids per container are refused"
+      (builtins.tryEval (builtins.deepSeq (enabled { idmap.perContainer = 1000; }).environment.etc true)).success
+      "a failed evaluation" (success: !success))
+    (assertionFails "delegated ids without room for one container are refused"
+      (enabled { idmap.count = 1000; }) "must hold perContainer")
+    (assertionFails "delegated ids beyond the largest uid are refused"
+      (enabled { idmap.hostId = 4294000000; }) "end below")
   ];
 
   extra-bridges =

@@ -10,7 +10,7 @@ use crate::lxc_conf::{self, Rules};
 use crate::names;
 use crate::nix::Nix;
 use crate::profile::Profile;
-use crate::settings::Settings;
+use crate::settings::{IdMap, Settings};
 use crate::state::{ContainerRecord, Store};
 
 pub struct Context {
@@ -44,20 +44,22 @@ impl Context {
         Nix { settings: &self.settings, extra_args: &[] }
     }
 
-    /// Fails unless the container's root can reach its rootfs and its profile.
-    pub fn check_reachable(&self, name: &str) -> Result<()> {
-        let host_id = self.settings.host.idmap.host_id;
-        crate::lxc::check_reachable(&self.lxc().rootfs(name), host_id)?;
-        crate::lxc::check_reachable(self.profile(name).dir(), host_id)
+    /// Fails unless the container's root (host uid `ids.host_id`) can reach
+    /// its rootfs and its profile, and its ids are delegated to root.
+    pub fn check_reachable(&self, name: &str, ids: IdMap) -> Result<()> {
+        crate::subids::check_delegated(ids, &self.settings.host.idmap)?;
+        crate::lxc::check_reachable(&self.lxc().rootfs(name), ids.host_id)?;
+        crate::lxc::check_reachable(self.profile(name).dir(), ids.host_id)
     }
 
-    /// What the LXC settings of container `name` may say (lxc_conf.rs).
-    pub fn lxc_rules<'a>(&'a self, name: &'a str) -> Rules<'a> {
+    /// What the LXC settings of container `name`, whose ids are `ids`, may
+    /// say (lxc_conf.rs).
+    pub fn lxc_rules<'a>(&'a self, name: &'a str, ids: IdMap) -> Rules<'a> {
         let host = &self.settings.host;
         Rules {
             name,
             rootfs: self.lxc().rootfs(name),
-            idmap: host.idmap,
+            idmap: ids,
             bridges: [&host.hostonly.bridge, &host.internet.bridge]
                 .into_iter()
                 .chain(host.extra_bridges.keys())
@@ -66,10 +68,10 @@ impl Context {
     }
 
     /// Fails unless the generation at `path` has LXC settings this helper
-    /// generates for container `name`: before it is made current, started
-    /// or switched to.
-    pub fn check_generation(&self, name: &str, path: &Path) -> Result<()> {
-        lxc_conf::check_file(&path.join(crate::layout::LXC_CONF), &self.lxc_rules(name))
+    /// generates for container `name` (whose ids are `ids`): before it is
+    /// made current, started or switched to.
+    pub fn check_generation(&self, name: &str, ids: IdMap, path: &Path) -> Result<()> {
+        lxc_conf::check_file(&path.join(crate::layout::LXC_CONF), &self.lxc_rules(name, ids))
     }
 
     /// The entry of an existing container, read without locking: for

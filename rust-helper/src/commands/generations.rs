@@ -78,11 +78,11 @@ pub fn delete(ctx: &Context, name: &str, specifiers: &[String]) -> Result<()> {
 }
 
 pub fn switch(ctx: &Context, name: &str, number: u64, on_failure: OnFailure) -> Result<()> {
-    let (_lock, _) = opening::lock_existing(ctx, name)?;
+    let (_lock, entry) = opening::lock_existing(ctx, name)?;
     let profile = ctx.profile(name);
     let target = profile.generation(number).with_context(|| format!("container '{name}'"))?;
     let previous = profile.current_number()?.context("the container has no current generation")?;
-    ctx.check_generation(name, &target.path)
+    ctx.check_generation(name, entry.ids(&ctx.settings.host.idmap), &target.path)
         .with_context(|| format!("refusing to switch '{name}' to generation {number}"))?;
     switch_recorded(ctx, name, previous, on_failure, |nix| {
         nix.switch_generation(&profile, number)
@@ -92,7 +92,7 @@ pub fn switch(ctx: &Context, name: &str, number: u64, on_failure: OnFailure) -> 
 }
 
 pub fn rollback(ctx: &Context, name: &str, on_failure: OnFailure) -> Result<()> {
-    let (_lock, _) = opening::lock_existing(ctx, name)?;
+    let (_lock, entry) = opening::lock_existing(ctx, name)?;
     let profile = ctx.profile(name);
     let previous = profile.current_number()?.context("the container has no current generation")?;
     // The generation nix-env --rollback goes to: the newest older one.
@@ -100,9 +100,9 @@ pub fn rollback(ctx: &Context, name: &str, on_failure: OnFailure) -> Result<()> 
     else {
         bail!("container '{name}' has no generation older than {previous} to roll back to");
     };
-    ctx.check_generation(name, &target.path).with_context(|| {
-        format!("refusing to roll '{name}' back to generation {}", target.number)
-    })?;
+    ctx.check_generation(name, entry.ids(&ctx.settings.host.idmap), &target.path).with_context(
+        || format!("refusing to roll '{name}' back to generation {}", target.number),
+    )?;
     switch_recorded(ctx, name, previous, on_failure, |nix| nix.rollback(&profile))?;
     let current = profile.current_number()?.unwrap_or(previous);
     println!("container '{name}': rolled back from generation {previous} to {current}");

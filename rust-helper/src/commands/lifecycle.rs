@@ -14,6 +14,7 @@ use super::context::Context;
 use super::opening::{self, Opened};
 use super::recovery::{addresses_in_use, teardown};
 use crate::network;
+use crate::settings::IdMap;
 use crate::spec::{Kind, NixosRelease, Params, Source, Spec};
 use crate::state::{ContainerLock, ContainerRecord, LockedState, Phase};
 
@@ -72,8 +73,8 @@ impl BuildInputs {
 /// free. On failure nothing of it stays, not even its lock file.
 fn create_locked(ctx: &Context, name: &str, source: Source, lock: ContainerLock) -> Result<()> {
     let prepared = ctx
-        .check_reachable(name)
-        .and_then(|()| ctx.settings.lxc_config_dir())
+        .settings
+        .lxc_config_dir()
         .and_then(|dir| Ok((dir, BuildInputs::find(ctx, &source, None)?)));
     let (lxc_config_dir, inputs) = match prepared {
         Ok(prepared) => prepared,
@@ -97,9 +98,11 @@ fn create_locked(ctx: &Context, name: &str, source: Source, lock: ContainerLock)
                 switched_from: None,
                 started_with: None,
                 state_version: inputs.state_version.clone(),
+                ids: None,
             },
         );
-        let params = reserve(ctx, &mut locked, name, &source, &inputs)?;
+        let ids = locked.state.allocate_ids(&ctx.settings.host.idmap, name)?;
+        let params = reserve(ctx, &mut locked, name, &source, &inputs, ids)?;
         locked.save()?;
         Ok(params)
     })();
@@ -132,13 +135,14 @@ fn create_locked(ctx: &Context, name: &str, source: Source, lock: ContainerLock)
 }
 
 /// Claims the address `inputs.address` asks for for `name` and resolves what a
-/// build needs.
+/// build needs; `ids` are the container's.
 fn reserve(
     ctx: &Context,
     locked: &mut LockedState,
     name: &str,
     source: &Source,
     inputs: &BuildInputs,
+    ids: IdMap,
 ) -> Result<Params> {
     let host = &ctx.settings.host;
     let bridge =
@@ -154,7 +158,7 @@ fn reserve(
         source: source.clone(),
         profile_dir: ctx.profile(name).dir().to_path_buf(),
         rootfs: ctx.lxc().rootfs(name),
-        idmap: host.idmap,
+        idmap: ids,
         hostonly,
         internet,
         nix_daemon: inputs.spec.nix_daemon,
@@ -167,7 +171,7 @@ fn reserve(
 /// not write is never current.
 fn build_current(ctx: &Context, name: &str, params: &Params, inputs: &BuildInputs) -> Result<()> {
     let built = ctx.nix().build_generation(&inputs.spec, params, &inputs.busybox)?;
-    ctx.check_generation(name, &built.path)
+    ctx.check_generation(name, params.idmap, &built.path)
         .with_context(|| format!("refusing the generation built from {}", params.source))?;
     ctx.plain_nix().set_profile(&ctx.profile(name), &built)
 }
@@ -180,6 +184,7 @@ fn build_and_register(
     inputs: &BuildInputs,
     lxc_config_dir: &std::path::Path,
 ) -> Result<()> {
+    ctx.check_reachable(name, params.idmap)?;
     let profile = ctx.profile(name);
     std::fs::create_dir_all(profile.dir())
         .with_context(|| format!("cannot create {}", profile.dir().display()))?;
@@ -199,7 +204,7 @@ fn build_and_register(
         .context("cannot write the container's LXC config")?;
     lxc.create(name, &given, &ctx.lxc_args)?;
     std::fs::remove_file(&given).context("cannot remove the given LXC config")?;
-    lxc.make_mount_points(name, ctx.settings.host.idmap.host_id)
+    lxc.make_mount_points(name, params.idmap.host_id)
 }
 
 pub fn update(
@@ -230,6 +235,7 @@ pub fn update(
         }
     };
     drop(locked);
+    let ids = entry.ids(&ctx.settings.host.idmap);
     let source = source.unwrap_or(entry.source);
     let inputs = BuildInputs::find(ctx, &source, entry.state_version.clone())?;
 
@@ -238,7 +244,7 @@ pub fn update(
     let previous = profile.current_number()?.context("the container has no current generation")?;
     let params = {
         let mut locked = ctx.store.lock()?;
-        let params = reserve(ctx, &mut locked, name, &source, &inputs)?;
+        let params = reserve(ctx, &mut locked, name, &source, &inputs, ids)?;
         locked
             .state
             .containers

@@ -30,6 +30,7 @@ pub fn open(ctx: &Context, name: &str) -> Result<Opened> {
         .map(|entry| entry.phase)
         .filter(|&phase| phase != Phase::Ready);
     recovery::repair_all(ctx, &mut locked, name)?;
+    recovery::record_missing_ids(ctx, &mut locked)?;
     Ok(Opened { lock, locked, repaired })
 }
 

@@ -25,6 +25,7 @@ struct Row {
     ipv4_next_start: Option<Ipv4Addr>,
     generation: Option<u64>,
     autostart: Option<bool>,
+    uids: String,
 }
 
 /// The current generation's metadata, or None before the first build.
@@ -83,9 +84,10 @@ pub fn list(ctx: &Context, format: ListFormat, columns: &[Column], no_header: bo
             ipv4_next_start,
             generation: current.as_ref().map(|(number, _)| *number),
             autostart: meta.map(|meta| meta.spec.autostart),
+            uids: entry.ids(&ctx.settings.host.idmap).to_string(),
         });
     }
-    let columns = if columns.is_empty() { &Column::ALL[..] } else { columns };
+    let columns = if columns.is_empty() { &Column::DEFAULT[..] } else { columns };
     match format {
         ListFormat::Json => {
             let objects: Vec<serde_json::Value> =
@@ -123,6 +125,7 @@ impl Column {
             Column::Ipv4 => "ipv4",
             Column::Generation => "generation",
             Column::Autostart => "autostart",
+            Column::Uids => "uids",
         }
     }
 }
@@ -160,6 +163,7 @@ impl Row {
                 Some(false) => if readable { "no" } else { "false" }.to_string(),
                 None => nothing.to_string(),
             },
+            Column::Uids => self.uids.clone(),
         }
     }
 }
@@ -198,7 +202,8 @@ pub fn state(ctx: &Context, name: &str, json: bool) -> Result<()> {
     let record = ctx.existing(name)?;
     let state = ctx.lxc().state(name).with_context(|| format!("container '{name}'"))?;
     if json {
-        let mut shown = serde_json::json!({ "name": name, "state": state });
+        let uids = record.ids(&ctx.settings.host.idmap).to_string();
+        let mut shown = serde_json::json!({ "name": name, "state": state, "uids": uids });
         if let Some(release) = record.state_version {
             shown["stateVersion"] = serde_json::json!(release);
         }

@@ -36,6 +36,28 @@ pub fn repair_all(ctx: &Context, locked: &mut LockedState, own: &str) -> Result<
     Ok(())
 }
 
+/// Gives entries made before each container had an id range of its own the
+/// range their current generation maps, which they keep.
+pub fn record_missing_ids(ctx: &Context, locked: &mut LockedState) -> Result<()> {
+    let host = &ctx.settings.host.idmap;
+    let missing: Vec<String> = locked
+        .state
+        .containers
+        .iter()
+        .filter(|(_, entry)| entry.ids.is_none())
+        .map(|(name, _)| name.clone())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for name in missing {
+        let mapped = ctx.profile(&name).current()?.map(|current| current.meta()).transpose()?;
+        let ids = mapped.map_or_else(|| host.first(), |meta| meta.params.idmap);
+        locked.state.containers.get_mut(&name).expect("listed above").ids = Some(ids);
+    }
+    locked.save()
+}
+
 /// Repairs container `name`, whose command crashed (nobody holds its lock).
 fn repair(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<()> {
     let phase = locked.state.containers[name].phase;
@@ -172,6 +194,7 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
                 switched_from: None,
                 started_with: None,
                 state_version: params.state_version,
+                ids: Some(params.idmap),
             },
         );
         println!(

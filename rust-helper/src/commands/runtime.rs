@@ -22,24 +22,25 @@ pub fn in_foreground(ctx: &Context) -> bool {
 }
 
 pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
-    let (lock, _) = opening::lock_existing(ctx, name)?;
+    let (lock, entry) = opening::lock_existing(ctx, name)?;
+    let ids = entry.ids(&ctx.settings.host.idmap);
     let current = ctx
         .profile(name)
         .current()?
         .with_context(|| format!("container '{name}' has no current generation"))?;
     // What LXC reads: nothing of an older or tampered generation that this
     // helper would not write.
-    ctx.check_generation(name, &current.path)
+    ctx.check_generation(name, ids, &current.path)
         .with_context(|| format!("refusing to start '{name}'"))?;
     let params = current.meta()?.params;
     check_bridges(name, &params)?;
-    ctx.check_reachable(name)?;
+    ctx.check_reachable(name, ids)?;
     // What the container sees of the host, mounted where lxc-start (run
     // from this process) finds it, and nowhere else.
     let mounts = host_mounts(ctx, name, &params)?;
-    let idmapping = ctx.settings.host.idmapped_mounts.then_some(params.idmap);
+    let idmapped = ctx.settings.host.idmapped_mounts;
     mounts::enter_private_namespace()?;
-    mounts::mount_all(&ctx.lxc().rootfs(name), &mounts, idmapping)
+    mounts::mount_all(&ctx.lxc().rootfs(name), &mounts, ids, idmapped)
         .with_context(|| format!("cannot start container '{name}'"))?;
     let lxc = ctx.lxc();
     if in_foreground(ctx) {

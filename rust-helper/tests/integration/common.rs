@@ -52,11 +52,14 @@ fn check_prerequisites() {
             .is_ok_and(|s| s.success());
         assert!(found, "{tool} is missing: run `tests/run --install` once as root");
     }
-    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
-    assert!(
-        subuid.lines().any(|l| l.starts_with("root:100000:")),
-        "root has no subordinate uid range 100000: run `tests/run --install` once as root"
-    );
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        assert!(
+            text.lines().any(|l| l == "root:100000:65536000"),
+            "{file} does not delegate 100000-65635999 to root (an id range per container): \
+             run `tests/run --install` once as root"
+        );
+    }
 }
 
 impl Host {
@@ -65,7 +68,7 @@ impl Host {
         let netns =
             format!("nct{}x{}", std::process::id(), NEXT_HOST.fetch_add(1, Ordering::SeqCst));
         let host = Host { netns, dir: tempfile::tempdir().expect("a temporary directory") };
-        // Containers' root (uid 100000) must reach their rootfs and profile
+        // Containers' root (uid 100000 and up) must reach their rootfs and profile
         // below it, whatever the umask made of it.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(host.dir.path(), std::fs::Permissions::from_mode(0o755))
@@ -282,6 +285,18 @@ impl Host {
             processes.push((field("Name:"), field("Uid:").parse().expect("a uid")));
         }
         processes
+    }
+
+    /// The host's mounts (of the tests' mount namespace) below this host's
+    /// directory: the containers' mounts must not be there.
+    pub fn mounts_in_host_table(&self) -> Vec<String> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        mountinfo
+            .lines()
+            .filter(|line| line.split(' ').nth(4).is_some_and(|point| point.starts_with(&dir)))
+            .map(str::to_string)
+            .collect()
     }
 
     /// The generation number `profile` links to.

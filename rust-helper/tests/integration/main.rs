@@ -4,6 +4,7 @@
 mod common;
 mod guests;
 mod interface;
+mod isolation;
 mod lifecycle;
 mod nixos_configuration;
 mod reliability;

@@ -13,7 +13,10 @@ fn a_running_container_answers_and_runs_unprivileged() {
     assert_eq!(host.state("web"), "RUNNING");
     let json: serde_json::Value =
         serde_json::from_str(&host.ok(&["state", "web", "--json"])).unwrap();
-    assert_eq!(json, serde_json::json!({"name": "web", "state": "RUNNING"}));
+    assert_eq!(
+        json,
+        serde_json::json!({"name": "web", "state": "RUNNING", "uids": "100000-165535"})
+    );
 
     assert!(host.pings("10.101.0.2"), "the host reaches the container on brNC-hostonly");
     assert_eq!(host.helper(&["run", "web", "--", "sh", "-c", "exit 7"]).code, 7);
