@@ -9,3 +9,14 @@ $bb mkdir "$out"
 $bb ln -s "$guestSystem" "$out/$systemName"
 $bb cp "$lxcConfPath" "$out/$lxcConfName"
 $bb cp "$specJsonPath" "$out/$specJsonName"
+# The closure of the system, from the graph Nix wrote (exportReferencesGraph),
+# which holds for each path: the path, its deriver (an empty line here), the
+# number of its references, the references.
+$bb awk '
+  BEGIN { expect = "path" }
+  expect == "path" { print; expect = "deriver"; next }
+  expect == "deriver" { expect = "count"; next }
+  expect == "count" { left = $0; expect = left > 0 ? "reference" : "path"; next }
+  { if (--left == 0) expect = "path" }
+' system-graph >closure.unsorted
+$bb sort closure.unsorted >"$out/$closureName"

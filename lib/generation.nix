@@ -2,6 +2,8 @@
 #   system     -> the guest's system (with an executable `init`)
 #   lxc.conf      the container's LXC settings (lxc-config.nix)
 #   spec.json     the spec it was built from and what the helper resolved
+#   closure       the system's closure, one store path per line: the store
+#                 the container sees (with the generation itself)
 #
 # builder: a busybox that can run as a builder (busybox.nix).
 # params:  what the helper resolved for this container (Params in the
@@ -24,12 +26,15 @@ derivation {
   inherit builder;
   args = [ "sh" "-e" ./generation-builder.sh ];
   guestSystem = system;
+  # Nix writes the closure's references graph into the build directory.
+  exportReferencesGraph = [ "system-graph" system ];
   lxcConf = import ./lxc-config.nix { inherit params; inherit (spec) autostart; };
   specJson = builtins.toJSON metadata;
   passAsFile = [ "lxcConf" "specJson" ];
   systemName = layout.system;
   lxcConfName = layout.lxcConf;
   specJsonName = layout.specJson;
+  closureName = layout.closure;
   # Nothing to fetch or compute: building it elsewhere only costs a copy.
   preferLocalBuild = true;
   allowSubstitutes = false;

@@ -9,6 +9,8 @@ rec {
   system = "system";
   lxcConf = "lxc.conf";
   specJson = "spec.json";
+  # The store paths the container sees: its system's closure, one per line.
+  closure = "closure";
   # What LXC starts: the current generation's system, through the profile.
   guestInit = "/${profileMount}/${profileLink}/${system}/init";
 }

@@ -2,7 +2,7 @@
 #
 # A container file evaluates to one of:
 #   - a NixOS module function:   { pkgs, ip, name, ... }: { ... }
-#   - a container attribute set: { autostart ? false; nixDaemon ? false; network ? { ... };
+#   - a container attribute set: { autostart ? false; nixDaemon ? false; wholeStore ? false; network ? { ... };
 #                                  configuration = <module>; }
 #   - a container attribute set naming a ready system instead of a configuration:
 #                                { autostart ? false; network ? { ... }; system = <store path>; }
@@ -54,7 +54,7 @@ let
     else if type.check attrs.${key} then attrs.${key}
     else throw "${origin}: ${prefix}${key} ${show attrs.${key}} is not ${type.expected}";
 
-  containerKeys = [ "autostart" "nixDaemon" "network" "configuration" "system" ];
+  containerKeys = [ "autostart" "nixDaemon" "wholeStore" "network" "configuration" "system" ];
 
   network = {
     bridge = types.format "interfaceName";
@@ -116,6 +116,8 @@ let
         autostart = field origin "" attrs "autostart" types.bool false;
         # Nix inside through the host's nix-daemon, where the host allows it.
         nixDaemon = field origin "" attrs "nixDaemon" types.bool false;
+        # The host's whole store inside instead of the closure, where the host allows it.
+        wholeStore = field origin "" attrs "wholeStore" types.bool false;
         network = normalizeNetwork origin (attrs.network or { });
       };
       configuration = attrs.configuration or null;

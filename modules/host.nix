@@ -313,7 +313,19 @@ in
         sees. Such a container builds and adds paths to this host's store, as
         an untrusted user of the daemon (its uid is never in
         `nix.settings.trusted-users`); it can fill the disk and keep the
-        builders busy.
+        builders busy. It sees the whole store (the daemon hands out any
+        path anyway), not only its closure.
+      '';
+    };
+
+    allowWholeStore = mkOption {
+      type = types.bool;
+      default = defaults.allowWholeStore;
+      description = ''
+        Whether container files may ask to see this host's whole /nix/store
+        (`wholeStore = true`) instead of the closure of their own system:
+        every other container's generations, and whatever secrets went into
+        the store.
       '';
     };
 
@@ -405,7 +417,7 @@ in
         internet = { inherit (cfg.internet) bridge address prefixLength; };
         extraBridges = lib.mapAttrs (_: bridge: { inherit (bridge) address prefixLength; }) cfg.extraBridges;
         idmap = { inherit (cfg.idmap) hostId count perContainer isolated; };
-        inherit (cfg) idmappedMounts allowNixDaemon;
+        inherit (cfg) idmappedMounts allowNixDaemon allowWholeStore;
         inherit lxcPath;
         profilesDir = toString cfg.profilesDir;
         stateDir = toString cfg.stateDir;

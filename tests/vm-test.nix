@@ -202,6 +202,11 @@ pkgs.testers.runNixOSTest {
           pid = machine.succeed("lxc-info -n probe -pH").strip()
           expect("uid of init", machine.succeed(f"ps -o uid= -p {pid}").strip(), "100000")
           machine.succeed("ps -o uid= --ppid " + pid + " | awk '$1 < 100000 { exit 1 }'")
+          # Its store is the closure of its generation and nothing else.
+          generation = machine.succeed("readlink -f /nix/var/nix/profiles/nixcloud-container/probe/profile").strip()
+          closure = set(machine.succeed(f"nix-store --query --requisites {generation}/system").split())
+          seen = {"/nix/store/" + entry for entry in inside("probe", "ls /nix/store").split()}
+          expect("the store inside", seen, closure | {generation})
           # The release the container was created with, kept for its life.
           expect("stateVersion", json.loads(nc("state probe --json"))["stateVersion"], "${lib.trivial.release}")
           # start on a running container says so.
@@ -244,6 +249,12 @@ pkgs.testers.runNixOSTest {
           machine.wait_until_succeeds("nixcloud-container run probe -- cat /run/probe | grep -qx 2")
           nc("switch-generation probe 1")
           machine.wait_until_succeeds("nixcloud-container run probe -- cat /run/probe | grep -qx 1")
+          # Both closures were added while it ran; at the next start only the current one is there.
+          nc("stop probe")
+          nc("start probe")
+          machine.wait_until_succeeds("nixcloud-container run probe -- systemctl is-active probe.service", timeout=120)
+          seen = {"/nix/store/" + entry for entry in inside("probe", "ls /nix/store").split()}
+          expect("the store after a restart", seen, closure | {generation})
 
       with subtest("stop and destroy"):
           nc("stop probe")

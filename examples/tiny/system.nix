@@ -10,7 +10,10 @@
 #                 failed, 100 the new init needs a restart; others for tests.
 # failedSnippets: activation snippets it reports as failed (with exit 2).
 # failedUnits:    units `systemctl --failed` lists after it ran (with exit 4).
-{ version ? "1", switchExit ? 0, failedSnippets ? [ ], failedUnits ? [ ] }:
+# extraPaths:     store paths the system refers to (listed in its
+#                 `extra-paths`), so that its closure holds them too: a
+#                 closure as large as a NixOS system's, for tests of store views.
+{ version ? "1", switchExit ? 0, failedSnippets ? [ ], failedUnits ? [ ], extraPaths ? [ ] }:
 let
   busybox = import ../../lib/host-busybox.nix;
   shebang = "#!${busybox} sh";
@@ -57,4 +60,6 @@ derivation {
   builder = busybox;
   args = [ "sh" "-e" ./build.sh ];
   inherit init switchToConfiguration systemctl;
+  extraPaths = lines (map toString extraPaths);
+  passAsFile = [ "extraPaths" ];
 }

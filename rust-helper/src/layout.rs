@@ -10,15 +10,34 @@ pub const PROFILE_MOUNT: &str = "init";
 pub const LXC_CONF: &str = "lxc.conf";
 /// A generation's spec and parameters (lib/generation.nix).
 pub const SPEC_JSON: &str = "spec.json";
+/// The store paths of a generation's system's closure, one per line: what
+/// the container's store view holds (lib/generation-builder.sh).
+pub const CLOSURE: &str = "closure";
 /// What LXC starts: the current generation's system (its link `system`),
 /// through the profile.
 pub const GUEST_INIT: &str = "/init/profile/system/init";
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_guest_init_is_the_current_systems_init() {
-        let through_profile = format!("/{}/{}/", super::PROFILE_MOUNT, super::PROFILE_LINK);
-        assert!(super::GUEST_INIT.starts_with(&through_profile));
+        let through_profile = format!("/{PROFILE_MOUNT}/{PROFILE_LINK}/");
+        assert!(GUEST_INIT.starts_with(&through_profile));
+    }
+
+    #[test]
+    fn the_names_are_lib_layouts() {
+        let nix = include_str!("../../lib/layout.nix");
+        for (key, value) in [
+            ("profileLink", PROFILE_LINK),
+            ("profileMount", PROFILE_MOUNT),
+            ("lxcConf", LXC_CONF),
+            ("specJson", SPEC_JSON),
+            ("closure", CLOSURE),
+        ] {
+            assert!(nix.contains(&format!("  {key} = \"{value}\";")), "{key} = {value}");
+        }
     }
 }

@@ -216,6 +216,17 @@ impl Lxc<'_> {
         Ok(out.trim().to_string())
     }
 
+    /// The host pid of the container's init, None while it is stopped.
+    pub fn init_pid(&self, name: &str) -> Result<Option<u32>> {
+        let out =
+            self.run("lxc-info", name, &["--pid".to_string(), "--no-humanize".to_string()])?;
+        let pid = out.trim();
+        if pid.is_empty() {
+            return Ok(None);
+        }
+        pid.parse().map(Some).with_context(|| format!("lxc-info printed {pid:?} as the pid"))
+    }
+
     pub fn is_running(&self, name: &str) -> Result<bool> {
         Ok(self.state(name)? == "RUNNING")
     }

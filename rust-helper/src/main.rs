@@ -20,6 +20,7 @@ mod scratch;
 mod settings;
 mod spec;
 mod state;
+mod store_view;
 mod subids;
 
 use std::process::ExitCode;

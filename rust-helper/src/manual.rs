@@ -38,6 +38,9 @@ or a container attribute set:
       autostart = false;         # start with the host (lxc-autostart)
       nixDaemon = false;         # Nix inside through the host's nix-daemon,
                                  # where the host allows it (allowNixDaemon)
+      wholeStore = false;        # the host's whole store inside, not only
+                                 # the closure, where the host allows it
+                                 # (allowWholeStore; nixDaemon implies it)
       network = {
         bridge = "brNC-hostonly"; # or a bridge of the host's extraBridges
         ip = "10.101.0.5";        # fixed address; default: allocated
@@ -139,14 +142,19 @@ network.enableNat get an `internet` interface there, addressed by DHCP.
 containers (idmap in the host file).
 
 STORE AND MOUNTS
-At each start the helper mounts the host's /nix/store and the container's
-profile (at /init) onto the container's rootfs, in a mount namespace of its
-own that lxc-start inherits, idmapped (owned by root inside; idmappedMounts
-= false in the host file where the store's filesystem has no idmapped
-mounts) and locked read-only. Start containers with this command: a bare
-lxc-start lacks these mounts. With nixDaemon, the host's nix-daemon socket
-is mounted too: Nix inside builds through the host's daemon as an untrusted
-user.
+At each start the helper mounts the container's store and its profile (at
+/init) onto its rootfs, in a mount namespace of its own that lxc-start
+inherits, idmapped (owned by root inside; idmappedMounts = false in the
+host file where the store's filesystem has no idmapped mounts) and locked
+read-only. The store inside holds the closure of the current generation and
+nothing else: each path is bound from the host's store. A live update,
+switch-generation or rollback adds the new closure's paths before it
+activates the new system; paths that left the closure go at the next
+start. Start containers with this command: a bare lxc-start lacks these
+mounts. With wholeStore (where the host allows it) the container sees the
+host's whole store. With nixDaemon, the host's nix-daemon socket is mounted
+too, and the whole store: Nix inside builds through the host's daemon as an
+untrusted user.
 
 SECURITY
 Root runs this command and writes the host's configuration; a container

@@ -50,68 +50,161 @@ pub fn enter_private_namespace() -> Result<()> {
     Ok(())
 }
 
-/// Mounts each of `mounts` below `rootfs` for a container whose ids are
-/// `ids`: idmapped to them if `idmapped` (else files of the host's root show
-/// as nobody's inside), onto mount points its root owns. The caller is in
-/// its private namespace.
-pub fn mount_all(rootfs: &Path, mounts: &[HostMount], ids: IdMap, idmapped: bool) -> Result<()> {
-    let userns = idmapped.then(|| UserNamespace::new(ids)).transpose()?;
-    let rootfs_fd = rustix::fs::open(
-        rootfs,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .with_context(|| format!("cannot open {}", rootfs.display()))?;
-    for mount in mounts {
-        mount_one(&rootfs_fd, ids.host_id, mount, userns.as_ref()).with_context(|| {
-            format!("cannot mount {} at /{}", mount.source.display(), mount.target.display())
-        })?;
-    }
-    Ok(())
+/// What mounts for one container: its rootfs, the owner of mount points
+/// made in it (the container's root) and, for idmapped mounts, a user
+/// namespace with the container's ids.
+pub struct Mounter {
+    rootfs: OwnedFd,
+    owner: u32,
+    userns: Option<UserNamespace>,
 }
 
-fn mount_one(
-    rootfs: &OwnedFd,
-    owner: u32,
-    mount: &HostMount,
-    userns: Option<&UserNamespace>,
-) -> Result<()> {
-    let tree = rustix::mount::open_tree(
-        rustix::fs::CWD,
-        &mount.source,
-        OpenTreeFlags::OPEN_TREE_CLONE
-            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-            | OpenTreeFlags::AT_RECURSIVE,
-    )?;
-    let mut attributes = MountAttrFlags::empty();
-    if !mount.writable {
-        attributes |= MountAttrFlags::MOUNT_ATTR_RDONLY;
+impl Mounter {
+    /// For the container whose rootfs is `rootfs` and whose ids are `ids`:
+    /// host files idmapped to them if `idmapped` (else files of the host's
+    /// root show as nobody's inside).
+    pub fn new(rootfs: &Path, ids: IdMap, idmapped: bool) -> Result<Mounter> {
+        let userns = idmapped.then(|| UserNamespace::new(ids)).transpose()?;
+        let rootfs = rustix::fs::open(
+            rootfs,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("cannot open {}", rootfs.display()))?;
+        Ok(Mounter { rootfs, owner: ids.host_id, userns })
     }
-    if userns.is_some() {
-        attributes |= MountAttrFlags::MOUNT_ATTR_IDMAP;
+
+    /// The container's root on the host.
+    pub fn owner(&self) -> u32 {
+        self.owner
     }
-    set_attributes(&tree, attributes, userns).map_err(|err| {
-        if userns.is_some() && err == rustix::io::Errno::INVAL {
-            anyhow::anyhow!(
-                "the kernel or the filesystem of {} has no idmapped mounts (Linux 5.12 or newer; \
-                 ext4, xfs, btrfs and tmpfs have them, overlayfs has not): set idmappedMounts to \
-                 false in the host file (NixOS: nixcloud.containers.idmappedMounts = false), and \
-                 host files show as owned by nobody inside",
-                mount.source.display()
-            )
-        } else {
-            anyhow::Error::from(err)
+
+    /// Mounts each of `mounts`; the caller is in its private namespace.
+    pub fn mount_all(&self, mounts: &[HostMount]) -> Result<()> {
+        for mount in mounts {
+            self.mount(mount).with_context(|| {
+                format!("cannot mount {} at /{}", mount.source.display(), mount.target.display())
+            })?;
         }
-    })?;
-    let target = directory_beneath(rootfs, &mount.target, owner)?;
-    rustix::mount::move_mount(
-        &tree,
-        "",
-        &target,
-        "",
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-    )?;
-    Ok(())
+        Ok(())
+    }
+
+    fn mount(&self, mount: &HostMount) -> Result<()> {
+        let tree = self.copy_of(rustix::fs::CWD, &mount.source, mount.writable, true)?;
+        let target = self.directory(&mount.target)?;
+        rustix::mount::move_mount(
+            &tree,
+            "",
+            &target,
+            "",
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        )?;
+        Ok(())
+    }
+
+    /// A detached copy of the host path `source` (below `dir`) as the
+    /// container sees it: read-only unless `writable`, idmapped where the
+    /// host has idmapped mounts, with what is mounted below it if
+    /// `recursive`.
+    pub fn copy_of<Fd: rustix::fd::AsFd, P: rustix::path::Arg + Copy + std::fmt::Debug>(
+        &self,
+        dir: Fd,
+        source: P,
+        writable: bool,
+        recursive: bool,
+    ) -> Result<OwnedFd> {
+        let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+        if recursive {
+            flags |= OpenTreeFlags::AT_RECURSIVE;
+        }
+        let tree = rustix::mount::open_tree(dir, source, flags)?;
+        let mut attributes = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV;
+        if !writable {
+            attributes |= MountAttrFlags::MOUNT_ATTR_RDONLY;
+        }
+        if self.userns.is_some() {
+            attributes |= MountAttrFlags::MOUNT_ATTR_IDMAP;
+        }
+        let change =
+            AttributeChange { set: attributes, userns: self.userns.as_ref(), ..Default::default() };
+        change.apply(&tree, recursive).map_err(|err| {
+            if self.userns.is_some() && err == rustix::io::Errno::INVAL {
+                anyhow::anyhow!(
+                    "the kernel or the filesystem of {source:?} has no idmapped mounts (Linux \
+                     5.12 or newer; ext4, xfs, btrfs and tmpfs have them, overlayfs has not): set \
+                     idmappedMounts to false in the host file (NixOS: \
+                     nixcloud.containers.idmappedMounts = false), and host files show as owned \
+                     by nobody inside"
+                )
+            } else {
+                anyhow::Error::from(err)
+            }
+        })?;
+        Ok(tree)
+    }
+
+    /// The directory `relative` below the rootfs, made (owned by the
+    /// container's root) where it is missing; see `directory_beneath`.
+    pub fn directory(&self, relative: &Path) -> Result<OwnedFd> {
+        directory_beneath(&self.rootfs, relative, self.owner)
+    }
+}
+
+/// A change of a mount's attributes (mount_setattr(2)).
+pub struct AttributeChange<'a> {
+    pub set: MountAttrFlags,
+    pub clear: MountAttrFlags,
+    /// MS_SHARED, MS_SLAVE, MS_PRIVATE or 0 for no change.
+    pub propagation: u64,
+    pub userns: Option<&'a UserNamespace>,
+}
+
+impl Default for AttributeChange<'_> {
+    fn default() -> Self {
+        AttributeChange {
+            set: MountAttrFlags::empty(),
+            clear: MountAttrFlags::empty(),
+            propagation: 0,
+            userns: None,
+        }
+    }
+}
+
+impl AttributeChange<'_> {
+    /// Applies the change to the mount `mount` refers to (its root), and to
+    /// the mounts below it if `recursive`; rustix has no wrapper yet.
+    pub fn apply(&self, mount: &OwnedFd, recursive: bool) -> Result<(), rustix::io::Errno> {
+        let attr = MountAttr {
+            attr_set: u64::from(self.set.bits()),
+            attr_clr: u64::from(self.clear.bits()),
+            propagation: self.propagation,
+            userns_fd: self.userns.map_or(0, |ns| ns.fd.as_raw_fd() as u64),
+        };
+        let mut flags = libc::AT_EMPTY_PATH;
+        if recursive {
+            flags |= libc::AT_RECURSIVE;
+        }
+        const EMPTY: &CStr = c"";
+        // SAFETY: the arguments are a valid descriptor, a NUL-terminated
+        // string and a mount_attr of the size given, alive for the call.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                mount.as_raw_fd(),
+                EMPTY.as_ptr(),
+                flags,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(rustix::io::Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            ))
+        }
+    }
 }
 
 /// The kernel's `struct mount_attr` (linux/mount.h).
@@ -121,40 +214,6 @@ struct MountAttr {
     attr_clr: u64,
     propagation: u64,
     userns_fd: u64,
-}
-
-/// mount_setattr(2) on the whole detached tree; rustix has no wrapper yet.
-fn set_attributes(
-    tree: &OwnedFd,
-    attributes: MountAttrFlags,
-    userns: Option<&UserNamespace>,
-) -> Result<(), rustix::io::Errno> {
-    let attr = MountAttr {
-        attr_set: u64::from(attributes.bits()),
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.map_or(0, |ns| ns.fd.as_raw_fd() as u64),
-    };
-    const EMPTY: &CStr = c"";
-    // SAFETY: the arguments are a valid descriptor, a NUL-terminated string
-    // and a mount_attr of the size given, alive for the call.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            EMPTY.as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(rustix::io::Errno::from_raw_os_error(
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        ))
-    }
 }
 
 /// The directory `relative` below `rootfs`, made (owned by `owner`) where
@@ -192,7 +251,7 @@ fn directory_beneath(rootfs: &OwnedFd, relative: &Path, owner: u32) -> Result<Ow
 /// a child process unshares one and waits, the mapping is written from
 /// here, and the namespace stays reachable through its descriptor after the
 /// child is gone.
-struct UserNamespace {
+pub struct UserNamespace {
     fd: OwnedFd,
 }
 

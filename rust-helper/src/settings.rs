@@ -168,6 +168,9 @@ pub struct HostConfig {
     /// Whether container files may ask for Nix inside, through the host's
     /// nix-daemon (as an untrusted user).
     pub allow_nix_daemon: bool,
+    /// Whether container files may ask to see the host's whole store
+    /// rather than their closure.
+    pub allow_whole_store: bool,
     pub lxc_path: PathBuf,
     pub profiles_dir: PathBuf,
     pub state_dir: PathBuf,

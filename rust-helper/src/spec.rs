@@ -84,6 +84,10 @@ pub struct Spec {
     /// Nix inside through the host's nix-daemon (where the host allows it).
     #[serde(default)]
     pub nix_daemon: bool,
+    /// The host's whole store inside instead of the container's closure
+    /// (where the host allows it).
+    #[serde(default)]
+    pub whole_store: bool,
     pub network: NetworkSpec,
 }
 
@@ -121,10 +125,22 @@ pub struct Params {
     /// The host's nix-daemon inside (the spec asks, the host allows).
     #[serde(default)]
     pub nix_daemon: bool,
+    /// The host's whole store inside (the spec asks, the host allows).
+    #[serde(default)]
+    pub whole_store: bool,
     /// The container's system.stateVersion unless its configuration sets
     /// one: the nixpkgs release it was created with (NixOS containers).
     #[serde(default)]
     pub state_version: Option<NixosRelease>,
+}
+
+impl Params {
+    /// Whether the container sees the host's whole store rather than its
+    /// closure: where it asks for it, and with Nix inside, whose daemon adds
+    /// paths it must see.
+    pub fn sees_whole_store(&self) -> bool {
+        self.whole_store || self.nix_daemon
+    }
 }
 
 /// A NixOS release, "25.11": what a nixpkgs' lib/.version says.

@@ -141,6 +141,7 @@ in
       idmap = { hostId = 200000; count = 655360; perContainer = 131072; isolated = false; };
       idmappedMounts = true;
       allowNixDaemon = false;
+      allowWholeStore = false;
       lxcPath = "/srv/lxc";
       profilesDir = "/srv/profiles";
       stateDir = "/srv/state";

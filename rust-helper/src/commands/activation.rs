@@ -7,8 +7,10 @@ use std::ffi::OsStr;
 use anyhow::{bail, Context as _, Result};
 
 use super::context::Context;
+use crate::mounts::Mounter;
 use crate::process::describe_status;
 use crate::profile::Generation;
+use crate::store_view::StoreView;
 
 /// What to do when an activation fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +46,9 @@ pub fn activate_current(
             current.number
         );
     }
-    let Err(err) = activate(ctx, name, &current, lxc_args) else {
+    let Err(err) =
+        show_closure(ctx, name, &current).and_then(|()| activate(ctx, name, &current, lxc_args))
+    else {
         return Ok(());
     };
     if on_failure == OnFailure::Keep {
@@ -58,6 +62,32 @@ pub fn activate_current(
         eprintln!("warning: re-activating generation {previous} failed too: {again:#}");
     }
     Err(err.context(format!("generation {previous} of '{name}' is current again")))
+}
+
+/// Adds what `generation` needs to the running container's store view, so
+/// that its activation finds its closure.
+fn show_closure(ctx: &Context, name: &str, generation: &Generation) -> Result<()> {
+    let params = generation.meta()?.params;
+    if params.sees_whole_store() {
+        return Ok(());
+    }
+    let Some(init_pid) = ctx.lxc().init_pid(name)? else {
+        return Ok(());
+    };
+    let ids = ctx.existing(name)?.ids(&ctx.settings.host.idmap);
+    let rootfs = ctx.lxc().rootfs(name);
+    let mounter = Mounter::new(&rootfs, ids, ctx.settings.host.idmapped_mounts)?;
+    let view = StoreView::of(generation)?;
+    let added = view.add_to_running(&mounter, &rootfs, init_pid).with_context(|| {
+        format!("cannot show generation {}'s store paths in '{name}'", generation.number)
+    })?;
+    if added > 0 && ctx.settings.verbosity == crate::nix_log::Verbosity::Verbose {
+        eprintln!(
+            "{added} store paths of generation {} are now visible in '{name}'",
+            generation.number
+        );
+    }
+    Ok(())
 }
 
 fn lxc_settings(generation: &Generation) -> Option<String> {

@@ -60,6 +60,13 @@ impl BuildInputs {
                  not allow (nixcloud.containers.allowNixDaemon, or allowNixDaemon in the host file)"
             );
         }
+        if spec.whole_store && !ctx.settings.host.allow_whole_store {
+            bail!(
+                "{source} asks for the host's whole store (wholeStore = true), which this host \
+                 does not allow (nixcloud.containers.allowWholeStore, or allowWholeStore in the \
+                 host file)"
+            );
+        }
         let state_version = match (state_version, spec.kind) {
             (Some(known), _) => Some(known),
             (None, Kind::Nixos) => Some(nix.release(&spec, source, &busybox)?),
@@ -162,6 +169,7 @@ fn reserve(
         hostonly,
         internet,
         nix_daemon: inputs.spec.nix_daemon,
+        whole_store: inputs.spec.whole_store,
         state_version: inputs.state_version.clone(),
     })
 }

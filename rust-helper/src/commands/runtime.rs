@@ -10,11 +10,12 @@ use super::opening;
 use crate::error::EXIT_FAILURE;
 use crate::layout::PROFILE_MOUNT;
 use crate::lxc::{Halted, Lxc, Started};
-use crate::mounts::{self, HostMount};
+use crate::mounts::{self, HostMount, Mounter};
 use crate::profile::Generation;
 use crate::scratch::Scratch;
 use crate::spec::Params;
 use crate::state::StartedWith;
+use crate::store_view::{StoreView, NIX_STORE};
 
 /// Whether -l starts the container in the foreground, on this terminal.
 pub fn in_foreground(ctx: &Context) -> bool {
@@ -38,9 +39,12 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
     // What the container sees of the host, mounted where lxc-start (run
     // from this process) finds it, and nowhere else.
     let mounts = host_mounts(ctx, name, &params)?;
-    let idmapped = ctx.settings.host.idmapped_mounts;
+    let view = if params.sees_whole_store() { None } else { Some(StoreView::of(&current)?) };
     mounts::enter_private_namespace()?;
-    mounts::mount_all(&ctx.lxc().rootfs(name), &mounts, ids, idmapped)
+    // The rootfs as this namespace has it: mounts go there.
+    let mounter = Mounter::new(&ctx.lxc().rootfs(name), ids, ctx.settings.host.idmapped_mounts)?;
+    view.map_or(Ok(()), |view| view.mount(&mounter))
+        .and_then(|()| mounter.mount_all(&mounts))
         .with_context(|| format!("cannot start container '{name}'"))?;
     let lxc = ctx.lxc();
     if in_foreground(ctx) {
@@ -61,19 +65,26 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The host paths container `name` sees: the store and its profile (at
-/// /init), read-only; the host's nix-daemon socket where it asks for it and
-/// the host allows it.
+/// The host paths container `name` sees besides its store view: its
+/// profile (at /init), read-only; the whole store where it asks for it and
+/// the host allows it, instead of the view; the host's nix-daemon socket
+/// likewise.
 fn host_mounts(ctx: &Context, name: &str, params: &Params) -> Result<Vec<HostMount>> {
     let read_only = |source: &Path, target: &str| HostMount {
         source: source.to_path_buf(),
         target: target.into(),
         writable: false,
     };
-    let mut mounts = vec![
-        read_only(Path::new(NIX_STORE), "nix/store"),
-        read_only(ctx.profile(name).dir(), PROFILE_MOUNT),
-    ];
+    let mut mounts = vec![read_only(ctx.profile(name).dir(), PROFILE_MOUNT)];
+    if params.whole_store && !ctx.settings.host.allow_whole_store {
+        bail!(
+            "container '{name}' asks for the host's whole store, which this host no longer \
+             allows (allowWholeStore): update it without wholeStore"
+        );
+    }
+    if params.sees_whole_store() {
+        mounts.push(read_only(Path::new(NIX_STORE), NIX_STORE.trim_start_matches('/')));
+    }
     if params.nix_daemon {
         if !ctx.settings.host.allow_nix_daemon {
             bail!(
@@ -90,8 +101,7 @@ fn host_mounts(ctx: &Context, name: &str, params: &Params) -> Result<Vec<HostMou
     Ok(mounts)
 }
 
-/// The host's store, and where its nix-daemon listens (Nix's defaults).
-const NIX_STORE: &str = "/nix/store";
+/// Where the host's nix-daemon listens (Nix's default).
 const NIX_DAEMON_SOCKET_DIR: &str = "/nix/var/nix/daemon-socket";
 
 /// Records which generation's LXC settings the container runs with (until

@@ -43,12 +43,12 @@ fn the_store_and_init_are_roots_inside_and_locked_read_only() {
     // Mounted where the container starts, not in the host's mount table.
     assert_eq!(host.mounts_in_host_table(), Vec::<String>::new());
 
-    // Where the host has no idmapped mounts, the store is nobody's inside,
-    // and still read-only.
+    // Where the host has no idmapped mounts, the store's paths are nobody's
+    // inside, and still read-only.
     host.ok(&["stop", "owner"]);
     std::fs::write(host.dir.path().join("host.json"), r#"{"idmappedMounts": false}"#).unwrap();
     host.start_booted("owner");
-    assert_eq!(host.ok(&["run", "owner", "stat", "-c", "%u", "/nix/store"]).trim(), "65534");
+    assert_eq!(host.ok(&["run", "owner", "stat", "-c", "%u", path_str(&store_file)]).trim(), "65534");
     assert_ne!(host.helper(&["run", "owner", "touch", "/nix/store/escape"]).code, 0);
 }
 

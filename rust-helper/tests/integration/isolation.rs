@@ -1,7 +1,9 @@
 //! What keeps containers apart: an id range each (and, below, the store
 //! view, the bridges' isolation and the limits).
 
+use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use crate::common::{path_str, Host};
 
@@ -128,4 +130,147 @@ fn containers_made_before_ranges_keep_theirs() {
         "a and b keep the ranges their generations map; c gets a free one"
     );
     assert_eq!(host.start_booted("b"), "1");
+}
+
+/// A container file for the tiny system whose closure also holds `count`
+/// text files made for `tag` (store paths of their own).
+fn tiny_with_paths(host: &Host, file: &str, version: &str, tag: &str, count: usize) -> PathBuf {
+    host.file(
+        file,
+        &format!(
+            "{{ system = import <nixcloud-container/examples/tiny/system.nix> {{\n  \
+             version = \"{version}\";\n  \
+             extraPaths = builtins.genList (i: builtins.toFile \"{tag}-${{toString i}}\" \"{tag} ${{toString i}}\") {count};\n\
+             }}; }}\n"
+        ),
+    )
+}
+
+/// The names `ls /nix/store` prints inside container `name`.
+fn store_inside(host: &Host, name: &str) -> BTreeSet<String> {
+    host.ok(&["run", name, "ls", "/nix/store"]).lines().map(str::to_string).collect()
+}
+
+/// What container `name`'s current generation needs: the closure of its
+/// system, by nix-store, and the generation itself.
+fn closure_of_current(host: &Host, name: &str) -> BTreeSet<String> {
+    let generation = std::fs::canonicalize(host.profiles_dir().join(name).join("profile")).unwrap();
+    let system = std::fs::canonicalize(generation.join("system")).unwrap();
+    let listed = host.ns_ok(&format!("nix-store --query --requisites {}", system.display()));
+    listed
+        .lines()
+        .chain([path_str(&generation)])
+        .map(|path| path.trim_start_matches("/nix/store/").to_string())
+        .collect()
+}
+
+#[test]
+fn a_container_sees_its_own_closure_and_nothing_else() {
+    let host = Host::new();
+    host.ok(&["create", "mine", path_str(&tiny_with_paths(&host, "m.nix", "1", "mine", 20))]);
+    host.ok(&["create", "other", path_str(&tiny_with_paths(&host, "o.nix", "1", "other", 3))]);
+    host.start_booted("mine");
+    let seen = store_inside(&host, "mine");
+    assert_eq!(seen, closure_of_current(&host, "mine"));
+    assert_eq!(seen.len(), 20 + 3, "the 20 files, busybox, the system, the generation");
+    let others_generation =
+        std::fs::canonicalize(host.profiles_dir().join("other/profile")).unwrap();
+    let others_name = others_generation.file_name().unwrap().to_str().unwrap();
+    assert!(!seen.contains(others_name), "another container's generation is not there");
+    assert!(Path::new("/nix/store").join(others_name).exists(), "though the host has it");
+    let read = host.ok(&["run", "mine", "sh", "-c", "cat /nix/store/*-mine-7"]);
+    assert_eq!(read, "mine 7");
+    let missing =
+        host.helper(&["run", "mine", "cat", &format!("/nix/store/{others_name}/spec.json")]);
+    assert_ne!(missing.code, 0, "{missing:?}");
+
+    // Read-only and locked, owned by root inside; nothing of it is in the
+    // host's mount table.
+    for attempt in [
+        "touch /nix/store/new",
+        "mkdir /nix/store/new",
+        "chmod 777 /nix/store",
+        "mount -o remount,rw /nix/store",
+        "mount -o remount,rw,bind /nix/store/$(ls /nix/store | grep mine-7)",
+        "umount /nix/store",
+        "umount /nix/store/$(ls /nix/store | grep mine-7)",
+    ] {
+        let run = host.helper(&["run", "mine", "sh", "-c", attempt]);
+        assert_ne!(run.code, 0, "{attempt} must fail: {run:?}");
+    }
+    assert_eq!(host.ok(&["run", "mine", "stat", "-c", "%u %a", "/nix/store"]).trim(), "0 755");
+    assert_eq!(host.mounts_in_host_table(), Vec::<String>::new());
+    // The host's store is untouched.
+    assert!(!Path::new("/nix/store/new").exists());
+}
+
+#[test]
+fn updates_switches_and_rollbacks_show_the_new_closure_before_activation() {
+    let host = Host::new();
+    let small = host.tiny("v1.nix", "1", "");
+    let grown = tiny_with_paths(&host, "v2.nix", "2", "grown", 500);
+    host.ok(&["create", "live", path_str(&small)]);
+    host.start_booted("live");
+    let first = store_inside(&host, "live");
+
+    // A live update whose closure has 500 paths more: they are there before
+    // switch-to-configuration (of the new system, itself a new path) runs.
+    host.ok(&["update", "live", path_str(&grown)]);
+    assert_eq!(host.ok(&["run", "live", "cat", "/var/lib/tiny/activated"]).trim(), "switch 2");
+    let grown_view = store_inside(&host, "live");
+    assert!(closure_of_current(&host, "live").is_subset(&grown_view));
+    assert!(first.is_subset(&grown_view), "what left stays until the next start");
+    assert_eq!(host.ok(&["run", "live", "sh", "-c", "cat /nix/store/*-grown-499"]), "grown 499");
+    let locked = host.helper(&[
+        "run",
+        "live",
+        "sh",
+        "-c",
+        "mount -o remount,rw,bind /nix/store/$(ls /nix/store | grep grown-0$)",
+    ]);
+    assert_ne!(locked.code, 0, "a path added live is locked read-only too: {locked:?}");
+
+    // At the next start the view is the current closure alone.
+    host.ok(&["stop", "live"]);
+    host.start_booted("live");
+    assert_eq!(store_inside(&host, "live"), closure_of_current(&host, "live"));
+
+    // A rollback brings generation 1's closure back before activating it,
+    // and switch-generation does the same the other way.
+    host.ok(&["rollback", "live"]);
+    assert_eq!(host.ok(&["run", "live", "cat", "/var/lib/tiny/activated"]).trim(), "switch 1");
+    assert!(closure_of_current(&host, "live").is_subset(&store_inside(&host, "live")));
+    host.ok(&["stop", "live"]);
+    host.start_booted("live");
+    assert_eq!(store_inside(&host, "live"), closure_of_current(&host, "live"));
+    host.ok(&["switch-generation", "live", "2"]);
+    assert_eq!(host.ok(&["run", "live", "cat", "/var/lib/tiny/activated"]).trim(), "switch 2");
+    assert_eq!(host.mounts_in_host_table(), Vec::<String>::new());
+}
+
+#[test]
+fn the_whole_store_is_for_containers_the_host_allows() {
+    let host = Host::new();
+    let whole = host.tiny("w.nix", "1", "wholeStore = true;");
+    let error = host.fails(&["create", "whole", path_str(&whole)], 1);
+    assert!(error.contains("wholeStore = true") && error.contains("allowWholeStore"), "{error}");
+    host.assert_nothing_created();
+
+    std::fs::write(host.dir.path().join("host.json"), r#"{"allowWholeStore": true}"#).unwrap();
+    host.ok(&["create", "whole", path_str(&whole)]);
+    host.ok(&["create", "other", path_str(&host.tiny("o.nix", "2", ""))]);
+    host.start_booted("whole");
+    let others_generation =
+        std::fs::canonicalize(host.profiles_dir().join("other/profile")).unwrap();
+    let listed = host.ok(&["run", "whole", "ls", "/nix/store"]);
+    assert!(listed.contains(others_generation.file_name().unwrap().to_str().unwrap()));
+    // An update while it runs has nothing to add.
+    host.ok(&["update", "whole", path_str(&host.tiny("w2.nix", "2", "wholeStore = true;"))]);
+    assert_eq!(host.ok(&["run", "whole", "cat", "/var/lib/tiny/activated"]).trim(), "switch 2");
+
+    // A host that stops allowing it refuses to start it.
+    host.ok(&["stop", "whole"]);
+    std::fs::write(host.dir.path().join("host.json"), "{}").unwrap();
+    let error = host.fails(&["start", "whole"], 1);
+    assert!(error.contains("allowWholeStore"), "{error}");
 }
