@@ -9,6 +9,7 @@
   lxc,
   nix,
   util-linux,
+  nftables,
   busybox,
 }:
 let
@@ -55,7 +56,8 @@ rustPlatform.buildRustPackage {
   cargoTestFlags = [ "--bins" ];
 
   # The tools it drives, from the same package set (util-linux: unshare, which
-  # gives each Nix build a PID namespace of its own); the busybox that builds
+  # gives each Nix build a PID namespace of its own; nftables: nft, for the
+  # filter between peers); the busybox that builds
   # generations (a store path, so generations keep it alive) unless the
   # environment names another.
   # The man page and the completions come from the command line's definition.
@@ -68,7 +70,7 @@ rustPlatform.buildRustPackage {
       --fish <($out/bin/nixcloud-container completions fish)
   '' + ''
     wrapProgram $out/bin/nixcloud-container \
-      --prefix PATH : ${lib.makeBinPath [ lxc nix util-linux ]} \
+      --prefix PATH : ${lib.makeBinPath [ lxc nix util-linux nftables ]} \
       --set-default NIXCLOUD_CONTAINER_BUSYBOX ${busybox}/bin/busybox
   '';
 

@@ -13,15 +13,23 @@ let
 
   line = key: value: "${key} = ${toString value}";
 
-  # One veth on a host bridge; `index` is LXC's network number.
-  veth = index: name: bridge: extra:
+  # One veth on a host bridge; `index` is LXC's network number, `port` the
+  # host's end (null: LXC names it).
+  veth = index: name: bridge: port: extra:
     let key = "lxc.net.${toString index}"; in
     [
       (line "${key}.type" "veth")
       (line "${key}.name" name)
       (line "${key}.link" bridge)
       (line "${key}.flags" "up")
-    ] ++ map (kv: line "${key}.${kv.name}" kv.value) extra;
+      # Isolated from the bridge's other isolated ports (other containers)
+      # from the start; the helper lets peers through (rust-helper/src/peers.rs).
+      (line "${key}.script.up" isolatePort)
+    ]
+    ++ (if port == null then [ ] else [ (line "${key}.veth.pair" port) ])
+    ++ map (kv: line "${key}.${kv.name}" kv.value) extra;
+
+  isolatePort = "${./isolate-port.sh}";
 
   hostonly = params.hostonly;
 
@@ -55,6 +63,6 @@ concatStringsSep "\n" ([
   (line "lxc.environment" "container_ttys=${concatStringsSep " " (builtins.genList (i: "pts/${toString (i + 1)}") ttys)}")
   (line "lxc.start.auto" (if autostart then 1 else 0))
 ]
-++ veth 0 "hostonly" hostonly.bridge hostonlyAddress
-++ (if params.internet == null then [ ] else veth 1 "internet" params.internet.bridge [ ])
+++ veth 0 "hostonly" hostonly.bridge (hostonly.port or null) hostonlyAddress
+++ (if params.internet == null then [ ] else veth 1 "internet" params.internet.bridge (params.internet.port or null) [ ])
 ) + "\n"

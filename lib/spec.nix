@@ -20,8 +20,8 @@
 # needs the host's state (is the address free, is the bridge one the host
 # allows) is checked by the helper.
 let
-  inherit (builtins) attrNames concatStringsSep elem filter hasContext isAttrs isBool isFunction
-    isInt isString match storeDir substring toJSON typeOf;
+  inherit (builtins) all attrNames concatStringsSep elem filter hasContext isAttrs isBool isFunction
+    isInt isList isString match storeDir substring toJSON typeOf;
 
   formats = import ./formats.nix;
 
@@ -34,11 +34,15 @@ let
       check = v: isInt v && v >= low && v <= high;
       expected = "an integer from ${toString low} to ${toString high}";
     };
+    listOf = element: {
+      check = v: isList v && all element.check v;
+      expected = "a list of ${element.expected}";
+    };
   };
 
   # How a rejected value is shown: briefly, and on one line.
   show = value:
-    if isString value || isInt value || isBool value then
+    if isString value || isInt value || isBool value || (isList value && all isString value) then
       let text = toJSON value; in
       if builtins.stringLength text > 60 then "${substring 0 60 text}...\"" else text
     else "a ${typeOf value}";
@@ -63,6 +67,9 @@ let
     prefixLength = types.intBetween 1 30;
     gateway = types.format "ipv4Address";
     enableNat = types.bool;
+    # Containers this one may reach on a bridge they share, and be reached
+    # by, where they name this one too.
+    peers = types.listOf (types.format "containerName");
   };
 
   isDerivation = v: isAttrs v && (v.type or null) == "derivation";
@@ -98,6 +105,7 @@ let
       prefixLength = networkField "prefixLength" null;
       gateway = networkField "gateway" null;
       enableNat = networkField "enableNat" false;
+      peers = networkField "peers" [ ];
     };
 
   fromAttrs = origin: attrs:

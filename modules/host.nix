@@ -63,15 +63,24 @@ let
     end = addresses.ipv6WithLowGroup ipv6.ipv6Prefix 65535; # <prefix>::ffff
   };
 
-  # Forwarding: the hostonly bridge is never a way anywhere. Traffic between
-  # two containers on it is bridged, not routed; it only meets these rules
-  # when br_netfilter is loaded, and is let through.
+  # Forwarding: the hostonly bridge is never a way anywhere, and no bridge of
+  # the containers is a way from one container to another: their ports are
+  # isolated on the bridge (lib/isolate-port.sh), which would mean nothing
+  # if the host routed between them. What peers send each other is bridged,
+  # not routed; it meets these rules only where br_netfilter is loaded, and
+  # iptables lets it through (physdev; nftables cannot tell it from routed
+  # traffic, so with br_netfilter peers do not reach each other there).
   fwdChain = "nixcloud-container-fwd";
-  iptablesForwardRules = [
-    "-i ${hostonlyBridge} -o ${hostonlyBridge} -j RETURN"
-    "-i ${hostonlyBridge} -j REJECT"
-    "-o ${hostonlyBridge} -j REJECT"
-  ];
+  containerBridges = [ hostonlyBridge internetBridge ] ++ lib.attrNames cfg.extraBridges;
+  iptablesForwardRules =
+    lib.concatMap (bridge: [
+      "-i ${bridge} -o ${bridge} -m physdev --physdev-is-bridged -j RETURN"
+      "-i ${bridge} -o ${bridge} -j REJECT"
+    ]) containerBridges
+    ++ [
+      "-i ${hostonlyBridge} -j REJECT"
+      "-o ${hostonlyBridge} -j REJECT"
+    ];
   iptablesRemoveChain = ''
     ip46tables -D FORWARD -j ${fwdChain} 2>/dev/null || true
     ip46tables -F ${fwdChain} 2>/dev/null || true
@@ -520,11 +529,33 @@ in
         content = ''
           chain forward {
             type filter hook forward priority filter; policy accept;
-            iifname "${hostonlyBridge}" oifname "${hostonlyBridge}" accept comment "bridged between containers"
+            ${concatMapStringsSep "\n    " (bridge: ''iifname "${bridge}" oifname "${bridge}" reject comment "not from one container to another"'') containerBridges}
             iifname "${hostonlyBridge}" reject comment "${hostonlyBridge} is never forwarded"
             oifname "${hostonlyBridge}" reject comment "${hostonlyBridge} is never forwarded"
           }
         '';
+      };
+
+      # The filter between peers (rust-helper/src/commands/peers.rs), declared
+      # so that a reload, which flushes the whole ruleset, leaves it in place
+      # without pairs (peers cannot reach each other, nobody else can either)
+      # until the service below puts the pairs back.
+      networking.nftables.tables.nixcloud-container-peers = {
+        family = "bridge";
+        content = builtins.replaceStrings [ "@ELEMENTS@" ] [ "" ] (builtins.readFile ../lib/peers.nft);
+      };
+      systemd.services.nixcloud-container-network = {
+        description = "nixcloud-container: the filter between peers, after each firewall load";
+        after = [ "nftables.service" ];
+        partOf = [ "nftables.service" ];
+        wantedBy = [ "multi-user.target" ];
+        unitConfig.ReloadPropagatedFrom = [ "nftables.service" ];
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          ExecStart = "${cfg.package}/bin/nixcloud-container repair-network";
+          ExecReload = "${cfg.package}/bin/nixcloud-container repair-network";
+        };
       };
     })
 

@@ -302,6 +302,21 @@ pkgs.testers.runNixOSTest {
               "nixcloud-container run nat -- ip -6 -o addr show dev internet scope global | grep -q '${ipv6Prefix}'"
           )
 
+      with subtest("containers reach the host, not each other, nor through the host"):
+          nc(f"create lone --system {systems['probe1']}")
+          nc("start lone")
+          lone, nat = nc("show-ip lone"), nc("show-ip nat")
+          machine.wait_until_succeeds(f"ping -c1 -W2 {lone}")
+          machine.wait_until_succeeds("nixcloud-container run lone -- ping -c1 -W2 10.101.0.1")
+          machine.fail(f"nixcloud-container run lone -- ping -c1 -W2 {nat}")
+          machine.fail(f"nixcloud-container run nat -- ping -c1 -W2 {lone}")
+          # A route through the host changes nothing: it forwards nothing between them.
+          inside("lone", f"ip route add {nat}/32 via 10.101.0.1")
+          inside("nat", f"ip route add {lone}/32 via 10.101.0.1")
+          machine.fail(f"nixcloud-container run lone -- ping -c1 -W2 {nat}")
+          machine.succeed("for flag in /sys/class/net/nc*/brport/isolated; do grep -qx 1 $flag; done")
+          nc("destroy lone --force")
+
       with subtest("autostart after a reboot"):
           nc(f"create auto /etc/nixcloud-examples/autostartExample.nix {nix}")
           expect_system("auto", "auto")

@@ -487,6 +487,14 @@ pub enum Command {
     /// beside it. An LXC directory of ours whose generations are gone is
     /// removed. Nothing else ever resets the state.
     RepairState,
+    /// Re-apply what keeps containers apart on the bridges.
+    ///
+    /// Make the ports of running containers isolated again, except those of
+    /// containers that name peers, and put the filter between peers (the
+    /// nftables table bridge nixcloud-container-peers) back in step with
+    /// the containers. Needed after a firewall reload that flushed the whole
+    /// ruleset; the NixOS module runs it then.
+    RepairNetwork,
     /// Print shell completions.
     ///
     /// Print the completions of this command for a shell, e.g.
@@ -535,6 +543,7 @@ impl Command {
             | Command::Exists { .. }
             | Command::State { .. }
             | Command::RepairState
+            | Command::RepairNetwork
             | Command::Completions { .. }
             | Command::Help { .. } => (None, None),
         };

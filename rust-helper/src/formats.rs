@@ -76,46 +76,64 @@ pub fn show(text: &str) -> String {
     }
 }
 
-/// The name of a network interface (a bridge) as Linux and LXC take it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct InterfaceName(String);
+/// A string type whose values have a format of lib/formats.json, checked
+/// when it is made (and so when it is read from JSON).
+macro_rules! formatted_string {
+    ($(#[$doc:meta])* $name:ident, $format:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-impl InterfaceName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for InterfaceName {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<InterfaceName, String> {
-        if Format::InterfaceName.matches(&text) {
-            Ok(InterfaceName(text))
-        } else {
-            Err(format!("{} is not {}", show(&text), Format::InterfaceName.description()))
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
-    }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(text: String) -> Result<$name, String> {
+                if $format.matches(&text) {
+                    Ok($name(text))
+                } else {
+                    Err(format!("{} is not {}", show(&text), $format.description()))
+                }
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(name: $name) -> String {
+                name.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+    };
 }
 
-impl From<InterfaceName> for String {
-    fn from(name: InterfaceName) -> String {
-        name.0
-    }
-}
+formatted_string!(
+    /// The name of a network interface (a bridge) as Linux and LXC take it.
+    InterfaceName,
+    Format::InterfaceName
+);
 
-impl fmt::Display for InterfaceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl PartialEq<str> for InterfaceName {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
+formatted_string!(
+    /// A container's name, as a container file names another (`network.peers`).
+    ContainerName,
+    Format::ContainerName
+);
 
 /// The prefix length of a subnet that has room for a host and containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ use ipnet::Ipv4Net;
 
 use crate::formats::{show, InterfaceName};
 use crate::layout::GUEST_INIT;
+use crate::network::{port_name, Port};
 use crate::settings::IdMap;
 
 /// What the settings of container `name` may say.
@@ -29,7 +30,15 @@ pub struct Rules<'a> {
     pub idmap: IdMap,
     /// The bridges its interfaces may join.
     pub bridges: Vec<&'a InterfaceName>,
+    /// Where the isolation script (`script.up`) must be: the store.
+    pub store: &'a Path,
 }
+
+/// What each veth's `script.up` must be: lib/isolate-port.sh, in the store.
+const ISOLATE_PORT: &str = include_str!("../../lib/isolate-port.sh");
+
+/// The ports of the interfaces, by index.
+const PORTS: [Port; 2] = [Port::Hostonly, Port::Internet];
 
 /// The names LXC gives the container's interfaces inside, by index.
 const INTERFACE_NAMES: [&str; 2] = ["hostonly", "internet"];
@@ -41,10 +50,16 @@ const CONTAINER_TTYS: &str = "container_ttys=pts/1 pts/2 pts/3 pts/4";
 
 /// Checks the text of a generation's lxc.conf against `rules`.
 pub fn check(text: &str, rules: &Rules) -> Result<()> {
-    let mut idmaps = Vec::new();
+    let mut seen = Seen::default();
     for (index, line) in text.split('\n').enumerate() {
-        check_line(line, rules, &mut idmaps).with_context(|| format!("line {}", index + 1))?;
+        check_line(line, rules, &mut seen).with_context(|| format!("line {}", index + 1))?;
     }
+    for index in 0..PORTS.len() {
+        if seen.veths[index] && !seen.isolated[index] {
+            bail!("lxc.net.{index} has no script.up: its port would not be isolated");
+        }
+    }
+    let idmaps = seen.idmaps;
     let wanted = [
         format!("u 0 {} {}", rules.idmap.host_id, rules.idmap.count),
         format!("g 0 {} {}", rules.idmap.host_id, rules.idmap.count),
@@ -63,7 +78,16 @@ pub fn check_file(file: &Path, rules: &Rules) -> Result<()> {
         .with_context(|| format!("{} is not LXC settings this helper generates", file.display()))
 }
 
-fn check_line(line: &str, rules: &Rules, idmaps: &mut Vec<String>) -> Result<()> {
+/// What the lines said that the whole must agree with.
+#[derive(Default)]
+struct Seen {
+    idmaps: Vec<String>,
+    /// Which interfaces are veths, and which have the isolation script.
+    veths: [bool; 2],
+    isolated: [bool; 2],
+}
+
+fn check_line(line: &str, rules: &Rules, seen: &mut Seen) -> Result<()> {
     if let Some(bad) = line.chars().find(|c| c.is_control()) {
         bail!("a control character ({bad:?}) in {}", show(line));
     }
@@ -91,13 +115,13 @@ fn check_line(line: &str, rules: &Rules, idmaps: &mut Vec<String>) -> Result<()>
         "lxc.start.auto" if value == "0" || value == "1" => Ok(()),
         "lxc.start.auto" => bail!("lxc.start.auto must be 0 or 1, not {}", show(value)),
         "lxc.idmap" => {
-            idmaps.push(value.to_string());
+            seen.idmaps.push(value.to_string());
             Ok(())
         }
         "lxc.tty.max" => expect(TTYS),
         "lxc.environment" => expect(CONTAINER_TTYS),
         _ => match network_key(key) {
-            Some((index, item)) => check_network_item(index, item, value, rules),
+            Some((index, item)) => check_network_item(index, item, value, rules, seen),
             None => bail!("{} is not a key nixcloud-container generates", show(key)),
         },
     }
@@ -115,12 +139,35 @@ fn network_key(key: &str) -> Option<(usize, &str)> {
     Some((index, item))
 }
 
-fn check_network_item(index: usize, item: &str, value: &str, rules: &Rules) -> Result<()> {
+fn check_network_item(
+    index: usize,
+    item: &str,
+    value: &str,
+    rules: &Rules,
+    seen: &mut Seen,
+) -> Result<()> {
     let ipv4 = |text: &str| -> Result<Ipv4Addr> {
         text.parse().map_err(|_| anyhow!("{} is not an IPv4 address", show(text)))
     };
     match item {
-        "type" if value == "veth" => Ok(()),
+        "type" if value == "veth" => {
+            seen.veths[index] = true;
+            Ok(())
+        }
+        "veth.pair" => {
+            let port = port_name(rules.name, PORTS[index]);
+            if value == port.as_str() {
+                Ok(())
+            } else {
+                bail!("lxc.net.{index}.veth.pair must be {port}, not {}", show(value))
+            }
+        }
+        "script.up" => {
+            check_isolation_script(value, rules.store)
+                .with_context(|| format!("lxc.net.{index}.script.up {}", show(value)))?;
+            seen.isolated[index] = true;
+            Ok(())
+        }
         "flags" if value == "up" => Ok(()),
         "name" if value == INTERFACE_NAMES[index] => Ok(()),
         "link" => {
@@ -148,17 +195,55 @@ fn check_network_item(index: usize, item: &str, value: &str, rules: &Rules) -> R
     }
 }
 
+/// LXC runs `script.up` as root on the host: it must be the isolation
+/// script, a file in the store (which nothing changes) with its text.
+fn check_isolation_script(value: &str, store: &Path) -> Result<()> {
+    let path = Path::new(value);
+    let in_store = path.parent() == Some(store)
+        && path.file_name().and_then(|name| name.to_str()).is_some_and(|name| {
+            name.len() > 33 && name.ends_with("-isolate-port.sh") && !name.starts_with('.')
+        });
+    if !in_store {
+        bail!("is not the isolation script in {}", store.display());
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) if text == ISOLATE_PORT => Ok(()),
+        Ok(_) => bail!("is not the isolation script"),
+        Err(err) => Err(err).context("cannot be read"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rules_for<'a>(bridges: &'a [InterfaceName]) -> Rules<'a> {
+    /// A store holding the isolation script, and another file.
+    fn store() -> tempfile::TempDir {
+        let store = tempfile::tempdir().unwrap();
+        std::fs::write(store.path().join(SCRIPT), ISOLATE_PORT).unwrap();
+        std::fs::write(
+            store.path().join("00000000000000000000000000000000-evil-isolate-port.sh"),
+            "#!/bin/sh\nreboot\n",
+        )
+        .unwrap();
+        store
+    }
+
+    const SCRIPT: &str = "r9zgkzc5zab416qddj283jlsvp18ydzr-isolate-port.sh";
+
+    fn rules_for<'a>(bridges: &'a [InterfaceName], store: &'a Path) -> Rules<'a> {
         Rules {
             name: "web",
             rootfs: "/var/lib/lxc/web/rootfs".into(),
             idmap: IdMap { host_id: 100000, count: 65536 },
             bridges: bridges.iter().collect(),
+            store,
         }
+    }
+
+    /// What lib/lxc-config.nix writes, with the store at `store`.
+    fn good(store: &Path) -> String {
+        GOOD.replace("@SCRIPT@", &store.join(SCRIPT).display().to_string())
     }
 
     const GOOD: &str = "# nixcloud-container generation of 'web'. Generated; do not edit.
@@ -174,6 +259,8 @@ lxc.net.0.type = veth
 lxc.net.0.name = hostonly
 lxc.net.0.link = brNC-hostonly
 lxc.net.0.flags = up
+lxc.net.0.script.up = @SCRIPT@
+lxc.net.0.veth.pair = nc9d9qbul6sh
 lxc.net.0.ipv4.address = 10.101.0.2/16 10.101.255.255
 lxc.net.0.ipv4.gateway = 10.101.0.1
 ";
@@ -184,13 +271,29 @@ lxc.net.0.ipv4.gateway = 10.101.0.1
 
     #[test]
     fn what_lib_lxc_config_nix_writes_passes() {
-        check(GOOD, &rules_for(&bridges())).unwrap();
+        let store = store();
+        check(&good(store.path()), &rules_for(&bridges(), store.path())).unwrap();
+    }
+
+    #[test]
+    fn a_veth_without_the_isolation_script_is_refused() {
+        let store = store();
+        let without: String = good(store.path())
+            .lines()
+            .filter(|l| !l.contains("script.up"))
+            .map(|l| l.to_string() + "\n")
+            .collect();
+        let err = check(&without, &rules_for(&bridges(), store.path())).unwrap_err();
+        assert!(err.to_string().contains("no script.up"), "{err}");
     }
 
     #[test]
     fn anything_else_is_refused() {
         let bridges = bridges();
-        let rules = rules_for(&bridges);
+        let store = store();
+        let rules = rules_for(&bridges, store.path());
+        let evil = store.path().join("00000000000000000000000000000000-evil-isolate-port.sh");
+        let evil = format!("lxc.net.0.script.up = {}", evil.display());
         for (added, message) in [
             ("lxc.hook.pre-start = /some/script.sh", "not a key"),
             ("lxc.include = /etc/shadow", "not a key"),
@@ -203,7 +306,10 @@ lxc.net.0.ipv4.gateway = 10.101.0.1
             ("lxc.environment = LD_PRELOAD=/x", "lxc.environment must be"),
             ("lxc.tty.max = 1024", "lxc.tty.max must be"),
             ("lxc.net.0.link = br0", "not a bridge of this host"),
-            ("lxc.net.0.script.up = /x", "not a setting"),
+            ("lxc.net.0.script.up = /x", "not the isolation script"),
+            (evil.as_str(), "not the isolation script"),
+            ("lxc.net.0.script.down = /x", "not a setting"),
+            ("lxc.net.0.veth.pair = eth0", "must be nc9d9qbul6sh"),
             ("lxc.net.2.type = veth", "not a key"),
             ("lxc.net.0.type = phys", "not a setting"),
             ("lxc.init.cmd = /bin/sh", "must be"),
@@ -213,7 +319,7 @@ lxc.net.0.ipv4.gateway = 10.101.0.1
             ("lxc.start.auto = 1\r", "control character"),
             ("lxc.start.auto 1", "not `key = value`"),
         ] {
-            let text = format!("{GOOD}{added}\n");
+            let text = format!("{}{added}\n", good(store.path()));
             let err = format!("{:#}", check(&text, &rules).unwrap_err());
             assert!(err.contains(message), "{added:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");

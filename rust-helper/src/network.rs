@@ -110,7 +110,9 @@ pub fn address_request(spec: &NetworkSpec, host: &HostConfig) -> Result<AddressR
 }
 
 /// The container's interfaces once its address is known.
+/// The interfaces of container `name`, with `address` on its main bridge.
 pub fn interfaces(
+    name: &str,
     spec: &NetworkSpec,
     host: &HostConfig,
     address: Ipv4Addr,
@@ -144,11 +146,52 @@ pub fn interfaces(
         prefix_length: joined.host.prefix_length,
         broadcast: subnet.broadcast(),
         gateway,
+        port: Some(port_name(name, Port::Hostonly)),
     };
-    let internet =
-        spec.enable_nat.then(|| InternetInterface { bridge: host.internet.bridge.clone() });
+    let internet = spec.enable_nat.then(|| InternetInterface {
+        bridge: host.internet.bridge.clone(),
+        port: Some(port_name(name, Port::Internet)),
+    });
     Ok((hostonly, internet))
 }
+
+/// A container's two interfaces, as ports of the host's bridges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    Hostonly,
+    Internet,
+}
+
+/// The host's end of container `name`'s veth `port`: "nc", nine characters
+/// of a hash of the name (names are the same in any case) and 'h' or 'i', so
+/// that it fits the 15 characters of an interface name and says whose it is
+/// to `ip link` and to the bridge filter (peers.rs).
+pub fn port_name(name: &str, port: Port) -> InterfaceName {
+    // FNV-1a, then MurmurHash3's finalizer so that every bit counts: stable
+    // across releases, as the names must be.
+    let mut hash =
+        name.to_ascii_lowercase().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    let mut text = String::from(PORT_PREFIX);
+    for index in 0..9 {
+        text.push(DIGITS[((hash >> (5 * index)) & 31) as usize] as char);
+    }
+    text.push(match port {
+        Port::Hostonly => 'h',
+        Port::Internet => 'i',
+    });
+    InterfaceName::try_from(text).expect("a port name is an interface name")
+}
+
+/// How the host's ends of containers' veths begin.
+pub const PORT_PREFIX: &str = "nc";
 
 pub fn hostonly_subnet(host: &HostConfig) -> Ipv4Net {
     host.hostonly.host().subnet()
@@ -185,6 +228,7 @@ mod tests {
             prefix_length: None,
             gateway: None,
             enable_nat: nat,
+            peers: Vec::new(),
         }
     }
 
@@ -271,17 +315,19 @@ mod tests {
     fn gateway_is_the_host_only_without_nat_on_hostonly() {
         let host = host();
         let address = Ipv4Addr::new(10, 101, 0, 2);
-        let (plain, internet) = interfaces(&spec(None, None, false), &host, address).unwrap();
+        let (plain, internet) =
+            interfaces("web", &spec(None, None, false), &host, address).unwrap();
         assert_eq!(plain.gateway, Some(Ipv4Addr::new(10, 101, 0, 1)));
         assert_eq!(plain.broadcast, Ipv4Addr::new(10, 101, 255, 255));
         assert_eq!(internet, None);
 
-        let (natted, internet) = interfaces(&spec(None, None, true), &host, address).unwrap();
+        let (natted, internet) =
+            interfaces("web", &spec(None, None, true), &host, address).unwrap();
         assert_eq!(natted.gateway, None);
         assert_eq!(internet.unwrap().bridge.as_str(), "brNC-internet");
 
         let own = spec(Some("10.10.1.2"), Some("myOwnBridge"), false);
-        let (custom, _) = interfaces(&own, &host, Ipv4Addr::new(10, 10, 1, 2)).unwrap();
+        let (custom, _) = interfaces("web", &own, &host, Ipv4Addr::new(10, 10, 1, 2)).unwrap();
         assert_eq!((custom.bridge.as_str(), custom.gateway), ("myOwnBridge", None));
         assert_eq!(custom.broadcast, Ipv4Addr::new(10, 10, 255, 255));
     }
@@ -293,11 +339,23 @@ mod tests {
         let mut with_gateway = spec(None, None, false);
         for bad in ["8.8.8.8", "10.101.0.0", "10.101.255.255", "10.101.0.2"] {
             with_gateway.gateway = Some(bad.parse().unwrap());
-            let err = interfaces(&with_gateway, &host, address).unwrap_err();
+            let err = interfaces("web", &with_gateway, &host, address).unwrap_err();
             assert!(err.to_string().starts_with("network.gateway"), "{bad}: {err}");
         }
         with_gateway.gateway = Some("10.101.0.9".parse().unwrap());
-        let (hostonly, _) = interfaces(&with_gateway, &host, address).unwrap();
+        let (hostonly, _) = interfaces("web", &with_gateway, &host, address).unwrap();
         assert_eq!(hostonly.gateway, Some(Ipv4Addr::new(10, 101, 0, 9)));
+    }
+
+    #[test]
+    fn port_names_are_stable_short_and_the_same_in_any_case() {
+        let web = port_name("web", Port::Hostonly);
+        assert_eq!(web.as_str().len(), 12);
+        assert!(web.as_str().starts_with("nc") && web.as_str().ends_with('h'));
+        assert_eq!(port_name("WEB", Port::Hostonly), web);
+        assert_eq!(port_name("web", Port::Internet).as_str()[..11], web.as_str()[..11]);
+        assert_ne!(port_name("web2", Port::Hostonly), web);
+        // What a release gave a container, every later release gives it.
+        assert_eq!(web.as_str(), "nc9d9qbul6sh");
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::formats::{InterfaceName, PrefixLength};
+use crate::formats::{ContainerName, InterfaceName, PrefixLength};
 use crate::settings::IdMap;
 
 /// Where a container's generations come from.
@@ -72,6 +72,9 @@ pub struct NetworkSpec {
     pub prefix_length: Option<PrefixLength>,
     pub gateway: Option<Ipv4Addr>,
     pub enable_nat: bool,
+    /// The containers it may reach, and be reached by, where they name it too.
+    #[serde(default)]
+    pub peers: Vec<ContainerName>,
 }
 
 /// A container file's settings, normalized by lib/spec.nix (what it builds,
@@ -101,6 +104,10 @@ pub struct HostonlyInterface {
     pub prefix_length: PrefixLength,
     pub broadcast: Ipv4Addr,
     pub gateway: Option<Ipv4Addr>,
+    /// The host's end of the veth (network::port_name); none in generations
+    /// made before ports had names.
+    #[serde(default)]
+    pub port: Option<InterfaceName>,
 }
 
 /// The container's NATed interface (called `internet` inside); addressed by DHCP.
@@ -108,6 +115,9 @@ pub struct HostonlyInterface {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InternetInterface {
     pub bridge: InterfaceName,
+    /// The host's end of the veth, as `HostonlyInterface::port`.
+    #[serde(default)]
+    pub port: Option<InterfaceName>,
 }
 
 /// What the helper resolves for one build: handed to lib/cli.nix as JSON and

@@ -233,8 +233,14 @@ in
     (eq "no failed assertions" (failedAssertions nftablesOff) [ ])
     (hasInfix "iptables: a forward chain of our own" "ip46tables -I FORWARD -j nixcloud-container-fwd"
       nftablesOff.networking.firewall.extraCommands)
-    (hasInfix "iptables: traffic within the hostonly bridge passes"
-      "ip46tables -A nixcloud-container-fwd -i brNC-hostonly -o brNC-hostonly -j RETURN"
+    (hasInfix "iptables: bridged traffic between peers passes (with br_netfilter)"
+      "ip46tables -A nixcloud-container-fwd -i brNC-hostonly -o brNC-hostonly -m physdev --physdev-is-bridged -j RETURN"
+      nftablesOff.networking.firewall.extraCommands)
+    (hasInfix "iptables: nothing is routed from a container to another on hostonly"
+      "ip46tables -A nixcloud-container-fwd -i brNC-hostonly -o brNC-hostonly -j REJECT"
+      nftablesOff.networking.firewall.extraCommands)
+    (hasInfix "iptables: nor on internet"
+      "ip46tables -A nixcloud-container-fwd -i brNC-internet -o brNC-internet -j REJECT"
       nftablesOff.networking.firewall.extraCommands)
     (hasInfix "iptables: nothing is forwarded from hostonly"
       "ip46tables -A nixcloud-container-fwd -i brNC-hostonly -j REJECT" nftablesOff.networking.firewall.extraCommands)
@@ -244,7 +250,8 @@ in
       nftablesOff.networking.firewall.extraStopCommands)
     (eq "iptables: no nftables table" nftablesOff.networking.nftables.tables { })
     (eq "iptables: no nftables forward rules" nftablesOff.networking.firewall.extraForwardRules "")
-    (lacksInfix "iptables: the internet bridge is forwarded" "brNC-internet" nftablesOff.networking.firewall.extraCommands)
+    (lacksInfix "iptables: the internet bridge is forwarded elsewhere" "-i brNC-internet -j" nftablesOff.networking.firewall.extraCommands)
+    (eq "iptables: no service for the nftables filter" (nftablesOff.systemd.services ? nixcloud-container-network) false)
     (that "iptables without a firewall: a warning"
       (evalHost [
         { nixcloud.containers = { enable = true; internetInterface = "enp0s3"; }; }
@@ -263,9 +270,25 @@ in
       nftablesOn.networking.nftables.tables.nixcloud-container.family "inet")
     (hasInfix "nftables: an accepting forward chain" "type filter hook forward priority filter; policy accept;"
       nftablesOn.networking.nftables.tables.nixcloud-container.content)
-    (hasInfix "nftables: traffic within the hostonly bridge passes"
-      ''iifname "brNC-hostonly" oifname "brNC-hostonly" accept''
+    (hasInfix "nftables: nothing is routed from a container to another"
+      ''iifname "brNC-internet" oifname "brNC-internet" reject''
       nftablesOn.networking.nftables.tables.nixcloud-container.content)
+    (eq "nftables: the filter between peers, declared" nftablesOn.networking.nftables.tables.nixcloud-container-peers.family "bridge")
+    (that "nftables: declared without pairs" nftablesOn.networking.nftables.tables.nixcloud-container-peers.content
+      "the filter of lib/peers.nft without @ELEMENTS@"
+      (content: lib.hasInfix ''iifname "nc*" oifname "nc*" iifname . oifname != @pairs drop'' content && !(lib.hasInfix "@" (lib.replaceStrings [ "@pairs" ] [ "" ] content))))
+    (eq "nftables: the pairs come back after each reload"
+      (let unit = nftablesOn.systemd.services.nixcloud-container-network; in {
+        inherit (unit) after partOf;
+        inherit (unit.unitConfig) ReloadPropagatedFrom;
+        inherit (unit.serviceConfig) ExecReload;
+      })
+      {
+        after = [ "nftables.service" ];
+        partOf = [ "nftables.service" ];
+        ReloadPropagatedFrom = [ "nftables.service" ];
+        ExecReload = "${nftablesOn.nixcloud.containers.package}/bin/nixcloud-container repair-network";
+      })
     (hasInfix "nftables: nothing is forwarded from hostonly" ''iifname "brNC-hostonly" reject''
       nftablesOn.networking.nftables.tables.nixcloud-container.content)
     (hasInfix "nftables: nothing is forwarded to hostonly" ''oifname "brNC-hostonly" reject''

@@ -64,6 +64,7 @@ impl Context {
                 .into_iter()
                 .chain(host.extra_bridges.keys())
                 .collect(),
+            store: std::path::Path::new(crate::store_view::NIX_STORE),
         }
     }
 

@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::activation::{activate_current, OnFailure};
 use super::context::Context;
-use super::opening;
 use super::recovery::{record_switch, refresh_addresses};
+use super::{opening, peers};
 use crate::nix::Nix;
 use crate::profile::Deletion;
 
@@ -124,5 +124,8 @@ fn switch_recorded(
     let switched = switch(&ctx.plain_nix())
         .and_then(|()| activate_current(ctx, name, previous, &ctx.lxc_args, on_failure));
     record_switch(ctx, name, None)?;
+    let current =
+        ctx.profile(name).current()?.context("the container has no current generation")?;
+    peers::refresh(ctx, !current.meta()?.spec.network.peers.is_empty())?;
     switched
 }

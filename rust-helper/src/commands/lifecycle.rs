@@ -12,6 +12,7 @@ use anyhow::{bail, Context as _, Result};
 use super::activation::{activate_current, OnFailure};
 use super::context::Context;
 use super::opening::{self, Opened};
+use super::peers;
 use super::recovery::{addresses_in_use, teardown};
 use crate::network;
 use crate::settings::IdMap;
@@ -158,7 +159,7 @@ fn reserve(
         .state
         .claim(host, name, bridge, inputs.address)
         .with_context(|| source.to_string())?;
-    let (hostonly, internet) = network::interfaces(&inputs.spec.network, host, address)
+    let (hostonly, internet) = network::interfaces(name, &inputs.spec.network, host, address)
         .with_context(|| source.to_string())?;
     Ok(Params {
         name: name.to_string(),
@@ -292,6 +293,8 @@ pub fn update(
     entry.mark_switching(None);
     entry.addresses = addresses_in_use(ctx, name, entry.automatic_ip)?;
     locked.save()?;
+    drop(locked);
+    peers::refresh(ctx, !inputs.spec.network.peers.is_empty())?;
     activated?;
 
     if current == previous {
@@ -356,6 +359,16 @@ fn ensure_name_is_free(ctx: &Context, locked: &LockedState, name: &str) -> Resul
             );
         }
         bail!("container '{taken}' already exists, and names are host names, the same in any case");
+    }
+    // The host's ends of its veths are named after it (network::port_name).
+    let port = network::port_name(name, network::Port::Hostonly);
+    let same_ports = locked
+        .state
+        .containers
+        .keys()
+        .find(|other| network::port_name(other, network::Port::Hostonly) == port);
+    if let Some(other) = same_ports {
+        bail!("container '{other}' has the interface names ({port}) that '{name}' would get: choose another name");
     }
     let lost = "the state does not know it: run `nixcloud-container repair-state` to recover it";
     let lxc = ctx.lxc();

@@ -5,6 +5,7 @@ mod context;
 mod generations;
 mod lifecycle;
 mod opening;
+mod peers;
 mod query;
 mod recovery;
 mod runtime;
@@ -205,6 +206,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Exists { name } => return query::exists(&ctx, &name),
         Command::State { name, json } => query::state(&ctx, &name, json.json)?,
         Command::RepairState => recovery::repair_state(&ctx)?,
+        Command::RepairNetwork => peers::repair(&ctx)?,
         Command::Help { .. } | Command::Completions { .. } => unreachable!("answered above"),
     }
     Ok(ExitCode::SUCCESS)

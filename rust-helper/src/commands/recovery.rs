@@ -117,7 +117,12 @@ pub fn teardown(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<(
     profile.remove()?;
     crate::nix::forget_roots(&[profile.dir(), &ctx.settings.state_dir.join("builds").join(name)]);
     locked.state.containers.remove(name);
-    locked.save()
+    locked.save()?;
+    // Its pairs go with it: a new container of its name must not find them.
+    if let Err(err) = super::peers::refresh(ctx, false) {
+        eprintln!("warning: {err:#}");
+    }
+    Ok(())
 }
 
 /// Every address container `name`'s generations use, and its automatic one.

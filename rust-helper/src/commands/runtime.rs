@@ -6,7 +6,7 @@ use std::process::{ExitCode, ExitStatus};
 use anyhow::{bail, Context as _, Result};
 
 use super::context::Context;
-use super::opening;
+use super::{opening, peers};
 use crate::error::EXIT_FAILURE;
 use crate::layout::PROFILE_MOUNT;
 use crate::lxc::{Halted, Lxc, Started};
@@ -33,9 +33,14 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
     // helper would not write.
     ctx.check_generation(name, ids, &current.path)
         .with_context(|| format!("refusing to start '{name}'"))?;
-    let params = current.meta()?.params;
+    let meta = current.meta()?;
+    let names_peers = !meta.spec.network.peers.is_empty();
+    let params = meta.params;
     check_bridges(name, &params)?;
     ctx.check_reachable(name, ids)?;
+    // The filter between peers first: its ports start isolated, and stop
+    // being so only with their pairs in place.
+    peers::refresh(ctx, names_peers)?;
     // What the container sees of the host, mounted where lxc-start (run
     // from this process) finds it, and nowhere else.
     let mounts = host_mounts(ctx, name, &params)?;
@@ -49,6 +54,12 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
     let lxc = ctx.lxc();
     if in_foreground(ctx) {
         record_started(ctx, name, &current, &params)?;
+        if names_peers {
+            eprintln!(
+                "note: started in the foreground, '{name}' reaches its peers only after \
+                 `nixcloud-container repair-network`"
+            );
+        }
         // The console stays on this terminal until the container stops; other
         // commands (update, stop) must not wait for that.
         drop(lock);
@@ -59,7 +70,10 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
         .start(name, &ctx.lxc_args, scratch.dir())
         .with_context(|| format!("cannot start container '{name}'"))?;
     match started {
-        Started::Now => record_started(ctx, name, &current, &params)?,
+        Started::Now => {
+            record_started(ctx, name, &current, &params)?;
+            peers::after_start(name, &params, names_peers)?;
+        }
         Started::AlreadyRunning => println!("container '{name}' is already running"),
     }
     Ok(ExitCode::SUCCESS)

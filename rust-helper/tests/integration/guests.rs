@@ -48,7 +48,10 @@ fn the_store_and_init_are_roots_inside_and_locked_read_only() {
     host.ok(&["stop", "owner"]);
     std::fs::write(host.dir.path().join("host.json"), r#"{"idmappedMounts": false}"#).unwrap();
     host.start_booted("owner");
-    assert_eq!(host.ok(&["run", "owner", "stat", "-c", "%u", path_str(&store_file)]).trim(), "65534");
+    assert_eq!(
+        host.ok(&["run", "owner", "stat", "-c", "%u", path_str(&store_file)]).trim(),
+        "65534"
+    );
     assert_ne!(host.helper(&["run", "owner", "touch", "/nix/store/escape"]).code, 0);
 }
 

@@ -274,3 +274,148 @@ fn the_whole_store_is_for_containers_the_host_allows() {
     let error = host.fails(&["start", "whole"], 1);
     assert!(error.contains("allowWholeStore"), "{error}");
 }
+
+/// Where a connection comes from: a container, or the host.
+#[derive(Clone, Copy)]
+enum From<'a> {
+    Host,
+    Container(&'a str),
+}
+
+/// Runs `command` in `from`'s shell; whether it succeeded.
+fn succeeds(host: &Host, from: From, command: &str) -> bool {
+    match from {
+        From::Host => host.ns(command).code == 0,
+        From::Container(name) => host.helper(&["run", name, "sh", "-c", command]).code == 0,
+    }
+}
+
+/// Whether `from` reaches container `to` at `address`: by ping, and by a
+/// TCP connection to a listener in `to` that receives what was sent. Both
+/// must agree.
+fn reaches(host: &Host, from: From, to: &str, address: &str) -> bool {
+    let pings = succeeds(host, from, &format!("busybox ping -c 1 -W 1 {address}"));
+    host.ok(&["run", to, "sh", "-c", "rm -f /tmp/received; nc -l -p 7000 >/tmp/received 2>&1 &"]);
+    let sent = succeeds(host, from, &format!("echo hello | busybox nc -w 1 {address} 7000"));
+    let received =
+        host.ok(&["run", to, "sh", "-c", "sleep 0.1; cat /tmp/received; killall nc; true"]);
+    let connects = sent && received.trim() == "hello";
+    assert_eq!(pings, connects, "ping and TCP disagree about {address}: {received:?}");
+    pings
+}
+
+/// Container `from` reaching the host at `address`.
+fn reaches_host(host: &Host, from: &str, address: &str) -> bool {
+    succeeds(host, From::Container(from), &format!("ping -c 1 -W 1 {address}"))
+}
+
+#[test]
+fn containers_reach_the_host_and_not_each_other() {
+    let host = Host::new();
+    host.ok(&["create", "a", path_str(&host.tiny("a.nix", "1", "network.enableNat = true;"))]);
+    host.ok(&["create", "b", path_str(&host.tiny("b.nix", "1", "network.enableNat = true;"))]);
+    host.start_booted("a");
+    host.start_booted("b");
+    // Their interfaces on brNC-internet get addresses by DHCP, which this
+    // host does not serve: given by hand.
+    host.ok(&["run", "a", "ip", "addr", "add", "10.202.0.50/16", "dev", "internet"]);
+    host.ok(&["run", "b", "ip", "addr", "add", "10.202.0.51/16", "dev", "internet"]);
+
+    let check = |when: &str| {
+        for (name, other, hostonly, internet) in
+            [("a", "b", "10.101.0.3", "10.202.0.51"), ("b", "a", "10.101.0.2", "10.202.0.50")]
+        {
+            assert!(
+                !reaches(&host, From::Container(name), other, hostonly),
+                "{when}: {name} reaches {other} on hostonly"
+            );
+            assert!(
+                !reaches(&host, From::Container(name), other, internet),
+                "{when}: {name} reaches {other} on internet"
+            );
+            assert!(
+                reaches(&host, From::Host, other, hostonly),
+                "{when}: the host reaches {other} on hostonly"
+            );
+            assert!(
+                reaches(&host, From::Host, other, internet),
+                "{when}: the host reaches {other} on internet"
+            );
+            assert!(reaches_host(&host, name, "10.101.0.1"), "{when}: {name} reaches the host");
+            assert!(
+                reaches_host(&host, name, "10.202.0.1"),
+                "{when}: {name} reaches the host on internet"
+            );
+        }
+    };
+    check("after the start");
+
+    // A live update keeps the ports as they are; a new start isolates the
+    // new ones, which LXC makes anew.
+    host.ok(&["update", "a", path_str(&host.tiny("a2.nix", "2", "network.enableNat = true;"))]);
+    host.ok(&["stop", "b"]);
+    host.start_booted("b");
+    host.ok(&["run", "b", "ip", "addr", "add", "10.202.0.51/16", "dev", "internet"]);
+    check("after an update and a restart");
+    let flags = host.ns_ok("cat /sys/class/net/nc*/brport/isolated");
+    assert_eq!(flags.split_whitespace().collect::<Vec<_>>(), ["1"; 4], "every port is isolated");
+    // No filter is needed while no container names peers.
+    assert_eq!(host.ns_ok("nft list tables bridge"), "");
+}
+
+#[test]
+fn peers_reach_each_other_where_both_say_so() {
+    let host = Host::new();
+    let with_peers =
+        |file: &str, peers: &str| host.tiny(file, "1", &format!("network.peers = [ {peers} ];"));
+    host.ok(&["create", "a", path_str(&with_peers("a.nix", "\"B\" \"c\""))]);
+    host.ok(&["create", "b", path_str(&with_peers("b.nix", "\"a\""))]);
+    host.ok(&["create", "c", path_str(&host.tiny("c.nix", "1", ""))]);
+    host.ok(&["create", "d", path_str(&with_peers("d.nix", "\"a\""))]);
+    for name in ["a", "b", "c", "d"] {
+        host.start_booted(name);
+    }
+    let address = |name: &str| {
+        format!("10.101.0.{}", 2 + ["a", "b", "c", "d"].iter().position(|n| *n == name).unwrap())
+    };
+    let reaches_peer =
+        |from: &str, to: &str| reaches(&host, From::Container(from), to, &address(to));
+
+    // a and b name each other (names are the same in any case); a names c,
+    // which does not name it; d names a, which does not name d.
+    assert!(reaches_peer("a", "b") && reaches_peer("b", "a"));
+    for (from, to) in
+        [("a", "c"), ("c", "a"), ("a", "d"), ("d", "a"), ("c", "b"), ("d", "b"), ("c", "d")]
+    {
+        assert!(!reaches_peer(from, to), "{from} reaches {to}");
+    }
+    for name in ["a", "b", "c", "d"] {
+        assert!(reaches(&host, From::Host, name, &address(name)), "the host reaches {name}");
+    }
+
+    // A live update that drops the peer, and one that names it again.
+    host.ok(&["update", "b", path_str(&host.tiny("b2.nix", "2", ""))]);
+    assert!(!reaches_peer("a", "b") && !reaches_peer("b", "a"));
+    host.ok(&["update", "b", path_str(&with_peers("b3.nix", "\"A\""))]);
+    assert!(reaches_peer("a", "b"));
+
+    // A firewall reload that flushes the whole ruleset takes the filter;
+    // repair-network puts it back.
+    host.ns_ok("nft flush ruleset");
+    host.ok(&["repair-network"]);
+    assert!(reaches_peer("a", "b") && !reaches_peer("c", "a"));
+
+    // A destroyed peer's pairs go with it: a new container of its name that
+    // does not name a cannot reach it.
+    host.ok(&["destroy", "b", "--force"]);
+    host.ok(&["create", "b", path_str(&host.tiny("b4.nix", "4", ""))]);
+    host.start_booted("b");
+    assert!(!reaches_peer("a", "b") && !reaches_peer("b", "a"));
+
+    // Once no container names peers, the filter goes.
+    for name in ["a", "d"] {
+        host.ok(&["update", name, path_str(&host.tiny(&format!("{name}5.nix"), "5", ""))]);
+    }
+    assert_eq!(host.ns_ok("nft list tables bridge"), "");
+    assert!(!reaches_peer("a", "b"));
+}

@@ -25,7 +25,7 @@ fn each_kind_of_container_file_gives_its_spec() {
         spec_of(&module),
         serde_json::json!({
             "kind": "nixos", "autostart": false, "nixDaemon": false, "wholeStore": false,
-            "network": { "bridge": null, "ip": null, "prefixLength": null, "gateway": null, "enableNat": false }
+            "network": { "bridge": null, "ip": null, "prefixLength": null, "gateway": null, "enableNat": false, "peers": [] }
         })
     );
 
@@ -39,7 +39,7 @@ fn each_kind_of_container_file_gives_its_spec() {
         spec_of(&attrs),
         serde_json::json!({
             "kind": "nixos", "autostart": true, "nixDaemon": false, "wholeStore": false,
-            "network": { "bridge": "myOwnBridge", "ip": "10.10.1.2", "prefixLength": null, "gateway": null, "enableNat": false }
+            "network": { "bridge": "myOwnBridge", "ip": "10.10.1.2", "prefixLength": null, "gateway": null, "enableNat": false, "peers": [] }
         })
     );
 
