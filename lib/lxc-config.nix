@@ -13,20 +13,22 @@ let
 
   line = key: value: "${key} = ${toString value}";
 
-  # One veth on a host bridge; `index` is LXC's network number, `port` the
-  # host's end (null: LXC names it).
-  veth = index: name: bridge: port: extra:
+  # One veth on a host bridge; `index` is LXC's network number, `interface`
+  # its params (`port`: the host's end, `hwaddr`: its MAC address; null:
+  # LXC picks them).
+  veth = index: name: interface: extra:
     let key = "lxc.net.${toString index}"; in
     [
       (line "${key}.type" "veth")
       (line "${key}.name" name)
-      (line "${key}.link" bridge)
+      (line "${key}.link" interface.bridge)
       (line "${key}.flags" "up")
       # Isolated from the bridge's other isolated ports (other containers)
       # from the start; the helper lets peers through (rust-helper/src/peers.rs).
       (line "${key}.script.up" isolatePort)
     ]
-    ++ (if port == null then [ ] else [ (line "${key}.veth.pair" port) ])
+    ++ (if (interface.port or null) == null then [ ] else [ (line "${key}.veth.pair" interface.port) ])
+    ++ (if (interface.hwaddr or null) == null then [ ] else [ (line "${key}.hwaddr" interface.hwaddr) ])
     ++ map (kv: line "${key}.${kv.name}" kv.value) extra;
 
   isolatePort = "${./isolate-port.sh}";
@@ -40,6 +42,24 @@ let
   ] ++ (if hostonly.gateway == null then [ ] else [ { name = "ipv4.gateway"; value = hostonly.gateway; } ]);
 
   inherit (params.idmap) hostId count;
+
+  # The resource limits (the spec's, capped by the host's), as cgroup2 keys;
+  # each name as lib/spec.nix normalizes it.
+  limits = params.limits or { };
+  cgroupFiles = {
+    memoryMax = "memory.max";
+    memoryHigh = "memory.high";
+    cpuWeight = "cpu.weight";
+    cpuMax = "cpu.max";
+    pidsMax = "pids.max";
+    ioWeight = "io.weight";
+  };
+  cgroupValue = name: value:
+    if name == "cpuMax" then "${toString value} ${toString (import ./spec.nix).cpuPeriod}" else toString value;
+  limitLines = builtins.concatLists (builtins.attrValues (builtins.mapAttrs
+    (name: file: let value = limits.${name} or null; in
+      if value == null then [ ] else [ (line "lxc.cgroup2.${file}" (cgroupValue name value)) ])
+    cgroupFiles));
 
   ttys = 4;
 in
@@ -63,6 +83,7 @@ concatStringsSep "\n" ([
   (line "lxc.environment" "container_ttys=${concatStringsSep " " (builtins.genList (i: "pts/${toString (i + 1)}") ttys)}")
   (line "lxc.start.auto" (if autostart then 1 else 0))
 ]
-++ veth 0 "hostonly" hostonly.bridge (hostonly.port or null) hostonlyAddress
-++ (if params.internet == null then [ ] else veth 1 "internet" params.internet.bridge (params.internet.port or null) [ ])
+++ limitLines
+++ veth 0 "hostonly" hostonly hostonlyAddress
+++ (if params.internet == null then [ ] else veth 1 "internet" params.internet [ ])
 ) + "\n"

@@ -2,7 +2,8 @@
 #
 # A container file evaluates to one of:
 #   - a NixOS module function:   { pkgs, ip, name, ... }: { ... }
-#   - a container attribute set: { autostart ? false; nixDaemon ? false; wholeStore ? false; network ? { ... };
+#   - a container attribute set: { autostart ? false; nixDaemon ? false; wholeStore ? false;
+#                                  network ? { ... }; limits ? { ... };
 #                                  configuration = <module>; }
 #   - a container attribute set naming a ready system instead of a configuration:
 #                                { autostart ? false; network ? { ... }; system = <store path>; }
@@ -40,9 +41,79 @@ let
     };
   };
 
+  # Resource limits (`limits`): each a type as above, with `number` turning
+  # a value that fits into what LXC's cgroup2 key takes.
+  limitTypes = {
+    # Bytes: an integer, or a string with a unit (powers of 1024).
+    size = {
+      check = v: (isInt v && v > 0)
+        || (isString v && (match "[1-9][0-9]{0,17}" v != null || match "[1-9][0-9]{0,6}[KMGT]" v != null));
+      expected = ''a size: a positive number of bytes, or a string like "512M" or "2G" (K, M, G, T: powers of 1024)'';
+      number = v:
+        if isInt v then v
+        else
+          let parts = match "([0-9]+)([KMGT]?)" v; in
+          builtins.fromJSON (builtins.elemAt parts 0) * sizeUnits.${builtins.elemAt parts 1};
+    };
+    # A share against other containers (cgroup2's weights).
+    weight = types.intBetween 1 10000 // { number = v: v; };
+    # CPUs: the quota per 100 ms period, in microseconds (cpu.max).
+    cpus = {
+      check = v: (isInt v || builtins.isFloat v) && v >= 0.01 && v <= 10000;
+      expected = "a number of CPUs from 0.01 up, like 1 or 1.5";
+      number = v: builtins.floor (v * cpuPeriod + 0.5);
+    };
+    count = { check = v: isInt v && v >= 1; expected = "a positive integer"; number = v: v; };
+  };
+  sizeUnits = { "" = 1; K = 1024; M = 1048576; G = 1073741824; T = 1099511627776; };
+  # cpu.max's period in microseconds (the kernel's default); the helper's too.
+  cpuPeriod = 100000;
+
+  # Where each limit is in a container file, its name in the spec, its type.
+  limits = {
+    memory = {
+      max = { name = "memoryMax"; type = limitTypes.size; };
+      high = { name = "memoryHigh"; type = limitTypes.size; };
+    };
+    cpu = {
+      weight = { name = "cpuWeight"; type = limitTypes.weight; };
+      max = { name = "cpuMax"; type = limitTypes.cpus; };
+    };
+    pids.max = { name = "pidsMax"; type = limitTypes.count; };
+    io.weight = { name = "ioWeight"; type = limitTypes.weight; };
+  };
+
+  # `limits` of a container file (or the host's): every limit by its spec
+  # name, a number or null where it is not set.
+  normalizeLimits = origin: value:
+    let
+      known = attrs: concatStringsSep ", " (attrNames attrs);
+      group = groupName: definitions:
+        let
+          given = value.${groupName} or { };
+          bad = unknownKeys (attrNames definitions) given;
+          prefix = "limits.${groupName}.";
+        in
+        if !(isAttrs given) then throw "${origin}: limits.${groupName} must be an attribute set, got ${typeOf given}"
+        else if bad != [ ] then
+          throw "${origin}: limits.${groupName}: unknown attribute '${builtins.head bad}' (known: ${known definitions})"
+        else builtins.listToAttrs (map
+          (key:
+            let
+              definition = definitions.${key};
+              checked = field origin prefix given key definition.type null;
+            in
+            { inherit (definition) name; value = if checked == null then null else definition.type.number checked; })
+          (attrNames definitions));
+      bad = unknownKeys (attrNames limits) value;
+    in
+    if !(isAttrs value) then throw "${origin}: limits must be an attribute set, got ${typeOf value}"
+    else if bad != [ ] then throw "${origin}: limits: unknown attribute '${builtins.head bad}' (known: ${known limits})"
+    else builtins.foldl' (all: groupName: all // group groupName limits.${groupName}) { } (attrNames limits);
+
   # How a rejected value is shown: briefly, and on one line.
   show = value:
-    if isString value || isInt value || isBool value || (isList value && all isString value) then
+    if isString value || isInt value || builtins.isFloat value || isBool value || (isList value && all isString value) then
       let text = toJSON value; in
       if builtins.stringLength text > 60 then "${substring 0 60 text}...\"" else text
     else "a ${typeOf value}";
@@ -58,7 +129,7 @@ let
     else if type.check attrs.${key} then attrs.${key}
     else throw "${origin}: ${prefix}${key} ${show attrs.${key}} is not ${type.expected}";
 
-  containerKeys = [ "autostart" "nixDaemon" "wholeStore" "network" "configuration" "system" ];
+  containerKeys = [ "autostart" "nixDaemon" "wholeStore" "network" "limits" "configuration" "system" ];
 
   network = {
     bridge = types.format "interfaceName";
@@ -127,13 +198,14 @@ let
         # The host's whole store inside instead of the closure, where the host allows it.
         wholeStore = field origin "" attrs "wholeStore" types.bool false;
         network = normalizeNetwork origin (attrs.network or { });
+        limits = normalizeLimits origin (attrs.limits or { });
       };
       configuration = attrs.configuration or null;
       system = if attrs ? system then storePathOf origin attrs.system else null;
     };
 in
 {
-  inherit containerKeys;
+  inherit containerKeys normalizeLimits cpuPeriod;
   networkKeys = attrNames network;
 
   # origin: how errors name the value, e.g. "container file /etc/containers/web.nix".

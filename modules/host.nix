@@ -21,6 +21,20 @@ let
   defaults = builtins.fromJSON (builtins.readFile ../lib/host-defaults.json);
   addresses = import ../lib/addresses.nix { inherit lib; };
   formats = import ../lib/formats.nix;
+  spec = import ../lib/spec.nix;
+
+  # One of the host's resource limits: unset by default.
+  limitOption = type: example: description: mkOption {
+    type = types.nullOr type;
+    default = null;
+    inherit example;
+    description = description + ''
+
+      Containers are capped at this where they ask for more; LXC enforces
+      it through cgroup2 (`lxc.cgroup2.*`).
+    '';
+  };
+  sizeString = types.strMatching "[1-9][0-9]{0,6}[KMGT]";
 
   lxcPackage = config.virtualisation.lxc.package;
   ipv6 = cfg.ipv6;
@@ -327,6 +341,34 @@ in
       '';
     };
 
+    limits = {
+      memory.max = limitOption (types.either types.ints.positive sizeString) "2G" ''
+        The most memory (`memory.max`) any container may use, and what one
+        gets whose file sets no `limits.memory.max`: bytes, or a size with K,
+        M, G or T (powers of 1024).
+      '';
+      memory.high = limitOption (types.either types.ints.positive sizeString) "1536M" ''
+        The memory above which a container's processes are slowed down and
+        reclaimed from (`memory.high`): a ceiling and default, as `memory.max`.
+      '';
+      cpu.weight = limitOption (types.ints.between 1 10000) 100 ''
+        The highest CPU share (`cpu.weight`, 100 is the default share) a
+        container may ask for, and what one gets that asks for none.
+      '';
+      cpu.max = limitOption (types.either types.ints.positive types.float) 1.5 ''
+        The most CPUs' worth of time (`cpu.max`) a container may use, and
+        what one gets that sets no `limits.cpu.max`.
+      '';
+      pids.max = limitOption types.ints.positive 4096 ''
+        The most processes and threads (`pids.max`) a container may have,
+        and what one gets that sets no `limits.pids.max`.
+      '';
+      io.weight = limitOption (types.ints.between 1 10000) 100 ''
+        The highest IO share (`io.weight`) a container may ask for, and what
+        one gets that asks for none.
+      '';
+    };
+
     allowWholeStore = mkOption {
       type = types.bool;
       default = defaults.allowWholeStore;
@@ -427,6 +469,8 @@ in
         extraBridges = lib.mapAttrs (_: bridge: { inherit (bridge) address prefixLength; }) cfg.extraBridges;
         idmap = { inherit (cfg.idmap) hostId count perContainer isolated; };
         inherit (cfg) idmappedMounts allowNixDaemon allowWholeStore;
+        limits = lib.filterAttrs (_: value: value != null)
+          (spec.normalizeLimits "nixcloud.containers.limits" cfg.limits);
         inherit lxcPath;
         profilesDir = toString cfg.profilesDir;
         stateDir = toString cfg.stateDir;

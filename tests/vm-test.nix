@@ -202,6 +202,9 @@ pkgs.testers.runNixOSTest {
           pid = machine.succeed("lxc-info -n probe -pH").strip()
           expect("uid of init", machine.succeed(f"ps -o uid= -p {pid}").strip(), "100000")
           machine.succeed("ps -o uid= --ppid " + pid + " | awk '$1 < 100000 { exit 1 }'")
+          # Its limits are its cgroup's (lxc-cgroup reads the container's own).
+          expect("memory.max", machine.succeed("lxc-cgroup -n probe memory.max").strip(), "536870912")
+          expect("pids.max", machine.succeed("lxc-cgroup -n probe pids.max").strip(), "2048")
           # Its store is the closure of its generation and nothing else.
           generation = machine.succeed("readlink -f /nix/var/nix/profiles/nixcloud-container/probe/profile").strip()
           closure = set(machine.succeed(f"nix-store --query --requisites {generation}/system").split())

@@ -216,6 +216,11 @@ impl Lxc<'_> {
         Ok(out.trim().to_string())
     }
 
+    /// Writes `value` into the running container's cgroup2 file `file`.
+    pub fn set_cgroup(&self, name: &str, file: &str, value: &str) -> Result<()> {
+        self.run("lxc-cgroup", name, &[file.to_string(), value.to_string()]).map(drop)
+    }
+
     /// The host pid of the container's init, None while it is stopped.
     pub fn init_pid(&self, name: &str) -> Result<Option<u32>> {
         let out =

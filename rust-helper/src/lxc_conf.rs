@@ -18,7 +18,7 @@ use ipnet::Ipv4Net;
 
 use crate::formats::{show, InterfaceName};
 use crate::layout::GUEST_INIT;
-use crate::network::{port_name, Port};
+use crate::network::{mac_address, port_name, Port};
 use crate::settings::IdMap;
 
 /// What the settings of container `name` may say.
@@ -119,6 +119,10 @@ fn check_line(line: &str, rules: &Rules, seen: &mut Seen) -> Result<()> {
             Ok(())
         }
         "lxc.tty.max" => expect(TTYS),
+        _ if key.starts_with("lxc.cgroup2.") => {
+            crate::limits::check_setting(&key["lxc.cgroup2.".len()..], value)
+                .map_err(|err| anyhow!(err))
+        }
         "lxc.environment" => expect(CONTAINER_TTYS),
         _ => match network_key(key) {
             Some((index, item)) => check_network_item(index, item, value, rules, seen),
@@ -160,6 +164,14 @@ fn check_network_item(
                 Ok(())
             } else {
                 bail!("lxc.net.{index}.veth.pair must be {port}, not {}", show(value))
+            }
+        }
+        "hwaddr" => {
+            let address = mac_address(rules.name, PORTS[index]);
+            if value == address {
+                Ok(())
+            } else {
+                bail!("lxc.net.{index}.hwaddr must be {address}, not {}", show(value))
             }
         }
         "script.up" => {

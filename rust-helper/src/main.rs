@@ -6,6 +6,7 @@ mod commands;
 mod error;
 mod formats;
 mod layout;
+mod limits;
 mod lxc;
 mod lxc_conf;
 mod manual;

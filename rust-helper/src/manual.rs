@@ -47,6 +47,14 @@ or a container attribute set:
         prefixLength = 16;        # default and only value: the bridge's
         gateway = null;           # default: the host, unless enableNat
         enableNat = false;        # add an `internet` interface on brNC-internet
+        peers = [ ];              # containers it may reach, and be reached
+                                  # by, where they name it too
+      };
+      limits = {                  # cgroup2 limits; the host's are ceilings
+        memory = { max = "2G"; high = "1536M"; };  # bytes, or K M G T
+        cpu = { weight = 100; max = 1.5; };       # share; CPUs
+        pids.max = 4096;
+        io.weight = 100;
       };
       configuration = { pkgs, ip, name, ... }: { ... };
     }
@@ -167,6 +175,16 @@ LXC is typed and checked. Before a generation is current, started or
 switched to, its lxc.conf is checked line by line: only the keys this
 helper writes, with values of their form for the container. Containers join
 only the bridges the host names.
+
+ISOLATION
+Each container has a range of host uids of its own, and sees only the
+closure of its own generation in /nix/store. Its ports on the bridges are
+isolated: it reaches the host, never another container, unless both name
+each other in network.peers (a bridge filter, the nftables table bridge
+nixcloud-container-peers, lets such pairs through; repair-network puts it
+back after a firewall reload). Its limits are cgroup2 keys that LXC
+applies at start; update changes them in a running container with
+lxc-cgroup where LXC can, and says when they wait for the next start.
 
 EXIT STATUS
 : 0

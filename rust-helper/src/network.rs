@@ -147,10 +147,12 @@ pub fn interfaces(
         broadcast: subnet.broadcast(),
         gateway,
         port: Some(port_name(name, Port::Hostonly)),
+        hwaddr: Some(mac_address(name, Port::Hostonly)),
     };
     let internet = spec.enable_nat.then(|| InternetInterface {
         bridge: host.internet.bridge.clone(),
         port: Some(port_name(name, Port::Internet)),
+        hwaddr: Some(mac_address(name, Port::Internet)),
     });
     Ok((hostonly, internet))
 }
@@ -167,8 +169,29 @@ pub enum Port {
 /// that it fits the 15 characters of an interface name and says whose it is
 /// to `ip link` and to the bridge filter (peers.rs).
 pub fn port_name(name: &str, port: Port) -> InterfaceName {
-    // FNV-1a, then MurmurHash3's finalizer so that every bit counts: stable
-    // across releases, as the names must be.
+    let hash = name_hash(name);
+    const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    let mut text = String::from(PORT_PREFIX);
+    for index in 0..9 {
+        text.push(DIGITS[((hash >> (5 * index)) & 31) as usize] as char);
+    }
+    text.push(port.letter());
+    InterfaceName::try_from(text).expect("a port name is an interface name")
+}
+
+/// The MAC address of container `name`'s interface `port`: the same at every
+/// start (LXC would pick another each time, and the host's neighbours would
+/// go on sending to the old one for seconds), locally administered.
+pub fn mac_address(name: &str, port: Port) -> String {
+    let hash = name_hash(&format!("{name}/{}", port.letter()));
+    let bytes: Vec<String> =
+        (0..5).map(|index| format!("{:02x}", (hash >> (8 * index)) & 0xff)).collect();
+    format!("02:{}", bytes.join(":"))
+}
+
+/// A hash of a container's name: FNV-1a, then MurmurHash3's finalizer so that
+/// every bit counts; stable across releases, as the names it makes must be.
+fn name_hash(name: &str) -> u64 {
     let mut hash =
         name.to_ascii_lowercase().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
             (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
@@ -177,17 +200,16 @@ pub fn port_name(name: &str, port: Port) -> InterfaceName {
     hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    hash ^= hash >> 33;
-    const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
-    let mut text = String::from(PORT_PREFIX);
-    for index in 0..9 {
-        text.push(DIGITS[((hash >> (5 * index)) & 31) as usize] as char);
+    hash ^ (hash >> 33)
+}
+
+impl Port {
+    fn letter(self) -> char {
+        match self {
+            Port::Hostonly => 'h',
+            Port::Internet => 'i',
+        }
     }
-    text.push(match port {
-        Port::Hostonly => 'h',
-        Port::Internet => 'i',
-    });
-    InterfaceName::try_from(text).expect("a port name is an interface name")
 }
 
 /// How the host's ends of containers' veths begin.
@@ -357,5 +379,9 @@ mod tests {
         assert_ne!(port_name("web2", Port::Hostonly), web);
         // What a release gave a container, every later release gives it.
         assert_eq!(web.as_str(), "nc9d9qbul6sh");
+        assert_eq!(mac_address("Web", Port::Hostonly), mac_address("web", Port::Hostonly));
+        assert_ne!(mac_address("web", Port::Internet), mac_address("web", Port::Hostonly));
+        assert!(mac_address("web", Port::Hostonly).starts_with("02:"));
+        assert_eq!(mac_address("web", Port::Hostonly).len(), 17);
     }
 }

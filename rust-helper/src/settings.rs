@@ -171,6 +171,9 @@ pub struct HostConfig {
     /// Whether container files may ask to see the host's whole store
     /// rather than their closure.
     pub allow_whole_store: bool,
+    /// The most any container gets of each resource, and what one that
+    /// asks for nothing gets.
+    pub limits: crate::limits::Limits,
     pub lxc_path: PathBuf,
     pub profiles_dir: PathBuf,
     pub state_dir: PathBuf,

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::formats::{ContainerName, InterfaceName, PrefixLength};
+use crate::limits::Limits;
 use crate::settings::IdMap;
 
 /// Where a container's generations come from.
@@ -92,6 +93,9 @@ pub struct Spec {
     #[serde(default)]
     pub whole_store: bool,
     pub network: NetworkSpec,
+    /// What the container file asks for; the host may cap it.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// The container's interface on its main bridge (called `hostonly` inside,
@@ -108,6 +112,10 @@ pub struct HostonlyInterface {
     /// made before ports had names.
     #[serde(default)]
     pub port: Option<InterfaceName>,
+    /// Its MAC address (network::mac_address); none in generations made
+    /// before addresses were fixed.
+    #[serde(default)]
+    pub hwaddr: Option<String>,
 }
 
 /// The container's NATed interface (called `internet` inside); addressed by DHCP.
@@ -118,6 +126,9 @@ pub struct InternetInterface {
     /// The host's end of the veth, as `HostonlyInterface::port`.
     #[serde(default)]
     pub port: Option<InterfaceName>,
+    /// Its MAC address, as `HostonlyInterface::hwaddr`.
+    #[serde(default)]
+    pub hwaddr: Option<String>,
 }
 
 /// What the helper resolves for one build: handed to lib/cli.nix as JSON and
@@ -138,6 +149,9 @@ pub struct Params {
     /// The host's whole store inside (the spec asks, the host allows).
     #[serde(default)]
     pub whole_store: bool,
+    /// The spec's limits, capped by the host's.
+    #[serde(default)]
+    pub limits: Limits,
     /// The container's system.stateVersion unless its configuration sets
     /// one: the nixpkgs release it was created with (NixOS containers).
     #[serde(default)]

@@ -35,6 +35,7 @@ let
     internet = { bridge = "brX-net"; address = "10.60.0.1"; prefixLength = 20; };
     internetInterface = "eth0";
     idmap = { hostId = 200000; count = 655360; perContainer = 131072; isolated = false; };
+    limits = { memory.max = "2G"; cpu.max = 1.5; pids.max = 4096; };
     lxcPath = "/srv/lxc";
     profilesDir = "/srv/profiles";
     stateDir = "/srv/state";
@@ -142,6 +143,7 @@ in
       idmappedMounts = true;
       allowNixDaemon = false;
       allowWholeStore = false;
+      limits = { memoryMax = 2147483648; cpuMax = 150000; pidsMax = 4096; };
       lxcPath = "/srv/lxc";
       profilesDir = "/srv/profiles";
       stateDir = "/srv/state";

@@ -46,6 +46,7 @@ pub fn activate_current(
             current.number
         );
     }
+    change_limits(ctx, name, &old, &current)?;
     let Err(err) =
         show_closure(ctx, name, &current).and_then(|()| activate(ctx, name, &current, lxc_args))
     else {
@@ -90,8 +91,41 @@ fn show_closure(ctx: &Context, name: &str, generation: &Generation) -> Result<()
     Ok(())
 }
 
+/// A generation's LXC settings but its limits (`change_limits` changes
+/// those while the container runs).
 fn lxc_settings(generation: &Generation) -> Option<String> {
-    std::fs::read_to_string(generation.path.join(crate::layout::LXC_CONF)).ok()
+    let text = std::fs::read_to_string(generation.path.join(crate::layout::LXC_CONF)).ok()?;
+    Some(
+        text.lines()
+            .filter(|line| !line.starts_with("lxc.cgroup2."))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// Changes the running container's limits from `old`'s to `new`'s with
+/// lxc-cgroup, and says so; where LXC cannot, says that they apply at the
+/// next start.
+fn change_limits(ctx: &Context, name: &str, old: &Generation, new: &Generation) -> Result<()> {
+    let (old, new) = (old.meta()?.params.limits, new.meta()?.params.limits);
+    let changes = old.changes_to(&new);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let lxc = ctx.lxc();
+    for (file, value) in &changes {
+        if let Err(err) = lxc.set_cgroup(name, file, value) {
+            eprintln!(
+                "note: the new limits of '{name}' apply when it is next started (stop and start \
+                 it): {err:#}"
+            );
+            return Ok(());
+        }
+    }
+    let changed: Vec<String> =
+        changes.iter().map(|(file, value)| format!("{file} {value}")).collect();
+    println!("changed the limits of running container '{name}': {}", changed.join(", "));
+    Ok(())
 }
 
 /// switch-to-configuration's exit code when the new system's init needs a

@@ -171,6 +171,7 @@ fn reserve(
         internet,
         nix_daemon: inputs.spec.nix_daemon,
         whole_store: inputs.spec.whole_store,
+        limits: inputs.spec.limits.capped_by(&host.limits),
         state_version: inputs.state_version.clone(),
     })
 }

@@ -207,6 +207,11 @@ pub fn state(ctx: &Context, name: &str, json: bool) -> Result<()> {
         if let Some(release) = record.state_version {
             shown["stateVersion"] = serde_json::json!(release);
         }
+        // The limits of the current generation, as LXC's cgroup2 keys take them.
+        if let Some(current) = ctx.profile(name).current()? {
+            let limits = current.meta()?.params.limits;
+            shown["limits"] = serde_json::json!(limits);
+        }
         println!("{shown}");
     } else {
         println!("{state}");

@@ -37,6 +37,9 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
     let names_peers = !meta.spec.network.peers.is_empty();
     let params = meta.params;
     check_bridges(name, &params)?;
+    if let Some(gap) = crate::limits::enforcement_gap(&params.limits) {
+        eprintln!("warning: the limits of '{name}' are not enforced: {gap}");
+    }
     ctx.check_reachable(name, ids)?;
     // The filter between peers first: its ports start isolated, and stop
     // being so only with their pairs in place.

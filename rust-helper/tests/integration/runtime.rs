@@ -15,7 +15,7 @@ fn a_running_container_answers_and_runs_unprivileged() {
         serde_json::from_str(&host.ok(&["state", "web", "--json"])).unwrap();
     assert_eq!(
         json,
-        serde_json::json!({"name": "web", "state": "RUNNING", "uids": "100000-165535"})
+        serde_json::json!({"name": "web", "state": "RUNNING", "uids": "100000-165535", "limits": {}})
     );
 
     assert!(host.pings("10.101.0.2"), "the host reaches the container on brNC-hostonly");
