@@ -10,6 +10,7 @@
   nix,
   util-linux,
   nftables,
+  apparmor-parser,
   busybox,
 }:
 let
@@ -57,7 +58,8 @@ rustPlatform.buildRustPackage {
 
   # The tools it drives, from the same package set (util-linux: unshare, which
   # gives each Nix build a PID namespace of its own; nftables: nft, for the
-  # filter between peers); the busybox that builds
+  # filter between peers; apparmor_parser, which lxc-start runs for the
+  # profile it generates on AppArmor hosts); the busybox that builds
   # generations (a store path, so generations keep it alive) unless the
   # environment names another.
   # The man page and the completions come from the command line's definition.
@@ -70,7 +72,7 @@ rustPlatform.buildRustPackage {
       --fish <($out/bin/nixcloud-container completions fish)
   '' + ''
     wrapProgram $out/bin/nixcloud-container \
-      --prefix PATH : ${lib.makeBinPath [ lxc nix util-linux nftables ]} \
+      --prefix PATH : ${lib.makeBinPath [ lxc nix util-linux nftables apparmor-parser ]} \
       --set-default NIXCLOUD_CONTAINER_BUSYBOX ${busybox}/bin/busybox
   '';
 

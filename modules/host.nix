@@ -469,6 +469,9 @@ in
         extraBridges = lib.mapAttrs (_: bridge: { inherit (bridge) address prefixLength; }) cfg.extraBridges;
         idmap = { inherit (cfg.idmap) hostId count perContainer isolated; };
         inherit (cfg) idmappedMounts allowNixDaemon allowWholeStore;
+        # LXC's generated profile for each container where AppArmor is on
+        # (nixpkgs' LXC module loads LXC's own policies then).
+        appArmor = config.security.apparmor.enable;
         limits = lib.filterAttrs (_: value: value != null)
           (spec.normalizeLimits "nixcloud.containers.limits" cfg.limits);
         inherit lxcPath;

@@ -91,6 +91,17 @@ impl Lxc<'_> {
         Ok(before)
     }
 
+    /// Makes the container's config `text` (as `config_text` writes it)
+    /// where it is not, so that it follows the host's settings (its LXC, its
+    /// AppArmor) rather than those of the day it was created.
+    pub fn keep_config(&self, name: &str, text: &str) -> Result<()> {
+        let file = self.config_file(name);
+        if std::fs::read_to_string(&file).is_ok_and(|current| current == text) {
+            return Ok(());
+        }
+        crate::state::write_atomically(&file, text)
+    }
+
     /// Puts back the config `write_bare_config` replaced.
     pub fn restore_config(&self, name: &str, before: Option<Vec<u8>>) -> Result<()> {
         let Some(bytes) = before else {
@@ -335,13 +346,22 @@ pub fn check_reachable(path: &Path, host_id: u32) -> Result<()> {
 /// defaults for unprivileged containers, then the current generation's
 /// settings through the profile link, so that switching a generation
 /// switches them too.
-pub fn config_text(lxc_config_dir: &Path, profile_link: &Path) -> String {
+/// Where the host's LSM confines containers: under AppArmor, LXC's profile
+/// generated for each container (no nesting: no container inside).
+pub fn config_text(lxc_config_dir: &Path, profile_link: &Path, app_armor: bool) -> String {
+    let app_armor = if app_armor {
+        "lxc.apparmor.profile = generated\nlxc.apparmor.allow_nesting = 0\n"
+    } else {
+        ""
+    };
     format!(
         "{CONFIG_HEADER}\n\
          # The container's settings are in its generations: change the container\n\
-         # file and run `nixcloud-container update`.\n\
+         # file and run `nixcloud-container update`; those of the host here are\n\
+         # written again at each start.\n\
          lxc.include = {common}\n\
          lxc.include = {userns}\n\
+         {app_armor}\
          lxc.include = {fragment}\n",
         common = lxc_config_dir.join("common.conf").display(),
         userns = lxc_config_dir.join("userns.conf").display(),

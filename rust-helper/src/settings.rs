@@ -174,6 +174,9 @@ pub struct HostConfig {
     /// The most any container gets of each resource, and what one that
     /// asks for nothing gets.
     pub limits: crate::limits::Limits,
+    /// Whether containers run under AppArmor (LXC's generated profile);
+    /// null: where the kernel has AppArmor on.
+    pub app_armor: Option<bool>,
     pub lxc_path: PathBuf,
     pub profiles_dir: PathBuf,
     pub state_dir: PathBuf,
@@ -278,6 +281,14 @@ impl Settings {
             busybox: args.busybox.clone(),
             host,
             verbosity,
+        })
+    }
+
+    /// Whether containers run under LXC's generated AppArmor profile.
+    pub fn app_armor(&self) -> bool {
+        self.host.app_armor.unwrap_or_else(|| {
+            std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                .is_ok_and(|enabled| enabled.trim() == "Y")
         })
     }
 

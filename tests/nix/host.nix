@@ -103,7 +103,9 @@ in
     (eq "host.json has exactly the keys of lib/host-defaults.json"
       (lib.attrNames (hostJson defaults)) (lib.attrNames hostDefaults))
     (eq "host.json holds the defaults, and LXC's config directory"
-      (hostJson defaults) (hostDefaults // { lxcConfigDir = "${lxc}/share/lxc/config"; }))
+      (hostJson defaults) (hostDefaults // { lxcConfigDir = "${lxc}/share/lxc/config"; appArmor = false; }))
+    (eq "AppArmor follows security.apparmor.enable"
+      (hostJson (evalHost [ { nixcloud.containers.enable = true; security.apparmor.enable = true; } ])).appArmor true)
     (eq "autostart service runs after the network"
       { inherit (autostart defaults) wantedBy after restartIfChanged; }
       { wantedBy = [ "multi-user.target" ]; after = [ "network.target" ]; restartIfChanged = false; })
@@ -144,6 +146,7 @@ in
       allowNixDaemon = false;
       allowWholeStore = false;
       limits = { memoryMax = 2147483648; cpuMax = 150000; pidsMax = 4096; };
+      appArmor = false;
       lxcPath = "/srv/lxc";
       profilesDir = "/srv/profiles";
       stateDir = "/srv/state";

@@ -66,6 +66,8 @@ in
       };
     }))) { };
 
+    security.apparmor.enable = opt types.bool false;
+
     virtualisation.lxc = {
       enable = opt types.bool false;
       package = opt types.package pkgs.lxc;

@@ -210,10 +210,11 @@ fn build_and_register(
     // lxc-create copies it to <dir>/config; a crash leaves it where the
     // teardown of the half-made container removes it.
     let given = dir.join("config.given");
-    std::fs::write(&given, crate::lxc::config_text(lxc_config_dir, &profile.link()))
-        .context("cannot write the container's LXC config")?;
+    let config = crate::lxc::config_text(lxc_config_dir, &profile.link(), ctx.settings.app_armor());
+    std::fs::write(&given, &config).context("cannot write the container's LXC config")?;
     lxc.create(name, &given, &ctx.lxc_args)?;
     std::fs::remove_file(&given).context("cannot remove the given LXC config")?;
+    lxc.keep_config(name, &config)?;
     lxc.make_mount_points(name, params.idmap.host_id)
 }
 

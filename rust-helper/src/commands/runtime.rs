@@ -41,6 +41,13 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
         eprintln!("warning: the limits of '{name}' are not enforced: {gap}");
     }
     ctx.check_reachable(name, ids)?;
+    // The host's part of its LXC config, as the host is today.
+    let config = crate::lxc::config_text(
+        &ctx.settings.lxc_config_dir()?,
+        &ctx.profile(name).link(),
+        ctx.settings.app_armor(),
+    );
+    ctx.lxc().keep_config(name, &config)?;
     // The filter between peers first: its ports start isolated, and stop
     // being so only with their pairs in place.
     peers::refresh(ctx, names_peers)?;

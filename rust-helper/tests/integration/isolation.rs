@@ -555,3 +555,41 @@ fn limits_are_enforced_where_lxc_has_cgroup2() {
         "pids.max stops a fork bomb: {bomb:?}"
     );
 }
+
+#[test]
+fn containers_run_under_apparmor_where_the_host_has_it() {
+    let host = Host::new();
+    let config = || std::fs::read_to_string(host.lxc_path().join("guarded/config")).unwrap();
+    let kernel_has_it = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|enabled| enabled.trim() == "Y");
+    host.ok(&["create", "guarded", path_str(&host.tiny("g.nix", "1", ""))]);
+    assert_eq!(
+        config().contains("lxc.apparmor.profile = generated"),
+        kernel_has_it,
+        "by default: as the kernel"
+    );
+
+    // The host file says so: LXC's generated profile, without nesting. On a
+    // kernel without AppArmor, LXC leaves it aside and the container runs.
+    std::fs::write(host.dir.path().join("host.json"), r#"{"appArmor": true}"#).unwrap();
+    host.start_booted("guarded");
+    assert!(
+        config().contains("lxc.apparmor.profile = generated\nlxc.apparmor.allow_nesting = 0\n"),
+        "{}",
+        config()
+    );
+    let init = host.lxc("lxc-info -n guarded -pH").stdout.trim().to_string();
+    let confinement =
+        std::fs::read_to_string(format!("/proc/{init}/attr/current")).unwrap_or_default();
+    if kernel_has_it {
+        assert!(confinement.contains("lxc-guarded"), "init runs under its profile: {confinement}");
+    } else {
+        eprintln!("skipped: this kernel has no AppArmor, so the profile itself is not checked");
+    }
+
+    // Each start writes the host's part of the config anew.
+    host.ok(&["stop", "guarded"]);
+    std::fs::write(host.dir.path().join("host.json"), r#"{"appArmor": false}"#).unwrap();
+    host.start_booted("guarded");
+    assert!(!config().contains("apparmor"), "{}", config());
+}
