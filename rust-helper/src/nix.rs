@@ -302,21 +302,43 @@ impl Nix<'_> {
     }
 }
 
-/// Removes the GC roots Nix registered for links at or below `links`:
-/// nix-env --profile and nix-build --out-link outside /nix/var/nix each
-/// leave an indirect root in gcroots/auto, which outlives the link.
-pub fn forget_roots(links: &[&Path]) {
+/// Removes the GC roots Nix keeps for `links` (indirect roots, made for
+/// links outside the profiles directory: `gcroots/auto/<name>`, the name
+/// being the link's path hashed with SHA-1 in Nix's base32), so that none
+/// dangles once the links are gone. Computed, not searched: a host has
+/// thousands of them.
+pub fn forget_roots(links: &[PathBuf]) {
     let state_dir = std::env::var_os("NIX_STATE_DIR").unwrap_or_else(|| "/nix/var/nix".into());
-    let Ok(entries) = std::fs::read_dir(Path::new(&state_dir).join("gcroots/auto")) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if let Ok(target) = std::fs::read_link(entry.path()) {
-            if links.iter().any(|link| target.starts_with(link)) {
-                let _ = std::fs::remove_file(entry.path());
-            }
+    let auto = Path::new(&state_dir).join("gcroots/auto");
+    for link in links {
+        let root = auto.join(auto_root_name(link));
+        if std::fs::read_link(&root).is_ok_and(|target| &target == link) {
+            let _ = std::fs::remove_file(root);
         }
     }
+}
+
+/// The name Nix gives the indirect root of `link`.
+fn auto_root_name(link: &Path) -> String {
+    use sha1::{Digest, Sha1};
+    use std::os::unix::ffi::OsStrExt;
+    nix_base32(&Sha1::digest(link.as_os_str().as_bytes()))
+}
+
+/// Nix's base32: its own alphabet, the last bits first.
+fn nix_base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
+    let length = (bytes.len() * 8).div_ceil(5);
+    (0..length)
+        .rev()
+        .map(|index| {
+            let bit = index * 5;
+            let (byte, shift) = (bit / 8, bit % 8);
+            let high = bytes.get(byte + 1).map_or(0, |next| u16::from(*next) << (8 - shift));
+            let value = (u16::from(bytes[byte]) >> shift) | high;
+            ALPHABET[usize::from(value & 31)] as char
+        })
+        .collect()
 }
 
 /// The store path that `path` lies in: /nix/store/<hash>-<name>.
@@ -438,5 +460,12 @@ mod tests {
     #[test]
     fn nothing_without_an_error_line() {
         assert_eq!(condense("warning: something\n"), None);
+    }
+
+    #[test]
+    fn indirect_roots_are_named_as_nix_names_them() {
+        // What Nix 2.8 made for a build link here (gcroots/auto).
+        let link = std::path::Path::new("/tmp/exp/state/builds/t");
+        assert_eq!(super::auto_root_name(link), "xllrk2gffbgqxbsck9q1k95z1j2jd3ky");
     }
 }

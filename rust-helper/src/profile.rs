@@ -98,6 +98,14 @@ impl Profile {
         numbers.into_iter().map(|number| self.generation(number)).collect()
     }
 
+    /// Every link in the profile's directory (the profile and its
+    /// generations), each by its full path; none where it is gone.
+    pub fn links(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.dir)
+            .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+            .unwrap_or_default()
+    }
+
     /// Removes the profile and all its generations (their GC roots with them).
     pub fn remove(&self) -> Result<()> {
         match std::fs::remove_dir_all(&self.dir) {

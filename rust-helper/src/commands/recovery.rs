@@ -114,8 +114,11 @@ pub fn teardown(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<(
         }
     }
     let profile = ctx.profile(name);
+    // Nix's roots for its generation links and its build link.
+    let mut links = profile.links();
+    links.push(ctx.settings.state_dir.join("builds").join(name));
     profile.remove()?;
-    crate::nix::forget_roots(&[profile.dir(), &ctx.settings.state_dir.join("builds").join(name)]);
+    crate::nix::forget_roots(&links);
     locked.state.containers.remove(name);
     locked.save()?;
     // Its pairs go with it: a new container of its name must not find them.
