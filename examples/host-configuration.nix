@@ -21,5 +21,16 @@
     # fixed address of 10.10.0.0/16. The module creates it with this address
     # (as the seed did by hand with networking.interfaces.myOwnBridge).
     extraBridges.myOwnBridge = { address = "10.10.0.1"; prefixLength = 16; };
+    # What container files may ask of this host (none of it by default):
+    # host ports forwarded to them (webExample.nix), host paths they may bind
+    # (read-only unless writable), devices.
+    allowedForwardPorts = [ { from = 8000; to = 8999; } ];
+    allowedHostPaths."/srv/media" = { };
+    allowedDevices = [ "tun" ];
+    # No container gets more than this, and one that asks for nothing gets it.
+    limits = {
+      memory.max = "4G";
+      pids.max = 4096;
+    };
   };
 }

@@ -9,6 +9,9 @@ $bb mkdir "$out"
 $bb ln -s "$guestSystem" "$out/$systemName"
 $bb cp "$lxcConfPath" "$out/$lxcConfName"
 $bb cp "$specJsonPath" "$out/$specJsonName"
+if [ -s "$rootLxcConfPath" ]; then
+  $bb cp "$rootLxcConfPath" "$out/$rootLxcConfName"
+fi
 # The closure of the system, from the graph Nix wrote (exportReferencesGraph),
 # which holds for each path: the path, its deriver (an empty line here), the
 # number of its references, the references.

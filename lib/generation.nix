@@ -1,6 +1,7 @@
 # One generation of a container: a store path holding (names from layout.nix)
 #   system     -> the guest's system (with an executable `init`)
 #   lxc.conf      the container's LXC settings (lxc-config.nix)
+#   lxc-root.conf root's own LXC settings for it, where root gave some
 #   spec.json     the spec it was built from and what the helper resolved
 #   closure       the system's closure, one store path per line: the store
 #                 the container sees (with the generation itself)
@@ -30,9 +31,11 @@ derivation {
   exportReferencesGraph = [ "system-graph" system ];
   lxcConf = import ./lxc-config.nix { inherit params; inherit (spec) autostart; };
   specJson = builtins.toJSON metadata;
-  passAsFile = [ "lxcConf" "specJson" ];
+  passAsFile = [ "lxcConf" "specJson" "rootLxcConf" ];
   systemName = layout.system;
   lxcConfName = layout.lxcConf;
+  rootLxcConf = if params.rootSettings or null == null then "" else params.rootSettings;
+  rootLxcConfName = layout.rootLxcConf;
   specJsonName = layout.specJson;
   closureName = layout.closure;
   # Nothing to fetch or compute: building it elsewhere only costs a copy.

@@ -8,6 +8,8 @@ rec {
   # A generation's guest system, LXC settings, and spec with the parameters.
   system = "system";
   lxcConf = "lxc.conf";
+  # Root's own LXC settings for the container (create/update --lxc-config).
+  rootLxcConf = "lxc-root.conf";
   specJson = "spec.json";
   # The store paths the container sees: its system's closure, one per line.
   closure = "closure";

@@ -39,7 +39,59 @@ let
       check = v: isList v && all element.check v;
       expected = "a list of ${element.expected}";
     };
+    enum = values: {
+      check = v: elem v values;
+      expected = "one of ${concatStringsSep ", " (map toJSON values)}";
+    };
+    either = one: other: {
+      check = v: one.check v || other.check v;
+      expected = "${one.expected}, or ${other.expected}";
+    };
+    port = types.intBetween 1 65535;
+    any = { check = _: true; expected = "anything"; };
   };
+
+  # An attribute set of the container file at `path` ("network",
+  # "bindMounts./srv"), each attribute checked against `fields`
+  # ({ <name> = { type; default; }; }).
+  record = origin: path: fields: value:
+    let bad = unknownKeys (attrNames fields) value; in
+    if !(isAttrs value) then throw "${origin}: ${path} must be an attribute set, got ${typeOf value}"
+    else if bad != [ ] then
+      throw "${origin}: ${path}: unknown attribute '${builtins.head bad}' (known: ${concatStringsSep ", " (attrNames fields)})"
+    else builtins.mapAttrs (key: f: field origin "${path}." value key f.type f.default) fields;
+
+  # Host paths a container sees: `bindMounts.<path inside> = { hostPath;
+  # isReadOnly; }`, as nixos-container has them. A relative hostPath is in
+  # the container's own data directory; an absolute one must be one the
+  # host allows (the helper checks).
+  normalizeBindMounts = origin: value:
+    if !(isAttrs value) then throw "${origin}: bindMounts must be an attribute set, got ${typeOf value}"
+    else map
+      (mountPoint:
+        if !(formats.absolutePath.matches mountPoint) then
+          throw "${origin}: bindMounts: ${show mountPoint} is not ${formats.absolutePath.description}"
+        else { inherit mountPoint; } // record origin "bindMounts.${mountPoint}" {
+          hostPath = { type = types.either (types.format "absolutePath") (types.format "relativePath"); default = throw "${origin}: bindMounts.${mountPoint}: hostPath is missing"; };
+          isReadOnly = { type = types.bool; default = true; };
+        } value.${mountPoint})
+      (attrNames value);
+
+  # Host ports forwarded to the container, as nixos-container's forwardPorts.
+  normalizeForwardPorts = origin: value:
+    if !(isList value) then throw "${origin}: forwardPorts must be a list, got ${typeOf value}"
+    else builtins.genList
+      (index:
+        let
+          forward = record origin "forwardPorts.${toString index}" {
+            protocol = { type = types.enum [ "tcp" "udp" ]; default = "tcp"; };
+            hostPort = { type = types.port; default = throw "${origin}: forwardPorts.${toString index}: hostPort is missing"; };
+            containerPort = { type = types.port; default = null; };
+            hostAddress = { type = types.format "ipv4Address"; default = null; };
+          } (builtins.elemAt value index);
+        in
+        forward // { containerPort = if forward.containerPort == null then forward.hostPort else forward.containerPort; })
+      (builtins.length value);
 
   # Resource limits (`limits`): each a type as above, with `number` turning
   # a value that fits into what LXC's cgroup2 key takes.
@@ -87,29 +139,23 @@ let
   # name, a number or null where it is not set.
   normalizeLimits = origin: value:
     let
-      known = attrs: concatStringsSep ", " (attrNames attrs);
+      # Each group's attributes checked, then turned into their numbers.
       group = groupName: definitions:
         let
-          given = value.${groupName} or { };
-          bad = unknownKeys (attrNames definitions) given;
-          prefix = "limits.${groupName}.";
+          checked = record origin "limits.${groupName}"
+            (builtins.mapAttrs (_: definition: { inherit (definition) type; default = null; }) definitions)
+            (value.${groupName} or { });
         in
-        if !(isAttrs given) then throw "${origin}: limits.${groupName} must be an attribute set, got ${typeOf given}"
-        else if bad != [ ] then
-          throw "${origin}: limits.${groupName}: unknown attribute '${builtins.head bad}' (known: ${known definitions})"
-        else builtins.listToAttrs (map
-          (key:
-            let
-              definition = definitions.${key};
-              checked = field origin prefix given key definition.type null;
-            in
-            { inherit (definition) name; value = if checked == null then null else definition.type.number checked; })
+        builtins.listToAttrs (map
+          (key: {
+            inherit (definitions.${key}) name;
+            value = if checked.${key} == null then null else definitions.${key}.type.number checked.${key};
+          })
           (attrNames definitions));
-      bad = unknownKeys (attrNames limits) value;
+      groups = record origin "limits" (builtins.mapAttrs (_: _: { type = types.any; default = null; }) limits) value;
     in
-    if !(isAttrs value) then throw "${origin}: limits must be an attribute set, got ${typeOf value}"
-    else if bad != [ ] then throw "${origin}: limits: unknown attribute '${builtins.head bad}' (known: ${known limits})"
-    else builtins.foldl' (all: groupName: all // group groupName limits.${groupName}) { } (attrNames limits);
+    builtins.deepSeq groups
+      (builtins.foldl' (all: groupName: all // group groupName limits.${groupName}) { } (attrNames limits));
 
   # How a rejected value is shown: briefly, and on one line.
   show = value:
@@ -129,7 +175,10 @@ let
     else if type.check attrs.${key} then attrs.${key}
     else throw "${origin}: ${prefix}${key} ${show attrs.${key}} is not ${type.expected}";
 
-  containerKeys = [ "autostart" "nixDaemon" "wholeStore" "network" "limits" "configuration" "system" ];
+  containerKeys = [
+    "autostart" "nixDaemon" "wholeStore" "network" "limits" "bindMounts" "forwardPorts" "devices"
+    "configuration" "system"
+  ];
 
   network = {
     bridge = types.format "interfaceName";
@@ -162,22 +211,10 @@ let
     else if isString value || typeOf value == "path" then builtins.storePath (toString value)
     else throw "${origin}: system must be a derivation or a store path, got ${typeOf value}";
 
-  normalizeNetwork = origin: value:
-    let
-      bad = unknownKeys (attrNames network) value;
-      networkField = key: field origin "network." value key network.${key};
-    in
-    if !(isAttrs value) then throw "${origin}: network must be an attribute set, got ${typeOf value}"
-    else if bad != [ ] then
-      throw "${origin}: network: unknown attribute '${builtins.head bad}' (known: ${concatStringsSep ", " (attrNames network)})"
-    else {
-      bridge = networkField "bridge" null;
-      ip = networkField "ip" null;
-      prefixLength = networkField "prefixLength" null;
-      gateway = networkField "gateway" null;
-      enableNat = networkField "enableNat" false;
-      peers = networkField "peers" [ ];
-    };
+  normalizeNetwork = origin: record origin "network" (builtins.mapAttrs
+    (key: type: { inherit type; default = networkDefaults.${key}; })
+    network);
+  networkDefaults = { bridge = null; ip = null; prefixLength = null; gateway = null; enableNat = false; peers = [ ]; };
 
   fromAttrs = origin: attrs:
     let bad = unknownKeys containerKeys attrs; in
@@ -199,6 +236,10 @@ let
         wholeStore = field origin "" attrs "wholeStore" types.bool false;
         network = normalizeNetwork origin (attrs.network or { });
         limits = normalizeLimits origin (attrs.limits or { });
+        bindMounts = normalizeBindMounts origin (attrs.bindMounts or { });
+        forwardPorts = normalizeForwardPorts origin (attrs.forwardPorts or [ ]);
+        # Host devices inside, where the host allows them.
+        devices = field origin "" attrs "devices" (types.listOf (types.enum [ "tun" "fuse" ])) [ ];
       };
       configuration = attrs.configuration or null;
       system = if attrs ? system then storePathOf origin attrs.system else null;

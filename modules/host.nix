@@ -87,7 +87,9 @@ let
   fwdChain = "nixcloud-container-fwd";
   containerBridges = [ hostonlyBridge internetBridge ] ++ lib.attrNames cfg.extraBridges;
   iptablesForwardRules =
-    lib.concatMap (bridge: [
+    # Forwarded ports (the helper's DNAT) reach containers, and their replies go back.
+    [ "-m conntrack --ctstate DNAT -j RETURN" ]
+    ++ lib.concatMap (bridge: [
       "-i ${bridge} -o ${bridge} -m physdev --physdev-is-bridged -j RETURN"
       "-i ${bridge} -o ${bridge} -j REJECT"
     ]) containerBridges
@@ -369,6 +371,68 @@ in
       '';
     };
 
+    dataDir = mkOption {
+      type = types.nullOr types.path;
+      default = defaults.dataDir;
+      example = "/srv/containers";
+      description = ''
+        Where each container's own data directory is (`<dataDir>/<name>`,
+        made with the container and owned by its root, removed by `destroy`
+        unless `--keep-data`): the host paths of its `bindMounts` with a
+        relative `hostPath`. `null`: `<stateDir>/data`.
+      '';
+    };
+
+    allowedHostPaths = mkOption {
+      type = types.attrsOf (types.submodule {
+        options.writable = mkOption {
+          type = types.bool;
+          default = false;
+          description = ''
+            Whether containers may bind it writable. Their files there are
+            then their own uids on the host (not idmapped, so that no
+            container root writes as the host's root): give the directory to
+            a container's range (`list --columns name,uids`) for it to write.
+          '';
+        };
+      });
+      default = { };
+      example = literalExpression ''{ "/srv/media" = { }; "/srv/shared" = { writable = true; }; }'';
+      description = ''
+        Host paths container files may bind (`bindMounts.<path>.hostPath`),
+        each with what is below it: read-only (owned as on the host, by
+        idmapped mounts), or writable where allowed. Any other host path is
+        refused at create and update.
+      '';
+    };
+
+    allowedForwardPorts = mkOption {
+      type = types.listOf (types.submodule {
+        options = {
+          from = mkOption { type = types.port; description = "The first host port."; };
+          to = mkOption { type = types.port; description = "The last host port."; };
+        };
+      });
+      default = [ ];
+      example = [ { from = 8000; to = 8999; } ];
+      description = ''
+        Host ports (TCP and UDP) container files may have forwarded to them
+        (`forwardPorts`); none by default, so that no container takes a port
+        of the host's own. The helper forwards them (nftables) while the
+        container runs; a port one container has is refused to another.
+      '';
+    };
+
+    allowedDevices = mkOption {
+      type = types.listOf (types.enum [ "tun" "fuse" ]);
+      default = [ ];
+      example = [ "tun" "fuse" ];
+      description = ''
+        Host devices container files may ask for (`devices`): `tun`
+        (/dev/net/tun, for VPNs) and `fuse` (/dev/fuse).
+      '';
+    };
+
     allowWholeStore = mkOption {
       type = types.bool;
       default = defaults.allowWholeStore;
@@ -468,7 +532,9 @@ in
         internet = { inherit (cfg.internet) bridge address prefixLength; };
         extraBridges = lib.mapAttrs (_: bridge: { inherit (bridge) address prefixLength; }) cfg.extraBridges;
         idmap = { inherit (cfg.idmap) hostId count perContainer isolated; };
-        inherit (cfg) idmappedMounts allowNixDaemon allowWholeStore;
+        inherit (cfg) idmappedMounts allowNixDaemon allowWholeStore allowedHostPaths allowedForwardPorts
+          allowedDevices;
+        dataDir = if cfg.dataDir == null then null else toString cfg.dataDir;
         # LXC's generated profile for each container where AppArmor is on
         # (nixpkgs' LXC module loads LXC's own policies then).
         appArmor = config.security.apparmor.enable;
@@ -576,6 +642,7 @@ in
         content = ''
           chain forward {
             type filter hook forward priority filter; policy accept;
+            ct status dnat accept comment "ports forwarded to containers"
             ${concatMapStringsSep "\n    " (bridge: ''iifname "${bridge}" oifname "${bridge}" reject comment "not from one container to another"'') containerBridges}
             iifname "${hostonlyBridge}" reject comment "${hostonlyBridge} is never forwarded"
             oifname "${hostonlyBridge}" reject comment "${hostonlyBridge} is never forwarded"
@@ -604,6 +671,11 @@ in
           ExecReload = "${cfg.package}/bin/nixcloud-container repair-network";
         };
       };
+    })
+
+    # Ports forwarded to containers are routed from the host's addresses.
+    (mkIf (cfg.allowedForwardPorts != [ ]) {
+      boot.kernel.sysctl."net.ipv4.conf.all.forwarding" = mkDefault true;
     })
 
     (mkIf withInternet {

@@ -10,10 +10,14 @@
 #                 failed, 100 the new init needs a restart; others for tests.
 # failedSnippets: activation snippets it reports as failed (with exit 2).
 # failedUnits:    units `systemctl --failed` lists after it ran (with exit 4).
+# bootState:      what `systemctl is-system-running` says once it booted:
+#                 "running", "degraded" (with failedUnits failed) or
+#                 "starting" (a boot that never ends, its job still running).
 # extraPaths:     store paths the system refers to (listed in its
 #                 `extra-paths`), so that its closure holds them too: a
 #                 closure as large as a NixOS system's, for tests of store views.
-{ version ? "1", switchExit ? 0, failedSnippets ? [ ], failedUnits ? [ ], extraPaths ? [ ] }:
+{ version ? "1", switchExit ? 0, failedSnippets ? [ ], failedUnits ? [ ], bootState ? "running"
+, extraPaths ? [ ] }:
 let
   busybox = import ../../lib/host-busybox.nix;
   shebang = "#!${busybox} sh";
@@ -31,6 +35,12 @@ let
     # Where a NixOS guest's tools are: /run/current-system/sw/bin.
     ln -sfn /init/profile/system /run/current-system
     echo ${version} > /var/lib/tiny/booted
+    mkdir -p /var/log
+    echo "tiny: booted version ${version}" >> /var/log/tiny.log
+    # How the boot ended, for systemctl is-system-running (below).
+    printf '%s' "${lines failedUnits}" > /var/lib/tiny/failed-units
+    ${if bootState == "starting" then "echo 'tiny-slow.service start running' > /var/lib/tiny/jobs" else ""}
+    echo ${bootState} > /var/lib/tiny/system-state
     while :; do sleep 3600 & wait $!; done
   '';
 
@@ -38,6 +48,7 @@ let
     ${shebang}
     # Activation, as NixOS's switch-to-configuration <action> would do it.
     echo "$1 ${version}" > /var/lib/tiny/activated
+    echo "tiny: $1 to version ${version}" >> /var/log/tiny.log
     ${lines (map (snippet: "echo \"Activation script snippet '${snippet}' failed (1)\" >&2") failedSnippets)}
     printf '%s' "${lines failedUnits}" > /var/lib/tiny/failed-units
     ${if switchExit == 0 then "" else ''
@@ -46,12 +57,41 @@ let
     ''}
   '';
 
-  # `systemctl --failed --plain --no-legend --no-pager`, as systemd prints it.
+  # The journal: what init and activation logged, as `journalctl
+  # --no-pager [--lines=N] [--follow]` prints it.
+  journalctl = builtins.toFile "journalctl" ''
+    ${shebang}
+    lines= follow=
+    for argument; do
+      case "$argument" in
+        --lines=*) lines=''${argument#--lines=} ;;
+        --follow) follow=1 ;;
+      esac
+    done
+    [ -n "$follow" ] && exec tail -n "''${lines:-10}" -f /var/log/tiny.log
+    [ -n "$lines" ] && exec tail -n "$lines" /var/log/tiny.log
+    exec cat /var/log/tiny.log
+  '';
+
+  # What the helper asks systemctl, answered as systemd does:
+  # `is-system-running [--wait]` (waits while the boot goes on), `list-jobs`,
+  # and `--failed --plain --no-legend --no-pager`.
   systemctl = builtins.toFile "systemctl" ''
     ${shebang}
-    while read -r unit || [ -n "$unit" ]; do
-      [ -n "$unit" ] && echo "$unit loaded failed failed $unit"
-    done < /var/lib/tiny/failed-units
+    case "$1" in
+      is-system-running)
+        while :; do
+          state=$(cat /var/lib/tiny/system-state 2>/dev/null || echo starting)
+          [ "$state" = starting ] && [ "$2" = --wait ] && { sleep 0.1; continue; }
+          echo "$state"
+          [ "$state" = running ] && exit 0 || exit 1
+        done ;;
+      list-jobs) cat /var/lib/tiny/jobs 2>/dev/null ;;
+      *)
+        while read -r unit || [ -n "$unit" ]; do
+          [ -n "$unit" ] && echo "$unit loaded failed failed $unit"
+        done < /var/lib/tiny/failed-units ;;
+    esac
   '';
 in
 derivation {
@@ -59,7 +99,7 @@ derivation {
   system = builtins.currentSystem;
   builder = busybox;
   args = [ "sh" "-e" ./build.sh ];
-  inherit init switchToConfiguration systemctl;
+  inherit init switchToConfiguration systemctl journalctl;
   extraPaths = lines (map toString extraPaths);
   passAsFile = [ "extraPaths" ];
 }

@@ -189,6 +189,19 @@ pub struct SourceFlags {
     pub flake: Option<String>,
 }
 
+/// Root's own LXC settings for one container (create, update).
+#[derive(Args, Debug, Clone)]
+pub struct RootSettingsFlags {
+    /// Root's extra LXC settings for this container (lxc.container.conf(5)
+    /// lines), from this file, now and at later updates; copied into each
+    /// generation, applied at its next start. Never from a container file.
+    #[arg(long, value_name = "file", value_parser = utf8_path)]
+    pub lxc_config: Option<PathBuf>,
+    /// Drop the extra LXC settings --lxc-config gave (update).
+    #[arg(long, conflicts_with = "lxc_config")]
+    pub no_lxc_config: bool,
+}
+
 impl SourceFlags {
     fn given(&self) -> bool {
         self.system.is_some() || self.flake.is_some()
@@ -208,6 +221,26 @@ pub struct Targets {
     /// Every container.
     #[arg(long, conflicts_with = "names")]
     pub all: bool,
+}
+
+/// Waiting for a started guest to boot.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Wait {
+    /// Return when the guest has booted: when its systemd says running, or
+    /// degraded (the failed units are named). A guest that has not within
+    /// --timeout is a failure that names what is still starting.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, value_name = "seconds", default_value_t = 120, requires = "wait")]
+    pub timeout: u64,
+}
+
+impl Wait {
+    /// How long to wait, if at all.
+    pub fn limit(self) -> Option<std::time::Duration> {
+        self.wait.then(|| std::time::Duration::from_secs(self.timeout))
+    }
 }
 
 /// What an activation that fails leaves current.
@@ -249,11 +282,18 @@ pub enum Column {
     Generation,
     Autostart,
     Uids,
+    Ipv6,
 }
 
 impl Column {
-    pub const DEFAULT: [Column; 5] =
-        [Column::Name, Column::State, Column::Ipv4, Column::Generation, Column::Autostart];
+    pub const DEFAULT: [Column; 6] = [
+        Column::Name,
+        Column::State,
+        Column::Ipv4,
+        Column::Ipv6,
+        Column::Generation,
+        Column::Autostart,
+    ];
 }
 
 #[derive(Subcommand, Debug)]
@@ -278,6 +318,10 @@ pub enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         source: SourceFlags,
+        /// Root's extra LXC settings for this container, from this file (see
+        /// update).
+        #[arg(long, value_name = "file", value_parser = utf8_path)]
+        lxc_config: Option<PathBuf>,
         #[command(flatten)]
         nix: NixParams,
         #[command(flatten)]
@@ -306,12 +350,14 @@ pub enum Command {
         #[arg(value_name = "config-path|container-name")]
         more: Vec<String>,
         /// Every container, each from the file it was last built from.
-        #[arg(long, conflicts_with_all = ["name", "more", "system", "flake"])]
+        #[arg(long, conflicts_with_all = ["name", "more", "system", "flake", "lxc_config", "no_lxc_config"])]
         all: bool,
         #[command(flatten)]
         no_rollback: NoRollback,
         #[command(flatten)]
         source: SourceFlags,
+        #[command(flatten)]
+        root_settings: RootSettingsFlags,
         #[command(flatten)]
         nix: NixParams,
         #[command(flatten)]
@@ -329,6 +375,10 @@ pub enum Command {
         /// Kill a running container first instead of refusing.
         #[arg(long)]
         force: bool,
+        /// Keep the container's data directory (its bind mounts' own host
+        /// paths); a new container of its name is refused while it is there.
+        #[arg(long)]
+        keep_data: bool,
         #[command(flatten)]
         lxc: LxcParams,
     },
@@ -388,7 +438,34 @@ pub enum Command {
         #[command(flatten)]
         targets: Targets,
         #[command(flatten)]
+        wait: Wait,
+        #[command(flatten)]
         lxc: LxcParams,
+    },
+    /// Stop containers cleanly and start them again.
+    ///
+    /// Shut the containers down cleanly (lxc-stop) and start their current
+    /// generation; a container that is not running is started.
+    Restart {
+        #[command(flatten)]
+        targets: Targets,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Print a running container's journal.
+    ///
+    /// The guest's systemd journal (journalctl inside), all of it or its
+    /// last lines, and with -f what comes after. A guest without a journal
+    /// (a system without journalctl, as the tiny example) says so.
+    Logs {
+        #[arg(value_name = "container-name", value_parser = container_name)]
+        name: String,
+        /// Keep printing what the journal gets.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last lines.
+        #[arg(short = 'n', long, value_name = "lines")]
+        lines: Option<u64>,
     },
     /// Open a root shell inside a running container.
     ///
@@ -450,8 +527,9 @@ pub enum Command {
         #[arg(long, conflicts_with = "format")]
         json: bool,
         /// The columns to print, comma-separated, in order [default:
-        /// name,state,ipv4,generation,autostart]. `uids`: the host uids
-        /// (and gids) the container's ids are.
+        /// name,state,ipv4,ipv6,generation,autostart]. `ipv6`: global IPv6
+        /// addresses of running containers; `uids`: the host uids (and
+        /// gids) the container's ids are.
         #[arg(long, value_enum, value_delimiter = ',')]
         columns: Vec<Column>,
         /// Print no header line (table and csv).
@@ -540,6 +618,8 @@ impl Command {
             Command::ListGenerations { .. }
             | Command::DeleteGenerations { .. }
             | Command::ShowIp { .. }
+            | Command::Restart { .. }
+            | Command::Logs { .. }
             | Command::Exists { .. }
             | Command::State { .. }
             | Command::RepairState

@@ -15,6 +15,8 @@ const FORMATS_JSON: &str = include_str!("../../lib/formats.json");
 pub enum Format {
     ContainerName,
     InterfaceName,
+    AbsolutePath,
+    RelativePath,
 }
 
 struct Compiled {
@@ -48,6 +50,8 @@ impl Format {
         match self {
             Format::ContainerName => "containerName",
             Format::InterfaceName => "interfaceName",
+            Format::AbsolutePath => "absolutePath",
+            Format::RelativePath => "relativePath",
         }
     }
 
@@ -133,6 +137,18 @@ formatted_string!(
     /// A container's name, as a container file names another (`network.peers`).
     ContainerName,
     Format::ContainerName
+);
+
+formatted_string!(
+    /// An absolute path without `.` or `..` parts.
+    AbsolutePath,
+    Format::AbsolutePath
+);
+
+formatted_string!(
+    /// A relative path without `.` or `..` parts.
+    RelativePath,
+    Format::RelativePath
 );
 
 /// The prefix length of a subnet that has room for a host and containers.

@@ -8,6 +8,8 @@ pub const PROFILE_LINK: &str = "profile";
 pub const PROFILE_MOUNT: &str = "init";
 /// A generation's LXC settings (lib/lxc-config.nix).
 pub const LXC_CONF: &str = "lxc.conf";
+/// Root's own LXC settings in a generation (create/update --lxc-config).
+pub const ROOT_LXC_CONF: &str = "lxc-root.conf";
 /// A generation's spec and parameters (lib/generation.nix).
 pub const SPEC_JSON: &str = "spec.json";
 /// The store paths of a generation's system's closure, one per line: what
@@ -34,6 +36,7 @@ mod tests {
             ("profileLink", PROFILE_LINK),
             ("profileMount", PROFILE_MOUNT),
             ("lxcConf", LXC_CONF),
+            ("rootLxcConf", ROOT_LXC_CONF),
             ("specJson", SPEC_JSON),
             ("closure", CLOSURE),
         ] {

@@ -15,6 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use regex::Regex;
 
 use crate::process::{describe_status, Finished, Tool};
+use crate::spec::Device;
 
 /// The first line of every config this helper writes for LXC: how a
 /// container of nixcloud-container is told from others in LXC's directory.
@@ -57,6 +58,31 @@ impl Lxc<'_> {
         self.container_dir(name).join("config")
     }
 
+    /// Where root's own settings for the container are copied from its
+    /// generation when it starts: LXC reads them from there, so that a
+    /// switch to a generation without them leaves the config whole.
+    pub fn root_settings_file(&self, name: &str) -> PathBuf {
+        self.container_dir(name).join("root.conf")
+    }
+
+    /// Puts root's settings `text` where the container's config includes
+    /// them (None: removes them); returns the file, if any.
+    pub fn keep_root_settings(&self, name: &str, text: Option<&str>) -> Result<Option<PathBuf>> {
+        let file = self.root_settings_file(name);
+        match text {
+            Some(text) => {
+                crate::state::write_atomically(&file, text)?;
+                Ok(Some(file))
+            }
+            None => match std::fs::remove_file(&file) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    Err(err).with_context(|| format!("cannot remove {}", file.display()))
+                }
+                _ => Ok(None),
+            },
+        }
+    }
+
     /// Whether LXC knows a container of this name (its config exists).
     pub fn is_defined(&self, name: &str) -> bool {
         self.config_file(name).exists()
@@ -91,7 +117,7 @@ impl Lxc<'_> {
         Ok(before)
     }
 
-    /// Makes the container's config `text` (as `config_text` writes it)
+    /// Makes the container's config `text` (an `OwnConfig`'s)
     /// where it is not, so that it follows the host's settings (its LXC, its
     /// AppArmor) rather than those of the day it was created.
     pub fn keep_config(&self, name: &str, text: &str) -> Result<()> {
@@ -232,6 +258,50 @@ impl Lxc<'_> {
         self.run("lxc-cgroup", name, &[file.to_string(), value.to_string()]).map(drop)
     }
 
+    /// The host pids of the inits of this LXC path's running containers, by
+    /// name: the children of LXC's monitor processes ("[lxc monitor] <path>
+    /// <name>") in this network namespace (where LXC's commands reach, see
+    /// above), found in /proc without asking LXC, which would cost a
+    /// process per container.
+    pub fn init_pids(&self) -> BTreeMap<String, u32> {
+        let prefix = format!("[lxc monitor] {} ", self.path.display());
+        let our_network = std::fs::read_link("/proc/self/ns/net").ok();
+        let mut pids = BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return pids;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // Monitors are lxc-start processes; reading comm is cheaper than cmdline.
+            if !std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "lxc-start")
+            {
+                continue;
+            }
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            let Some(name) = cmdline.trim_end_matches('\0').strip_prefix(&prefix) else {
+                continue;
+            };
+            if std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() != our_network {
+                continue;
+            }
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            if let Some(init) =
+                children.split_whitespace().next().and_then(|child| child.parse().ok())
+            {
+                pids.insert(name.to_string(), init);
+            }
+        }
+        pids
+    }
+
     /// The host pid of the container's init, None while it is stopped.
     pub fn init_pid(&self, name: &str) -> Result<Option<u32>> {
         let out =
@@ -301,6 +371,17 @@ impl Lxc<'_> {
         self.attach_tool(name, extra).arg("--").args(command).output(false)
     }
 
+    /// Like `attach_captured`, but killed after `limit` (None then).
+    pub fn attach_with_timeout(
+        &self,
+        name: &str,
+        extra: &[String],
+        command: &[&OsStr],
+        limit: std::time::Duration,
+    ) -> Result<Option<Finished>> {
+        self.attach_tool(name, extra).arg("--").args(command).output_within(limit)
+    }
+
     /// A shell inside the container: lxc-attach without a command runs root's
     /// login shell as the container's /etc/passwd names it (/bin/sh without one).
     pub fn login(&self, name: &str, extra: &[String]) -> Result<ExitStatus> {
@@ -342,31 +423,66 @@ pub fn check_reachable(path: &Path, host_id: u32) -> Result<()> {
     Ok(())
 }
 
+/// The SHA-1 of `text`, in hex: how the state knows root's LXC settings.
+pub fn digest(text: &str) -> String {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// The container's own config, given once to lxc-create: the distribution's
 /// defaults for unprivileged containers, then the current generation's
 /// settings through the profile link, so that switching a generation
 /// switches them too.
-/// Where the host's LSM confines containers: under AppArmor, LXC's profile
-/// generated for each container (no nesting: no container inside).
-pub fn config_text(lxc_config_dir: &Path, profile_link: &Path, app_armor: bool) -> String {
-    let app_armor = if app_armor {
-        "lxc.apparmor.profile = generated\nlxc.apparmor.allow_nesting = 0\n"
-    } else {
-        ""
-    };
-    format!(
-        "{CONFIG_HEADER}\n\
-         # The container's settings are in its generations: change the container\n\
-         # file and run `nixcloud-container update`; those of the host here are\n\
-         # written again at each start.\n\
-         lxc.include = {common}\n\
-         lxc.include = {userns}\n\
-         {app_armor}\
-         lxc.include = {fragment}\n",
-        common = lxc_config_dir.join("common.conf").display(),
-        userns = lxc_config_dir.join("userns.conf").display(),
-        fragment = profile_link.join(crate::layout::LXC_CONF).display(),
-    )
+/// What the host puts into a container's own LXC config, beside its
+/// generation's settings (included through the profile link, so that they
+/// switch with it): written at create and again at each start, so that it
+/// follows the host as it is then.
+pub struct OwnConfig<'a> {
+    /// Where LXC's common.conf and userns.conf are.
+    pub lxc_config_dir: &'a Path,
+    pub profile_link: &'a Path,
+    /// Under AppArmor: LXC's profile generated for each container (no
+    /// nesting: no container inside).
+    pub app_armor: bool,
+    /// Host devices it sees (the host allows them). LXC binds them, after it
+    /// made the container's /dev.
+    pub devices: &'a [Device],
+    /// Root's own settings (a copy of its generation's lxc-root.conf), if
+    /// any, included after all else.
+    pub root_settings: Option<&'a Path>,
+}
+
+impl OwnConfig<'_> {
+    pub fn text(&self) -> String {
+        let mut text = format!(
+            "{CONFIG_HEADER}\n\
+             # The container's settings are in its generations: change the container\n\
+             # file and run `nixcloud-container update`; those of the host here are\n\
+             # written again at each start.\n\
+             lxc.include = {}\n\
+             lxc.include = {}\n",
+            self.lxc_config_dir.join("common.conf").display(),
+            self.lxc_config_dir.join("userns.conf").display(),
+        );
+        if self.app_armor {
+            text.push_str("lxc.apparmor.profile = generated\nlxc.apparmor.allow_nesting = 0\n");
+        }
+        text.push_str(&format!(
+            "lxc.include = {}\n",
+            self.profile_link.join(crate::layout::LXC_CONF).display()
+        ));
+        for device in self.devices {
+            let node = device.node();
+            text.push_str(&format!(
+                "lxc.mount.entry = {node} {} none bind,create=file 0 0\n",
+                &node[1..]
+            ));
+        }
+        if let Some(file) = self.root_settings {
+            text.push_str(&format!("lxc.include = {}\n", file.display()));
+        }
+        text
+    }
 }
 
 /// Turns a failed lxc-* tool into an error that says why it failed.

@@ -56,6 +56,14 @@ or a container attribute set:
         pids.max = 4096;
         io.weight = 100;
       };
+      bindMounts."/var/lib/app" = {   # host paths inside, where allowed
+        hostPath = "app";        # relative: its own data directory;
+        isReadOnly = false;      # absolute: allowedHostPaths
+      };
+      forwardPorts = [           # host ports of allowedForwardPorts
+        { hostPort = 8080; containerPort = 80; protocol = "tcp"; }
+      ];
+      devices = [ "tun" ];       # "tun", "fuse": where allowedDevices says
       configuration = { pkgs, ip, name, ... }: { ... };
     }
 

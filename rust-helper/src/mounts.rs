@@ -28,10 +28,38 @@ use crate::settings::IdMap;
 /// A host path the container sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostMount {
-    pub source: PathBuf,
+    pub source: MountSource,
     /// Where inside, relative to the container's root.
     pub target: PathBuf,
     pub writable: bool,
+    /// Shown with the container's ids (where the host has idmapped mounts),
+    /// so that the host's root owns its files inside too: for host files,
+    /// read-only. Not for the container's own files, which are its ids
+    /// already, nor for writable host files, which its root would write as
+    /// the host's root.
+    pub idmapped: bool,
+}
+
+/// Where a mount comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSource {
+    /// A host path of the host's choosing (the store, the profile).
+    Host(PathBuf),
+    /// `relative` below `root`, found without leaving it (a container file
+    /// named it, and the tree may be the container's); made where missing,
+    /// as directories of the container's root, if `create`.
+    Beneath { root: PathBuf, relative: PathBuf, create: bool },
+}
+
+impl std::fmt::Display for MountSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MountSource::Host(path) => write!(f, "{}", path.display()),
+            MountSource::Beneath { root, relative, .. } => {
+                write!(f, "{}", root.join(relative).display())
+            }
+        }
+    }
 }
 
 /// Moves this process into a mount namespace of its own, whose mounts
@@ -83,15 +111,45 @@ impl Mounter {
     pub fn mount_all(&self, mounts: &[HostMount]) -> Result<()> {
         for mount in mounts {
             self.mount(mount).with_context(|| {
-                format!("cannot mount {} at /{}", mount.source.display(), mount.target.display())
+                format!("cannot mount {} at /{}", mount.source, mount.target.display())
             })?;
         }
         Ok(())
     }
 
     fn mount(&self, mount: &HostMount) -> Result<()> {
-        let tree = self.copy_of(rustix::fs::CWD, &mount.source, mount.writable, true)?;
-        let target = self.directory(&mount.target)?;
+        let source = match &mount.source {
+            MountSource::Host(path) => {
+                rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?
+            }
+            MountSource::Beneath { root, relative, create } => {
+                let root = rustix::fs::open(
+                    root,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .with_context(|| format!("cannot open {}", root.display()))?;
+                if *create {
+                    directory_beneath(&root, relative, self.owner)?
+                } else if relative.as_os_str().is_empty() {
+                    root
+                } else {
+                    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+                    rustix::fs::openat2(
+                        &root,
+                        relative,
+                        OFlags::PATH | OFlags::CLOEXEC,
+                        Mode::empty(),
+                        resolve,
+                    )
+                    .with_context(|| format!("{} is not there", mount.source))?
+                }
+            }
+        };
+        let is_directory = rustix::fs::fstat(&source)?.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let tree = self.copy_of(&source, "", mount.writable, true, mount.idmapped)?;
+        let target =
+            if is_directory { self.directory(&mount.target)? } else { self.file(&mount.target)? };
         rustix::mount::move_mount(
             &tree,
             "",
@@ -102,18 +160,21 @@ impl Mounter {
         Ok(())
     }
 
-    /// A detached copy of the host path `source` (below `dir`) as the
-    /// container sees it: read-only unless `writable`, idmapped where the
-    /// host has idmapped mounts, with what is mounted below it if
-    /// `recursive`.
+    /// A detached copy of the host path `source` (below `dir`; "": `dir`
+    /// itself) as the container sees it: read-only unless `writable`,
+    /// idmapped if `idmapped` and the host has idmapped mounts, with what is
+    /// mounted below it if `recursive`; never with setuid or device files.
     pub fn copy_of<Fd: rustix::fd::AsFd, P: rustix::path::Arg + Copy + std::fmt::Debug>(
         &self,
         dir: Fd,
         source: P,
         writable: bool,
         recursive: bool,
+        idmapped: bool,
     ) -> Result<OwnedFd> {
-        let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+        let mut flags = OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH;
         if recursive {
             flags |= OpenTreeFlags::AT_RECURSIVE;
         }
@@ -122,13 +183,13 @@ impl Mounter {
         if !writable {
             attributes |= MountAttrFlags::MOUNT_ATTR_RDONLY;
         }
-        if self.userns.is_some() {
+        let userns = self.userns.as_ref().filter(|_| idmapped);
+        if userns.is_some() {
             attributes |= MountAttrFlags::MOUNT_ATTR_IDMAP;
         }
-        let change =
-            AttributeChange { set: attributes, userns: self.userns.as_ref(), ..Default::default() };
+        let change = AttributeChange { set: attributes, userns, ..Default::default() };
         change.apply(&tree, recursive).map_err(|err| {
-            if self.userns.is_some() && err == rustix::io::Errno::INVAL {
+            if userns.is_some() && err == rustix::io::Errno::INVAL {
                 anyhow::anyhow!(
                     "the kernel or the filesystem of {source:?} has no idmapped mounts (Linux \
                      5.12 or newer; ext4, xfs, btrfs and tmpfs have them, overlayfs has not): set \
@@ -141,6 +202,42 @@ impl Mounter {
             }
         })?;
         Ok(tree)
+    }
+
+    /// The file `relative` below the rootfs, made empty (with its
+    /// directories) where it is missing: a mount point for a file.
+    fn file(&self, relative: &Path) -> Result<OwnedFd> {
+        let parent = relative.parent().unwrap_or(Path::new(""));
+        let name = relative.file_name().context("a file's mount point has a name")?;
+        let dir = self.directory(parent)?;
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        // The directory was opened as a path only: the file is made through
+        // a descriptor that can write to it.
+        let dir = rustix::fs::openat2(
+            &dir,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve,
+        )?;
+        match rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        ) {
+            Ok(_) => rustix::fs::chownat(
+                &dir,
+                name,
+                Some(rustix::fs::Uid::from_raw(self.owner)),
+                Some(rustix::fs::Gid::from_raw(self.owner)),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )?,
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(err) => return Err(err.into()),
+        }
+        Ok(rustix::fs::openat2(&dir, name, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve)?)
     }
 
     /// The directory `relative` below the rootfs, made (owned by the

@@ -157,6 +157,30 @@ pub fn interfaces(
     Ok((hostonly, internet))
 }
 
+/// The global IPv6 addresses of the network namespace of process `pid` (a
+/// container's init), as its /proc/<pid>/net/if_inet6 lists them.
+pub fn global_ipv6_addresses(pid: u32) -> Vec<std::net::Ipv6Addr> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/if_inet6")).unwrap_or_default();
+    text.lines().filter_map(global_ipv6_address).collect()
+}
+
+/// The address of one if_inet6 line ("<32 hex digits> <index> <prefix
+/// length> <scope> <flags> <name>"), where it is global and usable (scope
+/// 0, not failed duplicate address detection).
+fn global_ipv6_address(line: &str) -> Option<std::net::Ipv6Addr> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let [address, _, _, scope, flags, _] = fields[..] else {
+        return None;
+    };
+    const DAD_FAILED: u32 = 0x08;
+    if u32::from_str_radix(scope, 16).ok()? != 0
+        || u32::from_str_radix(flags, 16).ok()? & DAD_FAILED != 0
+    {
+        return None;
+    }
+    u128::from_str_radix(address, 16).ok().map(std::net::Ipv6Addr::from)
+}
+
 /// A container's two interfaces, as ports of the host's bridges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Port {
@@ -383,5 +407,16 @@ mod tests {
         assert_ne!(mac_address("web", Port::Internet), mac_address("web", Port::Hostonly));
         assert!(mac_address("web", Port::Hostonly).starts_with("02:"));
         assert_eq!(mac_address("web", Port::Hostonly).len(), 17);
+    }
+
+    #[test]
+    fn only_global_ipv6_addresses_are_shown() {
+        let lines = "fe800000000000000076a9fffe1383dc 02 40 20 80 hostonly\n\
+                     00000000000000000000000000000001 01 80 10 80       lo\n\
+                     20010db8000000000000000000000005 02 40 00 c0 hostonly\n\
+                     20010db8000000000000000000000006 02 40 00 88 internet\n";
+        let found: Vec<String> =
+            lines.lines().filter_map(global_ipv6_address).map(|a| a.to_string()).collect();
+        assert_eq!(found, ["2001:db8::5"]);
     }
 }

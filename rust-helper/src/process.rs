@@ -117,6 +117,36 @@ impl Tool {
         Ok(Finished { status, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr })
     }
 
+    /// Runs with captured output for at most `limit`; None when it had to be
+    /// killed then. For tools whose output is small (it is read at the end).
+    pub fn output_within(mut self, limit: Duration) -> Result<Option<Finished>> {
+        use std::io::Read;
+        self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = self.command.spawn().with_context(|| self.spawn_error())?;
+        let status = loop {
+            if let Some(status) = child.try_wait().with_context(|| self.spawn_error())? {
+                break status;
+            }
+            if started.elapsed() >= limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        report_timing(&self.program, started.elapsed());
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        child.stdout.take().expect("stdout is piped").read_to_end(&mut stdout)?;
+        child.stderr.take().expect("stderr is piped").read_to_end(&mut stderr)?;
+        Ok(Some(Finished {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }))
+    }
+
     /// Runs attached to our terminal (login, run, start -F) and returns its status.
     pub fn interactive(mut self) -> Result<ExitStatus> {
         let started = Instant::now();

@@ -16,8 +16,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cli::LocationArgs;
-use crate::formats::{InterfaceName, PrefixLength};
+use crate::formats::{AbsolutePath, InterfaceName, PrefixLength};
 use crate::nix_log::Verbosity;
+use crate::spec::{Device, Port};
 
 const HOST_DEFAULTS: &str = include_str!("../../lib/host-defaults.json");
 pub const DEFAULT_HOST_CONFIG: &str = "/etc/nixcloud-container/host.json";
@@ -177,11 +178,42 @@ pub struct HostConfig {
     /// Whether containers run under AppArmor (LXC's generated profile);
     /// null: where the kernel has AppArmor on.
     pub app_armor: Option<bool>,
+    /// Where containers' own data directories are (`<dir>/<name>`); null:
+    /// `<stateDir>/data`.
+    pub data_dir: Option<PathBuf>,
+    /// Host paths container files may bind (at or below each), and whether
+    /// writable.
+    pub allowed_host_paths: BTreeMap<AbsolutePath, AllowedHostPath>,
+    /// Host ports container files may have forwarded to them.
+    pub allowed_forward_ports: Vec<PortRange>,
+    /// Host devices container files may ask for.
+    pub allowed_devices: Vec<Device>,
     pub lxc_path: PathBuf,
     pub profiles_dir: PathBuf,
     pub state_dir: PathBuf,
     /// Where LXC's common.conf and userns.conf are; null: found beside lxc-start.
     pub lxc_config_dir: Option<PathBuf>,
+}
+
+/// A host path the host lets containers bind (`allowedHostPaths`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AllowedHostPath {
+    pub writable: bool,
+}
+
+/// Host ports from `from` to `to`, both included (`allowedForwardPorts`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortRange {
+    pub from: Port,
+    pub to: Port,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: Port) -> bool {
+        (self.from..=self.to).contains(&port)
+    }
 }
 
 /// Everything a command needs to know about the host.
@@ -263,6 +295,9 @@ impl HostConfig {
                 );
             }
         }
+        if let Some(range) = self.allowed_forward_ports.iter().find(|range| range.from > range.to) {
+            bail!("allowedForwardPorts: {} is above {}", range.from.0, range.to.0);
+        }
         self.idmap.check()
     }
 }
@@ -282,6 +317,11 @@ impl Settings {
             host,
             verbosity,
         })
+    }
+
+    /// Container `name`'s own data directory, for its bind mounts.
+    pub fn data_dir(&self, name: &str) -> PathBuf {
+        self.host.data_dir.clone().unwrap_or_else(|| self.state_dir.join("data")).join(name)
     }
 
     /// Whether containers run under LXC's generated AppArmor profile.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::formats::{ContainerName, InterfaceName, PrefixLength};
+use crate::formats::{AbsolutePath, ContainerName, InterfaceName, PrefixLength, RelativePath};
 use crate::limits::Limits;
 use crate::settings::IdMap;
 
@@ -96,6 +96,131 @@ pub struct Spec {
     /// What the container file asks for; the host may cap it.
     #[serde(default)]
     pub limits: Limits,
+    /// Host paths it sees (host.rs decides which the host allows).
+    #[serde(default)]
+    pub bind_mounts: Vec<BindMount>,
+    /// Host ports forwarded to it.
+    #[serde(default)]
+    pub forward_ports: Vec<ForwardPort>,
+    /// Host devices it sees.
+    #[serde(default)]
+    pub devices: Vec<Device>,
+}
+
+/// A host path at `mount_point` inside (`bindMounts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BindMount {
+    pub mount_point: AbsolutePath,
+    pub host_path: HostPath,
+    pub is_read_only: bool,
+}
+
+/// Where a bind mount's source is: below the container's own data
+/// directory (a relative path), or a host path the host allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum HostPath {
+    Own(RelativePath),
+    Host(AbsolutePath),
+}
+
+impl TryFrom<String> for HostPath {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<HostPath, String> {
+        if text.starts_with('/') {
+            AbsolutePath::try_from(text).map(HostPath::Host)
+        } else {
+            RelativePath::try_from(text).map(HostPath::Own)
+        }
+    }
+}
+
+impl From<HostPath> for String {
+    fn from(path: HostPath) -> String {
+        match path {
+            HostPath::Own(relative) => relative.into(),
+            HostPath::Host(absolute) => absolute.into(),
+        }
+    }
+}
+
+/// A host port forwarded to a port of the container (`forwardPorts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForwardPort {
+    pub protocol: Protocol,
+    pub host_port: Port,
+    pub container_port: Port,
+    /// Only connections to this host address (default: any).
+    pub host_address: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// A TCP or UDP port: 1 to 65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u16", into = "u16")]
+pub struct Port(pub u16);
+
+impl TryFrom<u16> for Port {
+    type Error = String;
+
+    fn try_from(value: u16) -> Result<Port, String> {
+        if value == 0 {
+            Err("0 is not a port".to_string())
+        } else {
+            Ok(Port(value))
+        }
+    }
+}
+
+impl From<Port> for u16 {
+    fn from(port: Port) -> u16 {
+        port.0
+    }
+}
+
+/// A host device a container may see (`devices`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// /dev/net/tun: VPNs.
+    Tun,
+    /// /dev/fuse: FUSE file systems.
+    Fuse,
+}
+
+impl Device {
+    /// The device node, on the host and inside.
+    pub fn node(self) -> &'static str {
+        match self {
+            Device::Tun => "/dev/net/tun",
+            Device::Fuse => "/dev/fuse",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Tun => "tun",
+            Device::Fuse => "fuse",
+        }
+    }
 }
 
 /// The container's interface on its main bridge (called `hostonly` inside,
@@ -152,6 +277,9 @@ pub struct Params {
     /// The spec's limits, capped by the host's.
     #[serde(default)]
     pub limits: Limits,
+    /// Root's own LXC settings for the container (--lxc-config), as text.
+    #[serde(default)]
+    pub root_settings: Option<String>,
     /// The container's system.stateVersion unless its configuration sets
     /// one: the nixpkgs release it was created with (NixOS containers).
     #[serde(default)]

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::formats::InterfaceName;
 use crate::network::{self, AddressRequest};
 use crate::settings::{HostConfig, HostIds, IdMap};
-use crate::spec::{NixosRelease, Source};
+use crate::spec::{ForwardPort, NixosRelease, Source};
 
 const STATE_VERSION: u32 = 1;
 
@@ -75,6 +75,21 @@ pub struct ContainerRecord {
     /// generation has (`opening::open`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ids: Option<IdMap>,
+    /// The host ports one of its generations has forwarded to it: no other
+    /// container gets them while that generation exists.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub forwards: BTreeSet<ForwardPort>,
+    /// The file of root's own LXC settings for it (--lxc-config), read again
+    /// at each update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_settings: Option<PathBuf>,
+    /// The SHA-1 of each text of root's settings a generation of it holds:
+    /// what `start` includes (nothing else can have put them there).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub root_settings_digests: BTreeSet<String>,
+    /// While Destroying: its data directory stays (destroy --keep-data).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_data: bool,
 }
 
 /// See `ContainerRecord::started_with`.
@@ -86,6 +101,24 @@ pub struct StartedWith {
 }
 
 impl ContainerRecord {
+    /// A container in `phase` built from `source`, with nothing else known yet.
+    pub fn new(phase: Phase, source: Source) -> ContainerRecord {
+        ContainerRecord {
+            phase,
+            source,
+            automatic_ip: None,
+            addresses: BTreeSet::new(),
+            switched_from: None,
+            started_with: None,
+            state_version: None,
+            ids: None,
+            forwards: BTreeSet::new(),
+            root_settings: None,
+            root_settings_digests: BTreeSet::new(),
+            keep_data: false,
+        }
+    }
+
     /// Records that the profile is switching away from generation `from`
     /// (Updating), or that no switch is under way (`None`: Ready). The phase
     /// and `switched_from` change only together, here.
@@ -164,6 +197,34 @@ impl State {
         };
         self.containers.get_mut(name).expect("the entry exists").ids = Some(ids);
         Ok(ids)
+    }
+
+    /// Claims the host ports `forwards` for container `name` (whose entry
+    /// must exist), unless another container has one of them.
+    pub fn claim_forwards(&mut self, name: &str, forwards: &[ForwardPort]) -> Result<()> {
+        for wanted in forwards {
+            let holder = self.containers.iter().filter(|(other, _)| other.as_str() != name).find(
+                |(_, entry)| {
+                    entry.forwards.iter().any(|held| {
+                        held.protocol == wanted.protocol
+                            && held.host_port == wanted.host_port
+                            && (held.host_address.is_none()
+                                || wanted.host_address.is_none()
+                                || held.host_address == wanted.host_address)
+                    })
+                },
+            );
+            if let Some((holder, _)) = holder {
+                bail!(
+                    "forwardPorts: host port {} {} is forwarded to container '{holder}' already",
+                    wanted.protocol,
+                    wanted.host_port.0
+                );
+            }
+        }
+        let entry = self.containers.get_mut(name).expect("the entry exists");
+        entry.forwards.extend(forwards.iter().copied());
+        Ok(())
     }
 
     /// Reserves the address `request` asks for on `bridge` for container
@@ -423,16 +484,7 @@ mod tests {
     fn add(state: &mut State, name: &str) {
         state.containers.insert(
             name.to_string(),
-            ContainerRecord {
-                phase: Phase::Creating,
-                source: Source::File("/x.nix".into()),
-                automatic_ip: None,
-                addresses: BTreeSet::new(),
-                switched_from: None,
-                started_with: None,
-                state_version: None,
-                ids: None,
-            },
+            ContainerRecord::new(Phase::Creating, Source::File("/x.nix".into())),
         );
     }
 

@@ -276,7 +276,7 @@ fn add_path(mounter: &Mounter, host_store: &OwnedFd, store: &OwnedFd, name: &str
         .map(drop),
     }
     .with_context(context)?;
-    let copy = mounter.copy_of(host_store, name, false, false).with_context(context)?;
+    let copy = mounter.copy_of(host_store, name, false, false, true).with_context(context)?;
     rustix::mount::move_mount(&copy, "", store, name, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
         .with_context(context)
 }

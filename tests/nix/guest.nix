@@ -42,6 +42,9 @@ let
 
   example = built { file = ../../examples/example.nix; name = "example"; address = "10.101.0.2"; gateway = "10.101.0.1"; };
   autostartExample = built { file = ../../examples/autostartExample.nix; name = "auto"; address = "10.101.0.3"; gateway = "10.101.0.1"; };
+  specOf = file: (specs.fromValue "container file ${toString file}" (import file)).spec;
+  webSpec = specOf ../../examples/webExample.nix;
+  dbSpec = specOf ../../examples/dbExample.nix;
   networkExample = built { file = ../../examples/networkExample.nix; name = "net"; address = "10.10.1.2"; };
   fullExample = built { file = ../../examples/fullExample.nix; name = "full"; address = "10.101.0.4"; internet = true; };
   # The packages of a configuration, without the guest module's nix shims.
@@ -163,6 +166,17 @@ in
     (eq "networkExample.nix: a key only from an id_rsa.pub beside it"
       networkExample.users.users.root.openssh.authorizedKeys.keys
       (lib.optional (builtins.pathExists ../../examples/id_rsa.pub) (builtins.readFile ../../examples/id_rsa.pub)))
+    (eq "webExample.nix: its site in its own data, port 8080, db as peer" {
+      inherit (webSpec) bindMounts forwardPorts;
+      inherit (webSpec.network) peers;
+      memoryMax = webSpec.limits.memoryMax;
+    } {
+      bindMounts = [ { mountPoint = "/var/www"; hostPath = "www"; isReadOnly = false; } ];
+      forwardPorts = [ { protocol = "tcp"; hostPort = 8080; containerPort = 80; hostAddress = null; } ];
+      peers = [ "db" ];
+      memoryMax = 1073741824;
+    })
+    (eq "dbExample.nix: web as peer" dbSpec.network.peers [ "web" ])
     (eq "fullExample.nix: internet by DHCP"
       (lib.mapAttrs (_: i: i.useDHCP) fullExample.networking.interfaces)
       { hostonly = false; internet = true; })

@@ -147,6 +147,10 @@ in
       allowWholeStore = false;
       limits = { memoryMax = 2147483648; cpuMax = 150000; pidsMax = 4096; };
       appArmor = false;
+      dataDir = null;
+      allowedHostPaths = { };
+      allowedForwardPorts = [ ];
+      allowedDevices = [ ];
       lxcPath = "/srv/lxc";
       profilesDir = "/srv/profiles";
       stateDir = "/srv/state";
@@ -304,6 +308,34 @@ in
     (eq "nftables: NAT as with iptables" nftablesOn.networking.nat nftablesOff.networking.nat)
     (eq "nftables: dnsmasq as with iptables" nftablesOn.services.dnsmasq nftablesOff.services.dnsmasq)
   ];
+
+  grants =
+    let
+      granting = enabled {
+        dataDir = "/srv/containers";
+        allowedHostPaths = { "/srv/media" = { }; "/srv/shared" = { writable = true; }; };
+        allowedForwardPorts = [ { from = 8000; to = 8999; } ];
+        allowedDevices = [ "tun" ];
+      };
+    in
+    [
+      (eq "no failed assertions" (failedAssertions granting) [ ])
+      (eq "host.json says what containers may have" (lib.getAttrs [ "dataDir" "allowedHostPaths" "allowedForwardPorts" "allowedDevices" ] (hostJson granting)) {
+        dataDir = "/srv/containers";
+        allowedHostPaths = { "/srv/media" = { writable = false; }; "/srv/shared" = { writable = true; }; };
+        allowedForwardPorts = [ { from = 8000; to = 8999; } ];
+        allowedDevices = [ "tun" ];
+      })
+      (eq "forwarded ports are routed" granting.boot.kernel.sysctl."net.ipv4.conf.all.forwarding" true)
+      (eq "without them nothing is" (defaults.boot.kernel.sysctl ? "net.ipv4.conf.all.forwarding") false)
+      (hasInfix "iptables: forwarded ports reach containers on hostonly"
+        "ip46tables -A nixcloud-container-fwd -m conntrack --ctstate DNAT -j RETURN" nftablesOff.networking.firewall.extraCommands)
+      (hasInfix "nftables: forwarded ports reach containers on hostonly" "ct status dnat accept"
+        nftablesOn.networking.nftables.tables.nixcloud-container.content)
+      (that "an unknown device is refused"
+        (builtins.tryEval (builtins.deepSeq (enabled { allowedDevices = [ "kvm" ]; }).environment.etc true)).success
+        "a failed evaluation" (success: !success))
+    ];
 
   idmap = [
     (that "a normal user with an automatic range: a warning naming them"

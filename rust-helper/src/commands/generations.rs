@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::activation::{activate_current, OnFailure};
 use super::context::Context;
 use super::recovery::{record_switch, refresh_addresses};
-use super::{opening, peers};
+use super::{network_rules, opening};
 use crate::nix::Nix;
 use crate::profile::Deletion;
 
@@ -126,6 +126,6 @@ fn switch_recorded(
     record_switch(ctx, name, None)?;
     let current =
         ctx.profile(name).current()?.context("the container has no current generation")?;
-    peers::refresh(ctx, !current.meta()?.spec.network.peers.is_empty())?;
+    network_rules::refresh(ctx, network_rules::needs_rules(&current.meta()?))?;
     switched
 }

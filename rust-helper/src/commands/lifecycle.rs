@@ -4,7 +4,6 @@
 //! it is doing (the phase) before it touches anything, so that the next
 //! command can tell a crash from work in progress (recovery.rs).
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
@@ -12,14 +11,35 @@ use anyhow::{bail, Context as _, Result};
 use super::activation::{activate_current, OnFailure};
 use super::context::Context;
 use super::opening::{self, Opened};
-use super::peers;
-use super::recovery::{addresses_in_use, teardown};
+use super::recovery::{refresh_claims, teardown};
+use super::{grants, network_rules};
 use crate::network;
 use crate::settings::IdMap;
 use crate::spec::{Kind, NixosRelease, Params, Source, Spec};
 use crate::state::{ContainerLock, ContainerRecord, LockedState, Phase};
 
-pub fn create(ctx: &Context, name: &str, source: Source) -> Result<()> {
+/// Root's own LXC settings for a container, as create and update are told.
+pub enum RootSettings {
+    /// Those it has (none for a new container).
+    Keep,
+    /// From this file, now and at later updates.
+    From(PathBuf),
+    /// None any more.
+    Drop,
+}
+
+impl RootSettings {
+    /// The file that holds them, given the one the container had.
+    fn file(&self, had: Option<&PathBuf>) -> Option<PathBuf> {
+        match self {
+            RootSettings::Keep => had.cloned(),
+            RootSettings::From(file) => Some(file.clone()),
+            RootSettings::Drop => None,
+        }
+    }
+}
+
+pub fn create(ctx: &Context, name: &str, source: Source, root: RootSettings) -> Result<()> {
     let Opened { lock, locked, .. } = opening::open(ctx, name)?;
     if let Err(err) = ensure_name_is_free(ctx, &locked, name) {
         if !locked.state.containers.contains_key(name) {
@@ -28,7 +48,7 @@ pub fn create(ctx: &Context, name: &str, source: Source) -> Result<()> {
         return Err(err);
     }
     drop(locked);
-    create_locked(ctx, name, source, lock)
+    create_locked(ctx, name, source, root.file(None), lock)
 }
 
 /// What building a container's generations needs from the host, found
@@ -42,6 +62,8 @@ struct BuildInputs {
     /// The container's stateVersion: the one it has, or for a NixOS
     /// container without one (a new one), its nixpkgs' release.
     state_version: Option<NixosRelease>,
+    /// Root's own LXC settings: the file, and what it says.
+    root_settings: Option<(PathBuf, String)>,
 }
 
 impl BuildInputs {
@@ -49,10 +71,20 @@ impl BuildInputs {
         ctx: &Context,
         source: &Source,
         state_version: Option<NixosRelease>,
+        root_settings: Option<PathBuf>,
     ) -> Result<BuildInputs> {
+        let root_settings = root_settings
+            .map(|file| {
+                let text = std::fs::read_to_string(&file).with_context(|| {
+                    format!("cannot read the LXC settings {} (--lxc-config)", file.display())
+                })?;
+                anyhow::Ok((file, text))
+            })
+            .transpose()?;
         let nix = ctx.nix();
         let busybox = nix.busybox_in_store(&ctx.settings.busybox()?)?;
         let spec = nix.eval_spec(source, &busybox)?;
+        grants::check(&spec, &ctx.settings.host).with_context(|| source.to_string())?;
         let address = network::address_request(&spec.network, &ctx.settings.host)
             .with_context(|| source.to_string())?;
         if spec.nix_daemon && !ctx.settings.host.allow_nix_daemon {
@@ -73,17 +105,23 @@ impl BuildInputs {
             (None, Kind::Nixos) => Some(nix.release(&spec, source, &busybox)?),
             (None, Kind::System) => None,
         };
-        Ok(BuildInputs { busybox, spec, address, state_version })
+        Ok(BuildInputs { busybox, spec, address, state_version, root_settings })
     }
 }
 
 /// Creates container `name`, whose lock the caller holds and whose name is
 /// free. On failure nothing of it stays, not even its lock file.
-fn create_locked(ctx: &Context, name: &str, source: Source, lock: ContainerLock) -> Result<()> {
+fn create_locked(
+    ctx: &Context,
+    name: &str,
+    source: Source,
+    root_settings: Option<PathBuf>,
+    lock: ContainerLock,
+) -> Result<()> {
     let prepared = ctx
         .settings
         .lxc_config_dir()
-        .and_then(|dir| Ok((dir, BuildInputs::find(ctx, &source, None)?)));
+        .and_then(|dir| Ok((dir, BuildInputs::find(ctx, &source, None, root_settings)?)));
     let (lxc_config_dir, inputs) = match prepared {
         Ok(prepared) => prepared,
         Err(err) => {
@@ -99,14 +137,8 @@ fn create_locked(ctx: &Context, name: &str, source: Source, lock: ContainerLock)
         locked.state.containers.insert(
             name.to_string(),
             ContainerRecord {
-                phase: Phase::Creating,
-                source: source.clone(),
-                automatic_ip: None,
-                addresses: BTreeSet::new(),
-                switched_from: None,
-                started_with: None,
                 state_version: inputs.state_version.clone(),
-                ids: None,
+                ..ContainerRecord::new(Phase::Creating, source.clone())
             },
         );
         let ids = locked.state.allocate_ids(&ctx.settings.host.idmap, name)?;
@@ -133,7 +165,9 @@ fn create_locked(ctx: &Context, name: &str, source: Source, lock: ContainerLock)
     }
 
     let mut locked = ctx.store.lock()?;
-    locked.state.containers.get_mut(name).expect("the entry was reserved").phase = Phase::Ready;
+    let entry = locked.state.containers.get_mut(name).expect("the entry was reserved");
+    entry.phase = Phase::Ready;
+    entry.root_settings = inputs.root_settings.map(|(file, _)| file);
     locked.save()?;
     println!(
         "created container '{name}' ({} on {}), generation 1",
@@ -161,6 +195,14 @@ fn reserve(
         .with_context(|| source.to_string())?;
     let (hostonly, internet) = network::interfaces(name, &inputs.spec.network, host, address)
         .with_context(|| source.to_string())?;
+    locked
+        .state
+        .claim_forwards(name, &inputs.spec.forward_ports)
+        .with_context(|| source.to_string())?;
+    if let Some((_, text)) = &inputs.root_settings {
+        let entry = locked.state.containers.get_mut(name).expect("the entry exists");
+        entry.root_settings_digests.insert(crate::lxc::digest(text));
+    }
     Ok(Params {
         name: name.to_string(),
         source: source.clone(),
@@ -169,6 +211,7 @@ fn reserve(
         idmap: ids,
         hostonly,
         internet,
+        root_settings: inputs.root_settings.as_ref().map(|(_, text)| text.clone()),
         nix_daemon: inputs.spec.nix_daemon,
         whole_store: inputs.spec.whole_store,
         limits: inputs.spec.limits.capped_by(&host.limits),
@@ -210,18 +253,29 @@ fn build_and_register(
     // lxc-create copies it to <dir>/config; a crash leaves it where the
     // teardown of the half-made container removes it.
     let given = dir.join("config.given");
-    let config = crate::lxc::config_text(lxc_config_dir, &profile.link(), ctx.settings.app_armor());
+    let root_settings =
+        lxc.keep_root_settings(name, inputs.root_settings.as_ref().map(|(_, text)| text.as_str()))?;
+    let config = crate::lxc::OwnConfig {
+        lxc_config_dir,
+        profile_link: &profile.link(),
+        app_armor: ctx.settings.app_armor(),
+        devices: &inputs.spec.devices,
+        root_settings: root_settings.as_deref(),
+    }
+    .text();
     std::fs::write(&given, &config).context("cannot write the container's LXC config")?;
     lxc.create(name, &given, &ctx.lxc_args)?;
     std::fs::remove_file(&given).context("cannot remove the given LXC config")?;
     lxc.keep_config(name, &config)?;
-    lxc.make_mount_points(name, params.idmap.host_id)
+    lxc.make_mount_points(name, params.idmap.host_id)?;
+    grants::make_data_dir(&ctx.settings, name, params.idmap.host_id)
 }
 
 pub fn update(
     ctx: &Context,
     name: &str,
     source: Option<Source>,
+    root: RootSettings,
     on_failure: OnFailure,
 ) -> Result<()> {
     let Opened { lock, locked, .. } = opening::open(ctx, name)?;
@@ -242,13 +296,14 @@ pub fn update(
                 }
             };
             drop(locked);
-            return create_locked(ctx, name, source, lock);
+            return create_locked(ctx, name, source, root.file(None), lock);
         }
     };
     drop(locked);
     let ids = entry.ids(&ctx.settings.host.idmap);
     let source = source.unwrap_or(entry.source);
-    let inputs = BuildInputs::find(ctx, &source, entry.state_version.clone())?;
+    let root_file = root.file(entry.root_settings.as_ref());
+    let inputs = BuildInputs::find(ctx, &source, entry.state_version.clone(), root_file)?;
 
     let profile = ctx.profile(name);
     let before = profile.generations()?;
@@ -291,12 +346,16 @@ pub fn update(
     if activated.is_ok() || kept {
         entry.source = source;
         entry.state_version = inputs.state_version;
+        entry.root_settings = inputs.root_settings.map(|(file, _)| file);
     }
     entry.mark_switching(None);
-    entry.addresses = addresses_in_use(ctx, name, entry.automatic_ip)?;
+    refresh_claims(ctx, name, entry)?;
     locked.save()?;
     drop(locked);
-    peers::refresh(ctx, !inputs.spec.network.peers.is_empty())?;
+    network_rules::refresh(
+        ctx,
+        !inputs.spec.network.peers.is_empty() || !inputs.spec.forward_ports.is_empty(),
+    )?;
     activated?;
 
     if current == previous {
@@ -307,7 +366,7 @@ pub fn update(
     Ok(())
 }
 
-pub fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()> {
+pub fn destroy(ctx: &Context, name: &str, force: bool, keep_data: bool) -> Result<()> {
     let Opened { lock, mut locked, repaired } = opening::open(ctx, name)?;
     if !locked.state.containers.contains_key(name) {
         lock.remove();
@@ -326,7 +385,9 @@ pub fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()> {
         lxc.restore_config(name, original)?;
         bail!("container '{name}' is running: stop it first, or use `destroy --force`");
     }
-    locked.state.containers.get_mut(name).expect("checked above").phase = Phase::Destroying;
+    let entry = locked.state.containers.get_mut(name).expect("checked above");
+    entry.phase = Phase::Destroying;
+    entry.keep_data = keep_data;
     locked.save()?;
     if running {
         // Nothing inside outlives the destroy, so there is no shutdown to wait for.
@@ -336,7 +397,9 @@ pub fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()> {
         if let Err(err) = lxc.destroy(name, &ctx.lxc_args) {
             // Nothing was removed: the container stays as it was (stopped).
             lxc.restore_config(name, original)?;
-            locked.state.containers.get_mut(name).expect("still there").phase = Phase::Ready;
+            let entry = locked.state.containers.get_mut(name).expect("still there");
+            entry.phase = Phase::Ready;
+            entry.keep_data = false;
             locked.save()?;
             return Err(err).with_context(|| format!("cannot destroy container '{name}'"));
         }
@@ -347,6 +410,10 @@ pub fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()> {
     drop(lock);
     let freed: Vec<String> = freed.iter().map(|a| a.ip.to_string()).collect();
     println!("destroyed container '{name}'; freed {}", freed.join(", "));
+    let data = ctx.settings.data_dir(name);
+    if keep_data && data.exists() {
+        println!("its data stays in {}", data.display());
+    }
     Ok(())
 }
 
@@ -387,6 +454,14 @@ fn ensure_name_is_free(ctx: &Context, locked: &LockedState, name: &str) -> Resul
     let profile = ctx.profile(name);
     if profile.dir().exists() {
         bail!("profile directory {} exists, but {lost}", profile.dir().display());
+    }
+    let data = ctx.settings.data_dir(name);
+    if data.exists() {
+        bail!(
+            "{} holds the data of an earlier container named '{name}' (destroy --keep-data): \
+             move it away or remove it first",
+            data.display()
+        );
     }
     Ok(())
 }

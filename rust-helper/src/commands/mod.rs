@@ -3,10 +3,12 @@
 mod activation;
 mod context;
 mod generations;
+mod grants;
 mod lifecycle;
+mod network_rules;
 mod opening;
-mod peers;
 mod query;
+mod readiness;
 mod recovery;
 mod runtime;
 
@@ -24,6 +26,7 @@ use crate::spec::Source;
 use crate::state::Store;
 use activation::OnFailure;
 pub use context::Context;
+use lifecycle::RootSettings;
 
 /// What a command names to build from: a container file, a system store
 /// path (--system) or a flake's container (--flake); clap allows one at most.
@@ -150,27 +153,40 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let settings = Settings::load(&cli.locations, verbosity)?;
     let ctx = Context { store: Store::new(&settings.state_dir), settings, nix_args, lxc_args };
     match cli.command {
-        Command::Create { name, config, source, .. } => {
+        Command::Create { name, config, source, lxc_config, .. } => {
             let source = source_of(&name, config, source)?.expect("clap requires a source");
-            lifecycle::create(&ctx, &name, source)?;
+            let root = lxc_config.map_or(RootSettings::Keep, RootSettings::From);
+            lifecycle::create(&ctx, &name, source, root)?;
         }
-        Command::Update { name, more, all, source, no_rollback, .. } => {
+        Command::Update { name, more, all, source, root_settings, no_rollback, .. } => {
             let on_failure = on_failure(no_rollback.into());
+            let root = match (root_settings.lxc_config, root_settings.no_lxc_config) {
+                (Some(file), _) => RootSettings::From(file),
+                (None, true) => RootSettings::Drop,
+                (None, false) => RootSettings::Keep,
+            };
             let from_last_file = |name: &str| {
-                lifecycle::update(&ctx, name, None, on_failure).map(|()| ExitCode::SUCCESS)
+                lifecycle::update(&ctx, name, None, RootSettings::Keep, on_failure)
+                    .map(|()| ExitCode::SUCCESS)
             };
             return match update_targets(name, more, all, &source)? {
                 UpdateTargets::One(name, file) => {
                     let source = source_of(&name, file, source)?;
-                    lifecycle::update(&ctx, &name, source, on_failure).map(|()| ExitCode::SUCCESS)
+                    lifecycle::update(&ctx, &name, source, root, on_failure)
+                        .map(|()| ExitCode::SUCCESS)
                 }
+                UpdateTargets::Several(_) if !matches!(root, RootSettings::Keep) => Err(usage(
+                    "--lxc-config and --no-lxc-config change one container: name only that one",
+                )),
                 UpdateTargets::Several(names) => for_each(names, "update", from_last_file),
                 UpdateTargets::All => {
                     for_each(all_containers(&ctx, None)?, "update", from_last_file)
                 }
             };
         }
-        Command::Destroy { name, force, .. } => lifecycle::destroy(&ctx, &name, force)?,
+        Command::Destroy { name, force, keep_data, .. } => {
+            lifecycle::destroy(&ctx, &name, force, keep_data)?
+        }
         Command::ListGenerations { name, json } => generations::list(&ctx, &name, json.json)?,
         Command::DeleteGenerations { name, generations } => {
             generations::delete(&ctx, &name, &generations)?
@@ -181,13 +197,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rollback { name, no_rollback, .. } => {
             generations::rollback(&ctx, &name, on_failure(no_rollback.into()))?
         }
-        Command::Start { targets: named, .. } => {
+        Command::Start { targets: named, wait, .. } => {
             let names = targets(&ctx, named, Some(false))?;
             if names.len() > 1 && runtime::in_foreground(&ctx) {
                 return Err(usage("-l -F starts one container in the foreground, not several"));
             }
-            return for_each(names, "start", |name| runtime::start(&ctx, name));
+            if wait.wait && runtime::in_foreground(&ctx) {
+                return Err(usage(
+                    "--wait returns when a container has booted, -l -F when it stops",
+                ));
+            }
+            return for_each(names, "start", |name| runtime::start(&ctx, name, wait.limit()));
         }
+        Command::Restart { targets: named, wait } => {
+            let names = targets(&ctx, named, None)?;
+            return for_each(names, "restart", |name| runtime::restart(&ctx, name, wait.limit()));
+        }
+        Command::Logs { name, follow, lines } => return runtime::logs(&ctx, &name, follow, lines),
         Command::Login { name, .. } => return runtime::login(&ctx, &name),
         Command::Run { name, command, .. } => return runtime::run(&ctx, &name, &command),
         Command::Stop { targets: named, .. } => {
@@ -206,7 +232,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Exists { name } => return query::exists(&ctx, &name),
         Command::State { name, json } => query::state(&ctx, &name, json.json)?,
         Command::RepairState => recovery::repair_state(&ctx)?,
-        Command::RepairNetwork => peers::repair(&ctx)?,
+        Command::RepairNetwork => network_rules::repair(&ctx)?,
         Command::Help { .. } | Command::Completions { .. } => unreachable!("answered above"),
     }
     Ok(ExitCode::SUCCESS)

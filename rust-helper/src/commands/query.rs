@@ -1,6 +1,6 @@
 //! list, state, show-ip, exists: reading, never changing.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
@@ -10,6 +10,7 @@ use super::context::Context;
 use crate::cli::{Column, ListFormat};
 use crate::error::EXIT_FAILURE;
 use crate::names;
+use crate::network;
 use crate::spec::GenerationMeta;
 use crate::state::{ContainerRecord, Phase};
 
@@ -26,6 +27,8 @@ struct Row {
     generation: Option<u64>,
     autostart: Option<bool>,
     uids: String,
+    /// Its global IPv6 addresses, while it runs.
+    ipv6: Vec<Ipv6Addr>,
 }
 
 /// The current generation's metadata, or None before the first build.
@@ -60,6 +63,7 @@ pub fn list(ctx: &Context, format: ListFormat, columns: &[Column], no_header: bo
     let selected = if ctx.lxc_args.is_empty() { None } else { Some(lxc.names(&ctx.lxc_args)?) };
     let active =
         if state.containers.is_empty() { Default::default() } else { lxc.active_states()? };
+    let inits = if active.is_empty() { Default::default() } else { lxc.init_pids() };
     let mut rows = Vec::new();
     for (name, entry) in &state.containers {
         if selected.as_ref().is_some_and(|names| !names.contains(name)) {
@@ -85,6 +89,10 @@ pub fn list(ctx: &Context, format: ListFormat, columns: &[Column], no_header: bo
             generation: current.as_ref().map(|(number, _)| *number),
             autostart: meta.map(|meta| meta.spec.autostart),
             uids: entry.ids(&ctx.settings.host.idmap).to_string(),
+            ipv6: inits
+                .get(name)
+                .map(|&pid| network::global_ipv6_addresses(pid))
+                .unwrap_or_default(),
         });
     }
     let columns = if columns.is_empty() { &Column::DEFAULT[..] } else { columns };
@@ -126,6 +134,7 @@ impl Column {
             Column::Generation => "generation",
             Column::Autostart => "autostart",
             Column::Uids => "uids",
+            Column::Ipv6 => "ipv6",
         }
     }
 }
@@ -164,6 +173,8 @@ impl Row {
                 None => nothing.to_string(),
             },
             Column::Uids => self.uids.clone(),
+            Column::Ipv6 if self.ipv6.is_empty() => nothing.to_string(),
+            Column::Ipv6 => self.ipv6.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "),
         }
     }
 }
@@ -227,6 +238,12 @@ pub fn show_ip(ctx: &Context, name: &str, json: bool) -> Result<()> {
     let differs = entry.started_with.is_some_and(|s| s.address != meta.params.hostonly.address);
     let running = differs && ctx.lxc().is_running(name)?;
     let (now, next) = addresses(&entry, running, Some(&meta));
+    let ipv6 = ctx
+        .lxc()
+        .init_pids()
+        .get(name)
+        .map(|&pid| network::global_ipv6_addresses(pid))
+        .unwrap_or_default();
     let hostonly = meta.params.hostonly;
     if json {
         let mut shown = serde_json::json!({
@@ -238,11 +255,17 @@ pub fn show_ip(ctx: &Context, name: &str, json: bool) -> Result<()> {
         if let Some(next) = next {
             shown["ipv4NextStart"] = serde_json::json!(next);
         }
+        shown["ipv6"] = serde_json::json!(ipv6);
         println!("{shown}");
-    } else if let Some(next) = next {
-        println!("{} ({next} at next start)", now.unwrap_or(hostonly.address));
     } else {
-        println!("{}", hostonly.address);
+        match next {
+            Some(next) => println!("{} ({next} at next start)", now.unwrap_or(hostonly.address)),
+            None => println!("{}", hostonly.address),
+        }
+        // One line each after the IPv4 address, which stays the first line.
+        for address in &ipv6 {
+            println!("{address}");
+        }
     }
     Ok(())
 }

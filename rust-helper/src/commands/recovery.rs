@@ -6,9 +6,6 @@
 //! container's lock throughout; a phase other than Ready whose lock is free
 //! is what a crash left.
 
-use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
-
 use anyhow::{Context as _, Result};
 
 use super::activation::{activate_current, OnFailure};
@@ -82,7 +79,7 @@ fn repair(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<()> {
                 }
             }
             let entry = locked.state.containers.get_mut(name).expect("listed above");
-            entry.addresses = addresses_in_use(ctx, name, entry.automatic_ip)?;
+            refresh_claims(ctx, name, entry)?;
             entry.mark_switching(None);
             locked.save()
         }
@@ -119,41 +116,56 @@ pub fn teardown(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<(
     links.push(ctx.settings.state_dir.join("builds").join(name));
     profile.remove()?;
     crate::nix::forget_roots(&links);
+    let keep_data = locked.state.containers.get(name).is_some_and(|entry| entry.keep_data);
+    if !keep_data {
+        let data = ctx.settings.data_dir(name);
+        match std::fs::remove_dir_all(&data) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(err).with_context(|| format!("cannot remove {}", data.display()));
+            }
+            _ => {}
+        }
+    }
     locked.state.containers.remove(name);
     locked.save()?;
     // Its pairs go with it: a new container of its name must not find them.
-    if let Err(err) = super::peers::refresh(ctx, false) {
+    if let Err(err) = super::network_rules::refresh(ctx, false) {
         eprintln!("warning: {err:#}");
     }
     Ok(())
 }
 
-/// Every address container `name`'s generations use, and its automatic one.
-pub fn addresses_in_use(
-    ctx: &Context,
-    name: &str,
-    automatic_ip: Option<Ipv4Addr>,
-) -> Result<BTreeSet<Address>> {
+/// Sets what container `name` (its `entry`) holds to what its generations
+/// use: every address (and its automatic one), every host port, the text of
+/// root's settings each has.
+pub fn refresh_claims(ctx: &Context, name: &str, entry: &mut ContainerRecord) -> Result<()> {
     let hostonly_bridge = &ctx.settings.host.hostonly.bridge;
-    let mut addresses: BTreeSet<Address> = automatic_ip
+    entry.addresses = entry
+        .automatic_ip
         .map(|ip| Address { bridge: hostonly_bridge.clone(), ip })
         .into_iter()
         .collect();
+    entry.forwards.clear();
     for generation in ctx.profile(name).generations()? {
-        let hostonly = generation.meta()?.params.hostonly;
-        addresses.insert(Address { bridge: hostonly.bridge, ip: hostonly.address });
+        let meta = generation.meta()?;
+        let hostonly = meta.params.hostonly;
+        entry.addresses.insert(Address { bridge: hostonly.bridge, ip: hostonly.address });
+        entry.forwards.extend(meta.spec.forward_ports);
+        if let Some(text) = meta.params.root_settings {
+            entry.root_settings_digests.insert(crate::lxc::digest(&text));
+        }
     }
-    Ok(addresses)
+    Ok(())
 }
 
-/// Recomputes container `name`'s addresses from its generations, after
+/// Recomputes what container `name` holds from its generations, after
 /// generations were deleted.
 pub fn refresh_addresses(ctx: &Context, name: &str) -> Result<()> {
     let mut locked = ctx.store.lock()?;
     let Some(entry) = locked.state.containers.get_mut(name) else {
         return Ok(());
     };
-    entry.addresses = addresses_in_use(ctx, name, entry.automatic_ip)?;
+    refresh_claims(ctx, name, entry)?;
     locked.save()
 }
 
@@ -189,22 +201,17 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
                 automatic_ip = Some(hostonly.address);
             }
         }
-        let addresses = addresses_in_use(ctx, &name, automatic_ip)?;
         let phase = if ctx.lxc().is_defined(&name) { Phase::Ready } else { Phase::Creating };
         let params = current.meta()?.params;
-        locked.state.containers.insert(
-            name.clone(),
-            ContainerRecord {
-                phase,
-                source: params.source,
-                automatic_ip,
-                addresses,
-                switched_from: None,
-                started_with: None,
-                state_version: params.state_version,
-                ids: Some(params.idmap),
-            },
-        );
+        let mut entry = ContainerRecord {
+            automatic_ip,
+            state_version: params.state_version,
+            ids: Some(params.idmap),
+            ..ContainerRecord::new(phase, params.source)
+        };
+        // What root set is on disk: root runs repair-state.
+        refresh_claims(ctx, &name, &mut entry)?;
+        locked.state.containers.insert(name.clone(), entry);
         println!(
             "{name}: {}",
             if phase == Phase::Ready {

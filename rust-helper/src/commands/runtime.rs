@@ -2,19 +2,23 @@
 
 use std::path::Path;
 use std::process::{ExitCode, ExitStatus};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
 use super::context::Context;
-use super::{opening, peers};
+use super::readiness::{self, Booted};
+use super::{grants, network_rules, opening};
 use crate::error::EXIT_FAILURE;
 use crate::layout::PROFILE_MOUNT;
 use crate::lxc::{Halted, Lxc, Started};
-use crate::mounts::{self, HostMount, Mounter};
+use crate::mounts::{self, HostMount, MountSource, Mounter};
 use crate::profile::Generation;
 use crate::scratch::Scratch;
+use crate::settings::IdMap;
+use crate::spec::GenerationMeta;
 use crate::spec::Params;
-use crate::state::StartedWith;
+use crate::state::{ContainerRecord, StartedWith};
 use crate::store_view::{StoreView, NIX_STORE};
 
 /// Whether -l starts the container in the foreground, on this terminal.
@@ -22,7 +26,50 @@ pub fn in_foreground(ctx: &Context) -> bool {
     ctx.lxc_args.iter().any(|arg| arg == "-F" || arg == "--foreground")
 }
 
-pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
+/// Starts container `name`, and with `wait` waits at most that long for its
+/// guest to boot.
+pub fn start(ctx: &Context, name: &str, wait: Option<Duration>) -> Result<ExitCode> {
+    let started = start_unwaited(ctx, name)?;
+    if let (Some(limit), true) = (wait, started == ExitCode::SUCCESS) {
+        match readiness::wait_until_booted(ctx, name, limit)? {
+            Booted::Running => println!("container '{name}' has booted"),
+            Booted::Degraded(units) => eprintln!(
+                "warning: container '{name}' has booted, degraded: {} failed",
+                if units.is_empty() { "units".to_string() } else { units.join(", ") }
+            ),
+        }
+    }
+    Ok(started)
+}
+
+/// Stops container `name` cleanly where it runs, and starts it.
+pub fn restart(ctx: &Context, name: &str, wait: Option<Duration>) -> Result<ExitCode> {
+    stop(ctx, name)?;
+    start(ctx, name, wait)
+}
+
+/// Shows container `name`'s journal, as `journalctl` inside does.
+pub fn logs(ctx: &Context, name: &str, follow: bool, lines: Option<u64>) -> Result<ExitCode> {
+    ensure_running(ctx, name)?;
+    let lxc = ctx.lxc();
+    let probe = ["sh", "-c", "command -v journalctl"].map(std::ffi::OsStr::new);
+    if !lxc.attach_captured(name, &ctx.lxc_args, &probe)?.status.success() {
+        bail!(
+            "container '{name}' has no journal: its system has no journalctl (a NixOS guest has; \
+             see `nixcloud-container run {name} ...` for the logs of other systems)"
+        );
+    }
+    let mut command = vec!["journalctl".to_string(), "--no-pager".to_string()];
+    if let Some(lines) = lines {
+        command.push(format!("--lines={lines}"));
+    }
+    if follow {
+        command.push("--follow".to_string());
+    }
+    Ok(exit_code(lxc.attach(name, &ctx.lxc_args, &command)?))
+}
+
+fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
     let (lock, entry) = opening::lock_existing(ctx, name)?;
     let ids = entry.ids(&ctx.settings.host.idmap);
     let current = ctx
@@ -35,25 +82,27 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
         .with_context(|| format!("refusing to start '{name}'"))?;
     let meta = current.meta()?;
     let names_peers = !meta.spec.network.peers.is_empty();
-    let params = meta.params;
+    let params = meta.params.clone();
     check_bridges(name, &params)?;
     if let Some(gap) = crate::limits::enforcement_gap(&params.limits) {
         eprintln!("warning: the limits of '{name}' are not enforced: {gap}");
     }
     ctx.check_reachable(name, ids)?;
     // The host's part of its LXC config, as the host is today.
-    let config = crate::lxc::config_text(
-        &ctx.settings.lxc_config_dir()?,
-        &ctx.profile(name).link(),
-        ctx.settings.app_armor(),
-    );
+    let root_settings =
+        ctx.lxc().keep_root_settings(name, root_settings(&entry, &current)?.as_deref())?;
+    let config = crate::lxc::OwnConfig {
+        lxc_config_dir: &ctx.settings.lxc_config_dir()?,
+        profile_link: &ctx.profile(name).link(),
+        app_armor: ctx.settings.app_armor(),
+        devices: &meta.spec.devices,
+        root_settings: root_settings.as_deref(),
+    }
+    .text();
     ctx.lxc().keep_config(name, &config)?;
-    // The filter between peers first: its ports start isolated, and stop
-    // being so only with their pairs in place.
-    peers::refresh(ctx, names_peers)?;
     // What the container sees of the host, mounted where lxc-start (run
     // from this process) finds it, and nowhere else.
-    let mounts = host_mounts(ctx, name, &params)?;
+    let mounts = host_mounts(ctx, name, &meta, ids)?;
     let view = if params.sees_whole_store() { None } else { Some(StoreView::of(&current)?) };
     mounts::enter_private_namespace()?;
     // The rootfs as this namespace has it: mounts go there.
@@ -62,6 +111,9 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
         .and_then(|()| mounter.mount_all(&mounts))
         .with_context(|| format!("cannot start container '{name}'"))?;
     let lxc = ctx.lxc();
+    // The filter between peers first: its ports start isolated, and stop
+    // being so only with their pairs in place; and its forwarded ports.
+    network_rules::before_start(ctx, name, network_rules::needs_rules(&meta))?;
     if in_foreground(ctx) {
         record_started(ctx, name, &current, &params)?;
         if names_peers {
@@ -73,16 +125,25 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
         // The console stays on this terminal until the container stops; other
         // commands (update, stop) must not wait for that.
         drop(lock);
-        return Ok(exit_code(lxc.start_foreground(name, &ctx.lxc_args)?));
+        let status = lxc.start_foreground(name, &ctx.lxc_args);
+        network_rules::refresh(ctx, false)?;
+        return Ok(exit_code(status?));
     }
     let scratch = Scratch::new(&ctx.settings.state_dir)?;
-    let started = lxc
-        .start(name, &ctx.lxc_args, scratch.dir())
-        .with_context(|| format!("cannot start container '{name}'"))?;
+    let started = match lxc.start(name, &ctx.lxc_args, scratch.dir()) {
+        Ok(started) => started,
+        Err(err) => {
+            // What was put in place for it goes again.
+            if let Err(undo) = network_rules::refresh(ctx, false) {
+                eprintln!("warning: {undo:#}");
+            }
+            return Err(err.context(format!("cannot start container '{name}'")));
+        }
+    };
     match started {
         Started::Now => {
             record_started(ctx, name, &current, &params)?;
-            peers::after_start(name, &params, names_peers)?;
+            network_rules::after_start(name, &params, names_peers)?;
         }
         Started::AlreadyRunning => println!("container '{name}' is already running"),
     }
@@ -92,12 +153,19 @@ pub fn start(ctx: &Context, name: &str) -> Result<ExitCode> {
 /// The host paths container `name` sees besides its store view: its
 /// profile (at /init), read-only; the whole store where it asks for it and
 /// the host allows it, instead of the view; the host's nix-daemon socket
-/// likewise.
-fn host_mounts(ctx: &Context, name: &str, params: &Params) -> Result<Vec<HostMount>> {
+/// likewise; its bind mounts, where the host still allows them.
+fn host_mounts(
+    ctx: &Context,
+    name: &str,
+    meta: &GenerationMeta,
+    ids: IdMap,
+) -> Result<Vec<HostMount>> {
+    let params = &meta.params;
     let read_only = |source: &Path, target: &str| HostMount {
-        source: source.to_path_buf(),
+        source: MountSource::Host(source.to_path_buf()),
         target: target.into(),
         writable: false,
+        idmapped: true,
     };
     let mut mounts = vec![read_only(ctx.profile(name).dir(), PROFILE_MOUNT)];
     if params.whole_store && !ctx.settings.host.allow_whole_store {
@@ -122,11 +190,38 @@ fn host_mounts(ctx: &Context, name: &str, params: &Params) -> Result<Vec<HostMou
         }
         mounts.push(read_only(socket_dir, NIX_DAEMON_SOCKET_DIR.trim_start_matches('/')));
     }
+    grants::check(&meta.spec, &ctx.settings.host).with_context(|| {
+        format!("container '{name}' asks for what this host no longer allows: update it")
+    })?;
+    grants::check_devices(name, &meta.spec)?;
+    if !meta.spec.bind_mounts.is_empty() {
+        grants::make_data_dir(&ctx.settings, name, ids.host_id)?;
+    }
+    mounts.extend(grants::bind_mounts(&ctx.settings, name, &meta.spec)?);
     Ok(mounts)
 }
 
 /// Where the host's nix-daemon listens (Nix's default).
 const NIX_DAEMON_SOCKET_DIR: &str = "/nix/var/nix/daemon-socket";
+
+/// Root's own LXC settings in `generation`, which root gave for this
+/// container (nothing else can have put them there: a generation that has
+/// others is refused).
+fn root_settings(entry: &ContainerRecord, generation: &Generation) -> Result<Option<String>> {
+    let file = generation.path.join(crate::layout::ROOT_LXC_CONF);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", file.display())),
+    };
+    if !entry.root_settings_digests.contains(&crate::lxc::digest(&text)) {
+        bail!(
+            "refusing to start: {} holds LXC settings that root did not give for this container",
+            file.display()
+        );
+    }
+    Ok(Some(text))
+}
 
 /// Records which generation's LXC settings the container runs with (until
 /// its next start), for `list` and `show-ip`.
@@ -174,6 +269,8 @@ fn halt(
         Halted::Now => {}
         Halted::WasNotRunning => println!("container '{name}' is not running"),
     }
+    // Its forwarded ports go with it.
+    network_rules::refresh(ctx, false)?;
     Ok(ExitCode::SUCCESS)
 }
 

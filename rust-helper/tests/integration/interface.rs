@@ -188,9 +188,9 @@ fn list_prints_the_columns_asked_for_in_the_format_asked_for() {
     let csv = host.ok(&["list", "--format", "csv"]);
     assert_eq!(
         csv,
-        "name,state,ipv4,generation,autostart\n\
-         alpha,STOPPED,10.101.0.2,1,false\n\
-         beta,STOPPED,10.101.0.3,1,true\n"
+        "name,state,ipv4,ipv6,generation,autostart\n\
+         alpha,STOPPED,10.101.0.2,,1,false\n\
+         beta,STOPPED,10.101.0.3,,1,true\n"
     );
     let picked = host.ok(&["list", "--format", "csv", "--columns", "ipv4,name", "--no-header"]);
     assert_eq!(picked, "10.101.0.2,alpha\n10.101.0.3,beta\n");

@@ -292,8 +292,20 @@ fn succeeds(host: &Host, from: From, command: &str) -> bool {
 
 /// Whether `from` reaches container `to` at `address`: by ping, and by a
 /// TCP connection to a listener in `to` that receives what was sent. Both
-/// must agree.
+/// must agree (on a busy host one may miss once: then both are tried again).
 fn reaches(host: &Host, from: From, to: &str, address: &str) -> bool {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let (pings, connects, received) = try_reaching(host, from, to, address);
+        if pings == connects {
+            return pings;
+        }
+        last = format!("ping {pings}, TCP {connects} ({received:?})");
+    }
+    panic!("ping and TCP disagree about {address}: {last}");
+}
+
+fn try_reaching(host: &Host, from: From, to: &str, address: &str) -> (bool, bool, String) {
     let pings = succeeds(host, from, &format!("busybox ping -c 1 -W 1 {address}"));
     // The listener, and a wait until it listens (port 7000 is 1B58).
     host.ok(&[
@@ -305,11 +317,16 @@ fn reaches(host: &Host, from: From, to: &str, address: &str) -> bool {
          for i in $(seq 100); do grep -qE ':1B58 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
     ]);
     let sent = succeeds(host, from, &format!("echo hello | busybox nc -w 1 {address} 7000"));
+    // What was sent may take a moment to reach the file on a busy host.
+    let wait = if sent {
+        "for i in $(seq 40); do [ -s /tmp/received ] && break; sleep 0.05; done;"
+    } else {
+        ""
+    };
     let received =
-        host.ok(&["run", to, "sh", "-c", "sleep 0.1; cat /tmp/received; killall nc; true"]);
+        host.ok(&["run", to, "sh", "-c", &format!("{wait} cat /tmp/received; killall nc; true")]);
     let connects = sent && received.trim() == "hello";
-    assert_eq!(pings, connects, "ping and TCP disagree about {address}: {received:?}");
-    pings
+    (pings, connects, received)
 }
 
 /// Container `from` reaching the host at `address`.

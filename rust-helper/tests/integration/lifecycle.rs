@@ -26,7 +26,8 @@ fn each_kind_of_container_file_gives_its_spec() {
         serde_json::json!({
             "kind": "nixos", "autostart": false, "nixDaemon": false, "wholeStore": false,
             "network": { "bridge": null, "ip": null, "prefixLength": null, "gateway": null, "enableNat": false, "peers": [] },
-            "limits": { "memoryMax": null, "memoryHigh": null, "cpuWeight": null, "cpuMax": null, "pidsMax": null, "ioWeight": null }
+            "limits": { "memoryMax": null, "memoryHigh": null, "cpuWeight": null, "cpuMax": null, "pidsMax": null, "ioWeight": null },
+            "bindMounts": [], "forwardPorts": [], "devices": []
         })
     );
 
@@ -41,7 +42,8 @@ fn each_kind_of_container_file_gives_its_spec() {
         serde_json::json!({
             "kind": "nixos", "autostart": true, "nixDaemon": false, "wholeStore": false,
             "network": { "bridge": "myOwnBridge", "ip": "10.10.1.2", "prefixLength": null, "gateway": null, "enableNat": false, "peers": [] },
-            "limits": { "memoryMax": null, "memoryHigh": null, "cpuWeight": null, "cpuMax": null, "pidsMax": null, "ioWeight": null }
+            "limits": { "memoryMax": null, "memoryHigh": null, "cpuWeight": null, "cpuMax": null, "pidsMax": null, "ioWeight": null },
+            "bindMounts": [], "forwardPorts": [], "devices": []
         })
     );
 
@@ -49,7 +51,7 @@ fn each_kind_of_container_file_gives_its_spec() {
     let spec = spec_of(&system);
     assert_eq!(spec["kind"], "system");
     assert_eq!(spec["network"]["enableNat"], true);
-    assert_eq!(spec.as_object().unwrap().len(), 6, "settings only: {spec}");
+    assert_eq!(spec.as_object().unwrap().len(), 9, "settings only: {spec}");
     // The spec is read without evaluating what is built.
     let lazy = host.file("lazy.nix", r#"{ autostart = true; system = throw "evaluated"; }"#);
     assert_eq!(spec_of(&lazy)["autostart"], true);
@@ -114,7 +116,7 @@ fn create_builds_generation_one_that_lxc_knows() {
 
     let listed = host.ok(&["list"]);
     let row: Vec<&str> = listed.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(row, ["web", "STOPPED", "10.101.0.2", "1", "no"]);
+    assert_eq!(row, ["web", "STOPPED", "10.101.0.2", "-", "1", "no"]);
 
     host.start_booted("web");
     owned_by_the_container(&["nix", "nix/store", "init"]);
@@ -243,7 +245,7 @@ fn addresses_are_allocated_in_order_and_static_ones_are_kept() {
         serde_json::from_str(&host.ok(&["show-ip", "two", "--json"])).unwrap();
     assert_eq!(
         json,
-        serde_json::json!({"name": "two", "ipv4": "10.101.0.3", "prefixLength": 16, "bridge": "brNC-hostonly"})
+        serde_json::json!({"name": "two", "ipv4": "10.101.0.3", "ipv6": [], "prefixLength": 16, "bridge": "brNC-hostonly"})
     );
 }
 

@@ -2,6 +2,7 @@
 //! test on a host of its own (common.rs), one module per area.
 
 mod common;
+mod daily;
 mod guests;
 mod interface;
 mod isolation;

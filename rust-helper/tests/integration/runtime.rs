@@ -47,7 +47,7 @@ fn a_running_container_answers_and_runs_unprivileged() {
     let rows: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(
         rows,
-        serde_json::json!([{"name": "web", "state": "RUNNING", "ipv4": "10.101.0.2", "generation": 1, "autostart": false}])
+        serde_json::json!([{"name": "web", "state": "RUNNING", "ipv4": "10.101.0.2", "ipv6": [], "generation": 1, "autostart": false}])
     );
 }
 

@@ -1,0 +1,320 @@
+//! What users ask of every container tool: bind mounts, port forwards,
+//! devices, root's own LXC settings, restart, start --wait, logs, IPv6.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::common::{path_str, tiny_file, Host};
+
+/// A tiny container file with `attrs` besides its system.
+fn with(host: &Host, file: &str, version: &str, attrs: &str) -> std::path::PathBuf {
+    host.file(file, &tiny_file(version, attrs, ""))
+}
+
+fn allow(host: &Host, json: &str) {
+    std::fs::write(host.dir.path().join("host.json"), json).unwrap();
+}
+
+#[test]
+fn bind_mounts_show_host_paths_and_the_containers_own_data() {
+    let host = Host::new();
+    let shared = host.dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("hello"), "from the host\n").unwrap();
+    allow(
+        &host,
+        &format!(r#"{{"allowedHostPaths": {{"{}": {{"writable": false}}}}}}"#, shared.display()),
+    );
+    let file = with(
+        &host,
+        "b.nix",
+        "1",
+        &format!(
+            r#"bindMounts."/srv/shared" = {{ hostPath = "{}"; }};
+               bindMounts."/var/lib/app" = {{ hostPath = "app"; isReadOnly = false; }};"#,
+            shared.display()
+        ),
+    );
+    host.ok(&["create", "binds", path_str(&file)]);
+    let data = host.state_dir().join("data/binds");
+    assert_eq!(std::fs::metadata(&data).unwrap().uid(), 100000, "its data directory is its root's");
+    host.start_booted("binds");
+
+    // A host file read inside, owned by root there too (idmapped), read-only.
+    assert_eq!(host.ok(&["run", "binds", "cat", "/srv/shared/hello"]), "from the host\n");
+    assert_eq!(host.ok(&["run", "binds", "stat", "-c", "%u", "/srv/shared/hello"]).trim(), "0");
+    assert_ne!(host.helper(&["run", "binds", "touch", "/srv/shared/new"]).code, 0);
+    assert_ne!(host.helper(&["run", "binds", "mount", "-o", "remount,rw", "/srv/shared"]).code, 0);
+    // A file written inside its own data is its root's on the host.
+    host.ok(&["run", "binds", "sh", "-c", "echo from inside > /var/lib/app/note"]);
+    let note = data.join("app/note");
+    assert_eq!(std::fs::read_to_string(&note).unwrap(), "from inside\n");
+    assert_eq!(std::fs::metadata(&note).unwrap().uid(), 100000);
+    assert_eq!(host.mounts_in_host_table(), Vec::<String>::new());
+
+    // Its own symlink out of its data directory leads nowhere.
+    host.ok(&["run", "binds", "ln", "-s", "/", "/var/lib/app/escape"]);
+    host.ok(&["stop", "binds"]);
+    let escaping =
+        with(&host, "e.nix", "2", r#"bindMounts."/mnt" = { hostPath = "app/escape"; };"#);
+    host.ok(&["update", "binds", path_str(&escaping)]);
+    let error = host.fails(&["start", "binds"], 1);
+    assert!(error.contains("cannot mount"), "{error}");
+
+    // destroy removes its data, unless it keeps it; a new container of its
+    // name is refused while kept data is there.
+    host.ok(&["destroy", "binds", "--keep-data"]);
+    assert!(note.exists());
+    let error = host.fails(&["create", "binds", path_str(&file)], 1);
+    assert!(error.contains("holds the data of an earlier container named 'binds'"), "{error}");
+    std::fs::remove_dir_all(&data).unwrap();
+    host.ok(&["create", "binds", path_str(&file)]);
+    host.ok(&["destroy", "binds"]);
+    assert!(!data.exists());
+}
+
+#[test]
+fn what_the_host_does_not_allow_is_refused_and_nothing_is_made() {
+    let host = Host::new();
+    allow(
+        &host,
+        r#"{"allowedHostPaths": {"/srv/ro": {"writable": false}}, "allowedForwardPorts": [{"from": 8000, "to": 8099}]}"#,
+    );
+    for (attrs, message) in [
+        (
+            r#"bindMounts."/x" = { hostPath = "/etc"; };"#,
+            "host path \"/etc\" is not one this host lets containers see",
+        ),
+        (
+            r#"bindMounts."/x" = { hostPath = "/srv/ro2"; };"#,
+            "is not one this host lets containers see",
+        ),
+        (
+            r#"bindMounts."/x" = { hostPath = "/srv/ro/a"; isReadOnly = false; };"#,
+            "may be seen read-only only",
+        ),
+        (r#"bindMounts."/nix/x" = { hostPath = "data"; };"#, "is below /nix"),
+        (r#"bindMounts."/proc" = { hostPath = "data"; };"#, "is below /proc"),
+        (r#"bindMounts."/x/../etc" = { hostPath = "data"; };"#, "is not an absolute path"),
+        (r#"bindMounts."/x" = { hostPath = "../data"; };"#, "is not an absolute path"),
+        (
+            "forwardPorts = [ { hostPort = 22; } ];",
+            "host port 22 is not one this host lets containers have",
+        ),
+        ("forwardPorts = [ { hostPort = 8080; } { hostPort = 8080; } ];", "is named twice"),
+        (r#"devices = [ "tun" ];"#, "devices: tun is not a device this host lets containers have"),
+    ] {
+        let error = host.fails(&["create", "asks", path_str(&with(&host, "a.nix", "1", attrs))], 1);
+        assert!(error.contains(message), "{attrs}: {error}");
+    }
+    host.assert_nothing_created();
+}
+
+#[test]
+fn forwarded_ports_reach_a_running_container_and_go_when_it_stops() {
+    let host = Host::new();
+    allow(&host, r#"{"allowedForwardPorts": [{"from": 8000, "to": 8999}]}"#);
+    host.ok(&[
+        "create",
+        "web",
+        path_str(&with(
+            &host,
+            "w.nix",
+            "1",
+            "forwardPorts = [ { hostPort = 8080; containerPort = 80; } ];",
+        )),
+    ]);
+    host.start_booted("web");
+    let listen = || {
+        host.ok(&[
+            "run",
+            "web",
+            "sh",
+            "-c",
+            "rm -f /tmp/got; nc -l -p 80 >/tmp/got 2>&1 & \
+             for i in $(seq 100); do grep -qE ':0050 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
+        ])
+    };
+    // What was sent may take a moment to reach the file on a busy host.
+    let received = || {
+        host.ok(&[
+            "run",
+            "web",
+            "sh",
+            "-c",
+            "for i in $(seq 40); do [ -s /tmp/got ] && break; sleep 0.05; done; cat /tmp/got; killall nc; true",
+        ])
+    };
+
+    // From the host itself, to one of its addresses.
+    listen();
+    host.ns_ok("echo from-the-host | busybox nc -w 2 10.101.0.1 8080");
+    assert_eq!(received().trim(), "from-the-host");
+
+    // From outside: another network namespace behind a veth, routed by the host.
+    let outside = format!("{}o", host.netns);
+    assert!(std::process::Command::new("ip")
+        .args(["netns", "add", &outside])
+        .status()
+        .unwrap()
+        .success());
+    host.ns_ok(&format!(
+        "ip link add uplink type veth peer name client netns {outside} && \
+         ip addr add 192.0.2.1/24 dev uplink && ip link set uplink up && sysctl -qw net.ipv4.ip_forward=1"
+    ));
+    let in_outside = |command: &str| {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &outside, "sh", "-c", command])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(in_outside(
+        "ip link set lo up && ip addr add 192.0.2.2/24 dev client && ip link set client up && \
+         ip route add default via 192.0.2.1"
+    ));
+    listen();
+    assert!(in_outside("echo from-outside | busybox nc -w 2 192.0.2.1 8080"));
+    assert_eq!(received().trim(), "from-outside");
+
+    // Another container cannot have the same host port.
+    let error = host.fails(
+        &[
+            "create",
+            "other",
+            path_str(&with(&host, "o.nix", "1", "forwardPorts = [ { hostPort = 8080; } ];")),
+        ],
+        1,
+    );
+    assert!(
+        error.contains("host port tcp 8080 is forwarded to container 'web' already"),
+        "{error}"
+    );
+
+    // Gone when it stops.
+    host.ok(&["stop", "web"]);
+    let rules = host.ns_ok("nft list table ip nixcloud-container-forwards");
+    assert!(!rules.contains("8080"), "{rules}");
+    assert!(!in_outside("echo late | busybox nc -w 1 192.0.2.1 8080"));
+    std::process::Command::new("ip").args(["netns", "del", &outside]).status().unwrap();
+}
+
+#[test]
+fn devices_the_host_allows_are_there_inside() {
+    let host = Host::new();
+    allow(&host, r#"{"allowedDevices": ["tun"]}"#);
+    host.ok(&["create", "vpn", path_str(&with(&host, "v.nix", "1", r#"devices = [ "tun" ];"#))]);
+    host.start_booted("vpn");
+    host.ok(&["run", "vpn", "test", "-c", "/dev/net/tun"]);
+    let open_to_all = std::fs::metadata("/dev/net/tun").unwrap().mode() & 0o006 == 0o006;
+    let opened = host.helper(&["run", "vpn", "sh", "-c", "exec 3<>/dev/net/tun"]);
+    assert_eq!(opened.code == 0, open_to_all, "{opened:?}");
+    host.ok(&["create", "plain", path_str(&with(&host, "p.nix", "1", ""))]);
+    host.start_booted("plain");
+    assert_ne!(host.helper(&["run", "plain", "test", "-e", "/dev/net/tun"]).code, 0);
+}
+
+#[test]
+fn root_gives_one_container_lxc_settings_of_its_own() {
+    let host = Host::new();
+    let settings = host.file("extra.conf", "lxc.environment = GREETING=from-root\n");
+    let file = with(&host, "r.nix", "1", "");
+    host.ok(&["create", "rooted", path_str(&file), "--lxc-config", path_str(&settings)]);
+    let generation = std::fs::canonicalize(host.profiles_dir().join("rooted/profile")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(generation.join("lxc-root.conf")).unwrap(),
+        "lxc.environment = GREETING=from-root\n",
+        "recorded in the generation"
+    );
+    host.start_booted("rooted");
+    let environment = host.ok(&["run", "rooted", "sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"]);
+    assert!(environment.contains("GREETING=from-root"), "{environment}");
+
+    // Kept by updates, dropped when root says so.
+    host.ok(&["update", "rooted", path_str(&with(&host, "r2.nix", "2", ""))]);
+    let generation = std::fs::canonicalize(host.profiles_dir().join("rooted/profile")).unwrap();
+    assert!(generation.join("lxc-root.conf").exists());
+    host.ok(&["update", "rooted", "--no-lxc-config"]);
+    let generation = std::fs::canonicalize(host.profiles_dir().join("rooted/profile")).unwrap();
+    assert!(!generation.join("lxc-root.conf").exists());
+
+    // Settings root did not give are never included.
+    host.ok(&["stop", "rooted"]);
+    host.ok(&["rollback", "rooted"]);
+    let state_file = host.state_dir().join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    state["containers"]["rooted"].as_object_mut().unwrap().remove("rootSettingsDigests");
+    std::fs::write(&state_file, state.to_string()).unwrap();
+    let error = host.fails(&["start", "rooted"], 1);
+    assert!(error.contains("LXC settings that root did not give"), "{error}");
+}
+
+#[test]
+fn restart_start_wait_and_logs() {
+    let host = Host::new();
+    host.ok(&["create", "up", path_str(&with(&host, "u.nix", "1", ""))]);
+    let started = host.helper(&["start", "up", "--wait"]);
+    assert_eq!(started.code, 0, "{started:?}");
+    assert!(started.stdout.contains("container 'up' has booted"), "{started:?}");
+    assert_eq!(host.ok(&["logs", "up"]), "tiny: booted version 1\n");
+    let restarted = host.ok(&["restart", "up", "--wait"]);
+    assert!(restarted.contains("has booted"), "{restarted}");
+    assert_eq!(host.ok(&["logs", "up"]), "tiny: booted version 1\ntiny: booted version 1\n");
+    assert_eq!(host.ok(&["logs", "up", "-n", "1"]), "tiny: booted version 1\n");
+    // -f goes on until stopped.
+    let follow = host.ns_with_helper("timeout 1 nixcloud-container logs up -f");
+    assert_eq!(follow.code, 124, "{follow:?}");
+    assert!(follow.stdout.contains("booted version 1"), "{follow:?}");
+
+    // A boot that never ends is one error naming what is still starting; a
+    // degraded one names the failed units.
+    let slow = host.file("s.nix", &tiny_file("1", "", r#"bootState = "starting";"#));
+    host.ok(&["create", "slow", path_str(&slow)]);
+    let error = host.fails(&["start", "slow", "--wait", "--timeout", "2"], 1);
+    assert!(
+        error.contains("'slow' did not finish booting within 2 s")
+            && error.contains("still starting: tiny-slow.service"),
+        "{error}"
+    );
+    let degraded = host.file(
+        "d.nix",
+        &tiny_file("1", "", r#"bootState = "degraded"; failedUnits = [ "db.service" ];"#),
+    );
+    host.ok(&["create", "degraded", path_str(&degraded)]);
+    let started = host.helper(&["start", "degraded", "--wait"]);
+    assert_eq!(started.code, 0, "{started:?}");
+    assert!(
+        started.stderr.contains("'degraded' has booted, degraded: db.service failed"),
+        "{started:?}"
+    );
+
+    // A guest without a journal says so.
+    let bare = host
+        .file("n.nix", r#"{ system = import <nixcloud-container/examples/tiny/system.nix> { }; }"#);
+    host.ok(&["create", "bare", path_str(&bare)]);
+    host.start_booted("bare");
+    host.ok(&["run", "bare", "rm", "/run/current-system"]);
+    let error = host.fails(&["logs", "bare"], 1);
+    assert!(error.contains("has no journal"), "{error}");
+    assert!(Path::new("/nix/store").exists());
+}
+
+#[test]
+fn ipv6_addresses_are_shown_where_a_container_has_some() {
+    let host = Host::new();
+    host.ok(&["create", "six", path_str(&with(&host, "s.nix", "1", ""))]);
+    host.start_booted("six");
+    assert_eq!(host.ok(&["show-ip", "six"]), "10.101.0.2\n");
+    host.ok(&["run", "six", "ip", "addr", "add", "2001:db8::6/64", "dev", "hostonly"]);
+    assert_eq!(host.ok(&["show-ip", "six"]), "10.101.0.2\n2001:db8::6\n");
+    let shown: serde_json::Value =
+        serde_json::from_str(&host.ok(&["show-ip", "six", "--json"])).unwrap();
+    assert_eq!(shown["ipv6"], serde_json::json!(["2001:db8::6"]));
+    let listed: serde_json::Value = serde_json::from_str(&host.ok(&["list", "--json"])).unwrap();
+    assert_eq!(listed[0]["ipv6"], serde_json::json!(["2001:db8::6"]));
+    assert!(host.ok(&["list"]).contains("2001:db8::6"));
+    host.ok(&["stop", "six"]);
+    let listed: serde_json::Value = serde_json::from_str(&host.ok(&["list", "--json"])).unwrap();
+    assert_eq!(listed[0]["ipv6"], serde_json::json!([]));
+}
