@@ -90,6 +90,17 @@ in
 {
   inherit (fromSource) spec;
 
+  # `sync --flake`: the flake's containers by name, and what they are built
+  # from (its source with its flake.lock, which locks its inputs), without
+  # evaluating any of them. The source names the flake alone: { "flake": "<ref>" }.
+  flakeInfo =
+    let outputs = builtins.getFlake src.flake; in
+    {
+      containers = builtins.attrNames (outputs.nixcloudContainers
+        or (throw "${origin}: the flake has no output nixcloudContainers"));
+      inherit (outputs) narHash;
+    };
+
   # The release of the nixpkgs a NixOS configuration is built with, which
   # `create` fixes as the container's system.stateVersion (as an installer
   # does); the configuration may still set its own.

@@ -15,6 +15,8 @@
 { builder, spec, system, params }:
 let
   layout = import ./layout.nix;
+  # Root's say (the helper's --autostart) over the container file's.
+  autostart = let chosen = params.autostart or null; in if chosen == null then spec.autostart else chosen;
   metadata = {
     version = 1;
     inherit spec params;
@@ -29,7 +31,7 @@ derivation {
   guestSystem = system;
   # Nix writes the closure's references graph into the build directory.
   exportReferencesGraph = [ "system-graph" system ];
-  lxcConf = import ./lxc-config.nix { inherit params; inherit (spec) autostart; };
+  lxcConf = import ./lxc-config.nix { inherit params autostart; };
   specJson = builtins.toJSON metadata;
   passAsFile = [ "lxcConf" "specJson" "rootLxcConf" ];
   systemName = layout.system;

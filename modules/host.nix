@@ -106,6 +106,18 @@ let
   # NixOS hands out automatic subordinate ranges (autoSubUidGidRange, on for
   # every normal user without explicit ranges) from 100000 upwards in blocks
   # of 65536 and does not skip explicit ranges such as root's below.
+  # The list `nixcloud-container sync` reads (rust-helper/src/commands/
+  # sync.rs): name -> { file or flake, autostart }.
+  instancesFile = pkgs.writeText "nixcloud-container-instances.json" (builtins.toJSON
+    (lib.mapAttrs (_: instance:
+      (if instance.file != null then { file = toString instance.file; } else { inherit (instance) flake; })
+      // lib.optionalAttrs (instance.autostart != null) { inherit (instance) autostart; })
+      cfg.instances));
+  # What restarts the sync when a container file changes in place: its
+  # bytes, hashed (never evaluated).
+  instanceFileHashes = lib.mapAttrsToList (_: instance: builtins.hashFile "sha256" instance.file)
+    (lib.filterAttrs (_: instance: builtins.isPath instance.file) cfg.instances);
+
   # The largest uid; the helper refuses delegated ids beyond it.
   maxId = 4294967295;
   # Every delegated id lies at or above 100000, where automatic ranges begin.
@@ -371,6 +383,80 @@ in
       '';
     };
 
+    instances = mkOption {
+      type = types.attrsOf (types.submodule {
+        options = {
+          file = mkOption {
+            type = types.nullOr (types.either types.path types.str);
+            default = null;
+            example = literalExpression "./containers/web.nix";
+            description = ''
+              The container file, used where it is (not copied). Its content
+              is hashed, not evaluated, so that a change restarts the sync.
+            '';
+          };
+          flake = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "github:example/containers#web";
+            description = ''
+              A flake's container (`<ref>#<name>`) instead of a file. Pin the
+              reference (a flake input's path, a locked URL) so that a new one
+              reaches the list and restarts the sync.
+            '';
+          };
+          autostart = mkOption {
+            type = types.nullOr types.bool;
+            default = null;
+            description = "Whether it starts with the host, whatever its file says; `null`: as its file says.";
+          };
+        };
+      });
+      default = { };
+      example = literalExpression ''
+        {
+          web = { file = ./containers/web.nix; autostart = true; };
+          db.flake = "github:example/containers#db";
+        }
+      '';
+      description = ''
+        The containers of this host. Its evaluation reads none of them: it
+        writes the list, and after each switch that changes it,
+        `nixcloud-container-sync.service` runs `nixcloud-container sync`,
+        which evaluates and builds each container in a process of its own
+        (`sync.jobs` at a time), creates the missing, updates those that
+        changed and leaves the others alone; one that fails fails alone
+        (`systemctl status nixcloud-container-sync` says which).
+      '';
+    };
+
+    sync = {
+      prune = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Whether the sync destroys the containers it made that
+          {option}`instances` no longer names, with their data directories.
+        '';
+      };
+      jobs = mkOption {
+        type = types.ints.positive;
+        default = 2;
+        description = "How many containers the sync evaluates and builds side by side.";
+      };
+      nixParams = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = literalExpression ''"-I nixpkgs=''${pkgs.path}"'';
+        description = ''
+          Parameters for Nix (the helper's `-n`) when the sync builds
+          containers: where a container file's NixOS configuration finds
+          `<nixpkgs>` (a flake brings its own), as the service has no
+          `NIX_PATH`.
+        '';
+      };
+    };
+
     dataDir = mkOption {
       type = types.nullOr types.path;
       default = defaults.dataDir;
@@ -466,6 +552,10 @@ in
   config = mkIf cfg.enable (mkMerge [
     {
       assertions = [
+        {
+          assertion = lib.all (instance: (instance.file == null) != (instance.flake == null)) (lib.attrValues cfg.instances);
+          message = "nixcloud.containers.instances: give each a file or a flake, one of them (${concatMapStringsSep ", " (name: name) (lib.attrNames (lib.filterAttrs (_: instance: (instance.file == null) == (instance.flake == null)) cfg.instances))}).";
+        }
         {
           assertion = hostonlyBridge != internetBridge;
           message = "nixcloud.containers: the hostonly and the internet bridge must be two bridges, both are ${hostonlyBridge}.";
@@ -574,6 +664,26 @@ in
       ];
       # The host ends of the containers' veths (vethXXXXXX) are bridge ports.
       networking.dhcpcd.denyInterfaces = [ "veth*" ];
+
+      # The declared containers: the list, and the service that syncs it.
+      environment.etc."nixcloud-container/instances.json".source = instancesFile;
+      systemd.services.nixcloud-container-sync = mkIf (cfg.instances != { } || cfg.sync.prune) {
+        description = "nixcloud-container: the containers of nixcloud.containers.instances";
+        wantedBy = [ "multi-user.target" ];
+        after = [ "network.target" "nixcloud-container-autostart.service" ];
+        path = [ cfg.package lxcPackage "/run/wrappers" ];
+        # A new list, or a changed container file, runs it again.
+        restartTriggers = [ instancesFile ] ++ instanceFileHashes;
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          ExecStart = lib.concatStringsSep " " ([
+            "${cfg.package}/bin/nixcloud-container" "sync" "--file" "${instancesFile}"
+            "--keep-going" "--jobs" (toString cfg.sync.jobs)
+          ] ++ optional cfg.sync.prune "--prune"
+            ++ lib.optionals (cfg.sync.nixParams != null) [ "-n" (lib.escapeShellArg cfg.sync.nixParams) ]);
+        };
+      };
 
       # Starts the containers marked autostart once the bridges are up, and
       # shuts every container of the LXC path down cleanly before the host

@@ -100,6 +100,10 @@ pkgs.testers.runNixOSTest {
       environment.etc."nixcloud-test".source = ./vm;
       environment.etc."nixcloud-examples".source = ../examples;
 
+      # A declared container, made by nixcloud-container-sync at boot.
+      nixcloud.containers.instances.net.file = "/etc/nixcloud-examples/networkExample.nix";
+      nixcloud.containers.sync.nixParams = "-I nixpkgs=${pkgs.path}";
+
       # Everything the containers need is in the store already (see above);
       # nothing is fetched. The generations are built in Nix's sandbox, as
       # the helper demands of every host.
@@ -176,8 +180,9 @@ pkgs.testers.runNixOSTest {
           machine.succeed("test -e ${nodes.machine.virtualisation.lxc.package}/share/lxc/config/common.conf")
           machine.succeed("nixcloud-container help | grep -q NIXCLOUD-CONTAINER")
 
-      with subtest("list is empty"):
-          expect("containers", listed(), {})
+      with subtest("list has the declared container only"):
+          machine.wait_for_unit("nixcloud-container-sync.service")
+          expect("containers", list(listed()), ["net"])
 
       with subtest("create"):
           nc(f"create probe /etc/nixcloud-test/probe-v1.nix {nix}")
@@ -264,7 +269,7 @@ pkgs.testers.runNixOSTest {
           expect("state", nc("state probe"), "STOPPED")
           nc("destroy probe")
           machine.fail("nixcloud-container exists probe")
-          expect("containers", listed(), {})
+          expect("containers", list(listed()), ["net"])
 
       with subtest("addresses go .2 then .3, and a freed one is given again"):
           nc(f"create first --system {systems['probe1']}")
@@ -277,9 +282,11 @@ pkgs.testers.runNixOSTest {
           nc("destroy second")
           nc("destroy third")
 
-      with subtest("a fixed address on a custom bridge"):
-          nc(f"create net /etc/nixcloud-examples/networkExample.nix {nix}")
+      with subtest("a declared container with a fixed address on a custom bridge"):
+          # nixcloud.containers.instances made it at boot; a second sync changes nothing.
+          machine.wait_for_unit("nixcloud-container-sync.service")
           expect_system("net", "net")
+          assert "0 created, 0 updated, 1 unchanged" in nc(f"sync --file /etc/nixcloud-container/instances.json {nix}")
           nc("start net")
           machine.wait_until_succeeds("ping -c1 -W2 10.10.1.2")
           expect("show-ip", nc("show-ip net"), "10.10.1.2")

@@ -13,11 +13,14 @@
 # bootState:      what `systemctl is-system-running` says once it booted:
 #                 "running", "degraded" (with failedUnits failed) or
 #                 "starting" (a boot that never ends, its job still running).
+# switchState:    what it says after switch-to-configuration ran (null:
+#                 bootState), as bootState: a switch that exits 0 and leaves
+#                 the system degraded or starting, for health gates.
 # extraPaths:     store paths the system refers to (listed in its
 #                 `extra-paths`), so that its closure holds them too: a
 #                 closure as large as a NixOS system's, for tests of store views.
 { version ? "1", switchExit ? 0, failedSnippets ? [ ], failedUnits ? [ ], bootState ? "running"
-, extraPaths ? [ ] }:
+, switchState ? null, extraPaths ? [ ] }:
 let
   busybox = import ../../lib/host-busybox.nix;
   shebang = "#!${busybox} sh";
@@ -51,6 +54,8 @@ let
     echo "tiny: $1 to version ${version}" >> /var/log/tiny.log
     ${lines (map (snippet: "echo \"Activation script snippet '${snippet}' failed (1)\" >&2") failedSnippets)}
     printf '%s' "${lines failedUnits}" > /var/lib/tiny/failed-units
+    echo ${if switchState == null then bootState else switchState} > /var/lib/tiny/system-state
+    ${if switchState == "starting" then "echo 'tiny-slow.service start running' > /var/lib/tiny/jobs" else ""}
     ${if switchExit == 0 then "" else ''
       echo "activation of version ${version} failed on purpose" >&2
       exit ${toString switchExit}

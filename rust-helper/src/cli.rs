@@ -189,7 +189,26 @@ pub struct SourceFlags {
     pub flake: Option<String>,
 }
 
-/// Root's own LXC settings for one container (create, update).
+/// Whether a container starts with the host, as root decides it.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutostartChoice {
+    Yes,
+    No,
+    /// As the container file says (autostart).
+    File,
+}
+
+impl AutostartChoice {
+    pub fn decided(self) -> Option<bool> {
+        match self {
+            AutostartChoice::Yes => Some(true),
+            AutostartChoice::No => Some(false),
+            AutostartChoice::File => None,
+        }
+    }
+}
+
+/// What root decides for one container besides its file (create, update).
 #[derive(Args, Debug, Clone)]
 pub struct RootSettingsFlags {
     /// Root's extra LXC settings for this container (lxc.container.conf(5)
@@ -200,6 +219,10 @@ pub struct RootSettingsFlags {
     /// Drop the extra LXC settings --lxc-config gave (update).
     #[arg(long, conflicts_with = "lxc_config")]
     pub no_lxc_config: bool,
+    /// Whether it starts with the host, whatever its file says (yes, no), or
+    /// as its file says (file, the default); kept for later updates.
+    #[arg(long, value_enum, value_name = "yes|no|file")]
+    pub autostart: Option<AutostartChoice>,
 }
 
 impl SourceFlags {
@@ -243,19 +266,18 @@ impl Wait {
     }
 }
 
-/// What an activation that fails leaves current.
+/// How a live switch is judged, and what one that fails leaves current.
 #[derive(Args, Debug, Clone, Copy)]
-pub struct NoRollback {
+pub struct ActivationFlags {
     /// Keep a generation whose activation failed current, as nixos-rebuild
     /// does, instead of going back to the one before.
     #[arg(long)]
     pub no_rollback: bool,
-}
-
-impl From<NoRollback> for bool {
-    fn from(flag: NoRollback) -> bool {
-        flag.no_rollback
-    }
+    /// After a live switch, wait this long for the guest to report that it
+    /// runs (systemctl is-system-running --wait); units that failed since,
+    /// or a guest still starting then, fail the switch. 0: do not wait.
+    #[arg(long, value_name = "seconds", default_value_t = 120)]
+    pub health_timeout: u64,
 }
 
 #[derive(Args, Debug)]
@@ -318,10 +340,8 @@ pub enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         source: SourceFlags,
-        /// Root's extra LXC settings for this container, from this file (see
-        /// update).
-        #[arg(long, value_name = "file", value_parser = utf8_path)]
-        lxc_config: Option<PathBuf>,
+        #[command(flatten)]
+        root_settings: RootSettingsFlags,
         #[command(flatten)]
         nix: NixParams,
         #[command(flatten)]
@@ -350,10 +370,10 @@ pub enum Command {
         #[arg(value_name = "config-path|container-name")]
         more: Vec<String>,
         /// Every container, each from the file it was last built from.
-        #[arg(long, conflicts_with_all = ["name", "more", "system", "flake", "lxc_config", "no_lxc_config"])]
+        #[arg(long, conflicts_with_all = ["name", "more", "system", "flake", "lxc_config", "no_lxc_config", "autostart"])]
         all: bool,
         #[command(flatten)]
-        no_rollback: NoRollback,
+        activation: ActivationFlags,
         #[command(flatten)]
         source: SourceFlags,
         #[command(flatten)]
@@ -413,7 +433,7 @@ pub enum Command {
         #[arg(value_name = "generation id", value_parser = generation_number)]
         generation: u64,
         #[command(flatten)]
-        no_rollback: NoRollback,
+        activation: ActivationFlags,
         #[command(flatten)]
         lxc: LxcParams,
     },
@@ -425,7 +445,7 @@ pub enum Command {
         #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
         #[command(flatten)]
-        no_rollback: NoRollback,
+        activation: ActivationFlags,
         #[command(flatten)]
         lxc: LxcParams,
     },
@@ -558,6 +578,46 @@ pub enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Make this host's containers those of a list.
+    ///
+    /// Create the containers of the list that are missing (and start those
+    /// that start with the host), update those that changed, and leave the
+    /// others alone: a flake's container whose flake (with its locked
+    /// inputs), this toolkit and the host file are as when sync last made it
+    /// is not even evaluated; any other is evaluated, and neither built nor
+    /// switched where its generation is the one it has. Each container is
+    /// built by a helper process of its own: one that fails fails alone.
+    /// Ends with a summary; exits 1 if any failed.
+    Sync {
+        /// The list, JSON: container name → {"file": "/abs/web.nix"} or
+        /// {"flake": "<ref>#<name>"}, with "autostart": true or false where
+        /// the host decides that rather than the container file.
+        #[arg(long, value_name = "list.json", required_unless_present = "flake", value_parser = utf8_path)]
+        file: Option<PathBuf>,
+        /// Also every nixcloudContainers.<name> of this flake.
+        #[arg(long, value_name = "flake ref")]
+        flake: Option<String>,
+        /// Destroy the containers sync made that the list no longer names
+        /// (with their data directories).
+        #[arg(long)]
+        prune: bool,
+        /// How many containers are evaluated and built side by side; their
+        /// live switches run one at a time.
+        #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
+        jobs: usize,
+        /// Go on after a container fails (without: start no other).
+        #[arg(long)]
+        keep_going: bool,
+        /// Say what would be done, and do nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+        #[command(flatten)]
+        activation: ActivationFlags,
+        #[command(flatten)]
+        nix: NixParams,
+    },
     /// Rebuild the state file from what is on disk.
     ///
     /// Rebuild the state file from the containers' generations and LXC
@@ -606,6 +666,7 @@ impl Command {
             Command::Create { nix, lxc, .. } | Command::Update { nix, lxc, .. } => {
                 (Some(nix), Some(lxc))
             }
+            Command::Sync { nix, .. } => (Some(nix), None),
             Command::Destroy { lxc, .. }
             | Command::SwitchGeneration { lxc, .. }
             | Command::Rollback { lxc, .. }

@@ -200,8 +200,9 @@ Success (exists: the container exists).
 
 : 1
 The command could not be carried out: unknown container, a Nix or LXC
-failure, an address in use, a refused generation, a failed activation
-(exists: no such container); with several containers, any of them.
+failure, an address in use, a refused generation, a failed activation or
+health gate (exists: no such container); with several containers (sync
+too), any of them.
 
 : 2
 Bad input: unknown command or option, invalid name or generation,

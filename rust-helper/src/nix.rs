@@ -161,6 +161,25 @@ impl Nix<'_> {
             .with_context(|| format!("{source} gave a spec this helper refuses"))
     }
 
+    /// The containers of flake `reference` (without `#`) and the hash of its
+    /// source, which locks its inputs (lib/cli.nix's flakeInfo).
+    pub fn flake_info(&self, reference: &str, busybox: &Path) -> Result<FlakeInfo> {
+        let scratch = Scratch::new(&self.settings.state_dir)?;
+        let source = Source::Flake(reference.to_string());
+        let finished = self.confined("nix-instantiate", &source, busybox, &scratch)?.args([
+            "--eval",
+            "--strict",
+            "--json",
+            "-A",
+            "flakeInfo",
+        ]);
+        let finished = self.run_logged(finished)?;
+        check(&finished, || format!("cannot read flake {reference}"))?;
+        serde_json::from_str(finished.stdout.trim())
+            .map_err(|err| anyhow!("{err}"))
+            .with_context(|| format!("flake {reference} gave what this helper cannot read"))
+    }
+
     /// Where `<nixpkgs>` is for root, as Nix finds it (NIX_PATH, nix.conf,
     /// the user's -n "-I nixpkgs=..."), or None.
     fn find_nixpkgs(&self) -> Result<Option<String>> {
@@ -300,6 +319,14 @@ impl Nix<'_> {
             .output(self.verbose())?;
         check(&finished, || format!("nix-env {}", args.join(" ")))
     }
+}
+
+/// What `sync` needs to know of a flake (lib/cli.nix's flakeInfo).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FlakeInfo {
+    pub containers: Vec<String>,
+    pub nar_hash: String,
 }
 
 /// Removes the GC roots Nix keeps for `links` (indirect roots, made for

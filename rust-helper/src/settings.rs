@@ -220,6 +220,8 @@ impl PortRange {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub host: HostConfig,
+    /// The host file `host` was read from.
+    pub host_file: PathBuf,
     pub lxc_path: PathBuf,
     pub profiles_dir: PathBuf,
     pub state_dir: PathBuf,
@@ -315,6 +317,7 @@ impl Settings {
             nix_lib: nix_lib(args.nix_lib.clone().unwrap_or_else(|| BUILT_IN_NIX_LIB.into()))?,
             busybox: args.busybox.clone(),
             host,
+            host_file,
             verbosity,
         })
     }

@@ -280,10 +280,22 @@ pub struct Params {
     /// Root's own LXC settings for the container (--lxc-config), as text.
     #[serde(default)]
     pub root_settings: Option<String>,
+    /// Whether it starts with the host, where the host decides that rather
+    /// than the container file (--autostart).
+    #[serde(default)]
+    pub autostart: Option<bool>,
     /// The container's system.stateVersion unless its configuration sets
     /// one: the nixpkgs release it was created with (NixOS containers).
     #[serde(default)]
     pub state_version: Option<NixosRelease>,
+}
+
+impl GenerationMeta {
+    /// Whether the container starts with the host: the host's say, else
+    /// the container file's.
+    pub fn autostart(&self) -> bool {
+        self.params.autostart.unwrap_or(self.spec.autostart)
+    }
 }
 
 impl Params {

@@ -87,9 +87,26 @@ pub struct ContainerRecord {
     /// what `start` includes (nothing else can have put them there).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub root_settings_digests: BTreeSet<String>,
+    /// Whether `sync` made or updated it, and from what (a flake's hash and
+    /// what else its generation depends on), where it can tell: an entry
+    /// whose list names it with the same gets neither evaluated nor built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced: Option<Synced>,
+    /// Whether it starts with the host, where root decided that rather than
+    /// the container file (--autostart yes/no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autostart: Option<bool>,
     /// While Destroying: its data directory stays (destroy --keep-data).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_data: bool,
+}
+
+/// See `ContainerRecord::synced`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Synced {
+    /// For a flake's container: what its generation was built from.
+    pub fingerprint: Option<String>,
 }
 
 /// See `ContainerRecord::started_with`.
@@ -115,6 +132,8 @@ impl ContainerRecord {
             forwards: BTreeSet::new(),
             root_settings: None,
             root_settings_digests: BTreeSet::new(),
+            autostart: None,
+            synced: None,
             keep_data: false,
         }
     }
@@ -369,6 +388,14 @@ impl Store {
             None
         };
         Ok((LockedState { _lock: lock, file, state: State::default() }, kept))
+    }
+
+    /// Takes the lock that lets one live activation run at a time (sync
+    /// builds many containers at once, and switches them one by one).
+    pub fn lock_activation(&self) -> Result<File> {
+        let lock = open_lock(&self.dir.join("activation.lock"))?;
+        flock(&lock, FlockOperation::LockExclusive).context("cannot lock the activations")?;
+        Ok(lock)
     }
 
     /// Removes container `name`'s lock file, for a container that goes; the

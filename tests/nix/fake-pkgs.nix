@@ -26,6 +26,8 @@ in
 
   # A script as a package: its name and text, for checks.
   writeShellScriptBin = name: text: fake name // { inherit text; };
+  # A file as a package: its name and text, for checks.
+  writeText = name: text: fake name // { inherit text; };
 
   # What the host module's `package` default calls; records its arguments.
   callPackage = file: args: fake "nixcloud-container" // {

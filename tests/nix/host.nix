@@ -309,6 +309,35 @@ in
     (eq "nftables: dnsmasq as with iptables" nftablesOn.services.dnsmasq nftablesOff.services.dnsmasq)
   ];
 
+  instances =
+    let
+      declaring = enabled {
+        instances = {
+          web = { file = ./unparsable-container-file.txt; autostart = true; };
+          db.flake = "github:example/containers#db";
+        };
+        sync = { prune = true; jobs = 4; };
+      };
+      unit = declaring.systemd.services.nixcloud-container-sync;
+      list = builtins.fromJSON declaring.environment.etc."nixcloud-container/instances.json".source.text;
+    in
+    [
+      (eq "no failed assertions (the host never evaluates a container file)" (failedAssertions declaring) [ ])
+      (eq "the list names each by its file or flake" list {
+        web = { file = toString ./unparsable-container-file.txt; autostart = true; };
+        db = { flake = "github:example/containers#db"; };
+      })
+      (hasInfix "the unit syncs the list, each failing alone"
+        "nixcloud-container sync --file /nix/store/00000000000000000000000000000000-nixcloud-container-instances.json --keep-going --jobs 4 --prune"
+        unit.serviceConfig.ExecStart)
+      (eq "it runs at boot, after autostart" { inherit (unit) wantedBy after; }
+        { wantedBy = [ "multi-user.target" ]; after = [ "network.target" "nixcloud-container-autostart.service" ]; })
+      (eq "a changed list or file restarts it" (builtins.length unit.restartTriggers) 2)
+      (eq "no instances, no unit" (defaults.systemd.services ? nixcloud-container-sync) false)
+      (assertionFails "an instance needs a file or a flake"
+        (enabled { instances.both = { file = "/x.nix"; flake = "y#z"; }; }) "one of them (both)")
+    ];
+
   grants =
     let
       granting = enabled {

@@ -7,6 +7,7 @@ use std::ffi::OsStr;
 use anyhow::{bail, Context as _, Result};
 
 use super::context::Context;
+use super::readiness::{self, Booted};
 use crate::mounts::Mounter;
 use crate::process::describe_status;
 use crate::profile::Generation;
@@ -47,9 +48,17 @@ pub fn activate_current(
         );
     }
     change_limits(ctx, name, &old, &current)?;
-    let Err(err) =
-        show_closure(ctx, name, &current).and_then(|()| activate(ctx, name, &current, lxc_args))
-    else {
+    // One live switch at a time (sync builds containers side by side).
+    let _one_at_a_time = ctx.store.lock_activation()?;
+    // Its store first: the new system's tools (systemctl too) are there.
+    let switched = show_closure(ctx, name, &current).and_then(|()| {
+        let gated = ctx.health_timeout.filter(|_| readiness::has_systemctl(ctx, name));
+        let failed_before =
+            if gated.is_some() { readiness::failed_units(ctx, name) } else { Vec::new() };
+        activate(ctx, name, &current, lxc_args)?;
+        gated.map_or(Ok(()), |limit| health_gate(ctx, name, &current, &failed_before, limit))
+    });
+    let Err(err) = switched else {
         return Ok(());
     };
     if on_failure == OnFailure::Keep {
@@ -89,6 +98,33 @@ fn show_closure(ctx: &Context, name: &str, generation: &Generation) -> Result<()
         );
     }
     Ok(())
+}
+
+/// After a live switch to `generation`: waits (at most `limit`) until the
+/// guest says it runs; units that failed since the switch began (not those
+/// `failed_before`), or a guest still starting, fail the switch.
+fn health_gate(
+    ctx: &Context,
+    name: &str,
+    generation: &Generation,
+    failed_before: &[String],
+    limit: std::time::Duration,
+) -> Result<()> {
+    let number = generation.number;
+    match readiness::wait_until_booted(ctx, name, limit)
+        .with_context(|| format!("generation {number} of '{name}' is not healthy"))?
+    {
+        Booted::Running => Ok(()),
+        Booted::Degraded(failed) => {
+            let new: Vec<String> =
+                failed.into_iter().filter(|unit| !failed_before.contains(unit)).collect();
+            if new.is_empty() {
+                Ok(())
+            } else {
+                bail!("generation {number} of '{name}' is not healthy: units failed after the switch: {}", new.join(", "))
+            }
+        }
+    }
 }
 
 /// A generation's LXC settings but its limits (`change_limits` changes
@@ -180,7 +216,7 @@ fn activate(ctx: &Context, name: &str, generation: &Generation, lxc_args: &[Stri
             bail!("activating generation {number} in '{name}': activation snippets failed: {what}")
         }
         Some(4) => {
-            let units = failed_units(ctx, name, lxc_args).unwrap_or_default();
+            let units = readiness::failed_units(ctx, name);
             let what = if units.is_empty() { said() } else { units.join(", ") };
             bail!("activating generation {number} in '{name}': units failed: {what}")
         }
@@ -205,18 +241,6 @@ fn failed_snippets(output: &str) -> Vec<String> {
         .filter_map(|rest| rest.split('\'').next())
         .map(str::to_string)
         .collect()
-}
-
-/// The units the container's systemd lists as failed.
-fn failed_units(ctx: &Context, name: &str, lxc_args: &[String]) -> Result<Vec<String>> {
-    let args = ["systemctl", "--failed", "--plain", "--no-legend", "--no-pager"].map(OsStr::new);
-    let finished = ctx.lxc().attach_captured(name, lxc_args, &args)?;
-    Ok(finished
-        .stdout
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .map(str::to_string)
-        .collect())
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ pub struct Context {
     pub nix_args: Vec<String>,
     /// `-l`: parameters for the lxc-* command the command is named after.
     pub lxc_args: Vec<String>,
+    /// How long a live switch waits for the guest to report its health
+    /// (None: it does not).
+    pub health_timeout: Option<std::time::Duration>,
 }
 
 impl Context {

@@ -39,7 +39,24 @@ impl RootSettings {
     }
 }
 
-pub fn create(ctx: &Context, name: &str, source: Source, root: RootSettings) -> Result<()> {
+/// What root decides for a container besides its file (create, update):
+/// its own LXC settings, and whether it starts with the host (None: keep
+/// what it had; Some(None): as its file says).
+pub struct RootSays {
+    pub settings: RootSettings,
+    pub autostart: Option<Option<bool>>,
+}
+
+impl RootSays {
+    /// Root says nothing new.
+    pub const NOTHING: RootSays = RootSays { settings: RootSettings::Keep, autostart: None };
+
+    pub fn says_nothing(&self) -> bool {
+        matches!(self.settings, RootSettings::Keep) && self.autostart.is_none()
+    }
+}
+
+pub fn create(ctx: &Context, name: &str, source: Source, root: RootSays) -> Result<()> {
     let Opened { lock, locked, .. } = opening::open(ctx, name)?;
     if let Err(err) = ensure_name_is_free(ctx, &locked, name) {
         if !locked.state.containers.contains_key(name) {
@@ -48,7 +65,7 @@ pub fn create(ctx: &Context, name: &str, source: Source, root: RootSettings) -> 
         return Err(err);
     }
     drop(locked);
-    create_locked(ctx, name, source, root.file(None), lock)
+    create_locked(ctx, name, source, root, lock)
 }
 
 /// What building a container's generations needs from the host, found
@@ -64,16 +81,24 @@ struct BuildInputs {
     state_version: Option<NixosRelease>,
     /// Root's own LXC settings: the file, and what it says.
     root_settings: Option<(PathBuf, String)>,
+    /// Whether it starts with the host, as root decided (None: its file).
+    autostart: Option<bool>,
 }
 
 impl BuildInputs {
+    /// For a container that had `had` (None: a new one), with what root
+    /// says now.
     fn find(
         ctx: &Context,
         source: &Source,
-        state_version: Option<NixosRelease>,
-        root_settings: Option<PathBuf>,
+        had: Option<&ContainerRecord>,
+        root: RootSays,
     ) -> Result<BuildInputs> {
-        let root_settings = root_settings
+        let state_version = had.and_then(|entry| entry.state_version.clone());
+        let autostart = root.autostart.unwrap_or_else(|| had.and_then(|entry| entry.autostart));
+        let root_settings = root
+            .settings
+            .file(had.and_then(|entry| entry.root_settings.as_ref()))
             .map(|file| {
                 let text = std::fs::read_to_string(&file).with_context(|| {
                     format!("cannot read the LXC settings {} (--lxc-config)", file.display())
@@ -105,7 +130,7 @@ impl BuildInputs {
             (None, Kind::Nixos) => Some(nix.release(&spec, source, &busybox)?),
             (None, Kind::System) => None,
         };
-        Ok(BuildInputs { busybox, spec, address, state_version, root_settings })
+        Ok(BuildInputs { busybox, spec, address, state_version, root_settings, autostart })
     }
 }
 
@@ -115,13 +140,13 @@ fn create_locked(
     ctx: &Context,
     name: &str,
     source: Source,
-    root_settings: Option<PathBuf>,
+    root: RootSays,
     lock: ContainerLock,
 ) -> Result<()> {
     let prepared = ctx
         .settings
         .lxc_config_dir()
-        .and_then(|dir| Ok((dir, BuildInputs::find(ctx, &source, None, root_settings)?)));
+        .and_then(|dir| Ok((dir, BuildInputs::find(ctx, &source, None, root)?)));
     let (lxc_config_dir, inputs) = match prepared {
         Ok(prepared) => prepared,
         Err(err) => {
@@ -168,6 +193,7 @@ fn create_locked(
     let entry = locked.state.containers.get_mut(name).expect("the entry was reserved");
     entry.phase = Phase::Ready;
     entry.root_settings = inputs.root_settings.map(|(file, _)| file);
+    entry.autostart = inputs.autostart;
     locked.save()?;
     println!(
         "created container '{name}' ({} on {}), generation 1",
@@ -212,6 +238,7 @@ fn reserve(
         hostonly,
         internet,
         root_settings: inputs.root_settings.as_ref().map(|(_, text)| text.clone()),
+        autostart: inputs.autostart,
         nix_daemon: inputs.spec.nix_daemon,
         whole_store: inputs.spec.whole_store,
         limits: inputs.spec.limits.capped_by(&host.limits),
@@ -275,7 +302,7 @@ pub fn update(
     ctx: &Context,
     name: &str,
     source: Option<Source>,
-    root: RootSettings,
+    root: RootSays,
     on_failure: OnFailure,
 ) -> Result<()> {
     let Opened { lock, locked, .. } = opening::open(ctx, name)?;
@@ -296,14 +323,13 @@ pub fn update(
                 }
             };
             drop(locked);
-            return create_locked(ctx, name, source, root.file(None), lock);
+            return create_locked(ctx, name, source, root, lock);
         }
     };
     drop(locked);
     let ids = entry.ids(&ctx.settings.host.idmap);
-    let source = source.unwrap_or(entry.source);
-    let root_file = root.file(entry.root_settings.as_ref());
-    let inputs = BuildInputs::find(ctx, &source, entry.state_version.clone(), root_file)?;
+    let source = source.unwrap_or_else(|| entry.source.clone());
+    let inputs = BuildInputs::find(ctx, &source, Some(&entry), root)?;
 
     let profile = ctx.profile(name);
     let before = profile.generations()?;
@@ -347,6 +373,7 @@ pub fn update(
         entry.source = source;
         entry.state_version = inputs.state_version;
         entry.root_settings = inputs.root_settings.map(|(file, _)| file);
+        entry.autostart = inputs.autostart;
     }
     entry.mark_switching(None);
     refresh_claims(ctx, name, entry)?;

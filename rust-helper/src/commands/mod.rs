@@ -11,13 +11,17 @@ mod query;
 mod readiness;
 mod recovery;
 mod runtime;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context as _, Result};
 
-use crate::cli::{update_targets, Cli, Command, SourceFlags, Targets, UpdateTargets};
+use crate::cli::{
+    update_targets, ActivationFlags, Cli, Command, RootSettingsFlags, SourceFlags, Targets,
+    UpdateTargets,
+};
 use crate::error::{one_line, usage};
 use crate::manual;
 use crate::nix_log::Verbosity;
@@ -26,7 +30,7 @@ use crate::spec::Source;
 use crate::state::Store;
 use activation::OnFailure;
 pub use context::Context;
-use lifecycle::RootSettings;
+use lifecycle::{RootSays, RootSettings};
 
 /// What a command names to build from: a container file, a system store
 /// path (--system) or a flake's container (--flake); clap allows one at most.
@@ -124,12 +128,27 @@ fn targets(ctx: &Context, targets: Targets, all_running: Option<bool>) -> Result
     }
 }
 
-fn on_failure(no_rollback: bool) -> OnFailure {
-    if no_rollback {
+fn on_failure(flags: ActivationFlags) -> OnFailure {
+    if flags.no_rollback {
         OnFailure::Keep
     } else {
         OnFailure::RollBack
     }
+}
+
+/// What root says for one container with these flags.
+fn root_says(flags: RootSettingsFlags) -> RootSays {
+    let settings = match (flags.lxc_config, flags.no_lxc_config) {
+        (Some(file), _) => RootSettings::From(file),
+        (None, true) => RootSettings::Drop,
+        (None, false) => RootSettings::Keep,
+    };
+    RootSays { settings, autostart: flags.autostart.map(|choice| choice.decided()) }
+}
+
+/// How long a live switch waits for the guest's health (None: not at all).
+fn health_timeout(flags: ActivationFlags) -> Option<std::time::Duration> {
+    (flags.health_timeout > 0).then(|| std::time::Duration::from_secs(flags.health_timeout))
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -151,22 +170,34 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         _ => Verbosity::Normal,
     };
     let settings = Settings::load(&cli.locations, verbosity)?;
-    let ctx = Context { store: Store::new(&settings.state_dir), settings, nix_args, lxc_args };
+    let health = match &cli.command {
+        Command::Update { activation, .. }
+        | Command::SwitchGeneration { activation, .. }
+        | Command::Rollback { activation, .. } => health_timeout(*activation),
+        _ => None,
+    };
+    let ctx = Context {
+        store: Store::new(&settings.state_dir),
+        settings,
+        nix_args,
+        lxc_args,
+        health_timeout: health,
+    };
     match cli.command {
-        Command::Create { name, config, source, lxc_config, .. } => {
+        Command::Create { name, config, source, root_settings, .. } => {
             let source = source_of(&name, config, source)?.expect("clap requires a source");
-            let root = lxc_config.map_or(RootSettings::Keep, RootSettings::From);
-            lifecycle::create(&ctx, &name, source, root)?;
+            if root_settings.no_lxc_config {
+                return Err(usage(
+                    "--no-lxc-config drops what an update kept: create has nothing to drop",
+                ));
+            }
+            lifecycle::create(&ctx, &name, source, root_says(root_settings))?;
         }
-        Command::Update { name, more, all, source, root_settings, no_rollback, .. } => {
-            let on_failure = on_failure(no_rollback.into());
-            let root = match (root_settings.lxc_config, root_settings.no_lxc_config) {
-                (Some(file), _) => RootSettings::From(file),
-                (None, true) => RootSettings::Drop,
-                (None, false) => RootSettings::Keep,
-            };
+        Command::Update { name, more, all, source, root_settings, activation, .. } => {
+            let on_failure = on_failure(activation);
+            let root = root_says(root_settings);
             let from_last_file = |name: &str| {
-                lifecycle::update(&ctx, name, None, RootSettings::Keep, on_failure)
+                lifecycle::update(&ctx, name, None, RootSays::NOTHING, on_failure)
                     .map(|()| ExitCode::SUCCESS)
             };
             return match update_targets(name, more, all, &source)? {
@@ -175,8 +206,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     lifecycle::update(&ctx, &name, source, root, on_failure)
                         .map(|()| ExitCode::SUCCESS)
                 }
-                UpdateTargets::Several(_) if !matches!(root, RootSettings::Keep) => Err(usage(
-                    "--lxc-config and --no-lxc-config change one container: name only that one",
+                UpdateTargets::Several(_) if !root.says_nothing() => Err(usage(
+                    "--lxc-config, --no-lxc-config and --autostart change one container: name only that one",
                 )),
                 UpdateTargets::Several(names) => for_each(names, "update", from_last_file),
                 UpdateTargets::All => {
@@ -191,11 +222,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::DeleteGenerations { name, generations } => {
             generations::delete(&ctx, &name, &generations)?
         }
-        Command::SwitchGeneration { name, generation, no_rollback, .. } => {
-            generations::switch(&ctx, &name, generation, on_failure(no_rollback.into()))?
+        Command::SwitchGeneration { name, generation, activation, .. } => {
+            generations::switch(&ctx, &name, generation, on_failure(activation))?
         }
-        Command::Rollback { name, no_rollback, .. } => {
-            generations::rollback(&ctx, &name, on_failure(no_rollback.into()))?
+        Command::Rollback { name, activation, .. } => {
+            generations::rollback(&ctx, &name, on_failure(activation))?
         }
         Command::Start { targets: named, wait, .. } => {
             let names = targets(&ctx, named, Some(false))?;
@@ -233,6 +264,30 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::State { name, json } => query::state(&ctx, &name, json.json)?,
         Command::RepairState => recovery::repair_state(&ctx)?,
         Command::RepairNetwork => network_rules::repair(&ctx)?,
+        Command::Sync { file, flake, prune, jobs, keep_going, dry_run, json, activation, nix } => {
+            let mut activation_args =
+                vec![format!("--health-timeout={}", activation.health_timeout)];
+            if activation.no_rollback {
+                activation_args.push("--no-rollback".to_string());
+            }
+            let nix_args = nix
+                .nix_params
+                .iter()
+                .flat_map(|params| ["-n".to_string(), params.clone()])
+                .collect();
+            let request = sync::Request {
+                file,
+                flake,
+                prune,
+                jobs,
+                keep_going,
+                dry_run,
+                json: json.json,
+                nix_args,
+                activation_args,
+            };
+            return sync::sync(&ctx, request);
+        }
         Command::Help { .. } | Command::Completions { .. } => unreachable!("answered above"),
     }
     Ok(ExitCode::SUCCESS)

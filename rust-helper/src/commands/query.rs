@@ -87,7 +87,7 @@ pub fn list(ctx: &Context, format: ListFormat, columns: &[Column], no_header: bo
             ipv4,
             ipv4_next_start,
             generation: current.as_ref().map(|(number, _)| *number),
-            autostart: meta.map(|meta| meta.spec.autostart),
+            autostart: meta.map(GenerationMeta::autostart),
             uids: entry.ids(&ctx.settings.host.idmap).to_string(),
             ipv6: inits
                 .get(name)

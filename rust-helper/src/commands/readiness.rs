@@ -46,20 +46,26 @@ pub fn wait_until_booted(ctx: &Context, name: &str, timeout: Duration) -> Result
             let said = finished.stdout.trim().to_string();
             match said.as_str() {
                 "running" => return Ok(Booted::Running),
-                "degraded" => {
-                    let failed = list(
-                        ctx,
-                        name,
-                        &["systemctl", "--failed", "--plain", "--no-legend", "--no-pager"],
-                    );
-                    return Ok(Booted::Degraded(failed));
-                }
+                "degraded" => return Ok(Booted::Degraded(failed_units(ctx, name))),
                 "" => {}
                 other => last = format!("'{other}'"),
             }
         }
         std::thread::sleep(Duration::from_millis(100).min(left));
     }
+}
+
+/// The units the container's systemd lists as failed.
+pub fn failed_units(ctx: &Context, name: &str) -> Vec<String> {
+    list(ctx, name, &["systemctl", "--failed", "--plain", "--no-legend", "--no-pager"])
+}
+
+/// Whether the guest has a systemctl to ask (a NixOS guest, the tiny one).
+pub fn has_systemctl(ctx: &Context, name: &str) -> bool {
+    let probe = ["sh", "-c", "command -v systemctl"].map(OsStr::new);
+    ctx.lxc()
+        .attach_captured(name, &ctx.lxc_args, &probe)
+        .is_ok_and(|finished| finished.status.success())
 }
 
 /// The first word of each line a command inside prints (unit names).

@@ -11,3 +11,4 @@ mod nixos_configuration;
 mod reliability;
 mod runtime;
 mod security;
+mod sync;

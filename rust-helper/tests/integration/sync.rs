@@ -1,0 +1,177 @@
+//! `sync`: a host's containers made those of a list, only what changed, each
+//! failing alone; and the health gate of live switches.
+
+use crate::common::{path_str, tiny_file, Host, REPO};
+
+/// Writes the list `entries` (name → JSON object) as list.json.
+fn list(host: &Host, entries: &[(&str, String)]) -> String {
+    let body: Vec<String> =
+        entries.iter().map(|(name, entry)| format!("\"{name}\": {entry}")).collect();
+    path_str(&host.file("list.json", &format!("{{ {} }}", body.join(", ")))).to_string()
+}
+
+fn file_entry(host: &Host, file: &str, version: &str, attrs: &str) -> String {
+    format!("{{ \"file\": \"{}\" }}", path_str(&host.file(file, &tiny_file(version, attrs, ""))))
+}
+
+fn generation(host: &Host, name: &str) -> String {
+    host.current_generation(name)
+}
+
+#[test]
+fn a_list_is_synced_from_nothing_and_again_with_only_what_changed() {
+    let host = Host::new();
+    let first = list(
+        &host,
+        &[
+            ("alpha", file_entry(&host, "a.nix", "1", "")),
+            (
+                "beta",
+                format!(
+                    "{{ \"file\": \"{}\", \"autostart\": true }}",
+                    path_str(&host.file("b.nix", &tiny_file("1", "", "")))
+                ),
+            ),
+        ],
+    );
+    let synced = host.helper(&["sync", "--file", &first, "-j", "2"]);
+    assert_eq!(synced.code, 0, "{synced:?}");
+    assert!(
+        synced.stdout.contains("sync: 2 created, 0 updated, 0 unchanged, 0 removed, 0 failed"),
+        "{synced:?}"
+    );
+    assert_eq!(host.state("alpha"), "STOPPED");
+    assert_eq!(host.state("beta"), "RUNNING", "the host says beta starts with it");
+
+    // Nothing changed: nothing is built or switched.
+    let again = host.ok(&["sync", "--file", &first]);
+    assert!(again.contains("0 created, 0 updated, 2 unchanged"), "{again}");
+    assert_eq!((generation(&host, "alpha"), generation(&host, "beta")), ("1".into(), "1".into()));
+
+    // One changed, one added, one no longer listed: kept without --prune.
+    let second = list(
+        &host,
+        &[
+            ("alpha", file_entry(&host, "a.nix", "2", "")),
+            ("gamma", file_entry(&host, "c.nix", "1", "")),
+        ],
+    );
+    let changed = host.ok(&["sync", "--file", &second, "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&changed).unwrap();
+    assert_eq!(summary["created"], serde_json::json!(["gamma"]));
+    assert_eq!(summary["updated"], serde_json::json!(["alpha"]));
+    assert_eq!(summary["removed"], serde_json::json!([]));
+    assert_eq!(generation(&host, "alpha"), "2");
+    host.ok(&["exists", "beta"]);
+    let dry = host.ok(&["sync", "--file", &second, "--prune", "--dry-run"]);
+    assert!(dry.contains("beta: would destroy (no longer listed)"), "{dry}");
+    host.ok(&["exists", "beta"]);
+    let pruned = host.ok(&["sync", "--file", &second, "--prune"]);
+    assert!(pruned.contains("1 removed"), "{pruned}");
+    assert_eq!(host.helper(&["exists", "beta"]).code, 1);
+
+    // A container made by hand is never pruned.
+    host.ok(&["create", "manual", path_str(&host.file("m.nix", &tiny_file("1", "", "")))]);
+    host.ok(&["sync", "--file", &second, "--prune"]);
+    host.ok(&["exists", "manual"]);
+}
+
+#[test]
+fn a_broken_container_fails_alone() {
+    let host = Host::new();
+    let broken = host.file("broken.nix", "{ system = ; }");
+    let entries = [
+        ("good", file_entry(&host, "g.nix", "1", "")),
+        ("broken", format!("{{ \"file\": \"{}\" }}", path_str(&broken))),
+        ("other", file_entry(&host, "o.nix", "1", "")),
+    ];
+    let the_list = list(&host, &entries);
+    let run = host.helper(&["sync", "--file", &the_list, "--keep-going"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("2 created, 0 updated, 0 unchanged, 0 removed, 1 failed"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains("broken: ") && run.stderr.contains("sync failed for broken"),
+        "{run:?}"
+    );
+    host.ok(&["exists", "good"]);
+    host.ok(&["exists", "other"]);
+    assert_eq!(host.helper(&["exists", "broken"]).code, 1);
+    // Without --keep-going it stops at the first failure (in list order:
+    // broken comes first).
+    let stopped = host.helper(&[
+        "sync",
+        "--file",
+        &list(
+            &host,
+            &[("broken", entries[1].1.clone()), ("zeta", file_entry(&host, "z.nix", "1", ""))],
+        ),
+    ]);
+    assert_eq!(stopped.code, 1, "{stopped:?}");
+    assert!(stopped.stdout.contains("1 not tried"), "{stopped:?}");
+}
+
+#[test]
+fn a_flakes_containers_are_not_even_evaluated_while_it_is_unchanged() {
+    let host = Host::new();
+    let flake = host.dir.path().join("flake");
+    std::fs::create_dir(&flake).unwrap();
+    let write_flake = |version: &str| {
+        std::fs::write(
+            flake.join("flake.nix"),
+            format!(
+                "{{ outputs = {{ self }}: {{ nixcloudContainers = {{\n\
+                   web = {{ system = import {REPO}/examples/tiny/system.nix {{ version = \"{version}\"; }}; }};\n\
+                   db = {{ system = import {REPO}/examples/tiny/system.nix {{ version = \"db\"; }}; }};\n\
+                 }}; }}; }}"
+            ),
+        )
+        .unwrap();
+    };
+    write_flake("1");
+    let reference = path_str(&flake).to_string();
+    let first = host.ok(&["sync", "--flake", &reference]);
+    assert!(first.contains("2 created"), "{first}");
+    // Unchanged: no helper of its own runs for either (it would say so).
+    let again = host.helper(&["sync", "--flake", &reference]);
+    assert!(again.stdout.contains("0 created, 0 updated, 2 unchanged"), "{again:?}");
+    assert!(!again.stderr.contains("is unchanged: generation"), "not evaluated: {again:?}");
+    // The flake changed: both are evaluated, the one that changed is updated.
+    write_flake("2");
+    let changed = host.ok(&["sync", "--flake", &reference]);
+    assert!(changed.contains("0 created, 1 updated, 1 unchanged"), "{changed}");
+    assert_eq!(generation(&host, "web"), "2");
+    assert_eq!(generation(&host, "db"), "1");
+}
+
+#[test]
+fn a_switch_that_leaves_the_guest_unhealthy_is_rolled_back() {
+    let host = Host::new();
+    host.ok(&["create", "app", path_str(&host.file("v1.nix", &tiny_file("1", "", "")))]);
+    host.start_booted("app");
+    // switch-to-configuration exits 0, but a unit fails afterwards.
+    let degraded = host.file(
+        "v2.nix",
+        &tiny_file("2", "", r#"switchState = "degraded"; failedUnits = [ "web.service" ];"#),
+    );
+    let error = host.fails(&["update", "app", path_str(&degraded)], 1);
+    assert!(
+        error.contains("not healthy: units failed after the switch: web.service")
+            && error.contains("generation 1 of 'app' is current again"),
+        "{error}"
+    );
+    assert_eq!(generation(&host, "app"), "1");
+    // A switch after which the guest never finishes starting.
+    let stuck = host.file("v3.nix", &tiny_file("3", "", r#"switchState = "starting";"#));
+    let error = host.fails(&["update", "app", path_str(&stuck), "--health-timeout", "2"], 1);
+    assert!(
+        error.contains("did not finish booting within 2 s") && error.contains("tiny-slow.service"),
+        "{error}"
+    );
+    assert_eq!(generation(&host, "app"), "1");
+    // Without the gate it stays.
+    host.ok(&["update", "app", path_str(&stuck), "--health-timeout", "0"]);
+    assert_eq!(generation(&host, "app"), "2", "the failed ones were taken away again");
+}
