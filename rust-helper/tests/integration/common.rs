@@ -310,6 +310,25 @@ impl Host {
     }
 }
 
+/// A container file (written as `<name>.nix`) whose system is a derivation
+/// named `name` that busybox (`${bb}` in it) builds with the shell `script`,
+/// which must make $out; the helper's own tests of builds.
+pub fn built_by_script(host: &Host, name: &str, script: &str) -> PathBuf {
+    host.file(
+        &format!("{name}.nix"),
+        &format!(
+            "let bb = import <nixcloud-container/lib/host-busybox.nix>; in {{\n\
+             \x20 system = derivation {{\n\
+             \x20   name = \"{name}\";\n\
+             \x20   system = builtins.currentSystem;\n\
+             \x20   builder = bb;\n\
+             \x20   args = [ \"sh\" \"-c\" ''\n{script}\n  '' ];\n\
+             \x20 }};\n\
+             }}\n"
+        ),
+    )
+}
+
 /// The text of a container file for the tiny system.
 pub fn tiny_file(version: &str, attrs: &str, system_args: &str) -> String {
     format!(

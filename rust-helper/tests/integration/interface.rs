@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::common::{path_str, Host, HELPER, REPO};
+use crate::common::{built_by_script, path_str, Host, HELPER, REPO};
 
 /// The commands the manual's synopsis names.
 fn commands_of_the_synopsis(host: &Host) -> Vec<String> {
@@ -82,24 +82,14 @@ fn bash_completes_a_command_name() {
 
 /// A system whose build takes a few seconds and says what it does.
 fn slow_build(host: &Host, token: &str) -> std::path::PathBuf {
-    host.file(
-        &format!("{token}.nix"),
-        &format!(
-            r#"let bb = import <nixcloud-container/lib/host-busybox.nix>; in {{
-              system = derivation {{
-                name = "{token}";
-                system = builtins.currentSystem;
-                builder = bb;
-                args = [ "sh" "-c" ''
-                  echo compiling the first part; ${{bb}} sleep 1
-                  echo compiling the second part; ${{bb}} sleep 1
-                  ${{bb}} mkdir $out
-                  printf '#!%s sh\nexec %s sleep 1000\n' ${{bb}} ${{bb}} > $out/init
-                  ${{bb}} chmod +x $out/init
-                '' ];
-              }};
-            }}"#
-        ),
+    built_by_script(
+        host,
+        token,
+        "echo compiling the first part; ${bb} sleep 1
+         echo compiling the second part; ${bb} sleep 1
+         ${bb} mkdir $out
+         printf '#!%s sh\\nexec %s sleep 1000\\n' ${bb} ${bb} > $out/init
+         ${bb} chmod +x $out/init",
     )
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::common::{path_str, Host, REPO};
+use crate::common::{built_by_script, path_str, Host, REPO};
 
 /// What an attacker would have LXC run as root on the host: a script that
 /// leaves a mark.
@@ -256,26 +256,18 @@ fn container_files_read_only_what_is_theirs() {
 fn builders_run_unprivileged_in_the_sandbox() {
     let host = Host::new();
     let marker = format!("escaped-{}", std::process::id());
-    let file = host.file(
-        "probe.nix",
+    let file = built_by_script(
+        &host,
+        "builder-probe",
         &format!(
-            r#"let bb = import <nixcloud-container/lib/host-busybox.nix>; in {{
-              system = derivation {{
-                name = "builder-probe";
-                system = builtins.currentSystem;
-                builder = bb;
-                args = [ "sh" "-c" ''
-                  ${{bb}} mkdir $out
-                  ${{bb}} id -u > $out/uid
-                  ${{bb}} cat /etc/shadow > $out/shadow 2>&1
-                  ${{bb}} ls /root > $out/root 2>&1
-                  echo x > /tmp/{marker} 2> $out/tmp
-                  echo x > /nix/store/{marker} 2> $out/store
-                  printf '#!%s sh\nexec %s sleep 1000\n' ${{bb}} ${{bb}} > $out/init
-                  ${{bb}} chmod +x $out/init
-                '' ];
-              }};
-            }}"#
+            "${{bb}} mkdir $out
+             ${{bb}} id -u > $out/uid
+             ${{bb}} cat /etc/shadow > $out/shadow 2>&1
+             ${{bb}} ls /root > $out/root 2>&1
+             echo x > /tmp/{marker} 2> $out/tmp
+             echo x > /nix/store/{marker} 2> $out/store
+             printf '#!%s sh\\nexec %s sleep 1000\\n' ${{bb}} ${{bb}} > $out/init
+             ${{bb}} chmod +x $out/init"
         ),
     );
     host.ok(&["create", "probe", path_str(&file)]);
@@ -324,19 +316,8 @@ fn a_killed_helper_leaves_no_build_running_and_nothing_in_tmp() {
         // A distinct builder each time, so that none is built already.
         let seconds = 500 + std::process::id() % 400;
         let name = format!("slow-build-{signal}-{seconds}");
-        let file = host.file(
-            &format!("{name}.nix"),
-            &format!(
-                r#"let bb = import <nixcloud-container/lib/host-busybox.nix>; in {{
-                  system = derivation {{
-                    name = "{name}";
-                    system = builtins.currentSystem;
-                    builder = bb;
-                    args = [ "sh" "-c" "${{bb}} sleep {seconds}; ${{bb}} mkdir $out" ];
-                  }};
-                }}"#
-            ),
-        );
+        let file =
+            built_by_script(&host, &name, &format!("${{bb}} sleep {seconds}; ${{bb}} mkdir $out"));
         let mut child = host
             .helper_command(&["create", "slow", path_str(&file)])
             .stdout(std::process::Stdio::null())
