@@ -215,10 +215,15 @@ fn ruleset(members: &BTreeMap<String, Member>) -> String {
             forwards.push(dnat_rule(name, forward, address));
         }
     }
+    // Only connections to the host's own addresses: a container file's
+    // hostAddress that is not one of them would take another host's
+    // connections as they pass through.
     let rules = |local: &str| -> String {
         forwards
             .iter()
-            .map(|(to_host, rule)| format!("    {}{rule}\n", to_host.as_deref().unwrap_or(local)))
+            .map(|(to_host, rule)| {
+                format!("    {local}{}{rule}\n", to_host.as_deref().unwrap_or(""))
+            })
             .collect()
     };
     format!(
