@@ -46,15 +46,38 @@ class Host:
             f.write(text)
         return path
 
-    def tiny_file(self, file_name, version, autostart=False, trace=None):
+    def tiny_file(self, file_name, version, autostart=False, trace=None, paths=0, tag=None,
+                  whole_store=False):
         """A container file for the tiny system (examples/tiny), imported as
         the helper's restricted evaluation allows it; with `trace`, every
-        evaluation of its system prints that line."""
-        system = f'import {TINY_SYSTEM} {{ version = "{version}"; }}'
+        evaluation of its system prints that line. `paths` more store paths
+        in its closure (builtins.toFile, named `tag`-<i>, by default after
+        the file: files with one tag share them); `whole_store`: it sees the
+        host's whole store instead of its closure (where the host file
+        allows it)."""
+        extra = ""
+        if paths:
+            tag = tag or os.path.splitext(file_name)[0]
+            extra = (f' extraPaths = builtins.genList (i: builtins.toFile "{tag}-${{toString i}}"'
+                     f' "{self.token} {tag} ${{toString i}}") {paths};')
+        system = f'import {TINY_SYSTEM} {{ version = "{version}";{extra} }}'
         if trace:
             system = f'builtins.trace "{trace}" ({system})'
         return self.write(file_name, f"{{\n  autostart = {'true' if autostart else 'false'};\n"
-                                     f"  system = {system};\n}}\n")
+                                     + ("  wholeStore = true;\n" if whole_store else "")
+                                     + f"  system = {system};\n}}\n")
+
+    def host_file(self, settings=None):
+        """The host file the helper reads (NIXCLOUD_CONTAINER_HOST_CONFIG):
+        `settings` over lib/host-defaults.json; None: no file, the
+        defaults."""
+        path = self.env["NIXCLOUD_CONTAINER_HOST_CONFIG"]
+        if settings is None:
+            if os.path.exists(path):
+                os.unlink(path)
+            return
+        with open(path, "w") as f:
+            json.dump(settings, f)
 
     def generation_meta(self, name):
         with open(os.path.join(self.work, "profiles", name, "profile", "spec.json")) as f:
@@ -83,11 +106,40 @@ class Host:
             if pending:
                 time.sleep(0.005)
 
-    def start_bare(self, names):
+    def start(self, names, one_command=False):
+        """Starts the containers with the helper and waits until they
+        booted: one `start` per container, as the module's script does;
+        with `one_command`, one `start` naming them all. (Such a start
+        mounts each container's store view in a namespace copied from the
+        one before's, so every monitor holds the views of all before it.)"""
         for name in names:
             self.forget_boot(name)
-            self.lxc("lxc-start", name=name)
+        for group in ([names] if one_command else [[name] for name in names]):
+            self.helper("start", *group)
         self.wait_booted(names)
+
+    def bare_mounts(self, name):
+        """What the helper mounts before lxc-start, as LXC's own mount
+        entries: the host's whole store and the container's profile at
+        /init, bound read-only (not idmapped: inside they belong to nobody,
+        which the tiny init does not mind). Without them a bare lxc-start
+        has nothing to boot."""
+        return ["/nix/store nix/store none ro,bind,create=dir 0 0",
+                f"{os.path.join(self.work, 'profiles', name)} init none ro,bind,create=dir 0 0"]
+
+    def lxc_start_bare(self, name, check=True):
+        """lxc-start as the helper calls it, with LXC mounting what the
+        helper would (bare_mounts), given as -s lxc.mount.entry=..."""
+        defines = [arg for entry in self.bare_mounts(name) for arg in ("-s", f"lxc.mount.entry={entry}")]
+        return self.lxc("lxc-start", *defines, name=name, check=check)
+
+    def add_bare_mounts(self, names):
+        """Appends bare_mounts to the containers' LXC configs, for
+        lxc-autostart, which takes no -s; the helper writes the config
+        again at its next start."""
+        for name in names:
+            with open(os.path.join(self.lxc_path, name, "config"), "a") as f:
+                f.write("".join(f"\nlxc.mount.entry = {entry}" for entry in self.bare_mounts(name)) + "\n")
 
     def kill_all(self, names):
         kill_containers(self.lxc_path, names)

@@ -1,6 +1,7 @@
-"""The targets of issue 6, and the check of a run's figures against them:
-one (passed, what it was judged on) per target and case."""
+"""The targets of issues 6 and 11, and the check of a run's figures against
+them: one (passed, what it was judged on) per target and case."""
 
+from .measure.isolation import summary
 from .measure.nix import FIND_FILE, KINDS
 from .stats import med
 
@@ -10,6 +11,10 @@ GROWTH_RATIO = 1.2  # create/update at the largest N within 1.2 x N = 1
 # The Nix processes of a create/update: the spec evaluation, the build, the
 # profile switch (a nixpkgs lookup with --find-file is shown, not judged).
 NIX_PROCESSES = {"nix-instantiate": 1, "nix-build": 1, "nix-env": 1, "nix-store": 0}
+VIEW_MS = 100.0     # a store view of 2,000 paths adds under 100 ms to a start
+# Id ranges: start, stop and list with a range per container within noise of
+# the shared range: less than 5 % or 1 ms apart, whichever is more.
+NOISE_SHARE, NOISE_MS = 0.05, 1.0
 
 
 def runtime_checks(res):
@@ -88,7 +93,22 @@ def density_check(res):
             f"{module} ran (the module's script), {plain} ran (lxc-autostart)")
 
 
+def isolation_checks(res):
+    """The store view's cost at start, and the id ranges' at start, stop
+    and list (issue 11)."""
+    s, big = summary(res["isolation"]), res["isolation"]["big"]
+    checks = [(s["view_cost"] < VIEW_MS,
+               f"a view of {big} store paths adds {s['view_cost']:.1f} ms to a start (< {VIEW_MS:.0f})")]
+    for command, by in s["ranges"].items():
+        own, shared = by["own range"], by["shared range"]
+        limit = max(NOISE_MS, NOISE_SHARE * shared)
+        checks.append((abs(own - shared) < limit,
+                       f"{command} with a range per container: {own:.1f} ms against {shared:.1f} ms shared,"
+                       f" {own - shared:+.1f} ms (within noise: < {limit:.1f} ms, 5 % or 1 ms)"))
+    return checks
+
+
 def check(res):
     """Every target, in the report's order."""
     return (runtime_checks(res) + growth_checks(res) + [nixpkgs_check(res)]
-            + evaluation_checks(res) + [density_check(res)])
+            + evaluation_checks(res) + [density_check(res)] + isolation_checks(res))

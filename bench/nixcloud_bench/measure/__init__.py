@@ -6,7 +6,10 @@ which the inner process makes them as the host grows:
     by_hand    3. build + switch in one nix-env call against two
     nix        4. Nix processes, system evaluations, the spec without nixpkgs
     density    5. all containers started and stopped, host memory, LXC's hooks
-    memory        the host memory readings that density takes
+    memory        the host memory readings that density and store_view take
+    isolation  6. what the isolation between containers costs: store view,
+                  id ranges, the bridge port's hook
+    store_view    the store view's live update and host memory, for isolation
 """
 
 import datetime
@@ -20,15 +23,16 @@ from ..project import REPO
 from .by_hand import measure_by_hand
 from .density import measure_density, measure_without_hooks
 from .growth import measure_create_update
+from .isolation import measure_isolation
 from .nix import measure_nix
 from .runtime import measure_runtime
 
 # Sizes of a full run, and of --quick (for working on the bench).
 SIZES = {
     "full": dict(runtime_sizes=[1, 50, 200], growth_sizes=[1, 50, 200, 500], density=500,
-                 reps=15, cycles=7, probes=7),
+                 reps=15, cycles=7, probes=7, isolation_memory=20),
     "quick": dict(runtime_sizes=[1, 10, 20], growth_sizes=[1, 10, 20, 40], density=40,
-                  reps=7, cycles=3, probes=3),
+                  reps=7, cycles=3, probes=3, isolation_memory=10),
 }
 
 
@@ -47,11 +51,13 @@ def measure_all(h, sizes, lib):
             res.update(measure_nix(h, sizes["reps"], lib))
             res["by_hand"] = measure_by_hand(h, sizes["probes"])
             res["hooks"] = measure_without_hooks(h, target, sizes["cycles"])
+            res["isolation"] = measure_isolation(h, sizes["reps"], sizes["cycles"],
+                                                 sizes["isolation_memory"])
         if n in sizes["runtime_sizes"]:
             res["runtime"] += measure_runtime(h, n, target, sizes["reps"], sizes["cycles"])
         if n == runtime_top:
             half = population.names[1:1 + n // 2]
-            h.start_bare(half)
+            h.start(half)
             res["runtime"] += measure_runtime(h, n, target, sizes["reps"], sizes["cycles"],
                                               others_running=len(half))
             h.kill_all(half)

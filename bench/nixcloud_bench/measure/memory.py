@@ -1,5 +1,6 @@
 """The host memory that containers take: MemAvailable once it settled, the
-PSS and private memory of their processes, their memory cgroups."""
+kernel's unreclaimable memory, the PSS and private memory of their
+processes, their memory cgroups."""
 
 import os
 import re
@@ -9,9 +10,20 @@ from ..host import lxc_monitors, processes
 from ..stats import med
 
 
-def mem_available_kib():
+def meminfo_kib(*fields):
+    """The sum of /proc/meminfo's `fields`, in KiB."""
     with open("/proc/meminfo") as f:
-        return int(re.search(r"^MemAvailable:\s+(\d+) kB", f.read(), re.M).group(1))
+        text = f.read()
+    return sum(int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1)) for field in fields)
+
+
+def mem_available_kib():
+    return meminfo_kib("MemAvailable")
+
+
+# The kernel's memory that reclaim cannot give back: mounts, tmpfs inodes,
+# namespaces (slab), and per-CPU counters.
+KERNEL_FIELDS = ("SUnreclaim", "Percpu")
 
 
 def settled_mem_available(window=10, tolerance_kib=3 * 1024, timeout=120):

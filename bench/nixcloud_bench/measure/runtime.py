@@ -73,7 +73,7 @@ def measure_start_stop(h, n, target, cycles):
 
     def start(by):
         h.forget_boot(target)
-        ran = h.helper("start", target) if by == "helper" else h.lxc("lxc-start", name=target)
+        ran = h.helper("start", target) if by == "helper" else h.lxc_start_bare(target)
         samples[f"{by} start"].append(ran)
         h.wait_booted([target])
 
@@ -87,7 +87,8 @@ def measure_start_stop(h, n, target, cycles):
         stop(second)
         start(second)
         stop(first)
-    return [row("start", n, "stopped -> running", samples["helper start"], samples["bare start"], "lxc-start"),
+    return [row("start", n, "stopped -> running", samples["helper start"], samples["bare start"],
+                "lxc-start -s lxc.mount.entry=<store, /init>"),
             row("stop", n, "running -> stopped", samples["helper stop"], samples["bare stop"], "lxc-stop")]
 
 
@@ -98,7 +99,7 @@ def measure_runtime(h, n, target, reps, cycles, others_running=0):
     log(f"runtime commands at N = {n} ({where})")
     rows = [measure_list(h, n, f"{others_running} running" if others_running else "all stopped", reps)]
     rows += measure_queries(h, n, target, reps, running=False)
-    h.start_bare([target])
+    h.start([target])
     rows += measure_queries(h, n, target, reps, running=True)
     h.kill_all([target])
     rows += measure_start_stop(h, n, target, cycles)
