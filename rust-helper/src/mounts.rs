@@ -16,7 +16,7 @@
 //! symlink: the rootfs belongs to the container.
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -67,6 +67,26 @@ impl std::fmt::Display for MountSource {
 /// seen by this process, its children (lxc-start, the container) and no one
 /// else.
 pub fn enter_private_namespace() -> Result<()> {
+    // Each container's namespace is made from the one this helper began in,
+    // not from the one the container before it (`start a b c`) left: else
+    // every later container would hold the earlier ones' mounts too.
+    static ORIGINAL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    match ORIGINAL.get() {
+        Some(original) => rustix::thread::move_into_link_name_space(
+            original.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Mount),
+        )
+        .context("cannot go back to the helper's own mount namespace")?,
+        None => {
+            let original = rustix::fs::open(
+                "/proc/self/ns/mnt",
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .context("cannot open the helper's mount namespace")?;
+            let _ = ORIGINAL.set(original);
+        }
+    }
     // SAFETY: only NEWNS is unshared, which leaves file descriptors alone.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
         .context("cannot make a mount namespace for the container's mounts")?;

@@ -610,3 +610,28 @@ fn containers_run_under_apparmor_where_the_host_has_it() {
     host.start_booted("guarded");
     assert!(!config().contains("apparmor"), "{}", config());
 }
+
+#[test]
+fn containers_started_together_do_not_hold_each_others_mounts() {
+    let host = Host::new();
+    for name in ["first", "second", "third"] {
+        host.ok(&[
+            "create",
+            name,
+            path_str(&tiny_with_paths(&host, &format!("{name}.nix"), "1", name, 50)),
+        ]);
+    }
+    host.ok(&["start", "first", "second", "third"]);
+    for name in ["first", "second", "third"] {
+        let init = host.lxc(&format!("lxc-info -n {name} -pH")).stdout.trim().to_string();
+        let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+        let monitor =
+            status.lines().find_map(|l| l.strip_prefix("PPid:")).unwrap().trim().to_string();
+        let mounts = std::fs::read_to_string(format!("/proc/{monitor}/mountinfo")).unwrap();
+        for other in ["first", "second", "third"].iter().filter(|other| **other != name) {
+            let rootfs = host.lxc_path().join(other).join("rootfs");
+            assert!(!mounts.contains(path_str(&rootfs)), "{name}'s monitor holds {other}'s mounts");
+        }
+        assert!(mounts.contains(path_str(&host.lxc_path().join(name).join("rootfs"))));
+    }
+}
