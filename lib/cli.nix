@@ -79,12 +79,23 @@ let
       + "-n \"-I nixpkgs=/path/to/nixpkgs\" or set NIX_PATH"
       + (if src ? flake then ", or give the flake an input named nixpkgs" else ""));
 
+  # The release of the nixpkgs a NixOS configuration is built with, which
+  # `create` fixes as the container's system.stateVersion (as an installer
+  # does; the configuration may still set its own): the parameters of a new
+  # NixOS container get it here, and its first generation records it.
+  release = builtins.replaceStrings [ "\n" ] [ "" ]
+    (builtins.readFile (import ./nixpkgs-file.nix nixpkgs "lib/.version"));
+  withStateVersion =
+    if resolved == null || fromSource.spec.kind != "nixos" || (resolved.stateVersion or null) != null
+    then resolved
+    else resolved // { stateVersion = release; };
+
   system =
     if fromSource.spec.kind == "system" then fromSource.system
     else import ./nixos-system.nix {
       inherit nixpkgs;
       inherit (fromSource) configuration;
-      params = resolved;
+      params = withStateVersion;
     };
 in
 {
@@ -101,16 +112,10 @@ in
       inherit (outputs) narHash;
     };
 
-  # The release of the nixpkgs a NixOS configuration is built with, which
-  # `create` fixes as the container's system.stateVersion (as an installer
-  # does); the configuration may still set its own.
-  release = builtins.replaceStrings [ "\n" ] [ "" ]
-    (builtins.readFile (import ./nixpkgs-file.nix nixpkgs "lib/.version"));
-
   generation = import ./generation.nix {
     builder = import ./busybox.nix busybox;
     inherit (fromSource) spec;
     inherit system;
-    params = resolved;
+    params = withStateVersion;
   };
 }

@@ -22,7 +22,7 @@ use crate::process::{describe_status, Finished, Tool};
 use crate::profile::Profile;
 use crate::scratch::Scratch;
 use crate::settings::Settings;
-use crate::spec::{Kind, NixosRelease, Params, Source, Spec};
+use crate::spec::{Kind, Params, Source, Spec};
 
 /// Settings of every Nix command that evaluates or builds a container's
 /// code. They come after the user's -n parameters, which cannot undo them.
@@ -203,22 +203,6 @@ impl Nix<'_> {
             .find_nixpkgs()?
             .map(|nixpkgs| vec!["-I".to_string(), format!("nixpkgs={nixpkgs}")])
             .unwrap_or_default())
-    }
-
-    /// The release of the nixpkgs that a NixOS configuration of `source`
-    /// is built with (lib/cli.nix's `release`).
-    pub fn release(&self, spec: &Spec, source: &Source, busybox: &Path) -> Result<NixosRelease> {
-        let scratch = Scratch::new(&self.settings.state_dir)?;
-        let tool = self
-            .confined("nix-instantiate", source, busybox, &scratch)?
-            .args(self.nixpkgs_args(spec, source)?)
-            .args(["--eval", "--strict", "--json", "-A", "release"]);
-        let finished = self.run_logged(tool)?;
-        check(&finished, || format!("cannot find the nixpkgs release of {source}"))?;
-        let release: String = serde_json::from_str(finished.stdout.trim())
-            .with_context(|| format!("{source} gave no nixpkgs release"))?;
-        NixosRelease::try_from(release)
-            .map_err(|err| anyhow!("{source}: nixpkgs' lib/.version: {err}"))
     }
 
     /// Builds the generation for `params`, without making it current.

@@ -15,7 +15,7 @@ use super::recovery::{refresh_claims, teardown};
 use super::{grants, network_rules};
 use crate::network;
 use crate::settings::IdMap;
-use crate::spec::{Kind, NixosRelease, Params, Source, Spec};
+use crate::spec::{NixosRelease, Params, Source, Spec};
 use crate::state::{ContainerLock, ContainerRecord, LockedState, Phase};
 
 /// Root's own LXC settings for a container, as create and update are told.
@@ -76,8 +76,8 @@ struct BuildInputs {
     busybox: PathBuf,
     spec: Spec,
     address: network::AddressRequest,
-    /// The container's stateVersion: the one it has, or for a NixOS
-    /// container without one (a new one), its nixpkgs' release.
+    /// The container's stateVersion, if it has one (a new NixOS container's
+    /// is its nixpkgs' release, which its first generation records).
     state_version: Option<NixosRelease>,
     /// Root's own LXC settings: the file, and what it says.
     root_settings: Option<(PathBuf, String)>,
@@ -125,11 +125,6 @@ impl BuildInputs {
                  host file)"
             );
         }
-        let state_version = match (state_version, spec.kind) {
-            (Some(known), _) => Some(known),
-            (None, Kind::Nixos) => Some(nix.release(&spec, source, &busybox)?),
-            (None, Kind::System) => None,
-        };
         Ok(BuildInputs { busybox, spec, address, state_version, root_settings, autostart })
     }
 }
@@ -194,6 +189,7 @@ fn create_locked(
     entry.phase = Phase::Ready;
     entry.root_settings = inputs.root_settings.map(|(file, _)| file);
     entry.autostart = inputs.autostart;
+    entry.state_version = fixed_state_version(ctx, name, inputs.state_version)?;
     locked.save()?;
     println!(
         "created container '{name}' ({} on {}), generation 1",
@@ -244,6 +240,25 @@ fn reserve(
         limits: inputs.spec.limits.capped_by(&host.limits),
         state_version: inputs.state_version.clone(),
     })
+}
+
+/// The stateVersion of container `name`: the one it had, else the one its
+/// current generation was built with (the nixpkgs release of a new NixOS
+/// container, lib/cli.nix), fixed from then on.
+fn fixed_state_version(
+    ctx: &Context,
+    name: &str,
+    had: Option<NixosRelease>,
+) -> Result<Option<NixosRelease>> {
+    if had.is_some() {
+        return Ok(had);
+    }
+    Ok(ctx
+        .profile(name)
+        .current()?
+        .map(|current| current.meta())
+        .transpose()?
+        .and_then(|meta| meta.params.state_version))
 }
 
 /// Builds a generation for `params`, checks its LXC settings and makes it
@@ -371,7 +386,7 @@ pub fn update(
     let entry = locked.state.containers.get_mut(name).expect("held under the container lock");
     if activated.is_ok() || kept {
         entry.source = source;
-        entry.state_version = inputs.state_version;
+        entry.state_version = fixed_state_version(ctx, name, inputs.state_version)?;
         entry.root_settings = inputs.root_settings.map(|(file, _)| file);
         entry.autostart = inputs.autostart;
     }
