@@ -79,6 +79,13 @@ class Host:
         with open(path, "w") as f:
             json.dump(settings, f)
 
+    def current_generation(self, name):
+        """The profile link's target (profile-<n>-link), None without one."""
+        try:
+            return os.readlink(os.path.join(self.work, "profiles", name, "profile"))
+        except FileNotFoundError:
+            return None
+
     def generation_meta(self, name):
         with open(os.path.join(self.work, "profiles", name, "profile", "spec.json")) as f:
             return json.load(f)
@@ -87,6 +94,15 @@ class Host:
 
     def booted_file(self, name):
         return os.path.join(self.lxc_path, name, "rootfs/var/lib/tiny/booted")
+
+    def activated(self, name):
+        """What the tiny system's switch-to-configuration last recorded
+        (`<action> <version>`), None before any live switch."""
+        try:
+            with open(os.path.join(self.lxc_path, name, "rootfs/var/lib/tiny/activated")) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return None
 
     def forget_boot(self, name):
         try:

@@ -3,10 +3,13 @@ target."""
 
 import os
 
+from collections import Counter
+
+from .measure import sync
 from .measure.isolation import summary
-from .measure.nix import FIND_FILE, KINDS, NIX_TOOLS
+from .measure.nix import FIND_FILE, KINDS, NIX_TOOLS, named
 from .project import REPO
-from .stats import med
+from .stats import med, span
 
 
 def table(headers, rows):
@@ -231,21 +234,76 @@ def report_isolation(iso):
                          report_ranges(iso, s), report_hook(iso, s)])
 
 
+def report_sync(s):
+    n, running = s["n"], len(s["flake"]["running"])
+    rows = []
+    for kind in ("flake", "file"):
+        for r in s[kind]["rows"]:
+            runs, c = r["runs"], r["counted"]
+            said = lambda key: span([x[key] for x in runs])
+            rows.append([kind, sync.CASES[r["case"]], r["jobs"], spread([x["ms"] for x in runs], 0),
+                         said("helpers"), "/".join(said(key) for key in ("created", "updated", "unchanged")),
+                         said("switched"), said("activated"), said("restarted"),
+                         *([named(c["processes"]), c["evaluated"], f"{c['building_calls']} ({c['derivations_built']})"]
+                           if c else ["", "", ""])])
+    u, m = s["flake"]["updates"], sync.summary(s)
+    unchanged = sync.row(s, "flake", "unchanged", 1)
+    helper_rows = [[kind, sync.CASES[r["case"]], r["jobs"],
+                    *[fmt(med([x["helper_parts"][part] for x in r["runs"]])) for part in sync.PARTS]]
+                   for kind in ("flake", "file") for r in s[kind]["rows"] if r["runs"][0]["helpers"]]
+    helper_rows.append(["flake", "separate `update <name>`", "", *[fmt(med([x[part] for x in u["each"]]))
+                                                                  for part in sync.PARTS]])
+    own = {kind: Counter(tuple(x["own_nix"]) for r in s[kind]["rows"] for x in r["runs"]) for kind in ("flake", "file")}
+    return "\n".join([
+        f"== 7. sync of {n} listed tiny containers (issue 13): a flake's, and a list file's",
+        "   ms, median [min-max] of the rounds; helpers = helper processes sync started (create or update,",
+        "   one per container it does not leave alone); created/updated/unchanged as sync said; generations",
+        f"   changed = containers whose profile link moved; of the {running} running ones: switched live = those whose",
+        "   activation record (the tiny system's /var/lib/tiny/activated) changed, restarted = those whose init is",
+        "   another after the sync. From one more sync per row before the rounds, with",
+        "   the -j shown first, through section 4's Nix wrappers (each call's stderr kept): the Nix processes,",
+        "   the systems evaluated (their trace lines, one name each) and the nix-build calls that built",
+        "   (derivations built)",
+        table(["list", "sync of", "-j", "ms", "helpers", "created/updated/unchanged", "generations changed",
+               "switched live", "restarted", "Nix processes", "systems evaluated", "built"], rows),
+        "",
+        "   the helper processes that sync started, ms per process: the median over the syncs of a row of the",
+        "   median process of each; parts from their timing lines as in section 2 (spec = nix-instantiate,",
+        "   build = nix-build, switch = nix-env, lxc = lxc-*, own = the rest); last, the separate updates",
+        table(["list", "sync of", "-j", *sync.PARTS], helper_rows),
+        "",
+        f"   {n} separate `update <name>` of the flake's containers, nothing changed, one after the other:"
+        f" {spread([t / 1000 for t in u['totals']], 2)} s in all, {spread([x['total'] for x in u['each']])} ms each; one of them:"
+        f" {named(u['counted']['processes'])}, {u['counted']['evaluated']} system evaluated,"
+        f" {u['counted']['building_calls']} built",
+        *[f"   sync --{kind} -j {jobs}, nothing changed: {m['unchanged'][(kind, jobs)]:.0f} ms, {ratio:.1f} x"
+          f" faster than the {n} updates" for (kind, jobs), ratio in m["ratios"].items()],
+        *[f"   sync --{kind}'s own Nix processes (its timing lines), per sync: "
+          + "; ".join(f"{named(Counter(calls))} in {times}" for calls, times in seen.items())
+          for kind, seen in own.items()],
+        f"   sync --flake -j 1, nothing changed: {spread([x['own_nix_ms'] for x in unchanged['runs']])} ms of its"
+        f" {spread([x['ms'] for x in unchanged['runs']])} ms in its own Nix processes",
+        f"   removing all {n} (sync --prune of an empty list, -j 2), ms: the flake's"
+        f" {spread(s['flake']['removals'], 0)}, the list file's {spread(s['file']['removals'], 0)}"])
+
+
 def report_targets(checks):
-    return "\n".join(["== Targets (issues 6 and 11)"]
+    return "\n".join(["== Targets (issues 6, 11 and 13)"]
                      + [f"{'PASS' if ok else 'MISS'}  {text}" for ok, text in checks])
 
 
 def report(res, checks):
-    """The whole report: the sections of `res` (measure.measure_all) and
-    `checks` (targets.check)."""
-    return "\n\n".join([
-        f"nixcloud-container benchmark ({'quick' if res['quick'] else 'full'} run) - {res['machine']}",
-        report_runtime(res["runtime"]),
-        report_growth(res["growth"]),
-        report_by_hand(res["by_hand"], res["growth"][0]["update"]),
-        report_nix(res["nix_counts"], res["spec_cost"], res["nixpkgs"]),
-        report_density(res["density"], res["hooks"]),
-        report_isolation(res["isolation"]),
-        report_targets(checks),
-    ])
+    """The whole report: the sections of `res` (measure.measure_all) that
+    were measured, and `checks` (targets.check)."""
+    sections = [
+        ("runtime", lambda: report_runtime(res["runtime"])),
+        ("growth", lambda: report_growth(res["growth"])),
+        ("by_hand", lambda: report_by_hand(res["by_hand"], res["growth"][0]["update"] if "growth" in res else [])),
+        ("nix_counts", lambda: report_nix(res["nix_counts"], res["spec_cost"], res["nixpkgs"])),
+        ("density", lambda: report_density(res["density"], res["hooks"])),
+        ("isolation", lambda: report_isolation(res["isolation"])),
+        ("sync", lambda: report_sync(res["sync"])),
+    ]
+    return "\n\n".join(
+        [f"nixcloud-container benchmark ({'quick' if res['quick'] else 'full'} run) - {res['machine']}"]
+        + [section() for key, section in sections if key in res] + [report_targets(checks)])

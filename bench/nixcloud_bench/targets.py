@@ -1,9 +1,10 @@
-"""The targets of issues 6 and 11, and the check of a run's figures against
+"""The targets of issues 6, 11 and 13, and the check of a run's figures against
 them: one (passed, what it was judged on) per target and case."""
 
+from .measure import sync
 from .measure.isolation import summary
-from .measure.nix import FIND_FILE, KINDS
-from .stats import med
+from .measure.nix import KINDS, named
+from .stats import med, span
 
 SLACK_MS = 5.0      # a runtime command: at most its bare lxc-* call + 5 ms
 LIST_RATIO = 1.1    # list: at most 1.1 x one lxc-ls --fancy ... name,state,ipv4
@@ -12,6 +13,7 @@ GROWTH_RATIO = 1.2  # create/update at the largest N within 1.2 x N = 1
 # profile switch (a nixpkgs lookup with --find-file is shown, not judged).
 NIX_PROCESSES = {"nix-instantiate": 1, "nix-build": 1, "nix-env": 1, "nix-store": 0}
 VIEW_MS = 100.0     # a store view of 2,000 paths adds under 100 ms to a start
+SYNC_RATIO = 10.0   # sync of N unchanged flake containers: at least 10 x faster than N updates
 # Id ranges: start, stop and list with a range per container within noise of
 # the shared range: less than 5 % or 1 ms apart, whichever is more.
 NOISE_SHARE, NOISE_MS = 0.05, 1.0
@@ -78,9 +80,8 @@ def evaluation_checks(res):
         for command, v in by_command.items():
             p = v["processes"]
             ok = v["system_evaluations"] == 1 and all(p[t] == n for t, n in NIX_PROCESSES.items())
-            started = ", ".join(f"{p[t]} {t}" for t in (*NIX_PROCESSES, FIND_FILE) if p[t])
             checks.append((ok, f"one system evaluation per {command}, {KINDS[kind][0]}: "
-                               f"{sum(p.values())} Nix processes ({started}), "
+                               f"{sum(p.values())} Nix processes ({named(p)}), "
                                f"system evaluated {v['system_evaluations']} x"))
     return checks
 
@@ -108,7 +109,56 @@ def isolation_checks(res):
     return checks
 
 
+def spans(s, kind, case):
+    """Generations changed, running containers switched live and
+    restarted, over every sync of a case, each as 'n' or 'min-max'."""
+    seen = sync.observed(s, kind, case)
+    return tuple(span([x[key] for x in seen]) for key in ("switched", "activated", "restarted"))
+
+
+def sync_checks(res):
+    """sync (issue 13): with nothing changed nothing is built, switched or
+    restarted, and a flake's containers are not evaluated, in one Nix
+    process; that sync beats N updates by SYNC_RATIO; with one changed,
+    that one is built and switched, and for a flake the only one
+    evaluated."""
+    s = res["sync"]
+    n, running = s["n"], len(s["flake"]["running"])
+    checks = []
+    for kind in ("flake", "file"):
+        for case, built in (("unchanged", 0), ("changed", 1)):
+            c = sync.counted(s, kind, case)
+            switched, activated, restarted = spans(s, kind, case)
+            ok = (switched, activated, restarted, c["building_calls"]) == (str(built), str(built), "0", built)
+            limit = f"{built} built, changed and switched live, none restarted"
+            if kind == "flake" and case == "unchanged":
+                ok = ok and c["evaluations"] == 0
+                limit = "none evaluated, " + limit
+            checks.append((ok, f"sync --{kind}, {n} listed, {sync.CASES[case]}: {c['evaluated']} systems"
+                               f" evaluated ({c['helpers']} helper processes), {c['building_calls']} built"
+                               f" ({c['derivations_built']} derivations), {switched} generations changed;"
+                               f" of {running} running: {activated} switched live, {restarted} restarted"
+                               f" (limit: {limit})"))
+    p = sync.counted(s, "flake", "unchanged")["processes"]
+    checks.append((p["nix-instantiate"] == 1 and sum(p.values()) == 1,
+                   f"sync --flake, nothing changed: {sum(p.values())} Nix processes ({named(p)})"
+                   f" (limit: 1, the flake's nix-instantiate)"))
+    c = sync.counted(s, "flake", "changed")
+    checks.append((c["evaluated"] == 1,
+                   f"sync --flake, {sync.CASES['changed']}: {c['evaluated']} of {n} systems evaluated (limit 1)"))
+    m = sync.summary(s)
+    ratio = m["ratios"][("flake", 1)]
+    checks.append((ratio >= SYNC_RATIO,
+                   f"sync --flake, {n} listed, nothing changed: {m['unchanged'][('flake', 1)]:.0f} ms against"
+                   f" {n} separate updates, {m['updates'] / 1000:.1f} s: {ratio:.0f} x faster"
+                   f" (limit {SYNC_RATIO:.0f} x)"))
+    return checks
+
+
 def check(res):
-    """Every target, in the report's order."""
-    return (runtime_checks(res) + growth_checks(res) + [nixpkgs_check(res)]
-            + evaluation_checks(res) + [density_check(res)] + isolation_checks(res))
+    """Every target of the sections measured, in the report's order."""
+    groups = (("runtime", runtime_checks), ("growth", growth_checks),
+              ("nixpkgs", lambda r: [nixpkgs_check(r)]), ("nix_counts", evaluation_checks),
+              ("density", lambda r: [density_check(r)]), ("isolation", isolation_checks),
+              ("sync", sync_checks))
+    return [c for key, checks in groups if key in res for c in checks(res)]

@@ -10,6 +10,10 @@ which the inner process makes them as the host grows:
     isolation  6. what the isolation between containers costs: store view,
                   id ranges, the bridge port's hook
     store_view    the store view's live update and host memory, for isolation
+    sync       7. sync of a list of containers (a flake's, a list file's),
+                  made, unchanged and with one changed, against updates
+
+bench/run --only picks some of them (SECTIONS); the others are not made.
 """
 
 import datetime
@@ -26,45 +30,64 @@ from .growth import measure_create_update
 from .isolation import measure_isolation
 from .nix import measure_nix
 from .runtime import measure_runtime
+from .sync import measure_sync
+
+# The sections --only can pick, in the report's order.
+SECTIONS = ("runtime", "growth", "by_hand", "nix", "density", "isolation", "sync")
 
 # Sizes of a full run, and of --quick (for working on the bench).
 SIZES = {
     "full": dict(runtime_sizes=[1, 50, 200], growth_sizes=[1, 50, 200, 500], density=500,
-                 reps=15, cycles=7, probes=7, isolation_memory=20),
+                 reps=15, cycles=7, probes=7, isolation_memory=20,
+                 sync=200, sync_rounds=3, sync_running=10),
     "quick": dict(runtime_sizes=[1, 10, 20], growth_sizes=[1, 10, 20, 40], density=40,
-                  reps=7, cycles=3, probes=3, isolation_memory=10),
+                  reps=7, cycles=3, probes=3, isolation_memory=10,
+                  sync=20, sync_rounds=2, sync_running=3),
 }
 
 
-def measure_all(h, sizes, lib):
-    """Every figure of the report, as a dict (also what --json writes).
-    The host grows to each N once; what does not depend on N is measured at
-    the smallest; the runtime commands at the largest runtime N also with
-    half of the others running; the density last, with all containers."""
+def measure_all(h, sizes, lib, sections=SECTIONS):
+    """The figures of `sections` (all by default), as a dict (also what
+    --json writes). The host grows to each N once; what does not depend on
+    N is measured at the smallest; the runtime commands at the largest
+    runtime N also with half of the others running; the density last, with
+    all containers."""
     population = Population(h)
-    res = dict(sizes=sizes, machine=machine(), runtime=[], growth=[])
+    res = dict(sizes=sizes, machine=machine(), sections=list(sections))
+    runtime_sizes = sizes["runtime_sizes"] if "runtime" in sections else []
+    growth_sizes = sizes["growth_sizes"] if "growth" in sections else []
+    smallest = min(sizes["growth_sizes"])
     runtime_top = max(sizes["runtime_sizes"])
-    for n in sorted(set(sizes["runtime_sizes"] + sizes["growth_sizes"])):
+    for n in sorted(set(runtime_sizes + growth_sizes + [smallest])):
         population.grow_to(n)
         target = population.names[0]
-        if n == min(sizes["growth_sizes"]):
-            res.update(measure_nix(h, sizes["reps"], lib))
-            res["by_hand"] = measure_by_hand(h, sizes["probes"])
-            res["hooks"] = measure_without_hooks(h, target, sizes["cycles"])
-            res["isolation"] = measure_isolation(h, sizes["reps"], sizes["cycles"],
-                                                 sizes["isolation_memory"])
-        if n in sizes["runtime_sizes"]:
+        if n == smallest:
+            if "nix" in sections:
+                res.update(measure_nix(h, sizes["reps"], lib))
+            if "by_hand" in sections:
+                res["by_hand"] = measure_by_hand(h, sizes["probes"])
+            if "density" in sections:
+                res["hooks"] = measure_without_hooks(h, target, sizes["cycles"])
+            if "isolation" in sections:
+                res["isolation"] = measure_isolation(h, sizes["reps"], sizes["cycles"],
+                                                     sizes["isolation_memory"])
+            if "sync" in sections:
+                res["sync"] = measure_sync(h, sizes["sync"], sizes["sync_rounds"], sizes["reps"],
+                                           sizes["sync_running"])
+        if n in runtime_sizes:
+            res.setdefault("runtime", [])
             res["runtime"] += measure_runtime(h, n, target, sizes["reps"], sizes["cycles"])
-        if n == runtime_top:
+        if n in runtime_sizes and n == runtime_top:
             half = population.names[1:1 + n // 2]
             h.start(half)
             res["runtime"] += measure_runtime(h, n, target, sizes["reps"], sizes["cycles"],
                                               others_running=len(half))
             h.kill_all(half)
-        if n in sizes["growth_sizes"]:
-            res["growth"].append(measure_create_update(h, n, sizes["probes"], sizes["reps"]))
-    population.grow_to(sizes["density"])
-    res["density"] = measure_density(h, population.names, max(3, sizes["reps"] // 3), lib)
+        if n in growth_sizes:
+            res.setdefault("growth", []).append(measure_create_update(h, n, sizes["probes"], sizes["reps"]))
+    if "density" in sections:
+        population.grow_to(sizes["density"])
+        res["density"] = measure_density(h, population.names, max(3, sizes["reps"] // 3), lib)
     return res
 
 
