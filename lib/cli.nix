@@ -110,6 +110,20 @@ in
       containers = builtins.attrNames (outputs.nixcloudContainers
         or (throw "${origin}: the flake has no output nixcloudContainers"));
       inherit (outputs) narHash;
+      path = outputs.outPath;
+      # A generation holding one of these, or the source's store path,
+      # depends on all of the source (rust-helper/src/source_reads.rs). A
+      # short revision is a prefix of the revision: its first seven
+      # characters find both.
+      identifiers =
+        [ outputs.narHash ]
+        # Shorter ones (a time of 0 or 1, where a fetcher knows none)
+        # would be found anywhere and name nothing.
+        ++ builtins.filter (id: builtins.stringLength id >= 7) [
+          (builtins.substring 0 7 (outputs.rev or ""))
+          (outputs.lastModifiedDate or "")
+          (toString (outputs.lastModified or ""))
+        ];
     };
 
   generation = import ./generation.nix {

@@ -19,6 +19,7 @@ mod process;
 mod profile;
 mod scratch;
 mod settings;
+mod source_reads;
 mod spec;
 mod state;
 mod store_view;

@@ -22,6 +22,7 @@ use crate::process::{describe_status, Finished, Tool};
 use crate::profile::Profile;
 use crate::scratch::Scratch;
 use crate::settings::Settings;
+use crate::source_reads::Recording;
 use crate::spec::{Kind, Params, Source, Spec};
 
 /// Settings of every Nix command that evaluates or builds a container's
@@ -94,6 +95,16 @@ impl Nix<'_> {
         Ok(Finished { stderr: messages, ..finished? })
     }
 
+    /// Runs a Nix command that evaluates `source`. For a flake's container
+    /// whose helper process sync started, the files of the flake's source
+    /// it reads are recorded (source_reads.rs).
+    fn run_evaluation(&self, source: &Source, tool: Tool) -> Result<Finished> {
+        match (source, Recording::from_env()) {
+            (Source::Flake(_), Some(recording)) => recording.around(|| self.run_logged(tool)),
+            _ => self.run_logged(tool),
+        }
+    }
+
     /// The directory of this toolkit's Nix files (lib/ and modules/ in it).
     fn toolkit_root(&self) -> &Path {
         self.settings.nix_lib.parent().unwrap_or(Path::new("/"))
@@ -154,7 +165,7 @@ impl Nix<'_> {
         let finished = self
             .confined("nix-instantiate", source, busybox, &scratch)?
             .args(["--eval", "--strict", "--json", "-A", "spec"]);
-        let finished = self.run_logged(finished)?;
+        let finished = self.run_evaluation(source, finished)?;
         check(&finished, || format!("cannot evaluate {source}"))?;
         serde_json::from_str(finished.stdout.trim())
             .map_err(|err| anyhow!("{err}"))
@@ -221,7 +232,7 @@ impl Nix<'_> {
             .arg(busybox)
             .args(["-A", "generation", "--out-link"])
             .arg(&out_link);
-        let finished = self.run_logged(finished)?;
+        let finished = self.run_evaluation(&params.source, finished)?;
         check(&finished, || format!("cannot build {}", params.source))?;
         let path = finished.stdout.lines().last().unwrap_or("").trim();
         if !path.starts_with('/') {
@@ -311,6 +322,12 @@ impl Nix<'_> {
 pub struct FlakeInfo {
     pub containers: Vec<String>,
     pub nar_hash: String,
+    /// Its source in the store.
+    pub path: PathBuf,
+    /// What names this revision of the source (source_reads.rs): the hash
+    /// part of its store path, its hash, and where known its revision's
+    /// first characters and its modification time.
+    pub identifiers: Vec<String>,
 }
 
 /// Removes the GC roots Nix keeps for `links` (indirect roots, made for

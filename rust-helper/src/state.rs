@@ -105,8 +105,26 @@ pub struct ContainerRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Synced {
-    /// For a flake's container: what its generation was built from.
+    /// For a flake's container: what its generation was built from besides
+    /// the flake's source (the toolkit, busybox, the host file, root's
+    /// decisions; sync.rs).
     pub fingerprint: Option<String>,
+    /// The hash of the flake's source it was last evaluated from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_hash: Option<String>,
+    /// What of that source its evaluation read, where that is known and its
+    /// generation does not depend on all of it (source_reads.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<SourceReads>,
+}
+
+/// The files of a flake's source that a container's evaluation read, and
+/// their digest with the source's shape (`source_reads::digest`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceReads {
+    pub files: std::collections::BTreeSet<String>,
+    pub digest: String,
 }
 
 /// See `ContainerRecord::started_with`.

@@ -306,7 +306,7 @@ fn is_store_path_name(name: &str) -> bool {
 }
 
 /// The closure of a store path, by nix-store.
-fn requisites(path: &Path) -> Result<String> {
+pub fn requisites(path: &Path) -> Result<String> {
     let finished = crate::process::Tool::new("nix-store")
         .args(["--query", "--requisites"])
         .arg(path)

@@ -1,9 +1,11 @@
 //! `sync`: makes this host's containers those of a list. The missing are
 //! created (and started where they start with the host), those that changed
-//! updated, the others left alone: a flake's container whose flake and
-//! what else its generation depends on are as when it was last synced is
-//! not even evaluated; any other is evaluated and, where its generation is
-//! the one it has, neither built nor switched. With --prune the containers
+//! updated, the others left alone: a flake's container is not even
+//! evaluated while what its generation depends on is as when it was last
+//! synced: the flake's source, or of it the files its evaluation read
+//! (source_reads.rs), and this toolkit, busybox, the host file and root's
+//! decisions; any other is evaluated and, where its generation is the one
+//! it has, neither built nor switched. With --prune the containers
 //! sync made that the list no longer names are destroyed.
 //!
 //! Each container is created or updated by a helper process of its own
@@ -12,7 +14,7 @@
 //! and their live switches one at a time (the activation lock).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Mutex;
 
@@ -21,7 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use super::context::Context;
 use crate::names;
-use crate::state::Synced;
+use crate::nix::FlakeInfo;
+use crate::source_reads::{self, Recording};
+use crate::state::{SourceReads, Synced};
 
 /// One container of the list: a container file or a flake's container, and
 /// whether it starts with the host (null: as its file says).
@@ -70,19 +74,26 @@ struct Summary {
 }
 
 pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
-    let listed = read_list(ctx, &request)?;
-    let fingerprints = fingerprints(ctx, &listed)?;
+    let busybox = ctx.nix().busybox_in_store(&ctx.settings.busybox()?)?;
+    let mut flakes = Flakes::default();
+    let listed = read_list(ctx, &request, &busybox, &mut flakes)?;
+    let fingerprints = fingerprints(ctx, &listed, &busybox);
     let state = ctx.store.read()?;
     let mut plan: Vec<(String, Action)> = Vec::new();
     for (name, entry) in &listed {
         let action = match state.containers.get(name).filter(|record| record.exists()) {
             None => Action::Create,
             Some(record) => {
-                let unchanged = fingerprints.get(name).is_some_and(|fingerprint| {
-                    record.synced.as_ref().and_then(|s| s.fingerprint.as_ref()) == Some(fingerprint)
+                let synced = record.synced.as_ref().filter(|synced| {
+                    fingerprints.contains_key(name)
+                        && synced.fingerprint.as_ref() == fingerprints.get(name)
                         && record.source == source_of(entry)
                         && ctx.profile(name).current_number().ok().flatten().is_some()
                 });
+                let unchanged = match synced {
+                    Some(synced) => flakes.source_unchanged(entry, synced)?,
+                    None => false,
+                };
                 if unchanged {
                     Action::Unchanged
                 } else {
@@ -104,7 +115,7 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
             let said = match action {
                 Action::Create => "create",
                 Action::Update => "evaluate, and update if it changed",
-                Action::Unchanged => "leave alone (its flake is as it was)",
+                Action::Unchanged => "leave alone (what it reads of its flake is as it was)",
                 Action::Remove => "destroy (no longer listed)",
             };
             println!("{name}: would {said}");
@@ -131,6 +142,7 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
                     action,
                     listed.get(&name),
                     fingerprints.get(&name),
+                    &flakes,
                 );
                 let mut summary = summary.lock().expect("the summary");
                 match outcome {
@@ -188,7 +200,12 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
 }
 
 /// The containers to have: the list file's, and those of --flake.
-fn read_list(ctx: &Context, request: &Request) -> Result<BTreeMap<String, Listed>> {
+fn read_list(
+    ctx: &Context,
+    request: &Request,
+    busybox: &Path,
+    flakes: &mut Flakes,
+) -> Result<BTreeMap<String, Listed>> {
     let mut listed = BTreeMap::new();
     if let Some(file) = &request.file {
         let text = std::fs::read_to_string(file)
@@ -201,8 +218,7 @@ fn read_list(ctx: &Context, request: &Request) -> Result<BTreeMap<String, Listed
         })?;
     }
     if let Some(reference) = &request.flake {
-        let busybox = ctx.nix().busybox_in_store(&ctx.settings.busybox()?)?;
-        for name in ctx.nix().flake_info(reference, &busybox)?.containers {
+        for name in flakes.read(ctx, reference, busybox)?.containers.clone() {
             let entry =
                 Listed { file: None, flake: Some(format!("{reference}#{name}")), autostart: None };
             if listed.insert(name.clone(), entry).is_some() {
@@ -217,7 +233,9 @@ fn read_list(ctx: &Context, request: &Request) -> Result<BTreeMap<String, Listed
             (Some(file), None) => {
                 bail!("{name}: the file {} is not an absolute path", file.display())
             }
-            (None, Some(flake)) if flake.contains('#') => {}
+            (None, Some(flake)) if flake.contains('#') => {
+                flakes.read(ctx, flake_reference(flake), busybox)?;
+            }
             (None, Some(flake)) => {
                 bail!("{name}: flake {flake} does not name a container (<ref>#<name>)")
             }
@@ -236,46 +254,106 @@ fn source_of(entry: &Listed) -> crate::spec::Source {
     }
 }
 
+/// The reference of a flake's container without its `#<name>`.
+fn flake_reference(flake: &str) -> &str {
+    flake.split_once('#').map_or(flake, |(reference, _)| reference)
+}
+
 /// For each flake's container: what its generation depends on besides its
-/// flake (which locks its inputs): the flake's hash, this toolkit, the
-/// busybox that builds generations, the host file, root's autostart. One
-/// evaluation per flake, none of its containers.
+/// flake's source (which locks the flake's inputs): this toolkit, the
+/// busybox that builds generations, the host file, root's autostart and
+/// -n. The source is `Flakes::source_unchanged`'s.
 fn fingerprints(
     ctx: &Context,
     listed: &BTreeMap<String, Listed>,
-) -> Result<BTreeMap<String, String>> {
-    let flakes: BTreeMap<&str, ()> = listed
-        .values()
-        .filter_map(|entry| entry.flake.as_deref())
-        .filter_map(|flake| flake.split_once('#').map(|(reference, _)| (reference, ())))
-        .collect();
-    if flakes.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let busybox = ctx.nix().busybox_in_store(&ctx.settings.busybox()?)?;
+    busybox: &Path,
+) -> BTreeMap<String, String> {
     let host = std::fs::read_to_string(&ctx.settings.host_file).unwrap_or_default();
-    let mut hashes = BTreeMap::new();
-    for reference in flakes.keys() {
-        hashes.insert(*reference, ctx.nix().flake_info(reference, &busybox)?.nar_hash);
+    listed
+        .iter()
+        .filter(|(_, entry)| entry.flake.is_some())
+        .map(|(name, entry)| {
+            let inputs = format!(
+                "{} {} {} {:?} {}",
+                ctx.settings.nix_lib.display(),
+                busybox.display(),
+                crate::lxc::digest(&host),
+                entry.autostart,
+                ctx.nix_args.join(" ")
+            );
+            (name.clone(), crate::lxc::digest(&inputs))
+        })
+        .collect()
+}
+
+/// The flakes of the list, each read once (lib/cli.nix's flakeInfo: one
+/// Nix process, none of their containers evaluated), and the shapes of
+/// their sources where they are needed.
+#[derive(Default)]
+struct Flakes {
+    read: BTreeMap<String, FlakeInfo>,
+    shapes: BTreeMap<String, String>,
+}
+
+impl Flakes {
+    fn read(&mut self, ctx: &Context, reference: &str, busybox: &Path) -> Result<&FlakeInfo> {
+        if !self.read.contains_key(reference) {
+            let info = ctx.nix().flake_info(reference, busybox)?;
+            self.read.insert(reference.to_string(), info);
+        }
+        Ok(&self.read[reference])
     }
-    let mut fingerprints = BTreeMap::new();
-    for (name, entry) in listed {
-        let Some((reference, _)) = entry.flake.as_deref().and_then(|flake| flake.split_once('#'))
-        else {
-            continue;
-        };
-        let inputs = format!(
-            "{} {} {} {} {:?} {}",
-            hashes[reference],
-            ctx.settings.nix_lib.display(),
-            busybox.display(),
-            crate::lxc::digest(&host),
-            entry.autostart,
-            ctx.nix_args.join(" ")
-        );
-        fingerprints.insert(name.clone(), crate::lxc::digest(&inputs));
+
+    fn of(&self, entry: &Listed) -> Option<&FlakeInfo> {
+        entry.flake.as_deref().and_then(|flake| self.read.get(flake_reference(flake)))
     }
-    Ok(fingerprints)
+
+    /// Whether a flake's container's source is, for it, as when sync last
+    /// evaluated it: the same source, or one in which what its evaluation
+    /// read is the same (source_reads.rs).
+    fn source_unchanged(&mut self, entry: &Listed, synced: &Synced) -> Result<bool> {
+        let Some(info) = self.of(entry) else { return Ok(false) };
+        if synced.source_hash.as_ref() == Some(&info.nar_hash) {
+            return Ok(true);
+        }
+        let Some(reads) = &synced.reads else { return Ok(false) };
+        let (path, reference) = (info.path.clone(), info.nar_hash.clone());
+        if !self.shapes.contains_key(&reference) {
+            self.shapes.insert(reference.clone(), source_reads::shape(&path)?);
+        }
+        Ok(source_reads::digest(&self.shapes[&reference], &path, &reads.files) == reads.digest)
+    }
+
+    /// What sync records of a flake's container that a helper process of
+    /// its own evaluated, `record` holding what that read of the source.
+    fn synced(
+        &self,
+        ctx: &Context,
+        name: &str,
+        info: &FlakeInfo,
+        fingerprint: Option<String>,
+        record: &Path,
+    ) -> Result<Synced> {
+        let reads = match Recording::read_record(record) {
+            Some(files) => {
+                let generation = ctx.profile(name).current()?.map(|g| g.path);
+                let whole = match &generation {
+                    Some(path) => {
+                        source_reads::names_whole_source(path, &info.path, &info.identifiers)?
+                    }
+                    None => true,
+                };
+                (!whole).then(|| -> Result<SourceReads> {
+                    let shape = source_reads::shape(&info.path)?;
+                    let digest = source_reads::digest(&shape, &info.path, &files);
+                    Ok(SourceReads { files, digest })
+                })
+            }
+            None => None,
+        }
+        .transpose()?;
+        Ok(Synced { fingerprint, source_hash: Some(info.nar_hash.clone()), reads })
+    }
 }
 
 /// Does `action` for container `name` through a helper process of its own,
@@ -287,12 +365,14 @@ fn carry_out(
     action: Action,
     entry: Option<&Listed>,
     fingerprint: Option<&String>,
+    flakes: &Flakes,
 ) -> Result<Action> {
     let helper = std::env::current_exe().context("cannot find this helper's program")?;
-    let run = |args: &[String]| -> Result<()> {
+    let run_with = |args: &[String], record: Option<String>| -> Result<()> {
         let output = Command::new(&helper)
             .args(args)
             .envs(location_env(ctx))
+            .envs(record.map(|value| (source_reads::RECORD_ENV, value)))
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("cannot run {}", helper.display()))?;
@@ -314,6 +394,7 @@ fn carry_out(
             bail!("{}", said.trim_start_matches("error:").trim())
         }
     };
+    let run = |args: &[String]| run_with(args, None);
     match action {
         Action::Unchanged => return Ok(Action::Unchanged),
         Action::Remove => {
@@ -343,8 +424,25 @@ fn carry_out(
     if action == Action::Update {
         args.extend(request.activation_args.iter().cloned());
     }
-    run(&args)?;
-    record_synced(ctx, name, fingerprint.cloned())?;
+    // A flake's container: what its evaluations read of the flake's source.
+    let flake = flakes.of(entry);
+    let record = flake
+        .map(|_| tempfile::Builder::new().prefix("reads-").tempfile_in(&ctx.settings.state_dir))
+        .transpose()
+        .context("cannot make a file in the state directory")?;
+    run_with(
+        &args,
+        flake
+            .zip(record.as_ref())
+            .map(|(info, record)| source_reads::Recording::env_value(&info.path, record.path())),
+    )?;
+    let synced = match flake.zip(record.as_ref()) {
+        Some((info, record)) => {
+            flakes.synced(ctx, name, info, fingerprint.cloned(), record.path())?
+        }
+        None => Synced { fingerprint: fingerprint.cloned(), source_hash: None, reads: None },
+    };
+    record_synced(ctx, name, synced)?;
     if action == Action::Create {
         let record = ctx.existing(name)?;
         let starts = ctx
@@ -362,12 +460,11 @@ fn carry_out(
     Ok(if after == before { Action::Unchanged } else { Action::Update })
 }
 
-/// Records that sync made or updated container `name` from what has
-/// `fingerprint`.
-fn record_synced(ctx: &Context, name: &str, fingerprint: Option<String>) -> Result<()> {
+/// Records that sync made or updated container `name`, and from what.
+fn record_synced(ctx: &Context, name: &str, synced: Synced) -> Result<()> {
     let mut locked = ctx.store.lock()?;
     if let Some(entry) = locked.state.containers.get_mut(name) {
-        entry.synced = Some(Synced { fingerprint });
+        entry.synced = Some(synced);
         locked.save()?;
     }
     Ok(())

@@ -147,6 +147,72 @@ fn a_flakes_containers_are_not_even_evaluated_while_it_is_unchanged() {
 }
 
 #[test]
+fn a_flakes_container_is_evaluated_again_only_when_what_it_read_changed() {
+    let host = Host::new();
+    let flake = host.dir.path().join("flake");
+    std::fs::create_dir_all(flake.join("containers")).unwrap();
+    let tiny = format!("{REPO}/examples/tiny/system.nix");
+    let write_container = |name: &str, version: &str| {
+        std::fs::write(
+            flake.join("containers").join(format!("{name}.nix")),
+            format!("{{ system = import {tiny} {{ version = \"{version}\"; }}; }}"),
+        )
+        .unwrap();
+    };
+    // web and db read a file each; stamped and whole depend on all of the
+    // source, through its time and its store path, which no read shows.
+    std::fs::write(
+        flake.join("flake.nix"),
+        format!(
+            "{{ outputs = {{ self }}: {{ nixcloudContainers = {{\n\
+               web = import ./containers/web.nix;\n\
+               db = import ./containers/db.nix;\n\
+               stamped = {{ system = import {tiny} {{ version = toString self.lastModified; }}; }};\n\
+               whole = {{ system = import {tiny} {{ extraPaths = [ \"${{self}}\" ]; }}; }};\n\
+             }}; }}; }}"
+        ),
+    )
+    .unwrap();
+    write_container("web", "1");
+    write_container("db", "1");
+    let reference = path_str(&flake).to_string();
+    let evaluated = |said: &str, name: &str| said.contains(&format!("{name}: container '{name}'"));
+
+    let first = host.ok(&["sync", "--flake", &reference]);
+    assert!(first.contains("4 created"), "{first}");
+    let again = host.helper(&["sync", "--flake", &reference]);
+    assert!(again.stdout.contains("0 created, 0 updated, 4 unchanged"), "{again:?}");
+
+    // web's file changed: web is updated, and so are the two that depend on
+    // all of the source; db is not even evaluated.
+    write_container("web", "2");
+    let changed = host.helper(&["sync", "--flake", &reference, "--json"]);
+    assert_eq!(changed.code, 0, "{changed:?}");
+    let summary: serde_json::Value = serde_json::from_str(&changed.stdout).unwrap();
+    assert_eq!(summary["updated"], serde_json::json!(["stamped", "web", "whole"]), "{changed:?}");
+    assert_eq!(summary["unchanged"], serde_json::json!(["db"]), "{changed:?}");
+    assert!(!evaluated(&changed.stderr, "db"), "db was evaluated: {changed:?}");
+    assert_eq!(generation(&host, "db"), "1");
+    assert_eq!(generation(&host, "web"), "2");
+
+    // A file added anywhere changes the source's shape (what pathExists and
+    // readDir see): every container is evaluated again, db stays as it is.
+    std::fs::write(flake.join("containers/README"), "new").unwrap();
+    let added = host.helper(&["sync", "--flake", &reference, "--json"]);
+    assert_eq!(added.code, 0, "{added:?}");
+    assert!(evaluated(&added.stderr, "db"), "db was not evaluated: {added:?}");
+    assert_eq!(generation(&host, "db"), "1");
+    assert_eq!(generation(&host, "web"), "2");
+    let summary: serde_json::Value = serde_json::from_str(&added.stdout).unwrap();
+    assert!(summary["updated"].as_array().unwrap().contains(&"whole".into()), "{added:?}");
+
+    // And unchanged again after it: nothing is evaluated.
+    let settled = host.helper(&["sync", "--flake", &reference]);
+    assert!(settled.stdout.contains("0 updated, 4 unchanged"), "{settled:?}");
+    assert!(!settled.stderr.contains("container '"), "{settled:?}");
+}
+
+#[test]
 fn a_switch_that_leaves_the_guest_unhealthy_is_rolled_back() {
     let host = Host::new();
     host.ok(&["create", "app", path_str(&host.file("v1.nix", &tiny_file("1", "", "")))]);
