@@ -119,12 +119,17 @@ pub struct Synced {
 }
 
 /// The files of a flake's source that a container's evaluation read, and
-/// their digest with the source's shape (`source_reads::digest`).
+/// their digest with the source's shape (`source_reads::digest`), for
+/// `generation`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceReads {
     pub files: std::collections::BTreeSet<String>,
     pub digest: String,
+    /// The generation found not to depend on all of the source (empty in
+    /// records made before it was kept: the generation is looked at again).
+    #[serde(default)]
+    pub generation: std::path::PathBuf,
 }
 
 /// See `ContainerRecord::started_with`.

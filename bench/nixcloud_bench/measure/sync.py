@@ -52,23 +52,26 @@ class Listing:
 
 
 class FlakeListing(Listing):
-    """`nixcloudContainers.<name>` of a flake in the run's directory (the
-    directory holds flake.nix only: its hash is the flake's)."""
+    """`nixcloudContainers.<name>` of a flake in the run's directory, as a
+    flake holding many containers keeps them: flake.nix names each, and
+    imports it from a file of its own (containers/<name>.nix); a change
+    rewrites that container's file only."""
 
     kind = "flake"
 
     def __init__(self, h, n):
         super().__init__(h, "sf", n)
         self.dir = os.path.join(h.work, "sync-flake")
-        os.makedirs(self.dir)
-
-    def write(self, _changed):
-        containers = "".join(
-            f'    {name} = {{ system = builtins.trace "{self.traced(name)}"'
-            f' (import {TINY_SYSTEM_PATH} {{ version = "{self.versions[name]}"; }}); }};\n'
-            for name in self.names)
+        os.makedirs(os.path.join(self.dir, "containers"))
+        containers = "".join(f"    {name} = import ./containers/{name}.nix;\n" for name in self.names)
         with open(os.path.join(self.dir, "flake.nix"), "w") as f:
             f.write(f"{{\n  outputs = {{ self }}: {{\n  nixcloudContainers = {{\n{containers}  }};\n  }};\n}}\n")
+
+    def write(self, changed):
+        for name, version in changed.items():
+            with open(os.path.join(self.dir, "containers", f"{name}.nix"), "w") as f:
+                f.write(f'{{ system = builtins.trace "{self.traced(name)}"'
+                        f' (import {TINY_SYSTEM_PATH} {{ version = "{version}"; }}); }}\n')
 
     def argv(self):
         return ["sync", "--flake", self.dir]

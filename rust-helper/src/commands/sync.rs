@@ -326,6 +326,8 @@ impl Flakes {
 
     /// What sync records of a flake's container that a helper process of
     /// its own evaluated, `record` holding what that read of the source.
+    /// A generation that sync found before not to depend on all of the
+    /// source (`previous`) is not looked at again.
     fn synced(
         &self,
         ctx: &Context,
@@ -333,23 +335,25 @@ impl Flakes {
         info: &FlakeInfo,
         fingerprint: Option<String>,
         record: &Path,
+        previous: Option<&SourceReads>,
     ) -> Result<Synced> {
-        let reads = match Recording::read_record(record) {
-            Some(files) => {
-                let generation = ctx.profile(name).current()?.map(|g| g.path);
-                let whole = match &generation {
-                    Some(path) => {
-                        source_reads::names_whole_source(path, &info.path, &info.identifiers)?
-                    }
-                    None => true,
-                };
+        let generation = ctx.profile(name).current()?.map(|g| g.path);
+        let reads = match (Recording::read_record(record), generation) {
+            (Some(files), Some(generation)) => {
+                let known = previous.is_some_and(|reads| reads.generation == generation);
+                let whole = !known
+                    && source_reads::names_whole_source(
+                        &generation,
+                        &info.path,
+                        &info.identifiers,
+                    )?;
                 (!whole).then(|| -> Result<SourceReads> {
                     let shape = source_reads::shape(&info.path)?;
                     let digest = source_reads::digest(&shape, &info.path, &files);
-                    Ok(SourceReads { files, digest })
+                    Ok(SourceReads { files, digest, generation })
                 })
             }
-            None => None,
+            _ => None,
         }
         .transpose()?;
         Ok(Synced { fingerprint, source_hash: Some(info.nar_hash.clone()), reads })
@@ -438,7 +442,15 @@ fn carry_out(
     )?;
     let synced = match flake.zip(record.as_ref()) {
         Some((info, record)) => {
-            flakes.synced(ctx, name, info, fingerprint.cloned(), record.path())?
+            let previous = ctx.existing(name)?.synced.and_then(|synced| synced.reads);
+            flakes.synced(
+                ctx,
+                name,
+                info,
+                fingerprint.cloned(),
+                record.path(),
+                previous.as_ref(),
+            )?
         }
         None => Synced { fingerprint: fingerprint.cloned(), source_hash: None, reads: None },
     };
