@@ -210,6 +210,24 @@ fn a_flakes_container_is_evaluated_again_only_when_what_it_read_changed() {
     let settled = host.helper(&["sync", "--flake", &reference]);
     assert!(settled.stdout.contains("0 updated, 4 unchanged"), "{settled:?}");
     assert!(!settled.stderr.contains("container '"), "{settled:?}");
+
+    // A list file naming the flake's containers (as the host module's
+    // instances do) is the same to sync.
+    write_container("db", "2");
+    let listed = list(
+        &host,
+        &[
+            ("web", format!("{{ \"flake\": \"{reference}#web\" }}")),
+            ("db", format!("{{ \"flake\": \"{reference}#db\" }}")),
+        ],
+    );
+    let from_list = host.helper(&["sync", "--file", &listed, "--json"]);
+    assert_eq!(from_list.code, 0, "{from_list:?}");
+    let summary: serde_json::Value = serde_json::from_str(&from_list.stdout).unwrap();
+    assert_eq!(summary["updated"], serde_json::json!(["db"]), "{from_list:?}");
+    assert_eq!(summary["unchanged"], serde_json::json!(["web"]), "{from_list:?}");
+    assert!(!evaluated(&from_list.stderr, "web"), "web was evaluated: {from_list:?}");
+    assert_eq!(generation(&host, "db"), "2");
 }
 
 #[test]
