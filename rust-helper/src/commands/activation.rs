@@ -168,9 +168,31 @@ fn change_limits(ctx: &Context, name: &str, old: &Generation, new: &Generation) 
 /// restart (NixOS's switch-to-configuration-ng): nothing was switched yet.
 const NEEDS_RESTART: i32 = 100;
 
+/// The lock NixOS's switch-to-configuration takes, without waiting: a
+/// second one exits while the first runs ("Could not acquire lock").
+const SWITCH_LOCK: &str = "/run/nixos/switch-to-configuration.lock";
+
+/// How long an activation waits for one that is still running in the
+/// container: one that a killed helper started goes on inside, and the
+/// next command's switch must come after it, not fail beside it.
+const SWITCH_LOCK_WAIT_SECONDS: u32 = 300;
+
+/// The command that runs `program switch` inside the container once no
+/// other switch-to-configuration holds `lock` (SWITCH_LOCK; where the guest
+/// has flock, as NixOS has util-linux's; the switch then takes the lock
+/// itself).
+fn after_running_switch(program: &std::path::Path, lock: &str) -> Vec<std::ffi::OsString> {
+    let script = format!(
+        "if [ -e {lock} ] && command -v flock >/dev/null 2>&1; then \
+         flock -w {SWITCH_LOCK_WAIT_SECONDS} {lock} true; fi; exec \"$0\" switch"
+    );
+    vec!["/bin/sh".into(), "-c".into(), script.into(), program.into()]
+}
+
 /// Runs the generation's `switch-to-configuration switch` inside the
-/// container, and says what went wrong by its exit code: 1 it could not
-/// switch, 2 an activation snippet failed, 4 units failed.
+/// container (after any that still runs there), and says what went wrong
+/// by its exit code: 1 it could not switch, 2 an activation snippet
+/// failed, 4 units failed.
 fn activate(ctx: &Context, name: &str, generation: &Generation, lxc_args: &[String]) -> Result<()> {
     let system = generation.meta()?.system;
     let program = system.join("bin/switch-to-configuration");
@@ -182,8 +204,9 @@ fn activate(ctx: &Context, name: &str, generation: &Generation, lxc_args: &[Stri
         );
         return Ok(());
     }
-    let finished =
-        ctx.lxc().attach_captured(name, lxc_args, &[program.as_os_str(), OsStr::new("switch")])?;
+    let command = after_running_switch(&program, SWITCH_LOCK);
+    let command: Vec<&OsStr> = command.iter().map(|arg| arg.as_os_str()).collect();
+    let finished = ctx.lxc().attach_captured(name, lxc_args, &command)?;
     for output in [&finished.stdout, &finished.stderr] {
         if !output.trim().is_empty() {
             eprintln!("{}", output.trim_end());
@@ -245,6 +268,58 @@ fn failed_snippets(output: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    /// Runs what `activate` runs inside, here, for a stand-in switch that
+    /// takes `lock` as NixOS's does (without waiting, exit 11 when held) and
+    /// succeeds only where `earlier_done` exists and it is asked to switch.
+    fn switch_after(
+        dir: &std::path::Path,
+        lock: &std::path::Path,
+        earlier_done: &std::path::Path,
+    ) -> bool {
+        let program = dir.join("switch-to-configuration");
+        std::fs::write(
+            &program,
+            format!(
+                "#!/bin/sh\nexec 9>>{}\nflock -n 9 || exit 11\n[ -e {} ] && [ \"$1\" = switch ]\n",
+                lock.display(),
+                earlier_done.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let command = super::after_running_switch(&program, lock.to_str().unwrap());
+        Command::new(&command[0]).args(&command[1..]).status().unwrap().success()
+    }
+
+    #[test]
+    fn a_switch_comes_after_the_one_that_still_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lock, done) = (dir.path().join("switch.lock"), dir.path().join("earlier-done"));
+        std::fs::write(&lock, "").unwrap();
+        // The earlier switch (of a killed helper): holds the lock a while.
+        let mut earlier = Command::new("flock")
+            .arg(&lock)
+            .args(["sh", "-c", &format!("sleep 1; touch {}", done.display())])
+            .spawn()
+            .unwrap();
+        while Command::new("flock").arg("-n").arg(&lock).arg("true").status().unwrap().success() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(switch_after(dir.path(), &lock, &done), "it waited, then switched");
+        assert!(earlier.wait().unwrap().success());
+    }
+
+    #[test]
+    fn a_switch_without_a_lock_file_runs_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lock, done) = (dir.path().join("switch.lock"), dir.path().join("earlier-done"));
+        std::fs::write(&done, "").unwrap();
+        assert!(switch_after(dir.path(), &lock, &done));
+    }
+
     #[test]
     fn failed_snippets_are_named() {
         let output = "setting up /etc...\nActivation script snippet 'users' failed (1)\nActivation script snippet 'specialfs' failed (32)\n";

@@ -252,7 +252,8 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
         kill_after(&host, &["update", "live", path_str(&file)], delay);
         seen.insert(phase(&host, "live"));
         // Every generation link still leads to a complete generation.
-        let listing = host.ok(&["list-generations", "live", "--json"]);
+        let listed = host.helper(&["list-generations", "live", "--json"]);
+        let listing = listed.stdout.clone();
         let generations: serde_json::Value = serde_json::from_str(&listing).unwrap();
         for generation in generations.as_array().unwrap() {
             let system = generation["system"].as_str().unwrap();
@@ -262,9 +263,14 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
         let kept = generations.as_array().unwrap().len();
         assert!(kept > round, "no generation lost at {delay:?}: {listing}");
         // The next command finishes the job: the container runs its current generation.
-        host.ok(&["update", "live", path_str(&file)]);
+        let finished = host.helper(&["update", "live", path_str(&file)]);
         let activated = host.ok(&["run", "live", "cat", "/var/lib/tiny/activated"]);
-        assert_eq!(activated.trim(), format!("switch {}", round + 1), "after a kill at {delay:?}");
+        assert_eq!(
+            activated.trim(),
+            format!("switch {}", round + 1),
+            "after a kill at {delay:?}, then {listed:?} and {finished:?}; log {}",
+            host.ok(&["run", "live", "cat", "/var/log/tiny.log"])
+        );
         assert_eq!(host.ok(&["show-ip", "live"]).trim(), "10.101.0.2");
         let state = std::fs::read_to_string(host.state_dir().join("state.json")).unwrap();
         assert!(
