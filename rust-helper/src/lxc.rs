@@ -198,7 +198,9 @@ impl Lxc<'_> {
                 .iter()
                 .any(|option| arg == option || arg.starts_with(&format!("{option}=")))
         });
-        let mut args: Vec<String> = Vec::new();
+        // The monitor's pid, for `running_init`; LXC removes the file when
+        // the container stops. A --pidfile of the user's comes later and wins.
+        let mut args = vec![format!("--pidfile={}", self.monitor_pidfile(name).display())];
         if !user_logs {
             args.push(format!("--logfile={}", log.display()));
             args.push("--logpriority=ERROR".to_string());
@@ -300,6 +302,29 @@ impl Lxc<'_> {
             }
         }
         pids
+    }
+
+    /// Where `start` has lxc-start write the pid of container `name`'s monitor.
+    fn monitor_pidfile(&self, name: &str) -> PathBuf {
+        self.container_dir(name).join("monitor.pid")
+    }
+
+    /// The host pid of container `name`'s init while it runs, from its
+    /// monitor's pidfile (see `start`), without asking LXC or looking
+    /// through every process as `init_pids` does: a monitor that the file
+    /// names is checked to be this container's, in this network namespace.
+    pub fn running_init(&self, name: &str) -> Option<u32> {
+        let pid: u32 =
+            std::fs::read_to_string(self.monitor_pidfile(name)).ok()?.trim().parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let expected = format!("[lxc monitor] {} {name}", self.path.display());
+        let same_network = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()
+            == std::fs::read_link("/proc/self/ns/net").ok();
+        if String::from_utf8_lossy(&cmdline).trim_end_matches('\0') != expected || !same_network {
+            return None;
+        }
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
     }
 
     /// The host pid of the container's init, None while it is stopped.

@@ -238,12 +238,7 @@ pub fn show_ip(ctx: &Context, name: &str, json: bool) -> Result<()> {
     let differs = entry.started_with.is_some_and(|s| s.address != meta.params.hostonly.address);
     let running = differs && ctx.lxc().is_running(name)?;
     let (now, next) = addresses(&entry, running, Some(&meta));
-    let ipv6 = ctx
-        .lxc()
-        .init_pids()
-        .get(name)
-        .map(|&pid| network::global_ipv6_addresses(pid))
-        .unwrap_or_default();
+    let ipv6 = ctx.lxc().running_init(name).map(network::global_ipv6_addresses).unwrap_or_default();
     let hostonly = meta.params.hostonly;
     if json {
         let mut shown = serde_json::json!({

@@ -317,4 +317,5 @@ fn ipv6_addresses_are_shown_where_a_container_has_some() {
     host.ok(&["stop", "six"]);
     let listed: serde_json::Value = serde_json::from_str(&host.ok(&["list", "--json"])).unwrap();
     assert_eq!(listed[0]["ipv6"], serde_json::json!([]));
+    assert_eq!(host.ok(&["show-ip", "six"]), "10.101.0.2\n");
 }
