@@ -261,47 +261,23 @@ impl Lxc<'_> {
     }
 
     /// The host pids of the inits of this LXC path's running containers, by
-    /// name: the children of LXC's monitor processes ("[lxc monitor] <path>
-    /// <name>") in this network namespace (where LXC's commands reach, see
-    /// above), found in /proc without asking LXC, which would cost a
-    /// process per container.
+    /// name, found in /proc without asking LXC, which would cost a process
+    /// per container (see `monitored`).
     pub fn init_pids(&self) -> BTreeMap<String, u32> {
-        let prefix = format!("[lxc monitor] {} ", self.path.display());
         let our_network = std::fs::read_link("/proc/self/ns/net").ok();
-        let mut pids = BTreeMap::new();
         let Ok(entries) = std::fs::read_dir("/proc") else {
-            return pids;
+            return BTreeMap::new();
         };
-        for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
             // Monitors are lxc-start processes; reading comm is cheaper than cmdline.
-            if !std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim() == "lxc-start")
-            {
-                continue;
-            }
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                continue;
-            };
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            let Some(name) = cmdline.trim_end_matches('\0').strip_prefix(&prefix) else {
-                continue;
-            };
-            if std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() != our_network {
-                continue;
-            }
-            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .unwrap_or_default();
-            if let Some(init) =
-                children.split_whitespace().next().and_then(|child| child.parse().ok())
-            {
-                pids.insert(name.to_string(), init);
-            }
-        }
-        pids
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "lxc-start")
+            })
+            .filter_map(|pid| self.monitored(pid, our_network.as_deref()))
+            .collect()
     }
 
     /// Where `start` has lxc-start write the pid of container `name`'s monitor.
@@ -311,20 +287,28 @@ impl Lxc<'_> {
 
     /// The host pid of container `name`'s init while it runs, from its
     /// monitor's pidfile (see `start`), without asking LXC or looking
-    /// through every process as `init_pids` does: a monitor that the file
-    /// names is checked to be this container's, in this network namespace.
+    /// through every process as `init_pids` does.
     pub fn running_init(&self, name: &str) -> Option<u32> {
-        let pid: u32 =
-            std::fs::read_to_string(self.monitor_pidfile(name)).ok()?.trim().parse().ok()?;
+        let pid = std::fs::read_to_string(self.monitor_pidfile(name)).ok()?.trim().parse().ok()?;
+        let our_network = std::fs::read_link("/proc/self/ns/net").ok();
+        let (monitored, init) = self.monitored(pid, our_network.as_deref())?;
+        (monitored == name).then_some(init)
+    }
+
+    /// When process `pid` is LXC's monitor of one of this LXC path's
+    /// containers ("[lxc monitor] <path> <name>") in `our_network` (where
+    /// LXC's commands reach, see above): that container's name, and its
+    /// init (the monitor's child).
+    fn monitored(&self, pid: u32, our_network: Option<&Path>) -> Option<(String, u32)> {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let expected = format!("[lxc monitor] {} {name}", self.path.display());
-        let same_network = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()
-            == std::fs::read_link("/proc/self/ns/net").ok();
-        if String::from_utf8_lossy(&cmdline).trim_end_matches('\0') != expected || !same_network {
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let prefix = format!("[lxc monitor] {} ", self.path.display());
+        let name = cmdline.trim_end_matches('\0').strip_prefix(&prefix)?;
+        if std::fs::read_link(format!("/proc/{pid}/ns/net")).ok().as_deref() != our_network {
             return None;
         }
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-        children.split_whitespace().next()?.parse().ok()
+        Some((name.to_string(), children.split_whitespace().next()?.parse().ok()?))
     }
 
     /// The host pid of the container's init, None while it is stopped.

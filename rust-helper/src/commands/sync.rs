@@ -287,77 +287,89 @@ fn fingerprints(
 }
 
 /// The flakes of the list, each read once (lib/cli.nix's flakeInfo: one
-/// Nix process, none of their containers evaluated), and the shapes of
-/// their sources where they are needed.
+/// Nix process, none of their containers evaluated).
 #[derive(Default)]
 struct Flakes {
-    read: BTreeMap<String, FlakeInfo>,
-    shapes: BTreeMap<String, String>,
+    read: BTreeMap<String, Flake>,
+}
+
+/// A flake as sync read it, and the shape of its source once it is needed
+/// (by any of the worker threads).
+struct Flake {
+    info: FlakeInfo,
+    shape: std::sync::OnceLock<String>,
+}
+
+impl Flake {
+    fn shape(&self) -> Result<&str> {
+        if let Some(shape) = self.shape.get() {
+            return Ok(shape);
+        }
+        let shape = source_reads::shape(&self.info.path)?;
+        Ok(self.shape.get_or_init(|| shape))
+    }
+
+    /// The digest of `files` of this source (source_reads.rs).
+    fn digest(&self, files: &std::collections::BTreeSet<String>) -> Result<String> {
+        Ok(source_reads::digest(self.shape()?, &self.info.path, files))
+    }
 }
 
 impl Flakes {
     fn read(&mut self, ctx: &Context, reference: &str, busybox: &Path) -> Result<&FlakeInfo> {
         if !self.read.contains_key(reference) {
             let info = ctx.nix().flake_info(reference, busybox)?;
-            self.read.insert(reference.to_string(), info);
+            let flake = Flake { info, shape: std::sync::OnceLock::new() };
+            self.read.insert(reference.to_string(), flake);
         }
-        Ok(&self.read[reference])
+        Ok(&self.read[reference].info)
     }
 
-    fn of(&self, entry: &Listed) -> Option<&FlakeInfo> {
+    fn of(&self, entry: &Listed) -> Option<&Flake> {
         entry.flake.as_deref().and_then(|flake| self.read.get(flake_reference(flake)))
     }
 
     /// Whether a flake's container's source is, for it, as when sync last
     /// evaluated it: the same source, or one in which what its evaluation
     /// read is the same (source_reads.rs).
-    fn source_unchanged(&mut self, entry: &Listed, synced: &Synced) -> Result<bool> {
-        let Some(info) = self.of(entry) else { return Ok(false) };
-        if synced.source_hash.as_ref() == Some(&info.nar_hash) {
+    fn source_unchanged(&self, entry: &Listed, synced: &Synced) -> Result<bool> {
+        let Some(flake) = self.of(entry) else { return Ok(false) };
+        if synced.source_hash.as_ref() == Some(&flake.info.nar_hash) {
             return Ok(true);
         }
         let Some(reads) = &synced.reads else { return Ok(false) };
-        let (path, reference) = (info.path.clone(), info.nar_hash.clone());
-        if !self.shapes.contains_key(&reference) {
-            self.shapes.insert(reference.clone(), source_reads::shape(&path)?);
-        }
-        Ok(source_reads::digest(&self.shapes[&reference], &path, &reads.files) == reads.digest)
+        Ok(flake.digest(&reads.files)? == reads.digest)
     }
+}
 
-    /// What sync records of a flake's container that a helper process of
-    /// its own evaluated, `record` holding what that read of the source.
-    /// A generation that sync found before not to depend on all of the
-    /// source (`previous`) is not looked at again.
-    fn synced(
-        &self,
-        ctx: &Context,
-        name: &str,
-        info: &FlakeInfo,
-        fingerprint: Option<String>,
-        record: &Path,
-        previous: Option<&SourceReads>,
-    ) -> Result<Synced> {
-        let generation = ctx.profile(name).current()?.map(|g| g.path);
-        let reads = match (Recording::read_record(record), generation) {
-            (Some(files), Some(generation)) => {
-                let known = previous.is_some_and(|reads| reads.generation == generation);
-                let whole = !known
-                    && source_reads::names_whole_source(
-                        &generation,
-                        &info.path,
-                        &info.identifiers,
-                    )?;
-                (!whole).then(|| -> Result<SourceReads> {
-                    let shape = source_reads::shape(&info.path)?;
-                    let digest = source_reads::digest(&shape, &info.path, &files);
-                    Ok(SourceReads { files, digest, generation })
-                })
+/// What sync records of container `name` of `flake` that a helper process
+/// of its own evaluated, `record` holding what that read of the source. A
+/// generation that sync found before not to depend on all of the source
+/// (`previous`) is not looked at again.
+fn synced_from_flake(
+    ctx: &Context,
+    name: &str,
+    flake: &Flake,
+    fingerprint: Option<String>,
+    record: &Path,
+    previous: Option<&SourceReads>,
+) -> Result<Synced> {
+    let info = &flake.info;
+    let generation = ctx.profile(name).current()?.map(|g| g.path);
+    let reads = match (Recording::read_record(record), generation) {
+        (Some(files), Some(generation)) => {
+            let known = previous.is_some_and(|reads| reads.generation == generation);
+            let whole = !known
+                && source_reads::names_whole_source(&generation, &info.path, &info.identifiers)?;
+            if whole {
+                None
+            } else {
+                Some(SourceReads { digest: flake.digest(&files)?, files, generation })
             }
-            _ => None,
         }
-        .transpose()?;
-        Ok(Synced { fingerprint, source_hash: Some(info.nar_hash.clone()), reads })
-    }
+        _ => None,
+    };
+    Ok(Synced { fingerprint, source_hash: Some(info.nar_hash.clone()), reads })
 }
 
 /// Does `action` for container `name` through a helper process of its own,
@@ -436,21 +448,15 @@ fn carry_out(
         .context("cannot make a file in the state directory")?;
     run_with(
         &args,
-        flake
-            .zip(record.as_ref())
-            .map(|(info, record)| source_reads::Recording::env_value(&info.path, record.path())),
+        flake.zip(record.as_ref()).map(|(flake, record)| {
+            source_reads::Recording::env_value(&flake.info.path, record.path())
+        }),
     )?;
     let synced = match flake.zip(record.as_ref()) {
-        Some((info, record)) => {
+        Some((flake, record)) => {
             let previous = ctx.existing(name)?.synced.and_then(|synced| synced.reads);
-            flakes.synced(
-                ctx,
-                name,
-                info,
-                fingerprint.cloned(),
-                record.path(),
-                previous.as_ref(),
-            )?
+            let fingerprint = fingerprint.cloned();
+            synced_from_flake(ctx, name, flake, fingerprint, record.path(), previous.as_ref())?
         }
         None => Synced { fingerprint: fingerprint.cloned(), source_hash: None, reads: None },
     };
