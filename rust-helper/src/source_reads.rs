@@ -4,8 +4,8 @@
 //!
 //! Nix says nothing of what an evaluation read, so the kernel does: while a
 //! Nix process of this helper evaluates a flake's container, a fanotify
-//! watch on the store's mount sees every file opened below the flake's
-//! source, and keeps those that this helper's own processes opened. What
+//! watch on the directories of the flake's source sees every file opened
+//! there, and keeps those that this helper's own processes opened. What
 //! they read, with the shape of the whole source, makes the container's
 //! digest of its source (`digest`): the next sync compares it with the
 //! flake's new source and leaves the container alone where it is the same.
@@ -52,8 +52,8 @@ impl Recording {
 
     /// Runs `evaluate` (which starts a Nix process of this helper) while
     /// watching, and adds the source's files it read to the record. A
-    /// watch that fails leaves an empty record: sync then depends on the
-    /// whole source.
+    /// watch that fails marks the record as such (a line starting with
+    /// `!`): sync then depends on the whole source.
     pub fn around<T>(&self, evaluate: impl FnOnce() -> Result<T>) -> Result<T> {
         let watch = Watch::start(&self.source);
         let result = evaluate();
@@ -89,15 +89,14 @@ impl Recording {
 /// events (marks on inodes hold in every mount namespace: Nix runs in one
 /// of its own, nix.rs).
 struct Watch {
-    /// Written to when the Nix process has ended: the reader then empties
-    /// the queue and stops.
+    /// A pipe's write end, closed when the Nix process has ended: the
+    /// reader then empties the queue and stops.
     stop: OwnedFd,
     reader: JoinHandle<Result<BTreeSet<String>>>,
 }
 
 impl Watch {
     fn start(source: &Path) -> Result<Watch> {
-        // Unlimited: a lost event would be a file missing from the record.
         // Unlimited: a lost event would be a file missing from the record.
         let flags = libc::FAN_CLASS_NOTIF
             | libc::FAN_CLOEXEC
