@@ -134,7 +134,7 @@ impl Nix<'_> {
             (BUSYBOX_ENTRY, store_root(busybox)?),
         ];
         match &evaluated {
-            // Its own directory, and what is below it.
+            // The directory it was named in (Source::resolved), and what is below it.
             Source::File(file) => allowed.push((
                 "nixcloud-container-file",
                 file.parent().unwrap_or(Path::new("/")).to_path_buf(),

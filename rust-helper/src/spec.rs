@@ -30,17 +30,43 @@ impl Source {
             .map_err(|err| anyhow::anyhow!("{self} cannot be given to Nix: {err}"))
     }
 
-    /// The source as Nix evaluates it: a container file by its real path,
-    /// so that the directory it may read is the one it is really in (a
-    /// symlinked file is kept as given for later updates).
+    /// The source as Nix evaluates it: a container file in the real path of
+    /// the directory it was named in, which is the directory restricted
+    /// evaluation lets it read (nix.rs `confined`). The source stays as
+    /// given (recorded for later updates); this is checked at each
+    /// evaluation, so `update` of a recorded file and `sync` check it too.
     pub fn resolved(&self) -> Result<Source> {
         match self {
-            Source::File(file) => std::fs::canonicalize(file)
-                .map(Source::File)
-                .with_context(|| format!("cannot read container file {}", file.display())),
+            Source::File(file) => in_named_directory(file).map(Source::File),
             other => Ok(other.clone()),
         }
     }
+}
+
+/// Container file `file` as the real path of its directory joined with its
+/// own name. The file itself may be a link within that directory; a link
+/// leading out of it is refused, since the directory a container file may
+/// read is the one it was named in, not the one of another tenant it links
+/// to. Nix then follows the link again when it reads the file, and refuses
+/// it should it lead out by then (restricted evaluation checks the path
+/// with its links resolved: tests/integration/security.rs).
+fn in_named_directory(file: &Path) -> Result<PathBuf> {
+    let unreadable = || format!("cannot read container file {}", file.display());
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        anyhow::bail!("container file {} names no file in a directory", file.display());
+    };
+    let dir = std::fs::canonicalize(dir).with_context(unreadable)?;
+    let target = std::fs::canonicalize(file).with_context(unreadable)?;
+    if !target.starts_with(&dir) {
+        anyhow::bail!(
+            "container file {} is a link to {}, outside its directory {}: a container file may \
+             read only the directory it is named in",
+            file.display(),
+            target.display(),
+            dir.display()
+        );
+    }
+    Ok(dir.join(name))
 }
 
 impl std::fmt::Display for Source {
@@ -371,6 +397,38 @@ mod tests {
             Source::System("/nix/store/x".into()).to_json().unwrap(),
             r#"{"system":"/nix/store/x"}"#
         );
+    }
+
+    #[test]
+    fn a_container_file_is_evaluated_in_the_directory_it_was_named_in() {
+        let root = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(root.path()).unwrap();
+        for dir in ["tenant1/sub", "tenant2"] {
+            std::fs::create_dir_all(real.join(dir)).unwrap();
+        }
+        std::fs::write(real.join("tenant1/sub/b.nix"), "{}").unwrap();
+        std::fs::write(real.join("tenant2/b.nix"), "{}").unwrap();
+        let link = |name: &str, target: &str| {
+            std::os::unix::fs::symlink(target, real.join("tenant1").join(name)).unwrap();
+            Source::File(real.join("tenant1").join(name))
+        };
+        // A link within its directory: the file as named, in that directory.
+        assert_eq!(
+            link("inside.nix", "sub/b.nix").resolved().unwrap(),
+            Source::File(real.join("tenant1/inside.nix"))
+        );
+        // The directory named by a link: its real path.
+        std::os::unix::fs::symlink(real.join("tenant1"), real.join("named")).unwrap();
+        assert_eq!(
+            Source::File(real.join("named/sub/../inside.nix")).resolved().unwrap(),
+            Source::File(real.join("tenant1/inside.nix"))
+        );
+        // A link out of it, directly or through another link: refused.
+        for out in [link("a.nix", "../tenant2/b.nix"), link("c.nix", "a.nix")] {
+            let err = format!("{:#}", out.resolved().unwrap_err());
+            assert!(err.contains("outside its directory"), "{err}");
+            assert!(err.contains(&real.join("tenant2/b.nix").display().to_string()), "{err}");
+        }
     }
 
     #[test]

@@ -218,11 +218,20 @@ fn container_files_read_only_what_is_theirs() {
         path
     };
     tenant("version", "fromfile");
+    // Links inside its directory that lead out of it: Nix 2.8's restricted
+    // evaluation checks a path as written, then again with its links
+    // resolved (EvalState::checkSourcePath), and refuses both a read and an
+    // import through them. The helper relies on that for the links a
+    // container file's directory holds (spec.rs `in_named_directory`).
     std::os::unix::fs::symlink("/etc/hostname", host.dir.path().join("tenant/hostname")).unwrap();
+    host.file("outside.nix", "\"outside\"");
+    std::os::unix::fs::symlink("../outside.nix", host.dir.path().join("tenant/elsewhere.nix"))
+        .unwrap();
     let cases = [
         ("shadow.nix", "builtins.readFile /etc/shadow", "forbidden in restricted mode"),
         ("climb.nix", "builtins.readFile ../secret-outside", "forbidden in restricted mode"),
         ("link.nix", "builtins.readFile ./hostname", "forbidden in restricted mode"),
+        ("import-link.nix", "import ./elsewhere.nix", "forbidden in restricted mode"),
         (
             "toolkit.nix",
             "builtins.toJSON (builtins.readDir <nixcloud-container/..>)",
@@ -250,6 +259,62 @@ fn container_files_read_only_what_is_theirs() {
     );
     host.ok(&["create", "reader", path_str(&own)]);
     assert!(host.ok(&["list-generations", "reader"]).contains("tiny-system-fromfile"));
+}
+
+/// Store paths whose name holds `marker`: what an evaluation or a build of
+/// a file that names it left in the store.
+fn store_paths_naming(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/nix/store")
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(marker))
+        .collect()
+}
+
+#[test]
+fn a_container_file_linking_out_of_its_directory_is_refused() {
+    let host = Host::new();
+    let dir = host.dir.path();
+    for tenant in ["tenant1", "tenant2"] {
+        std::fs::create_dir(dir.join(tenant)).unwrap();
+    }
+    // Tenant 2's container embeds its secret, unique to this test run so
+    // that the store shows whether anything of it was evaluated or built.
+    let secret = format!("secret-{}", host.netns);
+    std::fs::write(dir.join("tenant2/secret.txt"), &secret).unwrap();
+    std::fs::write(
+        dir.join("tenant2/b.nix"),
+        "{ system = import <nixcloud-container/examples/tiny/system.nix> \
+         { version = builtins.readFile ./secret.txt; }; }",
+    )
+    .unwrap();
+    let linked = dir.join("tenant1/a.nix");
+    std::os::unix::fs::symlink("../tenant2/b.nix", &linked).unwrap();
+    let refused = |err: &str| {
+        assert!(err.contains("is a link to") && err.contains("outside its directory"), "{err}");
+    };
+
+    refused(&host.fails(&["create", "t1", path_str(&linked)], 1));
+    host.assert_nothing_created();
+
+    let list =
+        host.file("list.json", &format!("{{ \"t1\": {{ \"file\": \"{}\" }} }}", linked.display()));
+    let synced = host.helper(&["sync", "--file", path_str(&list)]);
+    assert_eq!(synced.code, 1, "{synced:?}");
+    refused(&synced.stderr);
+    host.assert_nothing_created();
+
+    // `update` with the link, and with a recorded file that became one.
+    let own = dir.join("tenant1/own.nix");
+    std::fs::write(&own, crate::common::tiny_file("1", "", "")).unwrap();
+    host.ok(&["create", "t1", path_str(&own)]);
+    refused(&host.fails(&["update", "t1", path_str(&linked)], 1));
+    std::fs::remove_file(&own).unwrap();
+    std::os::unix::fs::symlink("../tenant2/b.nix", &own).unwrap();
+    refused(&host.fails(&["update", "t1"], 1));
+    assert_eq!(host.current_generation("t1"), "1");
+    assert_eq!(store_paths_naming(&secret), Vec::<String>::new(), "tenant 2's secret was built");
 }
 
 #[test]
