@@ -346,12 +346,37 @@ in
       default = defaults.allowNixDaemon;
       description = ''
         Whether container files may ask for Nix inside (`nixDaemon = true`),
-        through this host's nix-daemon, whose socket the container then
-        sees. Such a container builds and adds paths to this host's store, as
-        an untrusted user of the daemon (its uid is never in
-        `nix.settings.trusted-users`); it can fill the disk and keep the
-        builders busy. It sees the whole store (the daemon hands out any
-        path anyway), not only its closure.
+        through the nix-daemon whose socket is in `nixDaemonSocketDir`. Such a
+        container is an untrusted client of that daemon (its uids are never
+        in `nix.settings.trusted-users`), on this host's store: it reads any
+        store path, adds paths and builds (as the build users, in the
+        sandbox), runs the garbage collector (which deletes any path nothing
+        roots, other containers' fresh builds included) and `--optimise`,
+        and adds links to `gcroots/auto` that the collector follows on the
+        host; it can fill the disk and keep the builders busy. Allow it only
+        where the containers that ask for it may do that to each other and
+        to the host (README, Security).
+      '';
+    };
+
+    nixDaemonSocketDir = mkOption {
+      type = types.path;
+      default = defaults.nixDaemonSocketDir;
+      example = "/run/nix-daemon-containers";
+      description = ''
+        The directory whose nix-daemon `socket` containers with
+        `nixDaemon = true` get, at /nix/var/nix/daemon-socket inside: the
+        host's own daemon's by default, or the socket of a daemon this host
+        runs for containers (`NIX_DAEMON_SOCKET_PATH=<dir>/socket nix-daemon`),
+        whose service limits (CPU, memory, IO of every build it runs) and
+        `nix.conf` (`NIX_CONF_DIR`: a `build-users-group` of its own, the
+        container uids it admits in `allowed-users`) are the containers'
+        alone; `max-jobs` and `cores` each client sets for itself. It is the
+        same store: a second daemon does not keep them from collecting
+        garbage. The directory is bound as it is: containers are neither its
+        owner nor in its group, so it must let others in (`0755`), and the
+        socket must be writable by others (`0666`, as nix-daemon makes it);
+        `start` says so where it is not.
       '';
     };
 
@@ -622,6 +647,7 @@ in
         internet = { inherit (cfg.internet) bridge address prefixLength; };
         extraBridges = lib.mapAttrs (_: bridge: { inherit (bridge) address prefixLength; }) cfg.extraBridges;
         idmap = { inherit (cfg.idmap) hostId count perContainer isolated; };
+        nixDaemonSocketDir = toString cfg.nixDaemonSocketDir;
         inherit (cfg) idmappedMounts allowNixDaemon allowWholeStore allowedHostPaths allowedForwardPorts
           allowedDevices;
         dataDir = if cfg.dataDir == null then null else toString cfg.dataDir;

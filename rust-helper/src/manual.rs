@@ -168,9 +168,10 @@ switch-generation or rollback adds the new closure's paths before it
 activates the new system; paths that left the closure go at the next
 start. Start containers with this command: a bare lxc-start lacks these
 mounts. With wholeStore (where the host allows it) the container sees the
-host's whole store. With nixDaemon, the host's nix-daemon socket is mounted
-too, and the whole store: Nix inside builds through the host's daemon as an
-untrusted user.
+host's whole store. With nixDaemon, the directory of a nix-daemon socket
+(nixDaemonSocketDir in the host file; the host's daemon's by default) is
+bound too, not idmapped, so that its bits for others decide, and the whole
+store: Nix inside builds through that daemon as an untrusted user.
 
 SECURITY
 Root runs this command and writes the host's configuration; a container

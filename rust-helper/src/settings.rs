@@ -169,6 +169,10 @@ pub struct HostConfig {
     /// Whether container files may ask for Nix inside, through the host's
     /// nix-daemon (as an untrusted user).
     pub allow_nix_daemon: bool,
+    /// The directory of the nix-daemon socket those containers get (at
+    /// /nix/var/nix/daemon-socket inside): the host's daemon's, or one the
+    /// host runs for containers.
+    pub nix_daemon_socket_dir: AbsolutePath,
     /// Whether container files may ask to see the host's whole store
     /// rather than their closure.
     pub allow_whole_store: bool,

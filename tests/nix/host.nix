@@ -144,6 +144,7 @@ in
       idmap = { hostId = 200000; count = 655360; perContainer = 131072; isolated = false; };
       idmappedMounts = true;
       allowNixDaemon = false;
+      nixDaemonSocketDir = "/nix/var/nix/daemon-socket";
       allowWholeStore = false;
       limits = { memoryMax = 2147483648; cpuMax = 150000; pidsMax = 4096; };
       appArmor = false;

@@ -184,11 +184,20 @@ fn host_mounts(
                  allows (allowNixDaemon): update it without nixDaemon"
             );
         }
-        let socket_dir = Path::new(NIX_DAEMON_SOCKET_DIR);
+        let socket_dir = Path::new(ctx.settings.host.nix_daemon_socket_dir.as_str());
         if !socket_dir.is_dir() {
             bail!("{} is not there: start the host's nix-daemon", socket_dir.display());
         }
-        mounts.push(read_only(socket_dir, NIX_DAEMON_SOCKET_DIR.trim_start_matches('/')));
+        if let Some(closed) = daemon_socket_closed(socket_dir) {
+            eprintln!("warning: Nix inside '{name}' cannot reach the nix-daemon: {closed}");
+        }
+        // Not idmapped: the directory's owner and group are not the
+        // container's, so its bits for others decide, as for any user the
+        // host has not let in (Debian makes it root:nix-users 0770).
+        mounts.push(HostMount {
+            idmapped: false,
+            ..read_only(socket_dir, NIX_DAEMON_SOCKET_DIR.trim_start_matches('/'))
+        });
     }
     grants::check(&meta.spec, &ctx.settings.host).with_context(|| {
         format!("container '{name}' asks for what this host no longer allows: update it")
@@ -201,8 +210,33 @@ fn host_mounts(
     Ok(mounts)
 }
 
-/// Where the host's nix-daemon listens (Nix's default).
+/// Where Nix inside looks for the daemon's socket (Nix's default).
 const NIX_DAEMON_SOCKET_DIR: &str = "/nix/var/nix/daemon-socket";
+
+/// Why a container, to which `dir` and its socket are nobody's, could not
+/// connect to the daemon's socket there; None where it can (or where no
+/// daemon listens yet, whose socket nix-daemon makes writable by all).
+fn daemon_socket_closed(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = |meta: &std::fs::Metadata| {
+        format!("owner uid {}, group {}, mode {:o}", meta.uid(), meta.gid(), meta.mode() & 0o7777)
+    };
+    let meta = std::fs::metadata(dir).ok()?;
+    if meta.mode() & 0o001 == 0 {
+        return Some(format!(
+            "{} ({}) does not let others in: give containers a directory that does \
+             (nixDaemonSocketDir)",
+            dir.display(),
+            shown(&meta)
+        ));
+    }
+    let socket = dir.join("socket");
+    let meta = std::fs::metadata(&socket).ok()?;
+    (meta.mode() & 0o002 == 0).then(|| {
+        format!("{} ({}) is not writable by others", socket.display(), shown(&meta))
+    })
+}
+
 
 /// Root's own LXC settings in `generation`, which root gave for this
 /// container (nothing else can have put them there: a generation that has
