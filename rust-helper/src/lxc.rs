@@ -153,6 +153,29 @@ impl Lxc<'_> {
         Ok(finished.stdout)
     }
 
+    /// Gives container `name`'s directory its shape (see
+    /// `CONTAINER_DIR_MODE`): root's, entered by the container's root
+    /// (`host_id`, its gid too) on its way to the rootfs and by no other host
+    /// user, and written by root alone. LXC hands the directory to the
+    /// container's root when it creates it, and versions of this helper
+    /// before the gate left it so: whatever that owner put in the place of
+    /// root's files (the config, root's settings, the pidfile), a link
+    /// included, goes; `start` writes them again.
+    pub fn secure(&self, name: &str, host_id: u32) -> Result<()> {
+        crate::host_dirs::gate(&self.container_dir(name), host_id, CONTAINER_DIR_MODE)?;
+        let roots =
+            [self.config_file(name), self.root_settings_file(name), self.monitor_pidfile(name)];
+        for file in roots {
+            if crate::host_dirs::keep_only_roots(&file)? {
+                eprintln!(
+                    "note: removed {}, which was not root's: the container's root could change it",
+                    file.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Registers the container with LXC (`lxc-create -t none`) from the
     /// config at `config`; the rootfs directory must exist. LXC writes
     /// `<lxc path>/<name>/config` and hands the directories to the uid range.
@@ -161,27 +184,6 @@ impl Lxc<'_> {
         args.push(config.display().to_string());
         args.extend(extra.iter().cloned());
         self.run("lxc-create", name, &args).map(drop)
-    }
-
-    /// Makes the directories LXC's mounts land on (proc, sys and dev), owned
-    /// by the container's root (`host_id`); the helper's own mounts make
-    /// theirs when the container starts (mounts.rs).
-    pub fn make_mount_points(&self, name: &str, host_id: u32) -> Result<()> {
-        let rootfs = self.rootfs(name);
-        for mount_point in ["proc", "sys", "dev"] {
-            let mut dir = rootfs.clone();
-            for component in Path::new(mount_point) {
-                dir.push(component);
-                if !dir.exists() {
-                    std::fs::create_dir(&dir)
-                        .and_then(|()| {
-                            std::os::unix::fs::lchown(&dir, Some(host_id), Some(host_id))
-                        })
-                        .with_context(|| format!("cannot make {}", dir.display()))?;
-                }
-            }
-        }
-        Ok(())
     }
 
     pub fn destroy(&self, name: &str, extra: &[String]) -> Result<()> {
@@ -407,18 +409,39 @@ impl Lxc<'_> {
     }
 }
 
-/// Fails unless root inside the container (host uid `host_id`) can reach
-/// `path`: LXC mounts the rootfs and the profile directory as that uid, and
-/// a directory on the way that only its owner may enter makes lxc-start fail
-/// with an error that does not say so.
+/// The mode of a container's directory `<lxc path>/<name>` (root's, its
+/// group the container root's gid): LXC sets a root-started unprivileged
+/// container's rootfs up in the container's first process after that has
+/// become root of the container's user namespace (LXC 5.0's start.c,
+/// do_start: lxc_switch_uid_gid, then lxc_setup), that is host uid and gid
+/// `host_id`, without capabilities over host files; so that gid must pass
+/// through the directory to `rootfs/` (group x), and nobody else may (none
+/// for others). Everything else in it (the config, root's settings, the
+/// pidfile) is read and written by root: lxc-start, lxc-attach, lxc-stop,
+/// lxc-info, lxc-console and lxc-destroy need nothing more (the
+/// integration tests run each).
+const CONTAINER_DIR_MODE: u32 = 0o710;
+
+/// Fails unless root inside the container (host uid and gid `host_id`) can
+/// reach `path`: LXC mounts the rootfs as that uid (see
+/// `CONTAINER_DIR_MODE`), and a directory on the way that it may not enter
+/// makes lxc-start fail with an error that does not say so.
 pub fn check_reachable(path: &Path, host_id: u32) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     for dir in path.ancestors().skip(1) {
         let Ok(meta) = std::fs::metadata(dir) else {
             continue;
         };
-        let others_may_enter = meta.mode() & 0o001 != 0;
-        if !others_may_enter && meta.uid() != host_id {
+        // The kernel looks at the owner's bits if the uid owns it, else at
+        // the group's if the gid is its group, else at the others'.
+        let search_bit = if meta.uid() == host_id {
+            0o100
+        } else if meta.gid() == host_id {
+            0o010
+        } else {
+            0o001
+        };
+        if meta.mode() & search_bit == 0 {
             bail!(
                 "{} has mode {:o}: the container's root (uid {host_id}) cannot reach {}; \
                  allow it with `chmod o+x {}`",

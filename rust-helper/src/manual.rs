@@ -126,17 +126,26 @@ is mounted read-only at /init inside the container, which boots
 : /var/lib/lxc/<name>/config
 The container's LXC config: LXC's common.conf and userns.conf, then
 <profile>/lxc.conf, the current generation's settings (idmap, the
-read-only /nix/store, /init, the veths, lxc.start.auto).
+read-only /nix/store, /init, the veths, lxc.start.auto). Beside it
+root.conf (root's own LXC settings, --lxc-config) and monitor.pid (LXC's
+pidfile while it runs). The directory is root's, its group the container
+root's gid, mode 0710: the container's root passes through it to its
+rootfs, no other host user enters, and only root writes in it. start gives
+it that shape (also to a container made before it had it).
 
 : /var/lib/lxc/<name>/rootfs
-The container's own files, owned by its root (the first uid of its range).
+The container's own files, owned by its root (the first uid of its range);
+no host user but root reaches them.
 
 : /var/lib/nixcloud-container/state.json
 Which containers exist and which addresses they hold; changed under
 state.lock and replaced atomically. locks/<name>.lock serializes the
 commands on one container; tmp/ holds the temporary files of the Nix
 commands that run, builds/ the links that keep a generation being built
-from the garbage collector.
+from the garbage collector; data/<name> is the container's data directory
+(bindMounts with a relative hostPath), root's and closed to others (0700):
+what is mounted from below it is the container's. Root writes only in
+directories no other user can change, and refuses one that others can.
 
 : /etc/nixcloud-container/host.json
 Bridges (also extraBridges, the other bridges container files may join),

@@ -260,6 +260,17 @@ impl Mounter {
         Ok(rustix::fs::openat2(&dir, name, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve)?)
     }
 
+    /// Makes the directories LXC's own mounts land on (proc and sys of
+    /// `lxc.mount.auto`, dev of `lxc.autodev`) where the container removed
+    /// them, as the container's root's; one it turned into a link (to a host
+    /// path, say) is an error, never followed.
+    pub fn make_lxc_mount_points(&self) -> Result<()> {
+        for mount_point in ["proc", "sys", "dev"] {
+            self.directory(Path::new(mount_point))?;
+        }
+        Ok(())
+    }
+
     /// The directory `relative` below the rootfs, made (owned by the
     /// container's root) where it is missing; see `directory_beneath`.
     pub fn directory(&self, relative: &Path) -> Result<OwnedFd> {

@@ -220,8 +220,7 @@ impl Nix<'_> {
     pub fn build_generation(&self, spec: &Spec, params: &Params, busybox: &Path) -> Result<Built> {
         let scratch = Scratch::new(&self.settings.state_dir)?;
         let builds = self.settings.state_dir.join("builds");
-        std::fs::create_dir_all(&builds)
-            .with_context(|| format!("cannot create {}", builds.display()))?;
+        crate::host_dirs::root_dir(&builds)?;
         let out_link = builds.join(&params.name);
         let finished = self
             .confined("nix-build", &params.source, busybox, &scratch)?

@@ -26,8 +26,7 @@ const ABANDONED_AFTER: Duration = Duration::from_secs(5);
 impl Scratch {
     pub fn new(state_dir: &Path) -> Result<Scratch> {
         let root = state_dir.join("tmp");
-        std::fs::create_dir_all(&root)
-            .with_context(|| format!("cannot create {}", root.display()))?;
+        crate::host_dirs::root_dir(&root)?;
         remove_abandoned(&root);
         let dir = tempfile::Builder::new()
             .prefix("run-")

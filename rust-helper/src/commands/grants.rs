@@ -153,20 +153,26 @@ pub fn check_devices(name: &str, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// Makes container `name`'s data directory, owned by its root (`owner`)
-/// and nobody else's to enter.
-pub fn make_data_dir(settings: &Settings, name: &str, owner: u32) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+/// Makes container `name`'s data directory where it is missing: a gate
+/// (host_dirs.rs), root's and entered by root alone. Its bind mounts'
+/// sources below it are made by the mounts, as the container's root's
+/// (mounts.rs); the helper mounts them as root, so the container's uid
+/// never passes through the gate, and no host user reaches what the
+/// container leaves in them. A data directory made before the gate (its
+/// root's) becomes one, with its files as they are.
+pub fn make_data_dir(settings: &Settings, name: &str) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = settings.data_dir(name);
-    let parent = dir.parent().expect("a data directory is in the data directories'");
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
+    crate::host_dirs::root_dir(
+        dir.parent().expect("a data directory is in the data directories'"),
+    )?;
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(err) => return Err(err).with_context(|| format!("cannot create {}", dir.display())),
     }
-    std::os::unix::fs::lchown(&dir, Some(owner), Some(owner))
-        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
-        .with_context(|| format!("cannot give {} to the container", dir.display()))
+    crate::host_dirs::gate(&dir, 0, DATA_DIR_MODE)
 }
+
+/// The mode of a container's data directory (root's): see `make_data_dir`.
+const DATA_DIR_MODE: u32 = 0o700;

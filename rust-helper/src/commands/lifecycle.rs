@@ -280,16 +280,16 @@ fn build_and_register(
     lxc_config_dir: &std::path::Path,
 ) -> Result<()> {
     ctx.check_reachable(name, params.idmap)?;
+    crate::host_dirs::root_dir(&ctx.settings.lxc_path)?;
     let profile = ctx.profile(name);
-    std::fs::create_dir_all(profile.dir())
-        .with_context(|| format!("cannot create {}", profile.dir().display()))?;
+    crate::host_dirs::root_dir(profile.dir())?;
     build_current(ctx, name, params, inputs)?;
 
     let lxc = ctx.lxc();
     let dir = lxc.container_dir(name);
-    std::fs::create_dir_all(&ctx.settings.lxc_path)
-        .with_context(|| format!("cannot create {}", ctx.settings.lxc_path.display()))?;
+    let host_id = params.idmap.host_id;
     std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    lxc.secure(name, host_id)?;
     std::fs::create_dir(lxc.rootfs(name))
         .with_context(|| format!("cannot create {}", lxc.rootfs(name).display()))?;
     // lxc-create copies it to <dir>/config; a crash leaves it where the
@@ -307,10 +307,11 @@ fn build_and_register(
     .text();
     std::fs::write(&given, &config).context("cannot write the container's LXC config")?;
     lxc.create(name, &given, &ctx.lxc_args)?;
+    // LXC gave the directory to the container's root: back to the gate.
+    lxc.secure(name, host_id)?;
     std::fs::remove_file(&given).context("cannot remove the given LXC config")?;
     lxc.keep_config(name, &config)?;
-    lxc.make_mount_points(name, params.idmap.host_id)?;
-    grants::make_data_dir(&ctx.settings, name, params.idmap.host_id)
+    grants::make_data_dir(&ctx.settings, name)
 }
 
 pub fn update(
@@ -419,6 +420,9 @@ pub fn destroy(ctx: &Context, name: &str, force: bool, keep_data: bool) -> Resul
         bail!("no container named '{name}' (see `nixcloud-container list`)");
     }
     let lxc = ctx.lxc();
+    if lxc.container_dir(name).exists() {
+        lxc.secure(name, locked.state.containers[name].ids(&ctx.settings.host.idmap).host_id)?;
+    }
     // From here on LXC reads none of the container's own settings, which a
     // tampered generation may have written: no hook of theirs runs.
     let original = lxc.write_bare_config(name)?;

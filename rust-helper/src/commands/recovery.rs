@@ -99,6 +99,9 @@ pub fn teardown(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<(
     let lxc = ctx.lxc();
     let dir = lxc.container_dir(name);
     if dir.exists() {
+        let ids =
+            locked.state.containers.get(name).map(|entry| entry.ids(&ctx.settings.host.idmap));
+        lxc.secure(name, ids.unwrap_or_else(|| ctx.settings.host.idmap.first()).host_id)?;
         lxc.write_bare_config(name)?;
         if lxc.is_running(name).unwrap_or(false) {
             lxc.kill(name, &[]).with_context(|| format!("cannot stop container '{name}'"))?;

@@ -15,7 +15,6 @@ use crate::lxc::{Halted, Lxc, Started};
 use crate::mounts::{self, HostMount, MountSource, Mounter};
 use crate::profile::Generation;
 use crate::scratch::Scratch;
-use crate::settings::IdMap;
 use crate::spec::GenerationMeta;
 use crate::spec::Params;
 use crate::state::{ContainerRecord, StartedWith};
@@ -87,6 +86,9 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
     if let Some(gap) = crate::limits::enforcement_gap(&params.limits) {
         eprintln!("warning: the limits of '{name}' are not enforced: {gap}");
     }
+    // Root's files in its directory, which a container made before the gate
+    // owned, are root's alone before any is written or read.
+    ctx.lxc().secure(name, ids.host_id)?;
     ctx.check_reachable(name, ids)?;
     // The host's part of its LXC config, as the host is today.
     let root_settings =
@@ -102,12 +104,14 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
     ctx.lxc().keep_config(name, &config)?;
     // What the container sees of the host, mounted where lxc-start (run
     // from this process) finds it, and nowhere else.
-    let mounts = host_mounts(ctx, name, &meta, ids)?;
+    let mounts = host_mounts(ctx, name, &meta)?;
     let view = if params.sees_whole_store() { None } else { Some(StoreView::of(&current)?) };
     mounts::enter_private_namespace()?;
     // The rootfs as this namespace has it: mounts go there.
     let mounter = Mounter::new(&ctx.lxc().rootfs(name), ids, ctx.settings.host.idmapped_mounts)?;
-    view.map_or(Ok(()), |view| view.mount(&mounter))
+    mounter
+        .make_lxc_mount_points()
+        .and_then(|()| view.map_or(Ok(()), |view| view.mount(&mounter)))
         .and_then(|()| mounter.mount_all(&mounts))
         .with_context(|| format!("cannot start container '{name}'"))?;
     let lxc = ctx.lxc();
@@ -154,12 +158,7 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
 /// profile (at /init), read-only; the whole store where it asks for it and
 /// the host allows it, instead of the view; the host's nix-daemon socket
 /// likewise; its bind mounts, where the host still allows them.
-fn host_mounts(
-    ctx: &Context,
-    name: &str,
-    meta: &GenerationMeta,
-    ids: IdMap,
-) -> Result<Vec<HostMount>> {
+fn host_mounts(ctx: &Context, name: &str, meta: &GenerationMeta) -> Result<Vec<HostMount>> {
     let params = &meta.params;
     let read_only = |source: &Path, target: &str| HostMount {
         source: MountSource::Host(source.to_path_buf()),
@@ -203,9 +202,8 @@ fn host_mounts(
         format!("container '{name}' asks for what this host no longer allows: update it")
     })?;
     grants::check_devices(name, &meta.spec)?;
-    if !meta.spec.bind_mounts.is_empty() {
-        grants::make_data_dir(&ctx.settings, name, ids.host_id)?;
-    }
+    // Made (or, made before the gate, closed) also where no bind mount needs it now.
+    grants::make_data_dir(&ctx.settings, name)?;
     mounts.extend(grants::bind_mounts(&ctx.settings, name, &meta.spec)?);
     Ok(mounts)
 }
@@ -232,11 +230,9 @@ fn daemon_socket_closed(dir: &Path) -> Option<String> {
     }
     let socket = dir.join("socket");
     let meta = std::fs::metadata(&socket).ok()?;
-    (meta.mode() & 0o002 == 0).then(|| {
-        format!("{} ({}) is not writable by others", socket.display(), shown(&meta))
-    })
+    (meta.mode() & 0o002 == 0)
+        .then(|| format!("{} ({}) is not writable by others", socket.display(), shown(&meta)))
 }
-
 
 /// Root's own LXC settings in `generation`, which root gave for this
 /// container (nothing else can have put them there: a generation that has

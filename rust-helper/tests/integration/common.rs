@@ -349,6 +349,20 @@ impl Drop for Host {
     }
 }
 
+/// Runs the shell command `command` as host uid and gid `id` with no other
+/// group (`setpriv`): what a host user of that id could do.
+pub fn as_host_user(id: u32, command: &str) -> Run {
+    Command::new("setpriv")
+        .args([&format!("--reuid={id}"), &format!("--regid={id}"), "--clear-groups", "sh", "-c"])
+        .arg(command)
+        .output()
+        .expect("setpriv runs")
+        .into()
+}
+
+/// The uid and gid of an unprivileged host user, nobody.
+pub const NOBODY: u32 = 65534;
+
 fn sh(command: &str) {
     let status = Command::new("sh").args(["-c", command]).status().expect("sh runs");
     assert!(status.success(), "{command} failed");

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::common::{built_by_script, path_str, Host, REPO};
+use crate::common::{as_host_user, built_by_script, path_str, Host, NOBODY, REPO};
 
 /// What an attacker would have LXC run as root on the host: a script that
 /// leaves a mark.
@@ -416,4 +416,230 @@ fn a_killed_helper_leaves_no_build_running_and_nothing_in_tmp() {
     let left: Vec<_> = std::fs::read_dir(host.state_dir().join("tmp")).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
     assert_eq!(host.helper(&["exists", "slow"]).code, 1);
+}
+
+/// Each entry below `dir` (`dir` itself first) with its owner, group, mode
+/// and, for a link, its target: what tells that nothing changed there.
+fn tree(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    let target = std::fs::read_link(dir).map(|t| t.display().to_string()).unwrap_or_default();
+    let mut entries =
+        vec![format!("{} {}:{} {:o} {target}", dir.display(), meta.uid(), meta.gid(), meta.mode())];
+    if meta.is_dir() {
+        let mut children: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
+        children.sort_by_key(|entry| entry.file_name());
+        for child in children {
+            entries.extend(tree(&child.path()));
+        }
+    }
+    entries
+}
+
+/// The owner, group and mode (permission bits) of `path`, not following a link.
+fn shape(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+}
+
+const WITH_DATA: &str = r#"bindMounts."/var/lib/app" = { hostPath = "app"; isReadOnly = false; };"#;
+
+#[test]
+fn no_host_user_reaches_into_a_container_and_its_uid_changes_none_of_roots_files() {
+    let host = Host::new();
+    let root_settings = host.file("root-settings.conf", "lxc.environment = SET_BY_ROOT=1\n");
+    let file = host.tiny("t.nix", "1", WITH_DATA);
+    host.ok(&["create", "t", path_str(&file), "--lxc-config", path_str(&root_settings)]);
+    host.start_booted("t");
+    // Root inside leaves setuid programs, in directories open to all, in its
+    // rootfs and in its data.
+    host.ok(&[
+        "run",
+        "t",
+        "sh",
+        "-c",
+        "for d in /tmp /var/lib/app; do cp /bin/sh $d/suid && chmod 4755 $d/suid && chmod 777 $d; done",
+    ]);
+    let dir = host.lxc_path().join("t");
+    let data = host.state_dir().join("data/t");
+    let planted = [dir.join("rootfs/tmp/suid"), data.join("app/suid")];
+    for program in &planted {
+        assert_eq!(shape(program), (100000, 100000, 0o4755), "{}", program.display());
+    }
+
+    // An unprivileged host user lists nothing and runs nothing below them.
+    let below =
+        [dir.clone(), dir.join("rootfs"), dir.join("rootfs/tmp"), data.clone(), data.join("app")];
+    for path in &below {
+        let listed = as_host_user(NOBODY, &format!("ls {}", path.display()));
+        assert_ne!(listed.code, 0, "nobody lists {}: {listed:?}", path.display());
+    }
+    for program in &planted {
+        let ran = as_host_user(NOBODY, &format!("{} -c 'id -u'", program.display()));
+        assert_ne!(ran.code, 0, "nobody runs {}: {ran:?}", program.display());
+        assert!(!ran.stdout.contains("100000"), "{ran:?}");
+    }
+
+    // The container's host uid (as a setuid program of its would make a
+    // host user) creates, replaces and links nothing where root keeps LXC's
+    // config, root's settings, the pidfile and the state.
+    let roots = ["config", "root.conf", "monitor.pid"].map(|name| dir.join(name));
+    for file in &roots {
+        assert!(file.is_file(), "{} is there while it runs", file.display());
+    }
+    let state = host.state_dir();
+    let before: Vec<Vec<String>> = [&dir, &state].iter().map(|d| tree(d)).collect();
+    let victim = host.file("victim", "root's\n");
+    let (d, v, s) = (dir.display(), victim.display(), state.display());
+    let attempts = [
+        format!("touch {d}/new"),
+        format!("ln -s {v} {d}/new"),
+        format!("ln {d}/rootfs/tmp/suid {d}/new"),
+        format!("ln -sf {v} {d}/monitor.pid"),
+        format!("rm -f {d}/monitor.pid"),
+        format!("echo 1 > {d}/monitor.pid"),
+        format!("mv -f {d}/rootfs/tmp/suid {d}/config"),
+        format!("echo lxc.hook.pre-start = {v} >> {d}/config"),
+        format!("rm -f {d}/config"),
+        format!("ln -sf {v} {d}/root.conf"),
+        format!("rm -f {d}/root.conf"),
+        format!("chmod 755 {d}"),
+        format!("chmod 755 {}", data.display()),
+        format!("touch {s}/new {s}/locks/new {s}/builds/new {s}/data/new {s}/tmp/new"),
+        format!("ln -sf {v} {s}/locks/t.lock"),
+    ];
+    for attempt in &attempts {
+        let run = as_host_user(100000, attempt);
+        assert_ne!(run.code, 0, "the container's uid did `{attempt}`: {run:?}");
+    }
+    let after: Vec<Vec<String>> = [&dir, &state].iter().map(|d| tree(d)).collect();
+    assert_eq!(before, after, "nothing changed where root keeps the container's files");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's\n");
+
+    // LXC does all it does with the directory closed: attach, the console,
+    // stop, start again, destroy.
+    assert_eq!(host.helper(&["run", "t", "true"]).code, 0);
+    // It reads its stdin until it ends (a pipe; /dev/null cannot be polled).
+    let console =
+        host.ns(&format!("echo | lxc-console -P {} -n t -t 0", host.lxc_path().display()));
+    assert!(console.code == 0 && console.stderr.contains("Connected to tty 0"), "{console:?}");
+    host.ok(&["stop", "t"]);
+    assert!(!roots[2].exists(), "LXC removed its pidfile at the stop");
+    host.start_booted("t");
+    host.ok(&["destroy", "t", "--force"]);
+    host.assert_nothing_created();
+}
+
+#[test]
+fn a_container_made_before_the_gates_moves_behind_them_at_its_next_start_with_its_files() {
+    let host = Host::new();
+    let (script, mark) = canary(&host);
+    let file = host.tiny("old.nix", "1", WITH_DATA);
+    host.ok(&["create", "old", path_str(&file)]);
+    host.start_booted("old");
+    host.ok(&["run", "old", "sh", "-c", "echo data > /var/lib/app/kept; echo rootfs > /kept"]);
+    host.ok(&["stop", "old"]);
+    let dir = host.lxc_path().join("old");
+    let data = host.state_dir().join("data/old");
+    // The shape earlier versions left: the container's directory and its
+    // data directory its root's (LXC hands the first to it).
+    for (path, mode) in [(&dir, 0o755), (&data, 0o700)] {
+        std::os::unix::fs::chown(path, Some(100000), Some(100000)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // What its uid could then do in root's places: a config that LXC reads
+    // at the next start (with a hook), root's settings and the pidfile that
+    // are links to a file of root's.
+    let victim = host.file("victim", "root's\n");
+    let evil = dir.join("rootfs/evil.conf");
+    let config = std::fs::read_to_string(dir.join("config")).unwrap();
+    std::fs::write(&evil, format!("{config}lxc.hook.pre-start = {}\n", script.display())).unwrap();
+    std::os::unix::fs::chown(&evil, Some(100000), Some(100000)).unwrap();
+    let (d, v) = (dir.display(), victim.display());
+    let planted = as_host_user(
+        100000,
+        &format!(
+            "ln -sf {} {d}/config && ln -sf {v} {d}/monitor.pid && ln -sf {v} {d}/root.conf",
+            evil.display()
+        ),
+    );
+    assert_eq!(planted.code, 0, "the old shape let its uid do it: {planted:?}");
+
+    host.start_booted("old");
+    assert!(!mark.exists(), "the planted config's hook ran");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's\n", "root wrote through a link");
+    assert_eq!(shape(&dir), (0, 100000, 0o710));
+    assert_eq!(shape(&data), (0, 0, 0o700));
+    for name in ["config", "monitor.pid"] {
+        let (uid, _, _) = shape(&dir.join(name));
+        assert!(dir.join(name).symlink_metadata().unwrap().is_file() && uid == 0, "{name}");
+    }
+    assert!(!dir.join("root.conf").exists(), "root gave it no settings");
+    // Nothing of it is lost.
+    let kept = host.ok(&["run", "old", "cat", "/var/lib/app/kept", "/kept"]);
+    assert_eq!(kept, "data\nrootfs\n");
+    assert_eq!(host.current_generation("old"), "1");
+    host.ok(&["stop", "old"]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's\n");
+}
+
+#[test]
+fn links_a_container_plants_in_its_rootfs_are_not_followed() {
+    let host = Host::new();
+    host.ok(&["create", "t", path_str(&host.tiny("t.nix", "1", ""))]);
+    host.start_booted("t");
+    host.ok(&["stop", "t"]);
+    let rootfs = host.lxc_path().join("t/rootfs");
+    // A directory of root's the links lead to.
+    let victim = host.dir.path().join("victim-dir");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("file"), "root's\n").unwrap();
+    let before = tree(&victim);
+    // Where LXC mounts proc (its mount points are made at each start) and
+    // where the helper mounts the store.
+    for (place, mount_point) in [("proc", "proc"), ("nix", "nix/store")] {
+        let planted = as_host_user(
+            100000,
+            &format!(
+                "rm -r {r}/{place} && ln -s {} {r}/{place}",
+                victim.display(),
+                r = rootfs.display()
+            ),
+        );
+        assert_eq!(planted.code, 0, "{planted:?}");
+        let err = host.fails(&["start", "t"], 1);
+        let refused = format!("{mount_point} is not a directory below the rootfs");
+        assert!(err.contains(&refused), "{err}");
+        assert_eq!(host.state("t"), "STOPPED");
+        assert_eq!(tree(&victim), before, "root followed the link at {place}");
+        std::fs::remove_file(rootfs.join(place)).unwrap();
+    }
+    // Mount points the container removed are made again, as its root's.
+    as_host_user(100000, &format!("rmdir {r}/sys {r}/dev", r = rootfs.display()));
+    host.start_booted("t");
+    for place in ["proc", "sys", "dev", "nix"] {
+        let (uid, gid, _) = shape(&rootfs.join(place));
+        assert_eq!((uid, gid), (100000, 100000), "{place}");
+    }
+}
+
+#[test]
+fn directories_others_can_write_are_refused_for_roots_files() {
+    let host = Host::new();
+    let file = host.tiny("t.nix", "1", "");
+    // A state directory of another user, an LXC path open to all.
+    for (dir, owner, mode) in [(host.state_dir(), 100000, 0o755), (host.lxc_path(), 0, 0o777)] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(owner), Some(owner)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = host.fails(&["create", "t", path_str(&file)], 1);
+        assert!(err.contains(&format!("{} (owner uid {owner}", dir.display())), "{err}");
+        host.assert_nothing_created();
+        std::os::unix::fs::chown(&dir, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    host.ok(&["create", "t", path_str(&file)]);
 }
