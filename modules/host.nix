@@ -488,9 +488,11 @@ in
       example = "/srv/containers";
       description = ''
         Where each container's own data directory is (`<dataDir>/<name>`,
-        made with the container and owned by its root, removed by `destroy`
-        unless `--keep-data`): the host paths of its `bindMounts` with a
-        relative `hostPath`. `null`: `<stateDir>/data`.
+        made with the container, root's and closed to other users, removed
+        by `destroy` unless `--keep-data`): below it the host paths of its
+        `bindMounts` with a relative `hostPath`, which are its root's.
+        `null`: `<stateDir>/data`. It must be root's and writable by root
+        only, as every directory above it.
       '';
     };
 
