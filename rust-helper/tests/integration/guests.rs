@@ -155,31 +155,32 @@ fn copy_into_rootfs(host: &Host, container: &str, program: &str) {
     }
 }
 
-/// Runs Debian's nix-daemon for a test, and stops it when dropped.
-struct NixDaemon(std::process::Child);
+/// Runs Debian's nix-daemon for a test, on the host's store, listening at
+/// `<dir>/socket` (Nix 2.8 reads NIX_DAEMON_SOCKET_PATH), as a daemon that a
+/// host runs for its containers would; stops it when dropped.
+struct NixDaemon {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
 
 impl NixDaemon {
-    fn start() -> NixDaemon {
-        let socket = Path::new("/nix/var/nix/daemon-socket/socket");
-        assert!(!socket.exists(), "a nix-daemon runs already; this test starts its own");
+    fn start(host: &Host, dir: &Path) -> NixDaemon {
+        let socket = dir.join("socket");
         let child = Command::new("nix-daemon")
+            .env("NIX_DAEMON_SOCKET_PATH", &socket)
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("Debian's nix-daemon starts");
-        let started = std::time::Instant::now();
-        while !socket.exists() {
-            assert!(started.elapsed().as_secs() < 20, "nix-daemon made no socket");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        NixDaemon(child)
+        host.wait_for("nix-daemon's socket", || socket.exists());
+        NixDaemon { child, socket }
     }
 }
 
 impl Drop for NixDaemon {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_file("/nix/var/nix/daemon-socket/socket");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -191,12 +192,35 @@ fn nix_inside_works_through_the_hosts_daemon_only_where_allowed() {
     assert!(err.contains("which this host does not allow"), "{err}");
     host.assert_nothing_created();
 
-    std::fs::write(host.dir.path().join("host.json"), r#"{"allowNixDaemon": true}"#).unwrap();
-    let _daemon = NixDaemon::start();
+    // The daemon's socket directory as Debian makes the host's (root:nix-users
+    // 0770, here root:root): only its owner and group may enter it, and a
+    // container's root is neither.
+    use std::os::unix::fs::PermissionsExt;
+    let sockets = host.dir.path().join("daemon-socket");
+    std::fs::create_dir(&sockets).unwrap();
+    std::fs::set_permissions(&sockets, std::fs::Permissions::from_mode(0o770)).unwrap();
+    std::fs::write(
+        host.dir.path().join("host.json"),
+        serde_json::json!({ "allowNixDaemon": true, "nixDaemonSocketDir": sockets }).to_string(),
+    )
+    .unwrap();
+    let _daemon = NixDaemon::start(&host, &sockets);
     host.ok(&["create", "builder", path_str(&with_daemon)]);
     host.ok(&["create", "plain", path_str(&host.tiny("plain.nix", "1", ""))]);
+    let started = host.helper(&["start", "builder"]);
+    assert_eq!(started.code, 0, "{started:?}");
+    let warnings: Vec<&str> = started
+        .stderr
+        .lines()
+        .filter(|line| line.contains("cannot reach the nix-daemon"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{started:?}");
+    assert!(warnings[0].contains("does not let others in"), "{started:?}");
+    host.wait_for("builder to boot", || {
+        host.helper(&["run", "builder", "cat", "/var/lib/tiny/booted"]).code == 0
+    });
+    host.start_booted("plain");
     for name in ["builder", "plain"] {
-        host.start_booted(name);
         copy_into_rootfs(&host, name, "/usr/bin/nix");
         let rootfs = host.lxc_path().join(name).join("rootfs");
         std::os::unix::fs::symlink("nix", rootfs.join("usr/bin/nix-build")).unwrap();
@@ -222,6 +246,15 @@ fn nix_inside_works_through_the_hosts_daemon_only_where_allowed() {
             &expression,
         ])
     };
+    // The mount keeps the directory's group rule: inside it is nobody's, and
+    // root there is let in as any other host user would be.
+    let listed = host.helper(&["run", "builder", "--", "ls", "/nix/var/nix/daemon-socket"]);
+    assert!(listed.code != 0 && listed.stderr.contains("Permission denied"), "{listed:?}");
+    let closed = build("builder");
+    assert!(closed.code != 0 && closed.stderr.contains("Permission denied"), "{closed:?}");
+
+    // Opened to others (as NixOS makes the host's, 0755), at once.
+    std::fs::set_permissions(&sockets, std::fs::Permissions::from_mode(0o755)).unwrap();
     let built = build("builder");
     assert_eq!(built.code, 0, "{built:?}");
     let out = built.stdout.trim();
