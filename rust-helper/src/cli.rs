@@ -273,9 +273,11 @@ pub struct ActivationFlags {
     /// does, instead of going back to the one before.
     #[arg(long)]
     pub no_rollback: bool,
-    /// After a live switch, wait this long for the guest to report that it
-    /// runs (systemctl is-system-running --wait); units that failed since,
-    /// or a guest still starting then, fail the switch. 0: do not wait.
+    /// Before a live switch, wait this long for a guest that still boots
+    /// (it is not switched if it does not finish); after it, wait this long
+    /// for the guest to report that it runs (systemctl is-system-running
+    /// --wait): units that failed since, or a guest still starting then,
+    /// fail the switch. 0: do not wait.
     #[arg(long, value_name = "seconds", default_value_t = 120)]
     pub health_timeout: u64,
 }
