@@ -65,7 +65,7 @@ let
   switchToConfiguration = builtins.toFile "switch-to-configuration" ''
     ${shebang}
     # Activation, as NixOS's switch-to-configuration <action> would do it.
-    ${busybox} mkdir -p /var/lib/tiny /var/log
+    [ -d /var/lib/tiny ] && [ -d /var/log ] || ${busybox} mkdir -p /var/lib/tiny /var/log
     echo "$1 ${version}" > /var/lib/tiny/activated
     echo "tiny: $1 to version ${version}" >> /var/log/tiny.log
     ${lines (map (snippet: "echo \"Activation script snippet '${snippet}' failed (1)\" >&2") failedSnippets)}
@@ -102,7 +102,7 @@ let
     case "$1" in
       is-system-running)
         while :; do
-          state=$(${busybox} cat /var/lib/tiny/system-state 2>/dev/null || echo starting)
+          read -r state < /var/lib/tiny/system-state 2>/dev/null || state=starting
           [ "$state" = starting ] && [ "$2" = --wait ] && { ${busybox} sleep 0.1; continue; }
           echo "$state"
           [ "$state" = running ] && exit 0 || exit 1

@@ -139,17 +139,12 @@ impl Tool {
         self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = self.command.spawn().with_context(|| self.spawn_error())?;
-        let status = loop {
-            if let Some(status) = child.try_wait().with_context(|| self.spawn_error())? {
-                break status;
-            }
-            if started.elapsed() >= limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Ok(None);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        if !ends_within(&child, started + limit).with_context(|| self.spawn_error())? {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        let status = child.wait().with_context(|| self.spawn_error())?;
         report_timing(&self.program, started.elapsed());
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
@@ -176,6 +171,33 @@ impl Tool {
                 format!("cannot run {wrapper} (for {}): is it installed and on PATH?", self.program)
             }
             None => format!("cannot run {}: is it installed and on PATH?", self.program),
+        }
+    }
+}
+
+/// Whether `child` ends before `deadline`: waits on a pidfd of it, which
+/// the kernel makes readable when the process ends, so that the wait ends
+/// then and not at the next tick of a poll (readiness queries, which are
+/// bounded by this, run several times in each live switch).
+fn ends_within(child: &std::process::Child, deadline: Instant) -> Result<bool> {
+    use std::os::fd::AsRawFd;
+    let pid = rustix::process::Pid::from_child(child);
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .context("cannot watch a process (pidfd_open, Linux 5.3 or newer)")?;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut watched = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let millis = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one pollfd, valid for the call.
+        match unsafe { libc::poll(&mut watched, 1, millis) } {
+            1 => return Ok(true),
+            0 => return Ok(false),
+            _ => {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(err).context("cannot wait for a process");
+                }
+            }
         }
     }
 }
@@ -274,6 +296,22 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    #[test]
+    fn a_tool_given_a_limit_says_what_it_did_or_is_killed_at_the_limit() {
+        let finished = Tool::new("sh")
+            .args(["-c", "echo out; echo err >&2; exit 3"])
+            .output_within(Duration::from_secs(60))
+            .unwrap()
+            .expect("it ended within the limit");
+        assert_eq!(
+            (finished.status.code(), finished.stdout.as_str(), finished.stderr.as_str()),
+            (Some(3), "out\n", "err\n")
+        );
+        let killed =
+            Tool::new("sleep").arg("30").output_within(Duration::from_millis(200)).unwrap();
+        assert!(killed.is_none(), "it did not end within the limit");
     }
 
     #[test]
