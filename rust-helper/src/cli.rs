@@ -356,8 +356,8 @@ pub enum Command {
     /// current; a container that does not exist is created. If the container
     /// runs, the new generation is activated inside it (switch-to-configuration
     /// switch, through lxc-attach; -l goes there), as nixos-rebuild switch
-    /// would on a host; if activation fails, the previous generation is
-    /// current and active again. A stopped container boots the current
+    /// would on a host, once its guest has booted; if activation fails, the
+    /// previous generation is current and active again. A stopped container boots the current
     /// generation at its next start; changed LXC settings apply at the next
     /// start. Several containers (or --all) are each rebuilt from their last
     /// file; a path has a '/' or a '.', which no name has.
