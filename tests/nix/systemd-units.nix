@@ -47,12 +47,12 @@ let
       throw "systemd knows no [${section}] directive ${lib.concatStringsSep ", " unknown} (tests/nix/systemd-directives.nix lists those it knows)"
     else check values);
 
-  oneOf = key: allowed: values: !(values ? ${key}) || lib.elem values.${key} allowed;
+  valueOneOf = key: allowed: values: !(values ? ${key}) || lib.elem values.${key} allowed;
 
   # checkService of systemd-unit-options.nix.
   serviceSection = sectionOf "Service" (values:
-    oneOf "Type" [ "exec" "simple" "forking" "oneshot" "dbus" "notify" "notify-reload" "idle" ] values
-    && oneOf "Restart" [ "no" "on-success" "on-failure" "on-abnormal" "on-abort" "always" ] values);
+    valueOneOf "Type" [ "exec" "simple" "forking" "oneshot" "dbus" "notify" "notify-reload" "idle" ] values
+    && valueOneOf "Restart" [ "no" "on-success" "on-failure" "on-abnormal" "on-abort" "always" ] values);
 
   # sharedOptions, commonUnitOptions and stage2CommonUnitOptions.
   unitOptions = {
