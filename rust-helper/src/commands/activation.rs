@@ -118,7 +118,10 @@ fn until_booted(ctx: &Context, name: &str, generation: &Generation) -> Result<Op
              (at most {} s, --health-timeout)",
             limit.as_secs()
         );
-    })?;
+    })
+    // A guest that stays "starting" (a unit that never finishes) is
+    // switched by a switch that does not wait.
+    .map_err(|err| anyhow::anyhow!("{err:#} (--health-timeout 0 switches without waiting)"))?;
     let failed_before = match booted {
         Booted::Running => Vec::new(),
         Booted::Degraded(failed) => failed,
