@@ -16,15 +16,9 @@
 let
   cargoToml = lib.importTOML ./rust-helper/Cargo.toml;
 
-  # The helper's Nix library (cli.nix and what it imports) in the store. It
-  # holds modules/ beside lib/, because lib/nixos-system.nix imports
-  # ../modules/guest.nix, and the examples, which container files reach as
-  # <nixcloud-container/examples/...> (restricted evaluation allows this
-  # directory and no other of the toolkit's).
-  nixLib = lib.fileset.toSource {
-    root = ./.;
-    fileset = lib.fileset.unions [ ./lib ./modules ./examples ];
-  };
+  # The crate's source, the helper's Nix library and the tools the unit
+  # tests run, declared once for this file and tests/package-source.
+  source = import ./package-source.nix;
 in
 # The locked crates need the Rust that Cargo.toml names (nixpkgs 25.05 or newer).
 assert lib.assertMsg (lib.versionAtLeast rustc.version cargoToml.package.rust-version)
@@ -33,28 +27,20 @@ rustPlatform.buildRustPackage {
   pname = "nixcloud-container";
   inherit (cargoToml.package) version;
 
-  # The crate compiles in ../lib/host-defaults.json, so the source is the
-  # repository with only what the build reads.
-  src = lib.fileset.toSource {
-    root = ./.;
-    fileset = lib.fileset.unions [
-      ./rust-helper/Cargo.toml
-      ./rust-helper/Cargo.lock
-      ./rust-helper/src
-      ./lib/host-defaults.json
-    ];
-  };
+  # The repository with only what the build and the unit tests read.
+  src = source.crate;
   sourceRoot = "source/rust-helper";
   cargoLock.lockFile = ./rust-helper/Cargo.lock;
 
   # Read by option_env! in src/settings.rs: where the helper finds cli.nix.
-  env.NIXCLOUD_CONTAINER_NIX_LIB = "${nixLib}/lib";
+  env.NIXCLOUD_CONTAINER_NIX_LIB = "${source.nixLibrary}/lib";
 
   nativeBuildInputs = [ makeWrapper installShellFiles ];
 
   # Only the unit tests: the integration tests (tests/) drive real LXC
   # containers and a real Nix store, which the build sandbox has not.
   cargoTestFlags = [ "--bins" ];
+  nativeCheckInputs = map (tool: { inherit util-linux; }.${tool}) source.checkTools;
 
   # The tools it drives, from the same package set (util-linux: unshare, which
   # gives each Nix build a PID namespace of its own; nftables: nft, for the

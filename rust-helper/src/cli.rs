@@ -273,9 +273,11 @@ pub struct ActivationFlags {
     /// does, instead of going back to the one before.
     #[arg(long)]
     pub no_rollback: bool,
-    /// After a live switch, wait this long for the guest to report that it
-    /// runs (systemctl is-system-running --wait); units that failed since,
-    /// or a guest still starting then, fail the switch. 0: do not wait.
+    /// Before a live switch, wait this long for a guest that still boots
+    /// (it is not switched if it does not finish); after it, wait this long
+    /// for the guest to report that it runs (systemctl is-system-running
+    /// --wait): units that failed since, or a guest still starting then,
+    /// fail the switch. 0: do not wait.
     #[arg(long, value_name = "seconds", default_value_t = 120)]
     pub health_timeout: u64,
 }
@@ -354,8 +356,8 @@ pub enum Command {
     /// current; a container that does not exist is created. If the container
     /// runs, the new generation is activated inside it (switch-to-configuration
     /// switch, through lxc-attach; -l goes there), as nixos-rebuild switch
-    /// would on a host; if activation fails, the previous generation is
-    /// current and active again. A stopped container boots the current
+    /// would on a host, once its guest has booted; if activation fails, the
+    /// previous generation is current and active again. A stopped container boots the current
     /// generation at its next start; changed LXC settings apply at the next
     /// start. Several containers (or --all) are each rebuilt from their last
     /// file; a path has a '/' or a '.', which no name has.

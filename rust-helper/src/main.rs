@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod error;
 mod formats;
+mod guest_lock;
 mod host_dirs;
 mod layout;
 mod limits;

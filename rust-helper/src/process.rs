@@ -56,15 +56,30 @@ impl Tool {
     }
 
     /// Kill the tool when this helper dies (kill -9 included), so that no
-    /// orphaned build writes a generation after the next command cleaned up.
+    /// orphaned build writes a generation, and no orphaned nix-env switches
+    /// a profile, after the next command has repaired what this one left.
+    ///
+    /// The kernel sends the signal only for a death after the tool's
+    /// process asked for it (prctl(2), PR_SET_PDEATHSIG), and a loaded
+    /// machine can keep a forked child from running for milliseconds: a
+    /// helper killed in between would leave the tool running. So the child
+    /// then checks that its parent is still this helper, and runs nothing
+    /// when it is not.
     pub fn dies_with_helper(mut self) -> Tool {
-        // SAFETY: the closure only makes one async-signal-safe system call.
+        let helper = rustix::process::getpid();
+        // SAFETY: the closure only makes async-signal-safe system calls
+        // (prctl, getppid) and builds an io::Error from an errno, which
+        // does not allocate.
         unsafe {
-            self.command.pre_exec(|| {
+            self.command.pre_exec(move || {
                 rustix::process::set_parent_process_death_signal(Some(
                     rustix::process::Signal::KILL,
                 ))
-                .map_err(std::io::Error::from)
+                .map_err(std::io::Error::from)?;
+                if rustix::process::getppid() != Some(helper) {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
             });
         }
         self
@@ -124,17 +139,12 @@ impl Tool {
         self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = self.command.spawn().with_context(|| self.spawn_error())?;
-        let status = loop {
-            if let Some(status) = child.try_wait().with_context(|| self.spawn_error())? {
-                break status;
-            }
-            if started.elapsed() >= limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Ok(None);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        if !ends_within(&child, started + limit).with_context(|| self.spawn_error())? {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        let status = child.wait().with_context(|| self.spawn_error())?;
         report_timing(&self.program, started.elapsed());
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
@@ -165,6 +175,33 @@ impl Tool {
     }
 }
 
+/// Whether `child` ends before `deadline`: waits on a pidfd of it, which
+/// the kernel makes readable when the process ends, so that the wait ends
+/// then and not at the next tick of a poll (readiness queries, which are
+/// bounded by this, run several times in each live switch).
+fn ends_within(child: &std::process::Child, deadline: Instant) -> Result<bool> {
+    use std::os::fd::AsRawFd;
+    let pid = rustix::process::Pid::from_child(child);
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .context("cannot watch a process (pidfd_open, Linux 5.3 or newer)")?;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut watched = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let millis = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one pollfd, valid for the call.
+        match unsafe { libc::poll(&mut watched, 1, millis) } {
+            1 => return Ok(true),
+            0 => return Ok(false),
+            _ => {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(err).context("cannot wait for a process");
+                }
+            }
+        }
+    }
+}
+
 /// An exit status as words: "exit code 3" or "signal 9".
 pub fn describe_status(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
@@ -180,5 +217,126 @@ pub fn describe_status(status: ExitStatus) -> String {
 pub fn report_timing(what: &str, took: Duration) {
     if std::env::var_os("NIXCLOUD_CONTAINER_TIMINGS").is_some() {
         eprintln!("timing: {what} {:.1} ms", took.as_secs_f64() * 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::CommandExt;
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::Tool;
+
+    /// Where the tool of `a_helper_that_dies_while_its_tool_starts` leaves
+    /// its mark if it runs (set by the test that runs it).
+    const MARK: &str = "NIXCLOUD_CONTAINER_TEST_TOOL_MARK";
+
+    /// Not a test of its own: the helper process of
+    /// `a_tool_whose_helper_died_before_it_could_ask_to_die_with_it_never_runs`,
+    /// which runs this test binary with only this test and MARK set. It
+    /// starts a tool (`touch <MARK>`) that dies with it, whose child
+    /// process, before anything of dies_with_helper runs, waits until this
+    /// process is gone (its parent is another one then), as a child that a
+    /// loaded machine did not run before the helper was killed.
+    #[test]
+    #[ignore = "run by a_tool_whose_helper_died_before_it_could_ask_to_die_with_it_never_runs"]
+    fn a_helper_that_dies_while_its_tool_starts() {
+        let Some(mark) = std::env::var_os(MARK) else {
+            return;
+        };
+        let helper = rustix::process::getpid();
+        let mut tool = Tool::new("touch").arg(mark);
+        let poll = rustix::thread::Timespec { tv_sec: 0, tv_nsec: 1_000_000 };
+        // SAFETY: getppid(2) and nanosleep(2) are async-signal-safe.
+        unsafe {
+            tool.command.pre_exec(move || {
+                while rustix::process::getppid() == Some(helper) {
+                    let _ = rustix::thread::nanosleep(&poll);
+                }
+                Ok(())
+            });
+        }
+        let _ = tool.dies_with_helper().output(false);
+    }
+
+    /// The processes whose parent is `parent`.
+    fn children_of(parent: u32) -> Vec<u32> {
+        let mut children = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue; // it ended meanwhile
+            };
+            // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+            let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
+            let ppid: u32 = after_comm.split_whitespace().nth(1).unwrap().parse().unwrap();
+            if ppid == parent {
+                children.push(pid);
+            }
+        }
+        children
+    }
+
+    /// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+    fn has_ended(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat[stat.rfind(')').unwrap() + 1..].trim_start().starts_with('Z'),
+            Err(_) => true,
+        }
+    }
+
+    /// Waits until `check` holds, for at most 20 s.
+    fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !check() {
+            assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_tool_given_a_limit_says_what_it_did_or_is_killed_at_the_limit() {
+        let finished = Tool::new("sh")
+            .args(["-c", "echo out; echo err >&2; exit 3"])
+            .output_within(Duration::from_secs(60))
+            .unwrap()
+            .expect("it ended within the limit");
+        assert_eq!(
+            (finished.status.code(), finished.stdout.as_str(), finished.stderr.as_str()),
+            (Some(3), "out\n", "err\n")
+        );
+        let killed =
+            Tool::new("sleep").arg("30").output_within(Duration::from_millis(200)).unwrap();
+        assert!(killed.is_none(), "it did not end within the limit");
+    }
+
+    #[test]
+    fn a_tool_whose_helper_died_before_it_could_ask_to_die_with_it_never_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark: PathBuf = dir.path().join("the-tool-ran");
+        let mut helper = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "process::tests::a_helper_that_dies_while_its_tool_starts"])
+            .args(["--ignored", "--test-threads=1"])
+            .env(MARK, &mark)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut tool = None;
+        wait_for("the helper to fork its tool", || {
+            tool = children_of(helper.id()).first().copied();
+            tool.is_some()
+        });
+        let tool = tool.unwrap();
+        helper.kill().unwrap();
+        helper.wait().unwrap();
+        wait_for("the orphaned tool to end", || has_ended(tool));
+        assert!(!mark.exists(), "the tool ran after its helper had died");
     }
 }

@@ -1,10 +1,9 @@
-# Evaluation tests of modules/guest.nix and of lib/nixos-system.nix, which
-# gives it the helper's parameters (run by tests/nix/run).
+# Evaluation tests of modules/guest.nix (run by tests/nix/run, and by the
+# flake's checks); nixos-system.nix has those of lib/nixos-system.nix.
 { lib, h }:
 let
-  inherit (h) eq that contains evalGuest evalWith fakePkgs;
+  inherit (h) eq that evalGuest evalWith fakePkgs;
 
-  specs = import ../../lib/spec.nix;
 
   guest = settings: extra: evalGuest ([ { nixcloud.guest = { enable = true; } // settings; } ] ++ extra);
 
@@ -23,32 +22,6 @@ let
     { nixcloud.guest = { enable = true; name = "old"; hostonly.address = "10.101.0.7"; } // settings; }
   ];
 
-  # lib/nixos-system.nix as the helper runs it, with a stand-in for nixpkgs'
-  # eval-config (tests/fake-nixpkgs): the container file's configuration, the
-  # guest module and the parameters, `ip` and `name` as module arguments.
-  # The configuration it evaluated, and the platform it evaluated it for.
-  built = { file, name, address, gateway ? null, internet ? false, system ? null, stateVersion ? "26.05" }:
-    let toplevel = import ../../lib/nixos-system.nix ({
-      nixpkgs = ../fake-nixpkgs;
-      configuration = (specs.fromValue "container file ${toString file}" (import file)).configuration;
-      params = {
-        inherit name stateVersion;
-        nixDaemon = false;
-        hostonly = { inherit address gateway; prefixLength = 16; };
-        internet = if internet then { bridge = "brNC-internet"; } else null;
-      };
-    } // lib.optionalAttrs (system != null) { inherit system; });
-    in toplevel.nixosConfig // { inherit (toplevel) evaluatedFor; };
-
-  example = built { file = ../../examples/example.nix; name = "example"; address = "10.101.0.2"; gateway = "10.101.0.1"; };
-  autostartExample = built { file = ../../examples/autostartExample.nix; name = "auto"; address = "10.101.0.3"; gateway = "10.101.0.1"; };
-  specOf = file: (specs.fromValue "container file ${toString file}" (import file)).spec;
-  webSpec = specOf ../../examples/webExample.nix;
-  dbSpec = specOf ../../examples/dbExample.nix;
-  networkExample = built { file = ../../examples/networkExample.nix; name = "net"; address = "10.10.1.2"; };
-  fullExample = built { file = ../../examples/fullExample.nix; name = "full"; address = "10.101.0.4"; internet = true; };
-  # The packages of a configuration, without the guest module's nix shims.
-  pkgNames = config: map (p: p.name) (lib.filter (p: !(p ? text)) config.environment.systemPackages);
 in
 {
   guest-module = [
@@ -100,8 +73,6 @@ in
       (guest { name = "web"; hostonly.address = "10.101.0.5"; stateVersion = "24.11"; }
         [ { system.stateVersion = "23.05"; } ]).system.stateVersion "23.05")
     (eq "without one, NixOS's default (which warns)" hostonlyOnly.system.stateVersion "unset-defaults-to-the-release")
-    (eq "the examples set their own" (map (c: c.system.stateVersion) [ example autostartExample networkExample fullExample ])
-      [ "25.11" "25.11" "25.11" "25.11" ])
   ];
 
   guest-sysctl = [
@@ -139,47 +110,5 @@ in
         patches = map toString c.systemd.package.patches;
       })
       { warnings = [ ]; patches = [ (toString ./stubs.nix) ]; })
-  ];
-
-  nixos-system = [
-    (eq "example.nix: vim" (pkgNames example) [ "vim-9.1" ])
-    (eq "example.nix: the guest's settings from the parameters" {
-      inherit (example.networking) hostName defaultGateway;
-      hostonly = example.networking.interfaces.hostonly.ipv4.addresses;
-      isContainer = example.boot.isContainer;
-    } {
-      hostName = "example";
-      defaultGateway = { address = "10.101.0.1"; interface = "hostonly"; };
-      hostonly = [ { address = "10.101.0.2"; prefixLength = 16; } ];
-      isContainer = true;
-    })
-    (eq "the machine's platform unless given" example.evaluatedFor builtins.currentSystem)
-    (eq "a given platform" (built {
-      file = ../../examples/example.nix; name = "example"; address = "10.101.0.2"; system = "aarch64-linux";
-    }).evaluatedFor "aarch64-linux")
-    (eq "autostartExample.nix: its own host name, dfc and vim"
-      { inherit (autostartExample.networking) hostName; packages = pkgNames autostartExample; ssh = autostartExample.services.openssh.enable; }
-      { hostName = "autostartExample"; packages = [ "dfc-3.1.1" "vim-9.1" ]; ssh = true; })
-    (eq "networkExample.nix: `ip` reaches the configuration"
-      networkExample.networking.hostName "10-10-1-2")
-    (eq "networkExample.nix: no gateway on its own bridge" networkExample.networking.defaultGateway null)
-    (eq "networkExample.nix: a key only from an id_rsa.pub beside it"
-      networkExample.users.users.root.openssh.authorizedKeys.keys
-      (lib.optional (builtins.pathExists ../../examples/id_rsa.pub) (builtins.readFile ../../examples/id_rsa.pub)))
-    (eq "webExample.nix: its site in its own data, port 8080, db as peer" {
-      inherit (webSpec) bindMounts forwardPorts;
-      inherit (webSpec.network) peers;
-      memoryMax = webSpec.limits.memoryMax;
-    } {
-      bindMounts = [ { mountPoint = "/var/www"; hostPath = "www"; isReadOnly = false; } ];
-      forwardPorts = [ { protocol = "tcp"; hostPort = 8080; containerPort = 80; hostAddress = null; } ];
-      peers = [ "db" ];
-      memoryMax = 1073741824;
-    })
-    (eq "dbExample.nix: web as peer" dbSpec.network.peers [ "web" ])
-    (eq "fullExample.nix: internet by DHCP"
-      (lib.mapAttrs (_: i: i.useDHCP) fullExample.networking.interfaces)
-      { hostonly = false; internet = true; })
-    (contains "fullExample.nix: ssh" true [ fullExample.services.openssh.enable ])
   ];
 }

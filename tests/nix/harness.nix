@@ -34,6 +34,13 @@ rec {
   hasInfix = name: infix: text: that name text "a text containing ${builtins.toJSON infix}" (lib.hasInfix infix);
   lacksInfix = name: infix: text: that name text "a text without ${builtins.toJSON infix}" (t: !(lib.hasInfix infix t));
   contains = name: element: list: that name list "a list containing ${pretty element}" (lib.elem element);
+  # Whether `value` evaluates wholly, or fails as a NixOS evaluation would
+  # (a throw, a failed type check, an unknown option).
+  evaluates = value: (builtins.tryEval (builtins.deepSeq value true)).success;
+  # A check: `of good` evaluates and `of bad` fails (so that it fails for
+  # what differs between them).
+  rejects = name: of: good: bad:
+    eq name { good = evaluates (of good); bad = evaluates (of bad); } { good = true; bad = false; };
   assertionFails = name: config: infix:
     that name (failedAssertions config) "a failed assertion mentioning ${builtins.toJSON infix}"
       (lib.any (lib.hasInfix infix));

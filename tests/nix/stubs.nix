@@ -21,10 +21,11 @@ let
   # pkgs.formats.keyValue { listsAsDuplicateKeys = true; }, as dnsmasq uses it.
   dnsmasqAtom = types.nullOr (types.oneOf [ types.bool types.int types.float types.str types.path ]);
   dnsmasqValue = types.coercedTo dnsmasqAtom lib.singleton (types.listOf dnsmasqAtom);
-
-  unitSet = opt (types.attrsOf (types.attrsOf types.anything)) { };
 in
 {
+  # systemd.services and systemd.targets, typed and checked as on NixOS.
+  imports = [ ./systemd-units.nix ];
+
   options = {
     assertions = opt (types.listOf types.unspecified) [ ];
     warnings = opt (types.listOf types.str) [ ];
@@ -139,8 +140,6 @@ in
     };
 
     systemd.package = opt types.package pkgs.systemd;
-    systemd.services = unitSet;
-    systemd.targets = unitSet;
   };
 
   # As nixos/modules/virtualisation/container-config.nix does.

@@ -7,7 +7,8 @@ use std::ffi::OsStr;
 use anyhow::{bail, Context as _, Result};
 
 use super::context::Context;
-use super::readiness::{self, Booted};
+use super::readiness::{self, Booted, SystemdTools};
+use crate::guest_lock::{self, Lock};
 use crate::mounts::Mounter;
 use crate::process::describe_status;
 use crate::profile::Generation;
@@ -24,9 +25,12 @@ pub enum OnFailure {
 
 /// After the profile switched away from generation `previous`: activates the
 /// current generation in the container when it runs (a stopped container
-/// boots it at its next start). When the activation fails, generation
-/// `previous` is made current and activated again, unless `on_failure`
-/// keeps the new one, and the error says which. `lxc_args` go to lxc-attach.
+/// boots it at its next start). A guest still booting is switched once it
+/// has booted (waiting as long as the health gate would; one that does not
+/// boot by then is not switched at all). When the activation fails,
+/// generation `previous` is made current and activated again, unless
+/// `on_failure` keeps the new one, and the error says which. `lxc_args` go
+/// to lxc-attach.
 pub fn activate_current(
     ctx: &Context,
     name: &str,
@@ -47,17 +51,24 @@ pub fn activate_current(
             current.number
         );
     }
+    // Its store first: the new system's tools (systemctl too) are there.
+    // Then what a switch waits for, before the one live switch at a time
+    // is ours: the guest's boot, and a switch still running inside.
+    let ready = init_of(ctx, name).and_then(|init_pid| {
+        show_closure(ctx, name, init_pid, &current)?;
+        let gate = until_booted(ctx, name, &current)?;
+        wait_for_running_switch(name, init_pid)?;
+        Ok((init_pid, gate))
+    });
+    let (init_pid, gate) = match ready {
+        Ok(ready) => ready,
+        Err(err) => return not_switched(ctx, name, previous, &current, on_failure, err),
+    };
     change_limits(ctx, name, &old, &current)?;
     // One live switch at a time (sync builds containers side by side).
     let _one_at_a_time = ctx.store.lock_activation()?;
-    // Its store first: the new system's tools (systemctl too) are there.
-    let switched = show_closure(ctx, name, &current).and_then(|()| {
-        let gated = ctx.health_timeout.filter(|_| readiness::has_systemctl(ctx, name));
-        let failed_before =
-            if gated.is_some() { readiness::failed_units(ctx, name) } else { Vec::new() };
-        activate(ctx, name, &current, lxc_args)?;
-        gated.map_or(Ok(()), |limit| health_gate(ctx, name, &current, &failed_before, limit))
-    });
+    let switched = activate(ctx, name, init_pid, &current, lxc_args)
+        .and_then(|()| gate.map_or(Ok(()), |gate| gate.check(ctx, name, &current)));
     let Err(err) = switched else {
         return Ok(());
     };
@@ -68,22 +79,87 @@ pub fn activate_current(
         )));
     }
     ctx.plain_nix().switch_generation(&profile, previous)?;
-    if let Err(again) = activate(ctx, name, &old, lxc_args) {
+    change_limits(ctx, name, &current, &old)?;
+    if let Err(again) = activate(ctx, name, init_pid, &old, lxc_args) {
         eprintln!("warning: re-activating generation {previous} failed too: {again:#}");
     }
     Err(err.context(format!("generation {previous} of '{name}' is current again")))
 }
 
-/// Adds what `generation` needs to the running container's store view, so
-/// that its activation finds its closure.
-fn show_closure(ctx: &Context, name: &str, generation: &Generation) -> Result<()> {
+/// The host pid of running container `name`'s init: from its monitor's
+/// pidfile, else (a start in the foreground writes none) from LXC.
+fn init_of(ctx: &Context, name: &str) -> Result<u32> {
+    let lxc = ctx.lxc();
+    match lxc.running_init(name) {
+        Some(pid) => Ok(pid),
+        None => lxc.init_pid(name)?.with_context(|| format!("container '{name}' stopped")),
+    }
+}
+
+/// The health gate of a live switch: its limit, the systemd tools that
+/// tell, and the units that had failed before the switch.
+struct Gate {
+    limit: std::time::Duration,
+    tools: SystemdTools,
+    failed_before: Vec<String>,
+}
+
+/// Waits until the guest has booted, for as long as the health gate would
+/// wait (and says so when it does), and returns the gate. None: no gate
+/// (--health-timeout 0, or a system without systemctl), and no wait.
+fn until_booted(ctx: &Context, name: &str, generation: &Generation) -> Result<Option<Gate>> {
+    let (Some(limit), Some(tools)) = (ctx.health_timeout, SystemdTools::of(generation)?) else {
+        return Ok(None);
+    };
+    let number = generation.number;
+    let booted = readiness::wait_until_booted(ctx, name, &tools, limit, || {
+        eprintln!(
+            "waiting for '{name}' to finish booting before it switches to generation {number} \
+             (at most {} s, --health-timeout)",
+            limit.as_secs()
+        );
+    })
+    // A guest that stays "starting" (a unit that never finishes) is
+    // switched by a switch that does not wait.
+    .map_err(|err| anyhow::anyhow!("{err:#} (--health-timeout 0 switches without waiting)"))?;
+    let failed_before = match booted {
+        Booted::Running => Vec::new(),
+        Booted::Degraded(failed) => failed,
+    };
+    Ok(Some(Gate { limit, tools, failed_before }))
+}
+
+/// For a switch that did not begin (the guest did not boot, or its store
+/// could not take the new generation): generation `previous` is made
+/// current again, unless `on_failure` keeps the new one; nothing was
+/// activated, and the guest goes on with what it runs.
+fn not_switched(
+    ctx: &Context,
+    name: &str,
+    previous: u64,
+    current: &Generation,
+    on_failure: OnFailure,
+    err: anyhow::Error,
+) -> Result<()> {
+    let err = err.context(format!("generation {} was not activated in '{name}'", current.number));
+    if on_failure == OnFailure::Keep {
+        return Err(err.context(format!(
+            "generation {} of '{name}' stays current, as --no-rollback asks; it runs from the \
+             container's next start",
+            current.number
+        )));
+    }
+    ctx.plain_nix().switch_generation(&ctx.profile(name), previous)?;
+    Err(err.context(format!("generation {previous} of '{name}' is current again")))
+}
+
+/// Adds what `generation` needs to the store view of the running container
+/// whose init is `init_pid`, so that its activation finds its closure.
+fn show_closure(ctx: &Context, name: &str, init_pid: u32, generation: &Generation) -> Result<()> {
     let params = generation.meta()?.params;
     if params.sees_whole_store() {
         return Ok(());
     }
-    let Some(init_pid) = ctx.lxc().init_pid(name)? else {
-        return Ok(());
-    };
     let ids = ctx.existing(name)?.ids(&ctx.settings.host.idmap);
     let rootfs = ctx.lxc().rootfs(name);
     let mounter = Mounter::new(&rootfs, ids, ctx.settings.host.idmapped_mounts)?;
@@ -100,28 +176,28 @@ fn show_closure(ctx: &Context, name: &str, generation: &Generation) -> Result<()
     Ok(())
 }
 
-/// After a live switch to `generation`: waits (at most `limit`) until the
-/// guest says it runs; units that failed since the switch began (not those
-/// `failed_before`), or a guest still starting, fail the switch.
-fn health_gate(
-    ctx: &Context,
-    name: &str,
-    generation: &Generation,
-    failed_before: &[String],
-    limit: std::time::Duration,
-) -> Result<()> {
-    let number = generation.number;
-    match readiness::wait_until_booted(ctx, name, limit)
-        .with_context(|| format!("generation {number} of '{name}' is not healthy"))?
-    {
-        Booted::Running => Ok(()),
-        Booted::Degraded(failed) => {
-            let new: Vec<String> =
-                failed.into_iter().filter(|unit| !failed_before.contains(unit)).collect();
-            if new.is_empty() {
-                Ok(())
-            } else {
-                bail!("generation {number} of '{name}' is not healthy: units failed after the switch: {}", new.join(", "))
+impl Gate {
+    /// After a live switch to `generation`: waits (at most the limit) until
+    /// the guest says it runs; units that failed since the switch began (not
+    /// those failed before), or a guest still starting, fail the switch.
+    fn check(&self, ctx: &Context, name: &str, generation: &Generation) -> Result<()> {
+        let number = generation.number;
+        match readiness::wait_until_booted(ctx, name, &self.tools, self.limit, || {})
+            .with_context(|| format!("generation {number} of '{name}' is not healthy"))?
+        {
+            Booted::Running => Ok(()),
+            Booted::Degraded(failed) => {
+                let new: Vec<String> =
+                    failed.into_iter().filter(|unit| !self.failed_before.contains(unit)).collect();
+                if new.is_empty() {
+                    Ok(())
+                } else {
+                    bail!(
+                        "generation {number} of '{name}' is not healthy: units failed after the \
+                         switch: {}",
+                        new.join(", ")
+                    )
+                }
             }
         }
     }
@@ -169,31 +245,47 @@ fn change_limits(ctx: &Context, name: &str, old: &Generation, new: &Generation) 
 const NEEDS_RESTART: i32 = 100;
 
 /// The lock NixOS's switch-to-configuration takes, without waiting: a
-/// second one exits while the first runs ("Could not acquire lock").
+/// second one exits (code 11) while the first runs ("Could not acquire
+/// lock"; nixos/tests/switch-test.nix, "aborts on already locked lock file").
 const SWITCH_LOCK: &str = "/run/nixos/switch-to-configuration.lock";
 
 /// How long an activation waits for one that is still running in the
 /// container: one that a killed helper started goes on inside, and the
 /// next command's switch must come after it, not fail beside it.
-const SWITCH_LOCK_WAIT_SECONDS: u32 = 300;
+const SWITCH_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// The command that runs `program switch` inside the container once no
-/// other switch-to-configuration holds `lock` (SWITCH_LOCK; where the guest
-/// has flock, as NixOS has util-linux's; the switch then takes the lock
-/// itself).
-fn after_running_switch(program: &std::path::Path, lock: &str) -> Vec<std::ffi::OsString> {
-    let script = format!(
-        "if [ -e {lock} ] && command -v flock >/dev/null 2>&1; then \
-         flock -w {SWITCH_LOCK_WAIT_SECONDS} {lock} true; fi; exec \"$0\" switch"
+/// Waits (and says so) until no switch-to-configuration holds the guest's
+/// lock, watched from the host (guest_lock.rs): the guest needs no tool
+/// for it, and may be a system without flock.
+fn wait_for_running_switch(name: &str, init_pid: u32) -> Result<()> {
+    let lock = std::path::Path::new(SWITCH_LOCK);
+    if guest_lock::wait_until_free(init_pid, lock, std::time::Duration::ZERO)? == Lock::Free {
+        return Ok(());
+    }
+    eprintln!(
+        "waiting for the switch-to-configuration still running in '{name}' to finish (at most {} s)",
+        SWITCH_LOCK_WAIT.as_secs()
     );
-    vec!["/bin/sh".into(), "-c".into(), script.into(), program.into()]
+    match guest_lock::wait_until_free(init_pid, lock, SWITCH_LOCK_WAIT)? {
+        Lock::Free => Ok(()),
+        Lock::Held => bail!(
+            "a switch-to-configuration in '{name}' still holds {SWITCH_LOCK} after {} s",
+            SWITCH_LOCK_WAIT.as_secs()
+        ),
+    }
 }
 
 /// Runs the generation's `switch-to-configuration switch` inside the
-/// container (after any that still runs there), and says what went wrong
-/// by its exit code: 1 it could not switch, 2 an activation snippet
-/// failed, 4 units failed.
-fn activate(ctx: &Context, name: &str, generation: &Generation, lxc_args: &[String]) -> Result<()> {
+/// container whose init is `init_pid` (after any that still runs there), by
+/// its store path, and says what went wrong by its exit code: 1 it could
+/// not switch, 2 an activation snippet failed, 4 units failed.
+fn activate(
+    ctx: &Context,
+    name: &str,
+    init_pid: u32,
+    generation: &Generation,
+    lxc_args: &[String],
+) -> Result<()> {
     let system = generation.meta()?.system;
     let program = system.join("bin/switch-to-configuration");
     if !program.exists() {
@@ -204,8 +296,8 @@ fn activate(ctx: &Context, name: &str, generation: &Generation, lxc_args: &[Stri
         );
         return Ok(());
     }
-    let command = after_running_switch(&program, SWITCH_LOCK);
-    let command: Vec<&OsStr> = command.iter().map(|arg| arg.as_os_str()).collect();
+    wait_for_running_switch(name, init_pid)?;
+    let command = [program.as_os_str(), OsStr::new("switch")];
     let finished = ctx.lxc().attach_captured(name, lxc_args, &command)?;
     for output in [&finished.stdout, &finished.stderr] {
         if !output.trim().is_empty() {
@@ -239,7 +331,10 @@ fn activate(ctx: &Context, name: &str, generation: &Generation, lxc_args: &[Stri
             bail!("activating generation {number} in '{name}': activation snippets failed: {what}")
         }
         Some(4) => {
-            let units = readiness::failed_units(ctx, name);
+            let units = match SystemdTools::of(generation)? {
+                Some(tools) => readiness::failed_units(ctx, name, &tools),
+                None => Vec::new(),
+            };
             let what = if units.is_empty() { said() } else { units.join(", ") };
             bail!("activating generation {number} in '{name}': units failed: {what}")
         }
@@ -268,58 +363,6 @@ fn failed_snippets(output: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
-    use std::process::Command;
-
-    /// Runs what `activate` runs inside, here, for a stand-in switch that
-    /// takes `lock` as NixOS's does (without waiting, exit 11 when held) and
-    /// succeeds only where `earlier_done` exists and it is asked to switch.
-    fn switch_after(
-        dir: &std::path::Path,
-        lock: &std::path::Path,
-        earlier_done: &std::path::Path,
-    ) -> bool {
-        let program = dir.join("switch-to-configuration");
-        std::fs::write(
-            &program,
-            format!(
-                "#!/bin/sh\nexec 9>>{}\nflock -n 9 || exit 11\n[ -e {} ] && [ \"$1\" = switch ]\n",
-                lock.display(),
-                earlier_done.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let command = super::after_running_switch(&program, lock.to_str().unwrap());
-        Command::new(&command[0]).args(&command[1..]).status().unwrap().success()
-    }
-
-    #[test]
-    fn a_switch_comes_after_the_one_that_still_holds_the_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let (lock, done) = (dir.path().join("switch.lock"), dir.path().join("earlier-done"));
-        std::fs::write(&lock, "").unwrap();
-        // The earlier switch (of a killed helper): holds the lock a while.
-        let mut earlier = Command::new("flock")
-            .arg(&lock)
-            .args(["sh", "-c", &format!("sleep 1; touch {}", done.display())])
-            .spawn()
-            .unwrap();
-        while Command::new("flock").arg("-n").arg(&lock).arg("true").status().unwrap().success() {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert!(switch_after(dir.path(), &lock, &done), "it waited, then switched");
-        assert!(earlier.wait().unwrap().success());
-    }
-
-    #[test]
-    fn a_switch_without_a_lock_file_runs_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (lock, done) = (dir.path().join("switch.lock"), dir.path().join("earlier-done"));
-        std::fs::write(&done, "").unwrap();
-        assert!(switch_after(dir.path(), &lock, &done));
-    }
-
     #[test]
     fn failed_snippets_are_named() {
         let output = "setting up /etc...\nActivation script snippet 'users' failed (1)\nActivation script snippet 'specialfs' failed (32)\n";

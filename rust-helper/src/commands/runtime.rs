@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 
 use super::context::Context;
-use super::readiness::{self, Booted};
+use super::readiness::{self, Booted, SystemdTools};
 use super::{grants, network_rules, opening};
 use crate::error::EXIT_FAILURE;
 use crate::layout::PROFILE_MOUNT;
@@ -30,7 +30,15 @@ pub fn in_foreground(ctx: &Context) -> bool {
 pub fn start(ctx: &Context, name: &str, wait: Option<Duration>) -> Result<ExitCode> {
     let started = start_unwaited(ctx, name)?;
     if let (Some(limit), true) = (wait, started == ExitCode::SUCCESS) {
-        match readiness::wait_until_booted(ctx, name, limit)? {
+        let current =
+            ctx.profile(name).current()?.context("the container has no current generation")?;
+        let Some(tools) = SystemdTools::of(&current)? else {
+            bail!(
+                "container '{name}' started, but its system has no systemd/bin/systemctl to say \
+                 when it has booted"
+            );
+        };
+        match readiness::wait_until_booted(ctx, name, &tools, limit, || {})? {
             Booted::Running => println!("container '{name}' has booted"),
             Booted::Degraded(units) => eprintln!(
                 "warning: container '{name}' has booted, degraded: {} failed",
@@ -50,22 +58,22 @@ pub fn restart(ctx: &Context, name: &str, wait: Option<Duration>) -> Result<Exit
 /// Shows container `name`'s journal, as `journalctl` inside does.
 pub fn logs(ctx: &Context, name: &str, follow: bool, lines: Option<u64>) -> Result<ExitCode> {
     ensure_running(ctx, name)?;
-    let lxc = ctx.lxc();
-    let probe = ["sh", "-c", "command -v journalctl"].map(std::ffi::OsStr::new);
-    if !lxc.attach_captured(name, &ctx.lxc_args, &probe)?.status.success() {
+    let current =
+        ctx.profile(name).current()?.context("the container has no current generation")?;
+    let Some(journalctl) = SystemdTools::of(&current)?.and_then(|tools| tools.journalctl()) else {
         bail!(
-            "container '{name}' has no journal: its system has no journalctl (a NixOS guest has; \
-             see `nixcloud-container run {name} ...` for the logs of other systems)"
+            "container '{name}' has no journal: its system has no systemd/bin/journalctl (a NixOS \
+             guest has; see `nixcloud-container run {name} ...` for the logs of other systems)"
         );
-    }
-    let mut command = vec!["journalctl".to_string(), "--no-pager".to_string()];
+    };
+    let mut command = vec![journalctl.display().to_string(), "--no-pager".to_string()];
     if let Some(lines) = lines {
         command.push(format!("--lines={lines}"));
     }
     if follow {
         command.push("--follow".to_string());
     }
-    Ok(exit_code(lxc.attach(name, &ctx.lxc_args, &command)?))
+    Ok(exit_code(ctx.lxc().attach(name, &ctx.lxc_args, &command)?))
 }
 
 fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {

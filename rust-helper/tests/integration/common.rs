@@ -183,20 +183,43 @@ impl Host {
         self.ok(&["state", name]).trim().to_string()
     }
 
-    /// Starts container `name`, a tiny system, and waits until its init has
-    /// recorded the boot; returns the version that booted.
+    /// Starts container `name`, a tiny system, and waits until it has
+    /// booted (`wait_booted`); returns the version that booted.
     pub fn start_booted(&self, name: &str) -> String {
-        // The record of an earlier boot stays in the rootfs.
-        let record = self.lxc_path().join(name).join("rootfs/var/lib/tiny/booted");
-        let _ = std::fs::remove_file(record);
+        self.forget_boot(name);
         self.ok(&["start", name]);
-        let mut booted = String::new();
-        self.wait_for(&format!("{name} to boot"), || {
-            let run = self.helper(&["run", name, "cat", "/var/lib/tiny/booted"]);
-            booted = run.stdout.trim().to_string();
-            run.code == 0
-        });
-        booted
+        self.wait_booted(&[name]).remove(0)
+    }
+
+    /// The tiny init's record that it booted (examples/tiny/system.nix:
+    /// written last, once /bin and its boot state are there), as the host
+    /// sees it in the container's rootfs.
+    fn boot_record(&self, name: &str) -> PathBuf {
+        self.lxc_path().join(name).join("rootfs/var/lib/tiny/booted")
+    }
+
+    /// Removes the record of an earlier boot (it stays in the rootfs), so
+    /// that `wait_booted` waits for the next one.
+    pub fn forget_boot(&self, name: &str) {
+        let _ = std::fs::remove_file(self.boot_record(name));
+    }
+
+    /// Waits until the tiny system of each of the started containers
+    /// `names` has booted; returns the versions that booted. The one way
+    /// the tests wait for a boot, before they run anything inside a
+    /// container: a command run earlier would race the guest's init.
+    pub fn wait_booted(&self, names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .map(|name| {
+                let mut booted = String::new();
+                self.wait_for(&format!("{name} to boot"), || {
+                    booted = std::fs::read_to_string(self.boot_record(name)).unwrap_or_default();
+                    booted.ends_with('\n')
+                });
+                booted.trim().to_string()
+            })
+            .collect()
     }
 
     /// Whether the host side reaches `address` (busybox ping, one packet).

@@ -4,7 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::common::{path_str, tiny_file, Host};
+use crate::common::{built_by_script, path_str, tiny_file, Host};
 
 /// A tiny container file with `attrs` besides its system.
 fn with(host: &Host, file: &str, version: &str, attrs: &str) -> std::path::PathBuf {
@@ -290,12 +290,20 @@ fn restart_start_wait_and_logs() {
         "{started:?}"
     );
 
-    // A guest without a journal says so.
-    let bare = host
-        .file("n.nix", r#"{ system = import <nixcloud-container/examples/tiny/system.nix> { }; }"#);
+    // The journal is read with the system's own journalctl (by its store
+    // path), whatever the guest did to its PATH.
+    host.ok(&["run", "up", "rm", "/run/current-system"]);
+    assert_eq!(host.ok(&["logs", "up", "-n", "1"]), "tiny: booted version 1\n");
+    // A system without a journal says so.
+    let bare = built_by_script(
+        &host,
+        "bare",
+        "${bb} mkdir $out
+         printf '#!%s sh\\nexec %s sleep 1000\\n' ${bb} ${bb} > $out/init
+         ${bb} chmod +x $out/init",
+    );
     host.ok(&["create", "bare", path_str(&bare)]);
-    host.start_booted("bare");
-    host.ok(&["run", "bare", "rm", "/run/current-system"]);
+    host.ok(&["start", "bare"]);
     let error = host.fails(&["logs", "bare"], 1);
     assert!(error.contains("has no journal"), "{error}");
     assert!(Path::new("/nix/store").exists());

@@ -498,6 +498,7 @@ fn limits_become_cgroup2_settings_capped_by_the_host() {
     if !enforced {
         assert!(started.stderr.contains("the limits of 'limited' are not enforced"), "{started:?}");
     }
+    host.wait_booted(&["limited"]);
 
     // An update changes them in the running container where LXC can, and
     // says that they apply at the next start where it cannot.
@@ -560,6 +561,7 @@ fn limits_are_enforced_where_lxc_has_cgroup2() {
     let start = host
         .ns_with_helper("mount -t cgroup2 none /sys/fs/cgroup && nixcloud-container start limited");
     assert_eq!(start.code, 0, "{start:?}");
+    host.wait_booted(&["limited"]);
     let init = host.lxc("lxc-info -n limited -pH").stdout.trim().to_string();
     let cgroup = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap();
     let path = cgroup.lines().find_map(|line| line.strip_prefix("0::")).unwrap().trim().to_string();

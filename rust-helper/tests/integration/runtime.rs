@@ -1,7 +1,10 @@
 //! The runtime commands on real unprivileged LXC: start, stop, terminate,
 //! login, run, state, list, show-ip, autostart and live updates.
 
-use crate::common::{path_str, tiny_file, Host};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::common::{path_str, tiny_file, Host, Run};
 
 #[test]
 fn a_running_container_answers_and_runs_unprivileged() {
@@ -93,6 +96,161 @@ fn updates_are_activated_in_a_running_container() {
     assert_eq!(host.state("app"), "STOPPED");
     let out = host.ok(&["stop", "app"]);
     assert!(out.contains("is not running"), "{out}");
+}
+
+/// A tiny container file whose guest boots only once `/boot-gate` exists
+/// in it (examples/tiny/system.nix's bootGate): until then it has no
+/// /bin/sh, no /run/current-system and no boot record, as a NixOS guest
+/// early in its boot.
+fn gated(host: &Host, file: &str, version: &str) -> PathBuf {
+    host.file(file, &tiny_file(version, "", r#"bootGate = "/boot-gate";"#))
+}
+
+/// Runs the helper with `args` in the background until it says `waiting`,
+/// checks that the tiny guest of container `name` has not been switched
+/// (since its boot), calls `go_on`, and returns what the helper did.
+fn run_until_waiting(
+    host: &Host,
+    name: &str,
+    args: &[&str],
+    waiting: &str,
+    go_on: impl FnOnce(),
+) -> Run {
+    use std::io::BufRead;
+    let mut helper = host
+        .helper_command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the helper starts");
+    let mut stderr = std::io::BufReader::new(helper.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains(waiting) {
+        let read = stderr.read_line(&mut said).unwrap();
+        assert!(read > 0, "{args:?} ended without saying {waiting:?}: {said}");
+    }
+    // It has switched nothing so far.
+    let activated = host.lxc_path().join(name).join("rootfs/var/lib/tiny/activated");
+    assert!(!activated.exists(), "{args:?} switched before it was done waiting");
+    go_on();
+    std::io::Read::read_to_string(&mut stderr, &mut said).unwrap();
+    let output = helper.wait_with_output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: said,
+    }
+}
+
+#[test]
+fn an_update_of_a_guest_that_still_boots_waits_for_the_boot_then_switches() {
+    let host = Host::new();
+    host.ok(&["create", "slow", path_str(&gated(&host, "s1.nix", "1"))]);
+    host.ok(&["start", "slow"]);
+    let v2 = host.tiny("s2.nix", "2", "");
+    let rootfs = host.lxc_path().join("slow/rootfs");
+    let waiting = "waiting for 'slow' to finish booting";
+    let updated =
+        run_until_waiting(&host, "slow", &["update", "slow", path_str(&v2)], waiting, || {
+            assert!(!rootfs.join("bin/sh").exists(), "the guest has no shell yet");
+            std::fs::write(rootfs.join("boot-gate"), "").unwrap();
+        });
+    assert_eq!(updated.code, 0, "{updated:?}");
+    assert!(
+        updated.stdout.contains("activated generation 2 in running container 'slow'"),
+        "{updated:?}"
+    );
+    assert_eq!(host.wait_booted(&["slow"]), ["1"], "it booted generation 1, then switched");
+    assert_eq!(host.ok(&["run", "slow", "cat", "/var/lib/tiny/activated"]).trim(), "switch 2");
+    assert_eq!(host.current_generation("slow"), "2");
+    assert_eq!(host.ok(&["logs", "slow"]), "tiny: booted version 1\ntiny: switch to version 2\n");
+}
+
+#[test]
+fn a_guest_that_does_not_finish_booting_is_not_switched() {
+    let host = Host::new();
+    host.ok(&["create", "stuck", path_str(&gated(&host, "s1.nix", "1"))]);
+    host.ok(&["start", "stuck"]);
+    let rootfs = host.lxc_path().join("stuck/rootfs");
+    let v2 = host.tiny("s2.nix", "2", "");
+    let error = host.fails(&["update", "stuck", path_str(&v2), "--health-timeout", "2"], 1);
+    assert!(
+        error.contains("generation 1 of 'stuck' is current again: generation 2 was not activated")
+            && error.contains("'stuck' did not finish booting within 2 s")
+            && error.contains("(--health-timeout 0 switches without waiting)"),
+        "{error}"
+    );
+    assert_eq!(host.current_generation("stuck"), "1");
+    assert!(!host.profiles_dir().join("stuck/profile-2-link").exists(), "the new one is gone");
+    // --no-rollback keeps it current, for the next start.
+    let error = host
+        .fails(&["update", "stuck", path_str(&v2), "--health-timeout", "1", "--no-rollback"], 1);
+    assert!(
+        error.contains("generation 2 of 'stuck' stays current, as --no-rollback asks"),
+        "{error}"
+    );
+    assert_eq!(host.current_generation("stuck"), "2");
+    // Nothing was switched in the guest meanwhile; once booted, it runs
+    // what it booted, and a start boots the current one.
+    assert!(!rootfs.join("var/lib/tiny/activated").exists());
+    std::fs::write(rootfs.join("boot-gate"), "").unwrap();
+    assert_eq!(host.wait_booted(&["stuck"]), ["1"]);
+    assert!(!rootfs.join("var/lib/tiny/activated").exists());
+    host.ok(&["stop", "stuck"]);
+    assert_eq!(host.start_booted("stuck"), "2");
+}
+
+#[test]
+fn a_switch_comes_after_one_still_running_inside() {
+    let host = Host::new();
+    host.ok(&["create", "app", path_str(&host.tiny("a1.nix", "1", ""))]);
+    host.start_booted("app");
+    // A switch-to-configuration of a killed helper, as NixOS's holds its
+    // lock (the tiny guest's busybox has no flock: the host's holds the
+    // guest's file, which is the same lock).
+    host.ok(&[
+        "run",
+        "app",
+        "sh",
+        "-c",
+        "mkdir -p /run/nixos && touch /run/nixos/switch-to-configuration.lock",
+    ]);
+    let lock = host.lxc_path().join("app/rootfs/run/nixos/switch-to-configuration.lock");
+    let mut earlier = Command::new("flock")
+        .arg(&lock)
+        .args(["head", "-c", "1"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held =
+        || !Command::new("flock").arg("-n").arg(&lock).arg("true").status().unwrap().success();
+    host.wait_for("the earlier switch to hold the lock", held);
+    let v2 = host.tiny("a2.nix", "2", "");
+    let waiting = "waiting for the switch-to-configuration still running in 'app' to finish";
+    let updated =
+        run_until_waiting(&host, "app", &["update", "app", path_str(&v2)], waiting, || {
+            drop(earlier.stdin.take());
+            assert!(earlier.wait().unwrap().success());
+        });
+    assert_eq!(updated.code, 0, "{updated:?}");
+    assert_eq!(host.ok(&["run", "app", "cat", "/var/lib/tiny/activated"]).trim(), "switch 2");
+
+    // A link the guest put there instead is not followed (the file it
+    // names stays held, and is no lock of a switch).
+    let earlier = Command::new("flock")
+        .arg(&lock)
+        .args(["head", "-c", "1"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    host.wait_for("the lock to be held again", held);
+    host.ok(&["run", "app", "mv", "/run/nixos/switch-to-configuration.lock", "/run/nixos/held"]);
+    host.ok(&["run", "app", "ln", "-s", "held", "/run/nixos/switch-to-configuration.lock"]);
+    let updated = host.helper(&["update", "app", path_str(&host.tiny("a3.nix", "3", ""))]);
+    assert_eq!(updated.code, 0, "{updated:?}");
+    assert!(!updated.stderr.contains("waiting for the switch"), "{updated:?}");
+    assert_eq!(host.ok(&["run", "app", "cat", "/var/lib/tiny/activated"]).trim(), "switch 3");
+    drop(earlier);
 }
 
 #[test]
@@ -216,6 +374,7 @@ fn start_in_the_foreground_runs_until_the_container_stops() {
     let mut foreground = host.helper_command(&["start", "fg", "-l", "-F"]).spawn().unwrap();
     host.wait_for("the foreground container", || host.state("fg") == "RUNNING");
     assert!(foreground.try_wait().unwrap().is_none(), "start -F waits while the container runs");
+    host.wait_booted(&["fg"]);
     // Other commands do not wait for the foreground start.
     host.ok(&["update", "fg", path_str(&host.tiny("fg2.nix", "2", ""))]);
     host.ok(&["stop", "fg"]);

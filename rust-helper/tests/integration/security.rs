@@ -383,12 +383,21 @@ fn a_killed_helper_leaves_no_build_running_and_nothing_in_tmp() {
         let name = format!("slow-build-{signal}-{seconds}");
         let file =
             built_by_script(&host, &name, &format!("${{bb}} sleep {seconds}; ${{bb}} mkdir $out"));
-        let mut child = host
-            .helper_command(&["create", "slow", path_str(&file)])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut command = host.helper_command(&["create", "slow", path_str(&file)]);
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        // As from a terminal or a service manager, whatever this test was
+        // started from: a background job of a shell without job control
+        // (or nohup) passes SIGINT (or SIGHUP) on ignored.
+        // SAFETY: signal(2) is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap();
         let sleeper = format!("sleep {seconds}");
         host.wait_for("the builder to run", || !processes_with(&sleeper).is_empty());
         assert!(build_dirs_in_tmp(&name).is_empty(), "the build's directory is not in /tmp");
@@ -410,8 +419,17 @@ fn a_killed_helper_leaves_no_build_running_and_nothing_in_tmp() {
         assert!(build_dirs_in_tmp(&name).is_empty(), "{signal}: a build directory in /tmp");
     }
     // What the killed commands left in the state directory goes with a
-    // later command (one that is not running any more is abandoned).
-    std::thread::sleep(std::time::Duration::from_secs(6));
+    // later command: a scratch directory that nobody locks and that is older
+    // than the moment between its making and its locking (scratch.rs: 5 s)
+    // is abandoned. They are made older than that, instead of waiting.
+    for left in std::fs::read_dir(host.state_dir().join("tmp")).unwrap().flatten() {
+        let aged = std::process::Command::new("touch")
+            .args(["-d", "1 minute ago"])
+            .arg(left.path())
+            .status()
+            .unwrap();
+        assert!(aged.success());
+    }
     host.ok(&["create", "after", path_str(&host.tiny("after.nix", "1", ""))]);
     let left: Vec<_> = std::fs::read_dir(host.state_dir().join("tmp")).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
