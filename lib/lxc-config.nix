@@ -32,6 +32,9 @@ let
     ++ map (kv: line "${key}.${kv.name}" kv.value) extra;
 
   isolatePort = "${./isolate-port.sh}";
+  # Run by LXC as root on the host once the container's init ended, whatever
+  # ended it: its forwarded ports go (rust-helper/src/commands/network_rules.rs).
+  dropForwards = "${./drop-forwards.sh}";
 
   hostonly = params.hostonly;
 
@@ -82,6 +85,7 @@ concatStringsSep "\n" ([
   (line "lxc.tty.max" ttys)
   (line "lxc.environment" "container_ttys=${concatStringsSep " " (builtins.genList (i: "pts/${toString (i + 1)}") ttys)}")
   (line "lxc.start.auto" (if autostart then 1 else 0))
+  (line "lxc.hook.stop" dropForwards)
 ]
 ++ limitLines
 ++ veth 0 "hostonly" hostonly hostonlyAddress

@@ -12,9 +12,11 @@
 //! A running container's `forwardPorts` are DNAT rules (nftables, table ip
 //! nixcloud-container-forwards): connections to a host address (any of the
 //! host's, or the one named) on the host port go to the container's port.
-//! They are there while it runs: made when it starts, gone when it stops
-//! through this helper (one that stops by itself keeps them until the next
-//! start, stop or `repair-network`).
+//! They are there while it runs: made when it starts, gone when it stops.
+//! Each container's rules are a chain of its own (`to-<name>`), so that
+//! LXC's hook at its stop (lib/drop-forwards.sh) empties it, whatever
+//! stopped the container; the helper's next command takes the empty chain
+//! away.
 //!
 //! Nothing of this runs while no container names peers or forwards ports.
 //! Once one does, the rules are kept in step with the containers whenever one
@@ -40,9 +42,17 @@ const PEERS_TABLE: &str = "bridge nixcloud-container-peers";
 const PEERS_CONTENT: &str = include_str!("../../../lib/peers.nft");
 /// The port forwards' table.
 const FORWARDS_TABLE: &str = "ip nixcloud-container-forwards";
+/// The chain of `FORWARDS_TABLE` that holds the DNAT rules of container
+/// `name` (as LXC knows it: LXC's hook at its stop, lib/drop-forwards.sh,
+/// finds it by LXC_NAME and empties it).
+fn forwards_chain(name: &str) -> String {
+    format!("to-{name}")
+}
 
 /// A container as the rules see it.
 struct Member {
+    /// Its name as LXC knows it.
+    name: String,
     /// Its ports, each with its bridge.
     ports: Vec<(InterfaceName, InterfaceName)>,
     /// The names (in lower case) of the containers it names as peers.
@@ -160,6 +170,7 @@ fn members(ctx: &Context, starting: Option<&str>) -> Result<BTreeMap<String, Mem
             .map(|started| started.address)
             .filter(|_| starting != Some(name.as_str()));
         let member = Member {
+            name: name.clone(),
             ports: ports(&name, &meta.params),
             peers: meta
                 .spec
@@ -206,50 +217,53 @@ fn ruleset(members: &BTreeMap<String, Member>) -> String {
     } else {
         format!("elements = {{ {} }}", elements.join(", "))
     };
-    let mut forwards = Vec::new();
-    for (name, member) in members {
-        let Some(address) = member.running_at else {
+    // Each running container's rules in its chain, which the base chains
+    // jump to only for connections to the host's own addresses: a container
+    // file's hostAddress that is not one of them would take another host's
+    // connections as they pass through.
+    let mut chains = String::new();
+    let mut jumps = Vec::new();
+    for member in members.values() {
+        let Some(address) = member.running_at.filter(|_| !member.forwards.is_empty()) else {
             continue;
         };
-        for forward in &member.forwards {
-            forwards.push(dnat_rule(name, forward, address));
-        }
-    }
-    // Only connections to the host's own addresses: a container file's
-    // hostAddress that is not one of them would take another host's
-    // connections as they pass through.
-    let rules = |local: &str| -> String {
-        forwards
+        let chain = forwards_chain(&member.name);
+        let rules: String = member
+            .forwards
             .iter()
-            .map(|(to_host, rule)| {
-                format!("    {local}{}{rule}\n", to_host.as_deref().unwrap_or(""))
-            })
-            .collect()
+            .map(|forward| format!("    {}\n", dnat_rule(forward, address)))
+            .collect();
+        chains.push_str(&format!("  chain {chain} {{\n{rules}  }}\n"));
+        jumps.push(chain);
+    }
+    let jumps = |local: &str| -> String {
+        jumps.iter().map(|chain| format!("    {local}jump {chain}\n")).collect()
     };
     format!(
         "table {PEERS_TABLE}\ndelete table {PEERS_TABLE}\n\
          table {PEERS_TABLE} {{\n{}}}\n\
          table {FORWARDS_TABLE}\ndelete table {FORWARDS_TABLE}\n\
-         table {FORWARDS_TABLE} {{\n\
+         table {FORWARDS_TABLE} {{\n{chains}\
          \x20 chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{}  }}\n\
          \x20 chain output {{\n    type nat hook output priority -100; policy accept;\n{}  }}\n}}\n",
         PEERS_CONTENT.replace("@ELEMENTS@", &elements),
-        rules("fib daddr type local "),
+        jumps("fib daddr type local "),
         // From the host itself, to its own addresses but loopback's (which
         // the kernel would not route to a container).
-        rules("fib daddr type local ip daddr != 127.0.0.0/8 "),
+        jumps("fib daddr type local ip daddr != 127.0.0.0/8 "),
     )
 }
 
-/// The match on the host address (None: any of the host's) and the rest of
-/// the DNAT rule of `forward` to container `name` at `address`.
-fn dnat_rule(name: &str, forward: &ForwardPort, address: Ipv4Addr) -> (Option<String>, String) {
+/// The DNAT rule of `forward` to a container at `address`.
+fn dnat_rule(forward: &ForwardPort, address: Ipv4Addr) -> String {
     let to_host = forward.host_address.map(|host| format!("ip daddr {host} "));
-    let rule = format!(
-        "{} dport {} dnat to {address}:{} comment \"{name}\"",
-        forward.protocol, forward.host_port.0, forward.container_port.0
-    );
-    (to_host, rule)
+    format!(
+        "{}{} dport {} dnat to {address}:{}",
+        to_host.as_deref().unwrap_or(""),
+        forward.protocol,
+        forward.host_port.0,
+        forward.container_port.0
+    )
 }
 
 fn apply(ruleset: &str) -> Result<()> {
@@ -280,6 +294,7 @@ fn set_isolated(port: &InterfaceName, isolated: bool) -> Result<()> {
 mod tests {
     use super::*;
     use crate::spec::Protocol;
+    use std::str::FromStr;
 
     fn port(name: &str) -> InterfaceName {
         InterfaceName::try_from(name.to_string()).unwrap()
@@ -287,6 +302,7 @@ mod tests {
 
     fn member(bridges: &[(&str, &str)], peers: &[&str]) -> Member {
         Member {
+            name: String::new(),
             ports: bridges.iter().map(|(bridge, p)| (port(bridge), port(p))).collect(),
             peers: peers.iter().map(|p| p.to_string()).collect(),
             forwards: Vec::new(),
@@ -323,9 +339,10 @@ mod tests {
             protocol: Protocol::Tcp,
             host_port: crate::spec::Port(host_port),
             container_port: crate::spec::Port(container_port),
-            host_address: host_address.map(|a| a.parse().unwrap()),
+            host_address: host_address.map(|a| Ipv4Addr::from_str(a).unwrap().try_into().unwrap()),
         };
         let mut web = member(&[], &[]);
+        web.name = "Web".to_string();
         web.forwards = vec![forward(8080, 80, None), forward(8443, 443, Some("192.0.2.1"))];
         web.running_at = Some("10.101.0.2".parse().unwrap());
         let mut stopped = member(&[], &[]);
@@ -335,18 +352,26 @@ mod tests {
         let ruleset = ruleset(&members);
         assert!(
             ruleset.contains(
-                "fib daddr type local tcp dport 8080 dnat to 10.101.0.2:80 comment \"web\""
+                "  chain to-Web {\n    tcp dport 8080 dnat to 10.101.0.2:80\n    \
+                 ip daddr 192.0.2.1 tcp dport 8443 dnat to 10.101.0.2:443\n  }\n"
             ),
-            "{ruleset}"
+            "its rules are a chain named as LXC names it: {ruleset}"
         );
+        assert!(ruleset.contains("    fib daddr type local jump to-Web\n"), "{ruleset}");
         assert!(
-            ruleset.contains("ip daddr 192.0.2.1 tcp dport 8443 dnat to 10.101.0.2:443"),
+            ruleset.contains("    fib daddr type local ip daddr != 127.0.0.0/8 jump to-Web\n"),
             "{ruleset}"
         );
-        assert!(ruleset.contains(
-            "fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 dnat to 10.101.0.2:80"
-        ));
         assert!(!ruleset.contains("9000"), "a stopped container has none: {ruleset}");
+        assert!(!ruleset.contains("to-stopped"), "nor a chain: {ruleset}");
+    }
+
+    #[test]
+    fn the_stop_hook_empties_the_chain_of_the_stopped_container() {
+        let command =
+            format!("nft flush chain {FORWARDS_TABLE} \"{}\"", forwards_chain("$LXC_NAME"));
+        let script = crate::lxc_conf::DROP_FORWARDS.text;
+        assert!(script.contains(&command), "lib/drop-forwards.sh runs {command}");
     }
 
     #[test]

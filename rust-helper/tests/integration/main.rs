@@ -7,6 +7,7 @@ mod guests;
 mod interface;
 mod isolation;
 mod lifecycle;
+mod network_guard;
 mod nixos_configuration;
 mod reliability;
 mod runtime;
