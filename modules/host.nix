@@ -70,6 +70,8 @@ let
 
   # dnsmasq hands out the addresses above the host's own.
   dhcp4Range = addresses.ipv4DhcpRange cfg.internet.address cfg.internet.prefixLength;
+  # Where the helper pins each container's DHCP addresses (one file each).
+  dhcpHostsDir = "${toString cfg.stateDir}/dhcp-hosts";
 
   # DHCPv6 leases come from the last 16 bits of the prefix (see ipv6PrefixLength).
   dhcp6Range = {
@@ -519,6 +521,21 @@ in
       '';
     };
 
+    antiSpoofing = mkOption {
+      type = types.bool;
+      default = defaults.antiSpoofing;
+      description = ''
+        Whether each container's ports on the bridges pass only frames from
+        its own MAC address, IPv4 and ARP from its own addresses, IPv6 from
+        the link-local address of its MAC and the address DHCPv6 gives it, and
+        no router advertisements, redirects or DHCP and DHCPv6 servers'
+        answers (the nftables table `bridge nixcloud-container-guard`, which
+        the helper fills). A container cannot pose as another, or as the
+        host, to the host or its peers. Turn it off only where containers
+        route or bridge traffic of others through their own interfaces.
+      '';
+    };
+
     allowWholeStore = mkOption {
       type = types.bool;
       default = defaults.allowWholeStore;
@@ -623,7 +640,10 @@ in
         extraBridges = lib.mapAttrs (_: bridge: { inherit (bridge) address prefixLength; }) cfg.extraBridges;
         idmap = { inherit (cfg.idmap) hostId count perContainer isolated; };
         inherit (cfg) idmappedMounts allowNixDaemon allowWholeStore allowedHostPaths allowedForwardPorts
-          allowedDevices;
+          allowedDevices antiSpoofing;
+        # The prefix DHCPv6 hands out addresses from: the helper pins one of
+        # them to each container's internet interface.
+        internetIPv6 = if withIPv6 then { prefix = ipv6.ipv6Prefix; prefixLength = ipv6.ipv6PrefixLength; } else null;
         dataDir = if cfg.dataDir == null then null else toString cfg.dataDir;
         # LXC's generated profile for each container where AppArmor is on
         # (nixpkgs' LXC module loads LXC's own policies then).
@@ -682,6 +702,24 @@ in
             "--keep-going" "--jobs" (toString cfg.sync.jobs)
           ] ++ optional cfg.sync.prune "--prune"
             ++ lib.optionals (cfg.sync.nixParams != null) [ "-n" (lib.escapeShellArg cfg.sync.nixParams) ]);
+        };
+      };
+
+      # The helper's network rules (the ports' guard, the filter between
+      # peers, forwarded ports) as the state says, before the boot service
+      # starts containers, again when the host file changes (the guard
+      # follows antiSpoofing and the IPv6 prefix) and, with nftables, after
+      # each load of the ruleset, which flushes them.
+      systemd.services.nixcloud-container-network = {
+        description = "nixcloud-container: the containers' network rules";
+        wantedBy = [ "multi-user.target" ];
+        before = [ "nixcloud-container-autostart.service" ];
+        restartTriggers = [ (builtins.hashString "sha256" config.environment.etc."nixcloud-container/host.json".text) ];
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          ExecStart = "${cfg.package}/bin/nixcloud-container repair-network";
+          ExecReload = "${cfg.package}/bin/nixcloud-container repair-network";
         };
       };
 
@@ -768,18 +806,17 @@ in
         family = "bridge";
         content = builtins.replaceStrings [ "@ELEMENTS@" ] [ "" ] (builtins.readFile ../lib/peers.nft);
       };
+      # The ports' guard (rust-helper/src/commands/port_guard.rs), declared
+      # for the same reason with empty sets: after a reload, containers' ports
+      # pass nothing until the service below fills the sets again.
+      networking.nftables.tables.nixcloud-container-guard = mkIf cfg.antiSpoofing {
+        family = "bridge";
+        content = builtins.readFile ../lib/port-guard.nft;
+      };
       systemd.services.nixcloud-container-network = {
-        description = "nixcloud-container: the filter between peers, after each firewall load";
         after = [ "nftables.service" ];
         partOf = [ "nftables.service" ];
-        wantedBy = [ "multi-user.target" ];
         unitConfig.ReloadPropagatedFrom = [ "nftables.service" ];
-        serviceConfig = {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          ExecStart = "${cfg.package}/bin/nixcloud-container repair-network";
-          ExecReload = "${cfg.package}/bin/nixcloud-container repair-network";
-        };
       };
     })
 
@@ -817,7 +854,25 @@ in
           # The only DHCP server on this bridge: after a reboot of the host,
           # containers get their addresses back without waiting.
           dhcp-authoritative = true;
+          # Each container's address, pinned to its interface's MAC address
+          # by a file the helper writes (rust-helper/src/commands/port_guard.rs),
+          # which dnsmasq reads as it comes: the ports' guard knows it.
+          dhcp-hostsdir = dhcpHostsDir;
         };
+      };
+      # dnsmasq reads it as its own user, and must find it when it starts.
+      systemd.tmpfiles.rules = [ "d ${dhcpHostsDir} 0755 root root -" ];
+      # dnsmasq adds what a new or changed file says, but forgets what a
+      # removed or changed one said only at SIGHUP (services.dnsmasq reloads
+      # with it): a destroyed container's address would stay with its MAC.
+      systemd.paths.nixcloud-container-dhcp-hosts = {
+        wantedBy = [ "multi-user.target" ];
+        pathConfig.PathChanged = dhcpHostsDir;
+      };
+      systemd.services.nixcloud-container-dhcp-hosts = {
+        description = "nixcloud-container: dnsmasq reads the containers' DHCP addresses again";
+        serviceConfig.Type = "oneshot";
+        script = "systemctl try-reload-or-restart dnsmasq.service";
       };
 
       networking.firewall.interfaces.${internetBridge} = {

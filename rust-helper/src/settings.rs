@@ -7,7 +7,7 @@
 //! variables move each location for tests and packagers.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -188,6 +188,13 @@ pub struct HostConfig {
     pub allowed_forward_ports: Vec<PortRange>,
     /// Host devices container files may ask for.
     pub allowed_devices: Vec<Device>,
+    /// Whether each container's ports pass only frames from its own MAC
+    /// address and its own addresses (commands/port_guard.rs).
+    pub anti_spoofing: bool,
+    /// The IPv6 prefix routed to the internet bridge, from which DHCPv6
+    /// gives containers their addresses; null: no IPv6 there.
+    #[serde(rename = "internetIPv6")]
+    pub internet_ipv6: Option<Ipv6Prefix>,
     pub lxc_path: PathBuf,
     pub profiles_dir: PathBuf,
     pub state_dir: PathBuf,
@@ -200,6 +207,15 @@ pub struct HostConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AllowedHostPath {
     pub writable: bool,
+}
+
+/// An IPv6 prefix of 64 to 112 bits (the NixOS module's ipv6.ipv6Prefix and
+/// ipv6PrefixLength): DHCPv6 leases take the last 16 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ipv6Prefix {
+    pub prefix: Ipv6Addr,
+    pub prefix_length: u8,
 }
 
 /// Host ports from `from` to `to`, both included (`allowedForwardPorts`).
@@ -296,6 +312,11 @@ impl HostConfig {
                     host.address
                 );
             }
+        }
+        if let Some(ipv6) =
+            self.internet_ipv6.filter(|ipv6| !(64..=112).contains(&ipv6.prefix_length))
+        {
+            bail!("internetIPv6: prefix length {} is not from 64 to 112", ipv6.prefix_length);
         }
         if let Some(range) = self.allowed_forward_ports.iter().find(|range| range.from > range.to) {
             bail!("allowedForwardPorts: {} is above {}", range.from.0, range.to.0);
@@ -463,6 +484,11 @@ mod tests {
             (r#"{"idmap": {"perContainer": 1000}}"#, "below 65536"),
             (r#"{"idmap": {"count": 65535}}"#, "no container fits"),
             (r#"{"idmap": {"hostId": 4294000000}}"#, "beyond the largest uid"),
+            (
+                r#"{"internetIPv6": {"prefix": "2001:db8::", "prefixLength": 48}}"#,
+                "prefix length 48 is not from 64 to 112",
+            ),
+            (r#"{"internetIPv6": {"prefix": "10.0.0.0", "prefixLength": 64}}"#, "invalid IPv6"),
         ] {
             std::fs::write(&file, text).unwrap();
             let err = format!("{:#}", HostConfig::load(&file).unwrap_err());

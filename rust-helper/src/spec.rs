@@ -295,6 +295,10 @@ pub struct InternetInterface {
     /// Its MAC address, as `HostonlyInterface::hwaddr`.
     #[serde(default)]
     pub hwaddr: Option<String>,
+    /// The address DHCP gives it (state.rs: `internet_ip`); none in
+    /// generations made before addresses were pinned.
+    #[serde(default)]
+    pub address: Option<Ipv4Addr>,
 }
 
 /// What the helper resolves for one build: handed to lib/cli.nix as JSON and

@@ -141,6 +141,8 @@ in
     systemd.package = opt types.package pkgs.systemd;
     systemd.services = unitSet;
     systemd.targets = unitSet;
+    systemd.paths = unitSet;
+    systemd.tmpfiles.rules = strs;
   };
 
   # As nixos/modules/virtualisation/container-config.nix does.
