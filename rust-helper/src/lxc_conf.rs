@@ -72,6 +72,13 @@ pub fn check(text: &str, rules: &Rules) -> Result<()> {
         if seen.veths[index] && !seen.isolated[index] {
             bail!("lxc.net.{index} has no script.up: its port would not be isolated");
         }
+        // The port guard knows a port by its name and its MAC address.
+        if seen.veths[index] && !(seen.named[index] && seen.addressed[index]) {
+            bail!(
+                "lxc.net.{index} has no veth.pair or no hwaddr: the port guard would not let \
+                 its port pass (a generation older than fixed MAC addresses: update the container)"
+            );
+        }
     }
     let idmaps = seen.idmaps;
     let wanted = [
@@ -96,9 +103,12 @@ pub fn check_file(file: &Path, rules: &Rules) -> Result<()> {
 #[derive(Default)]
 struct Seen {
     idmaps: Vec<String>,
-    /// Which interfaces are veths, and which have the isolation script.
+    /// Which interfaces are veths, and which have the isolation script,
+    /// their port's name and their MAC address.
     veths: [bool; 2],
     isolated: [bool; 2],
+    named: [bool; 2],
+    addressed: [bool; 2],
 }
 
 fn check_line(line: &str, rules: &Rules, seen: &mut Seen) -> Result<()> {
@@ -177,6 +187,7 @@ fn check_network_item(
         "veth.pair" => {
             let port = port_name(rules.name, PORTS[index]);
             if value == port.as_str() {
+                seen.named[index] = true;
                 Ok(())
             } else {
                 bail!("lxc.net.{index}.veth.pair must be {port}, not {}", show(value))
@@ -185,6 +196,7 @@ fn check_network_item(
         "hwaddr" => {
             let address = mac_address(rules.name, PORTS[index]);
             if value == address {
+                seen.addressed[index] = true;
                 Ok(())
             } else {
                 bail!("lxc.net.{index}.hwaddr must be {address}, not {}", show(value))
@@ -278,6 +290,7 @@ mod tests {
     fn good(store: &Path) -> String {
         GOOD.replace("@SCRIPT@", &store.join(SCRIPT).display().to_string())
             .replace("@HOOK@", &store.join(HOOK).display().to_string())
+            .replace("@MAC@", &mac_address("web", Port::Hostonly))
     }
 
     const GOOD: &str = "# nixcloud-container generation of 'web'. Generated; do not edit.
@@ -296,6 +309,7 @@ lxc.net.0.link = brNC-hostonly
 lxc.net.0.flags = up
 lxc.net.0.script.up = @SCRIPT@
 lxc.net.0.veth.pair = nc9d9qbul6sh
+lxc.net.0.hwaddr = @MAC@
 lxc.net.0.ipv4.address = 10.101.0.2/16 10.101.255.255
 lxc.net.0.ipv4.gateway = 10.101.0.1
 ";
@@ -320,6 +334,20 @@ lxc.net.0.ipv4.gateway = 10.101.0.1
             .collect();
         let err = check(&without, &rules_for(&bridges(), store.path())).unwrap_err();
         assert!(err.to_string().contains("no script.up"), "{err}");
+    }
+
+    #[test]
+    fn a_veth_the_port_guard_would_not_know_is_refused() {
+        let store = store();
+        for left_out in ["veth.pair", "hwaddr"] {
+            let without: String = good(store.path())
+                .lines()
+                .filter(|l| !l.contains(left_out))
+                .map(|l| l.to_string() + "\n")
+                .collect();
+            let err = check(&without, &rules_for(&bridges(), store.path())).unwrap_err();
+            assert!(err.to_string().contains("no veth.pair or no hwaddr"), "{left_out}: {err}");
+        }
     }
 
     #[test]
