@@ -16,7 +16,9 @@
 //! Each container's rules are a chain of its own (`to-<name>`), so that
 //! LXC's hook at its stop (lib/drop-forwards.sh) empties it, whatever
 //! stopped the container; the helper's next command takes the empty chain
-//! away.
+//! away. A file beside the container's LXC config (`forwards`) is there
+//! while it has such a chain, so that the hook of a container without
+//! forwarded ports ends at once, without running nft.
 //!
 //! Nothing of this runs while no container names peers or forwards ports.
 //! Once one does, the rules are kept in step with the containers whenever one
@@ -29,12 +31,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 
 use super::context::Context;
 use crate::formats::InterfaceName;
 use crate::network::{port_name, Port};
-use crate::process::Tool;
+use crate::nft::{self, NetworkLock};
 use crate::spec::{ForwardPort, GenerationMeta, Params};
 
 /// The bridge filter's table (its content: lib/peers.nft).
@@ -42,6 +44,10 @@ const PEERS_TABLE: &str = "bridge nixcloud-container-peers";
 const PEERS_CONTENT: &str = include_str!("../../../lib/peers.nft");
 /// The port forwards' table.
 const FORWARDS_TABLE: &str = "ip nixcloud-container-forwards";
+/// The file in a container's LXC directory that is there while it has a
+/// chain of forwards (lib/drop-forwards.sh looks for it).
+const FORWARDS_MARK: &str = "forwards";
+
 /// The chain of `FORWARDS_TABLE` that holds the DNAT rules of container
 /// `name` (as LXC knows it: LXC's hook at its stop, lib/drop-forwards.sh,
 /// finds it by LXC_NAME and empties it).
@@ -60,6 +66,14 @@ struct Member {
     forwards: Vec<ForwardPort>,
     /// Its address while it runs.
     running_at: Option<Ipv4Addr>,
+}
+
+impl Member {
+    /// Where its forwarded ports go: to its address while it runs and has
+    /// any (then its chain of forwards is there).
+    fn forwarded_to(&self) -> Option<Ipv4Addr> {
+        self.running_at.filter(|_| !self.forwards.is_empty())
+    }
 }
 
 /// Whether a container whose generation has `meta` needs the rules.
@@ -130,19 +144,26 @@ fn applied_file(ctx: &Context) -> PathBuf {
 /// Writes the rules for the containers as they are (with `starting` as if
 /// it ran), then sets which ports are isolated.
 fn sync(ctx: &Context, starting: Option<&str>) -> Result<()> {
+    // Rules from the state as it is now replace none made from a newer one.
+    let _lock = NetworkLock::take(&ctx.settings.state_dir)?;
     let members = members(ctx, starting)?;
     let applied = applied_file(ctx);
     let in_use = members.values().any(|m| !m.peers.is_empty() || !m.forwards.is_empty());
     if in_use {
         let ruleset = ruleset(&members);
         crate::state::write_atomically(&applied, &ruleset)?;
-        apply(&ruleset)?;
+        // Marked before its chain is there, so that a stop in between
+        // finds the mark; unmarked once its chain is gone.
+        mark_forwarded(ctx, &members, true)?;
+        nft::apply(&ruleset)?;
+        mark_forwarded(ctx, &members, false)?;
     } else if applied.exists() {
-        apply(&format!(
+        nft::apply(&format!(
             "table {PEERS_TABLE}\ndelete table {PEERS_TABLE}\ntable {FORWARDS_TABLE}\ndelete table {FORWARDS_TABLE}\n"
         ))?;
         std::fs::remove_file(&applied)
             .with_context(|| format!("cannot remove {}", applied.display()))?;
+        mark_forwarded(ctx, &members, false)?;
     }
     // Only now that the filter is there: the ports of containers that name
     // peers stop being isolated.
@@ -150,6 +171,31 @@ fn sync(ctx: &Context, starting: Option<&str>) -> Result<()> {
         for (_, port) in &member.ports {
             set_isolated(port, member.peers.is_empty())?;
         }
+    }
+    Ok(())
+}
+
+/// Marks the containers of `members` that have a chain of forwards (with
+/// `forwarded`), or takes the mark of those that have none (without).
+fn mark_forwarded(
+    ctx: &Context,
+    members: &BTreeMap<String, Member>,
+    forwarded: bool,
+) -> Result<()> {
+    for member in members.values() {
+        if member.forwarded_to().is_some() != forwarded {
+            continue;
+        }
+        let mark = ctx.lxc().container_dir(&member.name).join(FORWARDS_MARK);
+        let done = if forwarded {
+            std::fs::write(&mark, "")
+        } else {
+            std::fs::remove_file(&mark).or_else(|err| match err.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(err),
+            })
+        };
+        done.with_context(|| format!("cannot mark {}", mark.display()))?;
     }
     Ok(())
 }
@@ -224,7 +270,7 @@ fn ruleset(members: &BTreeMap<String, Member>) -> String {
     let mut chains = String::new();
     let mut jumps = Vec::new();
     for member in members.values() {
-        let Some(address) = member.running_at.filter(|_| !member.forwards.is_empty()) else {
+        let Some(address) = member.forwarded_to() else {
             continue;
         };
         let chain = forwards_chain(&member.name);
@@ -264,19 +310,6 @@ fn dnat_rule(forward: &ForwardPort, address: Ipv4Addr) -> String {
         forward.host_port.0,
         forward.container_port.0
     )
-}
-
-fn apply(ruleset: &str) -> Result<()> {
-    let file = tempfile::NamedTempFile::new().context("cannot write the network rules")?;
-    std::fs::write(file.path(), ruleset).context("cannot write the network rules")?;
-    let finished = Tool::new("nft").arg("-f").arg(file.path()).output(false).context(
-        "containers that name peers or forward ports need nftables (nft) on the host: install \
-         it (Debian: apt-get install nftables)",
-    )?;
-    if !finished.status.success() {
-        bail!("nft could not set the network rules: {}", finished.stderr.trim());
-    }
-    Ok(())
 }
 
 /// Sets whether `port` (if it exists: its container runs) is an isolated
@@ -372,6 +405,8 @@ mod tests {
             format!("nft flush chain {FORWARDS_TABLE} \"{}\"", forwards_chain("$LXC_NAME"));
         let script = crate::lxc_conf::DROP_FORWARDS.text;
         assert!(script.contains(&command), "lib/drop-forwards.sh runs {command}");
+        let mark = format!("[ -e \"${{LXC_CONFIG_FILE%/*}}/{FORWARDS_MARK}\" ] || exit 0");
+        assert!(script.contains(&mark), "lib/drop-forwards.sh looks for the mark: {mark}");
     }
 
     #[test]
