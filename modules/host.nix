@@ -36,6 +36,14 @@ let
   };
   sizeString = types.strMatching "[1-9][0-9]{0,6}[KMGT]";
 
+  # Ports from `from` to `to`, both included.
+  portRange = types.submodule {
+    options = {
+      from = mkOption { type = types.port; description = "The first port."; };
+      to = mkOption { type = types.port; description = "The last port."; };
+    };
+  };
+
   lxcPackage = config.virtualisation.lxc.package;
   ipv6 = cfg.ipv6;
   withInternet = cfg.internetInterface != null;
@@ -495,12 +503,7 @@ in
     };
 
     allowedForwardPorts = mkOption {
-      type = types.listOf (types.submodule {
-        options = {
-          from = mkOption { type = types.port; description = "The first host port."; };
-          to = mkOption { type = types.port; description = "The last host port."; };
-        };
-      });
+      type = types.listOf portRange;
       default = [ ];
       example = [ { from = 8000; to = 8999; } ];
       description = ''
@@ -508,6 +511,41 @@ in
         (`forwardPorts`); none by default, so that no container takes a port
         of the host's own. The helper forwards them (nftables) while the
         container runs; a port one container has is refused to another.
+      '';
+    };
+
+    allowedEgress = mkOption {
+      type = types.listOf (types.submodule {
+        options = {
+          network = mkOption {
+            # The helper checks it strictly (an address without bits beyond
+            # the prefix); a wrong one fails every helper command with the
+            # host file's error.
+            type = types.strMatching "[0-9A-Fa-f.:]+/[0-9]{1,3}";
+            example = "192.168.1.0/24";
+            description = "An IPv4 or IPv6 network, by its address and prefix length.";
+          };
+          ports = mkOption {
+            type = types.listOf portRange;
+            default = [ ];
+            example = [ { from = 5432; to = 5432; } ];
+            description = "The TCP and UDP ports of it containers may reach; none: all of it, whatever the protocol.";
+          };
+        };
+      });
+      default = [ ];
+      example = [ { network = "192.168.1.0/24"; ports = [ { from = 5432; to = 5432; } ]; } ];
+      description = ''
+        What traffic that containers send through this host (forwarded, as
+        with NAT) may reach besides the internet. By default it reaches no
+        private network (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16,
+        100.64.0.0/10, fc00::/7) beyond the containers' own bridges and no
+        link-local address (169.254.0.0/16, where most clouds answer with the
+        host's credentials at 169.254.169.254, and fe80::/10); each entry
+        lets containers reach a network of those. Container files have no
+        say in it. The helper keeps the rules (the nftables table
+        `inet nixcloud-container-egress`) with both firewall backends; what
+        containers reach on this host itself stays the firewall's business.
       '';
     };
 
@@ -640,7 +678,7 @@ in
         extraBridges = lib.mapAttrs (_: bridge: { inherit (bridge) address prefixLength; }) cfg.extraBridges;
         idmap = { inherit (cfg.idmap) hostId count perContainer isolated; };
         inherit (cfg) idmappedMounts allowNixDaemon allowWholeStore allowedHostPaths allowedForwardPorts
-          allowedDevices antiSpoofing;
+          allowedEgress allowedDevices antiSpoofing;
         # The prefix DHCPv6 hands out addresses from: the helper pins one of
         # them to each container's internet interface.
         internetIPv6 = if withIPv6 then { prefix = ipv6.ipv6Prefix; prefixLength = ipv6.ipv6PrefixLength; } else null;
@@ -812,6 +850,20 @@ in
       networking.nftables.tables.nixcloud-container-guard = mkIf cfg.antiSpoofing {
         family = "bridge";
         content = builtins.readFile ../lib/port-guard.nft;
+      };
+      # Where containers' forwarded traffic may go (rust-helper/src/commands/
+      # egress.rs), declared for the same reason without the host's
+      # allowances: after a reload, containers reach no private network
+      # until the service below puts them back. (With the iptables backend
+      # the helper's table stands beside the firewall's, which reloads leave
+      # alone.)
+      networking.nftables.tables.nixcloud-container-egress = {
+        family = "inet";
+        content = builtins.replaceStrings [ "@BRIDGES@" "@SAME_BRIDGE@" "@ALLOWED@\n" ] [
+          (concatMapStringsSep ", " (bridge: ''"${bridge}"'') containerBridges)
+          (concatMapStringsSep ", " (bridge: ''"${bridge}" . "${bridge}"'') containerBridges)
+          ""
+        ] (builtins.readFile ../lib/egress.nft);
       };
       systemd.services.nixcloud-container-network = {
         after = [ "nftables.service" ];

@@ -55,12 +55,14 @@ impl NetworkLock {
 #[derive(Debug, Clone, Copy)]
 pub enum Family {
     Bridge,
+    Inet,
 }
 
 impl Family {
     fn number(self) -> u8 {
         match self {
             Family::Bridge => 7,
+            Family::Inet => 1,
         }
     }
 }

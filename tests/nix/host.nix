@@ -150,6 +150,7 @@ in
       dataDir = null;
       allowedHostPaths = { };
       allowedForwardPorts = [ ];
+      allowedEgress = [ ];
       allowedDevices = [ ];
       antiSpoofing = true;
       internetIPv6 = null;
@@ -470,6 +471,41 @@ in
         }
         { path = { PathChanged = dir; }; script = "systemctl try-reload-or-restart dnsmasq.service"; })
       (eq "no pins without internetInterface" (defaults.systemd.paths ? nixcloud-container-dhcp-hosts) false)
+    ];
+
+  egress =
+    let
+      allowing = evalHost [
+        {
+          nixcloud.containers = {
+            enable = true;
+            allowedEgress = [
+              { network = "192.168.7.0/24"; ports = [ { from = 5432; to = 5432; } ]; }
+              { network = "fd00::/8"; }
+            ];
+            extraBridges.myOwnBridge = { address = "10.10.0.1"; prefixLength = 16; };
+          };
+        }
+        { networking.nftables.enable = true; }
+      ];
+      table = allowing.networking.nftables.tables.nixcloud-container-egress;
+    in
+    [
+      (eq "none allowed by default" (hostJson defaults).allowedEgress [ ])
+      (eq "what the host allows reaches the helper, which keeps the table"
+        (hostJson allowing).allowedEgress [
+          { network = "192.168.7.0/24"; ports = [ { from = 5432; to = 5432; } ]; }
+          { network = "fd00::/8"; ports = [ ]; }
+        ])
+      (eq "nftables: declared for reloads, for both families" table.family "inet")
+      (that "nftables: every container bridge, no allowance until repair-network" table.content
+        "lib/egress.nft with the bridges filled in and nothing allowed"
+        (content: lib.hasInfix ''iifname != { "brNC-hostonly", "brNC-internet", "myOwnBridge" } accept'' content
+          && lib.hasInfix ''"myOwnBridge" . "myOwnBridge" } accept'' content
+          && lib.hasInfix "169.254.0.0/16 } reject with icmpx admin-prohibited" content
+          && !(lib.hasInfix "@" content) && !(lib.hasInfix "192.168.7.0/24" content)))
+      (eq "iptables: the helper's table alone, which iptables reloads leave alone"
+        (nftablesOff.networking.nftables.tables ? nixcloud-container-egress) false)
     ];
 
   sandbox = [

@@ -2,6 +2,7 @@
 
 mod activation;
 mod context;
+mod egress;
 mod generations;
 mod grants;
 mod lifecycle;
@@ -266,6 +267,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::RepairState => recovery::repair_state(&ctx)?,
         Command::RepairNetwork => {
             port_guard::write_all(&ctx)?;
+            egress::repair(&ctx)?;
             network_rules::repair(&ctx)?
         }
         Command::Sync { file, flake, prune, jobs, keep_going, dry_run, json, activation, nix } => {

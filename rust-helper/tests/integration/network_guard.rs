@@ -1,6 +1,7 @@
 //! Network confinement: where a container's forwarded traffic may go, and
 //! that a container's forwarded ports go with it, whatever stopped it.
 
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::common::{path_str, tiny_file, Host};
@@ -89,4 +90,112 @@ fn a_container_that_reboots_keeps_its_forwards() {
         !now.is_empty() && now != first && record.exists()
     });
     assert!(reaches_web(&host), "the forward still works: {}", forwards(&host));
+}
+
+/// A network namespace behind the test host, routed to through a veth
+/// (uplink 198.51.100.1 -- 198.51.100.2): what the host reaches besides
+/// its bridges. It holds a private network (192.168.77.1) and a metadata
+/// address (169.254.169.254), with a TCP listener on port 8000 for all of
+/// them; gone when dropped.
+struct Behind {
+    netns: String,
+    listener: Child,
+}
+
+impl Behind {
+    fn new(host: &Host) -> Behind {
+        let netns = format!("{}b", host.netns);
+        run(&format!("ip netns add {netns}"));
+        host.ns_ok(&format!(
+            "ip link add uplink type veth peer name lan netns {netns} && \
+             ip addr add 198.51.100.1/24 dev uplink && ip link set uplink up && \
+             ip route add 192.168.77.0/24 via 198.51.100.2 && \
+             ip route add 169.254.169.254/32 via 198.51.100.2 && \
+             sysctl -qw net.ipv4.ip_forward=1"
+        ));
+        run(&format!(
+            "ip -n {netns} link set lo up && ip -n {netns} link set lan up && \
+             ip -n {netns} addr add 198.51.100.2/24 dev lan && \
+             ip -n {netns} addr add 192.168.77.1/32 dev lo && \
+             ip -n {netns} addr add 169.254.169.254/32 dev lo && \
+             ip -n {netns} route add default via 198.51.100.1"
+        ));
+        let listener = Command::new("ip")
+            .args(["netns", "exec", &netns, "python3", "-c"])
+            .arg(
+                "import socket\n\
+                 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                 s.bind(('0.0.0.0', 8000)); s.listen(16)\n\
+                 while True:\n    c, _ = s.accept(); c.sendall(b'here\\n'); c.close()\n",
+            )
+            .spawn()
+            .expect("python3 runs");
+        let behind = Behind { netns, listener };
+        // Listening once it answers from its own namespace.
+        host.wait_for("the listener behind the host", || {
+            run_status(&format!(
+                "ip netns exec {} busybox nc -w 1 198.51.100.2 8000 </dev/null | grep -q here",
+                behind.netns
+            ))
+        });
+        behind
+    }
+}
+
+impl Drop for Behind {
+    fn drop(&mut self) {
+        let _ = self.listener.kill();
+        let _ = self.listener.wait();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+    }
+}
+
+fn run_status(command: &str) -> bool {
+    Command::new("sh").args(["-c", command]).status().is_ok_and(|status| status.success())
+}
+
+fn run(command: &str) {
+    assert!(run_status(command), "{command} failed");
+}
+
+/// Whether container `name` gets an answer from port 8000 at `address`.
+fn answers(host: &Host, name: &str, address: &str) -> bool {
+    let run =
+        host.helper(&["run", name, "sh", "-c", &format!("nc -w 2 {address} 8000 </dev/null")]);
+    run.stdout.trim() == "here"
+}
+
+#[test]
+fn a_nat_container_reaches_the_internet_but_not_what_the_host_keeps_private() {
+    let host = Host::new();
+    let _behind = Behind::new(&host);
+    host.ok(&["create", "nat", path_str(&host.tiny("n.nix", "1", "network.enableNat = true;"))]);
+    host.start_booted("nat");
+    // This host serves no DHCP: the address the helper pinned for its
+    // internet interface, given by hand, and the host as its router.
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(host.state_dir().join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let address = state["containers"]["nat"]["internetIp"].as_str().expect("a pinned address");
+    host.ok(&["run", "nat", "ip", "addr", "add", &format!("{address}/16"), "dev", "internet"]);
+    host.ok(&["run", "nat", "ip", "route", "add", "default", "via", "10.202.0.1"]);
+
+    // Its gateway, and what lies beyond the host on a public address.
+    assert!(host.helper(&["run", "nat", "ping", "-c", "1", "-W", "2", "10.202.0.1"]).code == 0);
+    assert!(answers(&host, "nat", "198.51.100.2"), "the internet is reached through the host");
+    // Neither the metadata address nor a private network behind the host.
+    assert!(!answers(&host, "nat", "169.254.169.254"), "the metadata address is not reached");
+    assert!(!answers(&host, "nat", "192.168.77.1"), "a private network is not reached");
+
+    // Until the host allows the private network's port (the metadata
+    // address stays out of reach).
+    std::fs::write(
+        host.dir.path().join("host.json"),
+        r#"{"allowedEgress": [{"network": "192.168.77.0/24", "ports": [{"from": 8000, "to": 8000}]}]}"#,
+    )
+    .unwrap();
+    host.ok(&["repair-network"]);
+    assert!(answers(&host, "nat", "192.168.77.1"), "the allowed network is reached");
+    assert!(!answers(&host, "nat", "169.254.169.254"), "the metadata address is still not reached");
 }
