@@ -5,7 +5,7 @@ import os
 
 from collections import Counter
 
-from .measure import sync
+from .measure import guard, sync
 from .measure.isolation import summary
 from .measure.nix import FIND_FILE, KINDS, NIX_TOOLS, named
 from .project import REPO
@@ -287,8 +287,32 @@ def report_sync(s):
         f" {spread(s['flake']['removals'], 0)}, the list file's {spread(s['file']['removals'], 0)}"])
 
 
+def report_guard(g):
+    s = guard.summary(g)
+    cycles = [[label, spread([c["start"] for c in runs]), spread([c["lxc_start"] for c in runs]),
+               spread([c["stop"] for c in runs]), spread([c["monitor_gone"] for c in runs])]
+              for label, runs in g["cycles"].items()]
+    lifecycle = [[label, spread([x["create"] for x in runs]), spread([x["destroy"] for x in runs])]
+                 for label, runs in g["lifecycle"].items()]
+    paths = list(s["shares"])
+    speeds = [[label, *[spread([x[path] for x in runs], 0) for path in paths]] for label, runs in g["speeds"].items()]
+    return "\n".join([
+        "== 8. The ports' guard (issue 21): with it (the default) and without it (antiSpoofing = false,",
+        "   its table taken away by repair-network), side by side; ms, median [min-max]",
+        "   start and stop of a tiny container (as in section 6)",
+        table(["variant", "start", "lxc-start", "stop", "monitor gone"], cycles),
+        "   create and destroy of a tiny NAT container (its elements added and deleted, its DHCP file)",
+        table(["variant", "create", "destroy"], lifecycle),
+        "   the guard adds " + ", ".join(f"{ms:+.1f} ms to a {key}" for key, ms in s["added"].items())
+        + " (median of the rounds' differences)",
+        f"   TCP throughput, MB/s, {g['mib']} MiB a run from the host's python3 in each namespace",
+        table(["variant", *paths], speeds),
+        "   with the guard: " + ", ".join(f"{path} {share * 100:.1f} %" for path, share in s["shares"].items())
+        + " of the throughput without it (median of the rounds' ratios)"])
+
+
 def report_targets(checks):
-    return "\n".join(["== Targets (issues 6, 11 and 13)"]
+    return "\n".join(["== Targets (issues 6, 11, 13 and 21)"]
                      + [f"{'PASS' if ok else 'MISS'}  {text}" for ok, text in checks])
 
 
@@ -303,6 +327,7 @@ def report(res, checks):
         ("density", lambda: report_density(res["density"], res["hooks"])),
         ("isolation", lambda: report_isolation(res["isolation"])),
         ("sync", lambda: report_sync(res["sync"])),
+        ("guard", lambda: report_guard(res["guard"])),
     ]
     return "\n\n".join(
         [f"nixcloud-container benchmark ({'quick' if res['quick'] else 'full'} run) - {res['machine']}"]

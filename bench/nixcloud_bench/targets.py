@@ -1,7 +1,7 @@
 """The targets of issues 6, 11 and 13, and the check of a run's figures against
 them: one (passed, what it was judged on) per target and case."""
 
-from .measure import sync
+from .measure import guard, sync
 from .measure.isolation import summary
 from .measure.nix import KINDS, named
 from .stats import med, span
@@ -109,6 +109,24 @@ def isolation_checks(res):
     return checks
 
 
+# The ports' guard (issue 21): start and stop within 2 ms of them without it,
+# TCP throughput within 5 %.
+GUARD_MS, GUARD_SHARE = 2.0, 0.95
+
+
+def guard_checks(res):
+    s = guard.summary(res["guard"])
+    checks = [(abs(s["added"][key]) <= GUARD_MS,
+               f"the ports' guard: {key} {s['added'][key]:+.1f} ms against none (within {GUARD_MS:.0f})")
+              for key in ("start", "stop")]
+    for path, share in s["shares"].items():
+        checks.append((share >= GUARD_SHARE,
+                       f"the ports' guard: TCP {path} {s['speeds']['guard'][path]:.0f} MB/s ="
+                       f" {share * 100:.1f} % of {s['speeds']['no guard'][path]:.0f} MB/s without it"
+                       f" (at least {GUARD_SHARE * 100:.0f} %)"))
+    return checks
+
+
 def spans(s, kind, case):
     """Generations changed, running containers switched live and
     restarted, over every sync of a case, each as 'n' or 'min-max'."""
@@ -160,5 +178,5 @@ def check(res):
     groups = (("runtime", runtime_checks), ("growth", growth_checks),
               ("nixpkgs", lambda r: [nixpkgs_check(r)]), ("nix_counts", evaluation_checks),
               ("density", lambda r: [density_check(r)]), ("isolation", isolation_checks),
-              ("sync", sync_checks))
+              ("sync", sync_checks), ("guard", guard_checks))
     return [c for key, checks in groups if key in res for c in checks(res)]
