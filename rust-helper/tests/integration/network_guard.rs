@@ -169,6 +169,7 @@ fn answers(host: &Host, name: &str, address: &str) -> bool {
 fn a_nat_container_reaches_the_internet_but_not_what_the_host_keeps_private() {
     let host = Host::new();
     let _behind = Behind::new(&host);
+    allow(&host, r#"{"allowedForwardPorts": [{"from": 8000, "to": 8000}]}"#);
     host.ok(&["create", "nat", path_str(&host.tiny("n.nix", "1", "network.enableNat = true;"))]);
     host.start_booted("nat");
     // This host serves no DHCP: the address the helper pinned for its
@@ -188,13 +189,31 @@ fn a_nat_container_reaches_the_internet_but_not_what_the_host_keeps_private() {
     assert!(!answers(&host, "nat", "169.254.169.254"), "the metadata address is not reached");
     assert!(!answers(&host, "nat", "192.168.77.1"), "a private network is not reached");
 
+    // A port the host forwards to another container is the host's choice:
+    // reached through the host's address, though the container's is private.
+    let web = host.tiny("w.nix", "1", "forwardPorts = [ { hostPort = 8000; } ];");
+    host.ok(&["create", "web", path_str(&web)]);
+    host.start_booted("web");
+    host.ok(&[
+        "run",
+        "web",
+        "sh",
+        "-c",
+        "echo here | nc -l -p 8000 >/dev/null 2>&1 & \
+         for i in $(seq 100); do grep -qE ':1F40 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
+    ]);
+    assert!(
+        answers(&host, "nat", "10.202.0.1"),
+        "a forwarded port of another container is reached"
+    );
+
     // Until the host allows the private network's port (the metadata
     // address stays out of reach).
-    std::fs::write(
-        host.dir.path().join("host.json"),
-        r#"{"allowedEgress": [{"network": "192.168.77.0/24", "ports": [{"from": 8000, "to": 8000}]}]}"#,
-    )
-    .unwrap();
+    allow(
+        &host,
+        r#"{"allowedForwardPorts": [{"from": 8000, "to": 8000}],
+            "allowedEgress": [{"network": "192.168.77.0/24", "ports": [{"from": 8000, "to": 8000}]}]}"#,
+    );
     host.ok(&["repair-network"]);
     assert!(answers(&host, "nat", "192.168.77.1"), "the allowed network is reached");
     assert!(!answers(&host, "nat", "169.254.169.254"), "the metadata address is still not reached");
