@@ -331,6 +331,10 @@ fn no_container_takes_another_ones_dhcp_server_or_router_advertisement() {
     assert_eq!(pin, format!("{mac},{victim_address}\n"));
     let _dnsmasq = Dnsmasq::start(&host);
     assert_eq!(dhcp_lease(&host, "victim").as_deref(), Some(&*victim_address));
+    // A container made while dnsmasq runs: dnsmasq reads its new file.
+    started(&host, "late", "network.enableNat = true;");
+    let late_address = internet_address(&host, "late");
+    assert_eq!(dhcp_lease(&host, "late").as_deref(), Some(&*late_address));
 
     // A router advertisement from the rogue (from its link-local address,
     // as routers send them): the victim would take an address of its
