@@ -14,7 +14,7 @@ import subprocess
 
 from ..commands import alternate, log, run
 from ..stats import med
-from .isolation import cycle
+from .isolation import SMALL_DIFFERENCE_REPS, cycle
 from .store_view import init_pid
 
 GUARD_ON = {}
@@ -84,6 +84,10 @@ def measure_guard(h, reps, mib):
     hostonly addresses 10.101.0.x), and the host at 10.101.0.1."""
     names = ("gd-a", "gd-b")
     variants = {"guard": GUARD_ON, "no guard": GUARD_OFF}
+    # Differences of a few ms, and of a few % of a throughput that a busy
+    # machine moves by far more: more rounds, as section 6 gives its small
+    # differences.
+    rounds = SMALL_DIFFERENCE_REPS * reps
     try:
         guarded(h, GUARD_ON)
         for name, peer in (names, names[::-1]):
@@ -93,9 +97,9 @@ def measure_guard(h, reps, mib):
                 % peer))
         addresses = {name: h.generation_meta(name)["params"]["hostonly"]["address"] for name in names}
 
-        log(f"port guard: start and stop with and without it, x{reps}")
+        log(f"port guard: start and stop with and without it, x{rounds}")
         cycles = alternate({label: (lambda s=settings: (guarded(h, s), cycle(h, names[0]))[1])
-                            for label, settings in variants.items()}, reps)
+                            for label, settings in variants.items()}, rounds)
 
         log(f"port guard: create and destroy with and without it, x{reps}")
         file = h.write("gd-c.nix", "{ network.enableNat = true; system = import"
@@ -109,7 +113,7 @@ def measure_guard(h, reps, mib):
         lifecycle = alternate({label: (lambda s=settings: create_destroy(s)) for label, settings in variants.items()},
                               reps)
 
-        log(f"port guard: TCP throughput, {mib} MiB a run, host <-> container and peer -> peer, x{reps}")
+        log(f"port guard: TCP throughput, {mib} MiB a run, host <-> container and peer -> peer, x{rounds}")
         h.start(list(names))
         servers = [receiver(h, None), receiver(h, names[1])]
         try:
@@ -123,7 +127,7 @@ def measure_guard(h, reps, mib):
                 guarded(h, settings)
                 return {path: throughput(h, sender, address, mib) for path, (sender, address) in paths.items()}
             speeds = alternate({label: (lambda s=settings: transfers(s)) for label, settings in variants.items()},
-                               reps)
+                               rounds)
         finally:
             for server in servers:
                 server.kill()
