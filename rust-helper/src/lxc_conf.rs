@@ -325,6 +325,17 @@ lxc.net.0.ipv4.gateway = 10.101.0.1
     }
 
     #[test]
+    fn a_generation_without_forwarded_ports_has_no_stop_hook() {
+        let store = store();
+        let without: String = good(store.path())
+            .lines()
+            .filter(|l| !l.contains("lxc.hook.stop"))
+            .map(|l| l.to_string() + "\n")
+            .collect();
+        check(&without, &rules_for(&bridges(), store.path())).unwrap();
+    }
+
+    #[test]
     fn a_veth_without_the_isolation_script_is_refused() {
         let store = store();
         let without: String = good(store.path())

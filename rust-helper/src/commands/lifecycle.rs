@@ -412,6 +412,7 @@ pub fn update(
         !inputs.spec.network.peers.is_empty() || !inputs.spec.forward_ports.is_empty(),
     )?;
     activated?;
+    network_rules::note_waiting_forwards(ctx, name)?;
 
     if current == previous {
         println!("container '{name}' is unchanged: generation {current} stays current");

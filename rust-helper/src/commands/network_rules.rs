@@ -16,9 +16,11 @@
 //! Each container's rules are a chain of its own (`to-<name>`), so that
 //! LXC's hook at its stop (lib/drop-forwards.sh) empties it, whatever
 //! stopped the container; the helper's next command takes the empty chain
-//! away. A file beside the container's LXC config (`forwards`) is there
-//! while it has such a chain, so that the hook of a container without
-//! forwarded ports ends at once, without running nft.
+//! away. Only generations with forwarded ports have that hook (a container
+//! without them stops without running it), and LXC runs the hooks of the
+//! generation a container started with: forwarded ports that an update
+//! gives a running container that started without any wait for its next
+//! start.
 //!
 //! Nothing of this runs while no container names peers or forwards ports.
 //! Once one does, the rules are kept in step with the containers whenever one
@@ -38,16 +40,13 @@ use crate::formats::InterfaceName;
 use crate::network::{port_name, Port};
 use crate::nft::{self, NetworkLock};
 use crate::spec::{ForwardPort, GenerationMeta, Params};
+use crate::state::ContainerRecord;
 
 /// The bridge filter's table (its content: lib/peers.nft).
 const PEERS_TABLE: &str = "bridge nixcloud-container-peers";
 const PEERS_CONTENT: &str = include_str!("../../../lib/peers.nft");
 /// The port forwards' table.
 const FORWARDS_TABLE: &str = "ip nixcloud-container-forwards";
-/// The file in a container's LXC directory that is there while it has a
-/// chain of forwards (lib/drop-forwards.sh looks for it).
-const FORWARDS_MARK: &str = "forwards";
-
 /// The chain of `FORWARDS_TABLE` that holds the DNAT rules of container
 /// `name` (as LXC knows it: LXC's hook at its stop, lib/drop-forwards.sh,
 /// finds it by LXC_NAME and empties it).
@@ -66,13 +65,16 @@ struct Member {
     forwards: Vec<ForwardPort>,
     /// Its address while it runs.
     running_at: Option<Ipv4Addr>,
+    /// Whether its forwards wait for its next start: it runs a generation
+    /// without forwarded ports, whose LXC settings have no stop hook.
+    forwards_wait: bool,
 }
 
 impl Member {
-    /// Where its forwarded ports go: to its address while it runs and has
-    /// any (then its chain of forwards is there).
+    /// Where its forwarded ports go: to its address while it runs with its
+    /// forwards in place (then its chain of forwards is there).
     fn forwarded_to(&self) -> Option<Ipv4Addr> {
-        self.running_at.filter(|_| !self.forwards.is_empty())
+        self.running_at.filter(|_| !self.forwards.is_empty() && !self.forwards_wait)
     }
 }
 
@@ -152,18 +154,13 @@ fn sync(ctx: &Context, starting: Option<&str>) -> Result<()> {
     if in_use {
         let ruleset = ruleset(&members);
         crate::state::write_atomically(&applied, &ruleset)?;
-        // Marked before its chain is there, so that a stop in between
-        // finds the mark; unmarked once its chain is gone.
-        mark_forwarded(ctx, &members, true)?;
         nft::apply(&ruleset)?;
-        mark_forwarded(ctx, &members, false)?;
     } else if applied.exists() {
         nft::apply(&format!(
             "table {PEERS_TABLE}\ndelete table {PEERS_TABLE}\ntable {FORWARDS_TABLE}\ndelete table {FORWARDS_TABLE}\n"
         ))?;
         std::fs::remove_file(&applied)
             .with_context(|| format!("cannot remove {}", applied.display()))?;
-        mark_forwarded(ctx, &members, false)?;
     }
     // Only now that the filter is there: the ports of containers that name
     // peers stop being isolated.
@@ -175,62 +172,86 @@ fn sync(ctx: &Context, starting: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Marks the containers of `members` that have a chain of forwards (with
-/// `forwarded`), or takes the mark of those that have none (without).
-fn mark_forwarded(
-    ctx: &Context,
-    members: &BTreeMap<String, Member>,
-    forwarded: bool,
-) -> Result<()> {
-    for member in members.values() {
-        if member.forwarded_to().is_some() != forwarded {
-            continue;
-        }
-        let mark = ctx.lxc().container_dir(&member.name).join(FORWARDS_MARK);
-        let done = if forwarded {
-            std::fs::write(&mark, "")
-        } else {
-            std::fs::remove_file(&mark).or_else(|err| match err.kind() {
-                std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(err),
-            })
-        };
-        done.with_context(|| format!("cannot mark {}", mark.display()))?;
-    }
-    Ok(())
-}
-
 /// Every container with a current generation, by its name in lower case
 /// (names are the same in any case).
 fn members(ctx: &Context, starting: Option<&str>) -> Result<BTreeMap<String, Member>> {
     let running = ctx.lxc().init_pids();
     let mut members = BTreeMap::new();
     for (name, entry) in ctx.store.read()?.containers {
-        let Some(current) = ctx.profile(&name).current()? else {
-            continue;
-        };
-        let meta = current.meta()?;
         let runs = running.contains_key(&name) || starting == Some(name.as_str());
-        let started_at = entry
-            .started_with
-            .map(|started| started.address)
-            .filter(|_| starting != Some(name.as_str()));
-        let member = Member {
-            name: name.clone(),
-            ports: ports(&name, &meta.params),
-            peers: meta
-                .spec
-                .network
-                .peers
-                .iter()
-                .map(|peer| peer.as_str().to_ascii_lowercase())
-                .collect(),
-            forwards: meta.spec.forward_ports,
-            running_at: runs.then(|| started_at.unwrap_or(meta.params.hostonly.address)),
-        };
-        members.insert(name.to_ascii_lowercase(), member);
+        let starts = starting == Some(name.as_str());
+        if let Some(member) = member(ctx, &name, &entry, runs, starts)? {
+            members.insert(name.to_ascii_lowercase(), member);
+        }
     }
     Ok(members)
+}
+
+/// Container `name` (with state `entry`, running or starting as said) as
+/// the rules see it; none without a current generation.
+fn member(
+    ctx: &Context,
+    name: &str,
+    entry: &ContainerRecord,
+    runs: bool,
+    starts: bool,
+) -> Result<Option<Member>> {
+    let Some(current) = ctx.profile(name).current()? else {
+        return Ok(None);
+    };
+    let meta = current.meta()?;
+    let started_with = entry.started_with.filter(|_| !starts);
+    let forwards_wait = match started_with {
+        Some(started) if runs && !meta.spec.forward_ports.is_empty() => {
+            !started_with_forwards(ctx, name, started.generation, current.number)
+        }
+        _ => false,
+    };
+    let started_at = started_with.map(|started| started.address);
+    Ok(Some(Member {
+        name: name.to_string(),
+        ports: ports(name, &meta.params),
+        peers: meta
+            .spec
+            .network
+            .peers
+            .iter()
+            .map(|peer| peer.as_str().to_ascii_lowercase())
+            .collect(),
+        forwards: meta.spec.forward_ports,
+        running_at: runs.then(|| started_at.unwrap_or(meta.params.hostonly.address)),
+        forwards_wait,
+    }))
+}
+
+/// Whether generation `started` of container `name`, which it runs, forwards
+/// ports (then its LXC settings have the stop hook; generations older than
+/// the hook have neither, and keep their forwards as they did); one that is
+/// gone is taken to. `current` is the current generation, which forwards.
+fn started_with_forwards(ctx: &Context, name: &str, started: u64, current: u64) -> bool {
+    started == current
+        || ctx
+            .profile(name)
+            .generation(started)
+            .and_then(|generation| generation.meta())
+            .map_or(true, |meta| !meta.spec.forward_ports.is_empty())
+}
+
+/// After a live switch of container `name`: says so where the forwarded
+/// ports of its new generation wait for its next start (it started with a
+/// generation without any).
+pub fn note_waiting_forwards(ctx: &Context, name: &str) -> Result<()> {
+    let Some(entry) = ctx.store.read()?.containers.remove(name) else {
+        return Ok(());
+    };
+    let runs = ctx.lxc().is_running(name)?;
+    if member(ctx, name, &entry, runs, false)?.is_some_and(|member| member.forwards_wait) {
+        println!(
+            "note: container '{name}' gets its forwarded ports at its next start: it started \
+             without any, and LXC takes them away at its stop only from then on"
+        );
+    }
+    Ok(())
 }
 
 /// The pairs of ports that may reach each other, both ways: those of two
@@ -340,6 +361,7 @@ mod tests {
             peers: peers.iter().map(|p| p.to_string()).collect(),
             forwards: Vec::new(),
             running_at: None,
+            forwards_wait: false,
         }
     }
 
@@ -405,8 +427,6 @@ mod tests {
             format!("nft flush chain {FORWARDS_TABLE} \"{}\"", forwards_chain("$LXC_NAME"));
         let script = crate::lxc_conf::DROP_FORWARDS.text;
         assert!(script.contains(&command), "lib/drop-forwards.sh runs {command}");
-        let mark = format!("[ -e \"${{LXC_CONFIG_FILE%/*}}/{FORWARDS_MARK}\" ] || exit 0");
-        assert!(script.contains(&mark), "lib/drop-forwards.sh looks for the mark: {mark}");
     }
 
     #[test]

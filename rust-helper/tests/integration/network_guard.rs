@@ -69,6 +69,28 @@ fn a_forward_goes_within_two_seconds_whatever_stopped_its_container() {
 }
 
 #[test]
+fn forwards_an_update_gives_a_running_container_without_any_wait_for_its_next_start() {
+    let host = Host::new();
+    allow(&host, r#"{"allowedForwardPorts": [{"from": 8000, "to": 8999}]}"#);
+    host.ok(&["create", "web", path_str(&host.file("web.nix", &tiny_file("1", "", "")))]);
+    host.start_booted("web");
+    // LXC runs the hooks of the generation it started with, which had none.
+    let with_forwards =
+        tiny_file("2", "forwardPorts = [ { hostPort = 8080; containerPort = 80; } ];", "");
+    let updated = host.ok(&["update", "web", path_str(&host.file("web2.nix", &with_forwards))]);
+    assert!(updated.contains("'web' gets its forwarded ports at its next start"), "{updated}");
+    assert!(!reaches_web(&host), "not before its next start: {}", forwards(&host));
+    host.ok(&["restart", "web"]);
+    host.wait_for("web to boot again", || host.helper(&["run", "web", "true"]).code == 0);
+    assert!(reaches_web(&host), "from its next start: {}", forwards(&host));
+    // And from then on they go when it stops.
+    let _ = host.helper(&["run", "web", "kill", "-TERM", "1"]);
+    host.wait_at_most(Duration::from_secs(2), "the forward to go after web's init exited", || {
+        !forwards(&host).contains("dport 8080")
+    });
+}
+
+#[test]
 fn a_container_that_reboots_keeps_its_forwards() {
     let host = Host::new();
     allow(&host, r#"{"allowedForwardPorts": [{"from": 8000, "to": 8999}]}"#);
