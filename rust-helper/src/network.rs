@@ -244,7 +244,9 @@ pub const PORT_PREFIX: &str = "nc";
 /// The IPv6 link-local address the kernel gives an interface with MAC
 /// address `mac` (EUI-64, RFC 4291 appendix A: ff:fe in the middle, the
 /// universal/local bit flipped), as long as the interface's addr_gen_mode is
-/// the kernel's default (eui64).
+/// the kernel's default (eui64). A NixOS guest keeps it: NixOS's dhcpcd.conf
+/// (nixos/modules/services/networking/dhcpcd.nix) has no `slaac private`,
+/// and the guest module sets no stable_secret.
 pub fn link_local(mac: &str) -> Ipv6Addr {
     let bytes: Vec<u8> =
         mac.split(':').map(|byte| u8::from_str_radix(byte, 16).expect("a MAC address")).collect();

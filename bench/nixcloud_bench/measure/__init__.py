@@ -42,10 +42,10 @@ SECTIONS = ("runtime", "growth", "by_hand", "nix", "density", "isolation", "sync
 SIZES = {
     "full": dict(runtime_sizes=[1, 50, 200], growth_sizes=[1, 50, 200, 500], density=500,
                  reps=15, cycles=7, probes=7, isolation_memory=20,
-                 sync=200, sync_rounds=3, sync_running=10, guard_mib=512),
+                 sync=200, sync_rounds=3, sync_running=10, guard_mib=64),
     "quick": dict(runtime_sizes=[1, 10, 20], growth_sizes=[1, 10, 20, 40], density=40,
                   reps=7, cycles=3, probes=3, isolation_memory=10,
-                  sync=20, sync_rounds=2, sync_running=3, guard_mib=128),
+                  sync=20, sync_rounds=2, sync_running=3, guard_mib=32),
 }
 
 

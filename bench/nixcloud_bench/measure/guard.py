@@ -17,6 +17,8 @@ from ..stats import med
 from .isolation import SMALL_DIFFERENCE_REPS, cycle
 from .store_view import init_pid
 
+# Rounds of transfers per round of a query.
+TRANSFER_ROUNDS = 10
 GUARD_ON = {}
 GUARD_OFF = {"antiSpoofing": False}
 PORT = 5001
@@ -84,10 +86,11 @@ def measure_guard(h, reps, mib):
     hostonly addresses 10.101.0.x), and the host at 10.101.0.1."""
     names = ("gd-a", "gd-b")
     variants = {"guard": GUARD_ON, "no guard": GUARD_OFF}
-    # Differences of a few ms, and of a few % of a throughput that a busy
-    # machine moves by far more: more rounds, as section 6 gives its small
-    # differences.
+    # Differences of a few ms: more rounds, as section 6 gives its small
+    # differences. A few % of a throughput that a busy machine moves by a
+    # third from one transfer to the next: many short transfers.
     rounds = SMALL_DIFFERENCE_REPS * reps
+    transfers_rounds = TRANSFER_ROUNDS * reps
     try:
         guarded(h, GUARD_ON)
         for name, peer in (names, names[::-1]):
@@ -113,7 +116,8 @@ def measure_guard(h, reps, mib):
         lifecycle = alternate({label: (lambda s=settings: create_destroy(s)) for label, settings in variants.items()},
                               reps)
 
-        log(f"port guard: TCP throughput, {mib} MiB a run, host <-> container and peer -> peer, x{rounds}")
+        log(f"port guard: TCP throughput, {mib} MiB a run, host <-> container and peer -> peer,"
+            f" x{transfers_rounds}")
         h.start(list(names))
         servers = [receiver(h, None), receiver(h, names[1])]
         try:
@@ -127,7 +131,7 @@ def measure_guard(h, reps, mib):
                 guarded(h, settings)
                 return {path: throughput(h, sender, address, mib) for path, (sender, address) in paths.items()}
             speeds = alternate({label: (lambda s=settings: transfers(s)) for label, settings in variants.items()},
-                               rounds)
+                               transfers_rounds)
         finally:
             for server in servers:
                 server.kill()
