@@ -140,14 +140,22 @@ fn a_changed_mac_address_gets_nothing_through() {
 
 /// A dnsmasq in the test host's namespace, serving DHCP on brNC-internet with
 /// the addresses the helper pins (`<state dir>/dhcp-hosts`), as the NixOS
-/// module's does; killed when dropped.
+/// module's does (with `ipv6`, a prefix of it: DHCPv6 from its
+/// `<prefix>::1000` to `::ffff` and router advertisements); killed when
+/// dropped.
 struct Dnsmasq {
     child: Child,
 }
 
 impl Dnsmasq {
-    fn start(host: &Host) -> Dnsmasq {
+    fn start(host: &Host, ipv6: Option<&str>) -> Dnsmasq {
         let dir = host.dir.path();
+        let ipv6_args = match ipv6 {
+            Some(prefix) => {
+                vec![format!("--dhcp-range={prefix}1000,{prefix}ffff,64,12h"), "--enable-ra".into()]
+            }
+            None => Vec::new(),
+        };
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -160,6 +168,7 @@ impl Dnsmasq {
             .arg("--port=0") // DHCP only: no DNS
             .args(["--interface=brNC-internet", "--bind-dynamic", "--except-interface=lo"])
             .args(["--dhcp-range=10.202.0.2,10.202.255.254,12h", "--dhcp-authoritative"])
+            .args(ipv6_args)
             .arg(format!("--dhcp-hostsdir={}", host.state_dir().join("dhcp-hosts").display()))
             .arg(format!("--dhcp-leasefile={}", dir.join("dnsmasq.leases").display()))
             .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
@@ -329,7 +338,7 @@ fn no_container_takes_another_ones_dhcp_server_or_router_advertisement() {
     let mac = mac_of(&host, "victim", "internet");
     let pin = std::fs::read_to_string(host.state_dir().join("dhcp-hosts/victim")).unwrap();
     assert_eq!(pin, format!("{mac},{victim_address}\n"));
-    let _dnsmasq = Dnsmasq::start(&host);
+    let _dnsmasq = Dnsmasq::start(&host, None);
     assert_eq!(dhcp_lease(&host, "victim").as_deref(), Some(&*victim_address));
     // A container made while dnsmasq runs: dnsmasq reads its new file.
     started(&host, "late", "network.enableNat = true;");
@@ -548,4 +557,51 @@ fn the_guard_follows_the_containers() {
         assert!(!listed.contains(&hostonly) && !listed.contains(&internet), "{name}: {listed}");
     }
     assert!(!pin.exists());
+}
+
+/// Runs NixOS's DHCP client, dhcpcd (the host's), for container `name`'s
+/// internet interface once, for `family` ("-4" or "-6"), in the container's
+/// network namespace: as a NixOS guest would, where the tiny guest has none.
+/// Its lease and run directories are made empty for it (a mount namespace of
+/// its own); it runs no hooks (`-c /bin/true`), which would change the
+/// host's resolv.conf.
+fn dhcpcd(host: &Host, name: &str, family: &str) {
+    let init = host.lxc(&format!("lxc-info -n {name} -pH")).stdout.trim().to_string();
+    let ran = Command::new("nsenter")
+        .args(["-t", &init, "-n", "unshare", "-m", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs none /var/lib/dhcpcd && mount -t tmpfs none /run && \
+             exec dhcpcd {family} -B -1 -f /dev/null -c /bin/true -t 20 internet"
+        ))
+        .output()
+        .expect("dhcpcd runs (scripts/setup-debian installs dhcpcd-base)");
+    assert!(ran.status.success(), "dhcpcd {family}: {}", String::from_utf8_lossy(&ran.stderr));
+}
+
+#[test]
+fn a_nixos_dhcp_client_gets_the_pinned_addresses_through_the_guard() {
+    let host = Host::new();
+    std::fs::write(
+        host.dir.path().join("host.json"),
+        r#"{"internetIPv6": {"prefix": "2001:db8:2::", "prefixLength": 64}}"#,
+    )
+    .unwrap();
+    host.ns_ok("ip -6 addr add 2001:db8:2::1/64 dev brNC-internet nodad");
+    host.ok(&[
+        "create",
+        "first",
+        path_str(&host.tiny("first.nix", "1", "network.enableNat = true;")),
+    ]);
+    started(&host, "web", "network.enableNat = true;");
+    let _dnsmasq = Dnsmasq::start(&host, Some("2001:db8:2::"));
+    // Its ARP probes from 0.0.0.0 and its announcement, its DHCPv6 request
+    // from its link-local address and its duplicate address detection pass;
+    // dnsmasq knows it by its MAC address for DHCPv6 too.
+    dhcpcd(&host, "web", "-4");
+    dhcpcd(&host, "web", "-6");
+    let addresses = host.ok(&["run", "web", "ip", "addr", "show", "dev", "internet"]);
+    assert!(addresses.contains("inet 10.202.0.3/16"), "the second NAT container's: {addresses}");
+    assert!(addresses.contains("inet6 2001:db8:2::1003/128"), "{addresses}");
+    assert!(pings_from(&host, "web", "10.202.0.1"));
+    assert!(pings_from(&host, "web", "2001:db8:2::1"));
 }
