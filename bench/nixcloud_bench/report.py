@@ -308,7 +308,8 @@ def report_guard(g):
         f"   TCP throughput, MB/s, {g['mib']} MiB a run from the host's python3 in each namespace",
         table(["variant", *paths], speeds),
         "   with the guard: " + ", ".join(f"{path} {share * 100:.1f} %" for path, share in s["shares"].items())
-        + " of the throughput without it (median of the rounds' ratios)"])
+        + " of the throughput without it (median of the rounds' ratios); ratio of the medians: "
+        + ", ".join(f"{path} {ratio * 100:.1f} %" for path, ratio in s["of_medians"].items())])
 
 
 def report_targets(checks):

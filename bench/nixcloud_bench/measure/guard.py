@@ -158,4 +158,7 @@ def summary(guard):
     speeds = {label: {path: med([x[path] for x in runs]) for path in runs[0]}
               for label, runs in guard["speeds"].items()}
     shares = {path: paired(guard["speeds"], path, lambda on, off: on / off) for path in speeds["guard"]}
-    return dict(added=added, speeds=speeds, shares=shares)
+    # The ratio of the two medians, beside it: where both move apart, the
+    # machine's noise is larger than what the guard costs.
+    of_medians = {path: speeds["guard"][path] / speeds["no guard"][path] for path in speeds["guard"]}
+    return dict(added=added, speeds=speeds, shares=shares, of_medians=of_medians)
