@@ -227,11 +227,28 @@ def report_hook(iso, s):
         f" the port isolated after it: {'yes' if alone['isolated'] else 'NO'}"])
 
 
+def report_stop_hook(iso, s):
+    hook = iso["stop_hook"]
+    alone, plain = hook["alone"], hook["without_forwards"]
+    return "\n".join([
+        "   forwards at stop: the helper's stop of a container with a forwarded port, with its lxc.hook.stop",
+        "   (lib/drop-forwards.sh: nft empties its chain of forwards) and with it cleared (-l '-s lxc.hook.stop='",
+        "   at the start)",
+        report_cycles("stop", hook["cycles"], {"stop": "stop", "monitor_gone": "monitor gone"}),
+        f"   the hook adds {s['stop_hook']['stop']:.1f} ms to the stop of a container with forwarded ports"
+        f" ({s['stop_hook']['monitor_gone']:.1f} ms until the monitor is gone)",
+        f"   the hook alone, /bin/sh -c 'exec <script> <name> lxc stop' started from Python, {len(alone['ms'])} x:"
+        f" {spread(alone['ms'], 2)} ms; /bin/true so: {spread(alone['floor_ms'], 2)} ms; the chain emptied by"
+        f" it: {'yes' if alone['emptied'] else 'NO'}",
+        f"   a container without forwarded ports has {'the hook: ' + plain if plain else 'no stop hook'}"])
+
+
 def report_isolation(iso):
     s = summary(iso)
-    return "\n\n".join(["== 6. Isolation: store view, id ranges, bridge isolation (ms, median [min-max])\n"
+    return "\n\n".join(["== 6. Isolation: store view, id ranges, bridge isolation, forwards at stop"
+                         " (ms, median [min-max])\n"
                          + report_views(iso, s), report_update(iso, s), report_memory(iso),
-                         report_ranges(iso, s), report_hook(iso, s)])
+                         report_ranges(iso, s), report_hook(iso, s), report_stop_hook(iso, s)])
 
 
 def report_sync(s):

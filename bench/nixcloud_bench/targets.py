@@ -1,4 +1,4 @@
-"""The targets of issues 6, 11 and 13, and the check of a run's figures against
+"""The targets of issues 6, 11, 13 and 21, and the check of a run's figures against
 them: one (passed, what it was judged on) per target and case."""
 
 from .measure import guard, sync
@@ -96,7 +96,7 @@ def density_check(res):
 
 def isolation_checks(res):
     """The store view's cost at start, and the id ranges' at start, stop
-    and list (issue 11)."""
+    and list (issue 11); the stop hook's at stop (issue 21)."""
     s, big = summary(res["isolation"]), res["isolation"]["big"]
     checks = [(s["view_cost"] < VIEW_MS,
                f"a view of {big} store paths adds {s['view_cost']:.1f} ms to a start (< {VIEW_MS:.0f})")]
@@ -106,6 +106,12 @@ def isolation_checks(res):
         checks.append((abs(own - shared) < limit,
                        f"{command} with a range per container: {own:.1f} ms against {shared:.1f} ms shared,"
                        f" {own - shared:+.1f} ms (within noise: < {limit:.1f} ms, 5 % or 1 ms)"))
+    hook = res["isolation"]["stop_hook"]
+    plain, emptied = hook["without_forwards"], hook["alone"]["emptied"]
+    checks.append((plain is None and emptied,
+                   f"forwards at stop (issue 21): a container without forwarded ports stops without a hook"
+                   f" ({'none' if plain is None else 'it has one'}); the hook of one with them empties its chain"
+                   f" ({'yes' if emptied else 'NO'}) and adds {s['stop_hook']['stop']:.1f} ms to its stop"))
     return checks
 
 
