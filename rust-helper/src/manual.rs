@@ -199,7 +199,12 @@ back after a firewall reload). Its ports pass only frames from its own MAC
 addresses and its own IP addresses, and no router advertisements or DHCP
 servers' answers (the port guard, the nftables table bridge
 nixcloud-container-guard; antiSpoofing in the host file): it cannot pose as
-another container or the host's router. Its limits are cgroup2 keys that LXC
+another container or the host's router. What it sends through the host
+reaches the internet, not the host's private networks or link-local
+addresses (169.254.169.254 among them) unless allowedEgress in the host file
+allows them (the nftables table inet nixcloud-container-egress). Its
+forwarded ports go when it stops, whatever stopped it (LXC's stop hook
+empties their chain). Its limits are cgroup2 keys that LXC
 applies at start; update changes them in a running container with
 lxc-cgroup where LXC can, and says when they wait for the next start.
 
