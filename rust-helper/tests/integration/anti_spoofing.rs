@@ -43,21 +43,24 @@ fn listen(host: &Host, name: &str, port: u16) {
     ]);
 }
 
-/// What container `name`'s listener on `port` received: once the sender
-/// finished, what it wrote is there (waited for a moment on a busy host).
-fn received(host: &Host, name: &str, port: u16) -> String {
-    host.ok(&[
-        "run",
-        name,
-        "sh",
-        "-c",
-        &format!(
-            "for i in $(seq 20); do [ -s /tmp/got-{port} ] && break; sleep 0.05; done; \
-             cat /tmp/got-{port}; killall nc 2>/dev/null; true"
-        ),
-    ])
-    .trim()
-    .to_string()
+/// What container `name`'s listener on `port` has received; with
+/// `expected`, once that came (the sender has finished, but the listener may
+/// write it a moment later on a busy host), for at most 10 s.
+fn received(host: &Host, name: &str, port: u16, expected: Option<&str>) -> String {
+    let read = || host.ok(&["run", name, "cat", &format!("/tmp/got-{port}")]).trim().to_string();
+    let mut got = read();
+    if let Some(expected) = expected {
+        host.wait_at_most(
+            std::time::Duration::from_secs(10),
+            &format!("{name} to receive {expected:?}"),
+            || {
+                got = read();
+                got == expected
+            },
+        );
+    }
+    let _ = host.helper(&["run", name, "killall", "nc"]);
+    got
 }
 
 /// Container `name` and the host forget what they knew of each other's MAC
@@ -111,8 +114,10 @@ fn an_address_taken_over_stays_with_its_owner() {
         "the host's neighbour entry stays with the victim, not the attacker ({attacker_mac})"
     );
     host.ns_ok("echo hello | busybox nc -w 2 10.101.0.3 7001");
-    assert_eq!(received(&host, "victim", 7001), "hello", "the victim answers");
-    assert_eq!(received(&host, "attacker", 7001), "", "the attacker does not");
+    // What the connection sent went to one of them: once the victim has it,
+    // the attacker cannot have it too.
+    assert_eq!(received(&host, "victim", 7001, Some("hello")), "hello", "the victim answers");
+    assert_eq!(received(&host, "attacker", 7001, None), "", "the attacker does not");
 }
 
 #[test]
