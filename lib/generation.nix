@@ -31,7 +31,7 @@ derivation {
   guestSystem = system;
   # Nix writes the closure's references graph into the build directory.
   exportReferencesGraph = [ "system-graph" system ];
-  lxcConf = import ./lxc-config.nix { inherit params autostart; };
+  lxcConf = import ./lxc-config.nix { inherit params autostart; forwards = spec.forwardPorts != [ ]; };
   specJson = builtins.toJSON metadata;
   passAsFile = [ "lxcConf" "specJson" "rootLxcConf" ];
   systemName = layout.system;

@@ -6,7 +6,8 @@
 #
 # params: what the helper resolved for this container (see generation.nix).
 # autostart: the spec's autostart.
-{ params, autostart }:
+# forwards: whether the spec forwards host ports to it.
+{ params, autostart, forwards }:
 let
   inherit (builtins) concatStringsSep toString;
   layout = import ./layout.nix;
@@ -32,6 +33,10 @@ let
     ++ map (kv: line "${key}.${kv.name}" kv.value) extra;
 
   isolatePort = "${./isolate-port.sh}";
+  # Run by LXC as root on the host once the container's init ended, whatever
+  # ended it: its forwarded ports go (rust-helper/src/commands/network_rules.rs).
+  # Only where it has some: a container without them stops without it.
+  dropForwards = "${./drop-forwards.sh}";
 
   hostonly = params.hostonly;
 
@@ -83,6 +88,7 @@ concatStringsSep "\n" ([
   (line "lxc.environment" "container_ttys=${concatStringsSep " " (builtins.genList (i: "pts/${toString (i + 1)}") ttys)}")
   (line "lxc.start.auto" (if autostart then 1 else 0))
 ]
+++ (if forwards then [ (line "lxc.hook.stop" dropForwards) ] else [ ])
 ++ limitLines
 ++ veth 0 "hostonly" hostonly hostonlyAddress
 ++ (if params.internet == null then [ ] else veth 1 "internet" params.internet [ ])

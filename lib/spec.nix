@@ -77,6 +77,21 @@ let
         } value.${mountPoint})
       (attrNames value);
 
+  # The host address a forward takes connections to. The helper's DNAT
+  # rules match only the host's own addresses; connections to loopback's are
+  # never routed to a container (the kernel drops them as martians), and
+  # 0.0.0.0/8, multicast (224.0.0.0/4) and the broadcast address are no
+  # host's: a forward to one of them could never take a connection
+  # (rust-helper/src/spec.rs ForwardAddress refuses the same).
+  forwardAddress =
+    let ipv4 = types.format "ipv4Address"; in
+    {
+      check = v: ipv4.check v && (
+        let first = builtins.fromJSON (builtins.head (match "([0-9]+)[.].*" v)); in
+        first != 0 && first != 127 && (first < 224 || first > 239) && v != "255.255.255.255");
+      expected = "an IPv4 address of this host that connections can come to, like 192.0.2.1 (not 0.0.0.0/8, loopback 127.0.0.0/8, multicast 224.0.0.0/4 or 255.255.255.255)";
+    };
+
   # Host ports forwarded to the container, as nixos-container's forwardPorts.
   normalizeForwardPorts = origin: value:
     if !(isList value) then throw "${origin}: forwardPorts must be a list, got ${typeOf value}"
@@ -87,7 +102,7 @@ let
             protocol = { type = types.enum [ "tcp" "udp" ]; default = "tcp"; };
             hostPort = { type = types.port; default = throw "${origin}: forwardPorts.${toString index}: hostPort is missing"; };
             containerPort = { type = types.port; default = null; };
-            hostAddress = { type = types.format "ipv4Address"; default = null; };
+            hostAddress = { type = forwardAddress; default = null; };
           } (builtins.elemAt value index);
         in
         forward // { containerPort = if forward.containerPort == null then forward.hostPort else forward.containerPort; })

@@ -36,6 +36,14 @@ let
   };
   sizeString = types.strMatching "[1-9][0-9]{0,6}[KMGT]";
 
+  # Ports from `from` to `to`, both included.
+  portRange = types.submodule {
+    options = {
+      from = mkOption { type = types.port; description = "The first port."; };
+      to = mkOption { type = types.port; description = "The last port."; };
+    };
+  };
+
   lxcPackage = config.virtualisation.lxc.package;
   ipv6 = cfg.ipv6;
   withInternet = cfg.internetInterface != null;
@@ -70,6 +78,8 @@ let
 
   # dnsmasq hands out the addresses above the host's own.
   dhcp4Range = addresses.ipv4DhcpRange cfg.internet.address cfg.internet.prefixLength;
+  # Where the helper pins each container's DHCP addresses (one file each).
+  dhcpHostsDir = "${toString cfg.stateDir}/dhcp-hosts";
 
   # DHCPv6 leases come from the last 16 bits of the prefix (see ipv6PrefixLength).
   dhcp6Range = {
@@ -520,12 +530,7 @@ in
     };
 
     allowedForwardPorts = mkOption {
-      type = types.listOf (types.submodule {
-        options = {
-          from = mkOption { type = types.port; description = "The first host port."; };
-          to = mkOption { type = types.port; description = "The last host port."; };
-        };
-      });
+      type = types.listOf portRange;
       default = [ ];
       example = [ { from = 8000; to = 8999; } ];
       description = ''
@@ -536,6 +541,41 @@ in
       '';
     };
 
+    allowedEgress = mkOption {
+      type = types.listOf (types.submodule {
+        options = {
+          network = mkOption {
+            # The helper checks it strictly (an address without bits beyond
+            # the prefix); a wrong one fails every helper command with the
+            # host file's error.
+            type = types.strMatching "[0-9A-Fa-f.:]+/[0-9]{1,3}";
+            example = "192.168.1.0/24";
+            description = "An IPv4 or IPv6 network, by its address and prefix length.";
+          };
+          ports = mkOption {
+            type = types.listOf portRange;
+            default = [ ];
+            example = [ { from = 5432; to = 5432; } ];
+            description = "The TCP and UDP ports of it containers may reach; none: all of it, whatever the protocol.";
+          };
+        };
+      });
+      default = [ ];
+      example = [ { network = "192.168.1.0/24"; ports = [ { from = 5432; to = 5432; } ]; } ];
+      description = ''
+        What traffic that containers send through this host (forwarded, as
+        with NAT) may reach besides the internet. By default it reaches no
+        private network (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16,
+        100.64.0.0/10, fc00::/7) beyond the containers' own bridges and no
+        link-local address (169.254.0.0/16, where most clouds answer with the
+        host's credentials at 169.254.169.254, and fe80::/10); each entry
+        lets containers reach a network of those. Container files have no
+        say in it. The helper keeps the rules (the nftables table
+        `inet nixcloud-container-egress`) with both firewall backends; what
+        containers reach on this host itself stays the firewall's business.
+      '';
+    };
+
     allowedDevices = mkOption {
       type = types.listOf (types.enum [ "tun" "fuse" ]);
       default = [ ];
@@ -543,6 +583,21 @@ in
       description = ''
         Host devices container files may ask for (`devices`): `tun`
         (/dev/net/tun, for VPNs) and `fuse` (/dev/fuse).
+      '';
+    };
+
+    antiSpoofing = mkOption {
+      type = types.bool;
+      default = defaults.antiSpoofing;
+      description = ''
+        Whether each container's ports on the bridges pass only frames from
+        its own MAC address, IPv4 and ARP from its own addresses, IPv6 from
+        the link-local address of its MAC and the address DHCPv6 gives it, and
+        no router advertisements, redirects or DHCP and DHCPv6 servers'
+        answers (the nftables table `bridge nixcloud-container-guard`, which
+        the helper fills). A container cannot pose as another, or as the
+        host, to the host or its peers. Turn it off only where containers
+        route or bridge traffic of others through their own interfaces.
       '';
     };
 
@@ -651,7 +706,10 @@ in
         idmap = { inherit (cfg.idmap) hostId count perContainer isolated; };
         nixDaemonSocketDir = toString cfg.nixDaemonSocketDir;
         inherit (cfg) idmappedMounts allowNixDaemon allowWholeStore allowedHostPaths allowedForwardPorts
-          allowedDevices;
+          allowedEgress allowedDevices antiSpoofing;
+        # The prefix DHCPv6 hands out addresses from: the helper pins one of
+        # them to each container's internet interface.
+        internetIPv6 = if withIPv6 then { prefix = ipv6.ipv6Prefix; prefixLength = ipv6.ipv6PrefixLength; } else null;
         dataDir = if cfg.dataDir == null then null else toString cfg.dataDir;
         # LXC's generated profile for each container where AppArmor is on
         # (nixpkgs' LXC module loads LXC's own policies then).
@@ -710,6 +768,24 @@ in
             "--keep-going" "--jobs" (toString cfg.sync.jobs)
           ] ++ optional cfg.sync.prune "--prune"
             ++ lib.optionals (cfg.sync.nixParams != null) [ "-n" (lib.escapeShellArg cfg.sync.nixParams) ]);
+        };
+      };
+
+      # The helper's network rules (the ports' guard, the filter between
+      # peers, forwarded ports) as the state says, before the boot service
+      # starts containers, again when the host file changes (the guard
+      # follows antiSpoofing and the IPv6 prefix) and, with nftables, after
+      # each load of the ruleset, which flushes them.
+      systemd.services.nixcloud-container-network = {
+        description = "nixcloud-container: the containers' network rules";
+        wantedBy = [ "multi-user.target" ];
+        before = [ "nixcloud-container-autostart.service" ];
+        restartTriggers = [ (builtins.hashString "sha256" config.environment.etc."nixcloud-container/host.json".text) ];
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          ExecStart = "${cfg.package}/bin/nixcloud-container repair-network";
+          ExecReload = "${cfg.package}/bin/nixcloud-container repair-network";
         };
       };
 
@@ -796,18 +872,31 @@ in
         family = "bridge";
         content = builtins.replaceStrings [ "@ELEMENTS@" ] [ "" ] (builtins.readFile ../lib/peers.nft);
       };
+      # The ports' guard (rust-helper/src/commands/port_guard.rs), declared
+      # for the same reason with empty sets: after a reload, containers' ports
+      # pass nothing until the service below fills the sets again.
+      networking.nftables.tables.nixcloud-container-guard = mkIf cfg.antiSpoofing {
+        family = "bridge";
+        content = builtins.readFile ../lib/port-guard.nft;
+      };
+      # Where containers' forwarded traffic may go (rust-helper/src/commands/
+      # egress.rs), declared for the same reason without the host's
+      # allowances: after a reload, containers reach no private network
+      # until the service below puts them back. (With the iptables backend
+      # the helper's table stands beside the firewall's, which reloads leave
+      # alone.)
+      networking.nftables.tables.nixcloud-container-egress = {
+        family = "inet";
+        content = builtins.replaceStrings [ "@BRIDGES@" "@SAME_BRIDGE@" "@ALLOWED@\n" ] [
+          (concatMapStringsSep ", " (bridge: ''"${bridge}"'') containerBridges)
+          (concatMapStringsSep ", " (bridge: ''"${bridge}" . "${bridge}"'') containerBridges)
+          ""
+        ] (builtins.readFile ../lib/egress.nft);
+      };
       systemd.services.nixcloud-container-network = {
-        description = "nixcloud-container: the filter between peers, after each firewall load";
         after = [ "nftables.service" ];
         partOf = [ "nftables.service" ];
-        wantedBy = [ "multi-user.target" ];
         unitConfig.ReloadPropagatedFrom = [ "nftables.service" ];
-        serviceConfig = {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          ExecStart = "${cfg.package}/bin/nixcloud-container repair-network";
-          ExecReload = "${cfg.package}/bin/nixcloud-container repair-network";
-        };
       };
     })
 
@@ -845,7 +934,25 @@ in
           # The only DHCP server on this bridge: after a reboot of the host,
           # containers get their addresses back without waiting.
           dhcp-authoritative = true;
+          # Each container's address, pinned to its interface's MAC address
+          # by a file the helper writes (rust-helper/src/commands/port_guard.rs),
+          # which dnsmasq reads as it comes: the ports' guard knows it.
+          dhcp-hostsdir = dhcpHostsDir;
         };
+      };
+      # dnsmasq reads it as its own user, and must find it when it starts.
+      systemd.tmpfiles.rules = [ "d ${dhcpHostsDir} 0755 root root -" ];
+      # dnsmasq adds what a new or changed file says, but forgets what a
+      # removed or changed one said only at SIGHUP (services.dnsmasq reloads
+      # with it): a destroyed container's address would stay with its MAC.
+      systemd.paths.nixcloud-container-dhcp-hosts = {
+        wantedBy = [ "multi-user.target" ];
+        pathConfig.PathChanged = dhcpHostsDir;
+      };
+      systemd.services.nixcloud-container-dhcp-hosts = {
+        description = "nixcloud-container: dnsmasq reads the containers' DHCP addresses again";
+        serviceConfig.Type = "oneshot";
+        script = "systemctl try-reload-or-restart dnsmasq.service";
       };
 
       networking.firewall.interfaces.${internetBridge} = {

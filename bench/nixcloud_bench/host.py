@@ -47,14 +47,15 @@ class Host:
         return path
 
     def tiny_file(self, file_name, version, autostart=False, trace=None, paths=0, tag=None,
-                  whole_store=False):
+                  whole_store=False, forward_port=None):
         """A container file for the tiny system (examples/tiny), imported as
         the helper's restricted evaluation allows it; with `trace`, every
         evaluation of its system prints that line. `paths` more store paths
         in its closure (builtins.toFile, named `tag`-<i>, by default after
         the file: files with one tag share them); `whole_store`: it sees the
         host's whole store instead of its closure (where the host file
-        allows it)."""
+        allows it); `forward_port`: that host port forwarded to it (where the
+        host file allows it)."""
         extra = ""
         if paths:
             tag = tag or os.path.splitext(file_name)[0]
@@ -65,6 +66,8 @@ class Host:
             system = f'builtins.trace "{trace}" ({system})'
         return self.write(file_name, f"{{\n  autostart = {'true' if autostart else 'false'};\n"
                                      + ("  wholeStore = true;\n" if whole_store else "")
+                                     + (f"  forwardPorts = [ {{ hostPort = {forward_port}; }} ];\n"
+                                        if forward_port else "")
                                      + f"  system = {system};\n}}\n")
 
     def host_file(self, settings=None):

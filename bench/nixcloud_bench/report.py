@@ -5,7 +5,7 @@ import os
 
 from collections import Counter
 
-from .measure import sync
+from .measure import guard, sync
 from .measure.isolation import summary
 from .measure.nix import FIND_FILE, KINDS, NIX_TOOLS, named
 from .project import REPO
@@ -227,11 +227,28 @@ def report_hook(iso, s):
         f" the port isolated after it: {'yes' if alone['isolated'] else 'NO'}"])
 
 
+def report_stop_hook(iso, s):
+    hook = iso["stop_hook"]
+    alone, plain = hook["alone"], hook["without_forwards"]
+    return "\n".join([
+        "   forwards at stop: the helper's stop of a container with a forwarded port, with its lxc.hook.stop",
+        "   (lib/drop-forwards.sh: nft empties its chain of forwards) and with it cleared (-l '-s lxc.hook.stop='",
+        "   at the start)",
+        report_cycles("stop", hook["cycles"], {"stop": "stop", "monitor_gone": "monitor gone"}),
+        f"   the hook adds {s['stop_hook']['stop']:.1f} ms to the stop of a container with forwarded ports"
+        f" ({s['stop_hook']['monitor_gone']:.1f} ms until the monitor is gone)",
+        f"   the hook alone, /bin/sh -c 'exec <script> <name> lxc stop' started from Python, {len(alone['ms'])} x:"
+        f" {spread(alone['ms'], 2)} ms; /bin/true so: {spread(alone['floor_ms'], 2)} ms; the chain emptied by"
+        f" it: {'yes' if alone['emptied'] else 'NO'}",
+        f"   a container without forwarded ports has {'the hook: ' + plain if plain else 'no stop hook'}"])
+
+
 def report_isolation(iso):
     s = summary(iso)
-    return "\n\n".join(["== 6. Isolation: store view, id ranges, bridge isolation (ms, median [min-max])\n"
+    return "\n\n".join(["== 6. Isolation: store view, id ranges, bridge isolation, forwards at stop"
+                         " (ms, median [min-max])\n"
                          + report_views(iso, s), report_update(iso, s), report_memory(iso),
-                         report_ranges(iso, s), report_hook(iso, s)])
+                         report_ranges(iso, s), report_hook(iso, s), report_stop_hook(iso, s)])
 
 
 def report_sync(s):
@@ -287,8 +304,33 @@ def report_sync(s):
         f" {spread(s['flake']['removals'], 0)}, the list file's {spread(s['file']['removals'], 0)}"])
 
 
+def report_guard(g):
+    s = guard.summary(g)
+    cycles = [[label, spread([c["start"] for c in runs]), spread([c["lxc_start"] for c in runs]),
+               spread([c["stop"] for c in runs]), spread([c["monitor_gone"] for c in runs])]
+              for label, runs in g["cycles"].items()]
+    lifecycle = [[label, spread([x["create"] for x in runs]), spread([x["destroy"] for x in runs])]
+                 for label, runs in g["lifecycle"].items()]
+    paths = list(s["shares"])
+    speeds = [[label, *[spread([x[path] for x in runs], 0) for path in paths]] for label, runs in g["speeds"].items()]
+    return "\n".join([
+        "== 8. The ports' guard (issue 21): with it (the default) and without it (antiSpoofing = false,",
+        "   its table taken away by repair-network), side by side; ms, median [min-max]",
+        "   start and stop of a tiny container (as in section 6)",
+        table(["variant", "start", "lxc-start", "stop", "monitor gone"], cycles),
+        "   create and destroy of a tiny NAT container (its elements added and deleted, its DHCP file)",
+        table(["variant", "create", "destroy"], lifecycle),
+        "   the guard adds " + ", ".join(f"{ms:+.1f} ms to a {key}" for key, ms in s["added"].items())
+        + " (median of the rounds' differences)",
+        f"   TCP throughput, MB/s, {g['mib']} MiB a run from the host's python3 in each namespace",
+        table(["variant", *paths], speeds),
+        "   with the guard: " + ", ".join(f"{path} {share * 100:.1f} %" for path, share in s["shares"].items())
+        + " of the throughput without it (median of the rounds' ratios); ratio of the medians: "
+        + ", ".join(f"{path} {ratio * 100:.1f} %" for path, ratio in s["of_medians"].items())])
+
+
 def report_targets(checks):
-    return "\n".join(["== Targets (issues 6, 11 and 13)"]
+    return "\n".join(["== Targets (issues 6, 11, 13 and 21)"]
                      + [f"{'PASS' if ok else 'MISS'}  {text}" for ok, text in checks])
 
 
@@ -303,6 +345,7 @@ def report(res, checks):
         ("density", lambda: report_density(res["density"], res["hooks"])),
         ("isolation", lambda: report_isolation(res["isolation"])),
         ("sync", lambda: report_sync(res["sync"])),
+        ("guard", lambda: report_guard(res["guard"])),
     ]
     return "\n\n".join(
         [f"nixcloud-container benchmark ({'quick' if res['quick'] else 'full'} run) - {res['machine']}"]

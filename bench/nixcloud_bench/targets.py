@@ -1,7 +1,7 @@
-"""The targets of issues 6, 11 and 13, and the check of a run's figures against
+"""The targets of issues 6, 11, 13 and 21, and the check of a run's figures against
 them: one (passed, what it was judged on) per target and case."""
 
-from .measure import sync
+from .measure import guard, sync
 from .measure.isolation import summary
 from .measure.nix import KINDS, named
 from .stats import med, span
@@ -96,7 +96,7 @@ def density_check(res):
 
 def isolation_checks(res):
     """The store view's cost at start, and the id ranges' at start, stop
-    and list (issue 11)."""
+    and list (issue 11); the stop hook's at stop (issue 21)."""
     s, big = summary(res["isolation"]), res["isolation"]["big"]
     checks = [(s["view_cost"] < VIEW_MS,
                f"a view of {big} store paths adds {s['view_cost']:.1f} ms to a start (< {VIEW_MS:.0f})")]
@@ -106,6 +106,30 @@ def isolation_checks(res):
         checks.append((abs(own - shared) < limit,
                        f"{command} with a range per container: {own:.1f} ms against {shared:.1f} ms shared,"
                        f" {own - shared:+.1f} ms (within noise: < {limit:.1f} ms, 5 % or 1 ms)"))
+    hook = res["isolation"]["stop_hook"]
+    plain, emptied = hook["without_forwards"], hook["alone"]["emptied"]
+    checks.append((plain is None and emptied,
+                   f"forwards at stop (issue 21): a container without forwarded ports stops without a hook"
+                   f" ({'none' if plain is None else 'it has one'}); the hook of one with them empties its chain"
+                   f" ({'yes' if emptied else 'NO'}) and adds {s['stop_hook']['stop']:.1f} ms to its stop"))
+    return checks
+
+
+# The ports' guard (issue 21): start and stop within 2 ms of them without it,
+# TCP throughput within 5 %.
+GUARD_MS, GUARD_SHARE = 2.0, 0.95
+
+
+def guard_checks(res):
+    s = guard.summary(res["guard"])
+    checks = [(abs(s["added"][key]) <= GUARD_MS,
+               f"the ports' guard: {key} {s['added'][key]:+.1f} ms against none (within {GUARD_MS:.0f})")
+              for key in ("start", "stop")]
+    for path, share in s["shares"].items():
+        checks.append((share >= GUARD_SHARE,
+                       f"the ports' guard: TCP {path} {s['speeds']['guard'][path]:.0f} MB/s ="
+                       f" {share * 100:.1f} % of {s['speeds']['no guard'][path]:.0f} MB/s without it"
+                       f" (at least {GUARD_SHARE * 100:.0f} %)"))
     return checks
 
 
@@ -160,5 +184,5 @@ def check(res):
     groups = (("runtime", runtime_checks), ("growth", growth_checks),
               ("nixpkgs", lambda r: [nixpkgs_check(r)]), ("nix_counts", evaluation_checks),
               ("density", lambda r: [density_check(r)]), ("isolation", isolation_checks),
-              ("sync", sync_checks))
+              ("sync", sync_checks), ("guard", guard_checks))
     return [c for key, checks in groups if key in res for c in checks(res)]

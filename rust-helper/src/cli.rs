@@ -629,13 +629,16 @@ pub enum Command {
     /// beside it. An LXC directory of ours whose generations are gone is
     /// removed. Nothing else ever resets the state.
     RepairState,
-    /// Re-apply what keeps containers apart on the bridges.
+    /// Re-apply the containers' network rules.
     ///
-    /// Make the ports of running containers isolated again, except those of
-    /// containers that name peers, and put the filter between peers (the
-    /// nftables table bridge nixcloud-container-peers) back in step with
-    /// the containers. Needed after a firewall reload that flushed the whole
-    /// ruleset; the NixOS module runs it then.
+    /// Write the guard of the containers' ports (nftables table bridge
+    /// nixcloud-container-guard), the egress policy (inet
+    /// nixcloud-container-egress), the filter between peers (bridge
+    /// nixcloud-container-peers) and the forwarded ports (ip
+    /// nixcloud-container-forwards) again from the state and the host file,
+    /// and make the ports of running containers isolated again, except those
+    /// of containers that name peers. Needed after a firewall reload that
+    /// flushed the whole ruleset; the NixOS module runs it then.
     RepairNetwork,
     /// Print shell completions.
     ///

@@ -30,12 +30,26 @@ pub struct Rules<'a> {
     pub idmap: IdMap,
     /// The bridges its interfaces may join.
     pub bridges: Vec<&'a InterfaceName>,
-    /// Where the isolation script (`script.up`) must be: the store.
+    /// Where the scripts LXC runs (`script.up`, the stop hook) must be: the store.
     pub store: &'a Path,
 }
 
 /// What each veth's `script.up` must be: lib/isolate-port.sh, in the store.
-const ISOLATE_PORT: &str = include_str!("../../lib/isolate-port.sh");
+const ISOLATE_PORT: StoreScript =
+    StoreScript { file: "isolate-port.sh", text: include_str!("../../lib/isolate-port.sh") };
+
+/// What `lxc.hook.stop` must be: lib/drop-forwards.sh, in the store
+/// (it empties the stopped container's chain of forwards, commands/
+/// network_rules.rs).
+pub const DROP_FORWARDS: StoreScript =
+    StoreScript { file: "drop-forwards.sh", text: include_str!("../../lib/drop-forwards.sh") };
+
+/// A script of lib/ that LXC runs as root on the host: its file name there
+/// and its text.
+pub struct StoreScript {
+    file: &'static str,
+    pub text: &'static str,
+}
 
 /// The ports of the interfaces, by index.
 const PORTS: [Port; 2] = [Port::Hostonly, Port::Internet];
@@ -57,6 +71,13 @@ pub fn check(text: &str, rules: &Rules) -> Result<()> {
     for index in 0..PORTS.len() {
         if seen.veths[index] && !seen.isolated[index] {
             bail!("lxc.net.{index} has no script.up: its port would not be isolated");
+        }
+        // The port guard knows a port by its name and its MAC address.
+        if seen.veths[index] && !(seen.named[index] && seen.addressed[index]) {
+            bail!(
+                "lxc.net.{index} has no veth.pair or no hwaddr: the port guard would not let \
+                 its port pass (a generation older than fixed MAC addresses: update the container)"
+            );
         }
     }
     let idmaps = seen.idmaps;
@@ -82,9 +103,12 @@ pub fn check_file(file: &Path, rules: &Rules) -> Result<()> {
 #[derive(Default)]
 struct Seen {
     idmaps: Vec<String>,
-    /// Which interfaces are veths, and which have the isolation script.
+    /// Which interfaces are veths, and which have the isolation script,
+    /// their port's name and their MAC address.
     veths: [bool; 2],
     isolated: [bool; 2],
+    named: [bool; 2],
+    addressed: [bool; 2],
 }
 
 fn check_line(line: &str, rules: &Rules, seen: &mut Seen) -> Result<()> {
@@ -124,6 +148,8 @@ fn check_line(line: &str, rules: &Rules, seen: &mut Seen) -> Result<()> {
                 .map_err(|err| anyhow!(err))
         }
         "lxc.environment" => expect(CONTAINER_TTYS),
+        "lxc.hook.stop" => check_store_script(value, rules.store, &DROP_FORWARDS)
+            .with_context(|| format!("lxc.hook.stop {}", show(value))),
         _ => match network_key(key) {
             Some((index, item)) => check_network_item(index, item, value, rules, seen),
             None => bail!("{} is not a key nixcloud-container generates", show(key)),
@@ -161,6 +187,7 @@ fn check_network_item(
         "veth.pair" => {
             let port = port_name(rules.name, PORTS[index]);
             if value == port.as_str() {
+                seen.named[index] = true;
                 Ok(())
             } else {
                 bail!("lxc.net.{index}.veth.pair must be {port}, not {}", show(value))
@@ -169,13 +196,14 @@ fn check_network_item(
         "hwaddr" => {
             let address = mac_address(rules.name, PORTS[index]);
             if value == address {
+                seen.addressed[index] = true;
                 Ok(())
             } else {
                 bail!("lxc.net.{index}.hwaddr must be {address}, not {}", show(value))
             }
         }
         "script.up" => {
-            check_isolation_script(value, rules.store)
+            check_store_script(value, rules.store, &ISOLATE_PORT)
                 .with_context(|| format!("lxc.net.{index}.script.up {}", show(value)))?;
             seen.isolated[index] = true;
             Ok(())
@@ -207,20 +235,21 @@ fn check_network_item(
     }
 }
 
-/// LXC runs `script.up` as root on the host: it must be the isolation
-/// script, a file in the store (which nothing changes) with its text.
-fn check_isolation_script(value: &str, store: &Path) -> Result<()> {
+/// LXC runs `script.up` and hooks as root on the host: each must be
+/// `script`, a file in the store (which nothing changes) with its text.
+fn check_store_script(value: &str, store: &Path, script: &StoreScript) -> Result<()> {
     let path = Path::new(value);
+    let suffix = format!("-{}", script.file);
     let in_store = path.parent() == Some(store)
         && path.file_name().and_then(|name| name.to_str()).is_some_and(|name| {
-            name.len() > 33 && name.ends_with("-isolate-port.sh") && !name.starts_with('.')
+            name.len() == 32 + suffix.len() && name.ends_with(&suffix) && !name.starts_with('.')
         });
     if !in_store {
-        bail!("is not the isolation script in {}", store.display());
+        bail!("is not lib/{} in {}", script.file, store.display());
     }
     match std::fs::read_to_string(path) {
-        Ok(text) if text == ISOLATE_PORT => Ok(()),
-        Ok(_) => bail!("is not the isolation script"),
+        Ok(text) if text == script.text => Ok(()),
+        Ok(_) => bail!("is not lib/{}", script.file),
         Err(err) => Err(err).context("cannot be read"),
     }
 }
@@ -229,19 +258,23 @@ fn check_isolation_script(value: &str, store: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// A store holding the isolation script, and another file.
+    /// A store holding the isolation script, the stop hook, and another file.
     fn store() -> tempfile::TempDir {
         let store = tempfile::tempdir().unwrap();
-        std::fs::write(store.path().join(SCRIPT), ISOLATE_PORT).unwrap();
-        std::fs::write(
-            store.path().join("00000000000000000000000000000000-evil-isolate-port.sh"),
-            "#!/bin/sh\nreboot\n",
-        )
-        .unwrap();
+        std::fs::write(store.path().join(SCRIPT), ISOLATE_PORT.text).unwrap();
+        std::fs::write(store.path().join(HOOK), DROP_FORWARDS.text).unwrap();
+        for evil in [
+            "00000000000000000000000000000000-evil-isolate-port.sh",
+            "11111111111111111111111111111111-isolate-port.sh",
+            "11111111111111111111111111111111-drop-forwards.sh",
+        ] {
+            std::fs::write(store.path().join(evil), "#!/bin/sh\nreboot\n").unwrap();
+        }
         store
     }
 
     const SCRIPT: &str = "r9zgkzc5zab416qddj283jlsvp18ydzr-isolate-port.sh";
+    const HOOK: &str = "0ah4d8b3hqgyqk2k6i3hmr2jx0a5lgyx-drop-forwards.sh";
 
     fn rules_for<'a>(bridges: &'a [InterfaceName], store: &'a Path) -> Rules<'a> {
         Rules {
@@ -256,6 +289,8 @@ mod tests {
     /// What lib/lxc-config.nix writes, with the store at `store`.
     fn good(store: &Path) -> String {
         GOOD.replace("@SCRIPT@", &store.join(SCRIPT).display().to_string())
+            .replace("@HOOK@", &store.join(HOOK).display().to_string())
+            .replace("@MAC@", &mac_address("web", Port::Hostonly))
     }
 
     const GOOD: &str = "# nixcloud-container generation of 'web'. Generated; do not edit.
@@ -267,12 +302,14 @@ lxc.init.cmd = /init/profile/system/init
 lxc.tty.max = 4
 lxc.environment = container_ttys=pts/1 pts/2 pts/3 pts/4
 lxc.start.auto = 0
+lxc.hook.stop = @HOOK@
 lxc.net.0.type = veth
 lxc.net.0.name = hostonly
 lxc.net.0.link = brNC-hostonly
 lxc.net.0.flags = up
 lxc.net.0.script.up = @SCRIPT@
 lxc.net.0.veth.pair = nc9d9qbul6sh
+lxc.net.0.hwaddr = @MAC@
 lxc.net.0.ipv4.address = 10.101.0.2/16 10.101.255.255
 lxc.net.0.ipv4.gateway = 10.101.0.1
 ";
@@ -288,6 +325,17 @@ lxc.net.0.ipv4.gateway = 10.101.0.1
     }
 
     #[test]
+    fn a_generation_without_forwarded_ports_has_no_stop_hook() {
+        let store = store();
+        let without: String = good(store.path())
+            .lines()
+            .filter(|l| !l.contains("lxc.hook.stop"))
+            .map(|l| l.to_string() + "\n")
+            .collect();
+        check(&without, &rules_for(&bridges(), store.path())).unwrap();
+    }
+
+    #[test]
     fn a_veth_without_the_isolation_script_is_refused() {
         let store = store();
         let without: String = good(store.path())
@@ -300,12 +348,32 @@ lxc.net.0.ipv4.gateway = 10.101.0.1
     }
 
     #[test]
+    fn a_veth_the_port_guard_would_not_know_is_refused() {
+        let store = store();
+        for left_out in ["veth.pair", "hwaddr"] {
+            let without: String = good(store.path())
+                .lines()
+                .filter(|l| !l.contains(left_out))
+                .map(|l| l.to_string() + "\n")
+                .collect();
+            let err = check(&without, &rules_for(&bridges(), store.path())).unwrap_err();
+            assert!(err.to_string().contains("no veth.pair or no hwaddr"), "{left_out}: {err}");
+        }
+    }
+
+    #[test]
     fn anything_else_is_refused() {
         let bridges = bridges();
         let store = store();
         let rules = rules_for(&bridges, store.path());
         let evil = store.path().join("00000000000000000000000000000000-evil-isolate-port.sh");
+        let evil_hook = format!("lxc.hook.stop = {}", evil.display());
         let evil = format!("lxc.net.0.script.up = {}", evil.display());
+        let other_script = store.path().join("11111111111111111111111111111111-isolate-port.sh");
+        let other_script = format!("lxc.net.0.script.up = {}", other_script.display());
+        let other_hook = store.path().join("11111111111111111111111111111111-drop-forwards.sh");
+        let other_hook = format!("lxc.hook.stop = {}", other_hook.display());
+        let swapped = format!("lxc.hook.stop = {}", store.path().join(SCRIPT).display());
         for (added, message) in [
             ("lxc.hook.pre-start = /some/script.sh", "not a key"),
             ("lxc.include = /etc/shadow", "not a key"),
@@ -318,8 +386,15 @@ lxc.net.0.ipv4.gateway = 10.101.0.1
             ("lxc.environment = LD_PRELOAD=/x", "lxc.environment must be"),
             ("lxc.tty.max = 1024", "lxc.tty.max must be"),
             ("lxc.net.0.link = br0", "not a bridge of this host"),
-            ("lxc.net.0.script.up = /x", "not the isolation script"),
-            (evil.as_str(), "not the isolation script"),
+            ("lxc.net.0.script.up = /x", "not lib/isolate-port.sh"),
+            (evil.as_str(), "not lib/isolate-port.sh"),
+            ("lxc.hook.stop = /bin/sh -c reboot", "not lib/drop-forwards.sh"),
+            (evil_hook.as_str(), "not lib/drop-forwards.sh"),
+            (other_script.as_str(), "is not lib/isolate-port.sh"),
+            (other_hook.as_str(), "is not lib/drop-forwards.sh"),
+            (swapped.as_str(), "not lib/drop-forwards.sh"),
+            ("lxc.hook.post-stop = /x", "not a key"),
+            ("lxc.hook.stop.extra = /x", "not a key"),
             ("lxc.net.0.script.down = /x", "not a setting"),
             ("lxc.net.0.veth.pair = eth0", "must be nc9d9qbul6sh"),
             ("lxc.net.2.type = veth", "not a key"),

@@ -15,6 +15,7 @@ mod manual;
 mod mounts;
 mod names;
 mod network;
+mod nft;
 mod nix;
 mod nix_log;
 mod process;

@@ -147,6 +147,11 @@ from the garbage collector; data/<name> is the container's data directory
 what is mounted from below it is the container's. Root writes only in
 directories no other user can change, and refuses one that others can.
 
+: /var/lib/nixcloud-container/dhcp-hosts/<name>
+The addresses of a container's internet interface, pinned to its MAC
+address for dnsmasq (dhcp-hostsdir), which hands them out by DHCP and
+DHCPv6.
+
 : /etc/nixcloud-container/host.json
 Bridges (also extraBridges, the other bridges container files may join),
 subnets and the ids delegated to containers, written by the NixOS module
@@ -200,7 +205,16 @@ closure of its own generation in /nix/store. Its ports on the bridges are
 isolated: it reaches the host, never another container, unless both name
 each other in network.peers (a bridge filter, the nftables table bridge
 nixcloud-container-peers, lets such pairs through; repair-network puts it
-back after a firewall reload). Its limits are cgroup2 keys that LXC
+back after a firewall reload). Its ports pass only frames from its own MAC
+addresses and its own IP addresses, and no router advertisements or DHCP
+servers' answers (the port guard, the nftables table bridge
+nixcloud-container-guard; antiSpoofing in the host file): it cannot pose as
+another container or the host's router. What it sends through the host
+reaches the internet, not the host's private networks or link-local
+addresses (169.254.169.254 among them) unless allowedEgress in the host file
+allows them (the nftables table inet nixcloud-container-egress). Its
+forwarded ports go when it stops, whatever stopped it (LXC's stop hook
+empties their chain). Its limits are cgroup2 keys that LXC
 applies at start; update changes them in a running container with
 lxc-cgroup where LXC can, and says when they wait for the next start.
 

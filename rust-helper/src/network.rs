@@ -8,7 +8,7 @@
 //! address that is a container's address in that bridge's subnet.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{bail, Result};
 use ipnet::Ipv4Net;
@@ -109,13 +109,14 @@ pub fn address_request(spec: &NetworkSpec, host: &HostConfig) -> Result<AddressR
     Ok(AddressRequest::Fixed(address))
 }
 
-/// The container's interfaces once its address is known.
-/// The interfaces of container `name`, with `address` on its main bridge.
+/// The interfaces of container `name`, with `address` on its main bridge
+/// and, where it has NAT, `internet_address` on the internet bridge.
 pub fn interfaces(
     name: &str,
     spec: &NetworkSpec,
     host: &HostConfig,
     address: Ipv4Addr,
+    internet_address: Option<Ipv4Addr>,
 ) -> Result<(HostonlyInterface, Option<InternetInterface>)> {
     let joined = joined(spec, host)?;
     let subnet = joined.subnet();
@@ -153,6 +154,7 @@ pub fn interfaces(
         bridge: host.internet.bridge.clone(),
         port: Some(port_name(name, Port::Internet)),
         hwaddr: Some(mac_address(name, Port::Internet)),
+        address: internet_address,
     });
     Ok((hostonly, internet))
 }
@@ -238,6 +240,52 @@ impl Port {
 
 /// How the host's ends of containers' veths begin.
 pub const PORT_PREFIX: &str = "nc";
+
+/// The IPv6 link-local address the kernel gives an interface with MAC
+/// address `mac` (EUI-64, RFC 4291 appendix A: ff:fe in the middle, the
+/// universal/local bit flipped), as long as the interface's addr_gen_mode is
+/// the kernel's default (eui64). A NixOS guest keeps it: NixOS's dhcpcd.conf
+/// (nixos/modules/services/networking/dhcpcd.nix) has no `slaac private`,
+/// and the guest module sets no stable_secret.
+pub fn link_local(mac: &str) -> Ipv6Addr {
+    let bytes: Vec<u8> =
+        mac.split(':').map(|byte| u8::from_str_radix(byte, 16).expect("a MAC address")).collect();
+    let [a, b, c, d, e, f] = bytes[..] else {
+        panic!("{mac} is not a MAC address");
+    };
+    let identifier = [a ^ 0x02, b, c, 0xff, 0xfe, d, e, f];
+    let mut address = [0_u8; 16];
+    address[..2].copy_from_slice(&[0xfe, 0x80]);
+    address[8..].copy_from_slice(&identifier);
+    Ipv6Addr::from(address)
+}
+
+/// The first free address of the internet bridge's subnet, for a
+/// container's internet interface (DHCP hands it out, pinned to the
+/// interface's MAC address): counting up from the one after the network
+/// address, skipping the host's own.
+pub fn first_free_internet(host: &HostConfig, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    host.internet
+        .host()
+        .subnet()
+        .hosts()
+        .find(|candidate| *candidate != host.internet.address && !taken.contains(candidate))
+}
+
+/// The IPv6 address DHCPv6 gives the container whose internet interface has
+/// IPv4 address `ipv4`, where the host routes an IPv6 prefix to the internet
+/// bridge: the prefix with the last 16 bits 0x1000 plus the IPv4 address's
+/// place in its subnet, inside the range the NixOS module hands to dnsmasq
+/// (<prefix>::1000 to <prefix>::ffff). None without a prefix, or for a
+/// place beyond that range (more than 61,439 containers).
+pub fn internet_ipv6(host: &HostConfig, ipv4: Ipv4Addr) -> Option<Ipv6Addr> {
+    let prefix = host.internet_ipv6?;
+    let place = u32::from(ipv4).checked_sub(u32::from(host.internet.host().subnet().network()))?;
+    let low = u16::try_from(0x1000 + place).ok()?;
+    let mut groups = prefix.prefix.segments();
+    groups[7] = low;
+    Some(Ipv6Addr::from(groups))
+}
 
 pub fn hostonly_subnet(host: &HostConfig) -> Ipv4Net {
     host.hostonly.host().subnet()
@@ -362,18 +410,19 @@ mod tests {
         let host = host();
         let address = Ipv4Addr::new(10, 101, 0, 2);
         let (plain, internet) =
-            interfaces("web", &spec(None, None, false), &host, address).unwrap();
+            interfaces("web", &spec(None, None, false), &host, address, None).unwrap();
         assert_eq!(plain.gateway, Some(Ipv4Addr::new(10, 101, 0, 1)));
         assert_eq!(plain.broadcast, Ipv4Addr::new(10, 101, 255, 255));
         assert_eq!(internet, None);
 
         let (natted, internet) =
-            interfaces("web", &spec(None, None, true), &host, address).unwrap();
+            interfaces("web", &spec(None, None, true), &host, address, None).unwrap();
         assert_eq!(natted.gateway, None);
         assert_eq!(internet.unwrap().bridge.as_str(), "brNC-internet");
 
         let own = spec(Some("10.10.1.2"), Some("myOwnBridge"), false);
-        let (custom, _) = interfaces("web", &own, &host, Ipv4Addr::new(10, 10, 1, 2)).unwrap();
+        let (custom, _) =
+            interfaces("web", &own, &host, Ipv4Addr::new(10, 10, 1, 2), None).unwrap();
         assert_eq!((custom.bridge.as_str(), custom.gateway), ("myOwnBridge", None));
         assert_eq!(custom.broadcast, Ipv4Addr::new(10, 10, 255, 255));
     }
@@ -385,11 +434,11 @@ mod tests {
         let mut with_gateway = spec(None, None, false);
         for bad in ["8.8.8.8", "10.101.0.0", "10.101.255.255", "10.101.0.2"] {
             with_gateway.gateway = Some(bad.parse().unwrap());
-            let err = interfaces("web", &with_gateway, &host, address).unwrap_err();
+            let err = interfaces("web", &with_gateway, &host, address, None).unwrap_err();
             assert!(err.to_string().starts_with("network.gateway"), "{bad}: {err}");
         }
         with_gateway.gateway = Some("10.101.0.9".parse().unwrap());
-        let (hostonly, _) = interfaces("web", &with_gateway, &host, address).unwrap();
+        let (hostonly, _) = interfaces("web", &with_gateway, &host, address, None).unwrap();
         assert_eq!(hostonly.gateway, Some(Ipv4Addr::new(10, 101, 0, 9)));
     }
 
@@ -407,6 +456,37 @@ mod tests {
         assert_ne!(mac_address("web", Port::Internet), mac_address("web", Port::Hostonly));
         assert!(mac_address("web", Port::Hostonly).starts_with("02:"));
         assert_eq!(mac_address("web", Port::Hostonly).len(), 17);
+    }
+
+    #[test]
+    fn link_local_addresses_are_the_kernels_eui64() {
+        // As `ip -6 addr` showed it for a veth with this MAC address.
+        assert_eq!(link_local("02:7c:e3:1a:5b:09").to_string(), "fe80::7c:e3ff:fe1a:5b09");
+        assert_eq!(link_local("00:16:3e:00:00:01").to_string(), "fe80::216:3eff:fe00:1");
+    }
+
+    #[test]
+    fn internet_addresses_are_allocated_apart_from_the_host() {
+        let host = host();
+        let mut taken = BTreeSet::new();
+        assert_eq!(first_free_internet(&host, &taken), Some(Ipv4Addr::new(10, 202, 0, 2)));
+        taken.insert(Ipv4Addr::new(10, 202, 0, 2));
+        assert_eq!(first_free_internet(&host, &taken), Some(Ipv4Addr::new(10, 202, 0, 3)));
+    }
+
+    #[test]
+    fn internet_ipv6_addresses_lie_in_the_dhcpv6_range() {
+        let mut host = host();
+        let ipv4 = Ipv4Addr::new(10, 202, 0, 2);
+        assert_eq!(internet_ipv6(&host, ipv4), None, "no prefix, no address");
+        host.internet_ipv6 = Some(crate::settings::Ipv6Prefix {
+            prefix: "2a01:4f8:221:3744:4000::".parse().unwrap(),
+            prefix_length: 66,
+        });
+        assert_eq!(internet_ipv6(&host, ipv4).unwrap().to_string(), "2a01:4f8:221:3744:4000::1002");
+        let last = Ipv4Addr::new(10, 202, 0xef, 0xff);
+        assert_eq!(internet_ipv6(&host, last).unwrap().to_string(), "2a01:4f8:221:3744:4000::ffff");
+        assert_eq!(internet_ipv6(&host, Ipv4Addr::new(10, 202, 0xf0, 0)), None);
     }
 
     #[test]

@@ -7,16 +7,16 @@
 //! variables move each location for tests and packagers.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cli::LocationArgs;
-use crate::formats::{AbsolutePath, InterfaceName, PrefixLength};
+use crate::formats::{show, AbsolutePath, InterfaceName, PrefixLength};
 use crate::nix_log::Verbosity;
 use crate::spec::{Device, Port};
 
@@ -190,8 +190,19 @@ pub struct HostConfig {
     pub allowed_host_paths: BTreeMap<AbsolutePath, AllowedHostPath>,
     /// Host ports container files may have forwarded to them.
     pub allowed_forward_ports: Vec<PortRange>,
+    /// Private networks and link-local addresses that containers'
+    /// forwarded traffic may reach, which it may not by default
+    /// (commands/egress.rs).
+    pub allowed_egress: Vec<AllowedEgress>,
     /// Host devices container files may ask for.
     pub allowed_devices: Vec<Device>,
+    /// Whether each container's ports pass only frames from its own MAC
+    /// address and its own addresses (commands/port_guard.rs).
+    pub anti_spoofing: bool,
+    /// The IPv6 prefix routed to the internet bridge, from which DHCPv6
+    /// gives containers their addresses; null: no IPv6 there.
+    #[serde(rename = "internetIPv6")]
+    pub internet_ipv6: Option<Ipv6Prefix>,
     pub lxc_path: PathBuf,
     pub profiles_dir: PathBuf,
     pub state_dir: PathBuf,
@@ -204,6 +215,45 @@ pub struct HostConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AllowedHostPath {
     pub writable: bool,
+}
+
+/// An IPv6 prefix of 64 to 112 bits (the NixOS module's ipv6.ipv6Prefix and
+/// ipv6PrefixLength): DHCPv6 leases take the last 16 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ipv6Prefix {
+    pub prefix: Ipv6Addr,
+    pub prefix_length: u8,
+}
+
+/// A network containers' forwarded traffic may reach (`allowedEgress`): on
+/// the TCP and UDP ports of `ports`, or, where it names none, all of it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AllowedEgress {
+    pub network: Network,
+    #[serde(default)]
+    pub ports: Vec<PortRange>,
+}
+
+/// An IPv4 or IPv6 network, "192.168.1.0/24" or "fd00::/8", without bits
+/// set beyond its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Network(pub IpNet);
+
+impl TryFrom<String> for Network {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Network, String> {
+        let network: IpNet = text.parse().map_err(|_| {
+            format!("{} is not a network like 192.168.1.0/24 or fd00::/8", show(&text))
+        })?;
+        if network.trunc() != network {
+            return Err(format!("{text} has bits set beyond its prefix: {}?", network.trunc()));
+        }
+        Ok(Network(network))
+    }
 }
 
 /// Host ports from `from` to `to`, both included (`allowedForwardPorts`).
@@ -301,8 +351,17 @@ impl HostConfig {
                 );
             }
         }
+        if let Some(ipv6) =
+            self.internet_ipv6.filter(|ipv6| !(64..=112).contains(&ipv6.prefix_length))
+        {
+            bail!("internetIPv6: prefix length {} is not from 64 to 112", ipv6.prefix_length);
+        }
         if let Some(range) = self.allowed_forward_ports.iter().find(|range| range.from > range.to) {
             bail!("allowedForwardPorts: {} is above {}", range.from.0, range.to.0);
+        }
+        let mut egress_ports = self.allowed_egress.iter().flat_map(|allowed| &allowed.ports);
+        if let Some(range) = egress_ports.find(|range| range.from > range.to) {
+            bail!("allowedEgress: port {} is above {}", range.from.0, range.to.0);
         }
         self.idmap.check()
     }
@@ -467,6 +526,22 @@ mod tests {
             (r#"{"idmap": {"perContainer": 1000}}"#, "below 65536"),
             (r#"{"idmap": {"count": 65535}}"#, "no container fits"),
             (r#"{"idmap": {"hostId": 4294000000}}"#, "beyond the largest uid"),
+            (r#"{"allowedEgress": [{"network": "10.1.2.3"}]}"#, "is not a network like"),
+            (
+                r#"{"allowedEgress": [{"network": "10.1.2.3/16"}]}"#,
+                "beyond its prefix: 10.1.0.0/16?",
+            ),
+            (r#"{"allowedEgress": [{"network": "fd00::1/8"}]}"#, "beyond its prefix: fd00::/8?"),
+            (
+                r#"{"allowedEgress": [{"network": "10.1.0.0/16", "ports": [{"from": 90, "to": 80}]}]}"#,
+                "allowedEgress: port 90 is above 80",
+            ),
+            (r#"{"allowedEgress": [{"network": "10.1.0.0/16", "protocol": "tcp"}]}"#, "protocol"),
+            (
+                r#"{"internetIPv6": {"prefix": "2001:db8::", "prefixLength": 48}}"#,
+                "prefix length 48 is not from 64 to 112",
+            ),
+            (r#"{"internetIPv6": {"prefix": "10.0.0.0", "prefixLength": 64}}"#, "invalid IPv6"),
         ] {
             std::fs::write(&file, text).unwrap();
             let err = format!("{:#}", HostConfig::load(&file).unwrap_err());

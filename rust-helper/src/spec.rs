@@ -180,7 +180,48 @@ pub struct ForwardPort {
     pub host_port: Port,
     pub container_port: Port,
     /// Only connections to this host address (default: any).
-    pub host_address: Option<Ipv4Addr>,
+    pub host_address: Option<ForwardAddress>,
+}
+
+/// The host address a forward takes connections to: one that connections to
+/// the host can come to, as lib/spec.nix's `forwardAddress` checks it. The
+/// DNAT rules match only the host's own addresses; connections to
+/// loopback's are never routed to a container, and 0.0.0.0/8, multicast and
+/// the broadcast address are no host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "Ipv4Addr", into = "Ipv4Addr")]
+pub struct ForwardAddress(Ipv4Addr);
+
+impl TryFrom<Ipv4Addr> for ForwardAddress {
+    type Error = String;
+
+    fn try_from(address: Ipv4Addr) -> Result<ForwardAddress, String> {
+        if address.octets()[0] == 0
+            || address.is_loopback()
+            || address.is_multicast()
+            || address.is_broadcast()
+        {
+            Err(format!(
+                "{address} is not an IPv4 address of this host that connections can come to, like \
+                 192.0.2.1 (not 0.0.0.0/8, loopback 127.0.0.0/8, multicast 224.0.0.0/4 or \
+                 255.255.255.255)"
+            ))
+        } else {
+            Ok(ForwardAddress(address))
+        }
+    }
+}
+
+impl From<ForwardAddress> for Ipv4Addr {
+    fn from(address: ForwardAddress) -> Ipv4Addr {
+        address.0
+    }
+}
+
+impl std::fmt::Display for ForwardAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -280,6 +321,10 @@ pub struct InternetInterface {
     /// Its MAC address, as `HostonlyInterface::hwaddr`.
     #[serde(default)]
     pub hwaddr: Option<String>,
+    /// The address DHCP gives it (state.rs: `internet_ip`); none in
+    /// generations made before addresses were pinned.
+    #[serde(default)]
+    pub address: Option<Ipv4Addr>,
 }
 
 /// What the helper resolves for one build: handed to lib/cli.nix as JSON and
@@ -449,6 +494,34 @@ mod tests {
             r#"{"bridge":null,"ip":null,"prefixLength":null,"gateway":"8.8.8.8 x","enableNat":false}"#,
         ] {
             assert!(spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_forward_takes_only_addresses_connections_can_come_to() {
+        let forward = |address: &str| {
+            serde_json::from_str::<ForwardPort>(&format!(
+                r#"{{"protocol":"tcp","hostPort":80,"containerPort":80,"hostAddress":"{address}"}}"#
+            ))
+        };
+        for good in ["192.0.2.1", "10.101.0.1", "1.0.0.0", "223.255.255.255", "240.0.0.1"] {
+            let forward = forward(good).unwrap();
+            assert_eq!(forward.host_address.unwrap().to_string(), good);
+        }
+        for bad in [
+            "127.0.0.1",
+            "127.255.0.9",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "239.1.1.1",
+            "255.255.255.255",
+        ] {
+            let err = forward(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{bad} is not an IPv4 address of this host")),
+                "{err}"
+            );
         }
     }
 

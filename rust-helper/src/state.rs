@@ -55,6 +55,11 @@ pub struct ContainerRecord {
     pub source: Source,
     /// The address allocated on the hostonly bridge, kept for the container's life.
     pub automatic_ip: Option<Ipv4Addr>,
+    /// The address of its internet interface (DHCP hands it out, pinned to
+    /// the interface's MAC address), allocated when it first has one and
+    /// kept for its life; it is among `addresses` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internet_ip: Option<Ipv4Addr>,
     /// Every address one of its generations uses: none of them is given to
     /// another container while that generation exists.
     pub addresses: BTreeSet<Address>,
@@ -147,6 +152,7 @@ impl ContainerRecord {
             phase,
             source,
             automatic_ip: None,
+            internet_ip: None,
             addresses: BTreeSet::new(),
             switched_from: None,
             started_with: None,
@@ -267,6 +273,30 @@ impl State {
         let entry = self.containers.get_mut(name).expect("the entry exists");
         entry.forwards.extend(forwards.iter().copied());
         Ok(())
+    }
+
+    /// Gives container `name` (whose entry must exist) an address on the
+    /// internet bridge, the one it has if it has one, and returns it.
+    pub fn claim_internet(&mut self, host: &HostConfig, name: &str) -> Result<Ipv4Addr> {
+        let ip = match self.containers[name].internet_ip {
+            Some(ip) => ip,
+            None => {
+                let taken = self.taken_on(&host.internet.bridge);
+                let Some(ip) = network::first_free_internet(host, &taken) else {
+                    bail!(
+                        "no free address left in {} ({}) for the internet interface: destroy a \
+                         container with network.enableNat",
+                        host.internet.host().subnet(),
+                        host.internet.bridge
+                    );
+                };
+                ip
+            }
+        };
+        let entry = self.containers.get_mut(name).expect("the entry exists");
+        entry.internet_ip = Some(ip);
+        entry.addresses.insert(Address { bridge: host.internet.bridge.clone(), ip });
+        Ok(ip)
     }
 
     /// Reserves the address `request` asks for on `bridge` for container
@@ -577,6 +607,26 @@ mod tests {
         assert_eq!(
             state.claim(&host, "a", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap(),
             a
+        );
+    }
+
+    #[test]
+    fn internet_addresses_are_distinct_and_kept() {
+        let host = host();
+        let mut state = State::default();
+        add(&mut state, "a");
+        add(&mut state, "b");
+        let a = state.claim_internet(&host, "a").unwrap();
+        let b = state.claim_internet(&host, "b").unwrap();
+        assert_eq!((a, b), (Ipv4Addr::new(10, 202, 0, 2), Ipv4Addr::new(10, 202, 0, 3)));
+        assert_eq!(state.claim_internet(&host, "a").unwrap(), a, "kept");
+        assert!(state.containers["a"]
+            .addresses
+            .contains(&Address { bridge: bridge("brNC-internet"), ip: a }));
+        // A hostonly address is no internet address: both start at .2.
+        assert_eq!(
+            state.claim(&host, "a", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap(),
+            Ipv4Addr::new(10, 101, 0, 2)
         );
     }
 

@@ -178,7 +178,10 @@ in
       dataDir = null;
       allowedHostPaths = { };
       allowedForwardPorts = [ ];
+      allowedEgress = [ ];
       allowedDevices = [ ];
+      antiSpoofing = true;
+      internetIPv6 = null;
       lxcPath = "/srv/lxc";
       profilesDir = "/srv/profiles";
       stateDir = "/srv/state";
@@ -224,6 +227,7 @@ in
       except-interface = [ "lo" ];
       dhcp-range = [ "10.202.0.2,10.202.255.254,12h" ];
       dhcp-authoritative = [ true ];
+      dhcp-hostsdir = [ "/var/lib/nixcloud-container/dhcp-hosts" ];
     })
     (eq "firewall: DNS and DHCP on the internet bridge" nat.networking.firewall.interfaces {
       brNC-internet = { allowedUDPPorts = [ 53 67 ]; allowedTCPPorts = [ 53 ]; };
@@ -288,7 +292,21 @@ in
     (eq "iptables: no nftables table" nftablesOff.networking.nftables.tables { })
     (eq "iptables: no nftables forward rules" nftablesOff.networking.firewall.extraForwardRules "")
     (lacksInfix "iptables: the internet bridge is forwarded elsewhere" "-i brNC-internet -j" nftablesOff.networking.firewall.extraCommands)
-    (eq "iptables: no service for the nftables filter" (nftablesOff.systemd.services ? nixcloud-container-network) false)
+    (eq "iptables: the network rules at boot and when the host file changes, not tied to nftables"
+      (let unit = nftablesOff.systemd.services.nixcloud-container-network; in {
+        inherit (unit) wantedBy before;
+        tied = unit.partOf != [ ] || unit.after != [ ];
+        restarts = builtins.length unit.restartTriggers;
+        inherit (unit.serviceConfig) ExecStart;
+      })
+      {
+        wantedBy = [ "multi-user.target" ];
+        before = [ "nixcloud-container-autostart.service" ];
+        tied = false;
+        restarts = 1;
+        ExecStart = "${nftablesOff.nixcloud.containers.package}/bin/nixcloud-container repair-network";
+      })
+    (eq "iptables: no nftables table for the guard, which nothing flushes" (nftablesOff.networking.nftables.tables ? nixcloud-container-guard) false)
     (that "iptables without a firewall: a warning"
       (evalHost [
         { nixcloud.containers = { enable = true; internetInterface = "enp0s3"; }; }
@@ -444,6 +462,78 @@ in
         (enabled { extraBridges.brNC-hostonly = { address = "10.10.0.1"; prefixLength = 16; }; }) "must not name")
       (assertionFails "not a network address"
         (enabled { extraBridges.br1 = { address = "10.10.0.0"; prefixLength = 16; }; }) "network or broadcast")
+    ];
+
+  port-guard =
+    let
+      unguarded = evalHost [
+        { nixcloud.containers = { enable = true; internetInterface = "enp0s3"; antiSpoofing = false; }; }
+        { networking.nftables.enable = true; }
+      ];
+      dir = "/var/lib/nixcloud-container/dhcp-hosts";
+    in
+    [
+      (eq "on by default" (hostJson defaults).antiSpoofing true)
+      (eq "nftables: the guard, declared with empty sets for reloads"
+        nftablesOn.networking.nftables.tables.nixcloud-container-guard
+        { family = "bridge"; content = builtins.readFile ../../lib/port-guard.nft; })
+      (eq "nftables: the network rules come back after each load of the ruleset"
+        (let unit = nftablesOn.systemd.services.nixcloud-container-network; in {
+          inherit (unit) after partOf;
+          inherit (unit.unitConfig) ReloadPropagatedFrom;
+        })
+        { after = [ "nftables.service" ]; partOf = [ "nftables.service" ]; ReloadPropagatedFrom = [ "nftables.service" ]; })
+      (eq "antiSpoofing = false: no guard, and the helper takes its table away"
+        { table = unguarded.networking.nftables.tables ? nixcloud-container-guard; inherit ((hostJson unguarded)) antiSpoofing; }
+        { table = false; antiSpoofing = false; })
+      (eq "the IPv6 prefix reaches the helper, which pins an address of it to each container"
+        (hostJson ipv6).internetIPv6 { prefix = "2a01:4f8:221:3744:4000::"; prefixLength = 66; })
+      (eq "no IPv6 prefix without ipv6" (hostJson nat).internetIPv6 null)
+      (eq "dnsmasq reads the pinned addresses from the helper's directory" (dnsmasq nat).dhcp-hostsdir [ dir ])
+      (contains "the directory is there before dnsmasq starts, readable by it" "d ${dir} 0755 root root -"
+        nat.systemd.tmpfiles.rules)
+      (eq "a changed or removed pin makes dnsmasq read them all again"
+        {
+          path = nat.systemd.paths.nixcloud-container-dhcp-hosts.pathConfig;
+          script = nat.systemd.services.nixcloud-container-dhcp-hosts.script;
+        }
+        { path = { PathChanged = dir; }; script = "systemctl try-reload-or-restart dnsmasq.service"; })
+      (eq "no pins without internetInterface" (defaults.systemd.paths ? nixcloud-container-dhcp-hosts) false)
+    ];
+
+  egress =
+    let
+      allowing = evalHost [
+        {
+          nixcloud.containers = {
+            enable = true;
+            allowedEgress = [
+              { network = "192.168.7.0/24"; ports = [ { from = 5432; to = 5432; } ]; }
+              { network = "fd00::/8"; }
+            ];
+            extraBridges.myOwnBridge = { address = "10.10.0.1"; prefixLength = 16; };
+          };
+        }
+        { networking.nftables.enable = true; }
+      ];
+      table = allowing.networking.nftables.tables.nixcloud-container-egress;
+    in
+    [
+      (eq "none allowed by default" (hostJson defaults).allowedEgress [ ])
+      (eq "what the host allows reaches the helper, which keeps the table"
+        (hostJson allowing).allowedEgress [
+          { network = "192.168.7.0/24"; ports = [ { from = 5432; to = 5432; } ]; }
+          { network = "fd00::/8"; ports = [ ]; }
+        ])
+      (eq "nftables: declared for reloads, for both families" table.family "inet")
+      (that "nftables: every container bridge, no allowance until repair-network" table.content
+        "lib/egress.nft with the bridges filled in and nothing allowed"
+        (content: lib.hasInfix ''iifname != { "brNC-hostonly", "brNC-internet", "myOwnBridge" } accept'' content
+          && lib.hasInfix ''"myOwnBridge" . "myOwnBridge" } accept'' content
+          && lib.hasInfix "169.254.0.0/16 } reject with icmpx admin-prohibited" content
+          && !(lib.hasInfix "@" content) && !(lib.hasInfix "192.168.7.0/24" content)))
+      (eq "iptables: the helper's table alone, which iptables reloads leave alone"
+        (nftablesOff.networking.nftables.tables ? nixcloud-container-egress) false)
     ];
 
   sandbox = [

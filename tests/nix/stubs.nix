@@ -140,6 +140,7 @@ in
     };
 
     systemd.package = opt types.package pkgs.systemd;
+    systemd.tmpfiles.rules = strs;
   };
 
   # As nixos/modules/virtualisation/container-config.nix does.

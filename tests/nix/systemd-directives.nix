@@ -1,5 +1,5 @@
-# The directives systemd knows in the [Unit] and [Service] sections of a
-# unit, for the stubs' check of serviceConfig and unitConfig keys
+# The directives systemd knows in the [Unit], [Service] and [Path] sections
+# of a unit, for the stubs' check of serviceConfig, unitConfig and pathConfig keys
 # (systemd-units.nix): NixOS passes any key on to systemd, which ignores
 # (with a warning in its journal) one it does not know, so a misspelt key
 # there is a setting silently lost.
@@ -87,5 +87,9 @@
     "TimeoutStopSec" "TimerSlackNSec" "Type" "UMask" "USBFunctionDescriptors" "USBFunctionStrings"
     "UnsetEnvironment" "User" "UtmpIdentifier" "UtmpMode" "WatchdogSec" "WatchdogSignal"
     "WorkingDirectory"
+  ];
+  Path = [
+    "DirectoryMode" "DirectoryNotEmpty" "MakeDirectory" "PathChanged" "PathExists" "PathExistsGlob"
+    "PathModified" "TriggerLimitBurst" "TriggerLimitIntervalSec" "Unit"
   ];
 }

@@ -1,10 +1,10 @@
-# systemd.services and systemd.targets as NixOS declares them, for the
+# systemd.services, systemd.targets and systemd.paths as NixOS declares them, for the
 # stubs: the unit options with NixOS's types (read in nixpkgs'
 # nixos/lib/systemd-unit-options.nix: sharedOptions, commonUnitOptions,
 # stage2CommonUnitOptions, serviceOptions, stage2ServiceOptions; and
 # nixos/lib/systemd-lib.nix: unitNameType, checkUnitConfig), so that an
 # unknown option or a value of the wrong type fails the evaluation as on
-# NixOS. Beyond NixOS, a key of serviceConfig or unitConfig that systemd
+# NixOS. Beyond NixOS, a key of serviceConfig, unitConfig or pathConfig that systemd
 # does not know (systemd-directives.nix) fails too: NixOS writes it into the
 # unit, where systemd ignores it, and the setting is silently lost.
 { lib, pkgs, ... }:
@@ -118,5 +118,7 @@ in
   options.systemd = {
     services = opt (types.attrsOf (types.submodule service)) { };
     targets = opt (types.attrsOf (types.submodule { options = unitOptions; })) { };
+    # pathOptions of systemd-unit-options.nix.
+    paths = opt (types.attrsOf (types.submodule { options = unitOptions // { pathConfig = opt (sectionOf "Path" (_: true)) { }; }; })) { };
   };
 }

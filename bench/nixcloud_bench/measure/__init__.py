@@ -12,6 +12,8 @@ which the inner process makes them as the host grows:
     store_view    the store view's live update and host memory, for isolation
     sync       7. sync of a list of containers (a flake's, a list file's),
                   made, unchanged and with one changed, against updates
+    guard      8. what the ports' guard costs: start, stop, create, destroy,
+                  TCP throughput, with it and without it
 
 bench/run --only picks some of them (SECTIONS); the others are not made.
 """
@@ -27,22 +29,23 @@ from ..project import REPO
 from .by_hand import measure_by_hand
 from .density import measure_density, measure_without_hooks
 from .growth import measure_create_update
+from .guard import measure_guard
 from .isolation import measure_isolation
 from .nix import measure_nix
 from .runtime import measure_runtime
 from .sync import measure_sync
 
 # The sections --only can pick, in the report's order.
-SECTIONS = ("runtime", "growth", "by_hand", "nix", "density", "isolation", "sync")
+SECTIONS = ("runtime", "growth", "by_hand", "nix", "density", "isolation", "sync", "guard")
 
 # Sizes of a full run, and of --quick (for working on the bench).
 SIZES = {
     "full": dict(runtime_sizes=[1, 50, 200], growth_sizes=[1, 50, 200, 500], density=500,
                  reps=15, cycles=7, probes=7, isolation_memory=20,
-                 sync=200, sync_rounds=3, sync_running=10),
+                 sync=200, sync_rounds=3, sync_running=10, guard_mib=64),
     "quick": dict(runtime_sizes=[1, 10, 20], growth_sizes=[1, 10, 20, 40], density=40,
                   reps=7, cycles=3, probes=3, isolation_memory=10,
-                  sync=20, sync_rounds=2, sync_running=3),
+                  sync=20, sync_rounds=2, sync_running=3, guard_mib=32),
 }
 
 
@@ -74,6 +77,8 @@ def measure_all(h, sizes, lib, sections=SECTIONS):
             if "sync" in sections:
                 res["sync"] = measure_sync(h, sizes["sync"], sizes["sync_rounds"], sizes["reps"],
                                            sizes["sync_running"])
+            if "guard" in sections:
+                res["guard"] = measure_guard(h, sizes["reps"], sizes["guard_mib"])
         if n in runtime_sizes:
             res.setdefault("runtime", [])
             res["runtime"] += measure_runtime(h, n, target, sizes["reps"], sizes["cycles"])

@@ -2,7 +2,8 @@
 view at start and stop (a tiny closure and one of 2,000 paths, against the
 whole store), at a live update and in host memory (store_view.py); an id
 range per container against the shared one; the bridge port's script.up
-hook."""
+hook; the hook at the stop of a container with forwarded ports that takes
+them away."""
 
 import os
 import re
@@ -18,6 +19,9 @@ UPDATE_PATHS = 500  # paths a live update adds
 ALLOW_WHOLE = {"allowWholeStore": True}
 SHARED_RANGE = dict(ALLOW_WHOLE, idmap={"isolated": False})
 CLEAR_HOOK = ("-l", "-s lxc.net.0.script.up=")  # lxc-start -s: the key set empty
+CLEAR_STOP_HOOK = ("-l", "-s lxc.hook.stop=")
+FORWARD_PORT = 8080
+FORWARDING = dict(ALLOW_WHOLE, allowedForwardPorts=[{"from": FORWARD_PORT, "to": FORWARD_PORT}])
 # The id ranges and the hook are judged on differences of a few ms between
 # tiny containers, whose cycles are cheap: they get this many times the reps.
 SMALL_DIFFERENCE_REPS = 3
@@ -129,6 +133,49 @@ def measure_hook_alone(h, name, runs):
     return dict(script=script, ms=took["hook"], floor_ms=took["true"], isolated=isolated)
 
 
+def stop_hook(h, name):
+    """The hook LXC runs at the container's stop, from its generation's LXC
+    settings (lib/drop-forwards.sh in the store); None where it has none."""
+    with open(os.path.join(h.work, "profiles", name, "profile", "lxc.conf")) as f:
+        found = re.search(r"^lxc\.hook\.stop = (.*)$", f.read(), re.M)
+    return found and found.group(1)
+
+
+def measure_stop_hook_alone(h, name, runs):
+    """The stop hook by itself, as LXC runs it (`/bin/sh -c 'exec <script>
+    <name> lxc stop'`, with LXC_NAME and LXC_TARGET), `runs` times, on a
+    chain of the bench's own in the forwards' table that holds a rule each
+    time, next to /bin/true; and whether the chain was empty after it."""
+    script, fake = stop_hook(h, name), "ncbench-stop-hook"
+    chain = ["ip", "nixcloud-container-forwards", f"to-{fake}"]
+    env = dict(os.environ, LXC_NAME=fake, LXC_TARGET="stop")
+    argv = ["/bin/sh", "-c", f"exec {script} {fake} lxc stop"]
+    fill = ["nft", "add", "rule", *chain, "tcp", "dport", "1", "dnat", "to", "192.0.2.1"]
+    run(["nft", "add", "table", *chain[:2]])
+    run(["nft", "add", "chain", *chain])
+    try:
+        took = alternate({"hook": lambda: (run(fill), run(argv, env=env).ms)[1],
+                          "true": lambda: run(["/bin/true"]).ms}, runs)
+        emptied = "dnat" not in run(["nft", "list", "chain", *chain]).out
+    finally:
+        run(["nft", "delete", "chain", *chain], check=False)
+    return dict(script=script, ms=took["hook"], floor_ms=took["true"], emptied=emptied)
+
+
+def measure_stop_hook(h, tiny, reps):
+    """A container with a forwarded port: its stop with lxc.hook.stop and
+    with it cleared, and the hook alone; and whether the tiny container,
+    which forwards no port, has the hook (it must not)."""
+    log(f"forwards at stop: stop of a container with a forwarded port, with its lxc.hook.stop and with it"
+        f" cleared, x{reps}")
+    name = created(h, "iv-fwd", h.tiny_file("iv-fwd.nix", "1", forward_port=FORWARD_PORT), FORWARDING)
+    cycles = cycles_of(h, {"with the stop hook": (name, (), FORWARDING),
+                           "stop hook cleared": (name, CLEAR_STOP_HOOK, FORWARDING)}, reps)
+    alone = measure_stop_hook_alone(h, name, reps)
+    h.helper("destroy", name)
+    return dict(cycles=cycles, alone=alone, without_forwards=stop_hook(h, tiny))
+
+
 def measure_isolation(h, reps, cycles, count):
     """Section 6; the host file allows the whole store meanwhile, and is
     gone again after."""
@@ -139,6 +186,7 @@ def measure_isolation(h, reps, cycles, count):
         hook = cycles_of(h, {"with the hook": (tiny, (), ALLOW_WHOLE),
                              "hook cleared": (tiny, CLEAR_HOOK, ALLOW_WHOLE)}, small)
         hook_alone = measure_hook_alone(h, tiny, small)
+        forwards_at_stop = measure_stop_hook(h, tiny, small)
         ranges = measure_ranges(h, small)
         h.host_file(ALLOW_WHOLE)
         update = measure_live_update(h, cycles, UPDATE_PATHS)
@@ -150,7 +198,8 @@ def measure_isolation(h, reps, cycles, count):
     finally:
         h.host_file(None)
     return dict(big=BIG_VIEW, update_paths=UPDATE_PATHS, views=views, hook=hook,
-                hook_alone=hook_alone, ranges=ranges, update=update, memory=memory)
+                hook_alone=hook_alone, stop_hook=forwards_at_stop, ranges=ranges, update=update,
+                memory=memory)
 
 
 def summary(iso):
@@ -166,10 +215,14 @@ def summary(iso):
     ranges["list"] = {label: med(xs) for label, xs in iso["ranges"]["list"].items()}
     hook = {key: med([c[key] for c in iso["hook"]["with the hook"]])
             - med([c[key] for c in iso["hook"]["hook cleared"]]) for key in ("start", "lxc_start")}
+    stop_cycles = iso["stop_hook"]["cycles"]
+    stop_hook = {key: med([c[key] for c in stop_cycles["with the stop hook"]])
+                 - med([c[key] for c in stop_cycles["stop hook cleared"]]) for key in ("stop", "monitor_gone")}
     return dict(
         view_cost=start(f"{big} paths, view") - start("tiny, view"),
         whole_cost=start(f"{big} paths, whole store") - start("tiny, whole store"),
         view_vs_whole=start(f"{big} paths, view") - start(f"{big} paths, whole store"),
         update_total=big_total - small_total, update_own=big_own - small_own,
         ranges=ranges, hook=hook, hook_alone=med(iso["hook_alone"]["ms"]),
-        hook_floor=med(iso["hook_alone"]["floor_ms"]))
+        hook_floor=med(iso["hook_alone"]["floor_ms"]), stop_hook=stop_hook,
+        stop_hook_alone=med(iso["stop_hook"]["alone"]["ms"]))

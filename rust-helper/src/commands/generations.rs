@@ -127,5 +127,6 @@ fn switch_recorded(
     let current =
         ctx.profile(name).current()?.context("the container has no current generation")?;
     network_rules::refresh(ctx, network_rules::needs_rules(&current.meta()?))?;
-    switched
+    switched?;
+    network_rules::note_waiting_forwards(ctx, name)
 }

@@ -12,7 +12,7 @@ use super::activation::{activate_current, OnFailure};
 use super::context::Context;
 use super::opening::{self, Opened};
 use super::recovery::{refresh_claims, teardown};
-use super::{grants, network_rules};
+use super::{grants, network_rules, port_guard};
 use crate::network;
 use crate::settings::IdMap;
 use crate::spec::{NixosRelease, Params, Source, Spec};
@@ -164,17 +164,20 @@ fn create_locked(
         let ids = locked.state.allocate_ids(&ctx.settings.host.idmap, name)?;
         let params = reserve(ctx, &mut locked, name, &source, &inputs, ids)?;
         locked.save()?;
-        Ok(params)
+        Ok((params, locked.state.containers[name].clone()))
     })();
-    let params = match reserved {
-        Ok(params) => params,
+    let (params, reserved_entry) = match reserved {
+        Ok(reserved) => reserved,
         Err(err) => {
             lock.remove();
             return Err(err);
         }
     };
 
-    if let Err(err) = build_and_register(ctx, name, &params, &inputs, &lxc_config_dir) {
+    // Its ports' guard first: a failed create takes it away with the rest.
+    let made = port_guard::follow(ctx, name, None, Some(&reserved_entry))
+        .and_then(|()| build_and_register(ctx, name, &params, &inputs, &lxc_config_dir));
+    if let Err(err) = made {
         let mut locked = ctx.store.lock()?;
         // The lock file goes with the rest (held until `lock` is dropped).
         if let Err(cleanup) = teardown(ctx, &mut locked, name) {
@@ -215,8 +218,15 @@ fn reserve(
         .state
         .claim(host, name, bridge, inputs.address)
         .with_context(|| source.to_string())?;
-    let (hostonly, internet) = network::interfaces(name, &inputs.spec.network, host, address)
-        .with_context(|| source.to_string())?;
+    // An internet interface's address, pinned for DHCP and the port guard.
+    let internet_address = if inputs.spec.network.enable_nat {
+        Some(locked.state.claim_internet(host, name).with_context(|| source.to_string())?)
+    } else {
+        None
+    };
+    let (hostonly, internet) =
+        network::interfaces(name, &inputs.spec.network, host, address, internet_address)
+            .with_context(|| source.to_string())?;
     locked
         .state
         .claim_forwards(name, &inputs.spec.forward_ports)
@@ -322,7 +332,7 @@ pub fn update(
     on_failure: OnFailure,
 ) -> Result<()> {
     let Opened { lock, locked, .. } = opening::open(ctx, name)?;
-    let entry = match locked.state.containers.get(name) {
+    let had = match locked.state.containers.get(name) {
         Some(entry) => entry.clone(),
         None => {
             let created = source
@@ -343,9 +353,9 @@ pub fn update(
         }
     };
     drop(locked);
-    let ids = entry.ids(&ctx.settings.host.idmap);
-    let source = source.unwrap_or_else(|| entry.source.clone());
-    let inputs = BuildInputs::find(ctx, &source, Some(&entry), root)?;
+    let ids = had.ids(&ctx.settings.host.idmap);
+    let source = source.unwrap_or_else(|| had.source.clone());
+    let inputs = BuildInputs::find(ctx, &source, Some(&had), root)?;
 
     let profile = ctx.profile(name);
     let before = profile.generations()?;
@@ -393,13 +403,17 @@ pub fn update(
     }
     entry.mark_switching(None);
     refresh_claims(ctx, name, entry)?;
+    let after = entry.clone();
     locked.save()?;
     drop(locked);
+    // Its ports pass the addresses it holds now.
+    port_guard::follow(ctx, name, Some(&had), Some(&after))?;
     network_rules::refresh(
         ctx,
         !inputs.spec.network.peers.is_empty() || !inputs.spec.forward_ports.is_empty(),
     )?;
     activated?;
+    network_rules::note_waiting_forwards(ctx, name)?;
 
     if current == previous {
         println!("container '{name}' is unchanged: generation {current} stays current");

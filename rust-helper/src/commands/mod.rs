@@ -2,11 +2,13 @@
 
 mod activation;
 mod context;
+mod egress;
 mod generations;
 mod grants;
 mod lifecycle;
 mod network_rules;
 mod opening;
+mod port_guard;
 mod query;
 mod readiness;
 mod recovery;
@@ -263,7 +265,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Exists { name } => return query::exists(&ctx, &name),
         Command::State { name, json } => query::state(&ctx, &name, json.json)?,
         Command::RepairState => recovery::repair_state(&ctx)?,
-        Command::RepairNetwork => network_rules::repair(&ctx)?,
+        Command::RepairNetwork => {
+            port_guard::write_all(&ctx)?;
+            egress::repair(&ctx)?;
+            network_rules::repair(&ctx)?
+        }
         Command::Sync { file, flake, prune, jobs, keep_going, dry_run, json, activation, nix } => {
             let mut activation_args =
                 vec![format!("--health-timeout={}", activation.health_timeout)];

@@ -12,9 +12,15 @@
 //! A running container's `forwardPorts` are DNAT rules (nftables, table ip
 //! nixcloud-container-forwards): connections to a host address (any of the
 //! host's, or the one named) on the host port go to the container's port.
-//! They are there while it runs: made when it starts, gone when it stops
-//! through this helper (one that stops by itself keeps them until the next
-//! start, stop or `repair-network`).
+//! They are there while it runs: made when it starts, gone when it stops.
+//! Each container's rules are a chain of its own (`to-<name>`), so that
+//! LXC's hook at its stop (lib/drop-forwards.sh) empties it, whatever
+//! stopped the container; the helper's next command takes the empty chain
+//! away. Only generations with forwarded ports have that hook (a container
+//! without them stops without running it), and LXC runs the hooks of the
+//! generation a container started with: forwarded ports that an update
+//! gives a running container that started without any wait for its next
+//! start.
 //!
 //! Nothing of this runs while no container names peers or forwards ports.
 //! Once one does, the rules are kept in step with the containers whenever one
@@ -27,22 +33,31 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 
 use super::context::Context;
 use crate::formats::InterfaceName;
 use crate::network::{port_name, Port};
-use crate::process::Tool;
+use crate::nft::{self, NetworkLock};
 use crate::spec::{ForwardPort, GenerationMeta, Params};
+use crate::state::ContainerRecord;
 
 /// The bridge filter's table (its content: lib/peers.nft).
 const PEERS_TABLE: &str = "bridge nixcloud-container-peers";
 const PEERS_CONTENT: &str = include_str!("../../../lib/peers.nft");
 /// The port forwards' table.
 const FORWARDS_TABLE: &str = "ip nixcloud-container-forwards";
+/// The chain of `FORWARDS_TABLE` that holds the DNAT rules of container
+/// `name` (as LXC knows it: LXC's hook at its stop, lib/drop-forwards.sh,
+/// finds it by LXC_NAME and empties it).
+fn forwards_chain(name: &str) -> String {
+    format!("to-{name}")
+}
 
 /// A container as the rules see it.
 struct Member {
+    /// Its name as LXC knows it.
+    name: String,
     /// Its ports, each with its bridge.
     ports: Vec<(InterfaceName, InterfaceName)>,
     /// The names (in lower case) of the containers it names as peers.
@@ -50,6 +65,17 @@ struct Member {
     forwards: Vec<ForwardPort>,
     /// Its address while it runs.
     running_at: Option<Ipv4Addr>,
+    /// Whether its forwards wait for its next start: it runs a generation
+    /// without forwarded ports, whose LXC settings have no stop hook.
+    forwards_wait: bool,
+}
+
+impl Member {
+    /// Where its forwarded ports go: to its address while it runs with its
+    /// forwards in place (then its chain of forwards is there).
+    fn forwarded_to(&self) -> Option<Ipv4Addr> {
+        self.running_at.filter(|_| !self.forwards.is_empty() && !self.forwards_wait)
+    }
 }
 
 /// Whether a container whose generation has `meta` needs the rules.
@@ -120,15 +146,17 @@ fn applied_file(ctx: &Context) -> PathBuf {
 /// Writes the rules for the containers as they are (with `starting` as if
 /// it ran), then sets which ports are isolated.
 fn sync(ctx: &Context, starting: Option<&str>) -> Result<()> {
+    // Rules from the state as it is now replace none made from a newer one.
+    let _lock = NetworkLock::take(&ctx.settings.state_dir)?;
     let members = members(ctx, starting)?;
     let applied = applied_file(ctx);
     let in_use = members.values().any(|m| !m.peers.is_empty() || !m.forwards.is_empty());
     if in_use {
         let ruleset = ruleset(&members);
         crate::state::write_atomically(&applied, &ruleset)?;
-        apply(&ruleset)?;
+        nft::apply(&ruleset)?;
     } else if applied.exists() {
-        apply(&format!(
+        nft::apply(&format!(
             "table {PEERS_TABLE}\ndelete table {PEERS_TABLE}\ntable {FORWARDS_TABLE}\ndelete table {FORWARDS_TABLE}\n"
         ))?;
         std::fs::remove_file(&applied)
@@ -150,30 +178,80 @@ fn members(ctx: &Context, starting: Option<&str>) -> Result<BTreeMap<String, Mem
     let running = ctx.lxc().init_pids();
     let mut members = BTreeMap::new();
     for (name, entry) in ctx.store.read()?.containers {
-        let Some(current) = ctx.profile(&name).current()? else {
-            continue;
-        };
-        let meta = current.meta()?;
         let runs = running.contains_key(&name) || starting == Some(name.as_str());
-        let started_at = entry
-            .started_with
-            .map(|started| started.address)
-            .filter(|_| starting != Some(name.as_str()));
-        let member = Member {
-            ports: ports(&name, &meta.params),
-            peers: meta
-                .spec
-                .network
-                .peers
-                .iter()
-                .map(|peer| peer.as_str().to_ascii_lowercase())
-                .collect(),
-            forwards: meta.spec.forward_ports,
-            running_at: runs.then(|| started_at.unwrap_or(meta.params.hostonly.address)),
-        };
-        members.insert(name.to_ascii_lowercase(), member);
+        let starts = starting == Some(name.as_str());
+        if let Some(member) = member(ctx, &name, &entry, runs, starts)? {
+            members.insert(name.to_ascii_lowercase(), member);
+        }
     }
     Ok(members)
+}
+
+/// Container `name` (with state `entry`, running or starting as said) as
+/// the rules see it; none without a current generation.
+fn member(
+    ctx: &Context,
+    name: &str,
+    entry: &ContainerRecord,
+    runs: bool,
+    starts: bool,
+) -> Result<Option<Member>> {
+    let Some(current) = ctx.profile(name).current()? else {
+        return Ok(None);
+    };
+    let meta = current.meta()?;
+    let started_with = entry.started_with.filter(|_| !starts);
+    let forwards_wait = match started_with {
+        Some(started) if runs && !meta.spec.forward_ports.is_empty() => {
+            !started_with_forwards(ctx, name, started.generation, current.number)
+        }
+        _ => false,
+    };
+    let started_at = started_with.map(|started| started.address);
+    Ok(Some(Member {
+        name: name.to_string(),
+        ports: ports(name, &meta.params),
+        peers: meta
+            .spec
+            .network
+            .peers
+            .iter()
+            .map(|peer| peer.as_str().to_ascii_lowercase())
+            .collect(),
+        forwards: meta.spec.forward_ports,
+        running_at: runs.then(|| started_at.unwrap_or(meta.params.hostonly.address)),
+        forwards_wait,
+    }))
+}
+
+/// Whether generation `started` of container `name`, which it runs, forwards
+/// ports (then its LXC settings have the stop hook; generations older than
+/// the hook have neither, and keep their forwards as they did); one that is
+/// gone is taken to. `current` is the current generation, which forwards.
+fn started_with_forwards(ctx: &Context, name: &str, started: u64, current: u64) -> bool {
+    started == current
+        || ctx
+            .profile(name)
+            .generation(started)
+            .and_then(|generation| generation.meta())
+            .map_or(true, |meta| !meta.spec.forward_ports.is_empty())
+}
+
+/// After a live switch of container `name`: says so where the forwarded
+/// ports of its new generation wait for its next start (it started with a
+/// generation without any).
+pub fn note_waiting_forwards(ctx: &Context, name: &str) -> Result<()> {
+    let Some(entry) = ctx.store.read()?.containers.remove(name) else {
+        return Ok(());
+    };
+    let runs = ctx.lxc().is_running(name)?;
+    if member(ctx, name, &entry, runs, false)?.is_some_and(|member| member.forwards_wait) {
+        println!(
+            "note: container '{name}' gets its forwarded ports at its next start: it started \
+             without any, and LXC takes them away at its stop only from then on"
+        );
+    }
+    Ok(())
 }
 
 /// The pairs of ports that may reach each other, both ways: those of two
@@ -206,63 +284,53 @@ fn ruleset(members: &BTreeMap<String, Member>) -> String {
     } else {
         format!("elements = {{ {} }}", elements.join(", "))
     };
-    let mut forwards = Vec::new();
-    for (name, member) in members {
-        let Some(address) = member.running_at else {
+    // Each running container's rules in its chain, which the base chains
+    // jump to only for connections to the host's own addresses: a container
+    // file's hostAddress that is not one of them would take another host's
+    // connections as they pass through.
+    let mut chains = String::new();
+    let mut jumps = Vec::new();
+    for member in members.values() {
+        let Some(address) = member.forwarded_to() else {
             continue;
         };
-        for forward in &member.forwards {
-            forwards.push(dnat_rule(name, forward, address));
-        }
-    }
-    // Only connections to the host's own addresses: a container file's
-    // hostAddress that is not one of them would take another host's
-    // connections as they pass through.
-    let rules = |local: &str| -> String {
-        forwards
+        let chain = forwards_chain(&member.name);
+        let rules: String = member
+            .forwards
             .iter()
-            .map(|(to_host, rule)| {
-                format!("    {local}{}{rule}\n", to_host.as_deref().unwrap_or(""))
-            })
-            .collect()
+            .map(|forward| format!("    {}\n", dnat_rule(forward, address)))
+            .collect();
+        chains.push_str(&format!("  chain {chain} {{\n{rules}  }}\n"));
+        jumps.push(chain);
+    }
+    let jumps = |local: &str| -> String {
+        jumps.iter().map(|chain| format!("    {local}jump {chain}\n")).collect()
     };
     format!(
         "table {PEERS_TABLE}\ndelete table {PEERS_TABLE}\n\
          table {PEERS_TABLE} {{\n{}}}\n\
          table {FORWARDS_TABLE}\ndelete table {FORWARDS_TABLE}\n\
-         table {FORWARDS_TABLE} {{\n\
+         table {FORWARDS_TABLE} {{\n{chains}\
          \x20 chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{}  }}\n\
          \x20 chain output {{\n    type nat hook output priority -100; policy accept;\n{}  }}\n}}\n",
         PEERS_CONTENT.replace("@ELEMENTS@", &elements),
-        rules("fib daddr type local "),
+        jumps("fib daddr type local "),
         // From the host itself, to its own addresses but loopback's (which
         // the kernel would not route to a container).
-        rules("fib daddr type local ip daddr != 127.0.0.0/8 "),
+        jumps("fib daddr type local ip daddr != 127.0.0.0/8 "),
     )
 }
 
-/// The match on the host address (None: any of the host's) and the rest of
-/// the DNAT rule of `forward` to container `name` at `address`.
-fn dnat_rule(name: &str, forward: &ForwardPort, address: Ipv4Addr) -> (Option<String>, String) {
+/// The DNAT rule of `forward` to a container at `address`.
+fn dnat_rule(forward: &ForwardPort, address: Ipv4Addr) -> String {
     let to_host = forward.host_address.map(|host| format!("ip daddr {host} "));
-    let rule = format!(
-        "{} dport {} dnat to {address}:{} comment \"{name}\"",
-        forward.protocol, forward.host_port.0, forward.container_port.0
-    );
-    (to_host, rule)
-}
-
-fn apply(ruleset: &str) -> Result<()> {
-    let file = tempfile::NamedTempFile::new().context("cannot write the network rules")?;
-    std::fs::write(file.path(), ruleset).context("cannot write the network rules")?;
-    let finished = Tool::new("nft").arg("-f").arg(file.path()).output(false).context(
-        "containers that name peers or forward ports need nftables (nft) on the host: install \
-         it (Debian: apt-get install nftables)",
-    )?;
-    if !finished.status.success() {
-        bail!("nft could not set the network rules: {}", finished.stderr.trim());
-    }
-    Ok(())
+    format!(
+        "{}{} dport {} dnat to {address}:{}",
+        to_host.as_deref().unwrap_or(""),
+        forward.protocol,
+        forward.host_port.0,
+        forward.container_port.0
+    )
 }
 
 /// Sets whether `port` (if it exists: its container runs) is an isolated
@@ -280,6 +348,7 @@ fn set_isolated(port: &InterfaceName, isolated: bool) -> Result<()> {
 mod tests {
     use super::*;
     use crate::spec::Protocol;
+    use std::str::FromStr;
 
     fn port(name: &str) -> InterfaceName {
         InterfaceName::try_from(name.to_string()).unwrap()
@@ -287,10 +356,12 @@ mod tests {
 
     fn member(bridges: &[(&str, &str)], peers: &[&str]) -> Member {
         Member {
+            name: String::new(),
             ports: bridges.iter().map(|(bridge, p)| (port(bridge), port(p))).collect(),
             peers: peers.iter().map(|p| p.to_string()).collect(),
             forwards: Vec::new(),
             running_at: None,
+            forwards_wait: false,
         }
     }
 
@@ -323,9 +394,10 @@ mod tests {
             protocol: Protocol::Tcp,
             host_port: crate::spec::Port(host_port),
             container_port: crate::spec::Port(container_port),
-            host_address: host_address.map(|a| a.parse().unwrap()),
+            host_address: host_address.map(|a| Ipv4Addr::from_str(a).unwrap().try_into().unwrap()),
         };
         let mut web = member(&[], &[]);
+        web.name = "Web".to_string();
         web.forwards = vec![forward(8080, 80, None), forward(8443, 443, Some("192.0.2.1"))];
         web.running_at = Some("10.101.0.2".parse().unwrap());
         let mut stopped = member(&[], &[]);
@@ -335,18 +407,26 @@ mod tests {
         let ruleset = ruleset(&members);
         assert!(
             ruleset.contains(
-                "fib daddr type local tcp dport 8080 dnat to 10.101.0.2:80 comment \"web\""
+                "  chain to-Web {\n    tcp dport 8080 dnat to 10.101.0.2:80\n    \
+                 ip daddr 192.0.2.1 tcp dport 8443 dnat to 10.101.0.2:443\n  }\n"
             ),
-            "{ruleset}"
+            "its rules are a chain named as LXC names it: {ruleset}"
         );
+        assert!(ruleset.contains("    fib daddr type local jump to-Web\n"), "{ruleset}");
         assert!(
-            ruleset.contains("ip daddr 192.0.2.1 tcp dport 8443 dnat to 10.101.0.2:443"),
+            ruleset.contains("    fib daddr type local ip daddr != 127.0.0.0/8 jump to-Web\n"),
             "{ruleset}"
         );
-        assert!(ruleset.contains(
-            "fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 8080 dnat to 10.101.0.2:80"
-        ));
         assert!(!ruleset.contains("9000"), "a stopped container has none: {ruleset}");
+        assert!(!ruleset.contains("to-stopped"), "nor a chain: {ruleset}");
+    }
+
+    #[test]
+    fn the_stop_hook_empties_the_chain_of_the_stopped_container() {
+        let command =
+            format!("nft flush chain {FORWARDS_TABLE} \"{}\"", forwards_chain("$LXC_NAME"));
+        let script = crate::lxc_conf::DROP_FORWARDS.text;
+        assert!(script.contains(&command), "lib/drop-forwards.sh runs {command}");
     }
 
     #[test]

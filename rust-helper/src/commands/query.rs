@@ -251,6 +251,10 @@ pub fn show_ip(ctx: &Context, name: &str, json: bool) -> Result<()> {
             shown["ipv4NextStart"] = serde_json::json!(next);
         }
         shown["ipv6"] = serde_json::json!(ipv6);
+        // The address DHCP gives its internet interface (pinned to it).
+        if let Some(internet) = meta.params.internet.as_ref().and_then(|i| i.address) {
+            shown["internet"] = serde_json::json!(internet);
+        }
         println!("{shown}");
     } else {
         match next {

@@ -79,9 +79,12 @@ fn repair(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<()> {
                 }
             }
             let entry = locked.state.containers.get_mut(name).expect("listed above");
+            let before = entry.clone();
             refresh_claims(ctx, name, entry)?;
             entry.mark_switching(None);
-            locked.save()
+            let after = entry.clone();
+            locked.save()?;
+            super::port_guard::follow(ctx, name, Some(&before), Some(&after))
         }
     }
 }
@@ -119,7 +122,8 @@ pub fn teardown(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<(
     links.push(ctx.settings.state_dir.join("builds").join(name));
     profile.remove()?;
     crate::nix::forget_roots(&links);
-    let keep_data = locked.state.containers.get(name).is_some_and(|entry| entry.keep_data);
+    let gone = locked.state.containers.get(name).cloned();
+    let keep_data = gone.as_ref().is_some_and(|entry| entry.keep_data);
     if !keep_data {
         let data = ctx.settings.data_dir(name);
         match std::fs::remove_dir_all(&data) {
@@ -131,7 +135,11 @@ pub fn teardown(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<(
     }
     locked.state.containers.remove(name);
     locked.save()?;
-    // Its pairs go with it: a new container of its name must not find them.
+    // Its pairs and its ports' guard go with it: a new container of its name
+    // must not find them.
+    if let Err(err) = super::port_guard::follow(ctx, name, gone.as_ref(), None) {
+        eprintln!("warning: {err:#}");
+    }
     if let Err(err) = super::network_rules::refresh(ctx, false) {
         eprintln!("warning: {err:#}");
     }
@@ -142,17 +150,23 @@ pub fn teardown(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<(
 /// use: every address (and its automatic one), every host port, the text of
 /// root's settings each has.
 pub fn refresh_claims(ctx: &Context, name: &str, entry: &mut ContainerRecord) -> Result<()> {
-    let hostonly_bridge = &ctx.settings.host.hostonly.bridge;
-    entry.addresses = entry
-        .automatic_ip
-        .map(|ip| Address { bridge: hostonly_bridge.clone(), ip })
+    let host = &ctx.settings.host;
+    let kept =
+        [(&host.hostonly.bridge, entry.automatic_ip), (&host.internet.bridge, entry.internet_ip)];
+    entry.addresses = kept
         .into_iter()
+        .filter_map(|(bridge, ip)| Some(Address { bridge: bridge.clone(), ip: ip? }))
         .collect();
     entry.forwards.clear();
     for generation in ctx.profile(name).generations()? {
         let meta = generation.meta()?;
         let hostonly = meta.params.hostonly;
         entry.addresses.insert(Address { bridge: hostonly.bridge, ip: hostonly.address });
+        if let Some(internet) = meta.params.internet {
+            if let Some(ip) = internet.address {
+                entry.addresses.insert(Address { bridge: internet.bridge, ip });
+            }
+        }
         entry.forwards.extend(meta.spec.forward_ports);
         if let Some(text) = meta.params.root_settings {
             entry.root_settings_digests.insert(crate::lxc::digest(&text));
@@ -168,8 +182,13 @@ pub fn refresh_addresses(ctx: &Context, name: &str) -> Result<()> {
     let Some(entry) = locked.state.containers.get_mut(name) else {
         return Ok(());
     };
+    let before = entry.clone();
     refresh_claims(ctx, name, entry)?;
-    locked.save()
+    let after = entry.clone();
+    locked.save()?;
+    drop(locked);
+    // A freed address is no longer its own to send from.
+    super::port_guard::follow(ctx, name, Some(&before), Some(&after))
 }
 
 /// Records that container `name`'s profile is about to switch away from
@@ -195,19 +214,24 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
             eprintln!("note: {} has no generation; left out", profile.dir().display());
             continue;
         };
-        // An address no generation asked for on the hostonly bridge was allocated.
+        // An address no generation asked for on the hostonly bridge was
+        // allocated; so was every internet address, the newest one kept.
         let mut automatic_ip = None;
+        let mut internet_ip = None;
         for generation in profile.generations()? {
             let meta = generation.meta()?;
             let hostonly = meta.params.hostonly;
             if meta.spec.network.ip.is_none() && &hostonly.bridge == hostonly_bridge {
                 automatic_ip = Some(hostonly.address);
             }
+            internet_ip =
+                meta.params.internet.and_then(|internet| internet.address).or(internet_ip);
         }
         let phase = if ctx.lxc().is_defined(&name) { Phase::Ready } else { Phase::Creating };
         let params = current.meta()?.params;
         let mut entry = ContainerRecord {
             automatic_ip,
+            internet_ip,
             state_version: params.state_version,
             ids: Some(params.idmap),
             ..ContainerRecord::new(phase, params.source)
@@ -231,6 +255,9 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
         }
     }
     locked.save()?;
+    drop(locked);
+    // The ports' guard and the DHCP addresses, as the state now says.
+    super::port_guard::write_all(ctx)?;
     match kept {
         Some(old) => println!("rebuilt the state file; the old one is kept as {}", old.display()),
         None => println!("rebuilt the state file"),

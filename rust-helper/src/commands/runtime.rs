@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::context::Context;
 use super::readiness::{self, Booted, SystemdTools};
-use super::{grants, network_rules, opening};
+use super::{egress, grants, network_rules, opening, port_guard};
 use crate::error::EXIT_FAILURE;
 use crate::layout::PROFILE_MOUNT;
 use crate::lxc::{Halted, Lxc, Started};
@@ -123,6 +123,10 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
         .and_then(|()| mounter.mount_all(&mounts))
         .with_context(|| format!("cannot start container '{name}'"))?;
     let lxc = ctx.lxc();
+    // Its ports' guard, which LXC's new ports meet at once.
+    port_guard::before_start(ctx, name, &entry, &params)?;
+    // Where what it sends through the host may go.
+    egress::before_start(ctx)?;
     // The filter between peers first: its ports start isolated, and stop
     // being so only with their pairs in place; and its forwarded ports.
     network_rules::before_start(ctx, name, network_rules::needs_rules(&meta))?;

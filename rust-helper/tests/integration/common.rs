@@ -279,10 +279,16 @@ impl Host {
 
     /// Waits until `check` holds, for at most 20 s (a test host is slow at
     /// times); panics with `what` when it never does.
-    pub fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) {
+    pub fn wait_for(&self, what: &str, check: impl FnMut() -> bool) {
+        self.wait_at_most(Duration::from_secs(20), what, check);
+    }
+
+    /// Waits until `check` holds, for at most `bound`, where the helper
+    /// promises that bound; panics with `what` when it does not hold by then.
+    pub fn wait_at_most(&self, bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
         let start = Instant::now();
         while !check() {
-            assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+            assert!(start.elapsed() < bound, "timed out after {bound:?} waiting for {what}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -103,6 +103,10 @@ fn what_the_host_does_not_allow_is_refused_and_nothing_is_made() {
             "host port 22 is not one this host lets containers have",
         ),
         ("forwardPorts = [ { hostPort = 8080; } { hostPort = 8080; } ];", "is named twice"),
+        (
+            r#"forwardPorts = [ { hostPort = 8080; hostAddress = "127.0.0.1"; } ];"#,
+            r#"hostAddress "127.0.0.1" is not an IPv4 address of this host that connections can come to"#,
+        ),
         (r#"devices = [ "tun" ];"#, "devices: tun is not a device this host lets containers have"),
     ] {
         let error = host.fails(&["create", "asks", path_str(&with(&host, "a.nix", "1", attrs))], 1);

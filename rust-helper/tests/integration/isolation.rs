@@ -329,6 +329,13 @@ fn try_reaching(host: &Host, from: From, to: &str, address: &str) -> (bool, bool
     (pings, connects, received)
 }
 
+/// The address the helper pinned for container `name`'s internet interface.
+pub fn internet_address(host: &Host, name: &str) -> String {
+    let shown: serde_json::Value = serde_json::from_str(&host.ok(&["show-ip", name, "--json"]))
+        .expect("show-ip --json is JSON");
+    shown["internet"].as_str().expect("a container with NAT has an internet address").to_string()
+}
+
 /// Container `from` reaching the host at `address`.
 fn reaches_host(host: &Host, from: &str, address: &str) -> bool {
     succeeds(host, From::Container(from), &format!("ping -c 1 -W 1 {address}"))
@@ -341,15 +348,19 @@ fn containers_reach_the_host_and_not_each_other() {
     host.ok(&["create", "b", path_str(&host.tiny("b.nix", "1", "network.enableNat = true;"))]);
     host.start_booted("a");
     host.start_booted("b");
-    // Their interfaces on brNC-internet get addresses by DHCP, which this
-    // host does not serve: given by hand.
-    host.ok(&["run", "a", "ip", "addr", "add", "10.202.0.50/16", "dev", "internet"]);
-    host.ok(&["run", "b", "ip", "addr", "add", "10.202.0.51/16", "dev", "internet"]);
+    // Their interfaces on brNC-internet get their addresses by DHCP, which
+    // this host does not serve: given by hand, the ones the helper pinned
+    // for them (the ports' guard passes no other).
+    let (a_internet, b_internet) = (internet_address(&host, "a"), internet_address(&host, "b"));
+    assert_eq!((a_internet.as_str(), b_internet.as_str()), ("10.202.0.2", "10.202.0.3"));
+    host.ok(&["run", "a", "ip", "addr", "add", &format!("{a_internet}/16"), "dev", "internet"]);
+    host.ok(&["run", "b", "ip", "addr", "add", &format!("{b_internet}/16"), "dev", "internet"]);
 
     let check = |when: &str| {
-        for (name, other, hostonly, internet) in
-            [("a", "b", "10.101.0.3", "10.202.0.51"), ("b", "a", "10.101.0.2", "10.202.0.50")]
-        {
+        for (name, other, hostonly, internet) in [
+            ("a", "b", "10.101.0.3", b_internet.as_str()),
+            ("b", "a", "10.101.0.2", a_internet.as_str()),
+        ] {
             assert!(
                 !reaches(&host, From::Container(name), other, hostonly),
                 "{when}: {name} reaches {other} on hostonly"
@@ -380,12 +391,13 @@ fn containers_reach_the_host_and_not_each_other() {
     host.ok(&["update", "a", path_str(&host.tiny("a2.nix", "2", "network.enableNat = true;"))]);
     host.ok(&["stop", "b"]);
     host.start_booted("b");
-    host.ok(&["run", "b", "ip", "addr", "add", "10.202.0.51/16", "dev", "internet"]);
+    host.ok(&["run", "b", "ip", "addr", "add", &format!("{b_internet}/16"), "dev", "internet"]);
     check("after an update and a restart");
     let flags = host.ns_ok("cat /sys/class/net/nc*/brport/isolated");
     assert_eq!(flags.split_whitespace().collect::<Vec<_>>(), ["1"; 4], "every port is isolated");
-    // No filter is needed while no container names peers.
-    assert_eq!(host.ns_ok("nft list tables bridge"), "");
+    // No filter is needed while no container names peers (the ports' guard
+    // is there all the same).
+    assert_eq!(host.ns_ok("nft list tables bridge"), "table bridge nixcloud-container-guard\n");
 }
 
 #[test]
@@ -441,7 +453,7 @@ fn peers_reach_each_other_where_both_say_so() {
     for name in ["a", "d"] {
         host.ok(&["update", name, path_str(&host.tiny(&format!("{name}5.nix"), "5", ""))]);
     }
-    assert_eq!(host.ns_ok("nft list tables bridge"), "");
+    assert_eq!(host.ns_ok("nft list tables bridge"), "table bridge nixcloud-container-guard\n");
     assert!(!reaches_peer("a", "b"));
 }
 

@@ -1,12 +1,14 @@
 //! The helper's integration tests: real Nix, real LXC and the kernel, each
 //! test on a host of its own (common.rs), one module per area.
 
+mod anti_spoofing;
 mod common;
 mod daily;
 mod guests;
 mod interface;
 mod isolation;
 mod lifecycle;
+mod network_guard;
 mod nixos_configuration;
 mod reliability;
 mod runtime;

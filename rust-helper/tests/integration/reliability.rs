@@ -707,8 +707,17 @@ fn no_file_stays_for_a_name_no_container_has() {
         .collect();
     for file in &left {
         assert!(
-            ["state.json", "state.lock", "locks", "tmp", "builds", "busybox.json", "data"]
-                .contains(&file.as_str()),
+            [
+                "state.json",
+                "state.lock",
+                "locks",
+                "tmp",
+                "builds",
+                "busybox.json",
+                "data",
+                "network.lock"
+            ]
+            .contains(&file.as_str()),
             "{file} stays in the state directory"
         );
     }
