@@ -519,6 +519,41 @@ in
       '';
     };
 
+    builds = {
+      allowInternet = mkOption {
+        type = types.bool;
+        default = defaults.builds.allowInternet;
+        description = ''
+          Whether fixed-output builds of container files (fetchers: the only
+          builds Nix does not cut off from the network) may reach the public
+          internet. Never the host itself, its loopback, the containers'
+          bridges or private networks (RFC 1918, 100.64.0.0/10,
+          169.254.0.0/16, IPv6): the helper runs its Nix processes in a
+          network namespace of their own, whose only way out is a link to this
+          host, NATed, with those destinations refused. Nix itself reaches the
+          internet either way, to substitute from binary caches and to fetch a
+          flake's inputs. With `false` a build that needs the network fails and
+          names this option.
+        '';
+      };
+      network = {
+        address = mkOption {
+          type = ipv4Address;
+          default = defaults.builds.network.address;
+          description = ''
+            The network address of the subnet the links between this host and
+            the helper's build namespaces take their addresses from, a /30 per
+            helper process. Pick one that no network of this host uses.
+          '';
+        };
+        prefixLength = mkOption {
+          type = types.ints.between 8 30;
+          default = defaults.builds.network.prefixLength;
+          description = "Prefix length of {option}`nixcloud.containers.builds.network.address`.";
+        };
+      };
+    };
+
     allowWholeStore = mkOption {
       type = types.bool;
       default = defaults.allowWholeStore;
@@ -563,6 +598,14 @@ in
         {
           assertion = !(addresses.ipv4SubnetsOverlap cfg.hostonly cfg.internet);
           message = "nixcloud.containers: the hostonly subnet ${cfg.hostonly.address}/${toString cfg.hostonly.prefixLength} and the internet subnet ${cfg.internet.address}/${toString cfg.internet.prefixLength} overlap.";
+        }
+        {
+          # The helper checks the same (rust-helper/src/settings.rs).
+          assertion = (addresses.ipv4Subnet cfg.builds.network.address cfg.builds.network.prefixLength).network
+              == addresses.ipv4ToInt cfg.builds.network.address
+            && lib.all (bridge: !(addresses.ipv4SubnetsOverlap cfg.builds.network bridge))
+              ([ cfg.hostonly cfg.internet ] ++ lib.attrValues cfg.extraBridges);
+          message = "nixcloud.containers.builds.network: ${cfg.builds.network.address}/${toString cfg.builds.network.prefixLength} must be a network address, apart from the subnets of the bridges.";
         }
         {
           assertion = cfg.idmap.count >= cfg.idmap.perContainer && idmapEnd <= maxId;
@@ -624,6 +667,10 @@ in
         idmap = { inherit (cfg.idmap) hostId count perContainer isolated; };
         inherit (cfg) idmappedMounts allowNixDaemon allowWholeStore allowedHostPaths allowedForwardPorts
           allowedDevices;
+        builds = {
+          inherit (cfg.builds) allowInternet;
+          network = { inherit (cfg.builds.network) address prefixLength; };
+        };
         dataDir = if cfg.dataDir == null then null else toString cfg.dataDir;
         # LXC's generated profile for each container where AppArmor is on
         # (nixpkgs' LXC module loads LXC's own policies then).

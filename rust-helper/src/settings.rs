@@ -188,6 +188,8 @@ pub struct HostConfig {
     pub allowed_forward_ports: Vec<PortRange>,
     /// Host devices container files may ask for.
     pub allowed_devices: Vec<Device>,
+    /// How evaluations and builds of container files reach the network.
+    pub builds: Builds,
     pub lxc_path: PathBuf,
     pub profiles_dir: PathBuf,
     pub state_dir: PathBuf,
@@ -213,6 +215,35 @@ pub struct PortRange {
 impl PortRange {
     pub fn contains(&self, port: Port) -> bool {
         (self.from..=self.to).contains(&port)
+    }
+}
+
+/// The network of the helper's Nix processes, which evaluate and build
+/// container files (build_network.rs).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Builds {
+    /// Whether fixed-output builds (the only builds Nix lets out of the
+    /// sandbox's network) may reach the public internet. Nix itself reaches
+    /// it either way, to substitute and to fetch a flake's inputs.
+    pub allow_internet: bool,
+    /// The addresses of the links between the host and the helper's build
+    /// namespaces: each helper process takes a /30 of this subnet.
+    pub network: BuildLinks,
+}
+
+/// A subnet by its network address (`builds.network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BuildLinks {
+    pub address: Ipv4Addr,
+    pub prefix_length: PrefixLength,
+}
+
+impl BuildLinks {
+    pub fn subnet(&self) -> Ipv4Net {
+        Ipv4Net::new(self.address, self.prefix_length.get())
+            .expect("a PrefixLength is a valid IPv4 prefix length")
     }
 }
 
@@ -272,8 +303,8 @@ impl HostConfig {
         Ok(host)
     }
 
-    /// What the types cannot say: distinct bridges, and host addresses that
-    /// are hosts of their subnets.
+    /// What the types cannot say: distinct bridges, host addresses that are
+    /// hosts of their subnets, and build links apart from all of them.
     fn check(&self) -> Result<()> {
         let named = [("hostonly", &self.hostonly), ("internet", &self.internet)];
         if self.hostonly.bridge == self.internet.bridge {
@@ -283,6 +314,10 @@ impl HostConfig {
             if let Some((role, _)) = named.iter().find(|(_, b)| &b.bridge == bridge) {
                 bail!("extraBridges names {bridge}, the {role} bridge");
             }
+        }
+        let links = self.builds.network.subnet();
+        if links.trunc() != links {
+            bail!("builds.network: {} is not the network address of {}", links.addr(), links.trunc());
         }
         let all = named
             .iter()
@@ -295,6 +330,9 @@ impl HostConfig {
                     "the host's address {} on {bridge} is the network or broadcast address of {subnet}",
                     host.address
                 );
+            }
+            if links.contains(&subnet) || subnet.contains(&links) {
+                bail!("builds.network {links} overlaps the subnet {subnet} of {bridge}");
             }
         }
         if let Some(range) = self.allowed_forward_ports.iter().find(|range| range.from > range.to) {
@@ -463,6 +501,9 @@ mod tests {
             (r#"{"idmap": {"perContainer": 1000}}"#, "below 65536"),
             (r#"{"idmap": {"count": 65535}}"#, "no container fits"),
             (r#"{"idmap": {"hostId": 4294000000}}"#, "beyond the largest uid"),
+            (r#"{"builds": {"network": {"address": "10.203.0.1"}}}"#, "not the network address"),
+            (r#"{"builds": {"network": {"address": "10.0.0.0", "prefixLength": 8}}}"#, "overlaps"),
+            (r#"{"builds": {"allowInternet": "yes"}}"#, "expected a boolean"),
         ] {
             std::fs::write(&file, text).unwrap();
             let err = format!("{:#}", HostConfig::load(&file).unwrap_err());

@@ -36,6 +36,7 @@ let
     internetInterface = "eth0";
     idmap = { hostId = 200000; count = 655360; perContainer = 131072; isolated = false; };
     limits = { memory.max = "2G"; cpu.max = 1.5; pids.max = 4096; };
+    builds = { allowInternet = true; network = { address = "10.70.0.0"; prefixLength = 24; }; };
     lxcPath = "/srv/lxc";
     profilesDir = "/srv/profiles";
     stateDir = "/srv/state";
@@ -151,6 +152,7 @@ in
       allowedHostPaths = { };
       allowedForwardPorts = [ ];
       allowedDevices = [ ];
+      builds = { allowInternet = true; network = { address = "10.70.0.0"; prefixLength = 24; }; };
       lxcPath = "/srv/lxc";
       profilesDir = "/srv/profiles";
       stateDir = "/srv/state";
@@ -166,6 +168,10 @@ in
       (enabled { internet.bridge = "brNC-hostonly"; }) "must be two bridges")
     (assertionFails "overlapping subnets are refused"
       (enabled { internet = { address = "10.101.200.1"; prefixLength = 24; }; }) "overlap")
+    (assertionFails "build links overlapping a bridge's subnet are refused"
+      (enabled { builds.network = { address = "10.0.0.0"; prefixLength = 8; }; }) "apart from the subnets of the bridges")
+    (assertionFails "build links given by an address that is not the network's are refused"
+      (enabled { builds.network.address = "10.203.0.1"; }) "must be a network address")
     (assertionFails "a subnet without room for DHCP is refused"
       (enabled { internet = { address = "10.0.0.2"; prefixLength = 30; }; }) "no addresses above 10.0.0.2")
     (eq "examples/host-configuration.nix: no failed assertions" (failedAssertions example) [ ])
