@@ -1,6 +1,7 @@
 //! nixcloud-container: manage unprivileged LXC containers running NixOS that
 //! share the host's /nix/store. Run `nixcloud-container help` for the manual.
 
+mod build_network;
 mod cli;
 mod commands;
 mod error;
@@ -12,6 +13,7 @@ mod lxc_conf;
 mod manual;
 mod mounts;
 mod names;
+mod netlink;
 mod network;
 mod nix;
 mod nix_log;

@@ -11,7 +11,10 @@
 //!   as root and never without the sandbox;
 //! - the Nix process runs as PID 1 of a PID namespace of its own, so that
 //!   nothing of a build outlives it, and with a TMPDIR of this helper's
-//!   that is removed afterwards (see `Scratch`).
+//!   that is removed afterwards (see `Scratch`);
+//! - it runs in this helper's build network (build_network.rs), which
+//!   reaches neither the host nor private networks, and builds in its own
+//!   process (never through a nix-daemon, whose network that would be).
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +30,7 @@ use crate::spec::{Kind, Params, Source, Spec};
 
 /// Settings of every Nix command that evaluates or builds a container's
 /// code. They come after the user's -n parameters, which cannot undo them.
-const CONFINED: [&str; 18] = [
+const CONFINED: [&str; 21] = [
     "--option",
     "restrict-eval",
     "true",
@@ -49,6 +52,12 @@ const CONFINED: [&str; 18] = [
     "--option",
     "nix-path",
     "",
+    // Builds in this process, whatever NIX_REMOTE or nix.conf's `store`
+    // say: a nix-daemon would build in its own network namespace, the
+    // host's, with settings of its own.
+    "--option",
+    "store",
+    "local",
 ];
 
 /// The search path entry under which container files find this toolkit
@@ -62,6 +71,8 @@ pub struct Nix<'a> {
     pub settings: &'a Settings,
     /// The user's `-n` parameters, given to every Nix command.
     pub extra_args: &'a [String],
+    /// Where confined Nix commands run (build_network.rs).
+    pub network: &'a crate::build_network::Shared,
 }
 
 /// A generation built but not yet current: its store path, kept from the
@@ -143,8 +154,10 @@ impl Nix<'_> {
             // A flake reads its own source and inputs, as Nix allows them.
             Source::Flake(_) => {}
         }
+        let network = self.network.get(&self.settings.host.builds)?;
         let pid_namespace = ["--pid", "--fork", "--kill-child=KILL", "--mount-proc", "--"];
         let mut tool = Tool::wrapped("unshare", &pid_namespace, program)
+            .in_network_namespace(network.namespace())
             .args(Self::source_args(source))
             .args(self.extra_args)
             .args(CONFINED);
@@ -233,12 +246,31 @@ impl Nix<'_> {
             .args(["-A", "generation", "--out-link"])
             .arg(&out_link);
         let finished = self.run_evaluation(&params.source, finished)?;
-        check(&finished, || format!("cannot build {}", params.source))?;
+        check(&finished, || format!("cannot build {}", params.source))
+            .map_err(|err| self.blame_missing_internet(err))?;
         let path = finished.stdout.lines().last().unwrap_or("").trim();
         if !path.starts_with('/') {
             bail!("nix-build printed no store path for {}", params.source);
         }
         Ok(Built { path: PathBuf::from(path), out_link })
+    }
+
+    /// The error of a build that failed in a fixed-output derivation (a
+    /// download) on a host that keeps such builds off the internet, with the
+    /// host option that lets them out; any other error as it is.
+    fn blame_missing_internet(&self, err: anyhow::Error) -> anyhow::Error {
+        if self.settings.host.builds.allow_internet {
+            return err;
+        }
+        let message = format!("{err:#}");
+        match failed_derivation(&message) {
+            Some(derivation) if is_fixed_output(Path::new(derivation)) => anyhow!(
+                "{message}; it is a fixed-output derivation (a download), and builds of container \
+                 files do not reach the internet on this host: root lets them reach the public \
+                 internet with the host option builds.allowInternet"
+            ),
+            _ => err,
+        }
     }
 
     /// The busybox that builds generations, in the store: one in the store
@@ -379,6 +411,24 @@ fn store_root(path: &Path) -> Result<PathBuf> {
     Ok(Path::new("/nix/store").join(inside))
 }
 
+/// The derivation whose builder failed, as Nix names it in `message`.
+fn failed_derivation(message: &str) -> Option<&str> {
+    let start = message.find("builder for '")? + "builder for '".len();
+    let length = message[start..].find("' failed")?;
+    Some(&message[start..start + length]).filter(|path| path.ends_with(".drv"))
+}
+
+/// Whether the derivation at `path` is fixed-output: its one output, `out`,
+/// has a hash algorithm (`Derive([("out","<path>","sha256","<hash>")],...`;
+/// `r:sha256` where the hash is of the NAR).
+fn is_fixed_output(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    let Some(outputs) = text.strip_prefix("Derive([(\"") else { return false };
+    let Some((first, _)) = outputs.split_once(')') else { return false };
+    let fields: Vec<&str> = first.split("\",\"").collect();
+    fields.len() == 4 && fields[0] == "out" && !fields[2].is_empty()
+}
+
 /// Turns a failed Nix command into one error line carrying Nix's message.
 fn check(finished: &Finished, what: impl FnOnce() -> String) -> Result<()> {
     if finished.status.success() {
@@ -483,6 +533,29 @@ mod tests {
             condense(stderr).unwrap(),
             "builder for '/nix/store/x.drv' failed with exit code 1; the build said: the system /nix/store/y has no executable init"
         );
+    }
+
+    #[test]
+    fn a_fixed_output_derivation_is_told_by_its_output_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let fetcher = dir.path().join("f.drv");
+        std::fs::write(
+            &fetcher,
+            "Derive([(\"out\",\"/nix/store/a-f\",\"sha256\",\"9f86\")],[],[],\"x\",\"b\",[],[])",
+        )
+        .unwrap();
+        let plain = dir.path().join("p.drv");
+        std::fs::write(
+            &plain,
+            "Derive([(\"out\",\"/nix/store/a-p\",\"\",\"\")],[],[],\"x\",\"b\",[],[])",
+        )
+        .unwrap();
+        assert!(super::is_fixed_output(&fetcher));
+        assert!(!super::is_fixed_output(&plain));
+        assert!(!super::is_fixed_output(&dir.path().join("missing.drv")));
+        let message = "cannot build container file /c/web.nix: builder for '/nix/store/x-f.drv' failed with exit code 1; the build said: bad address";
+        assert_eq!(super::failed_derivation(message), Some("/nix/store/x-f.drv"));
+        assert_eq!(super::failed_derivation("hash mismatch in fixed-output derivation"), None);
     }
 
     #[test]

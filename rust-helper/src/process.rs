@@ -70,6 +70,25 @@ impl Tool {
         self
     }
 
+    /// Runs the tool in the network namespace `namespace` (build_network.rs).
+    pub fn in_network_namespace(mut self, namespace: &std::os::fd::OwnedFd) -> Tool {
+        use std::os::fd::{AsRawFd, BorrowedFd};
+        let fd = namespace.as_raw_fd();
+        // SAFETY: the closure only makes one async-signal-safe system call,
+        // on a descriptor that the caller keeps open while the tool starts.
+        unsafe {
+            self.command.pre_exec(move || {
+                let namespace = BorrowedFd::borrow_raw(fd);
+                rustix::thread::move_into_link_name_space(
+                    namespace,
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .map_err(std::io::Error::from)
+            });
+        }
+        self
+    }
+
     /// Runs with captured output; `verbose` also copies stderr to ours.
     pub fn output(mut self, verbose: bool) -> Result<Finished> {
         self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -23,6 +23,8 @@ pub struct Context {
     /// How long a live switch waits for the guest to report its health
     /// (None: it does not).
     pub health_timeout: Option<std::time::Duration>,
+    /// The network namespace of this process's Nix commands, once one needs it.
+    pub build_network: crate::build_network::Shared,
 }
 
 impl Context {
@@ -39,12 +41,12 @@ impl Context {
 
     /// Nix, with the user's -n parameters.
     pub fn nix(&self) -> Nix<'_> {
-        Nix { settings: &self.settings, extra_args: &self.nix_args }
+        Nix { settings: &self.settings, extra_args: &self.nix_args, network: &self.build_network }
     }
 
     /// Nix without them: for nix-env's own generation commands.
     pub fn plain_nix(&self) -> Nix<'_> {
-        Nix { settings: &self.settings, extra_args: &[] }
+        Nix { settings: &self.settings, extra_args: &[], network: &self.build_network }
     }
 
     /// Fails unless the container's root (host uid `ids.host_id`) can reach

@@ -182,6 +182,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         nix_args,
         lxc_args,
         health_timeout: health,
+        build_network: Default::default(),
     };
     match cli.command {
         Command::Create { name, config, source, root_settings, .. } => {

@@ -1,0 +1,321 @@
+//! The network of the Nix processes that evaluate and build container files.
+//!
+//! Nix gives fixed-output derivations (fetchers) the network of the Nix
+//! process, sandbox or not, and the Nix process itself fetches a flake's
+//! inputs: in the host's network namespace both would reach the host's
+//! loopback, the containers' bridges and the host's private networks. So
+//! this helper runs its Nix processes (nix.rs: `Nix::confined`) in a network
+//! namespace of its own, made once per helper process, whose only way out is
+//! a veth to the host with NAT:
+//! - inside, routing rules refuse every private, loopback, link-local,
+//!   multicast and reserved IPv4 destination and each of the host's own
+//!   addresses (the connection fails at once with "permission denied"),
+//!   except DNS to the host's name servers; IPv6 is off;
+//! - sockets of the build users (any uid but root's: Nix's own process is
+//!   root) are refused everything unless the host allows builds the
+//!   internet (`builds.allowInternet`), so that by default only Nix itself
+//!   reaches out, to substitute from binary caches and fetch flake inputs;
+//! - on the host's side the table `ip nixcloud-container-builds`
+//!   (lib/build-network.nft) NATs the namespaces' subnet and drops what
+//!   they send to any of the host's addresses, including ones it gains
+//!   later.
+//!
+//! Nothing is left behind: the namespace lives while this process holds it,
+//! and the veth goes with it.
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+
+use crate::netlink::{Rule, Socket};
+use crate::process::Tool;
+use crate::settings::Builds;
+
+/// The host's table (its content: lib/build-network.nft).
+const TABLE: &str = "nixcloud-container-builds";
+const TABLE_CONTENT: &str = include_str!("../../lib/build-network.nft");
+/// The host's ends of the veths: `nxcb<slot>`.
+pub const LINK_PREFIX: &str = "nxcb";
+/// The build namespace's end.
+const INSIDE_LINK: &str = "host";
+
+/// IPv4 destinations no Nix process of this helper reaches: this network,
+/// private networks (RFC 1918), shared address space (RFC 6598), loopback,
+/// link-local, IETF protocol assignments, benchmarking, multicast and the
+/// reserved rest up to the broadcast address.
+const REFUSED: [(Ipv4Addr, u8); 11] = [
+    (Ipv4Addr::new(0, 0, 0, 0), 8),
+    (Ipv4Addr::new(10, 0, 0, 0), 8),
+    (Ipv4Addr::new(100, 64, 0, 0), 10),
+    (Ipv4Addr::new(127, 0, 0, 0), 8),
+    (Ipv4Addr::new(169, 254, 0, 0), 16),
+    (Ipv4Addr::new(172, 16, 0, 0), 12),
+    (Ipv4Addr::new(192, 0, 0, 0), 24),
+    (Ipv4Addr::new(192, 168, 0, 0), 16),
+    (Ipv4Addr::new(198, 18, 0, 0), 15),
+    (Ipv4Addr::new(224, 0, 0, 0), 4),
+    (Ipv4Addr::new(240, 0, 0, 0), 4),
+];
+
+/// Rule priorities, lowest first: the build users' refusal, DNS to the
+/// host's name servers, then the refused destinations (the kernel's own
+/// rule for local addresses comes before all, its main table after).
+const BUILD_USERS_PRIORITY: u32 = 100;
+const DNS_PRIORITY: u32 = 200;
+const REFUSED_PRIORITY: u32 = 300;
+
+/// Every uid but root's: the build users, whichever Nix picks.
+const BUILD_USERS: (u32, u32) = (1, u32::MAX - 1);
+
+/// A network namespace for this process's Nix commands.
+pub struct BuildNetwork {
+    namespace: OwnedFd,
+}
+
+/// The build network of this helper process, made when the first Nix
+/// command needs it and kept for the others.
+#[derive(Default)]
+pub struct Shared(Mutex<Option<Arc<BuildNetwork>>>);
+
+impl Shared {
+    pub fn get(&self, builds: &Builds) -> Result<Arc<BuildNetwork>> {
+        let mut made = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(network) = made.as_ref() {
+            return Ok(network.clone());
+        }
+        let started = std::time::Instant::now();
+        let network = Arc::new(
+            BuildNetwork::new(builds)
+                .context("cannot give the builds of container files a network of their own")?,
+        );
+        crate::process::report_timing("build network", started.elapsed());
+        *made = Some(network.clone());
+        Ok(network)
+    }
+}
+
+impl BuildNetwork {
+    /// Makes the namespace, its link to the host and its rules.
+    pub fn new(builds: &Builds) -> Result<BuildNetwork> {
+        let subnet = builds.network.subnet();
+        ensure_host_table(&subnet.to_string())?;
+        let host_addresses = host_addresses()?;
+        let name_servers = name_servers(Path::new("/etc/resolv.conf"));
+        let mut rules = Vec::new();
+        if !builds.allow_internet {
+            rules.push(Rule {
+                priority: BUILD_USERS_PRIORITY,
+                to: None,
+                uids: Some(BUILD_USERS),
+                port: None,
+                refuse: true,
+            });
+        }
+        for server in name_servers {
+            for protocol in [libc::IPPROTO_UDP, libc::IPPROTO_TCP] {
+                rules.push(Rule {
+                    priority: DNS_PRIORITY,
+                    to: Some((server, 32)),
+                    uids: None,
+                    port: Some((protocol as u8, 53)),
+                    refuse: false,
+                });
+            }
+        }
+        let refused = REFUSED.into_iter().chain(host_addresses.into_iter().map(|a| (a, 32)));
+        rules.extend(refused.map(|to| Rule {
+            priority: REFUSED_PRIORITY,
+            to: Some(to),
+            uids: None,
+            port: None,
+            refuse: true,
+        }));
+
+        let slots = 1u32 << (30 - u32::from(builds.network.prefix_length.get()));
+        let first = std::process::id() % slots;
+        let base = u32::from(subnet.network());
+        // The namespace is made and set up by a thread of its own, which
+        // enters it: a network namespace is a thread's, and this process's
+        // other threads stay in the host's.
+        let (namespace, slot) = std::thread::scope(|scope| {
+            scope
+                .spawn(|| inside(slots, first, base, &rules))
+                .join()
+                .unwrap_or_else(|_| bail!("setting up the build namespace panicked"))
+        })?;
+        let host_side = Ipv4Addr::from(base + 4 * slot + 1);
+        let link = format!("{LINK_PREFIX}{slot}");
+        let index = link_index(&link)?;
+        Socket::route()?.add_address(index, host_side, 30)?;
+        // What comes in from the namespace is routed on (replies come back
+        // through the host's uplink, which must forward as well).
+        write_sysctl(&format!("net/ipv4/conf/{link}/forwarding"), "1")?;
+        Ok(BuildNetwork { namespace })
+    }
+
+    /// The namespace, for `Tool::in_network_namespace`.
+    pub fn namespace(&self) -> &OwnedFd {
+        &self.namespace
+    }
+}
+
+/// In a thread that leaves the host's namespace: makes the build namespace,
+/// the veth into it on the first free slot from `first`, and its addresses,
+/// route and rules. Returns the namespace and the slot.
+fn inside(slots: u32, first: u32, base: u32, rules: &[Rule]) -> Result<(OwnedFd, u32)> {
+    let mut host = Socket::route()?;
+    // SAFETY: only the network namespace is unshared, and only this thread's.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+        .context("cannot make a network namespace")?;
+    let namespace: OwnedFd = File::open("/proc/thread-self/ns/net")
+        .context("cannot open the new network namespace")?
+        .into();
+    // No IPv6 inside, not even a link-local address to the host's end.
+    for scope in ["default", "all"] {
+        match write_sysctl(&format!("net/ipv6/conf/{scope}/disable_ipv6"), "1") {
+            Err(err) if is_not_found(&err) => {} // a kernel without IPv6
+            other => other?,
+        }
+    }
+    let mut build = Socket::route()?;
+    build.set_up(1)?; // lo, the first link of every namespace
+    let slot = (0..slots)
+        .map(|offset| (first + offset) % slots)
+        .find_map(|slot| {
+            let link = format!("{LINK_PREFIX}{slot}");
+            match host.add_veth(&link, INSIDE_LINK, &namespace) {
+                Ok(true) => Some(Ok(slot)),
+                Ok(false) => None,
+                Err(err) => Some(Err(err)),
+            }
+        })
+        .with_context(|| format!("all {slots} build links are in use"))??;
+    let index = link_index(INSIDE_LINK)?;
+    build.set_up(index)?;
+    let address = Ipv4Addr::from(base + 4 * slot + 2);
+    let gateway = Ipv4Addr::from(base + 4 * slot + 1);
+    build.add_address(index, address, 30)?;
+    build.add_default_route(index, gateway)?;
+    for rule in rules {
+        build.add_rule(rule)?;
+    }
+    Ok((namespace, slot))
+}
+
+/// Makes sure the host's table NATs `subnet`: it is asked for over
+/// netlink (cheap), and written with nft only where it is missing or names
+/// another subnet (after a reboot, a firewall reload, a new subnet).
+fn ensure_host_table(subnet: &str) -> Result<()> {
+    let content = TABLE_CONTENT.replace("@SUBNET@", subnet);
+    // nft keeps the table's comment with its terminating NUL.
+    let marker = format!("NAT of {subnet}\0");
+    if Socket::netfilter()?.ip_table_holds(TABLE, marker.as_bytes())? == Some(true) {
+        return Ok(());
+    }
+    let script =
+        format!("table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n{content}\n}}\n");
+    let file = tempfile::NamedTempFile::new().context("cannot write the build network's rules")?;
+    std::fs::write(file.path(), script).context("cannot write the build network's rules")?;
+    let finished = Tool::new("nft").arg("-f").arg(file.path()).output(false).context(
+        "builds of container files need nftables (nft) on the host for their network: install \
+         it (Debian: apt-get install nftables)",
+    )?;
+    if !finished.status.success() {
+        bail!("nft could not set the build network's rules: {}", finished.stderr.trim());
+    }
+    Ok(())
+}
+
+/// The host's IPv4 addresses, of every interface.
+fn host_addresses() -> Result<Vec<Ipv4Addr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, which is freed below and read only
+    // in between.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot list the host's addresses");
+    }
+    let mut addresses = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: entry is a node of the list getifaddrs made.
+        let node = unsafe { &*entry };
+        if !node.ifa_addr.is_null()
+            && i32::from(unsafe { (*node.ifa_addr).sa_family }) == libc::AF_INET
+        {
+            // SAFETY: an AF_INET address is a sockaddr_in.
+            let inet = unsafe { &*node.ifa_addr.cast::<libc::sockaddr_in>() };
+            addresses.push(Ipv4Addr::from(u32::from_be(inet.sin_addr.s_addr)));
+        }
+        entry = node.ifa_next;
+    }
+    // SAFETY: list came from getifaddrs and is not used after this.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(addresses)
+}
+
+/// The IPv4 name servers of `resolv_conf` that a namespace can reach: not
+/// the host's loopback, which is the namespace's own there.
+fn name_servers(resolv_conf: &Path) -> Vec<Ipv4Addr> {
+    let text = std::fs::read_to_string(resolv_conf).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|server| server.trim().parse::<Ipv4Addr>().ok())
+        .filter(|server| !server.is_loopback())
+        .collect()
+}
+
+/// The index of link `name` in the calling thread's namespace.
+fn link_index(name: &str) -> Result<u32> {
+    let text = std::ffi::CString::new(name).expect("link names have no NUL");
+    // SAFETY: a plain call with a valid C string.
+    let index = unsafe { libc::if_nametoindex(text.as_ptr()) };
+    if index == 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("no link {name}"));
+    }
+    Ok(index)
+}
+
+/// Writes a sysctl of the calling thread's network namespace.
+fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    std::fs::write(Path::new("/proc/sys").join(key), value)
+        .with_context(|| format!("cannot set {}", key.replace('/', ".")))
+}
+
+fn is_not_found(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<std::io::Error>()
+        .is_some_and(|err| err.kind() == std::io::ErrorKind::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_servers_are_the_reachable_ipv4_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("resolv.conf");
+        std::fs::write(
+            &file,
+            "# generated\nnameserver 10.255.255.53\nnameserver 127.0.0.53\nnameserver ::1\n\
+             options edns0\nnameserver   9.9.9.9  \n",
+        )
+        .unwrap();
+        assert_eq!(
+            name_servers(&file),
+            [Ipv4Addr::new(10, 255, 255, 53), Ipv4Addr::new(9, 9, 9, 9)]
+        );
+        assert!(name_servers(&dir.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn the_host_table_names_its_subnet_where_the_helper_looks() {
+        let content = TABLE_CONTENT.replace("@SUBNET@", "10.203.0.0/16");
+        assert!(content.contains("comment \"builds of container files: NAT of 10.203.0.0/16\""));
+        assert!(content.contains(&format!("iifname \"{LINK_PREFIX}*\"")));
+        assert!(!content.contains('@'), "every placeholder is filled");
+    }
+}
