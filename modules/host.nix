@@ -519,6 +519,23 @@ in
       '';
     };
 
+    allowedFlakeInputPaths = mkOption {
+      type = types.listOf (types.strMatching formats.absolutePath.pattern);
+      default = defaults.allowedFlakeInputPaths;
+      example = [ "/srv/shared-flakes" ];
+      description = ''
+        Host paths a tenant's flake (`--flake`, `sync --flake`, instances
+        naming a flake) may name as inputs in its flake.lock, at or below
+        each, besides what lies inside the flake's own directory; any other
+        input that reads the host (a `path:`, `git+file:`, `file://` or
+        tarball input) is refused before anything is fetched. What such an
+        input names is copied into the store, which every host user and every
+        container build reads: allow only directories that hold nothing
+        secret, and that no tenant can write (a symlink put there is refused,
+        but one swapped in while Nix copies is not).
+      '';
+    };
+
     builds = {
       allowInternet = mkOption {
         type = types.bool;
@@ -551,6 +568,37 @@ in
           default = defaults.builds.network.prefixLength;
           description = "Prefix length of {option}`nixcloud.containers.builds.network.address`.";
         };
+      };
+      memory = mkOption {
+        type = types.nullOr (types.either types.ints.positive sizeString);
+        default = defaults.builds.memory;
+        example = "4G";
+        description = ''
+          The memory each Nix process evaluating or building a container
+          file (and each process of its builds) may take: bytes, or a size
+          with K, M, G or T (powers of 1024); `null`, a quarter of this host's
+          memory. The helper sets it as the processes' data limit
+          (RLIMIT_DATA), which needs no cgroup; a container whose evaluation
+          or build reaches it fails and names this option. `sync` runs no
+          more jobs at once than fit twice into this host's memory.
+        '';
+      };
+      evaluationTimeout = mkOption {
+        type = types.ints.positive;
+        default = defaults.builds.evaluationTimeout;
+        description = ''
+          Seconds that evaluating a container file's settings (or a flake's
+          list of containers) may take before the helper kills it.
+        '';
+      };
+      buildTimeout = mkOption {
+        type = types.ints.positive;
+        default = defaults.builds.buildTimeout;
+        description = ''
+          Seconds that fetching a flake's inputs, or evaluating and building a
+          container's generation, may take before the helper kills it (each
+          build of it is limited to the same by Nix's `timeout`).
+        '';
       };
     };
 
@@ -667,9 +715,11 @@ in
         idmap = { inherit (cfg.idmap) hostId count perContainer isolated; };
         inherit (cfg) idmappedMounts allowNixDaemon allowWholeStore allowedHostPaths allowedForwardPorts
           allowedDevices;
+        inherit (cfg) allowedFlakeInputPaths;
         builds = {
-          inherit (cfg.builds) allowInternet;
+          inherit (cfg.builds) allowInternet evaluationTimeout buildTimeout;
           network = { inherit (cfg.builds.network) address prefixLength; };
+          memory = if cfg.builds.memory == null then null else spec.sizeInBytes cfg.builds.memory;
         };
         dataDir = if cfg.dataDir == null then null else toString cfg.dataDir;
         # LXC's generated profile for each container where AppArmor is on

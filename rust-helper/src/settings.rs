@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::cli::LocationArgs;
 use crate::formats::{AbsolutePath, InterfaceName, PrefixLength};
+use crate::limits::Positive;
 use crate::nix_log::Verbosity;
 use crate::spec::{Device, Port};
 
@@ -188,7 +189,11 @@ pub struct HostConfig {
     pub allowed_forward_ports: Vec<PortRange>,
     /// Host devices container files may ask for.
     pub allowed_devices: Vec<Device>,
-    /// How evaluations and builds of container files reach the network.
+    /// Host paths a tenant's flake may name as inputs (at or below each),
+    /// besides what is inside its own directory (flake_inputs.rs).
+    pub allowed_flake_input_paths: Vec<AbsolutePath>,
+    /// How evaluations and builds of container files reach the network, and
+    /// the limits they run under.
     pub builds: Builds,
     pub lxc_path: PathBuf,
     pub profiles_dir: PathBuf,
@@ -230,6 +235,16 @@ pub struct Builds {
     /// The addresses of the links between the host and the helper's build
     /// namespaces: each helper process takes a /30 of this subnet.
     pub network: BuildLinks,
+    /// The memory each Nix process of an evaluation or build, and each of
+    /// its builders, may take, in bytes; null: a quarter of the host's
+    /// (build_limits.rs).
+    pub memory: Option<Positive>,
+    /// How long evaluating a container's spec or a flake's containers may
+    /// take, in seconds.
+    pub evaluation_timeout: Positive,
+    /// How long fetching a flake's inputs, or evaluating and building a
+    /// generation, may take, in seconds.
+    pub build_timeout: Positive,
 }
 
 /// A subnet by its network address (`builds.network`).
@@ -317,7 +332,11 @@ impl HostConfig {
         }
         let links = self.builds.network.subnet();
         if links.trunc() != links {
-            bail!("builds.network: {} is not the network address of {}", links.addr(), links.trunc());
+            bail!(
+                "builds.network: {} is not the network address of {}",
+                links.addr(),
+                links.trunc()
+            );
         }
         let all = named
             .iter()
@@ -504,6 +523,11 @@ mod tests {
             (r#"{"builds": {"network": {"address": "10.203.0.1"}}}"#, "not the network address"),
             (r#"{"builds": {"network": {"address": "10.0.0.0", "prefixLength": 8}}}"#, "overlaps"),
             (r#"{"builds": {"allowInternet": "yes"}}"#, "expected a boolean"),
+            (r#"{"builds": {"memory": 0}}"#, "not a positive number"),
+            (r#"{"builds": {"memory": "4G"}}"#, "expected u64"),
+            (r#"{"builds": {"evaluationTimeout": 0}}"#, "not a positive number"),
+            (r#"{"allowedFlakeInputPaths": ["srv/flakes"]}"#, "absolute path"),
+            (r#"{"allowedFlakeInputPaths": ["/srv/../etc"]}"#, "absolute path"),
         ] {
             std::fs::write(&file, text).unwrap();
             let err = format!("{:#}", HostConfig::load(&file).unwrap_err());

@@ -36,7 +36,14 @@ let
     internetInterface = "eth0";
     idmap = { hostId = 200000; count = 655360; perContainer = 131072; isolated = false; };
     limits = { memory.max = "2G"; cpu.max = 1.5; pids.max = 4096; };
-    builds = { allowInternet = true; network = { address = "10.70.0.0"; prefixLength = 24; }; };
+    allowedFlakeInputPaths = [ "/srv/shared-flakes" ];
+    builds = {
+      allowInternet = true;
+      network = { address = "10.70.0.0"; prefixLength = 24; };
+      memory = "3G";
+      evaluationTimeout = 60;
+      buildTimeout = 600;
+    };
     lxcPath = "/srv/lxc";
     profilesDir = "/srv/profiles";
     stateDir = "/srv/state";
@@ -152,7 +159,14 @@ in
       allowedHostPaths = { };
       allowedForwardPorts = [ ];
       allowedDevices = [ ];
-      builds = { allowInternet = true; network = { address = "10.70.0.0"; prefixLength = 24; }; };
+      allowedFlakeInputPaths = [ "/srv/shared-flakes" ];
+      builds = {
+        allowInternet = true;
+        network = { address = "10.70.0.0"; prefixLength = 24; };
+        memory = 3221225472;
+        evaluationTimeout = 60;
+        buildTimeout = 600;
+      };
       lxcPath = "/srv/lxc";
       profilesDir = "/srv/profiles";
       stateDir = "/srv/state";
