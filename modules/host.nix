@@ -85,6 +85,9 @@ let
   # iptables lets it through (physdev; nftables cannot tell it from routed
   # traffic, so with br_netfilter peers do not reach each other there).
   fwdChain = "nixcloud-container-fwd";
+  # The host's ends of the links to the helper's build namespaces
+  # (rust-helper/src/build_network.rs: LINK_PREFIX).
+  buildLinks = "nxcb";
   containerBridges = [ hostonlyBridge internetBridge ] ++ lib.attrNames cfg.extraBridges;
   iptablesForwardRules =
     # Forwarded ports (the helper's DNAT) reach containers, and their replies go back.
@@ -759,8 +762,17 @@ in
           useDHCP = mkDefault false;
         }) cfg.extraBridges)
       ];
-      # The host ends of the containers' veths (vethXXXXXX) are bridge ports.
-      networking.dhcpcd.denyInterfaces = [ "veth*" ];
+      # The host ends of the containers' veths (vethXXXXXX) are bridge ports;
+      # those of the helper's build namespaces (nxcb<slot>) have addresses
+      # of the helper's.
+      networking.dhcpcd.denyInterfaces = [ "veth*" "${buildLinks}*" ];
+
+      # Evaluations and builds of container files reach binary caches (and,
+      # where allowed, fetchers the internet) from network namespaces of the
+      # helper's, NATed through this host (rust-helper/src/build_network.rs):
+      # what they send is routed, and so are the replies that come in on the
+      # uplink. The helper keeps them off the host and its private networks.
+      boot.kernel.sysctl."net.ipv4.conf.all.forwarding" = mkDefault true;
 
       # The declared containers: the list, and the service that syncs it.
       environment.etc."nixcloud-container/instances.json".source = instancesFile;
@@ -856,6 +868,22 @@ in
           }
         '';
       };
+
+      # The NAT of the build namespaces and their guard against the host's
+      # own addresses, declared so that a reload keeps it (the helper writes
+      # the same where it is missing).
+      networking.nftables.tables.nixcloud-container-builds = {
+        family = "ip";
+        content = builtins.replaceStrings [ "@SUBNET@" ]
+          [ "${cfg.builds.network.address}/${toString cfg.builds.network.prefixLength}" ]
+          (builtins.readFile ../lib/build-network.nft);
+      };
+      # Where forwarding is filtered (filterForward): what the build
+      # namespaces send out, and the replies.
+      networking.firewall.extraForwardRules = ''
+        iifname "${buildLinks}*" accept comment "nixcloud-container: builds of container files"
+        oifname "${buildLinks}*" ct state established,related accept comment "nixcloud-container: builds of container files"
+      '';
 
       # The filter between peers (rust-helper/src/commands/peers.rs), declared
       # so that a reload, which flushes the whole ruleset, leaves it in place

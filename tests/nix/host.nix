@@ -105,6 +105,7 @@ in
       brNC-internet = { ipv4.addresses = [ { address = "10.202.0.1"; prefixLength = 16; } ]; ipv6.addresses = [ ]; useDHCP = false; };
     })
     (contains "dhcpcd leaves the containers' veths alone" "veth*" defaults.networking.dhcpcd.denyInterfaces)
+    (contains "dhcpcd leaves the build links alone" "nxcb*" defaults.networking.dhcpcd.denyInterfaces)
     (eq "no NAT without internetInterface" defaults.networking.nat.enable false)
     (eq "no dnsmasq without internetInterface" defaults.services.dnsmasq.enable false)
     (eq "no IPv6 forwarding" (defaults.boot.kernel.sysctl ? "net.ipv6.conf.all.forwarding") false)
@@ -325,6 +326,16 @@ in
     (hasInfix "nftables: IPv6 to the prefix passes a filtered forward chain"
       ''iifname "enp0s3" oifname "brNC-internet" ip6 daddr 2a01:4f8:221:3744:4000::/66 accept''
       nftablesOn.networking.firewall.extraForwardRules)
+    (eq "nftables: the build namespaces' NAT, declared with the subnet"
+      (let table = nftablesOn.networking.nftables.tables.nixcloud-container-builds; in {
+        inherit (table) family;
+        nat = lib.hasInfix "ip saddr 10.203.0.0/16 oifname != \"nxcb*\" masquerade" table.content;
+        comment = lib.hasInfix "comment \"builds of container files: NAT of 10.203.0.0/16\"" table.content;
+        guard = lib.hasInfix "iifname \"nxcb*\" fib daddr type { local, broadcast, multicast } drop" table.content;
+      })
+      { family = "ip"; nat = true; comment = true; guard = true; })
+    (hasInfix "nftables: a filtered forward chain lets the builds out"
+      ''iifname "nxcb*" accept'' nftablesOn.networking.firewall.extraForwardRules)
     (eq "nftables: NAT as with iptables" nftablesOn.networking.nat nftablesOff.networking.nat)
     (eq "nftables: dnsmasq as with iptables" nftablesOn.services.dnsmasq nftablesOff.services.dnsmasq)
   ];
@@ -376,7 +387,8 @@ in
         allowedDevices = [ "tun" ];
       })
       (eq "forwarded ports are routed" granting.boot.kernel.sysctl."net.ipv4.conf.all.forwarding" true)
-      (eq "without them nothing is" (defaults.boot.kernel.sysctl ? "net.ipv4.conf.all.forwarding") false)
+      (eq "builds of container files are routed (build_network.rs), and so forwarding is on"
+        defaults.boot.kernel.sysctl."net.ipv4.conf.all.forwarding" true)
       (hasInfix "iptables: forwarded ports reach containers on hostonly"
         "ip46tables -A nixcloud-container-fwd -m conntrack --ctstate DNAT -j RETURN" nftablesOff.networking.firewall.extraCommands)
       (hasInfix "nftables: forwarded ports reach containers on hostonly" "ct status dnat accept"
