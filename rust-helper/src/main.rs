@@ -1,10 +1,12 @@
 //! nixcloud-container: manage unprivileged LXC containers running NixOS that
 //! share the host's /nix/store. Run `nixcloud-container help` for the manual.
 
+mod build_limits;
 mod build_network;
 mod cli;
 mod commands;
 mod error;
+mod flake_inputs;
 mod formats;
 mod layout;
 mod limits;

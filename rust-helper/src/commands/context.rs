@@ -25,6 +25,8 @@ pub struct Context {
     pub health_timeout: Option<std::time::Duration>,
     /// The network namespace of this process's Nix commands, once one needs it.
     pub build_network: crate::build_network::Shared,
+    /// The flakes this process fetched, each once (flake_inputs.rs).
+    pub flake_fetches: crate::flake_inputs::Fetches,
 }
 
 impl Context {
@@ -41,12 +43,22 @@ impl Context {
 
     /// Nix, with the user's -n parameters.
     pub fn nix(&self) -> Nix<'_> {
-        Nix { settings: &self.settings, extra_args: &self.nix_args, network: &self.build_network }
+        Nix {
+            settings: &self.settings,
+            extra_args: &self.nix_args,
+            network: &self.build_network,
+            flakes: &self.flake_fetches,
+        }
     }
 
     /// Nix without them: for nix-env's own generation commands.
     pub fn plain_nix(&self) -> Nix<'_> {
-        Nix { settings: &self.settings, extra_args: &[], network: &self.build_network }
+        Nix {
+            settings: &self.settings,
+            extra_args: &[],
+            network: &self.build_network,
+            flakes: &self.flake_fetches,
+        }
     }
 
     /// Fails unless the container's root (host uid `ids.host_id`) can reach

@@ -123,11 +123,18 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    // Each job's Nix processes may take builds.memory: -j N of them take N
+    // times that (build_limits.rs).
+    let limits = crate::build_limits::Limits::of(&ctx.settings.host.builds);
+    let (jobs, fewer) = limits.parallel(request.jobs.max(1));
+    if let Some(why) = fewer {
+        eprintln!("sync: runs {why}");
+    }
     let summary = Mutex::new(Summary::default());
     let queue = Mutex::new(plan.into_iter().collect::<VecDeque<_>>());
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
-        for _ in 0..request.jobs.max(1) {
+        for _ in 0..jobs {
             scope.spawn(|| loop {
                 if stop.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
