@@ -361,35 +361,45 @@ fn nix_substitutes_from_a_binary_cache_while_builds_have_no_network() {
 #[test]
 fn nix_itself_fetches_nothing_from_the_host_for_a_flake() {
     let host = Host::new();
-    let listeners = Listeners::start(&host, &host.netns, "host", &["10.101.0.1:7005".to_string()]);
+    // A GitLab instance on the host's bridge address, as a flake input
+    // names it: Nix downloads https://<host>/api/v4/... itself.
+    let listeners = Listeners::start(&host, &host.netns, "host", &["10.101.0.1:443".to_string()]);
     let flake = host.dir.path().join("flake");
     std::fs::create_dir(&flake).unwrap();
-    let url = "http://10.101.0.1:7005/data.tar.gz";
     std::fs::write(
         flake.join("flake.nix"),
-        format!(
-            "{{ inputs.data = {{ url = \"{url}\"; flake = false; }};\n\
-             \x20 outputs = {{ self, data }}: {{ nixcloudContainers.web = {{\n\
-             \x20   system = import <nixcloud-container/examples/tiny/system.nix> {{ version = data.outPath; }};\n\
-             \x20 }}; }}; }}\n"
-        ),
+        "{ inputs.data = { url = \"gitlab:owner/repo?host=10.101.0.1\"; flake = false; };\n\
+         \x20 outputs = { self, data }: { nixcloudContainers.web = {\n\
+         \x20   system = import <nixcloud-container/examples/tiny/system.nix> { version = data.outPath; };\n\
+         \x20 }; }; }\n",
     )
     .unwrap();
     // Locked, as a tenant would hand it in: Nix fetches it to compare its hash.
-    let tarball = serde_json::json!({ "type": "tarball", "url": url });
-    let mut locked = tarball.clone();
+    let original = serde_json::json!({
+        "type": "gitlab", "owner": "owner", "repo": "repo", "host": "10.101.0.1"
+    });
+    let mut locked = original.clone();
+    locked["rev"] = "0123456789abcdef0123456789abcdef01234567".into();
     locked["narHash"] = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
     let lock = serde_json::json!({
         "nodes": {
-            "data": { "flake": false, "locked": locked, "original": tarball },
+            "data": { "flake": false, "locked": locked, "original": original },
             "root": { "inputs": { "data": "data" } }
         },
         "root": "root",
         "version": 7
     });
     std::fs::write(flake.join("flake.lock"), lock.to_string()).unwrap();
-    let run = host.helper(&["create", "web", "--flake", path_str(&flake)]);
+    let run = host.helper(&[
+        "create",
+        "web",
+        "--flake",
+        path_str(&flake),
+        "-n",
+        "--option download-attempts 1",
+    ]);
     assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("unable to download"), "{run:?}");
     assert_eq!(listeners.reached(), Vec::<String>::new(), "{run:?}");
 }
 
