@@ -4,6 +4,7 @@
 mod build_network;
 mod common;
 mod daily;
+mod flake_inputs;
 mod guests;
 mod interface;
 mod isolation;
