@@ -5,7 +5,7 @@ import os
 
 from collections import Counter
 
-from .measure import sync
+from .measure import build_network, sync
 from .measure.isolation import summary
 from .measure.nix import FIND_FILE, KINDS, NIX_TOOLS, named
 from .project import REPO
@@ -287,8 +287,37 @@ def report_sync(s):
         f" {spread(s['flake']['removals'], 0)}, the list file's {spread(s['file']['removals'], 0)}"])
 
 
+def report_build_network(bn):
+    s = build_network.summary(bn)
+    labels = list(build_network.VARIANTS)
+    rows = []
+    for label in labels:
+        for command in ("create", "update"):
+            samples = [x[command] for x in bn["samples"][label]]
+            rows.append([label, command, spread([x["total"] for x in samples]),
+                         *[fmt(med([x[part] for x in samples])) for part in ("spec", "build", "switch", "own")],
+                         fmt(med([x["network"] for x in samples])),
+                         named(bn["processes"][label][command])])
+    first = bn["first"]
+    return "\n".join([
+        "== 8. The build network: create and update with it and without it (issue 20)",
+        "   ms, median [min-max], the two helpers alternated in one run (the one without it built with",
+        "   cargo's feature bench-without-build-network); parts from TIMINGS as in section 2; network =",
+        "   the helper's `build network` line (the namespace, its veth, addresses, route and rules, made",
+        "   once per helper process); own includes it; Nix processes counted through section 4's wrappers",
+        table(["helper", "command", "total", "spec", "build", "switch", "own", "network", "Nix processes"], rows),
+        *[f"   {command}: {v['with_ms']:.1f} against {v['without_ms']:.1f} ms; the build network adds"
+          f" {v['added']:+.1f} ms (median of the rounds' differences), its setup {v['setup']:.1f} ms"
+          for command, v in s.items()],
+        f"   nft calls of a create and an update with it, the host's table in place:"
+        f" {bn['processes'][labels[0]]['nft']}",
+        f"   the first create after the host's table was deleted ({len(first)} x): network"
+        f" {spread([x['network'] for x in first])} ms, of which nft {spread([x['nft'] for x in first])} ms;"
+        f" create {spread([x['total'] for x in first])} ms"])
+
+
 def report_targets(checks):
-    return "\n".join(["== Targets (issues 6, 11 and 13)"]
+    return "\n".join(["== Targets (issues 6, 11, 13 and 20)"]
                      + [f"{'PASS' if ok else 'MISS'}  {text}" for ok, text in checks])
 
 
@@ -303,6 +332,7 @@ def report(res, checks):
         ("density", lambda: report_density(res["density"], res["hooks"])),
         ("isolation", lambda: report_isolation(res["isolation"])),
         ("sync", lambda: report_sync(res["sync"])),
+        ("build_network", lambda: report_build_network(res["build_network"])),
     ]
     return "\n\n".join(
         [f"nixcloud-container benchmark ({'quick' if res['quick'] else 'full'} run) - {res['machine']}"]

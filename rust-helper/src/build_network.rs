@@ -23,6 +23,9 @@
 //! Nothing is left behind: the namespace lives while this process holds it,
 //! and the veth goes with it.
 
+// What the bench's build without the build network leaves unused.
+#![cfg_attr(feature = "bench-without-build-network", allow(dead_code))]
+
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
@@ -99,7 +102,16 @@ impl Shared {
 }
 
 impl BuildNetwork {
+    /// bench/ only (feature bench-without-build-network): the helper's own
+    /// namespace, as before there was a build network, for comparison.
+    #[cfg(feature = "bench-without-build-network")]
+    pub fn new(_builds: &Builds) -> Result<BuildNetwork> {
+        let namespace = File::open("/proc/thread-self/ns/net").context("no network namespace")?;
+        Ok(BuildNetwork { namespace: namespace.into() })
+    }
+
     /// Makes the namespace, its link to the host and its rules.
+    #[cfg(not(feature = "bench-without-build-network"))]
     pub fn new(builds: &Builds) -> Result<BuildNetwork> {
         let subnet = builds.network.subnet();
         ensure_host_table(&subnet.to_string())?;

@@ -4,6 +4,9 @@
 //! `ip` and `nft` for them costs milliseconds per command; this costs
 //! microseconds. The numbers are the kernel's (include/uapi/linux/*.h).
 
+// What the bench's build without the build network leaves unused.
+#![cfg_attr(feature = "bench-without-build-network", allow(dead_code))]
+
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -12,6 +12,8 @@ which the inner process makes them as the host grows:
     store_view    the store view's live update and host memory, for isolation
     sync       7. sync of a list of containers (a flake's, a list file's),
                   made, unchanged and with one changed, against updates
+    build_network
+               8. create and update with the build network and without it
 
 bench/run --only picks some of them (SECTIONS); the others are not made.
 """
@@ -24,6 +26,7 @@ import subprocess
 
 from ..host import Population
 from ..project import REPO
+from .build_network import measure_build_network
 from .by_hand import measure_by_hand
 from .density import measure_density, measure_without_hooks
 from .growth import measure_create_update
@@ -33,7 +36,7 @@ from .runtime import measure_runtime
 from .sync import measure_sync
 
 # The sections --only can pick, in the report's order.
-SECTIONS = ("runtime", "growth", "by_hand", "nix", "density", "isolation", "sync")
+SECTIONS = ("runtime", "growth", "by_hand", "nix", "density", "isolation", "sync", "build_network")
 
 # Sizes of a full run, and of --quick (for working on the bench).
 SIZES = {
@@ -74,6 +77,8 @@ def measure_all(h, sizes, lib, sections=SECTIONS):
             if "sync" in sections:
                 res["sync"] = measure_sync(h, sizes["sync"], sizes["sync_rounds"], sizes["reps"],
                                            sizes["sync_running"])
+            if "build_network" in sections:
+                res["build_network"] = measure_build_network(h, sizes["reps"])
         if n in runtime_sizes:
             res.setdefault("runtime", [])
             res["runtime"] += measure_runtime(h, n, target, sizes["reps"], sizes["cycles"])
