@@ -53,8 +53,11 @@ pub struct Limits {
 /// quarter of the host's memory, up to this.
 const NIX_INITIAL_HEAP: u64 = 384 << 20;
 
-/// Where a limit is set, for the error that names it.
-const WHERE: &str = "in the host file, nixcloud.containers.builds.* on NixOS";
+/// Where host option `option` (`builds.memory`) is set, for the error that
+/// names it.
+fn set_by(option: &str) -> String {
+    format!("{option} in the host file, nixcloud.containers.{option} on NixOS")
+}
 
 impl Limits {
     /// The host's limits: `builds.memory`, or a quarter of the host's memory
@@ -100,23 +103,24 @@ impl Limits {
         };
         if finished.timed_out {
             return Some(format!(
-                "it took longer than {} s, the most this host gives it ({option} {WHERE})",
-                self.time(step).as_secs()
+                "stopped after {} s, the most this host gives it ({})",
+                self.time(step).as_secs(),
+                set_by(option)
             ));
         }
         let memory = ["out of memory", "std::bad_alloc", "Cannot allocate memory"];
         if memory.iter().any(|said| message.contains(said)) {
             return Some(format!(
-                "it ran out of the {} of memory each of its processes may take on this host \
-                 (builds.memory {WHERE})",
-                show_size(self.memory)
+                "it ran out of the {} of memory each of its processes may take on this host ({})",
+                show_size(self.memory),
+                set_by("builds.memory")
             ));
         }
         if message.contains("timed out after") {
             return Some(format!(
-                "a build took longer than {} s, the most this host gives it (builds.buildTimeout \
-                 {WHERE})",
-                self.build.as_secs()
+                "a build took longer than {} s, the most this host gives it ({})",
+                self.build.as_secs(),
+                set_by("builds.buildTimeout")
             ));
         }
         None
@@ -132,9 +136,10 @@ impl Limits {
             return (asked, None);
         }
         let why = format!(
-            "{fit} at once, not {asked}: each evaluation or build may take {} (builds.memory \
-             {WHERE}), and together they stay within half of this host's {}",
+            "{fit} at once, not {asked}: each evaluation or build may take {} ({}), and together \
+             they stay within half of this host's {}",
             show_size(self.memory),
+            set_by("builds.memory"),
             show_size(total)
         );
         (fit, Some(why))
@@ -189,6 +194,7 @@ mod tests {
         let blame = |step, timed_out, message| limits.blame(step, &failed(timed_out), message);
         let said = blame(Step::Evaluation, true, "").unwrap();
         assert!(said.contains("300 s") && said.contains("builds.evaluationTimeout"), "{said}");
+        assert!(said.contains("nixcloud.containers.builds.evaluationTimeout on NixOS"), "{said}");
         let said = blame(Step::Build, true, "").unwrap();
         assert!(said.contains("1800 s") && said.contains("builds.buildTimeout"), "{said}");
         let said = blame(Step::Evaluation, false, "out of memory").unwrap();

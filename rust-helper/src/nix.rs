@@ -251,9 +251,15 @@ impl Nix<'_> {
         step: Step,
         what: impl FnOnce() -> String,
     ) -> Result<()> {
+        let limits = self.limits();
+        if finished.timed_out {
+            // What Nix said as it was killed is beside the point.
+            let why = limits.blame(step, finished, "").expect("a timeout is a limit");
+            return Err(anyhow!("{why}")).context(what());
+        }
         let result = check(finished, what);
         let Err(err) = result else { return Ok(()) };
-        match self.limits().blame(step, finished, &format!("{err:#}")) {
+        match limits.blame(step, finished, &format!("{err:#}")) {
             Some(why) => Err(anyhow!("{err:#}; {why}")),
             None => Err(err),
         }

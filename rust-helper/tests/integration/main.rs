@@ -1,6 +1,7 @@
 //! The helper's integration tests: real Nix, real LXC and the kernel, each
 //! test on a host of its own (common.rs), one module per area.
 
+mod build_limits;
 mod build_network;
 mod common;
 mod daily;
