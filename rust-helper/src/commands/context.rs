@@ -86,10 +86,12 @@ impl Context {
     }
 
     /// Fails unless the generation at `path` has LXC settings this helper
-    /// generates for container `name` (whose ids are `ids`): before it is
-    /// made current, started or switched to.
+    /// generates for container `name` (whose ids are `ids`), and its store
+    /// holds no other container's generation: before it is made current,
+    /// started or switched to.
     pub fn check_generation(&self, name: &str, ids: IdMap, path: &Path) -> Result<()> {
-        lxc_conf::check_file(&path.join(crate::layout::LXC_CONF), &self.lxc_rules(name, ids))
+        lxc_conf::check_file(&path.join(crate::layout::LXC_CONF), &self.lxc_rules(name, ids))?;
+        crate::store_view::StoreView::of_path(path)?.check_no_other_generation(name)
     }
 
     /// The entry of an existing container, read without locking: for
