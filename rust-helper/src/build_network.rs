@@ -26,10 +26,11 @@
 // What the bench's build without the build network leaves unused.
 #![cfg_attr(feature = "bench-without-build-network", allow(dead_code))]
 
+use std::ffi::CString;
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
@@ -74,9 +75,17 @@ const REFUSED_PRIORITY: u32 = 300;
 /// Every uid but root's: the build users, whichever Nix picks.
 const BUILD_USERS: (u32, u32) = (1, u32::MAX - 1);
 
+/// The host's resolver configuration, and the list of the upstream servers
+/// of a resolver on the host's loopback (systemd-resolved's).
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+const RESOLVED_UPSTREAMS: &str = "/run/systemd/resolve/resolv.conf";
+
 /// A network namespace for this process's Nix commands.
 pub struct BuildNetwork {
     namespace: OwnedFd,
+    /// What the Nix commands see as /etc/resolv.conf, where the host's own
+    /// names only servers on its loopback (unreachable from the namespace).
+    resolv_conf: Option<CString>,
 }
 
 /// The build network of this helper process, made when the first Nix
@@ -95,7 +104,7 @@ impl Shared {
             BuildNetwork::new(builds)
                 .context("cannot give the builds of container files a network of their own")?,
         );
-        crate::process::report_timing("build network", started.elapsed());
+        crate::process::report_timing("build-network", started.elapsed());
         *made = Some(network.clone());
         Ok(network)
     }
@@ -107,7 +116,7 @@ impl BuildNetwork {
     #[cfg(feature = "bench-without-build-network")]
     pub fn new(_builds: &Builds) -> Result<BuildNetwork> {
         let namespace = File::open("/proc/thread-self/ns/net").context("no network namespace")?;
-        Ok(BuildNetwork { namespace: namespace.into() })
+        Ok(BuildNetwork { namespace: namespace.into(), resolv_conf: None })
     }
 
     /// Makes the namespace, its link to the host and its rules.
@@ -116,7 +125,7 @@ impl BuildNetwork {
         let subnet = builds.network.subnet();
         ensure_host_table(&subnet.to_string())?;
         let host_addresses = host_addresses()?;
-        let name_servers = name_servers(Path::new("/etc/resolv.conf"));
+        let resolver = Resolver::of_host(Path::new(RESOLV_CONF), Path::new(RESOLVED_UPSTREAMS));
         let mut rules = Vec::new();
         if !builds.allow_internet {
             rules.push(Rule {
@@ -127,7 +136,7 @@ impl BuildNetwork {
                 refuse: true,
             });
         }
-        for server in name_servers {
+        for &server in &resolver.servers {
             for protocol in [libc::IPPROTO_UDP, libc::IPPROTO_TCP] {
                 rules.push(Rule {
                     priority: DNS_PRIORITY,
@@ -166,12 +175,55 @@ impl BuildNetwork {
         // What comes in from the namespace is routed on (replies come back
         // through the host's uplink, which must forward as well).
         write_sysctl(&format!("net/ipv4/conf/{link}/forwarding"), "1")?;
-        Ok(BuildNetwork { namespace })
+        let resolv_conf = resolver.file.map(|file| {
+            use std::os::unix::ffi::OsStringExt;
+            CString::new(file.into_os_string().into_vec()).expect("a path from a constant")
+        });
+        Ok(BuildNetwork { namespace, resolv_conf })
     }
 
-    /// The namespace, for `Tool::in_network_namespace`.
-    pub fn namespace(&self) -> &OwnedFd {
-        &self.namespace
+    /// Moves the calling process into the build network: its namespace,
+    /// and a mount namespace of its own where /etc/resolv.conf names
+    /// servers the namespace reaches. For a child between fork and exec
+    /// (`Tool::in_build_network`): it only makes system calls, allocating
+    /// nothing.
+    pub fn enter(&self) -> std::io::Result<()> {
+        use rustix::mount::{mount_bind, mount_change, MountPropagationFlags};
+        use rustix::thread::{move_into_link_name_space, LinkNameSpaceType, UnshareFlags};
+        move_into_link_name_space(self.namespace.as_fd(), Some(LinkNameSpaceType::Network))?;
+        if let Some(resolv_conf) = &self.resolv_conf {
+            // SAFETY: the child has one thread, and only its mounts change.
+            unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }?;
+            // Nothing mounted here reaches the host's mount namespace.
+            mount_change(c"/", MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC)?;
+            mount_bind(resolv_conf.as_c_str(), c"/etc/resolv.conf")?;
+        }
+        Ok(())
+    }
+}
+
+/// What name servers the build namespace uses and may reach.
+#[derive(Debug, PartialEq)]
+struct Resolver {
+    /// A file to show its Nix processes as /etc/resolv.conf; None: the host's.
+    file: Option<PathBuf>,
+    servers: Vec<Ipv4Addr>,
+}
+
+impl Resolver {
+    /// The host's name servers that a namespace can reach (not on the
+    /// host's loopback, which is the namespace's own there). Where the host
+    /// names only servers on its loopback, those upstream of them that
+    /// systemd-resolved lists (`upstreams`), and that list as the file.
+    fn of_host(resolv_conf: &Path, upstreams: &Path) -> Resolver {
+        let (reachable, local) = name_servers(resolv_conf);
+        if reachable.is_empty() && local {
+            let (servers, _) = name_servers(upstreams);
+            if !servers.is_empty() {
+                return Resolver { file: Some(upstreams.to_path_buf()), servers };
+            }
+        }
+        Resolver { file: None, servers: reachable }
     }
 }
 
@@ -269,15 +321,24 @@ fn host_addresses() -> Result<Vec<Ipv4Addr>> {
     Ok(addresses)
 }
 
-/// The IPv4 name servers of `resolv_conf` that a namespace can reach: not
-/// the host's loopback, which is the namespace's own there.
-fn name_servers(resolv_conf: &Path) -> Vec<Ipv4Addr> {
+/// The IPv4 name servers of `resolv_conf` not on the loopback, and
+/// whether it names any on the loopback.
+fn name_servers(resolv_conf: &Path) -> (Vec<Ipv4Addr>, bool) {
     let text = std::fs::read_to_string(resolv_conf).unwrap_or_default();
-    text.lines()
+    let servers: Vec<std::net::IpAddr> = text
+        .lines()
         .filter_map(|line| line.trim().strip_prefix("nameserver"))
-        .filter_map(|server| server.trim().parse::<Ipv4Addr>().ok())
-        .filter(|server| !server.is_loopback())
-        .collect()
+        .filter_map(|server| server.trim().parse().ok())
+        .collect();
+    let local = servers.iter().any(std::net::IpAddr::is_loopback);
+    let reachable = servers
+        .into_iter()
+        .filter_map(|server| match server {
+            std::net::IpAddr::V4(server) if !server.is_loopback() => Some(server),
+            _ => None,
+        })
+        .collect();
+    (reachable, local)
 }
 
 /// The index of link `name` in the calling thread's namespace.
@@ -316,11 +377,33 @@ mod tests {
              options edns0\nnameserver   9.9.9.9  \n",
         )
         .unwrap();
+        let upstreams = dir.path().join("upstreams");
+        std::fs::write(&upstreams, "nameserver 192.168.1.1\n").unwrap();
+        let servers = vec![Ipv4Addr::new(10, 255, 255, 53), Ipv4Addr::new(9, 9, 9, 9)];
+        assert_eq!(Resolver::of_host(&file, &upstreams), Resolver { file: None, servers });
         assert_eq!(
-            name_servers(&file),
-            [Ipv4Addr::new(10, 255, 255, 53), Ipv4Addr::new(9, 9, 9, 9)]
+            Resolver::of_host(&dir.path().join("missing"), &upstreams),
+            Resolver { file: None, servers: vec![] }
         );
-        assert!(name_servers(&dir.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn a_resolver_on_the_loopback_is_replaced_by_its_upstreams() {
+        let dir = tempfile::tempdir().unwrap();
+        let stub = dir.path().join("resolv.conf");
+        std::fs::write(&stub, "nameserver 127.0.0.53\noptions edns0 trust-ad\n").unwrap();
+        let upstreams = dir.path().join("upstreams");
+        std::fs::write(&upstreams, "nameserver 192.168.1.1\nnameserver fe80::1%eth0\n").unwrap();
+        assert_eq!(
+            Resolver::of_host(&stub, &upstreams),
+            Resolver {
+                file: Some(upstreams.clone()),
+                servers: vec![Ipv4Addr::new(192, 168, 1, 1)]
+            }
+        );
+        // Without systemd-resolved's list there is nothing to reach.
+        let missing = dir.path().join("missing");
+        assert_eq!(Resolver::of_host(&stub, &missing), Resolver { file: None, servers: vec![] });
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl Nix<'_> {
         let network = self.network.get(&self.settings.host.builds)?;
         let pid_namespace = ["--pid", "--fork", "--kill-child=KILL", "--mount-proc", "--"];
         let tool = Tool::wrapped("unshare", &pid_namespace, program)
-            .in_network_namespace(network.namespace())
+            .in_build_network(network)
             .args(self.extra_args)
             .args(CONFINED);
         Ok(self

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::build_network::BuildNetwork;
+
 /// A command about to run, remembered by name for error messages.
 pub struct Tool {
     command: Command,
@@ -106,21 +108,11 @@ impl Tool {
         self
     }
 
-    /// Runs the tool in the network namespace `namespace` (build_network.rs).
-    pub fn in_network_namespace(mut self, namespace: &std::os::fd::OwnedFd) -> Tool {
-        use std::os::fd::{AsRawFd, BorrowedFd};
-        let fd = namespace.as_raw_fd();
-        // SAFETY: the closure only makes one async-signal-safe system call,
-        // on a descriptor that the caller keeps open while the tool starts.
+    /// Runs the tool in the build network (build_network.rs).
+    pub fn in_build_network(mut self, network: std::sync::Arc<BuildNetwork>) -> Tool {
+        // SAFETY: `enter` only makes system calls, allocating nothing.
         unsafe {
-            self.command.pre_exec(move || {
-                let namespace = BorrowedFd::borrow_raw(fd);
-                rustix::thread::move_into_link_name_space(
-                    namespace,
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .map_err(std::io::Error::from)
-            });
+            self.command.pre_exec(move || network.enter());
         }
         self
     }
