@@ -403,6 +403,90 @@ fn nix_itself_fetches_nothing_from_the_host_for_a_flake() {
     assert_eq!(listeners.reached(), Vec::<String>::new(), "{run:?}");
 }
 
+/// A name server answering every A query with `PUBLIC` (and nothing else).
+const NAME_SERVER: &str = r#"
+import socket, struct, sys
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind((sys.argv[1], 53))
+answer = socket.inet_aton(sys.argv[2])
+log = open(sys.argv[3], "a", buffering=1)
+log.write("listening\n")
+while True:
+    query, peer = server.recvfrom(512)
+    end = 12
+    while query[end] != 0:
+        end += query[end] + 1
+    qtype = struct.unpack("!H", query[end + 1:end + 3])[0]
+    question = query[12:end + 5]
+    records = struct.pack("!HHHLH", 0xC00C, 1, 1, 60, 4) + answer if qtype == 1 else b""
+    header = query[:2] + struct.pack("!HHHHH", 0x8180, 1, 1 if records else 0, 0, 0)
+    server.sendto(header + question + records, peer)
+    log.write(f"asked {qtype} from {peer[0]}\n")
+"#;
+
+#[test]
+fn builds_resolve_names_where_the_hosts_resolver_is_on_its_loopback() {
+    let host = Host::new();
+    let world = World::new(&host);
+    set_host_option(&host, "builds", serde_json::json!({ "allowInternet": true }));
+    // The world's name server, which the host's systemd-resolved would use.
+    let dns_log = host.dir.path().join("dns.log");
+    sh(&format!("ip -n {} addr add 198.51.100.53/32 dev lo", world.netns));
+    let mut name_server = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &world.netns,
+            "python3",
+            "-c",
+            NAME_SERVER,
+            "198.51.100.53",
+            PUBLIC,
+        ])
+        .arg(&dns_log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    host.wait_for("the name server", || {
+        std::fs::read_to_string(&dns_log).is_ok_and(|log| log.contains("listening"))
+    });
+    let content = nonce(&host);
+    let served = host.dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    std::fs::write(served.join("source"), &content).unwrap();
+    let _server = HttpServer::start(&host, &world, &served, 8002);
+    let script = "$bb wget -q -O - http://downloads.example:8002/source > /dev/null || exit 1";
+    let file = with_fixed_output(&host, "named", script, &content);
+    // As on Ubuntu: /etc/resolv.conf names systemd-resolved's stub on the
+    // loopback, /run/systemd/resolve/resolv.conf the servers it asks; both
+    // only for the helper (a mount namespace of its own).
+    let stub = host.file("stub-resolv.conf", "nameserver 127.0.0.53\noptions edns0\n");
+    let upstreams = host.file("upstream-resolv.conf", "nameserver 198.51.100.53\n");
+    let command = format!(
+        "mount --bind {} /etc/resolv.conf && mount -t tmpfs tmpfs /run/systemd && \
+         mkdir /run/systemd/resolve && cp {} /run/systemd/resolve/resolv.conf && \
+         exec ip netns exec {} {} create named {}",
+        stub.display(),
+        upstreams.display(),
+        host.netns,
+        crate::common::HELPER,
+        file.display()
+    );
+    let run: crate::common::Run = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &command])
+        .envs(host.helper_env())
+        .current_dir(host.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare runs")
+        .into();
+    let _ = name_server.kill();
+    let _ = name_server.wait();
+    assert_eq!(run.code, 0, "{run:?}");
+    let asked = std::fs::read_to_string(&dns_log).unwrap();
+    assert!(asked.contains("asked 1 from"), "{asked}");
+}
+
 #[test]
 fn builds_run_in_the_helper_even_where_root_has_nix_remote_daemon() {
     let host = Host::new();
