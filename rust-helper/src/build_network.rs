@@ -126,36 +126,7 @@ impl BuildNetwork {
         ensure_host_table(&subnet.to_string())?;
         let host_addresses = host_addresses()?;
         let resolver = Resolver::of_host(Path::new(RESOLV_CONF), Path::new(RESOLVED_UPSTREAMS));
-        let mut rules = Vec::new();
-        if !builds.allow_internet {
-            rules.push(Rule {
-                priority: BUILD_USERS_PRIORITY,
-                to: None,
-                uids: Some(BUILD_USERS),
-                port: None,
-                refuse: true,
-            });
-        }
-        for &server in &resolver.servers {
-            for protocol in [libc::IPPROTO_UDP, libc::IPPROTO_TCP] {
-                rules.push(Rule {
-                    priority: DNS_PRIORITY,
-                    to: Some((server, 32)),
-                    uids: None,
-                    port: Some((protocol as u8, 53)),
-                    refuse: false,
-                });
-            }
-        }
-        let refused = REFUSED.into_iter().chain(host_addresses.into_iter().map(|a| (a, 32)));
-        rules.extend(refused.map(|to| Rule {
-            priority: REFUSED_PRIORITY,
-            to: Some(to),
-            uids: None,
-            port: None,
-            refuse: true,
-        }));
-
+        let rules = rules(builds.allow_internet, &resolver.servers, &host_addresses);
         let slots = 1u32 << (30 - u32::from(builds.network.prefix_length.get()));
         let first = std::process::id() % slots;
         let base = u32::from(subnet.network());
@@ -225,6 +196,41 @@ impl Resolver {
         }
         Resolver { file: None, servers: reachable }
     }
+}
+
+/// The namespace's routing rules: the build users' refusal (unless they may
+/// reach the internet), DNS to `name_servers`, every refused destination and
+/// the host's addresses.
+fn rules(
+    allow_internet: bool,
+    name_servers: &[Ipv4Addr],
+    host_addresses: &[Ipv4Addr],
+) -> Vec<Rule> {
+    let build_users = Rule {
+        priority: BUILD_USERS_PRIORITY,
+        to: None,
+        uids: Some(BUILD_USERS),
+        port: None,
+        refuse: true,
+    };
+    let dns = name_servers.iter().flat_map(|&server| {
+        [libc::IPPROTO_UDP, libc::IPPROTO_TCP].map(|protocol| Rule {
+            priority: DNS_PRIORITY,
+            to: Some((server, 32)),
+            uids: None,
+            port: Some((protocol as u8, 53)),
+            refuse: false,
+        })
+    });
+    let refused = REFUSED.into_iter().chain(host_addresses.iter().map(|&address| (address, 32)));
+    let refused = refused.map(|to| Rule {
+        priority: REFUSED_PRIORITY,
+        to: Some(to),
+        uids: None,
+        port: None,
+        refuse: true,
+    });
+    (!allow_internet).then_some(build_users).into_iter().chain(dns).chain(refused).collect()
 }
 
 /// In a thread that leaves the host's namespace: makes the build namespace,
@@ -404,6 +410,29 @@ mod tests {
         // Without systemd-resolved's list there is nothing to reach.
         let missing = dir.path().join("missing");
         assert_eq!(Resolver::of_host(&stub, &missing), Resolver { file: None, servers: vec![] });
+    }
+
+    #[test]
+    fn build_users_are_refused_first_unless_builds_reach_the_internet() {
+        let server = Ipv4Addr::new(10, 255, 255, 53);
+        let host = Ipv4Addr::new(203, 0, 113, 2);
+        let closed = rules(false, &[server], &[host]);
+        assert_eq!(closed[0].uids, Some(BUILD_USERS));
+        assert!(closed[0].refuse && closed[0].to.is_none());
+        let open = rules(true, &[server], &[host]);
+        assert!(open.iter().all(|rule| rule.uids.is_none()));
+        // DNS to the name server (UDP and TCP) comes before the refusal of
+        // its private network; the host's own address is refused.
+        let dns: Vec<&Rule> = open.iter().filter(|rule| !rule.refuse).collect();
+        assert_eq!(dns.len(), 2);
+        assert!(dns
+            .iter()
+            .all(|rule| rule.to == Some((server, 32)) && rule.priority < REFUSED_PRIORITY));
+        assert!(open
+            .iter()
+            .any(|rule| rule.refuse && rule.to == Some((Ipv4Addr::new(10, 0, 0, 0), 8))));
+        assert!(open.iter().any(|rule| rule.refuse && rule.to == Some((host, 32))));
+        assert_eq!(closed.len(), open.len() + 1);
     }
 
     #[test]
