@@ -15,7 +15,9 @@
 //!    features: no code of a tenant can call builtins.getFlake or
 //!    builtins.fetchTree, which restricted evaluation does not check.
 //!
-//! A command fetches each flake once (`Fetches`).
+//! A command fetches each flake once (`Fetches`); `sync` hands its fetch to
+//! the helper processes it starts for the flake's containers (`HANDED_ENV`),
+//! so that all of them are built from the one fetch it recorded.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -203,7 +205,8 @@ pub struct Fetches {
 }
 
 impl Fetches {
-    /// The fetch of `reference`, made by `fetch` the first time.
+    /// The fetch of `reference`: the one this process made or was handed
+    /// (`HANDED_ENV`), else made by `fetch` now.
     pub fn get(
         &self,
         reference: &str,
@@ -212,10 +215,61 @@ impl Fetches {
         if let Some(fetched) = self.fetched.lock().expect("the fetches").get(reference) {
             return Ok(fetched.clone());
         }
-        let fetched = Arc::new(fetch()?);
+        let fetched = Arc::new(match handed_down(reference)? {
+            Some(fetched) => fetched,
+            None => fetch()?,
+        });
         self.fetched.lock().expect("the fetches").insert(reference.to_string(), fetched.clone());
         Ok(fetched)
     }
+
+    /// Writes the fetch of `reference`, where this process made one, into a
+    /// file in `dir` for a helper process it starts (`HANDED_ENV`: the
+    /// file's path), which is removed when the value is dropped.
+    pub fn hand_down(
+        &self,
+        reference: &str,
+        dir: &Path,
+    ) -> Result<Option<tempfile::NamedTempFile>> {
+        let Some(fetched) = self.fetched.lock().expect("the fetches").get(reference).cloned()
+        else {
+            return Ok(None);
+        };
+        let handed = Handed { reference: reference.to_string(), fetched: fetched.json.clone() };
+        let mut file = tempfile::Builder::new()
+            .prefix("flake-")
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot make a file in {}", dir.display()))?;
+        use std::io::Write;
+        file.write_all(serde_json::to_string(&handed).expect("a Handed serializes").as_bytes())
+            .with_context(|| format!("cannot write {}", file.path().display()))?;
+        Ok(Some(file))
+    }
+}
+
+/// The environment variable through which `sync` hands the helper process
+/// it starts for a flake's container its fetch of the flake: a file of
+/// root's, in the state directory, holding a `Handed`.
+pub const HANDED_ENV: &str = "NIXCLOUD_CONTAINER_FETCHED_FLAKE";
+
+/// A fetch handed down: of which flake, and what it gave.
+#[derive(Serialize, Deserialize)]
+struct Handed {
+    reference: String,
+    fetched: String,
+}
+
+/// The fetch of `reference` that this process was handed, if it was.
+fn handed_down(reference: &str) -> Result<Option<Fetched>> {
+    let Some(file) = std::env::var_os(HANDED_ENV) else { return Ok(None) };
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read the flake's fetch {}", Path::new(&file).display()))?;
+    let handed: Handed = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a flake's fetch", Path::new(&file).display()))?;
+    if handed.reference != reference {
+        return Ok(None);
+    }
+    Fetched::parse(&handed.fetched).map(Some)
 }
 
 #[cfg(test)]

@@ -391,10 +391,20 @@ fn carry_out(
     flakes: &Flakes,
 ) -> Result<Action> {
     let helper = std::env::current_exe().context("cannot find this helper's program")?;
+    // The flake as this sync fetched it, for the helper to build from
+    // (flake_inputs.rs).
+    let handed = match entry.and_then(|entry| entry.flake.as_deref()) {
+        Some(flake) => {
+            ctx.flake_fetches.hand_down(flake_reference(flake), &ctx.settings.state_dir)?
+        }
+        None => None,
+    };
+    let handed = handed.as_ref().map(|file| (crate::flake_inputs::HANDED_ENV, file.path()));
     let run_with = |args: &[String], record: Option<String>| -> Result<()> {
         let output = Command::new(&helper)
             .args(args)
             .envs(location_env(ctx))
+            .envs(handed)
             .envs(record.map(|value| (source_reads::RECORD_ENV, value)))
             .stdin(Stdio::null())
             .output()

@@ -414,3 +414,45 @@ fn host_paths_root_allows_are_fetched_but_never_through_a_symlink() {
         secret.assert_not_in_store(&before);
     }
 }
+
+#[test]
+fn sync_builds_a_flakes_containers_from_its_one_fetch() {
+    let host = Host::new();
+    let dir = host.dir.path().join("tenant");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("flake.nix"),
+        "{ outputs = { self }: { nixcloudContainers = {\n\
+         \x20 a.system = import <nixcloud-container/examples/tiny/system.nix> { version = \"a\"; };\n\
+         \x20 b.system = import <nixcloud-container/examples/tiny/system.nix> { version = \"b\"; };\n\
+         }; }; }\n",
+    )
+    .unwrap();
+    let run: crate::common::Run = host
+        .helper_command(&["sync", "--flake", path_str(&dir)])
+        .env("NIXCLOUD_CONTAINER_TIMINGS", "1")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{run:?}");
+    let evaluations = |prefix: &str| {
+        run.stderr
+            .lines()
+            .filter(|line| {
+                *line == format!("{prefix}timing: nix-instantiate")
+                    || line.starts_with(&format!("{prefix}timing: nix-instantiate "))
+            })
+            .count()
+    };
+    // sync fetches the flake and lists its containers; each container's
+    // helper evaluates its spec from that fetch, and fetches nothing.
+    assert_eq!(evaluations(""), 2, "{run:?}");
+    assert_eq!(evaluations("a: "), 1, "{run:?}");
+    assert_eq!(evaluations("b: "), 1, "{run:?}");
+    let left: Vec<_> = std::fs::read_dir(host.state_dir())
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("flake-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
