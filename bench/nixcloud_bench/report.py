@@ -303,8 +303,8 @@ def report_build_network(bn):
         "== 8. The build network: create and update with it and without it (issue 20)",
         "   ms, median [min-max], the two helpers alternated in one run (the one without it built with",
         "   cargo's feature bench-without-build-network); parts from TIMINGS as in section 2; network =",
-        "   the helper's `build network` line (the namespace, its veth, addresses, route and rules, made",
-        "   once per helper process); own includes it; Nix processes counted through section 4's wrappers",
+        "   the helper's `build-network` line (the namespace, its veth, addresses, route and rules, made",
+        "   once per helper process), not in own; Nix processes counted through section 4's wrappers",
         table(["helper", "command", "total", "spec", "build", "switch", "own", "network", "Nix processes"], rows),
         *[f"   {command}: {v['with_ms']:.1f} against {v['without_ms']:.1f} ms; the build network adds"
           f" {v['added']:+.1f} ms (median of the rounds' differences), its setup {v['setup']:.1f} ms"

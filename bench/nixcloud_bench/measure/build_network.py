@@ -16,9 +16,9 @@ HOST_TABLE = ("ip", "nixcloud-container-builds")
 
 def with_network_parts(ran):
     """A command's parts (section 2) and what the build network took: its
-    setup (the helper's `build network` timing line) and nft, which writes
+    setup (the helper's `build-network` timing line) and nft, which writes
     the host's table where it is missing."""
-    return dict(parts(ran), network=ran.waited_ms("build network"), nft=ran.waited_ms("nft"))
+    return dict(parts(ran), network=ran.waited_ms("build-network"), nft=ran.waited_ms("nft"))
 
 
 def life(h, helper, name, create_file, version, env=None):
