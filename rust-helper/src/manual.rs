@@ -183,7 +183,9 @@ is not root, and gain nothing on the host. They are evaluated in Nix's
 restricted mode without experimental features (their own directory,
 nixpkgs, their flake's fetched sources and this toolkit; builtins.getEnv
 fails in a container file), built in Nix's sandbox as the build users of
-group nixbld, in a network of their own, within the host's limits of memory
+group nixbld, in a network of their own (the public internet only, never
+the host, its bridges or private networks; fixed-output builds not even
+that unless builds.allowInternet), within the host's limits of memory
 and time (builds.* in the host file), and every value of theirs that reaches
 LXC is typed and checked. A flake's sources are fetched by a step that runs
 none of its code and refuses inputs that read the host outside its
