@@ -874,9 +874,15 @@ in
       # the same where it is missing).
       networking.nftables.tables.nixcloud-container-builds = {
         family = "ip";
-        content = builtins.replaceStrings [ "@SUBNET@" ]
-          [ "${cfg.builds.network.address}/${toString cfg.builds.network.prefixLength}" ]
-          (builtins.readFile ../lib/build-network.nft);
+        content =
+          let
+            # As the helper fills it in (build_network.rs: host_table).
+            content = builtins.replaceStrings [ "@SUBNET@" ]
+              [ "${cfg.builds.network.address}/${toString cfg.builds.network.prefixLength}" ]
+              (builtins.readFile ../lib/build-network.nft);
+            digest = builtins.substring 0 12 (builtins.hashString "sha1" content);
+          in
+          builtins.replaceStrings [ "@DIGEST@" ] [ digest ] content;
       };
       # Where forwarding is filtered (filterForward): what the build
       # namespaces send out, and the replies.

@@ -276,13 +276,14 @@ fn inside(slots: u32, first: u32, base: u32, rules: &[Rule]) -> Result<(OwnedFd,
     Ok((namespace, slot))
 }
 
-/// Makes sure the host's table NATs `subnet`: it is asked for over
-/// netlink (cheap), and written with nft only where it is missing or names
-/// another subnet (after a reboot, a firewall reload, a new subnet).
+/// Makes sure the host's table is this helper's for `subnet`: it is asked
+/// for over netlink (cheap), and written with nft only where it is missing
+/// or another (after a reboot, a firewall reload that flushed it, a new
+/// subnet, another version of its rules).
 fn ensure_host_table(subnet: &str) -> Result<()> {
-    let content = TABLE_CONTENT.replace("@SUBNET@", subnet);
+    let (content, digest) = host_table(subnet);
     // nft keeps the table's comment with its terminating NUL.
-    let marker = format!("NAT of {subnet}\0");
+    let marker = format!("rules {digest}\0");
     if Socket::netfilter()?.ip_table_holds(TABLE, marker.as_bytes())? == Some(true) {
         return Ok(());
     }
@@ -298,6 +299,18 @@ fn ensure_host_table(subnet: &str) -> Result<()> {
         bail!("nft could not set the build network's rules: {}", finished.stderr.trim());
     }
     Ok(())
+}
+
+/// The content of the host's table for `subnet`, and the digest it names
+/// itself by in its comment: the first 12 hex digits of the SHA-1 of the
+/// content with `@DIGEST@` still in it (the NixOS module computes the same).
+fn host_table(subnet: &str) -> (String, String) {
+    use sha1::{Digest, Sha1};
+    let content = TABLE_CONTENT.replace("@SUBNET@", subnet);
+    let hash = Sha1::digest(content.as_bytes());
+    let digest: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
+    let digest = digest[..12].to_string();
+    (content.replace("@DIGEST@", &digest), digest)
 }
 
 /// The host's IPv4 addresses, of every interface.
@@ -436,10 +449,16 @@ mod tests {
     }
 
     #[test]
-    fn the_host_table_names_its_subnet_where_the_helper_looks() {
-        let content = TABLE_CONTENT.replace("@SUBNET@", "10.203.0.0/16");
-        assert!(content.contains("comment \"builds of container files: NAT of 10.203.0.0/16\""));
+    fn the_host_table_names_its_rules_where_the_helper_looks() {
+        let (content, digest) = host_table("10.203.0.0/16");
+        assert!(content.contains(&format!(
+            "comment \"builds of container files: NAT of 10.203.0.0/16, rules {digest}\""
+        )));
         assert!(content.contains(&format!("iifname \"{LINK_PREFIX}*\"")));
         assert!(!content.contains('@'), "every placeholder is filled");
+        assert_ne!(host_table("10.204.0.0/16").1, digest, "another subnet, other rules");
+        // What tests/nix/host.nix finds in the table the NixOS module
+        // declares for the default subnet (lib/build-network.nft as it is).
+        assert_eq!(digest, include_str!("../../tests/nix/build-network.digest").trim());
     }
 }

@@ -330,7 +330,9 @@ in
       (let table = nftablesOn.networking.nftables.tables.nixcloud-container-builds; in {
         inherit (table) family;
         nat = lib.hasInfix "ip saddr 10.203.0.0/16 oifname != \"nxcb*\" masquerade" table.content;
-        comment = lib.hasInfix "comment \"builds of container files: NAT of 10.203.0.0/16\"" table.content;
+        # The helper finds its own rules in it (build_network.rs tests the same digest).
+        comment = lib.hasInfix ("comment \"builds of container files: NAT of 10.203.0.0/16, rules "
+          + lib.removeSuffix "\n" (builtins.readFile ./build-network.digest) + "\"") table.content;
         guard = lib.hasInfix "iifname \"nxcb*\" fib daddr type { local, broadcast, multicast } drop" table.content;
       })
       { family = "ip"; nat = true; comment = true; guard = true; })
