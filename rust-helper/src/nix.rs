@@ -536,6 +536,11 @@ fn hint(message: &str) -> &'static str {
         " (container builds run in Nix's sandbox as the build users of group nixbld: \
          on NixOS keep nix.settings.sandbox = true; elsewhere create the nixbld group and users, \
          e.g. Debian's nix-setup-systemd, and let Nix sandbox: scripts/setup-debian)"
+    } else if message.contains("experimental Nix feature") || message.contains("'getFlake' missing")
+    {
+        " (container files and flakes are evaluated without Nix's experimental features: \
+         builtins.getFlake and builtins.fetchTree are not there; a flake's inputs are what its \
+         flake.lock locks)"
     } else if message.contains("forbidden in restricted mode") {
         " (a container file reads only files below its own directory, nixpkgs, its flake's \
          inputs and this toolkit: copy what it needs beside it)"
