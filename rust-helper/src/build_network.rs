@@ -20,8 +20,16 @@
 //!   they send to any of the host's addresses, including ones it gains
 //!   later.
 //!
-//! Nothing is left behind: the namespace lives while this process holds it,
-//! and the veth goes with it.
+//! The namespace is made once and kept between commands, bind-mounted at
+//! `<state dir>/build-network/namespace` as `ip netns` keeps its: removing a
+//! veth holds the kernel's routing lock for tens of milliseconds on a busy
+//! host (grace periods), which a namespace per command would make every
+//! next command wait for. It is made again where what it was made for
+//! changes (the subnet, whether builds reach the internet, the name servers,
+//! the host's addresses, the host's namespace). A helper in a mount
+//! namespace of its own (`ip netns exec`, as the tests run it) keeps it only
+//! for its own life: the mount goes with its mount namespace, the build
+//! namespace and its veth with the mount.
 
 // What the bench's build without the build network leaves unused.
 #![cfg_attr(feature = "bench-without-build-network", allow(dead_code))]
@@ -37,7 +45,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::netlink::{Rule, Socket};
 use crate::process::Tool;
-use crate::settings::Builds;
+use crate::settings::{Builds, Settings};
 
 /// The host's table (its content: lib/build-network.nft).
 const TABLE: &str = "nixcloud-container-builds";
@@ -94,14 +102,14 @@ pub struct BuildNetwork {
 pub struct Shared(Mutex<Option<Arc<BuildNetwork>>>);
 
 impl Shared {
-    pub fn get(&self, builds: &Builds) -> Result<Arc<BuildNetwork>> {
+    pub fn get(&self, settings: &Settings) -> Result<Arc<BuildNetwork>> {
         let mut made = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(network) = made.as_ref() {
             return Ok(network.clone());
         }
         let started = std::time::Instant::now();
         let network = Arc::new(
-            BuildNetwork::new(builds)
+            BuildNetwork::new(&settings.host.builds, &settings.state_dir)
                 .context("cannot give the builds of container files a network of their own")?,
         );
         crate::process::report_timing("build-network", started.elapsed());
@@ -114,42 +122,34 @@ impl BuildNetwork {
     /// bench/ only (feature bench-without-build-network): the helper's own
     /// namespace, as before there was a build network, for comparison.
     #[cfg(feature = "bench-without-build-network")]
-    pub fn new(_builds: &Builds) -> Result<BuildNetwork> {
+    pub fn new(_builds: &Builds, _state_dir: &Path) -> Result<BuildNetwork> {
         let namespace = File::open("/proc/thread-self/ns/net").context("no network namespace")?;
         Ok(BuildNetwork { namespace: namespace.into(), resolv_conf: None })
     }
 
-    /// Makes the namespace, its link to the host and its rules.
+    /// The kept namespace where it was made for what the host is now, else
+    /// a new one (kept from now on), with its link to the host and its rules.
     #[cfg(not(feature = "bench-without-build-network"))]
-    pub fn new(builds: &Builds) -> Result<BuildNetwork> {
+    pub fn new(builds: &Builds, state_dir: &Path) -> Result<BuildNetwork> {
         let subnet = builds.network.subnet();
         ensure_host_table(&subnet.to_string())?;
-        let host_addresses = host_addresses()?;
         let resolver = Resolver::of_host(Path::new(RESOLV_CONF), Path::new(RESOLVED_UPSTREAMS));
-        let rules = rules(builds.allow_internet, &resolver.servers, &host_addresses);
-        let slots = 1u32 << (30 - u32::from(builds.network.prefix_length.get()));
-        let first = std::process::id() % slots;
-        let base = u32::from(subnet.network());
-        // The namespace is made and set up by a thread of its own, which
-        // enters it: a network namespace is a thread's, and this process's
-        // other threads stay in the host's.
-        let (namespace, slot) = std::thread::scope(|scope| {
-            scope
-                .spawn(|| inside(slots, first, base, &rules))
-                .join()
-                .unwrap_or_else(|_| bail!("setting up the build namespace panicked"))
-        })?;
-        let host_side = Ipv4Addr::from(base + 4 * slot + 1);
-        let link = format!("{LINK_PREFIX}{slot}");
-        let index = link_index(&link)?;
-        Socket::route()?.add_address(index, host_side, 30)?;
-        // What comes in from the namespace is routed on (replies come back
-        // through the host's uplink, which must forward as well).
-        write_sysctl(&format!("net/ipv4/conf/{link}/forwarding"), "1")?;
+        let rules = rules(builds.allow_internet, &resolver.servers, &host_addresses()?);
+        let plan = plan_digest(&subnet.to_string(), &rules, &resolver)?;
         let resolv_conf = resolver.file.map(|file| {
             use std::os::unix::ffi::OsStringExt;
             CString::new(file.into_os_string().into_vec()).expect("a path from a constant")
         });
+        let kept = Kept::at(state_dir)?;
+        if let Some(namespace) = kept.find(&plan, false)? {
+            return Ok(BuildNetwork { namespace, resolv_conf });
+        }
+        let _making = kept.lock(true)?;
+        if let Some(namespace) = kept.find(&plan, true)? {
+            return Ok(BuildNetwork { namespace, resolv_conf }); // made meanwhile
+        }
+        let (namespace, link) = make_namespace(builds, &rules)?;
+        kept.keep(&namespace, &plan, &link)?;
         Ok(BuildNetwork { namespace, resolv_conf })
     }
 
@@ -233,6 +233,120 @@ fn rules(
     (!allow_internet).then_some(build_users).into_iter().chain(dns).chain(refused).collect()
 }
 
+/// Makes a build namespace with `rules`, and its veth to the host on the
+/// first free slot of `builds.network`. Returns the namespace and the
+/// host's end of the veth.
+fn make_namespace(builds: &Builds, rules: &[Rule]) -> Result<(OwnedFd, String)> {
+    let subnet = builds.network.subnet();
+    let slots = 1u32 << (30 - u32::from(builds.network.prefix_length.get()));
+    let first = std::process::id() % slots;
+    let base = u32::from(subnet.network());
+    // The namespace is made and set up by a thread of its own, which
+    // enters it: a network namespace is a thread's, and this process's
+    // other threads stay in the host's.
+    let (namespace, slot) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| inside(slots, first, base, rules))
+            .join()
+            .unwrap_or_else(|_| bail!("setting up the build namespace panicked"))
+    })?;
+    let host_side = Ipv4Addr::from(base + 4 * slot + 1);
+    let link = format!("{LINK_PREFIX}{slot}");
+    let index = link_index(&link)?;
+    Socket::route()?.add_address(index, host_side, 30)?;
+    // What comes in from the namespace is routed on (replies come back
+    // through the host's uplink, which must forward as well).
+    write_sysctl(&format!("net/ipv4/conf/{link}/forwarding"), "1")?;
+    Ok((namespace, link))
+}
+
+/// What a kept namespace must have been made for to serve now: the
+/// subnet, the rules (the build users', the name servers, the host's
+/// addresses), the resolver file and the host's network namespace, as
+/// the SHA-1 of their description.
+fn plan_digest(subnet: &str, rules: &[Rule], resolver: &Resolver) -> Result<String> {
+    use sha1::{Digest, Sha1};
+    use std::os::unix::fs::MetadataExt;
+    let host = std::fs::metadata("/proc/thread-self/ns/net")
+        .context("cannot tell the host's network namespace")?;
+    let described = format!("{subnet} {rules:?} {:?} {}:{}", resolver.file, host.dev(), host.ino());
+    Ok(Sha1::digest(described.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// Where the build namespace is kept between commands:
+/// `<state dir>/build-network/`, with `namespace` (the bind mount),
+/// `record` (what it was made for, and its veth) and `lock`.
+struct Kept {
+    dir: PathBuf,
+}
+
+/// What `record` says.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    plan: String,
+    link: String,
+}
+
+/// The filesystem type of namespace files (linux/magic.h: NSFS_MAGIC).
+const NSFS_MAGIC: u64 = 0x6e73_6673;
+
+impl Kept {
+    fn at(state_dir: &Path) -> Result<Kept> {
+        let dir = state_dir.join("build-network");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Kept { dir })
+    }
+
+    /// Locks the kept namespace: shared to use it, exclusive to make one.
+    fn lock(&self, exclusive: bool) -> Result<File> {
+        use rustix::fs::{flock, FlockOperation};
+        let path = self.dir.join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let operation =
+            if exclusive { FlockOperation::LockExclusive } else { FlockOperation::LockShared };
+        flock(&file, operation).with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(file)
+    }
+
+    /// The kept namespace, where it was made for `plan` and its veth is
+    /// still there. `locked`: the caller holds the lock.
+    fn find(&self, plan: &str, locked: bool) -> Result<Option<OwnedFd>> {
+        let _reading = if locked { None } else { Some(self.lock(false)?) };
+        let Ok(text) = std::fs::read_to_string(self.dir.join("record")) else { return Ok(None) };
+        let Ok(record) = serde_json::from_str::<Record>(&text) else { return Ok(None) };
+        if record.plan != plan || link_index(&record.link).is_err() {
+            return Ok(None);
+        }
+        let Ok(file) = File::open(self.dir.join("namespace")) else { return Ok(None) };
+        let is_namespace =
+            rustix::fs::fstatfs(&file).is_ok_and(|found| found.f_type as u64 == NSFS_MAGIC);
+        Ok(is_namespace.then(|| file.into()))
+    }
+
+    /// Keeps `namespace`, made for `plan` with veth `link`, in place of the
+    /// one kept before (which lives on while a command uses it).
+    fn keep(&self, namespace: &OwnedFd, plan: &str, link: &str) -> Result<()> {
+        use rustix::mount::{mount_bind, unmount, UnmountFlags};
+        use std::os::fd::AsRawFd;
+        let target = self.dir.join("namespace");
+        // Not mounted (the first time, or its mount namespace is gone): fine.
+        let _ = unmount(&target, UnmountFlags::DETACH);
+        File::create(&target).with_context(|| format!("cannot create {}", target.display()))?;
+        let source = format!("/proc/self/fd/{}", namespace.as_raw_fd());
+        mount_bind(source.as_str(), &target)
+            .with_context(|| format!("cannot keep the build namespace at {}", target.display()))?;
+        let record = Record { plan: plan.to_string(), link: link.to_string() };
+        let text = serde_json::to_string(&record).expect("a record serializes");
+        crate::state::write_atomically(&self.dir.join("record"), &text)
+    }
+}
+
 /// In a thread that leaves the host's namespace: makes the build namespace,
 /// the veth into it on the first free slot from `first`, and its addresses,
 /// route and rules. Returns the namespace and the slot.
@@ -313,7 +427,8 @@ fn host_table(subnet: &str) -> (String, String) {
     (content.replace("@DIGEST@", &digest), digest)
 }
 
-/// The host's IPv4 addresses, of every interface.
+/// The host's IPv4 addresses, of every interface but the build links, in
+/// order.
 fn host_addresses() -> Result<Vec<Ipv4Addr>> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list`, which is freed below and read only
@@ -326,7 +441,12 @@ fn host_addresses() -> Result<Vec<Ipv4Addr>> {
     while !entry.is_null() {
         // SAFETY: entry is a node of the list getifaddrs made.
         let node = unsafe { &*entry };
-        if !node.ifa_addr.is_null()
+        // SAFETY: getifaddrs names each interface with a C string.
+        let name = unsafe { std::ffi::CStr::from_ptr(node.ifa_name) };
+        // The build links are the namespaces' way out, not the host's own.
+        let build_link = name.to_bytes().starts_with(LINK_PREFIX.as_bytes());
+        if !build_link
+            && !node.ifa_addr.is_null()
             && i32::from(unsafe { (*node.ifa_addr).sa_family }) == libc::AF_INET
         {
             // SAFETY: an AF_INET address is a sockaddr_in.
@@ -337,6 +457,8 @@ fn host_addresses() -> Result<Vec<Ipv4Addr>> {
     }
     // SAFETY: list came from getifaddrs and is not used after this.
     unsafe { libc::freeifaddrs(list) };
+    addresses.sort();
+    addresses.dedup();
     Ok(addresses)
 }
 

@@ -57,6 +57,7 @@ const NFPROTO_IPV4: u8 = 2;
 
 /// A routing rule (`ip rule`) for IPv4 traffic of the namespace it is made
 /// in: what it matches and whether it refuses or routes by the main table.
+#[derive(Debug)]
 pub struct Rule {
     pub priority: u32,
     /// Destinations: a network and its prefix length; None: any.

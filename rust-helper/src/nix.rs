@@ -162,7 +162,7 @@ impl Nix<'_> {
         source: &Source,
         scratch: &Scratch,
     ) -> Result<Tool> {
-        let network = self.network.get(&self.settings.host.builds)?;
+        let network = self.network.get(self.settings)?;
         let pid_namespace = ["--pid", "--fork", "--kill-child=KILL", "--mount-proc", "--"];
         let tool = Tool::wrapped("unshare", &pid_namespace, program)
             .in_build_network(network)

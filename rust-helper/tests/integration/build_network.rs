@@ -254,8 +254,9 @@ fn fixed_output_builds_reach_the_internet_and_not_the_host_its_bridges_or_contai
         "for i in $(seq 50); do [ -s /tmp/got ] && break; sleep 0.05; done; cat /tmp/got",
     ]);
     assert_eq!(got.trim(), "hello");
-    // The helper left no link behind.
-    assert_eq!(build_links(&host), Vec::<String>::new());
+    // The helper left no link behind: its build namespace went with its
+    // mount namespace (`ip netns exec`), and the veth with it.
+    host.wait_for("the build link to go", || build_links(&host).is_empty());
 }
 
 #[test]
@@ -401,6 +402,37 @@ fn nix_itself_fetches_nothing_from_the_host_for_a_flake() {
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("unable to download"), "{run:?}");
     assert_eq!(listeners.reached(), Vec::<String>::new(), "{run:?}");
+}
+
+#[test]
+fn the_build_network_is_kept_between_commands_and_made_again_when_the_host_changes() {
+    let host = Host::new();
+    let file = host.tiny("kept.nix", "1", "");
+    let record = host.state_dir().join("build-network/record");
+    // One shell, one mount namespace, as on a host: the commands share it.
+    let script = format!(
+        "nixcloud-container create a {file} && cat {record} && echo && \
+         nixcloud-container create b {file} && cat {record} && echo && \
+         ip -o link | grep -c nxcb && \
+         echo '{{\"builds\": {{\"allowInternet\": true}}}}' > {host_file} && \
+         nixcloud-container create c {file} && cat {record}",
+        file = file.display(),
+        record = record.display(),
+        host_file = host.dir.path().join("host.json").display()
+    );
+    let run = host.ns_with_helper(&script);
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().filter(|line| !line.starts_with("created")).collect();
+    let records: Vec<serde_json::Value> = [lines[0], lines[1], lines[3]]
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("a record"))
+        .collect();
+    assert_eq!(records[0], records[1], "b used a's build namespace: {run:?}");
+    assert_eq!(lines[2], "1", "one build link for both: {run:?}");
+    assert_ne!(records[2]["plan"], records[1]["plan"], "{run:?}");
+    assert_ne!(records[2]["link"], records[1]["link"], "a new namespace for the new setting");
+    // The kept namespace lived in the shell's mount namespace, and went with it.
+    host.wait_for("the build links to go", || build_links(&host).is_empty());
 }
 
 /// A name server answering every A query with `PUBLIC` (and nothing else).
