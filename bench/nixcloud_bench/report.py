@@ -299,21 +299,22 @@ def report_build_network(bn):
                          fmt(med([x["network"] for x in samples])),
                          named(bn["processes"][label][command])])
     first = bn["first"]
+    made = {"namespace": "the kept namespace was unmounted", "table": "the host's table was deleted"}
     return "\n".join([
         "== 8. The build network: create and update with it and without it (issue 20)",
         "   ms, median [min-max], the two helpers alternated in one run (the one without it built with",
         "   cargo's feature bench-without-build-network); parts from TIMINGS as in section 2; network =",
-        "   the helper's `build-network` line (the namespace, its veth, addresses, route and rules, made",
-        "   once per helper process), not in own; Nix processes counted through section 4's wrappers",
+        "   the helper's `build-network` line (finding the kept namespace, or making it: its veth, addresses,",
+        "   route and rules), not in own; Nix processes counted through section 4's wrappers",
         table(["helper", "command", "total", "spec", "build", "switch", "own", "network", "Nix processes"], rows),
         *[f"   {command}: {v['with_ms']:.1f} against {v['without_ms']:.1f} ms; the build network adds"
           f" {v['added']:+.1f} ms (median of the rounds' differences), its setup {v['setup']:.1f} ms"
           for command, v in s.items()],
         f"   nft calls of a create and an update with it, the host's table in place:"
         f" {bn['processes'][labels[0]]['nft']}",
-        f"   the first create after the host's table was deleted ({len(first)} x): network"
-        f" {spread([x['network'] for x in first])} ms, of which nft {spread([x['nft'] for x in first])} ms;"
-        f" create {spread([x['total'] for x in first])} ms"])
+        *[f"   the first create after {made[key]} ({len(samples)} x): network"
+          f" {spread([x['network'] for x in samples])} ms, of which nft {spread([x['nft'] for x in samples])} ms;"
+          f" create {spread([x['total'] for x in samples])} ms" for key, samples in first.items()]])
 
 
 def report_targets(checks):

@@ -5,7 +5,7 @@
 //! inputs: in the host's network namespace both would reach the host's
 //! loopback, the containers' bridges and the host's private networks. So
 //! this helper runs its Nix processes (nix.rs: `Nix::confined`) in a network
-//! namespace of its own, made once per helper process, whose only way out is
+//! namespace of its own, kept between commands (below), whose only way out is
 //! a veth to the host with NAT:
 //! - inside, routing rules refuse every private, loopback, link-local,
 //!   multicast and reserved IPv4 destination and each of the host's own

@@ -2,7 +2,10 @@
 create and an update: the helper against the same helper built without it
 (feature bench-without-build-network: its Nix commands stay in the helper's
 own network namespace), alternated in one run; the Nix processes of each;
-and the first command after the host's table is gone, which writes it."""
+and the first command after the kept namespace, or the host's table, is
+gone, which makes it again."""
+
+import os
 
 from ..commands import alternate, log, run
 from ..project import HELPER, HELPER_WITHOUT_BUILD_NETWORK
@@ -60,13 +63,21 @@ def measure_build_network(h, reps):
         processes[label]["nft"] = sum(1 for tool, _ in created.calls + updated.calls if tool == "nft")
         run([helper, "destroy", f"bn{i}"], env=h.env)
 
-    log("build network: the first create after the host's table is gone")
-    first = []
-    for _ in range(max(3, reps // 5)):
-        run(["nft", "delete", "table", *HOST_TABLE])
-        i = next(counter)
-        created, _ = life(h, HELPER, f"bn{i}", create_file, f"{h.token}-bn{i}")
-        first.append(with_network_parts(created))
+    def first_create(undo):
+        """A create right after `undo` took away what the commands before
+        left: it makes that again."""
+        samples = []
+        for _ in range(max(3, reps // 5)):
+            undo()
+            i = next(counter)
+            created, _ = life(h, HELPER, f"bn{i}", create_file, f"{h.token}-bn{i}")
+            samples.append(with_network_parts(created))
+        return samples
+
+    log("build network: the first create without the kept namespace, and without the host's table")
+    kept = os.path.join(h.work, "state", "build-network", "namespace")
+    first = {"namespace": first_create(lambda: run(["umount", kept])),
+             "table": first_create(lambda: run(["nft", "delete", "table", *HOST_TABLE]))}
     return dict(samples=samples, processes=processes, first=first)
 
 
