@@ -60,25 +60,47 @@ in
   # builtins.fetchTree's other attributes.
   fetch = { origin, url, dir, ownDir, allowedPaths }:
     let
-      top = builtins.fetchTree url;
-      flakeDir = top.outPath + (if dir == "" then "" else "/${dir}");
-      lockFile = flakeDir + "/flake.lock";
+      inDir = if dir == "" then "" else "/${dir}";
+      # A local flake's lock is checked where it is before the flake's own
+      # directory is copied (a refused flake leaves nothing in the store),
+      # and again as fetched, which is what counts.
+      hostLock = if ownDir == null then null else readLock "${ownDir}${inDir}";
+      top = builtins.seq (hostLock == null || (plansOf hostLock).checked) (builtins.fetchTree url);
       lock =
-        if !builtins.pathExists (flakeDir + "/flake.nix") then
+        if !builtins.pathExists (top.outPath + inDir + "/flake.nix") then
           throw "${origin}: there is no flake.nix${if dir == "" then "" else " in ${dir}"}"
-        else if builtins.pathExists lockFile then builtins.fromJSON (builtins.readFile lockFile)
+        else readLock (top.outPath + inDir);
+      # A flake without a lock has no inputs but itself.
+      readLock = flakeDir:
+        if builtins.pathExists "${flakeDir}/flake.lock" then
+          builtins.fromJSON (builtins.readFile "${flakeDir}/flake.lock")
         else { version = 7; root = "root"; nodes.root = { }; };
       refuse = key: why: throw "${origin}: flake.lock: input '${key}' ${why}";
 
-      nodes = lock.nodes or { };
-      others = removeAttrs nodes [ lock.root ];
+      inherit (plansOf lock) plans checked;
+
+      # What fetching each node of `lock` but the root takes (`plan`), all
+      # checked (`checked` is true) before any is fetched.
+      plansOf = lock:
+        let
+          nodes = lock.nodes or { };
+          plans = mapAttrs (plan lock) (removeAttrs nodes [ lock.root ]);
+        in
+        {
+          inherit plans;
+          checked =
+            if !(elem (lock.version or null) [ 5 6 7 ]) then
+              throw "${origin}: flake.lock has version ${toString (lock.version or "none")}, not one Nix 2.8 to 2.x writes (5 to 7)"
+            else if !(nodes ? ${lock.root}) then throw "${origin}: flake.lock has no root node"
+            else builtins.deepSeq plans true;
+        };
 
       # Each node's one parent: the node whose inputs name it directly (not
       # by `follows`); a relative path is resolved in its parent's source.
-      parentsOf = key: filter
+      parentsOf = nodes: key: filter
         (parent: elem key (filter isString (builtins.attrValues (nodes.${parent}.inputs or { }))))
         (attrNames nodes);
-      subdirOf = key: if key == lock.root then dir else nodes.${key}.locked.dir or "";
+      subdirOf = lock: key: if key == lock.root then dir else lock.nodes.${key}.locked.dir or "";
 
       # A host path an input names, as components; it must be within the
       # flake's own directory or a path root allows, and reached without
@@ -136,7 +158,7 @@ in
       # flake's source as fetched above (no host access, nothing to race);
       # git and mercurial read their repository where it is, once no link
       # leads out of it. Checked for every node before any is fetched.
-      plan = key: node:
+      plan = lock: key: node:
         let
           locked = node.locked or (refuse key "is not locked");
           attrs = (node.info or { }) // removeAttrs locked [ "dir" ];
@@ -154,9 +176,9 @@ in
             local attrs.path (path: attrs // { inherit path; }) "copy"
           else
             let
-              parents = parentsOf key;
+              parents = parentsOf lock.nodes key;
               parent = head parents;
-              parts = normalize (components (subdirOf parent) ++ components (attrs.path or ""));
+              parts = normalize (components (subdirOf lock parent) ++ components (attrs.path or ""));
             in
             if length parents != 1 then refuse key "has a relative path and not one node naming it"
             else if parts == null then refuse key "has the relative path ${attrs.path}, which leaves its flake's source"
@@ -174,8 +196,6 @@ in
         else if elem type [ "github" "gitlab" "sourcehut" ] then { inherit attrs; }
         else refuse key "has the type ${toString type}, which this helper does not fetch";
 
-      plans = mapAttrs plan others;
-
       # Fetches node `key` as planned; paths inside a fetched source are
       # checked for links there first.
       fetchNode = key: p:
@@ -189,12 +209,6 @@ in
             (builtins.fetchTree (p.makeAttrs "${base}/${join p.relative}"));
 
       sources = mapAttrs fetchNode plans // { ${lock.root} = top; };
-
-      checked =
-        if !(elem (lock.version or null) [ 5 6 7 ]) then
-          throw "${origin}: flake.lock has version ${toString (lock.version or "none")}, not one Nix 2.8 to 2.x writes (5 to 7)"
-        else if !(nodes ? ${lock.root}) then throw "${origin}: flake.lock has no root node"
-        else builtins.deepSeq plans true;
     in
     builtins.seq checked {
       inherit lock dir;
