@@ -498,6 +498,12 @@ fn limits_become_cgroup2_settings_capped_by_the_host() {
     if !enforced {
         assert!(started.stderr.contains("the limits of 'limited' are not enforced"), "{started:?}");
     }
+    // The live update below runs its activation with the guest's /bin/sh,
+    // which the tiny system's init makes as it boots: on a busy host an
+    // update right after start came before it.
+    host.wait_for("limited to boot", || {
+        host.helper(&["run", "limited", "cat", "/var/lib/tiny/booted"]).code == 0
+    });
 
     // An update changes them in the running container where LXC can, and
     // says that they apply at the next start where it cannot.
