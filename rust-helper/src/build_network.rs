@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 
-use crate::netlink::{Rule, Socket};
+use crate::netlink::{Rule, Socket, Verdict};
 use crate::process::Tool;
 use crate::settings::{Builds, Settings};
 
@@ -73,12 +73,17 @@ const REFUSED: [(Ipv4Addr, u8); 11] = [
     (Ipv4Addr::new(240, 0, 0, 0), 4),
 ];
 
-/// Rule priorities, lowest first: the build users' refusal, DNS to the
-/// host's name servers, then the refused destinations (the kernel's own
-/// rule for local addresses comes before all, its main table after).
+/// Rule priorities, lowest first: the build users' refusals, the
+/// namespace's own addresses (the kernel's rule for them, moved from 0 to
+/// after the build users' so that those reach none of them), DNS to the
+/// host's name servers, then the refused destinations (the kernel's main
+/// table after all).
 const BUILD_USERS_PRIORITY: u32 = 100;
+const LOCAL_PRIORITY: u32 = 150;
 const DNS_PRIORITY: u32 = 200;
 const REFUSED_PRIORITY: u32 = 300;
+/// The kernel's rule for the local table, in every new namespace.
+const KERNEL_LOCAL_PRIORITY: u32 = 0;
 
 /// Every uid but root's: the build users, whichever Nix picks.
 const BUILD_USERS: (u32, u32) = (1, u32::MAX - 1);
@@ -134,7 +139,8 @@ impl BuildNetwork {
         let subnet = builds.network.subnet();
         ensure_host_table(&subnet.to_string())?;
         let resolver = Resolver::of_host(Path::new(RESOLV_CONF), Path::new(RESOLVED_UPSTREAMS));
-        let rules = rules(builds.allow_internet, &resolver.servers, &host_addresses()?);
+        let links = (subnet.network(), subnet.prefix_len());
+        let rules = rules(builds.allow_internet, links, &resolver.servers, &host_addresses()?);
         let plan = plan_digest(&subnet.to_string(), &rules, &resolver)?;
         let resolv_conf = resolver.file.map(|file| {
             use std::os::unix::ffi::OsStringExt;
@@ -198,39 +204,35 @@ impl Resolver {
     }
 }
 
-/// The namespace's routing rules: the build users' refusal (unless they may
-/// reach the internet), DNS to `name_servers`, every refused destination and
-/// the host's addresses.
+/// The namespace's routing rules: the build users' refusals (of everything,
+/// or where they may reach the internet, of the namespace's own addresses:
+/// its loopback and `links`, where builds running at the same time would
+/// meet), the local table, DNS to `name_servers`, every refused destination
+/// and the host's addresses.
 fn rules(
     allow_internet: bool,
+    links: (Ipv4Addr, u8),
     name_servers: &[Ipv4Addr],
     host_addresses: &[Ipv4Addr],
 ) -> Vec<Rule> {
-    let build_users = Rule {
-        priority: BUILD_USERS_PRIORITY,
-        to: None,
-        uids: Some(BUILD_USERS),
-        port: None,
-        refuse: true,
+    let rule = |priority, to, uids, port, verdict| Rule { priority, to, uids, port, verdict };
+    let build_users: Vec<Option<(Ipv4Addr, u8)>> = if allow_internet {
+        vec![Some((Ipv4Addr::new(127, 0, 0, 0), 8)), Some(links)]
+    } else {
+        vec![None]
     };
+    let build_users = build_users
+        .into_iter()
+        .map(|to| rule(BUILD_USERS_PRIORITY, to, Some(BUILD_USERS), None, Verdict::Refuse));
+    let local = rule(LOCAL_PRIORITY, None, None, None, Verdict::Local);
     let dns = name_servers.iter().flat_map(|&server| {
-        [libc::IPPROTO_UDP, libc::IPPROTO_TCP].map(|protocol| Rule {
-            priority: DNS_PRIORITY,
-            to: Some((server, 32)),
-            uids: None,
-            port: Some((protocol as u8, 53)),
-            refuse: false,
+        [libc::IPPROTO_UDP, libc::IPPROTO_TCP].map(|protocol| {
+            rule(DNS_PRIORITY, Some((server, 32)), None, Some((protocol as u8, 53)), Verdict::Main)
         })
     });
     let refused = REFUSED.into_iter().chain(host_addresses.iter().map(|&address| (address, 32)));
-    let refused = refused.map(|to| Rule {
-        priority: REFUSED_PRIORITY,
-        to: Some(to),
-        uids: None,
-        port: None,
-        refuse: true,
-    });
-    (!allow_internet).then_some(build_users).into_iter().chain(dns).chain(refused).collect()
+    let refused = refused.map(|to| rule(REFUSED_PRIORITY, Some(to), None, None, Verdict::Refuse));
+    build_users.chain([local]).chain(dns).chain(refused).collect()
 }
 
 /// Makes a build namespace with `rules`, and its veth to the host on the
@@ -387,6 +389,15 @@ fn inside(slots: u32, first: u32, base: u32, rules: &[Rule]) -> Result<(OwnedFd,
     for rule in rules {
         build.add_rule(rule)?;
     }
+    // The local table now comes after the build users' refusals.
+    let kernel_local = Rule {
+        priority: KERNEL_LOCAL_PRIORITY,
+        to: None,
+        uids: None,
+        port: None,
+        verdict: Verdict::Local,
+    };
+    build.delete_rule(&kernel_local)?;
     Ok((namespace, slot))
 }
 
@@ -551,23 +562,31 @@ mod tests {
     fn build_users_are_refused_first_unless_builds_reach_the_internet() {
         let server = Ipv4Addr::new(10, 255, 255, 53);
         let host = Ipv4Addr::new(203, 0, 113, 2);
-        let closed = rules(false, &[server], &[host]);
+        let links = (Ipv4Addr::new(10, 203, 0, 0), 16);
+        let refused = |rule: &Rule| rule.verdict == Verdict::Refuse;
+        let closed = rules(false, links, &[server], &[host]);
         assert_eq!(closed[0].uids, Some(BUILD_USERS));
-        assert!(closed[0].refuse && closed[0].to.is_none());
-        let open = rules(true, &[server], &[host]);
-        assert!(open.iter().all(|rule| rule.uids.is_none()));
-        // DNS to the name server (UDP and TCP) comes before the refusal of
-        // its private network; the host's own address is refused.
-        let dns: Vec<&Rule> = open.iter().filter(|rule| !rule.refuse).collect();
+        assert!(refused(&closed[0]) && closed[0].to.is_none());
+        // Where they reach the internet: not the namespace's own addresses,
+        // where builds of other containers would meet.
+        let open = rules(true, links, &[server], &[host]);
+        let build_users: Vec<_> = open.iter().filter(|rule| rule.uids.is_some()).collect();
+        let own: Vec<_> = build_users.iter().filter_map(|rule| rule.to).collect();
+        assert_eq!(own, [(Ipv4Addr::new(127, 0, 0, 0), 8), links]);
+        assert!(build_users.iter().all(|rule| refused(rule)));
+        // Before them nothing, after them the local table, then DNS to the
+        // name server (UDP and TCP) before the refusal of its private
+        // network; the host's own address is refused.
+        let local = open.iter().find(|rule| rule.verdict == Verdict::Local).unwrap();
+        assert!(local.priority > BUILD_USERS_PRIORITY && local.priority < DNS_PRIORITY);
+        let dns: Vec<&Rule> = open.iter().filter(|rule| rule.verdict == Verdict::Main).collect();
         assert_eq!(dns.len(), 2);
         assert!(dns
             .iter()
             .all(|rule| rule.to == Some((server, 32)) && rule.priority < REFUSED_PRIORITY));
-        assert!(open
-            .iter()
-            .any(|rule| rule.refuse && rule.to == Some((Ipv4Addr::new(10, 0, 0, 0), 8))));
-        assert!(open.iter().any(|rule| rule.refuse && rule.to == Some((host, 32))));
-        assert_eq!(closed.len(), open.len() + 1);
+        let ten = Some((Ipv4Addr::new(10, 0, 0, 0), 8));
+        assert!(open.iter().any(|rule| refused(rule) && rule.to == ten));
+        assert!(open.iter().any(|rule| refused(rule) && rule.to == Some((host, 32))));
     }
 
     #[test]

@@ -25,9 +25,11 @@ const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_NEWRULE: u16 = 32;
+const RTM_DELRULE: u16 = 33;
 const RTA_GATEWAY: u16 = 5;
 const RTA_OIF: u16 = 4;
 const RT_TABLE_MAIN: u8 = 254;
+const RT_TABLE_LOCAL: u8 = 255;
 const RTPROT_STATIC: u8 = 4;
 const RTN_UNICAST: u8 = 1;
 // linux/if_link.h, linux/veth.h, linux/if_addr.h
@@ -56,7 +58,7 @@ const NFTA_TABLE_NAME: u16 = 1;
 const NFPROTO_IPV4: u8 = 2;
 
 /// A routing rule (`ip rule`) for IPv4 traffic of the namespace it is made
-/// in: what it matches and whether it refuses or routes by the main table.
+/// in: what it matches and what it does with it.
 #[derive(Debug)]
 pub struct Rule {
     pub priority: u32,
@@ -66,8 +68,18 @@ pub struct Rule {
     pub uids: Option<(u32, u32)>,
     /// IP protocol (6 TCP, 17 UDP) and destination port; None: any.
     pub port: Option<(u8, u16)>,
-    /// Refused with "permission denied" (EACCES), or else routed.
-    pub refuse: bool,
+    pub verdict: Verdict,
+}
+
+/// What a routing rule does with what it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Refused: the connection fails with "permission denied" (EACCES).
+    Refuse,
+    /// Routed by the main table.
+    Main,
+    /// Delivered by the local table: the namespace's own addresses.
+    Local,
 }
 
 /// A netlink socket of the network namespace of the thread that opened it.
@@ -166,30 +178,14 @@ impl Socket {
 
     /// Adds routing rule `rule`.
     pub fn add_rule(&mut self, rule: &Rule) -> Result<()> {
-        let mut message = Message::new(RTM_NEWRULE, NLM_F_CREATE);
-        let (action, table) =
-            if rule.refuse { (FR_ACT_PROHIBIT, 0) } else { (FR_ACT_TO_TBL, RT_TABLE_MAIN) };
-        let prefix_length = rule.to.map_or(0, |(_, length)| length);
-        // struct fib_rule_hdr: family, dst_len, src_len, tos, table, two
-        // reserved bytes, action; flags.
-        message.bytes(&[libc::AF_INET as u8, prefix_length, 0, 0, table, 0, 0, action]);
-        message.bytes(&0u32.to_ne_bytes());
-        message.attribute(FRA_PRIORITY, &rule.priority.to_ne_bytes());
-        if table != 0 {
-            message.attribute(FRA_TABLE, &u32::from(table).to_ne_bytes());
-        }
-        if let Some((network, _)) = rule.to {
-            message.attribute(FRA_DST, &network.octets());
-        }
-        if let Some((first, last)) = rule.uids {
-            let range = [first.to_ne_bytes(), last.to_ne_bytes()].concat();
-            message.attribute(FRA_UID_RANGE, &range);
-        }
-        if let Some((protocol, port)) = rule.port {
-            message.attribute(FRA_IP_PROTO, &[protocol]);
-            message.attribute(FRA_DPORT_RANGE, &[port.to_ne_bytes(), port.to_ne_bytes()].concat());
-        }
+        let message = rule_message(RTM_NEWRULE, NLM_F_CREATE, rule);
         self.request(message).context("cannot add a routing rule")
+    }
+
+    /// Deletes routing rule `rule`.
+    pub fn delete_rule(&mut self, rule: &Rule) -> Result<()> {
+        let message = rule_message(RTM_DELRULE, 0, rule);
+        self.request(message).context("cannot delete a routing rule")
     }
 
     /// Whether the nftables table `name` of family ip exists, and if so
@@ -256,6 +252,37 @@ impl Socket {
             }
         }
     }
+}
+
+/// The request for routing rule `rule`.
+fn rule_message(kind: u16, flags: u16, rule: &Rule) -> Message {
+    let mut message = Message::new(kind, flags);
+    let (action, table) = match rule.verdict {
+        Verdict::Refuse => (FR_ACT_PROHIBIT, 0),
+        Verdict::Main => (FR_ACT_TO_TBL, RT_TABLE_MAIN),
+        Verdict::Local => (FR_ACT_TO_TBL, RT_TABLE_LOCAL),
+    };
+    let prefix_length = rule.to.map_or(0, |(_, length)| length);
+    // struct fib_rule_hdr: family, dst_len, src_len, tos, table, two
+    // reserved bytes, action; flags.
+    message.bytes(&[libc::AF_INET as u8, prefix_length, 0, 0, table, 0, 0, action]);
+    message.bytes(&0u32.to_ne_bytes());
+    message.attribute(FRA_PRIORITY, &rule.priority.to_ne_bytes());
+    if table != 0 {
+        message.attribute(FRA_TABLE, &u32::from(table).to_ne_bytes());
+    }
+    if let Some((network, _)) = rule.to {
+        message.attribute(FRA_DST, &network.octets());
+    }
+    if let Some((first, last)) = rule.uids {
+        let range = [first.to_ne_bytes(), last.to_ne_bytes()].concat();
+        message.attribute(FRA_UID_RANGE, &range);
+    }
+    if let Some((protocol, port)) = rule.port {
+        message.attribute(FRA_IP_PROTO, &[protocol]);
+        message.attribute(FRA_DPORT_RANGE, &[port.to_ne_bytes(), port.to_ne_bytes()].concat());
+    }
+    message
 }
 
 /// The errno behind a failed request, if that is what failed.

@@ -241,8 +241,10 @@ fn fixed_output_builds_reach_the_internet_and_not_the_host_its_bridges_or_contai
     // The build ran and got out: the internet was reached.
     assert_eq!(internet.reached().len(), 1, "the public listener: {}", internet.log());
     assert!(run.stderr.contains(&format!("reached {PUBLIC}:7004")), "{}", run.stderr);
-    // Nothing of the host, nor the other container.
+    // Nothing of the host, nor the other container; not even the build
+    // namespace's own loopback, where builds running at the same time meet.
     assert_eq!(on_host.reached(), Vec::<String>::new(), "the build log: {}", run.stderr);
+    assert!(run.stderr.contains("(127.0.0.1): Permission denied"), "{}", run.stderr);
     assert!(container_listener_untouched(&host, "other", 7000), "{}", run.stderr);
     // The listener in the container works: the host reaches it.
     host.ns_ok(&format!("echo hello | busybox nc -w 3 {other} 7000"));
