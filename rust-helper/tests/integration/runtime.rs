@@ -216,7 +216,13 @@ fn start_in_the_foreground_runs_until_the_container_stops() {
     let mut foreground = host.helper_command(&["start", "fg", "-l", "-F"]).spawn().unwrap();
     host.wait_for("the foreground container", || host.state("fg") == "RUNNING");
     assert!(foreground.try_wait().unwrap().is_none(), "start -F waits while the container runs");
-    // Other commands do not wait for the foreground start.
+    // Other commands do not wait for the foreground start. The live update
+    // runs its activation with the guest's /bin/sh, which the tiny system's
+    // init makes as it boots: on a busy host an update as soon as LXC says
+    // RUNNING came before it.
+    host.wait_for("fg to boot", || {
+        host.helper(&["run", "fg", "cat", "/var/lib/tiny/booted"]).code == 0
+    });
     host.ok(&["update", "fg", path_str(&host.tiny("fg2.nix", "2", ""))]);
     host.ok(&["stop", "fg"]);
     assert!(foreground.wait().unwrap().success());
