@@ -1,18 +1,24 @@
 # The helper's entry points. Every argument arrives as a string (--argstr),
 # so no path, name or value the user gives is ever read as Nix code.
 #
-#   source:  JSON, one of { "file": "/abs/container.nix" },
-#            { "system": "/nix/store/..." } or { "flake": "<flake ref>#<attr>" }
-#   params:  JSON, what the helper resolved (generation.nix) - generation only
-#   busybox: a busybox binary in the store (busybox.nix) - generation only
+#   source:    JSON, one of { "file": "/abs/container.nix" },
+#              { "system": "/nix/store/..." } or { "flake": "<flake ref>#<attr>" }
+#   params:    JSON, what the helper resolved (generation.nix) - generation only
+#   busybox:   a busybox binary in the store (busybox.nix) - generation only
+#   fetchFrom: JSON, where a flake's source is (tenant-flake.nix's fetch) -
+#              flakeSources only
+#   fetched:   JSON, what flakeSources gave - a flake's spec, generation and
+#              flakeInfo
 #
 #   nix-instantiate --eval --strict --json cli.nix -A spec --argstr source ...
 #   nix-build cli.nix -A generation --argstr source ... --argstr params ...
 #
 # The helper runs both in Nix's restricted evaluation mode (rust-helper/src/
-# nix.rs): a container file may be anyone's, and reads only its own
-# directory, nixpkgs, its flake's inputs and this toolkit.
-{ source, params ? "null", busybox ? "" }:
+# nix.rs), without Nix's experimental features: a container file may be
+# anyone's, and reads only its own directory, nixpkgs, its flake's inputs and
+# this toolkit. A flake's sources are fetched before, by flakeSources, which
+# evaluates nothing of the flake (tenant-flake.nix).
+{ source, params ? "null", busybox ? "", fetchFrom ? "null", fetched ? "null" }:
 let
   specs = import ./spec.nix;
   src = builtins.fromJSON source;
@@ -44,12 +50,16 @@ let
     in
     importer;
 
+  tenantFlake = import ./tenant-flake.nix;
+  # The flake's outputs, called with the sources flakeSources fetched.
+  flakeOutputs = tenantFlake.call origin (builtins.fromJSON fetched);
+
   # `--flake <ref>#<attr>`: the flake's output nixcloudContainers.<attr> is a
   # container, in the format of a container file (spec.nix).
   flake =
     let
       parts = builtins.match "(.*)#([^#]+)" src.flake;
-      outputs = builtins.getFlake (builtins.head parts);
+      outputs = flakeOutputs;
       attr = builtins.elemAt parts 1;
       containers = outputs.nixcloudContainers
         or (throw "${origin}: the flake has no output nixcloudContainers");
@@ -105,7 +115,7 @@ in
   # from (its source with its flake.lock, which locks its inputs), without
   # evaluating any of them. The source names the flake alone: { "flake": "<ref>" }.
   flakeInfo =
-    let outputs = builtins.getFlake src.flake; in
+    let outputs = flakeOutputs; in
     {
       containers = builtins.attrNames (outputs.nixcloudContainers
         or (throw "${origin}: the flake has no output nixcloudContainers"));
@@ -125,6 +135,11 @@ in
           (toString (outputs.lastModified or ""))
         ];
     };
+
+  # A flake's source and its locked inputs, fetched and checked
+  # (tenant-flake.nix): run by the helper with the flakes feature and
+  # without restricted evaluation, evaluating no code of the flake.
+  flakeSources = tenantFlake.fetch ({ inherit origin; } // builtins.fromJSON fetchFrom);
 
   generation = import ./generation.nix {
     builder = import ./busybox.nix busybox;

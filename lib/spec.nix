@@ -262,6 +262,8 @@ let
 in
 {
   inherit containerKeys normalizeLimits cpuPeriod;
+  # A size (a number of bytes, or "4G") in bytes: for the host module's sizes.
+  sizeInBytes = limitTypes.size.number;
   networkKeys = attrNames network;
 
   # origin: how errors name the value, e.g. "container file /etc/containers/web.nix".

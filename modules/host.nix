@@ -95,6 +95,9 @@ let
   # iptables lets it through (physdev; nftables cannot tell it from routed
   # traffic, so with br_netfilter peers do not reach each other there).
   fwdChain = "nixcloud-container-fwd";
+  # The host's ends of the links to the helper's build namespaces
+  # (rust-helper/src/build_network.rs: LINK_PREFIX).
+  buildLinks = "nxcb";
   containerBridges = [ hostonlyBridge internetBridge ] ++ lib.attrNames cfg.extraBridges;
   iptablesForwardRules =
     # Forwarded ports (the helper's DNAT) reach containers, and their replies go back.
@@ -601,6 +604,89 @@ in
       '';
     };
 
+    allowedFlakeInputPaths = mkOption {
+      type = types.listOf (types.strMatching formats.absolutePath.pattern);
+      default = defaults.allowedFlakeInputPaths;
+      example = [ "/srv/shared-flakes" ];
+      description = ''
+        Host paths a tenant's flake (`--flake`, `sync --flake`, instances
+        naming a flake) may name as inputs in its flake.lock, at or below
+        each, besides what lies inside the flake's own directory; any other
+        input that reads the host (a `path:`, `git+file:`, `file://` or
+        tarball input) is refused before anything is fetched. What such an
+        input names is copied into the store, which every host user and every
+        container build reads: allow only directories that hold nothing
+        secret, and that no tenant can write (a symlink put there is refused,
+        but one swapped in while Nix copies is not).
+      '';
+    };
+
+    builds = {
+      allowInternet = mkOption {
+        type = types.bool;
+        default = defaults.builds.allowInternet;
+        description = ''
+          Whether fixed-output builds of container files (fetchers: the only
+          builds Nix does not cut off from the network) may reach the public
+          internet. Never the host itself, its loopback, the containers'
+          bridges or private networks (RFC 1918, 100.64.0.0/10,
+          169.254.0.0/16, IPv6): the helper runs its Nix processes in a
+          network namespace of their own, whose only way out is a link to this
+          host, NATed, with those destinations refused. Nix itself reaches the
+          internet either way, to substitute from binary caches and to fetch a
+          flake's inputs. With `false` a build that needs the network fails and
+          names this option.
+        '';
+      };
+      network = {
+        address = mkOption {
+          type = ipv4Address;
+          default = defaults.builds.network.address;
+          description = ''
+            The network address of the subnet the links between this host and
+            the helper's build namespaces take their addresses from, a /30 per
+            helper process. Pick one that no network of this host uses.
+          '';
+        };
+        prefixLength = mkOption {
+          type = types.ints.between 8 30;
+          default = defaults.builds.network.prefixLength;
+          description = "Prefix length of {option}`nixcloud.containers.builds.network.address`.";
+        };
+      };
+      memory = mkOption {
+        type = types.nullOr (types.either types.ints.positive sizeString);
+        default = defaults.builds.memory;
+        example = "4G";
+        description = ''
+          The memory each Nix process evaluating or building a container
+          file (and each process of its builds) may take: bytes, or a size
+          with K, M, G or T (powers of 1024); `null`, a quarter of this host's
+          memory. The helper sets it as the processes' data limit
+          (RLIMIT_DATA), which needs no cgroup; a container whose evaluation
+          or build reaches it fails and names this option. `sync` runs no
+          more jobs at once than fit twice into this host's memory.
+        '';
+      };
+      evaluationTimeout = mkOption {
+        type = types.ints.positive;
+        default = defaults.builds.evaluationTimeout;
+        description = ''
+          Seconds that evaluating a container file's settings (or a flake's
+          list of containers) may take before the helper kills it.
+        '';
+      };
+      buildTimeout = mkOption {
+        type = types.ints.positive;
+        default = defaults.builds.buildTimeout;
+        description = ''
+          Seconds that fetching a flake's inputs, or evaluating and building a
+          container's generation, may take before the helper kills it (each
+          build of it is limited to the same by Nix's `timeout`).
+        '';
+      };
+    };
+
     allowWholeStore = mkOption {
       type = types.bool;
       default = defaults.allowWholeStore;
@@ -645,6 +731,14 @@ in
         {
           assertion = !(addresses.ipv4SubnetsOverlap cfg.hostonly cfg.internet);
           message = "nixcloud.containers: the hostonly subnet ${cfg.hostonly.address}/${toString cfg.hostonly.prefixLength} and the internet subnet ${cfg.internet.address}/${toString cfg.internet.prefixLength} overlap.";
+        }
+        {
+          # The helper checks the same (rust-helper/src/settings.rs).
+          assertion = (addresses.ipv4Subnet cfg.builds.network.address cfg.builds.network.prefixLength).network
+              == addresses.ipv4ToInt cfg.builds.network.address
+            && lib.all (bridge: !(addresses.ipv4SubnetsOverlap cfg.builds.network bridge))
+              ([ cfg.hostonly cfg.internet ] ++ lib.attrValues cfg.extraBridges);
+          message = "nixcloud.containers.builds.network: ${cfg.builds.network.address}/${toString cfg.builds.network.prefixLength} must be a network address, apart from the subnets of the bridges.";
         }
         {
           assertion = cfg.idmap.count >= cfg.idmap.perContainer && idmapEnd <= maxId;
@@ -710,6 +804,12 @@ in
         # The prefix DHCPv6 hands out addresses from: the helper pins one of
         # them to each container's internet interface.
         internetIPv6 = if withIPv6 then { prefix = ipv6.ipv6Prefix; prefixLength = ipv6.ipv6PrefixLength; } else null;
+        inherit (cfg) allowedFlakeInputPaths;
+        builds = {
+          inherit (cfg.builds) allowInternet evaluationTimeout buildTimeout;
+          network = { inherit (cfg.builds.network) address prefixLength; };
+          memory = if cfg.builds.memory == null then null else spec.sizeInBytes cfg.builds.memory;
+        };
         dataDir = if cfg.dataDir == null then null else toString cfg.dataDir;
         # LXC's generated profile for each container where AppArmor is on
         # (nixpkgs' LXC module loads LXC's own policies then).
@@ -748,8 +848,17 @@ in
           useDHCP = mkDefault false;
         }) cfg.extraBridges)
       ];
-      # The host ends of the containers' veths (vethXXXXXX) are bridge ports.
-      networking.dhcpcd.denyInterfaces = [ "veth*" ];
+      # The host ends of the containers' veths (vethXXXXXX) are bridge ports;
+      # those of the helper's build namespaces (nxcb<slot>) have addresses
+      # of the helper's.
+      networking.dhcpcd.denyInterfaces = [ "veth*" "${buildLinks}*" ];
+
+      # Evaluations and builds of container files reach binary caches (and,
+      # where allowed, fetchers the internet) from network namespaces of the
+      # helper's, NATed through this host (rust-helper/src/build_network.rs):
+      # what they send is routed, and so are the replies that come in on the
+      # uplink. The helper keeps them off the host and its private networks.
+      boot.kernel.sysctl."net.ipv4.conf.all.forwarding" = mkDefault true;
 
       # The declared containers: the list, and the service that syncs it.
       environment.etc."nixcloud-container/instances.json".source = instancesFile;
@@ -863,6 +972,28 @@ in
           }
         '';
       };
+
+      # The NAT of the build namespaces and their guard against the host's
+      # own addresses, declared so that a reload keeps it (the helper writes
+      # the same where it is missing).
+      networking.nftables.tables.nixcloud-container-builds = {
+        family = "ip";
+        content =
+          let
+            # As the helper fills it in (build_network.rs: host_table).
+            content = builtins.replaceStrings [ "@SUBNET@" ]
+              [ "${cfg.builds.network.address}/${toString cfg.builds.network.prefixLength}" ]
+              (builtins.readFile ../lib/build-network.nft);
+            digest = builtins.substring 0 12 (builtins.hashString "sha1" content);
+          in
+          builtins.replaceStrings [ "@DIGEST@" ] [ digest ] content;
+      };
+      # Where forwarding is filtered (filterForward): what the build
+      # namespaces send out, and the replies.
+      networking.firewall.extraForwardRules = ''
+        iifname "${buildLinks}*" accept comment "nixcloud-container: builds of container files"
+        oifname "${buildLinks}*" ct state established,related accept comment "nixcloud-container: builds of container files"
+      '';
 
       # The filter between peers (rust-helper/src/commands/peers.rs), declared
       # so that a reload, which flushes the whole ruleset, leaves it in place

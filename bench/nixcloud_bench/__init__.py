@@ -8,7 +8,7 @@
     host        the test host inside the namespace: the helper, LXC, the
                 container files, the containers of a run
     measure/    the measurements, one module per section of the report
-    targets     the targets of issues 6, 11 and 13 and the PASS/MISS check
+    targets     the targets of issues 6, 11, 13 and 20 and the PASS/MISS check
     report      the tables and the printed report
 
 bench/run itself parses the arguments and runs the outer process (build,

@@ -6,6 +6,10 @@ import os
 
 REPO = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 HELPER = os.path.join(REPO, "rust-helper/target/release/nixcloud-container")
+# The same helper without the build network, for section 8 (bench/run builds
+# it with cargo's feature bench-without-build-network, apart from the other).
+WITHOUT_BUILD_NETWORK_TARGET = os.path.join(REPO, "rust-helper/target/bench-without-build-network")
+HELPER_WITHOUT_BUILD_NETWORK = os.path.join(WITHOUT_BUILD_NETWORK_TARGET, "release/nixcloud-container")
 CLI_NIX = os.path.join(REPO, "lib/cli.nix")
 # The network namespace with the host's two bridges: `add <name>`, `del <name>`.
 NETNS_SCRIPT = os.path.join(REPO, "scripts/netns")

@@ -5,7 +5,7 @@ import os
 
 from collections import Counter
 
-from .measure import guard, sync
+from .measure import build_network, guard, sync
 from .measure.isolation import summary
 from .measure.nix import FIND_FILE, KINDS, NIX_TOOLS, named
 from .project import REPO
@@ -329,8 +329,38 @@ def report_guard(g):
         + ", ".join(f"{path} {ratio * 100:.1f} %" for path, ratio in s["of_medians"].items())])
 
 
+def report_build_network(bn):
+    s = build_network.summary(bn)
+    labels = list(build_network.VARIANTS)
+    rows = []
+    for label in labels:
+        for command in ("create", "update"):
+            samples = [x[command] for x in bn["samples"][label]]
+            rows.append([label, command, spread([x["total"] for x in samples]),
+                         *[fmt(med([x[part] for x in samples])) for part in ("spec", "build", "switch", "own")],
+                         fmt(med([x["network"] for x in samples])),
+                         named(bn["processes"][label][command])])
+    first = bn["first"]
+    made = {"namespace": "the kept namespace was unmounted", "table": "the host's table was deleted"}
+    return "\n".join([
+        "== 9. The build network: create and update with it and without it (issue 20)",
+        "   ms, median [min-max], the two helpers alternated in one run (the one without it built with",
+        "   cargo's feature bench-without-build-network); parts from TIMINGS as in section 2; network =",
+        "   the helper's `build-network` line (finding the kept namespace, or making it: its veth, addresses,",
+        "   route and rules), not in own; Nix processes counted through section 4's wrappers",
+        table(["helper", "command", "total", "spec", "build", "switch", "own", "network", "Nix processes"], rows),
+        *[f"   {command}: {v['with_ms']:.1f} against {v['without_ms']:.1f} ms; the build network adds"
+          f" {v['added']:+.1f} ms (median of the rounds' differences), its setup {v['setup']:.1f} ms"
+          for command, v in s.items()],
+        f"   nft calls of a create and an update with it, the host's table in place:"
+        f" {bn['processes'][labels[0]]['nft']}",
+        *[f"   the first create after {made[key]} ({len(samples)} x): network"
+          f" {spread([x['network'] for x in samples])} ms, of which nft {spread([x['nft'] for x in samples])} ms;"
+          f" create {spread([x['total'] for x in samples])} ms" for key, samples in first.items()]])
+
+
 def report_targets(checks):
-    return "\n".join(["== Targets (issues 6, 11, 13 and 21)"]
+    return "\n".join(["== Targets (issues 6, 11, 13, 20 and 21)"]
                      + [f"{'PASS' if ok else 'MISS'}  {text}" for ok, text in checks])
 
 
@@ -346,6 +376,7 @@ def report(res, checks):
         ("isolation", lambda: report_isolation(res["isolation"])),
         ("sync", lambda: report_sync(res["sync"])),
         ("guard", lambda: report_guard(res["guard"])),
+        ("build_network", lambda: report_build_network(res["build_network"])),
     ]
     return "\n\n".join(
         [f"nixcloud-container benchmark ({'quick' if res['quick'] else 'full'} run) - {res['machine']}"]

@@ -1,7 +1,7 @@
-"""The targets of issues 6, 11, 13 and 21, and the check of a run's figures against
+"""The targets of issues 6, 11, 13, 20 and 21, and the check of a run's figures against
 them: one (passed, what it was judged on) per target and case."""
 
-from .measure import guard, sync
+from .measure import build_network, guard, sync
 from .measure.isolation import summary
 from .measure.nix import KINDS, named
 from .stats import med, span
@@ -17,6 +17,7 @@ SYNC_RATIO = 10.0   # sync of N unchanged flake containers: at least 10 x faster
 # Id ranges: start, stop and list with a range per container within noise of
 # the shared range: less than 5 % or 1 ms apart, whichever is more.
 NOISE_SHARE, NOISE_MS = 0.05, 1.0
+BUILD_NETWORK_MS = 10.0  # the build network adds at most 10 ms to a create or an update
 
 
 def runtime_checks(res):
@@ -179,10 +180,24 @@ def sync_checks(res):
     return checks
 
 
+def build_network_checks(res):
+    """What the build network adds to a create and an update, and that it
+    starts no Nix process (issue 20)."""
+    checks = []
+    for command, v in build_network.summary(res["build_network"]).items():
+        with_, without = (v["processes"][label] for label in build_network.VARIANTS)
+        checks.append((v["added"] <= BUILD_NETWORK_MS and with_ == without,
+                       f"the build network adds {v['added']:+.1f} ms to a {command} ({v['with_ms']:.1f} against"
+                       f" {v['without_ms']:.1f} ms; setup {v['setup']:.1f} ms) (limit +{BUILD_NETWORK_MS:.0f});"
+                       f" Nix processes {named(with_)} against {named(without)} (limit: the same)"))
+    return checks
+
+
 def check(res):
     """Every target of the sections measured, in the report's order."""
     groups = (("runtime", runtime_checks), ("growth", growth_checks),
               ("nixpkgs", lambda r: [nixpkgs_check(r)]), ("nix_counts", evaluation_checks),
               ("density", lambda r: [density_check(r)]), ("isolation", isolation_checks),
-              ("sync", sync_checks), ("guard", guard_checks))
+              ("sync", sync_checks), ("guard", guard_checks),
+              ("build_network", build_network_checks))
     return [c for key, checks in groups if key in res for c in checks(res)]

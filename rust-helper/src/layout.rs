@@ -15,6 +15,9 @@ pub const SPEC_JSON: &str = "spec.json";
 /// The store paths of a generation's system's closure, one per line: what
 /// the container's store view holds (lib/generation-builder.sh).
 pub const CLOSURE: &str = "closure";
+/// How a generation's store path is named: this and its container's name
+/// (lib/generation.nix).
+pub const GENERATION_NAME_PREFIX: &str = "nixcloud-container-";
 /// What LXC starts: the current generation's system (its link `system`),
 /// through the profile.
 pub const GUEST_INIT: &str = "/init/profile/system/init";
@@ -27,6 +30,12 @@ mod tests {
     fn the_guest_init_is_the_current_systems_init() {
         let through_profile = format!("/{PROFILE_MOUNT}/{PROFILE_LINK}/");
         assert!(GUEST_INIT.starts_with(&through_profile));
+    }
+
+    #[test]
+    fn generations_are_named_as_lib_generation_nix_names_them() {
+        let nix = include_str!("../../lib/generation.nix");
+        assert!(nix.contains(&format!("name = \"{GENERATION_NAME_PREFIX}${{params.name}}\";")));
     }
 
     #[test]

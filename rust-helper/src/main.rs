@@ -1,9 +1,12 @@
 //! nixcloud-container: manage unprivileged LXC containers running NixOS that
 //! share the host's /nix/store. Run `nixcloud-container help` for the manual.
 
+mod build_limits;
+mod build_network;
 mod cli;
 mod commands;
 mod error;
+mod flake_inputs;
 mod formats;
 mod guest_lock;
 mod host_dirs;
@@ -14,6 +17,7 @@ mod lxc_conf;
 mod manual;
 mod mounts;
 mod names;
+mod netlink;
 mod network;
 mod nft;
 mod nix;

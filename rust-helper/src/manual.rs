@@ -83,6 +83,10 @@ flake's input `nixpkgs`:
       nixcloudContainers.web = { autostart = true; configuration = ./web.nix; };
     };
 
+Its flake.lock must lock every input; an input that names a host path
+outside the flake's directory (and the host's allowedFlakeInputPaths) is
+refused before anything is fetched.
+
 A NixOS container keeps the nixpkgs release it was created with as its
 system.stateVersion, unless its configuration sets one (state --json shows
 it).
@@ -191,13 +195,20 @@ SECURITY
 Root runs this command and writes the host's configuration; a container
 file, a flake's output and what they import may be written by someone who
 is not root, and gain nothing on the host. They are evaluated in Nix's
-restricted mode (their own directory, nixpkgs, their flake's inputs and this
-toolkit; builtins.getEnv fails in a container file), built in Nix's sandbox
-as the build users of group nixbld, and every value of theirs that reaches
-LXC is typed and checked. Before a generation is current, started or
+restricted mode without experimental features (their own directory,
+nixpkgs, their flake's fetched sources and this toolkit; builtins.getEnv
+fails in a container file), built in Nix's sandbox as the build users of
+group nixbld, in a network of their own (the public internet only, never
+the host, its bridges or private networks; fixed-output builds not even
+that unless builds.allowInternet), within the host's limits of memory
+and time (builds.* in the host file), and every value of theirs that reaches
+LXC is typed and checked. A flake's sources are fetched by a step that runs
+none of its code and refuses inputs that read the host outside its
+directory. Before a generation is current, started or
 switched to, its lxc.conf is checked line by line: only the keys this
-helper writes, with values of their form for the container. Containers join
-only the bridges the host names.
+helper writes, with values of their form for the container, and its
+closure must hold no other container's generation. Containers join only the
+bridges the host names.
 
 ISOLATION
 Each container has a range of host uids of its own, and sees only the

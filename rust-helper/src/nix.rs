@@ -5,18 +5,28 @@
 //! command that evaluates or builds what it says is confined, whatever
 //! nix.conf says:
 //! - restricted evaluation: it reads only the container file's own directory
-//!   (or its flake), nixpkgs, this toolkit and the busybox generations are
-//!   built with; `builtins.getEnv` gives "" and nothing runs at evaluation;
+//!   (or its flake's fetched sources), nixpkgs, this toolkit and the busybox
+//!   generations are built with; `builtins.getEnv` gives "" and nothing runs
+//!   at evaluation; no experimental feature is on (with flakes on, any code
+//!   could call builtins.getFlake or builtins.fetchTree on a host path, which
+//!   restricted evaluation does not check): a flake is fetched before, by a
+//!   Nix process that evaluates none of its code (flake_inputs.rs);
 //! - builds run in Nix's sandbox as Nix's build users (group nixbld), never
 //!   as root and never without the sandbox;
 //! - the Nix process runs as PID 1 of a PID namespace of its own, so that
 //!   nothing of a build outlives it, and with a TMPDIR of this helper's
-//!   that is removed afterwards (see `Scratch`).
+//!   that is removed afterwards (see `Scratch`);
+//! - it runs in this helper's build network (build_network.rs), which
+//!   reaches neither the host nor private networks, and builds in its own
+//!   process (never through a nix-daemon, whose network that would be);
+//! - within the host's limits of memory and time (build_limits.rs).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::build_limits::{Limits, Step};
+use crate::flake_inputs::{FetchFrom, Fetched, Fetches};
 use crate::nix_log::{NixLog, Verbosity, LOG_FORMAT};
 use crate::process::{describe_status, Finished, Tool};
 use crate::profile::Profile;
@@ -25,15 +35,10 @@ use crate::settings::Settings;
 use crate::source_reads::Recording;
 use crate::spec::{Kind, Params, Source, Spec};
 
-/// Settings of every Nix command that evaluates or builds a container's
-/// code. They come after the user's -n parameters, which cannot undo them.
-const CONFINED: [&str; 18] = [
-    "--option",
-    "restrict-eval",
-    "true",
-    "--option",
-    "allow-unsafe-native-code-during-evaluation",
-    "false",
+/// Settings of every Nix command that fetches, evaluates or builds a
+/// container's code. They come after the user's -n parameters, which cannot
+/// undo them.
+const CONFINED: [&str; 15] = [
     "--option",
     "sandbox",
     "true",
@@ -49,7 +54,35 @@ const CONFINED: [&str; 18] = [
     "--option",
     "nix-path",
     "",
+    // Builds in this process, whatever NIX_REMOTE or nix.conf's `store`
+    // say: a nix-daemon would build in its own network namespace, the
+    // host's, with settings of its own.
+    "--option",
+    "store",
+    "local",
 ];
+
+/// Settings of every Nix command that evaluates a container's code, after
+/// CONFINED.
+const RESTRICTED: [&str; 9] = [
+    "--option",
+    "restrict-eval",
+    "true",
+    "--option",
+    "allow-unsafe-native-code-during-evaluation",
+    "false",
+    "--option",
+    "experimental-features",
+    "",
+];
+
+/// Settings of the Nix command that fetches a flake's sources, after
+/// CONFINED: it evaluates only lib/tenant-flake.nix, and flake.lock as data.
+const FETCHING: [&str; 3] = ["--option", "experimental-features", "flakes"];
+
+/// The search path entry of a flake's fetched sources, which its
+/// evaluations may read.
+const FLAKE_SOURCE_ENTRY: &str = "nixcloud-container-flake-source";
 
 /// The search path entry under which container files find this toolkit
 /// (`<nixcloud-container/examples/tiny/system.nix>`).
@@ -62,6 +95,10 @@ pub struct Nix<'a> {
     pub settings: &'a Settings,
     /// The user's `-n` parameters, given to every Nix command.
     pub extra_args: &'a [String],
+    /// Where confined Nix commands run (build_network.rs).
+    pub network: &'a crate::build_network::Shared,
+    /// The flakes this command fetched (flake_inputs.rs).
+    pub flakes: &'a Fetches,
 }
 
 /// A generation built but not yet current: its store path, kept from the
@@ -110,20 +147,43 @@ impl Nix<'_> {
         self.settings.nix_lib.parent().unwrap_or(Path::new("/"))
     }
 
-    /// What Nix must be told for `source`: flakes are experimental in the
-    /// Nix versions this runs on.
-    fn source_args(source: &Source) -> &'static [&'static str] {
-        match source {
-            Source::Flake(_) => &["--extra-experimental-features", "nix-command flakes"],
-            Source::File(_) | Source::System(_) => &[],
-        }
+    fn limits(&self) -> Limits {
+        Limits::of(&self.settings.host.builds)
     }
 
-    /// A Nix command that evaluates `source`, confined as the module's
-    /// header says; the source is handed to lib/cli.nix as `--argstr source`.
+    /// A Nix command of `step` on a container's code, confined as the
+    /// module's header says (but for restricted evaluation, which
+    /// `evaluating` adds), with lib/cli.nix as its file and `source` as its
+    /// `--argstr source`.
     fn confined(
         &self,
         program: &str,
+        step: Step,
+        source: &Source,
+        scratch: &Scratch,
+    ) -> Result<Tool> {
+        let network = self.network.get(self.settings)?;
+        let pid_namespace = ["--pid", "--fork", "--kill-child=KILL", "--mount-proc", "--"];
+        let tool = Tool::wrapped("unshare", &pid_namespace, program)
+            .in_build_network(network)
+            .args(self.extra_args)
+            .args(CONFINED);
+        Ok(self
+            .limits()
+            .apply(tool, step)
+            .arg(self.entry())
+            .args(["--argstr", "source"])
+            .arg(source.to_json()?)
+            .env("TMPDIR", scratch.dir())
+            .dies_with_helper())
+    }
+
+    /// A Nix command of `step` that evaluates `source`: confined, in
+    /// restricted evaluation, reading only what the module's header says.
+    fn evaluating(
+        &self,
+        program: &str,
+        step: Step,
         source: &Source,
         busybox: &Path,
         scratch: &Scratch,
@@ -133,6 +193,7 @@ impl Nix<'_> {
             (TOOLKIT_ENTRY, self.toolkit_root().to_path_buf()),
             (BUSYBOX_ENTRY, store_root(busybox)?),
         ];
+        let mut fetched = None;
         match &evaluated {
             // The directory it was named in (Source::resolved), and what is below it.
             Source::File(file) => allowed.push((
@@ -140,33 +201,78 @@ impl Nix<'_> {
                 file.parent().unwrap_or(Path::new("/")).to_path_buf(),
             )),
             Source::System(path) => allowed.push(("nixcloud-container-system", path.clone())),
-            // A flake reads its own source and inputs, as Nix allows them.
-            Source::Flake(_) => {}
+            // A flake reads its fetched sources.
+            Source::Flake(flake) => {
+                let reference =
+                    flake.split_once('#').map_or(flake.as_str(), |(reference, _)| reference);
+                let sources = self.fetch_flake(reference)?;
+                allowed
+                    .extend(sources.sources.iter().map(|path| (FLAKE_SOURCE_ENTRY, path.clone())));
+                fetched = Some(sources);
+            }
         }
-        let pid_namespace = ["--pid", "--fork", "--kill-child=KILL", "--mount-proc", "--"];
-        let mut tool = Tool::wrapped("unshare", &pid_namespace, program)
-            .args(Self::source_args(source))
-            .args(self.extra_args)
-            .args(CONFINED);
+        let mut tool = self.confined(program, step, &evaluated, scratch)?.args(RESTRICTED);
         for (prefix, path) in allowed {
             tool = tool.arg("-I").arg(format!("{prefix}={}", path.display()));
         }
-        Ok(tool
-            .arg(self.entry())
-            .args(["--argstr", "source"])
-            .arg(evaluated.to_json()?)
-            .env("TMPDIR", scratch.dir())
-            .dies_with_helper())
+        if let Some(fetched) = fetched {
+            tool = tool.args(["--argstr", "fetched"]).arg(&fetched.json);
+        }
+        Ok(tool)
+    }
+
+    /// Fetches flake `reference` (without `#`) for its evaluations, once
+    /// per command: its source and locked inputs, each checked before it is
+    /// fetched (flake_inputs.rs).
+    fn fetch_flake(&self, reference: &str) -> Result<std::sync::Arc<Fetched>> {
+        self.flakes.get(reference, || {
+            let from = FetchFrom::new(reference, &self.settings.host.allowed_flake_input_paths)?;
+            let scratch = Scratch::new(&self.settings.state_dir)?;
+            let source = Source::Flake(reference.to_string());
+            let tool = self
+                .confined("nix-instantiate", Step::Build, &source, &scratch)?
+                .args(FETCHING)
+                .args(["--argstr", "fetchFrom"])
+                .arg(serde_json::to_string(&from).expect("a FetchFrom serializes"))
+                .args(["--eval", "--strict", "--json", "-A", "flakeSources"]);
+            let finished = self.run_logged(tool)?;
+            self.check_confined(&finished, Step::Build, || {
+                format!("cannot fetch flake {reference}")
+            })?;
+            Fetched::parse(&finished.stdout)
+        })
+    }
+
+    /// `check` for a confined command of `step`: where it ran into one of
+    /// the host's limits, the error says which.
+    fn check_confined(
+        &self,
+        finished: &Finished,
+        step: Step,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        let limits = self.limits();
+        if finished.timed_out {
+            // What Nix said as it was killed is beside the point.
+            let why = limits.blame(step, finished, "").expect("a timeout is a limit");
+            return Err(anyhow!("{why}")).context(what());
+        }
+        let result = check(finished, what);
+        let Err(err) = result else { return Ok(()) };
+        match limits.blame(step, finished, &format!("{err:#}")) {
+            Some(why) => Err(anyhow!("{err:#}; {why}")),
+            None => Err(err),
+        }
     }
 
     /// Evaluates the source's spec. Never imports nixpkgs, writes nothing.
     pub fn eval_spec(&self, source: &Source, busybox: &Path) -> Result<Spec> {
         let scratch = Scratch::new(&self.settings.state_dir)?;
         let finished = self
-            .confined("nix-instantiate", source, busybox, &scratch)?
+            .evaluating("nix-instantiate", Step::Evaluation, source, busybox, &scratch)?
             .args(["--eval", "--strict", "--json", "-A", "spec"]);
         let finished = self.run_evaluation(source, finished)?;
-        check(&finished, || format!("cannot evaluate {source}"))?;
+        self.check_confined(&finished, Step::Evaluation, || format!("cannot evaluate {source}"))?;
         serde_json::from_str(finished.stdout.trim())
             .map_err(|err| anyhow!("{err}"))
             .with_context(|| format!("{source} gave a spec this helper refuses"))
@@ -177,15 +283,13 @@ impl Nix<'_> {
     pub fn flake_info(&self, reference: &str, busybox: &Path) -> Result<FlakeInfo> {
         let scratch = Scratch::new(&self.settings.state_dir)?;
         let source = Source::Flake(reference.to_string());
-        let finished = self.confined("nix-instantiate", &source, busybox, &scratch)?.args([
-            "--eval",
-            "--strict",
-            "--json",
-            "-A",
-            "flakeInfo",
-        ]);
+        let finished = self
+            .evaluating("nix-instantiate", Step::Evaluation, &source, busybox, &scratch)?
+            .args(["--eval", "--strict", "--json", "-A", "flakeInfo"]);
         let finished = self.run_logged(finished)?;
-        check(&finished, || format!("cannot read flake {reference}"))?;
+        self.check_confined(&finished, Step::Evaluation, || {
+            format!("cannot read flake {reference}")
+        })?;
         serde_json::from_str(finished.stdout.trim())
             .map_err(|err| anyhow!("{err}"))
             .with_context(|| format!("flake {reference} gave what this helper cannot read"))
@@ -223,7 +327,7 @@ impl Nix<'_> {
         crate::host_dirs::root_dir(&builds)?;
         let out_link = builds.join(&params.name);
         let finished = self
-            .confined("nix-build", &params.source, busybox, &scratch)?
+            .evaluating("nix-build", Step::Build, &params.source, busybox, &scratch)?
             .args(self.nixpkgs_args(spec, &params.source)?)
             .args(["--argstr", "params"])
             .arg(serde_json::to_string(params).expect("params serialize"))
@@ -232,12 +336,31 @@ impl Nix<'_> {
             .args(["-A", "generation", "--out-link"])
             .arg(&out_link);
         let finished = self.run_evaluation(&params.source, finished)?;
-        check(&finished, || format!("cannot build {}", params.source))?;
+        self.check_confined(&finished, Step::Build, || format!("cannot build {}", params.source))
+            .map_err(|err| self.blame_missing_internet(err))?;
         let path = finished.stdout.lines().last().unwrap_or("").trim();
         if !path.starts_with('/') {
             bail!("nix-build printed no store path for {}", params.source);
         }
         Ok(Built { path: PathBuf::from(path), out_link })
+    }
+
+    /// The error of a build that failed in a fixed-output derivation (a
+    /// download) on a host that keeps such builds off the internet, with the
+    /// host option that lets them out; any other error as it is.
+    fn blame_missing_internet(&self, err: anyhow::Error) -> anyhow::Error {
+        if self.settings.host.builds.allow_internet {
+            return err;
+        }
+        let message = format!("{err:#}");
+        match failed_derivation(&message) {
+            Some(derivation) if is_fixed_output(Path::new(derivation)) => anyhow!(
+                "{message}; it is a fixed-output derivation (a download), and builds of container \
+                 files do not reach the internet on this host: root lets them reach the public \
+                 internet with the host option builds.allowInternet"
+            ),
+            _ => err,
+        }
     }
 
     /// The busybox that builds generations, in the store: one in the store
@@ -378,6 +501,24 @@ fn store_root(path: &Path) -> Result<PathBuf> {
     Ok(Path::new("/nix/store").join(inside))
 }
 
+/// The derivation whose builder failed, as Nix names it in `message`.
+fn failed_derivation(message: &str) -> Option<&str> {
+    let start = message.find("builder for '")? + "builder for '".len();
+    let length = message[start..].find("' failed")?;
+    Some(&message[start..start + length]).filter(|path| path.ends_with(".drv"))
+}
+
+/// Whether the derivation at `path` is fixed-output: its one output, `out`,
+/// has a hash algorithm (`Derive([("out","<path>","sha256","<hash>")],...`;
+/// `r:sha256` where the hash is of the NAR).
+fn is_fixed_output(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    let Some(outputs) = text.strip_prefix("Derive([(\"") else { return false };
+    let Some((first, _)) = outputs.split_once(')') else { return false };
+    let fields: Vec<&str> = first.split("\",\"").collect();
+    fields.len() == 4 && fields[0] == "out" && !fields[2].is_empty()
+}
+
 /// Turns a failed Nix command into one error line carrying Nix's message.
 fn check(finished: &Finished, what: impl FnOnce() -> String) -> Result<()> {
     if finished.status.success() {
@@ -394,6 +535,11 @@ fn hint(message: &str) -> &'static str {
         " (container builds run in Nix's sandbox as the build users of group nixbld: \
          on NixOS keep nix.settings.sandbox = true; elsewhere create the nixbld group and users, \
          e.g. Debian's nix-setup-systemd, and let Nix sandbox: scripts/setup-debian)"
+    } else if message.contains("experimental Nix feature") || message.contains("'getFlake' missing")
+    {
+        " (container files and flakes are evaluated without Nix's experimental features: \
+         builtins.getFlake and builtins.fetchTree are not there; a flake's inputs are what its \
+         flake.lock locks)"
     } else if message.contains("forbidden in restricted mode") {
         " (a container file reads only files below its own directory, nixpkgs, its flake's \
          inputs and this toolkit: copy what it needs beside it)"
@@ -482,6 +628,29 @@ mod tests {
             condense(stderr).unwrap(),
             "builder for '/nix/store/x.drv' failed with exit code 1; the build said: the system /nix/store/y has no executable init"
         );
+    }
+
+    #[test]
+    fn a_fixed_output_derivation_is_told_by_its_output_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let fetcher = dir.path().join("f.drv");
+        std::fs::write(
+            &fetcher,
+            "Derive([(\"out\",\"/nix/store/a-f\",\"sha256\",\"9f86\")],[],[],\"x\",\"b\",[],[])",
+        )
+        .unwrap();
+        let plain = dir.path().join("p.drv");
+        std::fs::write(
+            &plain,
+            "Derive([(\"out\",\"/nix/store/a-p\",\"\",\"\")],[],[],\"x\",\"b\",[],[])",
+        )
+        .unwrap();
+        assert!(super::is_fixed_output(&fetcher));
+        assert!(!super::is_fixed_output(&plain));
+        assert!(!super::is_fixed_output(&dir.path().join("missing.drv")));
+        let message = "cannot build container file /c/web.nix: builder for '/nix/store/x-f.drv' failed with exit code 1; the build said: bad address";
+        assert_eq!(super::failed_derivation(message), Some("/nix/store/x-f.drv"));
+        assert_eq!(super::failed_derivation("hash mismatch in fixed-output derivation"), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::cli::LocationArgs;
 use crate::formats::{show, AbsolutePath, InterfaceName, PrefixLength};
+use crate::limits::Positive;
 use crate::nix_log::Verbosity;
 use crate::spec::{Device, Port};
 
@@ -203,6 +204,12 @@ pub struct HostConfig {
     /// gives containers their addresses; null: no IPv6 there.
     #[serde(rename = "internetIPv6")]
     pub internet_ipv6: Option<Ipv6Prefix>,
+    /// Host paths a tenant's flake may name as inputs (at or below each),
+    /// besides what is inside its own directory (flake_inputs.rs).
+    pub allowed_flake_input_paths: Vec<AbsolutePath>,
+    /// How evaluations and builds of container files reach the network, and
+    /// the limits they run under.
+    pub builds: Builds,
     pub lxc_path: PathBuf,
     pub profiles_dir: PathBuf,
     pub state_dir: PathBuf,
@@ -270,6 +277,45 @@ impl PortRange {
     }
 }
 
+/// The network of the helper's Nix processes, which evaluate and build
+/// container files (build_network.rs).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Builds {
+    /// Whether fixed-output builds (the only builds Nix lets out of the
+    /// sandbox's network) may reach the public internet. Nix itself reaches
+    /// it either way, to substitute and to fetch a flake's inputs.
+    pub allow_internet: bool,
+    /// The addresses of the links between the host and the helper's build
+    /// namespaces: each helper process takes a /30 of this subnet.
+    pub network: BuildLinks,
+    /// The memory each Nix process of an evaluation or build, and each of
+    /// its builders, may take, in bytes; null: a quarter of the host's
+    /// (build_limits.rs).
+    pub memory: Option<Positive>,
+    /// How long evaluating a container's spec or a flake's containers may
+    /// take, in seconds.
+    pub evaluation_timeout: Positive,
+    /// How long fetching a flake's inputs, or evaluating and building a
+    /// generation, may take, in seconds.
+    pub build_timeout: Positive,
+}
+
+/// A subnet by its network address (`builds.network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BuildLinks {
+    pub address: Ipv4Addr,
+    pub prefix_length: PrefixLength,
+}
+
+impl BuildLinks {
+    pub fn subnet(&self) -> Ipv4Net {
+        Ipv4Net::new(self.address, self.prefix_length.get())
+            .expect("a PrefixLength is a valid IPv4 prefix length")
+    }
+}
+
 /// Everything a command needs to know about the host.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -326,8 +372,8 @@ impl HostConfig {
         Ok(host)
     }
 
-    /// What the types cannot say: distinct bridges, and host addresses that
-    /// are hosts of their subnets.
+    /// What the types cannot say: distinct bridges, host addresses that are
+    /// hosts of their subnets, and build links apart from all of them.
     fn check(&self) -> Result<()> {
         let named = [("hostonly", &self.hostonly), ("internet", &self.internet)];
         if self.hostonly.bridge == self.internet.bridge {
@@ -337,6 +383,14 @@ impl HostConfig {
             if let Some((role, _)) = named.iter().find(|(_, b)| &b.bridge == bridge) {
                 bail!("extraBridges names {bridge}, the {role} bridge");
             }
+        }
+        let links = self.builds.network.subnet();
+        if links.trunc() != links {
+            bail!(
+                "builds.network: {} is not the network address of {}",
+                links.addr(),
+                links.trunc()
+            );
         }
         let all = named
             .iter()
@@ -349,6 +403,9 @@ impl HostConfig {
                     "the host's address {} on {bridge} is the network or broadcast address of {subnet}",
                     host.address
                 );
+            }
+            if links.contains(&subnet) || subnet.contains(&links) {
+                bail!("builds.network {links} overlaps the subnet {subnet} of {bridge}");
             }
         }
         if let Some(ipv6) =
@@ -542,6 +599,14 @@ mod tests {
                 "prefix length 48 is not from 64 to 112",
             ),
             (r#"{"internetIPv6": {"prefix": "10.0.0.0", "prefixLength": 64}}"#, "invalid IPv6"),
+            (r#"{"builds": {"network": {"address": "10.203.0.1"}}}"#, "not the network address"),
+            (r#"{"builds": {"network": {"address": "10.0.0.0", "prefixLength": 8}}}"#, "overlaps"),
+            (r#"{"builds": {"allowInternet": "yes"}}"#, "expected a boolean"),
+            (r#"{"builds": {"memory": 0}}"#, "not a positive number"),
+            (r#"{"builds": {"memory": "4G"}}"#, "expected u64"),
+            (r#"{"builds": {"evaluationTimeout": 0}}"#, "not a positive number"),
+            (r#"{"allowedFlakeInputPaths": ["srv/flakes"]}"#, "absolute path"),
+            (r#"{"allowedFlakeInputPaths": ["/srv/../etc"]}"#, "absolute path"),
         ] {
             std::fs::write(&file, text).unwrap();
             let err = format!("{:#}", HostConfig::load(&file).unwrap_err());

@@ -49,20 +49,49 @@ impl StoreView {
     /// `closure` file; `nix-store --query --requisites` for a generation
     /// built before it had one) and the generation itself.
     pub fn of(generation: &Generation) -> Result<StoreView> {
-        let file = generation.path.join(crate::layout::CLOSURE);
+        StoreView::of_path(&generation.path)
+    }
+
+    /// What the generation at `path` needs, as `of`.
+    pub fn of_path(path: &Path) -> Result<StoreView> {
+        let file = path.join(crate::layout::CLOSURE);
         let listed = match std::fs::read_to_string(&file) {
             Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => requisites(&generation.path)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => requisites(path)?,
             Err(err) => return Err(err).with_context(|| format!("cannot read {}", file.display())),
         };
         let mut names = BTreeSet::new();
-        for path in listed.lines().chain(generation.path.to_str()) {
-            let name = store_name(path).with_context(|| {
-                format!("generation {} lists {path:?} in its closure", generation.path.display())
+        for listed in listed.lines().chain(path.to_str()) {
+            let name = store_name(listed).with_context(|| {
+                format!("generation {} lists {listed:?} in its closure", path.display())
             })?;
             names.insert(name.to_string());
         }
         Ok(StoreView { names })
+    }
+
+    /// Fails where this view, container `own`'s, holds a generation of
+    /// another container, which holds that container's spec and settings. A
+    /// container file may name any store path by its hash
+    /// (builtins.appendContext, builtins.storePath) and so get it into its
+    /// system's closure; every generation is named after its container
+    /// (lib/generation.nix), which no other store path of the view can be
+    /// but by its own choice of name.
+    pub fn check_no_other_generation(&self, own: &str) -> Result<()> {
+        let own_generation = format!("{}{own}", crate::layout::GENERATION_NAME_PREFIX);
+        let other = self.names.iter().find(|name| {
+            let named = name.split_at_checked(32).and_then(|(_, rest)| rest.strip_prefix('-'));
+            named.is_some_and(|named| {
+                named.starts_with(crate::layout::GENERATION_NAME_PREFIX) && named != own_generation
+            })
+        });
+        match other {
+            Some(other) => bail!(
+                "its closure holds /nix/store/{other}, another container's generation (with its \
+                 spec and settings): a container's store holds no other container's generation"
+            ),
+            None => Ok(()),
+        }
     }
 
     /// Mounts the view onto the container's /nix/store. The caller is in its
@@ -356,6 +385,21 @@ mod tests {
             format!("/nix/store/{hash}-a b"),
         ] {
             assert!(store_name(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_the_containers_own_generations_are_in_its_store() {
+        let hash = "r9zgkzc5zab416qddj283jlsvp18ydzr";
+        let view = |names: &[&str]| StoreView {
+            names: names.iter().map(|name| format!("{hash}-{name}")).collect(),
+        };
+        let own = view(&["nixcloud-container-web", "busybox", "tiny-system-1"]);
+        own.check_no_other_generation("web").unwrap();
+        for other in ["nixcloud-container-db", "nixcloud-container-web2", "nixcloud-container-WEB"]
+        {
+            let err = view(&["nixcloud-container-web", other]).check_no_other_generation("web");
+            assert!(format!("{:#}", err.unwrap_err()).contains(other), "{other}");
         }
     }
 }

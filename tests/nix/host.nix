@@ -36,6 +36,14 @@ let
     internetInterface = "eth0";
     idmap = { hostId = 200000; count = 655360; perContainer = 131072; isolated = false; };
     limits = { memory.max = "2G"; cpu.max = 1.5; pids.max = 4096; };
+    allowedFlakeInputPaths = [ "/srv/shared-flakes" ];
+    builds = {
+      allowInternet = true;
+      network = { address = "10.70.0.0"; prefixLength = 24; };
+      memory = "3G";
+      evaluationTimeout = 60;
+      buildTimeout = 600;
+    };
     lxcPath = "/srv/lxc";
     profilesDir = "/srv/profiles";
     stateDir = "/srv/state";
@@ -99,6 +107,7 @@ in
       brNC-internet = { ipv4.addresses = [ { address = "10.202.0.1"; prefixLength = 16; } ]; ipv6.addresses = [ ]; useDHCP = false; };
     })
     (contains "dhcpcd leaves the containers' veths alone" "veth*" defaults.networking.dhcpcd.denyInterfaces)
+    (contains "dhcpcd leaves the build links alone" "nxcb*" defaults.networking.dhcpcd.denyInterfaces)
     (eq "no NAT without internetInterface" defaults.networking.nat.enable false)
     (eq "no dnsmasq without internetInterface" defaults.services.dnsmasq.enable false)
     (eq "no IPv6 forwarding" (defaults.boot.kernel.sysctl ? "net.ipv6.conf.all.forwarding") false)
@@ -182,6 +191,14 @@ in
       allowedDevices = [ ];
       antiSpoofing = true;
       internetIPv6 = null;
+      allowedFlakeInputPaths = [ "/srv/shared-flakes" ];
+      builds = {
+        allowInternet = true;
+        network = { address = "10.70.0.0"; prefixLength = 24; };
+        memory = 3221225472;
+        evaluationTimeout = 60;
+        buildTimeout = 600;
+      };
       lxcPath = "/srv/lxc";
       profilesDir = "/srv/profiles";
       stateDir = "/srv/state";
@@ -197,6 +214,10 @@ in
       (enabled { internet.bridge = "brNC-hostonly"; }) "must be two bridges")
     (assertionFails "overlapping subnets are refused"
       (enabled { internet = { address = "10.101.200.1"; prefixLength = 24; }; }) "overlap")
+    (assertionFails "build links overlapping a bridge's subnet are refused"
+      (enabled { builds.network = { address = "10.0.0.0"; prefixLength = 8; }; }) "apart from the subnets of the bridges")
+    (assertionFails "build links given by an address that is not the network's are refused"
+      (enabled { builds.network.address = "10.203.0.1"; }) "must be a network address")
     (assertionFails "a subnet without room for DHCP is refused"
       (enabled { internet = { address = "10.0.0.2"; prefixLength = 30; }; }) "no addresses above 10.0.0.2")
     (eq "examples/host-configuration.nix: no failed assertions" (failedAssertions example) [ ])
@@ -351,6 +372,18 @@ in
     (hasInfix "nftables: IPv6 to the prefix passes a filtered forward chain"
       ''iifname "enp0s3" oifname "brNC-internet" ip6 daddr 2a01:4f8:221:3744:4000::/66 accept''
       nftablesOn.networking.firewall.extraForwardRules)
+    (eq "nftables: the build namespaces' NAT, declared with the subnet"
+      (let table = nftablesOn.networking.nftables.tables.nixcloud-container-builds; in {
+        inherit (table) family;
+        nat = lib.hasInfix "ip saddr 10.203.0.0/16 oifname != \"nxcb*\" masquerade" table.content;
+        # The helper finds its own rules in it (build_network.rs tests the same digest).
+        comment = lib.hasInfix ("comment \"builds of container files: NAT of 10.203.0.0/16, rules "
+          + lib.removeSuffix "\n" (builtins.readFile ./build-network.digest) + "\"") table.content;
+        guard = lib.hasInfix "iifname \"nxcb*\" fib daddr type { local, broadcast, multicast } drop" table.content;
+      })
+      { family = "ip"; nat = true; comment = true; guard = true; })
+    (hasInfix "nftables: a filtered forward chain lets the builds out"
+      ''iifname "nxcb*" accept'' nftablesOn.networking.firewall.extraForwardRules)
     (eq "nftables: NAT as with iptables" nftablesOn.networking.nat nftablesOff.networking.nat)
     (eq "nftables: dnsmasq as with iptables" nftablesOn.services.dnsmasq nftablesOff.services.dnsmasq)
   ];
@@ -402,7 +435,8 @@ in
         allowedDevices = [ "tun" ];
       })
       (eq "forwarded ports are routed" granting.boot.kernel.sysctl."net.ipv4.conf.all.forwarding" true)
-      (eq "without them nothing is" (defaults.boot.kernel.sysctl ? "net.ipv4.conf.all.forwarding") false)
+      (eq "builds of container files are routed (build_network.rs), and so forwarding is on"
+        defaults.boot.kernel.sysctl."net.ipv4.conf.all.forwarding" true)
       (hasInfix "iptables: forwarded ports reach containers on hostonly"
         "ip46tables -A nixcloud-container-fwd -m conntrack --ctstate DNAT -j RETURN" nftablesOff.networking.firewall.extraCommands)
       (hasInfix "nftables: forwarded ports reach containers on hostonly" "ct status dnat accept"

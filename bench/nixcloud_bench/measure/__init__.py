@@ -14,6 +14,8 @@ which the inner process makes them as the host grows:
                   made, unchanged and with one changed, against updates
     guard      8. what the ports' guard costs: start, stop, create, destroy,
                   TCP throughput, with it and without it
+    build_network
+               9. create and update with the build network and without it
 
 bench/run --only picks some of them (SECTIONS); the others are not made.
 """
@@ -26,6 +28,7 @@ import subprocess
 
 from ..host import Population
 from ..project import REPO
+from .build_network import measure_build_network
 from .by_hand import measure_by_hand
 from .density import measure_density, measure_without_hooks
 from .growth import measure_create_update
@@ -36,7 +39,8 @@ from .runtime import measure_runtime
 from .sync import measure_sync
 
 # The sections --only can pick, in the report's order.
-SECTIONS = ("runtime", "growth", "by_hand", "nix", "density", "isolation", "sync", "guard")
+SECTIONS = ("runtime", "growth", "by_hand", "nix", "density", "isolation", "sync", "guard",
+            "build_network")
 
 # Sizes of a full run, and of --quick (for working on the bench).
 SIZES = {
@@ -79,6 +83,8 @@ def measure_all(h, sizes, lib, sections=SECTIONS):
                                            sizes["sync_running"])
             if "guard" in sections:
                 res["guard"] = measure_guard(h, sizes["reps"], sizes["guard_mib"])
+            if "build_network" in sections:
+                res["build_network"] = measure_build_network(h, sizes["reps"])
         if n in runtime_sizes:
             res.setdefault("runtime", [])
             res["runtime"] += measure_runtime(h, n, target, sizes["reps"], sizes["cycles"])

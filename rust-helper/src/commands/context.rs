@@ -23,6 +23,10 @@ pub struct Context {
     /// How long a live switch waits for the guest to report its health
     /// (None: it does not).
     pub health_timeout: Option<std::time::Duration>,
+    /// The network namespace of this process's Nix commands, once one needs it.
+    pub build_network: crate::build_network::Shared,
+    /// The flakes this process fetched, each once (flake_inputs.rs).
+    pub flake_fetches: crate::flake_inputs::Fetches,
 }
 
 impl Context {
@@ -39,12 +43,22 @@ impl Context {
 
     /// Nix, with the user's -n parameters.
     pub fn nix(&self) -> Nix<'_> {
-        Nix { settings: &self.settings, extra_args: &self.nix_args }
+        Nix {
+            settings: &self.settings,
+            extra_args: &self.nix_args,
+            network: &self.build_network,
+            flakes: &self.flake_fetches,
+        }
     }
 
     /// Nix without them: for nix-env's own generation commands.
     pub fn plain_nix(&self) -> Nix<'_> {
-        Nix { settings: &self.settings, extra_args: &[] }
+        Nix {
+            settings: &self.settings,
+            extra_args: &[],
+            network: &self.build_network,
+            flakes: &self.flake_fetches,
+        }
     }
 
     /// Fails unless the container's root (host uid `ids.host_id`) can reach
@@ -72,10 +86,12 @@ impl Context {
     }
 
     /// Fails unless the generation at `path` has LXC settings this helper
-    /// generates for container `name` (whose ids are `ids`): before it is
-    /// made current, started or switched to.
+    /// generates for container `name` (whose ids are `ids`), and its store
+    /// holds no other container's generation: before it is made current,
+    /// started or switched to.
     pub fn check_generation(&self, name: &str, ids: IdMap, path: &Path) -> Result<()> {
-        lxc_conf::check_file(&path.join(crate::layout::LXC_CONF), &self.lxc_rules(name, ids))
+        lxc_conf::check_file(&path.join(crate::layout::LXC_CONF), &self.lxc_rules(name, ids))?;
+        crate::store_view::StoreView::of_path(path)?.check_no_other_generation(name)
     }
 
     /// The entry of an existing container, read without locking: for

@@ -184,6 +184,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         nix_args,
         lxc_args,
         health_timeout: health,
+        build_network: Default::default(),
+        flake_fetches: Default::default(),
     };
     match cli.command {
         Command::Create { name, config, source, root_settings, .. } => {

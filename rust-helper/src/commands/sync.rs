@@ -123,11 +123,18 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    // Each job's Nix processes may take builds.memory: -j N of them take N
+    // times that (build_limits.rs).
+    let limits = crate::build_limits::Limits::of(&ctx.settings.host.builds);
+    let (jobs, fewer) = limits.parallel(request.jobs.max(1));
+    if let Some(why) = fewer {
+        eprintln!("sync: runs {why}");
+    }
     let summary = Mutex::new(Summary::default());
     let queue = Mutex::new(plan.into_iter().collect::<VecDeque<_>>());
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
-        for _ in 0..request.jobs.max(1) {
+        for _ in 0..jobs {
             scope.spawn(|| loop {
                 if stop.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
@@ -384,10 +391,20 @@ fn carry_out(
     flakes: &Flakes,
 ) -> Result<Action> {
     let helper = std::env::current_exe().context("cannot find this helper's program")?;
+    // The flake as this sync fetched it, for the helper to build from
+    // (flake_inputs.rs).
+    let handed = match entry.and_then(|entry| entry.flake.as_deref()) {
+        Some(flake) => {
+            ctx.flake_fetches.hand_down(flake_reference(flake), &ctx.settings.state_dir)?
+        }
+        None => None,
+    };
+    let handed = handed.as_ref().map(|file| (crate::flake_inputs::HANDED_ENV, file.path()));
     let run_with = |args: &[String], record: Option<String>| -> Result<()> {
         let output = Command::new(&helper)
             .args(args)
             .envs(location_env(ctx))
+            .envs(handed)
             .envs(record.map(|value| (source_reads::RECORD_ENV, value)))
             .stdin(Stdio::null())
             .output()

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::common::{path_str, Host};
+use crate::common::{built_by_script, path_str, Host};
 
 /// The host uids of container `name`'s processes, all within one range.
 fn uid_range_of(host: &Host, name: &str) -> (u32, u32) {
@@ -648,4 +648,32 @@ fn containers_started_together_do_not_hold_each_others_mounts() {
         }
         assert!(mounts.contains(path_str(&host.lxc_path().join(name).join("rootfs"))));
     }
+}
+
+#[test]
+fn a_generation_holding_another_containers_generation_is_refused() {
+    let host = Host::new();
+    host.ok(&["create", "db", path_str(&host.tiny("db.nix", "1", ""))]);
+    let db = std::fs::read_link(host.profiles_dir().join("db/profile-1-link")).unwrap();
+    let db = path_str(&db).to_string();
+    // A container file names db's generation by its hash: its builder copies
+    // db's spec, and its system keeps db's generation in its closure.
+    let other = format!("builtins.appendContext \"{db}\" {{ \"{db}\" = {{ path = true; }}; }}");
+    let script = format!(
+        "${{bb}} mkdir $out
+         ${{bb}} cp ${{{other}}}/spec.json $out/stolen
+         ${{bb}} ln -s ${{{other}}} $out/db
+         printf '#!%s sh\\nexec %s sleep 1000\\n' ${{bb}} ${{bb}} > $out/init
+         ${{bb}} chmod +x $out/init"
+    );
+    let thief = built_by_script(&host, "thief", &script);
+    let err = host.fails(&["create", "thief", path_str(&thief)], 1);
+    assert!(err.contains("another container's generation") && err.contains(&db), "{err}");
+    assert_eq!(host.helper(&["exists", "thief"]).code, 1);
+    assert!(!host.profiles_dir().join("thief").exists());
+    // An update to it keeps the current generation.
+    host.ok(&["create", "web", path_str(&host.tiny("web.nix", "1", ""))]);
+    let err = host.fails(&["update", "web", path_str(&thief)], 1);
+    assert!(err.contains("another container's generation"), "{err}");
+    assert_eq!(host.current_generation("web"), "1");
 }

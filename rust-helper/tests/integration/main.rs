@@ -2,8 +2,11 @@
 //! test on a host of its own (common.rs), one module per area.
 
 mod anti_spoofing;
+mod build_limits;
+mod build_network;
 mod common;
 mod daily;
+mod flake_inputs;
 mod guests;
 mod interface;
 mod isolation;
