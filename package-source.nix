@@ -35,15 +35,22 @@ rec {
     "rust-helper/Cargo.lock"
     "rust-helper/src"
     # Compiled in with include_str! (formats.rs, settings.rs, lxc_conf.rs,
-    # commands/network_rules.rs).
+    # build_network.rs, commands/network_rules.rs, commands/port_guard.rs,
+    # commands/egress.rs).
     "lib/formats.json"
     "lib/host-defaults.json"
     "lib/isolate-port.sh"
+    "lib/drop-forwards.sh"
     "lib/peers.nft"
+    "lib/port-guard.nft"
+    "lib/egress.nft"
+    "lib/build-network.nft"
     # Compiled into unit tests, which compare the Rust side with them
-    # (layout.rs, limits.rs).
+    # (layout.rs, limits.rs, build_network.rs).
     "lib/layout.nix"
     "lib/spec.nix"
+    "lib/generation.nix"
+    "tests/nix/build-network.digest"
   ];
 
   # The helper's Nix library (lib/cli.nix and what it imports): modules/
