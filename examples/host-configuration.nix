@@ -2,7 +2,7 @@
 # flake, import nixcloud-container.nixosModules.default instead of the path.
 { ... }:
 {
-  imports = [ ../modules/host.nix ];
+  imports = [ ../modules/host ];
 
   # The seed's spelling `nixcloud.container` works the same.
   nixcloud.containers = {

@@ -66,7 +66,7 @@ pkgs.testers.runNixOSTest {
   nodes.machine =
     { ... }:
     {
-      imports = [ ../modules/host.nix ];
+      imports = [ ../modules/host ];
 
       nixcloud.containers = {
         enable = true;

@@ -20,7 +20,7 @@ rec {
       specialArgs = { inherit pkgs; } // specialArgs;
     }).config;
 
-  evalHost = modules: evalWith { } ([ ../../modules/host.nix ] ++ modules);
+  evalHost = modules: evalWith { } ([ ../../modules/host ] ++ modules);
   evalGuest = modules: evalWith { } ([ ../../modules/guest.nix ] ++ modules);
 
   # Assertions that do not hold, as their messages.

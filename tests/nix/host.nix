@@ -1,4 +1,4 @@
-# Evaluation tests of modules/host.nix (run by tests/nix/run).
+# Evaluation tests of modules/host/ (run by tests/nix/run).
 { lib, h }:
 let
   inherit (h) eq that hasInfix lacksInfix contains assertionFails rejects failedAssertions evalHost hostDefaults;
@@ -166,6 +166,20 @@ in
       spelled.seed.nixcloud.containers.internetInterface "enp0s3")
     (eq "both spellings have the same effect" (effect spelled.seed) (effect spelled.ours))
     (eq "no warning about the seed's spelling" spelled.seed.warnings [ ])
+  ];
+
+  # The module is the folder modules/host/; configurations of earlier
+  # releases import modules/host.nix.
+  import-paths = [
+    (eq "modules/host.nix has the effect of modules/host/"
+      (effect (h.evalWith { } [
+        ../../modules/host.nix
+        { nixcloud.containers = { enable = true; internetInterface = "enp0s3"; ipv6 = seedIPv6; }; }
+      ]))
+      (effect spelled.ours))
+    (eq "nixosModules.default and .host are modules/host/"
+      { inherit (import ../../modules) default host; }
+      { default = ../../modules/host; host = ../../modules/host; })
   ];
 
   custom-bridges = [

@@ -1,4 +1,4 @@
-# Declarations of the NixOS options that modules/host.nix and
+# Declarations of the NixOS options that modules/host/ and
 # modules/guest.nix (and the examples' configurations) set, with the types
 # and defaults NixOS gives them, so that lib.evalModules can evaluate the
 # modules without nixpkgs. Where NixOS itself sets one of them in a way that
