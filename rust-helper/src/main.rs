@@ -1,36 +1,25 @@
 //! nixcloud-container: manage unprivileged LXC containers running NixOS that
 //! share the host's /nix/store. Run `nixcloud-container help` for the manual.
 
-mod build_limits;
-mod build_network;
 mod cli;
 mod commands;
 mod error;
-mod flake_inputs;
 mod formats;
 mod guest_lock;
-mod host_dirs;
 mod layout;
 mod limits;
 mod lxc;
 mod lxc_conf;
 mod manual;
-mod mounts;
 mod names;
-mod netlink;
 mod network;
-mod nft;
 mod nix;
-mod nix_log;
-mod process;
 mod profile;
-mod scratch;
 mod settings;
-mod source_reads;
 mod spec;
 mod state;
 mod store_view;
-mod subids;
+mod system;
 
 use std::process::ExitCode;
 
@@ -40,7 +29,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let code = run();
-    process::report_timing("total", started.elapsed());
+    system::process::report_timing("total", started.elapsed());
     code
 }
 

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::cli::LocationArgs;
 use crate::formats::{show, AbsolutePath, InterfaceName, PrefixLength};
 use crate::limits::Positive;
-use crate::nix_log::Verbosity;
+use crate::nix::log::Verbosity;
 use crate::spec::{Device, Port};
 
 const HOST_DEFAULTS: &str = include_str!("../../lib/host-defaults.json");

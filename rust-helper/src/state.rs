@@ -408,7 +408,7 @@ impl Store {
 
     /// Takes the state lock (and makes the state directory if need be).
     fn state_lock(&self) -> Result<File> {
-        crate::host_dirs::root_dir(&self.dir)?;
+        crate::system::host_dirs::root_dir(&self.dir)?;
         let lock = open_lock(&self.dir.join("state.lock"))?;
         flock(&lock, FlockOperation::LockExclusive).context("cannot lock the state file")?;
         Ok(lock)
@@ -483,7 +483,7 @@ impl Store {
     /// Takes container `name`'s lock if no other command holds it.
     pub fn try_lock_container(&self, name: &str) -> Result<Option<ContainerLock>> {
         let path = self.container_lock_file(name);
-        crate::host_dirs::root_dir(path.parent().expect("lock files are in locks/"))?;
+        crate::system::host_dirs::root_dir(path.parent().expect("lock files are in locks/"))?;
         loop {
             let file = open_lock(&path)?;
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {

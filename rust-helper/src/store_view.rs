@@ -29,7 +29,7 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
 
-use crate::mounts::{AttributeChange, Mounter};
+use crate::lxc::mounts::{AttributeChange, Mounter};
 use crate::profile::Generation;
 
 /// The host's store.
@@ -336,7 +336,7 @@ fn is_store_path_name(name: &str) -> bool {
 
 /// The closure of a store path, by nix-store.
 pub fn requisites(path: &Path) -> Result<String> {
-    let finished = crate::process::Tool::new("nix-store")
+    let finished = crate::system::process::Tool::new("nix-store")
         .args(["--query", "--requisites"])
         .arg(path)
         .output(false)?;

@@ -9,10 +9,10 @@ use anyhow::{bail, Context as _, Result};
 use super::context::Context;
 use super::readiness::{self, Booted, SystemdTools};
 use crate::guest_lock::{self, Lock};
-use crate::mounts::Mounter;
-use crate::process::describe_status;
+use crate::lxc::mounts::Mounter;
 use crate::profile::Generation;
 use crate::store_view::StoreView;
+use crate::system::process::describe_status;
 
 /// What to do when an activation fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +167,7 @@ fn show_closure(ctx: &Context, name: &str, init_pid: u32, generation: &Generatio
     let added = view.add_to_running(&mounter, &rootfs, init_pid).with_context(|| {
         format!("cannot show generation {}'s store paths in '{name}'", generation.number)
     })?;
-    if added > 0 && ctx.settings.verbosity == crate::nix_log::Verbosity::Verbose {
+    if added > 0 && ctx.settings.verbosity == crate::nix::log::Verbosity::Verbose {
         eprintln!(
             "{added} store paths of generation {} are now visible in '{name}'",
             generation.number

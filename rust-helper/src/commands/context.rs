@@ -24,16 +24,16 @@ pub struct Context {
     /// (None: it does not).
     pub health_timeout: Option<std::time::Duration>,
     /// The network namespace of this process's Nix commands, once one needs it.
-    pub build_network: crate::build_network::Shared,
+    pub build_network: crate::nix::build_network::Shared,
     /// The flakes this process fetched, each once (flake_inputs.rs).
-    pub flake_fetches: crate::flake_inputs::Fetches,
+    pub flake_fetches: crate::nix::flake_inputs::Fetches,
 }
 
 impl Context {
     pub fn lxc(&self) -> Lxc<'_> {
         Lxc {
             path: &self.settings.lxc_path,
-            verbose: self.settings.verbosity == crate::nix_log::Verbosity::Verbose,
+            verbose: self.settings.verbosity == crate::nix::log::Verbosity::Verbose,
         }
     }
 
@@ -64,7 +64,7 @@ impl Context {
     /// Fails unless the container's root (host uid `ids.host_id`) can reach
     /// its rootfs and its profile, and its ids are delegated to root.
     pub fn check_reachable(&self, name: &str, ids: IdMap) -> Result<()> {
-        crate::subids::check_delegated(ids, &self.settings.host.idmap)?;
+        crate::system::subids::check_delegated(ids, &self.settings.host.idmap)?;
         crate::lxc::check_reachable(&self.lxc().rootfs(name), ids.host_id)?;
         crate::lxc::check_reachable(self.profile(name).dir(), ids.host_id)
     }

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::context::Context;
-use crate::nft::{self, Family, NetworkLock};
 use crate::settings::{AllowedEgress, HostConfig};
+use crate::system::nft::{self, Family, NetworkLock};
 
 /// The table's name (its content: lib/egress.nft).
 const TABLE_NAME: &str = "nixcloud-container-egress";

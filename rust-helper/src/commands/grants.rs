@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 
 use crate::formats::AbsolutePath;
-use crate::mounts::{HostMount, MountSource};
+use crate::lxc::mounts::{HostMount, MountSource};
 use crate::settings::{HostConfig, Settings};
 use crate::spec::{BindMount, HostPath, Spec};
 
@@ -163,7 +163,7 @@ pub fn check_devices(name: &str, spec: &Spec) -> Result<()> {
 pub fn make_data_dir(settings: &Settings, name: &str) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = settings.data_dir(name);
-    crate::host_dirs::root_dir(
+    crate::system::host_dirs::root_dir(
         dir.parent().expect("a data directory is in the data directories'"),
     )?;
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
@@ -171,7 +171,7 @@ pub fn make_data_dir(settings: &Settings, name: &str) -> Result<()> {
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(err) => return Err(err).with_context(|| format!("cannot create {}", dir.display())),
     }
-    crate::host_dirs::gate(&dir, 0, DATA_DIR_MODE)
+    crate::system::host_dirs::gate(&dir, 0, DATA_DIR_MODE)
 }
 
 /// The mode of a container's data directory (root's): see `make_data_dir`.

@@ -290,9 +290,9 @@ fn build_and_register(
     lxc_config_dir: &std::path::Path,
 ) -> Result<()> {
     ctx.check_reachable(name, params.idmap)?;
-    crate::host_dirs::root_dir(&ctx.settings.lxc_path)?;
+    crate::system::host_dirs::root_dir(&ctx.settings.lxc_path)?;
     let profile = ctx.profile(name);
-    crate::host_dirs::root_dir(profile.dir())?;
+    crate::system::host_dirs::root_dir(profile.dir())?;
     build_current(ctx, name, params, inputs)?;
 
     let lxc = ctx.lxc();

@@ -26,7 +26,7 @@ use crate::cli::{
 };
 use crate::error::{one_line, usage};
 use crate::manual;
-use crate::nix_log::Verbosity;
+use crate::nix::log::Verbosity;
 use crate::settings::Settings;
 use crate::spec::Source;
 use crate::state::Store;

@@ -38,9 +38,9 @@ use anyhow::{Context as _, Result};
 use super::context::Context;
 use crate::formats::InterfaceName;
 use crate::network::{port_name, Port};
-use crate::nft::{self, NetworkLock};
 use crate::spec::{ForwardPort, GenerationMeta, Params};
 use crate::state::ContainerRecord;
+use crate::system::nft::{self, NetworkLock};
 
 /// The bridge filter's table (its content: lib/peers.nft).
 const PEERS_TABLE: &str = "bridge nixcloud-container-peers";

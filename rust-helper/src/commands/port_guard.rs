@@ -34,10 +34,10 @@ use anyhow::{Context as _, Result};
 
 use super::context::Context;
 use crate::network::{self, link_local, mac_address, port_name, Port};
-use crate::nft::{self, Family, NetworkLock};
 use crate::settings::HostConfig;
 use crate::spec::Params;
 use crate::state::ContainerRecord;
+use crate::system::nft::{self, Family, NetworkLock};
 
 /// The guard's table (its content: lib/port-guard.nft).
 const TABLE_NAME: &str = "nixcloud-container-guard";

@@ -11,14 +11,14 @@ use super::readiness::{self, Booted, SystemdTools};
 use super::{egress, grants, network_rules, opening, port_guard};
 use crate::error::EXIT_FAILURE;
 use crate::layout::PROFILE_MOUNT;
+use crate::lxc::mounts::{self, HostMount, MountSource, Mounter};
 use crate::lxc::{Halted, Lxc, Started};
-use crate::mounts::{self, HostMount, MountSource, Mounter};
 use crate::profile::Generation;
-use crate::scratch::Scratch;
 use crate::spec::GenerationMeta;
 use crate::spec::Params;
 use crate::state::{ContainerRecord, StartedWith};
 use crate::store_view::{StoreView, NIX_STORE};
+use crate::system::scratch::Scratch;
 
 /// Whether -l starts the container in the foreground, on this terminal.
 pub fn in_foreground(ctx: &Context) -> bool {

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use super::context::Context;
 use crate::names;
+use crate::nix::source_reads::{self, Recording};
 use crate::nix::FlakeInfo;
-use crate::source_reads::{self, Recording};
 use crate::state::{SourceReads, Synced};
 
 /// One container of the list: a container file or a flake's container, and
@@ -125,7 +125,7 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
 
     // Each job's Nix processes may take builds.memory: -j N of them take N
     // times that (build_limits.rs).
-    let limits = crate::build_limits::Limits::of(&ctx.settings.host.builds);
+    let limits = crate::nix::build_limits::Limits::of(&ctx.settings.host.builds);
     let (jobs, fewer) = limits.parallel(request.jobs.max(1));
     if let Some(why) = fewer {
         eprintln!("sync: runs {why}");
@@ -399,7 +399,7 @@ fn carry_out(
         }
         None => None,
     };
-    let handed = handed.as_ref().map(|file| (crate::flake_inputs::HANDED_ENV, file.path()));
+    let handed = handed.as_ref().map(|file| (crate::nix::flake_inputs::HANDED_ENV, file.path()));
     let run_with = |args: &[String], record: Option<String>| -> Result<()> {
         let output = Command::new(&helper)
             .args(args)

@@ -28,8 +28,8 @@
 
 use std::time::Duration;
 
-use crate::process::{Finished, Tool};
 use crate::settings::Builds;
+use crate::system::process::{Finished, Tool};
 
 /// What a confined Nix command does, which decides its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

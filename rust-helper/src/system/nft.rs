@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _, Result};
 use rustix::fs::{flock, FlockOperation};
 
-use crate::process::Tool;
+use crate::system::process::Tool;
 
 /// Applies `ruleset` (nft's syntax) in one transaction: all of it or none.
 pub fn apply(ruleset: &str) -> Result<()> {

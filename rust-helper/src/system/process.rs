@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::build_network::BuildNetwork;
-
 /// A command about to run, remembered by name for error messages.
 pub struct Tool {
     command: Command,
@@ -18,6 +16,14 @@ pub struct Tool {
     wrapper: Option<String>,
     /// How long it may run before it is killed (`time_limit`).
     time_limit: Option<Duration>,
+}
+
+/// Where a tool may be made to run (`Tool::in_namespace`): what moves the
+/// tool's process there, between fork and exec.
+pub trait Namespace: Send + Sync {
+    /// Moves the calling process in. It runs in the forked child before
+    /// exec, so it must only make system calls and allocate nothing.
+    fn enter(&self) -> std::io::Result<()>;
 }
 
 /// What a finished tool left behind.
@@ -54,7 +60,8 @@ impl Tool {
 
     /// Kills the tool (SIGKILL, which a busy Nix evaluation cannot put off
     /// as it does SIGTERM) when it runs longer than `limit`; it then
-    /// finishes `timed_out`. Honoured by `output` and `output_streaming`.
+    /// finishes `timed_out`. Honoured by `output` and `output_streaming`:
+    /// the one time limit of every tool this helper runs.
     pub fn time_limit(mut self, limit: Duration) -> Tool {
         self.time_limit = Some(limit);
         self
@@ -123,11 +130,12 @@ impl Tool {
         self
     }
 
-    /// Runs the tool in the build network (build_network.rs).
-    pub fn in_build_network(mut self, network: std::sync::Arc<BuildNetwork>) -> Tool {
-        // SAFETY: `enter` only makes system calls, allocating nothing.
+    /// Runs the tool in `namespace` (the build network, nix/build_network.rs).
+    pub fn in_namespace(mut self, namespace: std::sync::Arc<dyn Namespace>) -> Tool {
+        // SAFETY: `enter` only makes system calls, allocating nothing (the
+        // contract of `Namespace`).
         unsafe {
-            self.command.pre_exec(move || network.enter());
+            self.command.pre_exec(move || namespace.enter());
         }
         self
     }
@@ -190,32 +198,6 @@ impl Tool {
         })
     }
 
-    /// Runs with captured output for at most `limit`; None when it had to be
-    /// killed then. For tools whose output is small (it is read at the end).
-    pub fn output_within(mut self, limit: Duration) -> Result<Option<Finished>> {
-        use std::io::Read;
-        self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let started = Instant::now();
-        let mut child = self.command.spawn().with_context(|| self.spawn_error())?;
-        if !ends_within(&child, started + limit).with_context(|| self.spawn_error())? {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(None);
-        }
-        let status = child.wait().with_context(|| self.spawn_error())?;
-        report_timing(&self.program, started.elapsed());
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        child.stdout.take().expect("stdout is piped").read_to_end(&mut stdout)?;
-        child.stderr.take().expect("stderr is piped").read_to_end(&mut stderr)?;
-        Ok(Some(Finished {
-            status,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            timed_out: false,
-        }))
-    }
-
     /// Runs attached to our terminal (login, run, start -F) and returns its status.
     pub fn interactive(mut self) -> Result<ExitStatus> {
         let started = Instant::now();
@@ -230,33 +212,6 @@ impl Tool {
                 format!("cannot run {wrapper} (for {}): is it installed and on PATH?", self.program)
             }
             None => format!("cannot run {}: is it installed and on PATH?", self.program),
-        }
-    }
-}
-
-/// Whether `child` ends before `deadline`: waits on a pidfd of it, which
-/// the kernel makes readable when the process ends, so that the wait ends
-/// then and not at the next tick of a poll (readiness queries, which are
-/// bounded by this, run several times in each live switch).
-fn ends_within(child: &std::process::Child, deadline: Instant) -> Result<bool> {
-    use std::os::fd::AsRawFd;
-    let pid = rustix::process::Pid::from_child(child);
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .context("cannot watch a process (pidfd_open, Linux 5.3 or newer)")?;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut watched = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        let millis = left.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one pollfd, valid for the call.
-        match unsafe { libc::poll(&mut watched, 1, millis) } {
-            1 => return Ok(true),
-            0 => return Ok(false),
-            _ => {
-                let err = std::io::Error::last_os_error();
-                if err.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(err).context("cannot wait for a process");
-                }
-            }
         }
     }
 }
@@ -408,16 +363,19 @@ mod tests {
     fn a_tool_given_a_limit_says_what_it_did_or_is_killed_at_the_limit() {
         let finished = Tool::new("sh")
             .args(["-c", "echo out; echo err >&2; exit 3"])
-            .output_within(Duration::from_secs(60))
-            .unwrap()
-            .expect("it ended within the limit");
+            .time_limit(Duration::from_secs(60))
+            .output(false)
+            .unwrap();
         assert_eq!(
             (finished.status.code(), finished.stdout.as_str(), finished.stderr.as_str()),
             (Some(3), "out\n", "err\n")
         );
+        assert!(!finished.timed_out, "it ended within the limit");
+        let started = Instant::now();
         let killed =
-            Tool::new("sleep").arg("30").output_within(Duration::from_millis(200)).unwrap();
-        assert!(killed.is_none(), "it did not end within the limit");
+            Tool::new("sleep").arg("30").time_limit(Duration::from_millis(200)).output(false);
+        assert!(killed.unwrap().timed_out, "it did not end within the limit");
+        assert!(started.elapsed() < Duration::from_secs(30), "it was killed at the limit");
     }
 
     #[test]
@@ -425,7 +383,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mark: PathBuf = dir.path().join("the-tool-ran");
         let mut helper = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "process::tests::a_helper_that_dies_while_its_tool_starts"])
+            .args(["--exact", "system::process::tests::a_helper_that_dies_while_its_tool_starts"])
             .args(["--ignored", "--test-threads=1"])
             .env(MARK, &mark)
             .stdin(Stdio::null())

@@ -43,13 +43,13 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 
-use crate::netlink::{Rule, Socket, Verdict};
-use crate::process::Tool;
 use crate::settings::{Builds, Settings};
+use crate::system::netlink::{Rule, Socket, Verdict};
+use crate::system::process::{Namespace, Tool};
 
 /// The host's table (its content: lib/build-network.nft).
 const TABLE: &str = "nixcloud-container-builds";
-const TABLE_CONTENT: &str = include_str!("../../lib/build-network.nft");
+const TABLE_CONTENT: &str = include_str!("../../../lib/build-network.nft");
 /// The host's ends of the veths: `nxcb<slot>`.
 pub const LINK_PREFIX: &str = "nxcb";
 /// The build namespace's end.
@@ -117,7 +117,7 @@ impl Shared {
             BuildNetwork::new(&settings.host.builds, &settings.state_dir)
                 .context("cannot give the builds of container files a network of their own")?,
         );
-        crate::process::report_timing("build-network", started.elapsed());
+        crate::system::process::report_timing("build-network", started.elapsed());
         *made = Some(network.clone());
         Ok(network)
     }
@@ -158,13 +158,15 @@ impl BuildNetwork {
         kept.keep(&namespace, &plan, &link)?;
         Ok(BuildNetwork { namespace, resolv_conf })
     }
+}
 
+impl Namespace for BuildNetwork {
     /// Moves the calling process into the build network: its namespace,
     /// and a mount namespace of its own where /etc/resolv.conf names
     /// servers the namespace reaches. For a child between fork and exec
-    /// (`Tool::in_build_network`): it only makes system calls, allocating
+    /// (`Tool::in_namespace`): it only makes system calls, allocating
     /// nothing.
-    pub fn enter(&self) -> std::io::Result<()> {
+    fn enter(&self) -> std::io::Result<()> {
         use rustix::mount::{mount_bind, mount_change, MountPropagationFlags};
         use rustix::thread::{move_into_link_name_space, LinkNameSpaceType, UnshareFlags};
         move_into_link_name_space(self.namespace.as_fd(), Some(LinkNameSpaceType::Network))?;
@@ -600,6 +602,6 @@ mod tests {
         assert_ne!(host_table("10.204.0.0/16").1, digest, "another subnet, other rules");
         // What tests/nix/host.nix finds in the table the NixOS module
         // declares for the default subnet (lib/build-network.nft as it is).
-        assert_eq!(digest, include_str!("../../tests/nix/build-network.digest").trim());
+        assert_eq!(digest, include_str!("../../../tests/nix/build-network.digest").trim());
     }
 }

@@ -21,19 +21,25 @@
 //!   process (never through a nix-daemon, whose network that would be);
 //! - within the host's limits of memory and time (build_limits.rs).
 
+pub mod build_limits;
+pub mod build_network;
+pub mod flake_inputs;
+pub mod log;
+pub mod source_reads;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::build_limits::{Limits, Step};
-use crate::flake_inputs::{FetchFrom, Fetched, Fetches};
-use crate::nix_log::{NixLog, Verbosity, LOG_FORMAT};
-use crate::process::{describe_status, Finished, Tool};
 use crate::profile::Profile;
-use crate::scratch::Scratch;
 use crate::settings::Settings;
-use crate::source_reads::Recording;
 use crate::spec::{Kind, Params, Source, Spec};
+use crate::system::process::{describe_status, Finished, Tool};
+use crate::system::scratch::Scratch;
+use build_limits::{Limits, Step};
+use flake_inputs::{FetchFrom, Fetched, Fetches};
+use log::{NixLog, Verbosity, LOG_FORMAT};
+use source_reads::Recording;
 
 /// Settings of every Nix command that fetches, evaluates or builds a
 /// container's code. They come after the user's -n parameters, which cannot
@@ -96,7 +102,7 @@ pub struct Nix<'a> {
     /// The user's `-n` parameters, given to every Nix command.
     pub extra_args: &'a [String],
     /// Where confined Nix commands run (build_network.rs).
-    pub network: &'a crate::build_network::Shared,
+    pub network: &'a crate::nix::build_network::Shared,
     /// The flakes this command fetched (flake_inputs.rs).
     pub flakes: &'a Fetches,
 }
@@ -165,7 +171,7 @@ impl Nix<'_> {
         let network = self.network.get(self.settings)?;
         let pid_namespace = ["--pid", "--fork", "--kill-child=KILL", "--mount-proc", "--"];
         let tool = Tool::wrapped("unshare", &pid_namespace, program)
-            .in_build_network(network)
+            .in_namespace(network)
             .args(self.extra_args)
             .args(CONFINED);
         Ok(self
@@ -324,7 +330,7 @@ impl Nix<'_> {
     pub fn build_generation(&self, spec: &Spec, params: &Params, busybox: &Path) -> Result<Built> {
         let scratch = Scratch::new(&self.settings.state_dir)?;
         let builds = self.settings.state_dir.join("builds");
-        crate::host_dirs::root_dir(&builds)?;
+        crate::system::host_dirs::root_dir(&builds)?;
         let out_link = builds.join(&params.name);
         let finished = self
             .evaluating("nix-build", Step::Build, &params.source, busybox, &scratch)?

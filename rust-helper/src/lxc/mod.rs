@@ -5,6 +5,8 @@
 //! lxc-attach and lxc-stop reach a container only from the namespace that
 //! started it.
 
+pub mod mounts;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -14,8 +16,8 @@ use std::sync::LazyLock;
 use anyhow::{anyhow, bail, Context, Result};
 use regex::Regex;
 
-use crate::process::{describe_status, Finished, Tool};
 use crate::spec::Device;
+use crate::system::process::{describe_status, Finished, Tool};
 
 /// The first line of every config this helper writes for LXC: how a
 /// container of nixcloud-container is told from others in LXC's directory.
@@ -162,11 +164,11 @@ impl Lxc<'_> {
     /// root's files (the config, root's settings, the pidfile), a link
     /// included, goes; `start` writes them again.
     pub fn secure(&self, name: &str, host_id: u32) -> Result<()> {
-        crate::host_dirs::gate(&self.container_dir(name), host_id, CONTAINER_DIR_MODE)?;
+        crate::system::host_dirs::gate(&self.container_dir(name), host_id, CONTAINER_DIR_MODE)?;
         let roots =
             [self.config_file(name), self.root_settings_file(name), self.monitor_pidfile(name)];
         for file in roots {
-            if crate::host_dirs::keep_only_roots(&file)? {
+            if crate::system::host_dirs::keep_only_roots(&file)? {
                 eprintln!(
                     "note: removed {}, which was not root's: the container's root could change it",
                     file.display()
@@ -390,7 +392,13 @@ impl Lxc<'_> {
         command: &[&OsStr],
         limit: std::time::Duration,
     ) -> Result<Option<Finished>> {
-        self.attach_tool(name, extra).arg("--").args(command).output_within(limit)
+        let finished = self
+            .attach_tool(name, extra)
+            .arg("--")
+            .args(command)
+            .time_limit(limit)
+            .output(false)?;
+        Ok((!finished.timed_out).then_some(finished))
     }
 
     /// A shell inside the container: lxc-attach without a command runs root's

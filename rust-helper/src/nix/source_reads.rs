@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
 
-use crate::process::Tool;
+use crate::system::process::Tool;
 
 /// The environment variable through which `sync` asks the helper process it
 /// starts for a flake's container to record what that container's
