@@ -13,14 +13,19 @@ rec {
   fakePkgs = import ./fake-pkgs.nix;
   hostDefaults = builtins.fromJSON (builtins.readFile ../../lib/host-defaults.json);
 
-  # The config of a NixOS-like evaluation of `modules` with the stubs.
-  evalWith = { pkgs ? fakePkgs { }, specialArgs ? { } }: modules:
-    (lib.evalModules {
+  # A NixOS-like evaluation of `modules` with the stubs.
+  evaluation = { pkgs ? fakePkgs { }, specialArgs ? { } }: modules:
+    lib.evalModules {
       modules = [ ./stubs.nix ] ++ modules;
       specialArgs = { inherit pkgs; } // specialArgs;
-    }).config;
+    };
+  # Its config.
+  evalWith = args: modules: (evaluation args modules).config;
 
   evalHost = modules: evalWith { } ([ ../../modules/host ] ++ modules);
+  # The host module's option declarations, as the NixOS manual lists them
+  # (lib.optionAttrSetToDocList): name, type, default, description.
+  hostOptions = lib.optionAttrSetToDocList (evaluation { } [ ../../modules/host ]).options;
   evalGuest = modules: evalWith { } ([ ../../modules/guest.nix ] ++ modules);
 
   # Assertions that do not hold, as their messages.
