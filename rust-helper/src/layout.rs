@@ -1,6 +1,9 @@
 //! The names of a container's files, defined once on the helper's side
 //! (lib/layout.nix names them on the Nix side).
 
+/// The host's store.
+pub const NIX_STORE: &str = "/nix/store";
+
 /// `<profiles dir>/<name>/profile`, the link nix-env switches; generation N
 /// is `profile-<N>-link` beside it.
 pub const PROFILE_LINK: &str = "profile";

@@ -1,24 +1,22 @@
 //! nixcloud-container: manage unprivileged LXC containers running NixOS that
 //! share the host's /nix/store. Run `nixcloud-container help` for the manual.
 
+mod capabilities;
 mod cli;
 mod commands;
+mod context;
+mod engine;
 mod error;
 mod formats;
-mod guest_lock;
+mod ids;
 mod layout;
-mod limits;
 mod lxc;
-mod lxc_conf;
-mod manual;
 mod names;
-mod network;
 mod nix;
 mod profile;
 mod settings;
 mod spec;
 mod state;
-mod store_view;
 mod system;
 
 use std::process::ExitCode;
@@ -51,7 +49,7 @@ fn run() -> ExitCode {
             return ExitCode::from(error::EXIT_USAGE);
         }
     };
-    match commands::run(cli) {
+    match cli::dispatch::run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {}", error::one_line(&err));

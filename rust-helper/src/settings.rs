@@ -15,10 +15,9 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::cli::LocationArgs;
+use crate::capabilities::limits::Positive;
 use crate::formats::{show, AbsolutePath, InterfaceName, PrefixLength};
-use crate::limits::Positive;
-use crate::nix::log::Verbosity;
+use crate::ids::HostIds;
 use crate::spec::{Device, Port};
 
 const HOST_DEFAULTS: &str = include_str!("../../lib/host-defaults.json");
@@ -62,97 +61,6 @@ impl HostBridge {
     }
 }
 
-/// One container's uids and gids: root inside is `host_id` outside, and
-/// the container has `count` ids from there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct IdMap {
-    pub host_id: u32,
-    pub count: u32,
-}
-
-impl IdMap {
-    /// The first host id after the range.
-    pub fn end(&self) -> u64 {
-        u64::from(self.host_id) + u64::from(self.count)
-    }
-
-    pub fn overlaps(&self, other: &IdMap) -> bool {
-        u64::from(self.host_id) < other.end() && u64::from(other.host_id) < self.end()
-    }
-}
-
-impl std::fmt::Display for IdMap {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.host_id, self.end() - 1)
-    }
-}
-
-/// The ids the host delegates to its containers (the host file's `idmap`):
-/// `count` ids from `host_id`, handed out `per_container` at a time, each
-/// container a range of its own unless `isolated` is off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HostIds {
-    pub host_id: u32,
-    pub count: u32,
-    pub per_container: u32,
-    pub isolated: bool,
-}
-
-impl HostIds {
-    /// Every id the host delegates to containers.
-    pub fn delegated(&self) -> IdMap {
-        IdMap { host_id: self.host_id, count: self.count }
-    }
-
-    /// The first range: every container's where ranges are not isolated.
-    pub fn first(&self) -> IdMap {
-        IdMap { host_id: self.host_id, count: self.per_container }
-    }
-
-    /// The ranges containers may get, in the order they are handed out.
-    pub fn ranges(&self) -> impl Iterator<Item = IdMap> + '_ {
-        let slots = if self.isolated { self.count / self.per_container } else { 1 };
-        (0..slots).map(|slot| IdMap {
-            host_id: self.host_id + slot * self.per_container,
-            count: self.per_container,
-        })
-    }
-
-    fn check(&self) -> Result<()> {
-        // The original's promise: nothing of a container is a host uid
-        // below 100000, where the host's own users live.
-        if self.host_id < MIN_HOST_ID {
-            bail!(
-                "idmap.hostId {} is below {MIN_HOST_ID}, among the host's own uids",
-                self.host_id
-            );
-        }
-        // NixOS needs nobody (65534) inside.
-        if self.per_container < 65536 {
-            bail!(
-                "idmap.perContainer {} is below 65536, the ids a NixOS system uses",
-                self.per_container
-            );
-        }
-        if self.count < self.per_container {
-            bail!(
-                "idmap.count {} is smaller than idmap.perContainer {}: no container fits",
-                self.count,
-                self.per_container
-            );
-        }
-        if self.delegated().end() > u64::from(u32::MAX) {
-            bail!("idmap.hostId + idmap.count goes beyond the largest uid");
-        }
-        Ok(())
-    }
-}
-
-/// The lowest host id a container may have.
-const MIN_HOST_ID: u32 = 100000;
-
 /// The host file's contents (lib/host-defaults.json has every key). It is
 /// root's: written by the NixOS module or by hand, never by a container file.
 #[derive(Debug, Clone, Deserialize)]
@@ -179,7 +87,7 @@ pub struct HostConfig {
     pub allow_whole_store: bool,
     /// The most any container gets of each resource, and what one that
     /// asks for nothing gets.
-    pub limits: crate::limits::Limits,
+    pub limits: crate::capabilities::limits::Limits,
     /// Whether containers run under AppArmor (LXC's generated profile);
     /// null: where the kernel has AppArmor on.
     pub app_armor: Option<bool>,
@@ -316,6 +224,29 @@ impl BuildLinks {
     }
 }
 
+/// How much of what Nix and LXC say the user sees (-q, -v).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Nothing while it runs (-q).
+    Quiet,
+    /// A progress line on a terminal, nothing elsewhere.
+    Normal,
+    /// Nix's messages and build logs as they come (-v).
+    Verbose,
+}
+
+/// Where things live, where a flag or a variable moves them (for tests and
+/// packagers); each left out is the host file's.
+#[derive(Debug, Clone, Default)]
+pub struct Locations {
+    pub lxc_path: Option<PathBuf>,
+    pub profiles_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub host_config: Option<PathBuf>,
+    pub nix_lib: Option<PathBuf>,
+    pub busybox: Option<PathBuf>,
+}
+
 /// Everything a command needs to know about the host.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -425,7 +356,9 @@ impl HostConfig {
 }
 
 impl Settings {
-    pub fn load(args: &LocationArgs, verbosity: Verbosity) -> Result<Settings> {
+    /// The host's settings, each location where `args` moves it, else
+    /// where the host file (or its default) has it.
+    pub fn load(args: &Locations, verbosity: Verbosity) -> Result<Settings> {
         let host_file = args.host_config.clone().unwrap_or_else(|| DEFAULT_HOST_CONFIG.into());
         let host = HostConfig::load(&host_file)?;
         Ok(Settings {
@@ -533,7 +466,7 @@ mod tests {
         assert_eq!(host.hostonly.prefix_length.get(), 16);
         assert_eq!(host.internet.bridge.as_str(), "brNC-internet");
         assert!(host.extra_bridges.is_empty());
-        assert_eq!(host.idmap.first(), IdMap { host_id: 100000, count: 65536 });
+        assert_eq!(host.idmap.first(), crate::ids::IdMap { host_id: 100000, count: 65536 });
         assert_eq!(host.idmap.count, 1000 * 65536);
         assert!(host.idmap.isolated);
         assert_eq!(host.lxc_path, PathBuf::from("/var/lib/lxc"));
@@ -620,17 +553,5 @@ mod tests {
         let host = HostConfig::load(&file).unwrap();
         let own = &host.extra_bridges[&InterfaceName::try_from("myOwnBridge".to_string()).unwrap()];
         assert_eq!(own.subnet().to_string(), "10.10.0.0/16");
-    }
-
-    #[test]
-    fn ranges_are_handed_out_per_container_unless_shared() {
-        let ids =
-            HostIds { host_id: 100000, count: 3 * 65536 + 5, per_container: 65536, isolated: true };
-        let ranges: Vec<String> = ids.ranges().map(|r| r.to_string()).collect();
-        assert_eq!(ranges, ["100000-165535", "165536-231071", "231072-296607"]);
-        let shared = HostIds { isolated: false, ..ids };
-        assert_eq!(shared.ranges().collect::<Vec<_>>(), [shared.first()]);
-        assert!(ids.first().overlaps(&IdMap { host_id: 165535, count: 1 }));
-        assert!(!ids.first().overlaps(&IdMap { host_id: 165536, count: 1 }));
     }
 }

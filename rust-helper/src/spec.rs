@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::capabilities::limits::Limits;
 use crate::formats::{AbsolutePath, ContainerName, InterfaceName, PrefixLength, RelativePath};
-use crate::limits::Limits;
-use crate::settings::IdMap;
+use crate::ids::IdMap;
 
 /// Where a container's generations come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -18,9 +17,10 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::{flock, FlockOperation};
 use serde::{Deserialize, Serialize};
 
+use crate::capabilities::network::{self, AddressRequest};
 use crate::formats::InterfaceName;
-use crate::network::{self, AddressRequest};
-use crate::settings::{HostConfig, HostIds, IdMap};
+use crate::ids::{HostIds, IdMap};
+use crate::settings::HostConfig;
 use crate::spec::{ForwardPort, NixosRelease, Source};
 
 const STATE_VERSION: u32 = 1;
@@ -529,22 +529,8 @@ impl LockedState {
     pub fn save(&mut self) -> Result<()> {
         let mut text = serde_json::to_string_pretty(&self.state).expect("the state serializes");
         text.push('\n');
-        write_atomically(&self.file, &text)
+        crate::system::files::write_atomically(&self.file, &text)
     }
-}
-
-/// Replaces `file` with `text` so that a reader or a crash sees the old or
-/// the new file, never a mix: write beside it, sync, rename.
-pub fn write_atomically(file: &Path, text: &str) -> Result<()> {
-    let dir = file.parent().expect("the file is in a directory");
-    let mut temp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    temp.write_all(text.as_bytes())
-        .and_then(|()| temp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", file.display()))?;
-    temp.persist(file).with_context(|| format!("cannot replace {}", file.display()))?;
-    File::open(dir).and_then(|d| d.sync_all()).ok();
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,10 +3,11 @@
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
-use super::activation::{activate_current, OnFailure};
-use super::context::Context;
-use super::recovery::{record_switch, refresh_addresses};
-use super::{network_rules, opening};
+use crate::capabilities::network::rules as network_rules;
+use crate::context::Context;
+use crate::engine::activation::{activate_current, OnFailure};
+use crate::engine::opening;
+use crate::engine::recovery::{record_switch, refresh_addresses};
 use crate::nix::Nix;
 use crate::profile::Deletion;
 
@@ -82,8 +83,13 @@ pub fn switch(ctx: &Context, name: &str, number: u64, on_failure: OnFailure) -> 
     let profile = ctx.profile(name);
     let target = profile.generation(number).with_context(|| format!("container '{name}'"))?;
     let previous = profile.current_number()?.context("the container has no current generation")?;
-    ctx.check_generation(name, entry.ids(&ctx.settings.host.idmap), &target.path)
-        .with_context(|| format!("refusing to switch '{name}' to generation {number}"))?;
+    crate::engine::lxc_settings::check_generation(
+        ctx,
+        name,
+        entry.ids(&ctx.settings.host.idmap),
+        &target.path,
+    )
+    .with_context(|| format!("refusing to switch '{name}' to generation {number}"))?;
     switch_recorded(ctx, name, previous, on_failure, |nix| {
         nix.switch_generation(&profile, number)
     })?;
@@ -100,9 +106,13 @@ pub fn rollback(ctx: &Context, name: &str, on_failure: OnFailure) -> Result<()> 
     else {
         bail!("container '{name}' has no generation older than {previous} to roll back to");
     };
-    ctx.check_generation(name, entry.ids(&ctx.settings.host.idmap), &target.path).with_context(
-        || format!("refusing to roll '{name}' back to generation {}", target.number),
-    )?;
+    crate::engine::lxc_settings::check_generation(
+        ctx,
+        name,
+        entry.ids(&ctx.settings.host.idmap),
+        &target.path,
+    )
+    .with_context(|| format!("refusing to roll '{name}' back to generation {}", target.number))?;
     switch_recorded(ctx, name, previous, on_failure, |nix| nix.rollback(&profile))?;
     let current = profile.current_number()?.unwrap_or(previous);
     println!("container '{name}': rolled back from generation {previous} to {current}");

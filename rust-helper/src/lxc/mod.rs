@@ -73,7 +73,7 @@ impl Lxc<'_> {
         let file = self.root_settings_file(name);
         match text {
             Some(text) => {
-                crate::state::write_atomically(&file, text)?;
+                crate::system::files::write_atomically(&file, text)?;
                 Ok(Some(file))
             }
             None => match std::fs::remove_file(&file) {
@@ -114,7 +114,7 @@ impl Lxc<'_> {
                 "{CONFIG_HEADER} Being removed.\nlxc.uts.name = {name}\nlxc.rootfs.path = dir:{}\n",
                 self.rootfs(name).display()
             );
-            crate::state::write_atomically(&file, &bare)?;
+            crate::system::files::write_atomically(&file, &bare)?;
         }
         Ok(before)
     }
@@ -127,7 +127,7 @@ impl Lxc<'_> {
         if std::fs::read_to_string(&file).is_ok_and(|current| current == text) {
             return Ok(());
         }
-        crate::state::write_atomically(&file, text)
+        crate::system::files::write_atomically(&file, text)
     }
 
     /// Puts back the config `write_bare_config` replaced.
@@ -136,7 +136,7 @@ impl Lxc<'_> {
             return Ok(());
         };
         let text = String::from_utf8_lossy(&bytes);
-        crate::state::write_atomically(&self.config_file(name), &text)
+        crate::system::files::write_atomically(&self.config_file(name), &text)
     }
 
     fn tool(&self, program: &str, name: Option<&str>, extra: &[String]) -> Tool {

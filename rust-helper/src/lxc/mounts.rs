@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::{MountAttrFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags};
 
-use crate::settings::IdMap;
+use crate::ids::IdMap;
 
 /// A host path the container sees.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -347,7 +347,7 @@ impl Kept {
             .with_context(|| format!("cannot keep the build namespace at {}", target.display()))?;
         let record = Record { plan: plan.to_string(), link: link.to_string() };
         let text = serde_json::to_string(&record).expect("a record serializes");
-        crate::state::write_atomically(&self.dir.join("record"), &text)
+        crate::system::files::write_atomically(&self.dir.join("record"), &text)
     }
 }
 

@@ -194,7 +194,7 @@ impl Fetched {
 }
 
 fn is_store_path(path: &Path) -> bool {
-    path.parent() == Some(Path::new(crate::store_view::NIX_STORE))
+    path.parent() == Some(Path::new(crate::layout::NIX_STORE))
 }
 
 /// The flakes one command fetched, by reference: its evaluations of one

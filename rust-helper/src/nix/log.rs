@@ -12,16 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-/// How much of Nix's log the user sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verbosity {
-    /// Nothing while it runs (-q).
-    Quiet,
-    /// A progress line on a terminal, nothing elsewhere.
-    Normal,
-    /// Nix's messages and build logs as they come (-v).
-    Verbose,
-}
+use crate::settings::Verbosity;
 
 /// The arguments that make Nix log this way.
 pub const LOG_FORMAT: [&str; 2] = ["--log-format", "internal-json"];

@@ -33,12 +33,13 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::profile::Profile;
 use crate::settings::Settings;
+use crate::settings::Verbosity;
 use crate::spec::{Kind, Params, Source, Spec};
 use crate::system::process::{describe_status, Finished, Tool};
 use crate::system::scratch::Scratch;
 use build_limits::{Limits, Step};
 use flake_inputs::{FetchFrom, Fetched, Fetches};
-use log::{NixLog, Verbosity, LOG_FORMAT};
+use log::{NixLog, LOG_FORMAT};
 use source_reads::Recording;
 
 /// Settings of every Nix command that fetches, evaluates or builds a
@@ -408,7 +409,7 @@ impl Nix<'_> {
         check(&finished, || format!("cannot add busybox {} to the store", busybox.display()))?;
         let store_path = finished.stdout.trim().to_string();
         let record = serde_json::json!({ "key": key, "storePath": store_path });
-        crate::state::write_atomically(&cache, &record.to_string())?;
+        crate::system::files::write_atomically(&cache, &record.to_string())?;
         Ok(Path::new(&store_path).join("busybox"))
     }
 
@@ -442,6 +443,20 @@ impl Nix<'_> {
             .output(self.verbose())?;
         check(&finished, || format!("nix-env {}", args.join(" ")))
     }
+}
+
+/// The closure of a store path, by nix-store.
+pub fn requisites(path: &Path) -> Result<String> {
+    let finished =
+        Tool::new("nix-store").args(["--query", "--requisites"]).arg(path).output(false)?;
+    if !finished.status.success() {
+        bail!(
+            "nix-store --query --requisites {} failed: {}",
+            path.display(),
+            finished.stderr.trim()
+        );
+    }
+    Ok(finished.stdout)
 }
 
 /// What `sync` needs to know of a flake (lib/cli.nix's flakeInfo).

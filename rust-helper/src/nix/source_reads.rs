@@ -352,7 +352,7 @@ pub fn names_whole_source(
         .map(|id| regex::escape(id))
         .collect();
     let any = regex::bytes::Regex::new(&alternatives.join("|"))?;
-    for path in crate::store_view::requisites(Path::new(deriver))?.lines() {
+    for path in crate::nix::requisites(Path::new(deriver))?.lines() {
         let path = Path::new(path);
         if path.is_file()
             && any.is_match(

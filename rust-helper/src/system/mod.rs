@@ -2,6 +2,7 @@
 //! tools, its scratch space, netlink and nftables, root's directories and
 //! the subordinate ids.
 
+pub mod files;
 pub mod host_dirs;
 pub mod netlink;
 pub mod nft;

@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::settings::{HostIds, IdMap};
+use crate::ids::{HostIds, IdMap};
 
 const FILES: [&str; 2] = ["/etc/subuid", "/etc/subgid"];
 

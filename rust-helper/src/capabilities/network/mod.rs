@@ -7,6 +7,10 @@
 //! host file), by the exact name the host gives them, and only with an
 //! address that is a container's address in that bridge's subnet.
 
+pub mod egress;
+pub mod port_guard;
+pub mod rules;
+
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
-use super::context::Context;
-use crate::network::{self, link_local, mac_address, port_name, Port};
+use crate::capabilities::network::{self, link_local, mac_address, port_name, Port};
+use crate::context::Context;
 use crate::settings::HostConfig;
 use crate::spec::Params;
 use crate::state::ContainerRecord;
@@ -41,7 +41,7 @@ use crate::system::nft::{self, Family, NetworkLock};
 
 /// The guard's table (its content: lib/port-guard.nft).
 const TABLE_NAME: &str = "nixcloud-container-guard";
-const CONTENT: &str = include_str!("../../../lib/port-guard.nft");
+const CONTENT: &str = include_str!("../../../../lib/port-guard.nft");
 
 /// The sets of lib/port-guard.nft.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -4,9 +4,16 @@
 
 use std::path::PathBuf;
 
+pub mod dispatch;
+pub mod manual;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::commands::list;
+use crate::commands::update::UpdateTargets;
 use crate::error::UsageError;
+use crate::settings::Locations;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -103,6 +110,19 @@ pub struct LocationArgs {
     pub busybox: Option<PathBuf>,
 }
 
+impl From<LocationArgs> for Locations {
+    fn from(args: LocationArgs) -> Locations {
+        Locations {
+            lxc_path: args.lxc_path,
+            profiles_dir: args.profiles_dir,
+            state_dir: args.state_dir,
+            host_config: args.host_config,
+            nix_lib: args.nix_lib,
+            busybox: args.busybox,
+        }
+    }
+}
+
 /// `-n "<nix parameters>"`: split as a shell would, never run through one.
 #[derive(Args, Debug, Clone, Default)]
 pub struct NixParams {
@@ -146,6 +166,20 @@ fn generation_number(text: &str) -> Result<u64, String> {
             crate::formats::show(text)
         )),
     }
+}
+
+/// `list --format`: the names of `list::Format`.
+fn list_format() -> impl TypedValueParser<Value = list::Format> {
+    PossibleValuesParser::new(list::Format::ALL.map(list::Format::key)).map(|key| {
+        *list::Format::ALL.iter().find(|format| format.key() == key).expect("a possible value")
+    })
+}
+
+/// `list --columns`: the names of `list::Column`.
+fn list_column() -> impl TypedValueParser<Value = list::Column> {
+    PossibleValuesParser::new(list::Column::ALL.map(list::Column::key)).map(|key| {
+        *list::Column::ALL.iter().find(|column| column.key() == key).expect("a possible value")
+    })
 }
 
 /// A path that Nix and JSON can carry: clap refuses one that is not UTF-8.
@@ -287,37 +321,6 @@ pub struct JsonFlag {
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-/// How `list` prints its rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ListFormat {
-    Table,
-    Json,
-    Csv,
-}
-
-/// A column of `list`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Column {
-    Name,
-    State,
-    Ipv4,
-    Generation,
-    Autostart,
-    Uids,
-    Ipv6,
-}
-
-impl Column {
-    pub const DEFAULT: [Column; 6] = [
-        Column::Name,
-        Column::State,
-        Column::Ipv4,
-        Column::Ipv6,
-        Column::Generation,
-        Column::Autostart,
-    ];
 }
 
 #[derive(Subcommand, Debug)]
@@ -543,8 +546,8 @@ pub enum Command {
         #[command(flatten)]
         lxc: LxcParams,
         /// How to print the rows.
-        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-        format: ListFormat,
+        #[arg(long, value_parser = list_format(), default_value = "table")]
+        format: list::Format,
         /// Shorthand for --format json.
         #[arg(long, conflicts_with = "format")]
         json: bool,
@@ -552,8 +555,8 @@ pub enum Command {
         /// name,state,ipv4,ipv6,generation,autostart]. `ipv6`: global IPv6
         /// addresses of running containers; `uids`: the host uids (and
         /// gids) the container's ids are.
-        #[arg(long, value_enum, value_delimiter = ',')]
-        columns: Vec<Column>,
+        #[arg(long, value_parser = list_column(), value_delimiter = ',')]
+        columns: Vec<list::Column>,
         /// Print no header line (table and csv).
         #[arg(long)]
         no_header: bool,
@@ -656,14 +659,6 @@ pub enum Command {
         #[arg(long, conflicts_with = "command")]
         man: bool,
     },
-}
-
-/// What `update` was asked: one container from a file (or the file it was
-/// last built from), or several from their last files.
-pub enum UpdateTargets {
-    One(String, Option<PathBuf>),
-    Several(Vec<String>),
-    All,
 }
 
 impl Command {

@@ -6,7 +6,7 @@
 use anyhow::Result;
 use clap::CommandFactory;
 
-use crate::cli::Cli;
+use super::Cli;
 use crate::error::usage;
 
 /// The manual's own sections, in a small format: a line in capitals is a

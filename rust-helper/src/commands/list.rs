@@ -1,18 +1,48 @@
-//! list, state, show-ip, exists: reading, never changing.
+//! list: the containers, a row each.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::process::ExitCode;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde::Serialize;
 
-use super::context::Context;
-use crate::cli::{Column, ListFormat};
-use crate::error::EXIT_FAILURE;
-use crate::names;
-use crate::network;
+use super::show::{addresses, current_meta};
+use crate::capabilities::network;
+use crate::context::Context;
 use crate::spec::GenerationMeta;
-use crate::state::{ContainerRecord, Phase};
+use crate::state::Phase;
+
+/// How `list` prints its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Table, Format::Json, Format::Csv];
+
+    /// Its name on the command line.
+    pub fn key(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Json => "json",
+            Format::Csv => "csv",
+        }
+    }
+}
+
+/// A column of `list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Name,
+    State,
+    Ipv4,
+    Generation,
+    Autostart,
+    Uids,
+    Ipv6,
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -31,31 +61,7 @@ struct Row {
     ipv6: Vec<Ipv6Addr>,
 }
 
-/// The current generation's metadata, or None before the first build.
-fn current_meta(ctx: &Context, name: &str) -> Result<Option<(u64, GenerationMeta)>> {
-    match ctx.profile(name).current()? {
-        Some(generation) => Ok(Some((generation.number, generation.meta()?))),
-        None => Ok(None),
-    }
-}
-
-/// The address a container has now, and the one its current generation
-/// gives it if that differs (until its next start).
-fn addresses(
-    entry: &ContainerRecord,
-    running: bool,
-    current: Option<&GenerationMeta>,
-) -> (Option<Ipv4Addr>, Option<Ipv4Addr>) {
-    let configured = current.map(|meta| meta.params.hostonly.address);
-    match entry.started_with {
-        Some(started) if running && Some(started.address) != configured => {
-            (Some(started.address), configured)
-        }
-        _ => (configured, None),
-    }
-}
-
-pub fn list(ctx: &Context, format: ListFormat, columns: &[Column], no_header: bool) -> Result<()> {
+pub fn list(ctx: &Context, format: Format, columns: &[Column], no_header: bool) -> Result<()> {
     let state = ctx.store.read()?;
     let lxc = ctx.lxc();
     // -l: lxc-ls's own selection (a regular expression, --active, -g ...)
@@ -97,12 +103,12 @@ pub fn list(ctx: &Context, format: ListFormat, columns: &[Column], no_header: bo
     }
     let columns = if columns.is_empty() { &Column::DEFAULT[..] } else { columns };
     match format {
-        ListFormat::Json => {
+        Format::Json => {
             let objects: Vec<serde_json::Value> =
                 rows.iter().map(|row| row.json(columns)).collect();
             println!("{}", serde_json::to_string_pretty(&objects)?);
         }
-        ListFormat::Csv => {
+        Format::Csv => {
             if !no_header {
                 println!("{}", columns.iter().map(|c| c.key()).collect::<Vec<_>>().join(","));
             }
@@ -112,7 +118,7 @@ pub fn list(ctx: &Context, format: ListFormat, columns: &[Column], no_header: bo
                 println!("{}", cells.join(","));
             }
         }
-        ListFormat::Table => {
+        Format::Table => {
             let header: Vec<String> = columns.iter().map(|c| c.key().to_uppercase()).collect();
             let cells: Vec<Vec<String>> = rows
                 .iter()
@@ -125,8 +131,30 @@ pub fn list(ctx: &Context, format: ListFormat, columns: &[Column], no_header: bo
 }
 
 impl Column {
-    /// The column's name in JSON and CSV (and, upper-cased, in a table).
-    fn key(self) -> &'static str {
+    /// Every column, in the order the command line lists them.
+    pub const ALL: [Column; 7] = [
+        Column::Name,
+        Column::State,
+        Column::Ipv4,
+        Column::Generation,
+        Column::Autostart,
+        Column::Uids,
+        Column::Ipv6,
+    ];
+
+    /// The columns without --columns.
+    pub const DEFAULT: [Column; 6] = [
+        Column::Name,
+        Column::State,
+        Column::Ipv4,
+        Column::Ipv6,
+        Column::Generation,
+        Column::Autostart,
+    ];
+
+    /// The column's name on the command line, in JSON and CSV (and,
+    /// upper-cased, in a table).
+    pub fn key(self) -> &'static str {
         match self {
             Column::Name => "name",
             Column::State => "state",
@@ -207,71 +235,4 @@ fn print_table(header: Option<&[String]>, rows: &[Vec<String>]) {
     for row in rows {
         line(row);
     }
-}
-
-pub fn state(ctx: &Context, name: &str, json: bool) -> Result<()> {
-    let record = ctx.existing(name)?;
-    let state = ctx.lxc().state(name).with_context(|| format!("container '{name}'"))?;
-    if json {
-        let uids = record.ids(&ctx.settings.host.idmap).to_string();
-        let mut shown = serde_json::json!({ "name": name, "state": state, "uids": uids });
-        if let Some(release) = record.state_version {
-            shown["stateVersion"] = serde_json::json!(release);
-        }
-        // The limits of the current generation, as LXC's cgroup2 keys take them.
-        if let Some(current) = ctx.profile(name).current()? {
-            let limits = current.meta()?.params.limits;
-            shown["limits"] = serde_json::json!(limits);
-        }
-        println!("{shown}");
-    } else {
-        println!("{state}");
-    }
-    Ok(())
-}
-
-pub fn show_ip(ctx: &Context, name: &str, json: bool) -> Result<()> {
-    let entry = ctx.existing(name)?;
-    let (_, meta) = current_meta(ctx, name)?
-        .with_context(|| format!("container '{name}' has no current generation"))?;
-    // LXC is asked only when the container was started with another address.
-    let differs = entry.started_with.is_some_and(|s| s.address != meta.params.hostonly.address);
-    let running = differs && ctx.lxc().is_running(name)?;
-    let (now, next) = addresses(&entry, running, Some(&meta));
-    let ipv6 = ctx.lxc().running_init(name).map(network::global_ipv6_addresses).unwrap_or_default();
-    let hostonly = meta.params.hostonly;
-    if json {
-        let mut shown = serde_json::json!({
-            "name": name,
-            "ipv4": now,
-            "prefixLength": hostonly.prefix_length,
-            "bridge": hostonly.bridge,
-        });
-        if let Some(next) = next {
-            shown["ipv4NextStart"] = serde_json::json!(next);
-        }
-        shown["ipv6"] = serde_json::json!(ipv6);
-        // The address DHCP gives its internet interface (pinned to it).
-        if let Some(internet) = meta.params.internet.as_ref().and_then(|i| i.address) {
-            shown["internet"] = serde_json::json!(internet);
-        }
-        println!("{shown}");
-    } else {
-        match next {
-            Some(next) => println!("{} ({next} at next start)", now.unwrap_or(hostonly.address)),
-            None => println!("{}", hostonly.address),
-        }
-        // One line each after the IPv4 address, which stays the first line.
-        for address in &ipv6 {
-            println!("{address}");
-        }
-    }
-    Ok(())
-}
-
-/// Exit 0 when the container exists, 1 when not; says nothing either way.
-pub fn exists(ctx: &Context, name: &str) -> Result<ExitCode> {
-    names::validate(name)?;
-    let found = ctx.store.read()?.containers.get(name).is_some_and(|e| e.exists());
-    Ok(if found { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
 }

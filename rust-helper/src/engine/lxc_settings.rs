@@ -13,13 +13,14 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
+use crate::capabilities::network::{mac_address, port_name, Port};
+use crate::context::Context;
 use crate::formats::{show, InterfaceName};
+use crate::ids::IdMap;
 use crate::layout::GUEST_INIT;
-use crate::network::{mac_address, port_name, Port};
-use crate::settings::IdMap;
 
 /// What the settings of container `name` may say.
 pub struct Rules<'a> {
@@ -36,13 +37,13 @@ pub struct Rules<'a> {
 
 /// What each veth's `script.up` must be: lib/isolate-port.sh, in the store.
 const ISOLATE_PORT: StoreScript =
-    StoreScript { file: "isolate-port.sh", text: include_str!("../../lib/isolate-port.sh") };
+    StoreScript { file: "isolate-port.sh", text: include_str!("../../../lib/isolate-port.sh") };
 
 /// What `lxc.hook.stop` must be: lib/drop-forwards.sh, in the store
 /// (it empties the stopped container's chain of forwards, commands/
 /// network_rules.rs).
 pub const DROP_FORWARDS: StoreScript =
-    StoreScript { file: "drop-forwards.sh", text: include_str!("../../lib/drop-forwards.sh") };
+    StoreScript { file: "drop-forwards.sh", text: include_str!("../../../lib/drop-forwards.sh") };
 
 /// A script of lib/ that LXC runs as root on the host: its file name there
 /// and its text.
@@ -144,7 +145,7 @@ fn check_line(line: &str, rules: &Rules, seen: &mut Seen) -> Result<()> {
         }
         "lxc.tty.max" => expect(TTYS),
         _ if key.starts_with("lxc.cgroup2.") => {
-            crate::limits::check_setting(&key["lxc.cgroup2.".len()..], value)
+            crate::capabilities::limits::check_setting(&key["lxc.cgroup2.".len()..], value)
                 .map_err(|err| anyhow!(err))
         }
         "lxc.environment" => expect(CONTAINER_TTYS),
@@ -252,6 +253,31 @@ fn check_store_script(value: &str, store: &Path, script: &StoreScript) -> Result
         Ok(_) => bail!("is not lib/{}", script.file),
         Err(err) => Err(err).context("cannot be read"),
     }
+}
+
+/// What the LXC settings of container `name`, whose ids are `ids`, may
+/// say (lxc_conf.rs).
+pub fn rules<'a>(ctx: &'a Context, name: &'a str, ids: IdMap) -> Rules<'a> {
+    let host = &ctx.settings.host;
+    Rules {
+        name,
+        rootfs: ctx.lxc().rootfs(name),
+        idmap: ids,
+        bridges: [&host.hostonly.bridge, &host.internet.bridge]
+            .into_iter()
+            .chain(host.extra_bridges.keys())
+            .collect(),
+        store: std::path::Path::new(crate::layout::NIX_STORE),
+    }
+}
+
+/// Fails unless the generation at `path` has LXC settings this helper
+/// generates for container `name` (whose ids are `ids`), and its store
+/// holds no other container's generation: before it is made current,
+/// started or switched to.
+pub fn check_generation(ctx: &Context, name: &str, ids: IdMap, path: &Path) -> Result<()> {
+    check_file(&path.join(crate::layout::LXC_CONF), &rules(ctx, name, ids))?;
+    crate::capabilities::store::view::StoreView::of_path(path)?.check_no_other_generation(name)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::context::Context;
+use crate::context::Context;
 use crate::profile::Generation;
 
 /// A guest that finished booting.

@@ -6,12 +6,12 @@ use std::ffi::OsStr;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::context::Context;
-use super::readiness::{self, Booted, SystemdTools};
-use crate::guest_lock::{self, Lock};
+use crate::capabilities::store::view::StoreView;
+use crate::context::Context;
+use crate::engine::guest_lock::{self, Lock};
+use crate::engine::readiness::{self, Booted, SystemdTools};
 use crate::lxc::mounts::Mounter;
 use crate::profile::Generation;
-use crate::store_view::StoreView;
 use crate::system::process::describe_status;
 
 /// What to do when an activation fails.
@@ -167,7 +167,7 @@ fn show_closure(ctx: &Context, name: &str, init_pid: u32, generation: &Generatio
     let added = view.add_to_running(&mounter, &rootfs, init_pid).with_context(|| {
         format!("cannot show generation {}'s store paths in '{name}'", generation.number)
     })?;
-    if added > 0 && ctx.settings.verbosity == crate::nix::log::Verbosity::Verbose {
+    if added > 0 && ctx.settings.verbosity == crate::settings::Verbosity::Verbose {
         eprintln!(
             "{added} store paths of generation {} are now visible in '{name}'",
             generation.number

@@ -35,16 +35,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
-use super::context::Context;
+use crate::capabilities::network::{port_name, Port};
+use crate::context::Context;
 use crate::formats::InterfaceName;
-use crate::network::{port_name, Port};
 use crate::spec::{ForwardPort, GenerationMeta, Params};
 use crate::state::ContainerRecord;
 use crate::system::nft::{self, NetworkLock};
 
 /// The bridge filter's table (its content: lib/peers.nft).
 const PEERS_TABLE: &str = "bridge nixcloud-container-peers";
-const PEERS_CONTENT: &str = include_str!("../../../lib/peers.nft");
+const PEERS_CONTENT: &str = include_str!("../../../../lib/peers.nft");
 /// The port forwards' table.
 const FORWARDS_TABLE: &str = "ip nixcloud-container-forwards";
 /// The chain of `FORWARDS_TABLE` that holds the DNAT rules of container
@@ -153,7 +153,7 @@ fn sync(ctx: &Context, starting: Option<&str>) -> Result<()> {
     let in_use = members.values().any(|m| !m.peers.is_empty() || !m.forwards.is_empty());
     if in_use {
         let ruleset = ruleset(&members);
-        crate::state::write_atomically(&applied, &ruleset)?;
+        crate::system::files::write_atomically(&applied, &ruleset)?;
         nft::apply(&ruleset)?;
     } else if applied.exists() {
         nft::apply(&format!(
@@ -425,7 +425,7 @@ mod tests {
     fn the_stop_hook_empties_the_chain_of_the_stopped_container() {
         let command =
             format!("nft flush chain {FORWARDS_TABLE} \"{}\"", forwards_chain("$LXC_NAME"));
-        let script = crate::lxc_conf::DROP_FORWARDS.text;
+        let script = crate::engine::lxc_settings::DROP_FORWARDS.text;
         assert!(script.contains(&command), "lib/drop-forwards.sh runs {command}");
     }
 
@@ -433,8 +433,8 @@ mod tests {
     fn the_filter_knows_the_ports_by_their_prefix() {
         let pattern = format!(
             "iifname \"{}*\" oifname \"{}*\"",
-            crate::network::PORT_PREFIX,
-            crate::network::PORT_PREFIX
+            crate::capabilities::network::PORT_PREFIX,
+            crate::capabilities::network::PORT_PREFIX
         );
         assert!(PEERS_CONTENT.contains(&pattern), "lib/peers.nft matches {pattern}");
     }

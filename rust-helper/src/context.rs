@@ -1,16 +1,14 @@
 //! What every command works with: the host's settings, the state, the
 //! user's -n and -l parameters.
 
-use std::path::Path;
-
 use anyhow::{anyhow, Result};
 
+use crate::ids::IdMap;
 use crate::lxc::Lxc;
-use crate::lxc_conf::{self, Rules};
 use crate::names;
 use crate::nix::Nix;
 use crate::profile::Profile;
-use crate::settings::{IdMap, Settings};
+use crate::settings::Settings;
 use crate::state::{ContainerRecord, Store};
 
 pub struct Context {
@@ -30,10 +28,29 @@ pub struct Context {
 }
 
 impl Context {
+    /// A command's context on the host that `settings` describe, with the
+    /// user's -n and -l parameters, and for live switches `health_timeout`.
+    pub fn new(
+        settings: Settings,
+        nix_args: Vec<String>,
+        lxc_args: Vec<String>,
+        health_timeout: Option<std::time::Duration>,
+    ) -> Context {
+        Context {
+            store: Store::new(&settings.state_dir),
+            settings,
+            nix_args,
+            lxc_args,
+            health_timeout,
+            build_network: Default::default(),
+            flake_fetches: Default::default(),
+        }
+    }
+
     pub fn lxc(&self) -> Lxc<'_> {
         Lxc {
             path: &self.settings.lxc_path,
-            verbose: self.settings.verbosity == crate::nix::log::Verbosity::Verbose,
+            verbose: self.settings.verbosity == crate::settings::Verbosity::Verbose,
         }
     }
 
@@ -67,31 +84,6 @@ impl Context {
         crate::system::subids::check_delegated(ids, &self.settings.host.idmap)?;
         crate::lxc::check_reachable(&self.lxc().rootfs(name), ids.host_id)?;
         crate::lxc::check_reachable(self.profile(name).dir(), ids.host_id)
-    }
-
-    /// What the LXC settings of container `name`, whose ids are `ids`, may
-    /// say (lxc_conf.rs).
-    pub fn lxc_rules<'a>(&'a self, name: &'a str, ids: IdMap) -> Rules<'a> {
-        let host = &self.settings.host;
-        Rules {
-            name,
-            rootfs: self.lxc().rootfs(name),
-            idmap: ids,
-            bridges: [&host.hostonly.bridge, &host.internet.bridge]
-                .into_iter()
-                .chain(host.extra_bridges.keys())
-                .collect(),
-            store: std::path::Path::new(crate::store_view::NIX_STORE),
-        }
-    }
-
-    /// Fails unless the generation at `path` has LXC settings this helper
-    /// generates for container `name` (whose ids are `ids`), and its store
-    /// holds no other container's generation: before it is made current,
-    /// started or switched to.
-    pub fn check_generation(&self, name: &str, ids: IdMap, path: &Path) -> Result<()> {
-        lxc_conf::check_file(&path.join(crate::layout::LXC_CONF), &self.lxc_rules(name, ids))?;
-        crate::store_view::StoreView::of_path(path)?.check_no_other_generation(name)
     }
 
     /// The entry of an existing container, read without locking: for

@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 
-use super::context::{unknown, Context};
-use super::recovery;
+use crate::context::{unknown, Context};
+use crate::engine::recovery;
 use crate::names;
 use crate::state::{ContainerLock, ContainerRecord, LockedState, Phase};
 

@@ -8,9 +8,8 @@
 
 use anyhow::{Context as _, Result};
 
-use super::activation::{activate_current, OnFailure};
-use super::context::Context;
-use crate::names;
+use crate::context::Context;
+use crate::engine::activation::{activate_current, OnFailure};
 use crate::state::{Address, ContainerRecord, LockedState, Phase};
 
 /// Finishes or undoes what crashed commands left behind: container `own`
@@ -84,7 +83,7 @@ fn repair(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<()> {
             entry.mark_switching(None);
             let after = entry.clone();
             locked.save()?;
-            super::port_guard::follow(ctx, name, Some(&before), Some(&after))
+            crate::capabilities::network::port_guard::follow(ctx, name, Some(&before), Some(&after))
         }
     }
 }
@@ -137,10 +136,12 @@ pub fn teardown(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<(
     locked.save()?;
     // Its pairs and its ports' guard go with it: a new container of its name
     // must not find them.
-    if let Err(err) = super::port_guard::follow(ctx, name, gone.as_ref(), None) {
+    if let Err(err) =
+        crate::capabilities::network::port_guard::follow(ctx, name, gone.as_ref(), None)
+    {
         eprintln!("warning: {err:#}");
     }
-    if let Err(err) = super::network_rules::refresh(ctx, false) {
+    if let Err(err) = crate::capabilities::network::rules::refresh(ctx, false) {
         eprintln!("warning: {err:#}");
     }
     Ok(())
@@ -188,7 +189,7 @@ pub fn refresh_addresses(ctx: &Context, name: &str) -> Result<()> {
     locked.save()?;
     drop(locked);
     // A freed address is no longer its own to send from.
-    super::port_guard::follow(ctx, name, Some(&before), Some(&after))
+    crate::capabilities::network::port_guard::follow(ctx, name, Some(&before), Some(&after))
 }
 
 /// Records that container `name`'s profile is about to switch away from
@@ -198,83 +199,4 @@ pub fn record_switch(ctx: &Context, name: &str, from: Option<u64>) -> Result<()>
     let mut locked = ctx.store.lock()?;
     locked.state.containers.get_mut(name).context("the container is gone")?.mark_switching(from);
     locked.save()
-}
-
-/// Rebuilds the state from what is on disk: each profile with a current
-/// generation is a container; its generations name its addresses and its
-/// source. A profile without an LXC directory is a half-made container,
-/// recorded as such so that the next command removes it; an LXC directory of
-/// ours without generations is removed, as nothing can start it.
-pub fn repair_state(ctx: &Context) -> Result<()> {
-    let (mut locked, kept) = ctx.store.lock_for_rebuild()?;
-    let hostonly_bridge = &ctx.settings.host.hostonly.bridge;
-    for name in names_in(&ctx.settings.profiles_dir)? {
-        let profile = ctx.profile(&name);
-        let Some(current) = profile.current()? else {
-            eprintln!("note: {} has no generation; left out", profile.dir().display());
-            continue;
-        };
-        // An address no generation asked for on the hostonly bridge was
-        // allocated; so was every internet address, the newest one kept.
-        let mut automatic_ip = None;
-        let mut internet_ip = None;
-        for generation in profile.generations()? {
-            let meta = generation.meta()?;
-            let hostonly = meta.params.hostonly;
-            if meta.spec.network.ip.is_none() && &hostonly.bridge == hostonly_bridge {
-                automatic_ip = Some(hostonly.address);
-            }
-            internet_ip =
-                meta.params.internet.and_then(|internet| internet.address).or(internet_ip);
-        }
-        let phase = if ctx.lxc().is_defined(&name) { Phase::Ready } else { Phase::Creating };
-        let params = current.meta()?.params;
-        let mut entry = ContainerRecord {
-            automatic_ip,
-            internet_ip,
-            state_version: params.state_version,
-            ids: Some(params.idmap),
-            ..ContainerRecord::new(phase, params.source)
-        };
-        // What root set is on disk: root runs repair-state.
-        refresh_claims(ctx, &name, &mut entry)?;
-        locked.state.containers.insert(name.clone(), entry);
-        println!(
-            "{name}: {}",
-            if phase == Phase::Ready {
-                "recovered"
-            } else {
-                "half-made, removed by the next command"
-            }
-        );
-    }
-    for name in names_in(&ctx.settings.lxc_path)? {
-        if ctx.lxc().is_ours(&name) && !locked.state.containers.contains_key(&name) {
-            teardown(ctx, &mut locked, &name)?;
-            println!("{name}: its generations are gone; removed its LXC directory");
-        }
-    }
-    locked.save()?;
-    drop(locked);
-    // The ports' guard and the DHCP addresses, as the state now says.
-    super::port_guard::write_all(ctx)?;
-    match kept {
-        Some(old) => println!("rebuilt the state file; the old one is kept as {}", old.display()),
-        None => println!("rebuilt the state file"),
-    }
-    Ok(())
-}
-
-/// The entries of `dir` that are container names.
-fn names_in(dir: &std::path::Path) -> Result<Vec<String>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.collect::<std::io::Result<Vec<_>>>()?,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", dir.display())),
-    };
-    Ok(entries
-        .into_iter()
-        .filter_map(|entry| entry.file_name().to_str().map(str::to_string))
-        .filter(|name| names::validate(name).is_ok())
-        .collect())
 }

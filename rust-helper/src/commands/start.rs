@@ -1,24 +1,45 @@
-//! start, stop, terminate, login, run: the container's life under LXC.
+//! start, restart: a container's life under LXC begins.
 
 use std::path::Path;
-use std::process::{ExitCode, ExitStatus};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::context::Context;
-use super::readiness::{self, Booted, SystemdTools};
-use super::{egress, grants, network_rules, opening, port_guard};
-use crate::error::EXIT_FAILURE;
-use crate::layout::PROFILE_MOUNT;
+use super::{exit_code, for_each, Targets};
+use crate::capabilities::grants;
+use crate::capabilities::network::{egress, port_guard, rules as network_rules};
+use crate::capabilities::store::view::StoreView;
+use crate::context::Context;
+use crate::engine::opening;
+use crate::engine::readiness::{self, Booted, SystemdTools};
+use crate::error::usage;
+use crate::layout::{NIX_STORE, PROFILE_MOUNT};
 use crate::lxc::mounts::{self, HostMount, MountSource, Mounter};
-use crate::lxc::{Halted, Lxc, Started};
+use crate::lxc::Started;
 use crate::profile::Generation;
-use crate::spec::GenerationMeta;
-use crate::spec::Params;
+use crate::spec::{GenerationMeta, Params};
 use crate::state::{ContainerRecord, StartedWith};
-use crate::store_view::{StoreView, NIX_STORE};
 use crate::system::scratch::Scratch;
+
+/// `start`: `targets` (with --all those that are stopped), each waited for
+/// at most `wait` to boot.
+pub fn start_all(ctx: &Context, targets: Targets, wait: Option<Duration>) -> Result<ExitCode> {
+    let names = super::targets(ctx, targets, Some(false))?;
+    if names.len() > 1 && in_foreground(ctx) {
+        return Err(usage("-l -F starts one container in the foreground, not several"));
+    }
+    if wait.is_some() && in_foreground(ctx) {
+        return Err(usage("--wait returns when a container has booted, -l -F when it stops"));
+    }
+    for_each(names, "start", |name| start(ctx, name, wait))
+}
+
+/// `restart`: `targets`, each waited for at most `wait` to boot.
+pub fn restart_all(ctx: &Context, targets: Targets, wait: Option<Duration>) -> Result<ExitCode> {
+    let names = super::targets(ctx, targets, None)?;
+    for_each(names, "restart", |name| restart(ctx, name, wait))
+}
 
 /// Whether -l starts the container in the foreground, on this terminal.
 pub fn in_foreground(ctx: &Context) -> bool {
@@ -27,7 +48,7 @@ pub fn in_foreground(ctx: &Context) -> bool {
 
 /// Starts container `name`, and with `wait` waits at most that long for its
 /// guest to boot.
-pub fn start(ctx: &Context, name: &str, wait: Option<Duration>) -> Result<ExitCode> {
+fn start(ctx: &Context, name: &str, wait: Option<Duration>) -> Result<ExitCode> {
     let started = start_unwaited(ctx, name)?;
     if let (Some(limit), true) = (wait, started == ExitCode::SUCCESS) {
         let current =
@@ -50,30 +71,9 @@ pub fn start(ctx: &Context, name: &str, wait: Option<Duration>) -> Result<ExitCo
 }
 
 /// Stops container `name` cleanly where it runs, and starts it.
-pub fn restart(ctx: &Context, name: &str, wait: Option<Duration>) -> Result<ExitCode> {
-    stop(ctx, name)?;
+fn restart(ctx: &Context, name: &str, wait: Option<Duration>) -> Result<ExitCode> {
+    super::stop::stop(ctx, name)?;
     start(ctx, name, wait)
-}
-
-/// Shows container `name`'s journal, as `journalctl` inside does.
-pub fn logs(ctx: &Context, name: &str, follow: bool, lines: Option<u64>) -> Result<ExitCode> {
-    ensure_running(ctx, name)?;
-    let current =
-        ctx.profile(name).current()?.context("the container has no current generation")?;
-    let Some(journalctl) = SystemdTools::of(&current)?.and_then(|tools| tools.journalctl()) else {
-        bail!(
-            "container '{name}' has no journal: its system has no systemd/bin/journalctl (a NixOS \
-             guest has; see `nixcloud-container run {name} ...` for the logs of other systems)"
-        );
-    };
-    let mut command = vec![journalctl.display().to_string(), "--no-pager".to_string()];
-    if let Some(lines) = lines {
-        command.push(format!("--lines={lines}"));
-    }
-    if follow {
-        command.push("--follow".to_string());
-    }
-    Ok(exit_code(ctx.lxc().attach(name, &ctx.lxc_args, &command)?))
 }
 
 fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
@@ -85,13 +85,13 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
         .with_context(|| format!("container '{name}' has no current generation"))?;
     // What LXC reads: nothing of an older or tampered generation that this
     // helper would not write.
-    ctx.check_generation(name, ids, &current.path)
+    crate::engine::lxc_settings::check_generation(ctx, name, ids, &current.path)
         .with_context(|| format!("refusing to start '{name}'"))?;
     let meta = current.meta()?;
     let names_peers = !meta.spec.network.peers.is_empty();
     let params = meta.params.clone();
     check_bridges(name, &params)?;
-    if let Some(gap) = crate::limits::enforcement_gap(&params.limits) {
+    if let Some(gap) = crate::capabilities::limits::enforcement_gap(&params.limits) {
         eprintln!("warning: the limits of '{name}' are not enforced: {gap}");
     }
     // Root's files in its directory, which a container made before the gate
@@ -289,58 +289,4 @@ fn check_bridges(name: &str, params: &Params) -> Result<()> {
         }
     }
     Ok(())
-}
-
-pub fn stop(ctx: &Context, name: &str) -> Result<ExitCode> {
-    halt(ctx, name, "stop", |lxc| lxc.stop(name, &ctx.lxc_args))
-}
-
-pub fn terminate(ctx: &Context, name: &str) -> Result<ExitCode> {
-    halt(ctx, name, "terminate", |lxc| lxc.kill(name, &ctx.lxc_args))
-}
-
-/// Stops a container with `how`; one that is not running is no error.
-fn halt(
-    ctx: &Context,
-    name: &str,
-    verb: &str,
-    how: impl FnOnce(&Lxc) -> Result<Halted>,
-) -> Result<ExitCode> {
-    let (_lock, _) = opening::lock_existing(ctx, name)?;
-    match how(&ctx.lxc()).with_context(|| format!("cannot {verb} container '{name}'"))? {
-        Halted::Now => {}
-        Halted::WasNotRunning => println!("container '{name}' is not running"),
-    }
-    // Its forwarded ports go with it.
-    network_rules::refresh(ctx, false)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn login(ctx: &Context, name: &str) -> Result<ExitCode> {
-    ensure_running(ctx, name)?;
-    Ok(exit_code(ctx.lxc().login(name, &ctx.lxc_args)?))
-}
-
-pub fn run(ctx: &Context, name: &str, command: &[String]) -> Result<ExitCode> {
-    ensure_running(ctx, name)?;
-    Ok(exit_code(ctx.lxc().attach(name, &ctx.lxc_args, command)?))
-}
-
-/// Fails, in one line, unless container `name` exists and runs: lxc-attach
-/// would say it on our terminal in words of its own.
-fn ensure_running(ctx: &Context, name: &str) -> Result<()> {
-    ctx.existing(name)?;
-    if !ctx.lxc().is_running(name)? {
-        bail!(
-            "container '{name}' is not running (start it with `nixcloud-container start {name}`)"
-        );
-    }
-    Ok(())
-}
-
-fn exit_code(status: ExitStatus) -> ExitCode {
-    match status.code() {
-        Some(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        None => ExitCode::from(EXIT_FAILURE),
-    }
 }

@@ -29,11 +29,9 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
 
+use crate::layout::NIX_STORE;
 use crate::lxc::mounts::{AttributeChange, Mounter};
 use crate::profile::Generation;
-
-/// The host's store.
-pub const NIX_STORE: &str = "/nix/store";
 
 /// Where the view is, relative to the container's root.
 const TARGET: &str = "nix/store";
@@ -57,7 +55,7 @@ impl StoreView {
         let file = path.join(crate::layout::CLOSURE);
         let listed = match std::fs::read_to_string(&file) {
             Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => requisites(path)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => crate::nix::requisites(path)?,
             Err(err) => return Err(err).with_context(|| format!("cannot read {}", file.display())),
         };
         let mut names = BTreeSet::new();
@@ -332,22 +330,6 @@ fn is_store_path_name(name: &str) -> bool {
         && !rest.is_empty()
         && !rest.starts_with('.')
         && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._?=".contains(&b))
-}
-
-/// The closure of a store path, by nix-store.
-pub fn requisites(path: &Path) -> Result<String> {
-    let finished = crate::system::process::Tool::new("nix-store")
-        .args(["--query", "--requisites"])
-        .arg(path)
-        .output(false)?;
-    if !finished.status.success() {
-        bail!(
-            "nix-store --query --requisites {} failed: {}",
-            path.display(),
-            finished.stderr.trim()
-        );
-    }
-    Ok(finished.stdout)
 }
 
 /// The parent of process `pid`.

@@ -15,13 +15,13 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::context::Context;
+use crate::context::Context;
 use crate::settings::{AllowedEgress, HostConfig};
 use crate::system::nft::{self, Family, NetworkLock};
 
 /// The table's name (its content: lib/egress.nft).
 const TABLE_NAME: &str = "nixcloud-container-egress";
-const CONTENT: &str = include_str!("../../../lib/egress.nft");
+const CONTENT: &str = include_str!("../../../../lib/egress.nft");
 
 /// Before a container starts: the table in place, as the host file has it.
 pub fn before_start(ctx: &Context) -> Result<()> {
@@ -42,7 +42,7 @@ pub fn repair(ctx: &Context) -> Result<()> {
 fn write(ctx: &Context, ruleset: &str) -> Result<()> {
     let _lock = NetworkLock::take(&ctx.settings.state_dir)?;
     nft::apply(ruleset)?;
-    crate::state::write_atomically(&applied_file(ctx), ruleset)
+    crate::system::files::write_atomically(&applied_file(ctx), ruleset)
 }
 
 fn applied_file(ctx: &Context) -> PathBuf {

@@ -1,0 +1,3 @@
+//! The store a container sees.
+
+pub mod view;

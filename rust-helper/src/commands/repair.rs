@@ -1,0 +1,97 @@
+//! repair-state, repair-network: the state and the network rules, made
+//! again from what is on disk and in the host file.
+
+use anyhow::{Context as _, Result};
+
+use crate::capabilities::network::{egress, port_guard, rules as network_rules};
+use crate::context::Context;
+use crate::engine::recovery::{refresh_claims, teardown};
+use crate::names;
+use crate::state::{ContainerRecord, Phase};
+
+/// Rebuilds the state from what is on disk: each profile with a current
+/// generation is a container; its generations name its addresses and its
+/// source. A profile without an LXC directory is a half-made container,
+/// recorded as such so that the next command removes it; an LXC directory of
+/// ours without generations is removed, as nothing can start it.
+pub fn repair_state(ctx: &Context) -> Result<()> {
+    let (mut locked, kept) = ctx.store.lock_for_rebuild()?;
+    let hostonly_bridge = &ctx.settings.host.hostonly.bridge;
+    for name in names_in(&ctx.settings.profiles_dir)? {
+        let profile = ctx.profile(&name);
+        let Some(current) = profile.current()? else {
+            eprintln!("note: {} has no generation; left out", profile.dir().display());
+            continue;
+        };
+        // An address no generation asked for on the hostonly bridge was
+        // allocated; so was every internet address, the newest one kept.
+        let mut automatic_ip = None;
+        let mut internet_ip = None;
+        for generation in profile.generations()? {
+            let meta = generation.meta()?;
+            let hostonly = meta.params.hostonly;
+            if meta.spec.network.ip.is_none() && &hostonly.bridge == hostonly_bridge {
+                automatic_ip = Some(hostonly.address);
+            }
+            internet_ip =
+                meta.params.internet.and_then(|internet| internet.address).or(internet_ip);
+        }
+        let phase = if ctx.lxc().is_defined(&name) { Phase::Ready } else { Phase::Creating };
+        let params = current.meta()?.params;
+        let mut entry = ContainerRecord {
+            automatic_ip,
+            internet_ip,
+            state_version: params.state_version,
+            ids: Some(params.idmap),
+            ..ContainerRecord::new(phase, params.source)
+        };
+        // What root set is on disk: root runs repair-state.
+        refresh_claims(ctx, &name, &mut entry)?;
+        locked.state.containers.insert(name.clone(), entry);
+        println!(
+            "{name}: {}",
+            if phase == Phase::Ready {
+                "recovered"
+            } else {
+                "half-made, removed by the next command"
+            }
+        );
+    }
+    for name in names_in(&ctx.settings.lxc_path)? {
+        if ctx.lxc().is_ours(&name) && !locked.state.containers.contains_key(&name) {
+            teardown(ctx, &mut locked, &name)?;
+            println!("{name}: its generations are gone; removed its LXC directory");
+        }
+    }
+    locked.save()?;
+    drop(locked);
+    // The ports' guard and the DHCP addresses, as the state now says.
+    crate::capabilities::network::port_guard::write_all(ctx)?;
+    match kept {
+        Some(old) => println!("rebuilt the state file; the old one is kept as {}", old.display()),
+        None => println!("rebuilt the state file"),
+    }
+    Ok(())
+}
+
+/// The entries of `dir` that are container names.
+fn names_in(dir: &std::path::Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.collect::<std::io::Result<Vec<_>>>()?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    Ok(entries
+        .into_iter()
+        .filter_map(|entry| entry.file_name().to_str().map(str::to_string))
+        .filter(|name| names::validate(name).is_ok())
+        .collect())
+}
+
+/// `repair-network`: the guard of the containers' ports, the egress policy,
+/// and the rules between peers and of forwarded ports, written again.
+pub fn repair_network(ctx: &Context) -> Result<()> {
+    port_guard::write_all(ctx)?;
+    egress::repair(ctx)?;
+    network_rules::repair(ctx)
+}

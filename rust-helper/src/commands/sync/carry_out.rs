@@ -1,0 +1,155 @@
+//! Each container of the plan, created, updated or destroyed by a helper
+//! process of its own, and what sync did recorded in the state.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context as _, Result};
+
+use super::flakes::{synced_from_flake, Flakes};
+use super::list::{flake_reference, Listed};
+use super::{Action, Request};
+use crate::context::Context;
+use crate::nix::source_reads;
+use crate::state::Synced;
+
+/// Does `action` for container `name` through a helper process of its own,
+/// and records what sync did.
+pub(super) fn carry_out(
+    ctx: &Context,
+    request: &Request,
+    name: &str,
+    action: Action,
+    entry: Option<&Listed>,
+    fingerprint: Option<&String>,
+    flakes: &Flakes,
+) -> Result<Action> {
+    let helper = std::env::current_exe().context("cannot find this helper's program")?;
+    // The flake as this sync fetched it, for the helper to build from
+    // (flake_inputs.rs).
+    let handed = match entry.and_then(|entry| entry.flake.as_deref()) {
+        Some(flake) => {
+            ctx.flake_fetches.hand_down(flake_reference(flake), &ctx.settings.state_dir)?
+        }
+        None => None,
+    };
+    let handed = handed.as_ref().map(|file| (crate::nix::flake_inputs::HANDED_ENV, file.path()));
+    let run_with = |args: &[String], record: Option<String>| -> Result<()> {
+        let output = Command::new(&helper)
+            .args(args)
+            .envs(location_env(ctx))
+            .envs(handed)
+            .envs(record.map(|value| (source_reads::RECORD_ENV, value)))
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", helper.display()))?;
+        // One container's output together, each line named.
+        for line in String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .chain(String::from_utf8_lossy(&output.stderr).lines())
+        {
+            if !line.starts_with("error:") {
+                eprintln!("{name}: {line}");
+            }
+        }
+        if output.status.success() {
+            Ok(())
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let said =
+                stderr.lines().rev().find(|line| line.starts_with("error:")).unwrap_or("failed");
+            bail!("{}", said.trim_start_matches("error:").trim())
+        }
+    };
+    let run = |args: &[String]| run_with(args, None);
+    match action {
+        Action::Unchanged => return Ok(Action::Unchanged),
+        Action::Remove => {
+            run(&["destroy".into(), name.into(), "--force".into()])?;
+            return Ok(Action::Remove);
+        }
+        Action::Create | Action::Update => {}
+    }
+    let entry = entry.expect("listed containers are created or updated");
+    let before = ctx.profile(name).current_number().ok().flatten();
+    let mut args = vec![
+        if action == Action::Create { "create" } else { "update" }.to_string(),
+        name.to_string(),
+    ];
+    match (&entry.file, &entry.flake) {
+        (Some(file), _) => args.push(file.display().to_string()),
+        (_, Some(flake)) => args.extend(["--flake".to_string(), flake.clone()]),
+        _ => unreachable!("read_list checked each entry"),
+    }
+    let autostart = match entry.autostart {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "file",
+    };
+    args.extend(["--autostart".to_string(), autostart.to_string()]);
+    args.extend(request.nix_args.iter().cloned());
+    if action == Action::Update {
+        args.extend(request.activation_args.iter().cloned());
+    }
+    // A flake's container: what its evaluations read of the flake's source.
+    let flake = flakes.of(entry);
+    let record = flake
+        .map(|_| tempfile::Builder::new().prefix("reads-").tempfile_in(&ctx.settings.state_dir))
+        .transpose()
+        .context("cannot make a file in the state directory")?;
+    run_with(
+        &args,
+        flake.zip(record.as_ref()).map(|(flake, record)| {
+            source_reads::Recording::env_value(&flake.info.path, record.path())
+        }),
+    )?;
+    let synced = match flake.zip(record.as_ref()) {
+        Some((flake, record)) => {
+            let previous = ctx.existing(name)?.synced.and_then(|synced| synced.reads);
+            let fingerprint = fingerprint.cloned();
+            synced_from_flake(ctx, name, flake, fingerprint, record.path(), previous.as_ref())?
+        }
+        None => Synced { fingerprint: fingerprint.cloned(), source_hash: None, reads: None },
+    };
+    record_synced(ctx, name, synced)?;
+    if action == Action::Create {
+        let record = ctx.existing(name)?;
+        let starts = ctx
+            .profile(name)
+            .current()?
+            .map(|g| g.meta())
+            .transpose()?
+            .is_some_and(|meta| meta.autostart());
+        if starts && record.exists() {
+            run(&["start".into(), name.into()])?;
+        }
+        return Ok(Action::Create);
+    }
+    let after = ctx.profile(name).current_number().ok().flatten();
+    Ok(if after == before { Action::Unchanged } else { Action::Update })
+}
+
+/// Records that sync made or updated container `name`, and from what.
+fn record_synced(ctx: &Context, name: &str, synced: Synced) -> Result<()> {
+    let mut locked = ctx.store.lock()?;
+    if let Some(entry) = locked.state.containers.get_mut(name) {
+        entry.synced = Some(synced);
+        locked.save()?;
+    }
+    Ok(())
+}
+
+/// The locations this helper runs with, for the helpers it starts.
+fn location_env(ctx: &Context) -> Vec<(&'static str, std::ffi::OsString)> {
+    let settings = &ctx.settings;
+    let mut env = vec![
+        ("NIXCLOUD_CONTAINER_LXC_PATH", settings.lxc_path.clone().into_os_string()),
+        ("NIXCLOUD_CONTAINER_PROFILES_DIR", settings.profiles_dir.clone().into_os_string()),
+        ("NIXCLOUD_CONTAINER_STATE_DIR", settings.state_dir.clone().into_os_string()),
+        ("NIXCLOUD_CONTAINER_NIX_LIB", settings.nix_lib.clone().into_os_string()),
+        ("NIXCLOUD_CONTAINER_HOST_CONFIG", settings.host_file.clone().into_os_string()),
+    ];
+    if let Some(busybox) = &settings.busybox {
+        env.push(("NIXCLOUD_CONTAINER_BUSYBOX", busybox.clone().into_os_string()));
+    }
+    env
+}

@@ -1,0 +1,86 @@
+//! The list sync makes the host's containers: a list file's, and a
+//! flake's containers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use serde::Deserialize;
+
+use super::flakes::Flakes;
+use super::Request;
+use crate::context::Context;
+use crate::names;
+
+/// One container of the list: a container file or a flake's container, and
+/// whether it starts with the host (null: as its file says).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Listed {
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    #[serde(default)]
+    pub flake: Option<String>,
+    #[serde(default)]
+    pub autostart: Option<bool>,
+}
+
+/// The containers to have: the list file's, and those of --flake.
+pub(super) fn read_list(
+    ctx: &Context,
+    request: &Request,
+    busybox: &Path,
+    flakes: &mut Flakes,
+) -> Result<BTreeMap<String, Listed>> {
+    let mut listed = BTreeMap::new();
+    if let Some(file) = &request.file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the list of containers {}", file.display()))?;
+        listed = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a list of containers (name: {{ file or flake, autostart }})",
+                file.display()
+            )
+        })?;
+    }
+    if let Some(reference) = &request.flake {
+        for name in flakes.read(ctx, reference, busybox)?.containers.clone() {
+            let entry =
+                Listed { file: None, flake: Some(format!("{reference}#{name}")), autostart: None };
+            if listed.insert(name.clone(), entry).is_some() {
+                bail!("container '{name}' is in the list file and in flake {reference}");
+            }
+        }
+    }
+    for (name, entry) in &listed {
+        names::validate(name)?;
+        match (&entry.file, &entry.flake) {
+            (Some(file), None) if file.is_absolute() => {}
+            (Some(file), None) => {
+                bail!("{name}: the file {} is not an absolute path", file.display())
+            }
+            (None, Some(flake)) if flake.contains('#') => {
+                flakes.read(ctx, flake_reference(flake), busybox)?;
+            }
+            (None, Some(flake)) => {
+                bail!("{name}: flake {flake} does not name a container (<ref>#<name>)")
+            }
+            _ => bail!("{name}: name a file or a flake, one of them"),
+        }
+    }
+    Ok(listed)
+}
+
+/// The source an entry of the list names.
+pub(super) fn source_of(entry: &Listed) -> crate::spec::Source {
+    match (&entry.file, &entry.flake) {
+        (Some(file), _) => crate::spec::Source::File(file.clone()),
+        (_, Some(flake)) => crate::spec::Source::Flake(flake.clone()),
+        _ => unreachable!("read_list checked each entry"),
+    }
+}
+
+/// The reference of a flake's container without its `#<name>`.
+pub(super) fn flake_reference(flake: &str) -> &str {
+    flake.split_once('#').map_or(flake, |(reference, _)| reference)
+}

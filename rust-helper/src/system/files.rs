@@ -1,0 +1,21 @@
+//! Files replaced whole.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// Replaces `file` with `text` so that a reader or a crash sees the old or
+/// the new file, never a mix: write beside it, sync, rename.
+pub fn write_atomically(file: &Path, text: &str) -> Result<()> {
+    let dir = file.parent().expect("the file is in a directory");
+    let mut temp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    temp.write_all(text.as_bytes())
+        .and_then(|()| temp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    temp.persist(file).with_context(|| format!("cannot replace {}", file.display()))?;
+    File::open(dir).and_then(|d| d.sync_all()).ok();
+    Ok(())
+}
