@@ -5,8 +5,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
 
-use super::flakes::{synced_from_flake, Flakes};
-use super::list::{flake_reference, Listed};
+use super::flakes::{flake_reference, synced_from_flake, Flakes};
+use super::list::Listed;
 use super::{Action, Request};
 use crate::context::Context;
 use crate::nix::source_reads;
@@ -91,7 +91,7 @@ pub(super) fn carry_out(
         args.extend(request.activation_args.iter().cloned());
     }
     // A flake's container: what its evaluations read of the flake's source.
-    let flake = flakes.of(entry);
+    let flake = flakes.of(entry.flake.as_deref());
     let record = flake
         .map(|_| tempfile::Builder::new().prefix("reads-").tempfile_in(&ctx.settings.state_dir))
         .transpose()

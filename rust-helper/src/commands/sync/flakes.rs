@@ -1,44 +1,15 @@
-//! What sync knows of a flake's containers: the flake as it read it, what
-//! else their generations depend on, and what their evaluations read of
-//! the flake's source (nix/source_reads.rs).
+//! The flakes of sync's list: each read once, and what their containers'
+//! evaluations read of a flake's source (nix/source_reads.rs).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
 
-use super::list::{flake_reference, Listed};
 use crate::context::Context;
 use crate::nix::source_reads::{self, Recording};
 use crate::nix::FlakeInfo;
 use crate::state::{SourceReads, Synced};
-
-/// For each flake's container: what its generation depends on besides its
-/// flake's source (which locks the flake's inputs): this toolkit, the
-/// busybox that builds generations, the host file, root's autostart and
-/// -n. The source is `Flakes::source_unchanged`'s.
-pub(super) fn fingerprints(
-    ctx: &Context,
-    listed: &BTreeMap<String, Listed>,
-    busybox: &Path,
-) -> BTreeMap<String, String> {
-    let host = std::fs::read_to_string(&ctx.settings.host_file).unwrap_or_default();
-    listed
-        .iter()
-        .filter(|(_, entry)| entry.flake.is_some())
-        .map(|(name, entry)| {
-            let inputs = format!(
-                "{} {} {} {:?} {}",
-                ctx.settings.nix_lib.display(),
-                busybox.display(),
-                crate::lxc::digest(&host),
-                entry.autostart,
-                ctx.nix_args.join(" ")
-            );
-            (name.clone(), crate::lxc::digest(&inputs))
-        })
-        .collect()
-}
 
 /// The flakes of the list, each read once (lib/cli.nix's flakeInfo: one
 /// Nix process, none of their containers evaluated).
@@ -84,15 +55,17 @@ impl Flakes {
         Ok(&self.read[reference].info)
     }
 
-    pub(super) fn of(&self, entry: &Listed) -> Option<&Flake> {
-        entry.flake.as_deref().and_then(|flake| self.read.get(flake_reference(flake)))
+    /// The flake of a flake's container `flake` (`<ref>#<name>`), None for a
+    /// container file's (`flake` None).
+    pub(super) fn of(&self, flake: Option<&str>) -> Option<&Flake> {
+        flake.and_then(|flake| self.read.get(flake_reference(flake)))
     }
 
     /// Whether a flake's container's source is, for it, as when sync last
     /// evaluated it: the same source, or one in which what its evaluation
     /// read is the same (source_reads.rs).
-    pub(super) fn source_unchanged(&self, entry: &Listed, synced: &Synced) -> Result<bool> {
-        let Some(flake) = self.of(entry) else { return Ok(false) };
+    pub(super) fn source_unchanged(&self, flake: Option<&str>, synced: &Synced) -> Result<bool> {
+        let Some(flake) = self.of(flake) else { return Ok(false) };
         if synced.source_hash.as_ref() == Some(&flake.info.nar_hash) {
             return Ok(true);
         }
@@ -129,4 +102,9 @@ pub(super) fn synced_from_flake(
         _ => None,
     };
     Ok(Synced { fingerprint, source_hash: Some(info.nar_hash.clone()), reads })
+}
+
+/// The reference of a flake's container without its `#<name>`.
+pub(super) fn flake_reference(flake: &str) -> &str {
+    flake.split_once('#').map_or(flake, |(reference, _)| reference)
 }

@@ -1,5 +1,6 @@
 //! The list sync makes the host's containers: a list file's, and a
-//! flake's containers.
+//! flake's containers; and what else a flake's container's generation
+//! depends on (its fingerprint).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
 
-use super::flakes::Flakes;
+use super::flakes::{flake_reference, Flakes};
 use super::Request;
 use crate::context::Context;
 use crate::names;
@@ -80,7 +81,29 @@ pub(super) fn source_of(entry: &Listed) -> crate::spec::Source {
     }
 }
 
-/// The reference of a flake's container without its `#<name>`.
-pub(super) fn flake_reference(flake: &str) -> &str {
-    flake.split_once('#').map_or(flake, |(reference, _)| reference)
+/// For each flake's container: what its generation depends on besides its
+/// flake's source (which locks the flake's inputs): this toolkit, the
+/// busybox that builds generations, the host file, root's autostart and
+/// -n. The source is `Flakes::source_unchanged`'s.
+pub(super) fn fingerprints(
+    ctx: &Context,
+    listed: &BTreeMap<String, Listed>,
+    busybox: &Path,
+) -> BTreeMap<String, String> {
+    let host = std::fs::read_to_string(&ctx.settings.host_file).unwrap_or_default();
+    listed
+        .iter()
+        .filter(|(_, entry)| entry.flake.is_some())
+        .map(|(name, entry)| {
+            let inputs = format!(
+                "{} {} {} {:?} {}",
+                ctx.settings.nix_lib.display(),
+                busybox.display(),
+                crate::lxc::digest(&host),
+                entry.autostart,
+                ctx.nix_args.join(" ")
+            );
+            (name.clone(), crate::lxc::digest(&inputs))
+        })
+        .collect()
 }

@@ -26,8 +26,8 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::context::Context;
-use flakes::{fingerprints, Flakes};
-use list::{read_list, source_of, Listed};
+use flakes::Flakes;
+use list::{fingerprints, read_list, source_of, Listed};
 
 /// What `sync` was asked.
 pub struct Request {
@@ -155,7 +155,7 @@ fn plan(
                         && ctx.profile(name).current_number().ok().flatten().is_some()
                 });
                 let unchanged = match synced {
-                    Some(synced) => flakes.source_unchanged(entry, synced)?,
+                    Some(synced) => flakes.source_unchanged(entry.flake.as_deref(), synced)?,
                     None => false,
                 };
                 if unchanged {
