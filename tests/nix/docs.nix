@@ -1,13 +1,18 @@
-# docs/host-options.md against the host module and lib/host-defaults.json
-# (run by tests/nix/run): every option of the module is a row of the page's
+# The reference pages of docs/ against what they describe (run by
+# tests/nix/run): docs/host-options.md against the host module and
+# lib/host-defaults.json (every option of the module is a row of the page's
 # tables, with the type and default the module gives it; every key of the
-# host file is named, with the default the helper compiles in.
+# host file is named, with the default the helper compiles in), and
+# docs/container-file.md against lib/spec.nix (every key of a container file
+# has a section).
 { lib, h }:
 let
   inherit (lib) attrNames concatStringsSep elemAt filter hasPrefix hasInfix splitString;
   inherit (h) eq hostDefaults;
 
   page = builtins.readFile ../../docs/host-options.md;
+  containerFilePage = builtins.readFile ../../docs/container-file.md;
+  spec = import ../../lib/spec.nix;
   formats = builtins.fromJSON (builtins.readFile ../../lib/formats.json);
 
   # The headers of the page's two kinds of table.
@@ -100,6 +105,18 @@ let
     then lib.concatLists (lib.mapAttrsToList (name: hostFileKeys (path ++ [ name ])) value)
     else [ path ];
   show = path: concatStringsSep "." path;
+
+  # The keys docs/container-file.md gives a section (`### \`key\``) below
+  # "## The keys", and the network keys it lists there (`- \`network.key\``).
+  keysPart = lib.head (splitString "\n## " (lib.elemAt (splitString "\n## The keys\n" containerFilePage) 1));
+  quotedAfter = start: line:
+    let parts = builtins.match "${start}`([^`]*)`.*" line; in
+    if parts == null then [ ] else parts;
+  keyLines = splitString "\n" keysPart;
+  sectionKeys = lib.concatMap (quotedAfter "### ") keyLines;
+  networkKeys = map (lib.removePrefix "network.")
+    (filter (hasPrefix "network.") (lib.concatMap (quotedAfter "- ") keyLines));
+  sorted = lib.sort (a: b: a < b);
 in
 {
   host-options-page = [
@@ -116,5 +133,12 @@ in
       (map show (filter (path: isPattern path && !(hostDefaults ? ${lib.head path})) keyPaths)) [ ])
     (eq "defaults that differ from lib/host-defaults.json"
       (filter (row: row.default != shown (lib.getAttrFromPath (splitString "." row.key.text) hostDefaults)) exactRows) [ ])
+  ];
+
+  container-file-page = [
+    (eq "a section for each key of a container file (lib/spec.nix: containerKeys)"
+      (sorted sectionKeys) (sorted spec.containerKeys))
+    (eq "each key of `network` listed in its section (lib/spec.nix: networkKeys)"
+      (sorted networkKeys) (sorted spec.networkKeys))
   ];
 }

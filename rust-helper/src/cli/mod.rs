@@ -1,6 +1,7 @@
 //! The command line: the seed's commands with the seed's argument shapes.
 //! This is the one definition of the commands: `help`, the man page, the
-//! completions and the README's table (checked by a test) come from it.
+//! completions and the table of docs/commands.md (checked by a test) come
+//! from it.
 
 use std::path::PathBuf;
 

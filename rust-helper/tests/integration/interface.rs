@@ -1,41 +1,11 @@
-//! The command line as people meet it: the manual, the man page, the
-//! completions and the README from one definition; Nix's progress on a
-//! terminal; list's formats; several containers at once.
+//! The command line as people meet it: the manual, the man page and the
+//! completions from one definition (docs.rs checks docs/commands.md against
+//! it); Nix's progress on a terminal; list's formats; several containers at
+//! once.
 
 use std::process::Command;
 
-use crate::common::{built_by_script, path_str, Host, HELPER, REPO};
-
-/// The commands the manual's synopsis names.
-fn commands_of_the_synopsis(host: &Host) -> Vec<String> {
-    let manual = host.ok(&["help"]);
-    let synopsis = manual.split("\nSYNOPSIS\n").nth(1).unwrap().split("\n\n").next().unwrap();
-    synopsis
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("nixcloud-container "))
-        .map(|rest| rest.split_whitespace().next().unwrap().to_string())
-        .collect()
-}
-
-#[test]
-fn the_readme_names_the_commands_the_helper_has() {
-    let host = Host::new();
-    let readme = std::fs::read_to_string(format!("{REPO}/README.md")).unwrap();
-    let table = readme.split("\n## Commands\n").nth(1).unwrap().split("\n## ").next().unwrap();
-    let mut in_readme: Vec<String> = Vec::new();
-    for row in table.lines().filter(|l| l.starts_with("| `")) {
-        let first_cell = row.split(" | ").next().unwrap();
-        for (index, quoted) in first_cell.split('`').enumerate() {
-            if index % 2 == 1 {
-                in_readme.push(quoted.split_whitespace().next().unwrap().to_string());
-            }
-        }
-    }
-    let mut defined = commands_of_the_synopsis(&host);
-    in_readme.sort();
-    defined.sort();
-    assert_eq!(in_readme, defined, "the README's table and the command line differ");
-}
+use crate::common::{built_by_script, path_str, Host, HELPER};
 
 #[test]
 fn the_man_page_renders() {

@@ -6,6 +6,7 @@ mod build_limits;
 mod build_network;
 mod common;
 mod daily;
+mod docs;
 mod flake_inputs;
 mod guests;
 mod interface;
