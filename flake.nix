@@ -63,19 +63,22 @@
 
       # What runs anywhere: the helper's package (buildRustPackage's check
       # phase runs its unit tests) and tests/nix/run's evaluation of the host
-      # and guest modules, with this flake's nixpkgs lib: evaluating the check
-      # runs every evaluation check and fails with those that failed; its
-      # build only records how many passed. (tests/nix/nixos-system.nix needs
-      # NIX_PATH and the machine's platform, which a flake's pure evaluation
-      # has not: tests/nix/run runs it.) And, where there is KVM, the seed's
-      # scenario on a NixOS VM, with either firewall backend.
+      # and guest modules (and of docs/ against them), with this flake's
+      # nixpkgs lib: evaluating the check runs every evaluation check and
+      # fails with those that failed; its build only records how many
+      # passed. (tests/nix/nixos-system.nix needs NIX_PATH and the machine's
+      # platform, which a flake's pure evaluation has not: tests/nix/run runs
+      # it.) And, where there is KVM, the seed's scenario on a NixOS VM, with
+      # either firewall backend.
       checks = forAllSystems (
         pkgs:
         let
           inherit (nixpkgs) lib;
           h = import ./tests/nix/harness.nix { inherit lib; };
           evaluation = h.run (
-            import ./tests/nix/host.nix { inherit lib h; } // import ./tests/nix/guest.nix { inherit lib h; }
+            import ./tests/nix/host.nix { inherit lib h; }
+            // import ./tests/nix/guest.nix { inherit lib h; }
+            // import ./tests/nix/docs.nix { inherit lib h; }
           );
         in
         {

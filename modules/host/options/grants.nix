@@ -68,7 +68,7 @@ in
         and adds links to `gcroots/auto` that the collector follows on the
         host; it can fill the disk and keep the builders busy. Allow it only
         where the containers that ask for it may do that to each other and
-        to the host (README, Security).
+        to the host (docs/security.md, Nix inside).
       '';
     };
 
