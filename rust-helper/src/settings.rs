@@ -7,20 +7,24 @@
 //! variables move each location for tests and packagers.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::Ipv4Net;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::capabilities::limits::Positive;
-use crate::formats::{show, AbsolutePath, InterfaceName, PrefixLength};
+use crate::capabilities::bind_mounts::types::AllowedHostPath;
+use crate::capabilities::devices::types::Device;
+use crate::capabilities::forward_ports::types::PortRange;
+use crate::capabilities::limits::types::{Limits, Positive};
+use crate::capabilities::network::types::{AllowedEgress, HostAddress, HostBridge, Ipv6Prefix};
+use crate::formats::{AbsolutePath, InterfaceName, PrefixLength};
 use crate::ids::HostIds;
-use crate::spec::{Device, Port};
 
 const HOST_DEFAULTS: &str = include_str!("../../lib/host-defaults.json");
+
 pub const DEFAULT_HOST_CONFIG: &str = "/etc/nixcloud-container/host.json";
 
 /// The Nix library: set at build time by packages (the flake points it into
@@ -29,37 +33,6 @@ const BUILT_IN_NIX_LIB: &str = match option_env!("NIXCLOUD_CONTAINER_NIX_LIB") {
     Some(dir) => dir,
     None => concat!(env!("CARGO_MANIFEST_DIR"), "/../lib"),
 };
-
-/// A subnet on a host bridge, given by the host's own address in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HostAddress {
-    pub address: Ipv4Addr,
-    pub prefix_length: PrefixLength,
-}
-
-impl HostAddress {
-    pub fn subnet(&self) -> Ipv4Net {
-        Ipv4Net::new(self.address, self.prefix_length.get())
-            .expect("a PrefixLength is a valid IPv4 prefix length")
-            .trunc()
-    }
-}
-
-/// One of the host's two bridges, and the host's address on it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HostBridge {
-    pub bridge: InterfaceName,
-    pub address: Ipv4Addr,
-    pub prefix_length: PrefixLength,
-}
-
-impl HostBridge {
-    pub fn host(&self) -> HostAddress {
-        HostAddress { address: self.address, prefix_length: self.prefix_length }
-    }
-}
 
 /// The host file's contents (lib/host-defaults.json has every key). It is
 /// root's: written by the NixOS module or by hand, never by a container file.
@@ -87,7 +60,7 @@ pub struct HostConfig {
     pub allow_whole_store: bool,
     /// The most any container gets of each resource, and what one that
     /// asks for nothing gets.
-    pub limits: crate::capabilities::limits::Limits,
+    pub limits: Limits,
     /// Whether containers run under AppArmor (LXC's generated profile);
     /// null: where the kernel has AppArmor on.
     pub app_armor: Option<bool>,
@@ -123,66 +96,6 @@ pub struct HostConfig {
     pub state_dir: PathBuf,
     /// Where LXC's common.conf and userns.conf are; null: found beside lxc-start.
     pub lxc_config_dir: Option<PathBuf>,
-}
-
-/// A host path the host lets containers bind (`allowedHostPaths`).
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AllowedHostPath {
-    pub writable: bool,
-}
-
-/// An IPv6 prefix of 64 to 112 bits (the NixOS module's ipv6.ipv6Prefix and
-/// ipv6PrefixLength): DHCPv6 leases take the last 16 bits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Ipv6Prefix {
-    pub prefix: Ipv6Addr,
-    pub prefix_length: u8,
-}
-
-/// A network containers' forwarded traffic may reach (`allowedEgress`): on
-/// the TCP and UDP ports of `ports`, or, where it names none, all of it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AllowedEgress {
-    pub network: Network,
-    #[serde(default)]
-    pub ports: Vec<PortRange>,
-}
-
-/// An IPv4 or IPv6 network, "192.168.1.0/24" or "fd00::/8", without bits
-/// set beyond its prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Network(pub IpNet);
-
-impl TryFrom<String> for Network {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Network, String> {
-        let network: IpNet = text.parse().map_err(|_| {
-            format!("{} is not a network like 192.168.1.0/24 or fd00::/8", show(&text))
-        })?;
-        if network.trunc() != network {
-            return Err(format!("{text} has bits set beyond its prefix: {}?", network.trunc()));
-        }
-        Ok(Network(network))
-    }
-}
-
-/// Host ports from `from` to `to`, both included (`allowedForwardPorts`).
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PortRange {
-    pub from: Port,
-    pub to: Port,
-}
-
-impl PortRange {
-    pub fn contains(&self, port: Port) -> bool {
-        (self.from..=self.to).contains(&port)
-    }
 }
 
 /// The network of the helper's Nix processes, which evaluate and build

@@ -1,14 +1,16 @@
 //! The spec and the generation metadata, as lib/spec.nix and
 //! lib/generation.nix write them. This is the only place that parses them.
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::limits::Limits;
-use crate::formats::{AbsolutePath, ContainerName, InterfaceName, PrefixLength, RelativePath};
+use crate::capabilities::bind_mounts::types::BindMount;
+use crate::capabilities::devices::types::Device;
+use crate::capabilities::forward_ports::types::ForwardPort;
+use crate::capabilities::limits::types::Limits;
+use crate::capabilities::network::types::{HostonlyInterface, InternetInterface, NetworkSpec};
 use crate::ids::IdMap;
 
 /// Where a container's generations come from.
@@ -88,22 +90,6 @@ pub enum Kind {
     System,
 }
 
-/// The `network` attribute set of a container file, normalized. Each value
-/// is checked again here, as lib/spec.nix checked it: a spec comes from a
-/// container file, which may be anyone's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NetworkSpec {
-    pub bridge: Option<InterfaceName>,
-    pub ip: Option<Ipv4Addr>,
-    pub prefix_length: Option<PrefixLength>,
-    pub gateway: Option<Ipv4Addr>,
-    pub enable_nat: bool,
-    /// The containers it may reach, and be reached by, where they name it too.
-    #[serde(default)]
-    pub peers: Vec<ContainerName>,
-}
-
 /// A container file's settings, normalized by lib/spec.nix (what it builds,
 /// a configuration or a system, is left to the build).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +108,7 @@ pub struct Spec {
     /// What the container file asks for; the host may cap it.
     #[serde(default)]
     pub limits: Limits,
-    /// Host paths it sees (host.rs decides which the host allows).
+    /// Host paths it sees (where the host allows them).
     #[serde(default)]
     pub bind_mounts: Vec<BindMount>,
     /// Host ports forwarded to it.
@@ -131,200 +117,6 @@ pub struct Spec {
     /// Host devices it sees.
     #[serde(default)]
     pub devices: Vec<Device>,
-}
-
-/// A host path at `mount_point` inside (`bindMounts`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BindMount {
-    pub mount_point: AbsolutePath,
-    pub host_path: HostPath,
-    pub is_read_only: bool,
-}
-
-/// Where a bind mount's source is: below the container's own data
-/// directory (a relative path), or a host path the host allows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum HostPath {
-    Own(RelativePath),
-    Host(AbsolutePath),
-}
-
-impl TryFrom<String> for HostPath {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<HostPath, String> {
-        if text.starts_with('/') {
-            AbsolutePath::try_from(text).map(HostPath::Host)
-        } else {
-            RelativePath::try_from(text).map(HostPath::Own)
-        }
-    }
-}
-
-impl From<HostPath> for String {
-    fn from(path: HostPath) -> String {
-        match path {
-            HostPath::Own(relative) => relative.into(),
-            HostPath::Host(absolute) => absolute.into(),
-        }
-    }
-}
-
-/// A host port forwarded to a port of the container (`forwardPorts`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ForwardPort {
-    pub protocol: Protocol,
-    pub host_port: Port,
-    pub container_port: Port,
-    /// Only connections to this host address (default: any).
-    pub host_address: Option<ForwardAddress>,
-}
-
-/// The host address a forward takes connections to: one that connections to
-/// the host can come to, as lib/spec.nix's `forwardAddress` checks it. The
-/// DNAT rules match only the host's own addresses; connections to
-/// loopback's are never routed to a container, and 0.0.0.0/8, multicast and
-/// the broadcast address are no host's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "Ipv4Addr", into = "Ipv4Addr")]
-pub struct ForwardAddress(Ipv4Addr);
-
-impl TryFrom<Ipv4Addr> for ForwardAddress {
-    type Error = String;
-
-    fn try_from(address: Ipv4Addr) -> Result<ForwardAddress, String> {
-        if address.octets()[0] == 0
-            || address.is_loopback()
-            || address.is_multicast()
-            || address.is_broadcast()
-        {
-            Err(format!(
-                "{address} is not an IPv4 address of this host that connections can come to, like \
-                 192.0.2.1 (not 0.0.0.0/8, loopback 127.0.0.0/8, multicast 224.0.0.0/4 or \
-                 255.255.255.255)"
-            ))
-        } else {
-            Ok(ForwardAddress(address))
-        }
-    }
-}
-
-impl From<ForwardAddress> for Ipv4Addr {
-    fn from(address: ForwardAddress) -> Ipv4Addr {
-        address.0
-    }
-}
-
-impl std::fmt::Display for ForwardAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        })
-    }
-}
-
-/// A TCP or UDP port: 1 to 65535.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "u16", into = "u16")]
-pub struct Port(pub u16);
-
-impl TryFrom<u16> for Port {
-    type Error = String;
-
-    fn try_from(value: u16) -> Result<Port, String> {
-        if value == 0 {
-            Err("0 is not a port".to_string())
-        } else {
-            Ok(Port(value))
-        }
-    }
-}
-
-impl From<Port> for u16 {
-    fn from(port: Port) -> u16 {
-        port.0
-    }
-}
-
-/// A host device a container may see (`devices`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Device {
-    /// /dev/net/tun: VPNs.
-    Tun,
-    /// /dev/fuse: FUSE file systems.
-    Fuse,
-}
-
-impl Device {
-    /// The device node, on the host and inside.
-    pub fn node(self) -> &'static str {
-        match self {
-            Device::Tun => "/dev/net/tun",
-            Device::Fuse => "/dev/fuse",
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Device::Tun => "tun",
-            Device::Fuse => "fuse",
-        }
-    }
-}
-
-/// The container's interface on its main bridge (called `hostonly` inside,
-/// whichever bridge it is on).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HostonlyInterface {
-    pub bridge: InterfaceName,
-    pub address: Ipv4Addr,
-    pub prefix_length: PrefixLength,
-    pub broadcast: Ipv4Addr,
-    pub gateway: Option<Ipv4Addr>,
-    /// The host's end of the veth (network::port_name); none in generations
-    /// made before ports had names.
-    #[serde(default)]
-    pub port: Option<InterfaceName>,
-    /// Its MAC address (network::mac_address); none in generations made
-    /// before addresses were fixed.
-    #[serde(default)]
-    pub hwaddr: Option<String>,
-}
-
-/// The container's NATed interface (called `internet` inside); addressed by DHCP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct InternetInterface {
-    pub bridge: InterfaceName,
-    /// The host's end of the veth, as `HostonlyInterface::port`.
-    #[serde(default)]
-    pub port: Option<InterfaceName>,
-    /// Its MAC address, as `HostonlyInterface::hwaddr`.
-    #[serde(default)]
-    pub hwaddr: Option<String>,
-    /// The address DHCP gives it (state.rs: `internet_ip`); none in
-    /// generations made before addresses were pinned.
-    #[serde(default)]
-    pub address: Option<Ipv4Addr>,
 }
 
 /// What the helper resolves for one build: handed to lib/cli.nix as JSON and
@@ -494,34 +286,6 @@ mod tests {
             r#"{"bridge":null,"ip":null,"prefixLength":null,"gateway":"8.8.8.8 x","enableNat":false}"#,
         ] {
             assert!(spec(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_forward_takes_only_addresses_connections_can_come_to() {
-        let forward = |address: &str| {
-            serde_json::from_str::<ForwardPort>(&format!(
-                r#"{{"protocol":"tcp","hostPort":80,"containerPort":80,"hostAddress":"{address}"}}"#
-            ))
-        };
-        for good in ["192.0.2.1", "10.101.0.1", "1.0.0.0", "223.255.255.255", "240.0.0.1"] {
-            let forward = forward(good).unwrap();
-            assert_eq!(forward.host_address.unwrap().to_string(), good);
-        }
-        for bad in [
-            "127.0.0.1",
-            "127.255.0.9",
-            "0.0.0.0",
-            "0.1.2.3",
-            "224.0.0.1",
-            "239.1.1.1",
-            "255.255.255.255",
-        ] {
-            let err = forward(bad).unwrap_err().to_string();
-            assert!(
-                err.starts_with(&format!("{bad} is not an IPv4 address of this host")),
-                "{err}"
-            );
         }
     }
 

@@ -17,11 +17,10 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::{flock, FlockOperation};
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::network::{self, AddressRequest};
+use crate::capabilities::forward_ports::types::ForwardPort;
 use crate::formats::InterfaceName;
 use crate::ids::{HostIds, IdMap};
-use crate::settings::HostConfig;
-use crate::spec::{ForwardPort, NixosRelease, Source};
+use crate::spec::{NixosRelease, Source};
 
 const STATE_VERSION: u32 = 1;
 
@@ -202,25 +201,6 @@ impl Default for State {
 }
 
 impl State {
-    /// Which container other than `except` holds `ip` on `bridge`.
-    fn holder(&self, bridge: &InterfaceName, ip: Ipv4Addr, except: &str) -> Option<&str> {
-        self.containers
-            .iter()
-            .filter(|(name, _)| name.as_str() != except)
-            .find(|(_, entry)| entry.addresses.iter().any(|a| &a.bridge == bridge && a.ip == ip))
-            .map(|(name, _)| name.as_str())
-    }
-
-    /// Every address held on `bridge`.
-    fn taken_on(&self, bridge: &InterfaceName) -> BTreeSet<Ipv4Addr> {
-        self.containers
-            .values()
-            .flat_map(|entry| entry.addresses.iter())
-            .filter(|address| &address.bridge == bridge)
-            .map(|address| address.ip)
-            .collect()
-    }
-
     /// Gives container `name` (whose entry must exist) the first id range
     /// that no other container's overlaps, or the shared one where the host
     /// does not isolate ranges, and returns it.
@@ -245,98 +225,6 @@ impl State {
         };
         self.containers.get_mut(name).expect("the entry exists").ids = Some(ids);
         Ok(ids)
-    }
-
-    /// Claims the host ports `forwards` for container `name` (whose entry
-    /// must exist), unless another container has one of them.
-    pub fn claim_forwards(&mut self, name: &str, forwards: &[ForwardPort]) -> Result<()> {
-        for wanted in forwards {
-            let holder = self.containers.iter().filter(|(other, _)| other.as_str() != name).find(
-                |(_, entry)| {
-                    entry.forwards.iter().any(|held| {
-                        held.protocol == wanted.protocol
-                            && held.host_port == wanted.host_port
-                            && (held.host_address.is_none()
-                                || wanted.host_address.is_none()
-                                || held.host_address == wanted.host_address)
-                    })
-                },
-            );
-            if let Some((holder, _)) = holder {
-                bail!(
-                    "forwardPorts: host port {} {} is forwarded to container '{holder}' already",
-                    wanted.protocol,
-                    wanted.host_port.0
-                );
-            }
-        }
-        let entry = self.containers.get_mut(name).expect("the entry exists");
-        entry.forwards.extend(forwards.iter().copied());
-        Ok(())
-    }
-
-    /// Gives container `name` (whose entry must exist) an address on the
-    /// internet bridge, the one it has if it has one, and returns it.
-    pub fn claim_internet(&mut self, host: &HostConfig, name: &str) -> Result<Ipv4Addr> {
-        let ip = match self.containers[name].internet_ip {
-            Some(ip) => ip,
-            None => {
-                let taken = self.taken_on(&host.internet.bridge);
-                let Some(ip) = network::first_free_internet(host, &taken) else {
-                    bail!(
-                        "no free address left in {} ({}) for the internet interface: destroy a \
-                         container with network.enableNat",
-                        host.internet.host().subnet(),
-                        host.internet.bridge
-                    );
-                };
-                ip
-            }
-        };
-        let entry = self.containers.get_mut(name).expect("the entry exists");
-        entry.internet_ip = Some(ip);
-        entry.addresses.insert(Address { bridge: host.internet.bridge.clone(), ip });
-        Ok(ip)
-    }
-
-    /// Reserves the address `request` asks for on `bridge` for container
-    /// `name` (whose entry must exist) and returns it.
-    pub fn claim(
-        &mut self,
-        host: &HostConfig,
-        name: &str,
-        bridge: &InterfaceName,
-        request: AddressRequest,
-    ) -> Result<Ipv4Addr> {
-        let ip = match request {
-            AddressRequest::Fixed(ip) => {
-                if let Some(holder) = self.holder(bridge, ip, name) {
-                    bail!("network.ip {ip} on {bridge} is already used by container '{holder}'");
-                }
-                ip
-            }
-            AddressRequest::Allocate => match self.containers[name].automatic_ip {
-                Some(ip) => ip,
-                None => {
-                    let taken = self.taken_on(&host.hostonly.bridge);
-                    let Some(ip) = network::first_free(host, &taken) else {
-                        bail!(
-                            "no free address left in {} ({}): destroy a container or give \
-                             network.ip on another bridge",
-                            network::hostonly_subnet(host),
-                            host.hostonly.bridge
-                        );
-                    };
-                    ip
-                }
-            },
-        };
-        let entry = self.containers.get_mut(name).expect("the entry exists");
-        if request == AddressRequest::Allocate {
-            entry.automatic_ip = Some(ip);
-        }
-        entry.addresses.insert(Address { bridge: bridge.clone(), ip });
-        Ok(ip)
     }
 }
 
@@ -537,12 +425,8 @@ impl LockedState {
 mod tests {
     use super::*;
 
-    fn host() -> HostConfig {
-        HostConfig::load(Path::new("/nonexistent")).unwrap()
-    }
-
-    fn bridge(name: &str) -> InterfaceName {
-        InterfaceName::try_from(name.to_string()).unwrap()
+    fn host() -> crate::settings::HostConfig {
+        crate::settings::HostConfig::load(Path::new("/nonexistent")).unwrap()
     }
 
     fn add(state: &mut State, name: &str) {
@@ -577,72 +461,6 @@ mod tests {
         host.isolated = false;
         add(&mut state, "f");
         assert_eq!(state.allocate_ids(&host, "f").unwrap(), a);
-    }
-
-    #[test]
-    fn automatic_addresses_are_distinct_and_kept() {
-        let host = host();
-        let mut state = State::default();
-        add(&mut state, "a");
-        add(&mut state, "b");
-        let a =
-            state.claim(&host, "a", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap();
-        let b =
-            state.claim(&host, "b", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap();
-        assert_eq!((a, b), (Ipv4Addr::new(10, 101, 0, 2), Ipv4Addr::new(10, 101, 0, 3)));
-        assert_eq!(
-            state.claim(&host, "a", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap(),
-            a
-        );
-    }
-
-    #[test]
-    fn internet_addresses_are_distinct_and_kept() {
-        let host = host();
-        let mut state = State::default();
-        add(&mut state, "a");
-        add(&mut state, "b");
-        let a = state.claim_internet(&host, "a").unwrap();
-        let b = state.claim_internet(&host, "b").unwrap();
-        assert_eq!((a, b), (Ipv4Addr::new(10, 202, 0, 2), Ipv4Addr::new(10, 202, 0, 3)));
-        assert_eq!(state.claim_internet(&host, "a").unwrap(), a, "kept");
-        assert!(state.containers["a"]
-            .addresses
-            .contains(&Address { bridge: bridge("brNC-internet"), ip: a }));
-        // A hostonly address is no internet address: both start at .2.
-        assert_eq!(
-            state.claim(&host, "a", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap(),
-            Ipv4Addr::new(10, 101, 0, 2)
-        );
-    }
-
-    #[test]
-    fn static_addresses_collide_per_bridge() {
-        let host = host();
-        let mut state = State::default();
-        add(&mut state, "a");
-        add(&mut state, "b");
-        let ip = Ipv4Addr::new(10, 101, 0, 2);
-        state.claim(&host, "a", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap();
-        let err = state
-            .claim(&host, "b", &bridge("brNC-hostonly"), AddressRequest::Fixed(ip))
-            .unwrap_err();
-        assert!(err.to_string().contains("already used by container 'a'"), "{err}");
-        assert!(state.claim(&host, "b", &bridge("other"), AddressRequest::Fixed(ip)).is_ok());
-        // Automatic allocation skips static addresses.
-        add(&mut state, "c");
-        state
-            .claim(
-                &host,
-                "c",
-                &bridge("brNC-hostonly"),
-                AddressRequest::Fixed(Ipv4Addr::new(10, 101, 0, 3)),
-            )
-            .unwrap();
-        add(&mut state, "d");
-        let d =
-            state.claim(&host, "d", &bridge("brNC-hostonly"), AddressRequest::Allocate).unwrap();
-        assert_eq!(d, Ipv4Addr::new(10, 101, 0, 4));
     }
 
     #[test]

@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::capabilities::bind_mounts::types::{BindMount, HostPath};
 use crate::formats::AbsolutePath;
 use crate::lxc::mounts::{HostMount, MountSource};
 use crate::settings::{HostConfig, Settings};
-use crate::spec::{BindMount, HostPath, Spec};
+use crate::spec::Spec;
 
 /// Where a container's mounts may not go: what the helper and LXC mount
 /// there, and the root itself.

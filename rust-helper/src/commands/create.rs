@@ -8,7 +8,8 @@ use anyhow::{bail, Context as _, Result};
 
 use super::SourceOptions;
 use crate::capabilities::grants;
-use crate::capabilities::network::{self, port_guard};
+use crate::capabilities::network::addresses as network;
+use crate::capabilities::network::port_guard;
 use crate::context::Context;
 use crate::engine::generation::{
     build_current, fixed_state_version, reserve, BuildInputs, RootSays, RootSettings,

@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::show::{addresses, current_meta};
-use crate::capabilities::network;
+use crate::capabilities::network::addresses as network;
 use crate::context::Context;
 use crate::spec::GenerationMeta;
 use crate::state::Phase;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use crate::capabilities::network;
+use crate::capabilities::network::addresses as network;
 use crate::context::Context;
 use crate::error::EXIT_FAILURE;
 use crate::names;

@@ -91,7 +91,7 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
     let names_peers = !meta.spec.network.peers.is_empty();
     let params = meta.params.clone();
     check_bridges(name, &params)?;
-    if let Some(gap) = crate::capabilities::limits::enforcement_gap(&params.limits) {
+    if let Some(gap) = crate::capabilities::limits::types::enforcement_gap(&params.limits) {
         eprintln!("warning: the limits of '{name}' are not enforced: {gap}");
     }
     // Root's files in its directory, which a container made before the gate

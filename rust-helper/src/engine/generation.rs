@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 
 use crate::capabilities::grants;
-use crate::capabilities::network;
+use crate::capabilities::network::addresses as network;
 use crate::context::Context;
 use crate::ids::IdMap;
 use crate::spec::{NixosRelease, Params, Source, Spec};
@@ -126,22 +126,21 @@ pub fn reserve(
     let host = &ctx.settings.host;
     let bridge =
         network::joined(&inputs.spec.network, host).with_context(|| source.to_string())?.bridge;
-    let address = locked
-        .state
-        .claim(host, name, bridge, inputs.address)
+    let address = network::claim(&mut locked.state, host, name, bridge, inputs.address)
         .with_context(|| source.to_string())?;
     // An internet interface's address, pinned for DHCP and the port guard.
     let internet_address = if inputs.spec.network.enable_nat {
-        Some(locked.state.claim_internet(host, name).with_context(|| source.to_string())?)
+        Some(
+            network::claim_internet(&mut locked.state, host, name)
+                .with_context(|| source.to_string())?,
+        )
     } else {
         None
     };
     let (hostonly, internet) =
         network::interfaces(name, &inputs.spec.network, host, address, internet_address)
             .with_context(|| source.to_string())?;
-    locked
-        .state
-        .claim_forwards(name, &inputs.spec.forward_ports)
+    crate::capabilities::forward_ports::claim(&mut locked.state, name, &inputs.spec.forward_ports)
         .with_context(|| source.to_string())?;
     if let Some((_, text)) = &inputs.root_settings {
         let entry = locked.state.containers.get_mut(name).expect("the entry exists");

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _, Result};
 use ipnet::Ipv4Net;
 
-use crate::capabilities::network::{mac_address, port_name, Port};
+use crate::capabilities::network::addresses::{mac_address, port_name, Port};
 use crate::context::Context;
 use crate::formats::{show, InterfaceName};
 use crate::ids::IdMap;
@@ -145,7 +145,7 @@ fn check_line(line: &str, rules: &Rules, seen: &mut Seen) -> Result<()> {
         }
         "lxc.tty.max" => expect(TTYS),
         _ if key.starts_with("lxc.cgroup2.") => {
-            crate::capabilities::limits::check_setting(&key["lxc.cgroup2.".len()..], value)
+            crate::capabilities::limits::types::check_setting(&key["lxc.cgroup2.".len()..], value)
                 .map_err(|err| anyhow!(err))
         }
         "lxc.environment" => expect(CONTAINER_TTYS),

@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 use anyhow::{anyhow, bail, Context, Result};
 use regex::Regex;
 
-use crate::spec::Device;
+use crate::capabilities::devices::types::Device;
 use crate::system::process::{describe_status, Finished, Tool};
 
 /// The first line of every config this helper writes for LXC: how a

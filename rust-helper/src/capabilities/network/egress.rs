@@ -15,8 +15,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use super::types::AllowedEgress;
 use crate::context::Context;
-use crate::settings::{AllowedEgress, HostConfig};
+use crate::settings::HostConfig;
 use crate::system::nft::{self, Family, NetworkLock};
 
 /// The table's name (its content: lib/egress.nft).

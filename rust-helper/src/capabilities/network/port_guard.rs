@@ -32,7 +32,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
-use crate::capabilities::network::{self, link_local, mac_address, port_name, Port};
+use crate::capabilities::network::addresses::{
+    self as network, link_local, mac_address, port_name, Port,
+};
 use crate::context::Context;
 use crate::settings::HostConfig;
 use crate::spec::Params;
@@ -195,7 +197,7 @@ pub fn before_start(
     if params.internet.is_some() && entry.internet_ip.is_none() {
         let after = {
             let mut locked = ctx.store.lock()?;
-            locked.state.claim_internet(&ctx.settings.host, name)?;
+            network::claim_internet(&mut locked.state, &ctx.settings.host, name)?;
             let after = locked.state.containers[name].clone();
             locked.save()?;
             after
@@ -401,7 +403,7 @@ mod tests {
         let web = entry(&[("brNC-internet", "10.202.0.7")], Some("10.202.0.7"));
         let mac = mac_address("web", Port::Internet);
         assert_eq!(dhcp_host("web", &web, &host).unwrap(), format!("{mac},10.202.0.7\n"));
-        host.internet_ipv6 = Some(crate::settings::Ipv6Prefix {
+        host.internet_ipv6 = Some(crate::capabilities::network::types::Ipv6Prefix {
             prefix: "2001:db8:1::".parse().unwrap(),
             prefix_length: 64,
         });

@@ -35,10 +35,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
-use crate::capabilities::network::{port_name, Port};
+use crate::capabilities::forward_ports::types::ForwardPort;
+use crate::capabilities::network::addresses::{port_name, Port};
 use crate::context::Context;
 use crate::formats::InterfaceName;
-use crate::spec::{ForwardPort, GenerationMeta, Params};
+use crate::spec::{GenerationMeta, Params};
 use crate::state::ContainerRecord;
 use crate::system::nft::{self, NetworkLock};
 
@@ -347,7 +348,7 @@ fn set_isolated(port: &InterfaceName, isolated: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Protocol;
+    use crate::capabilities::forward_ports::types::Protocol;
     use std::str::FromStr;
 
     fn port(name: &str) -> InterfaceName {
@@ -392,8 +393,8 @@ mod tests {
     fn running_containers_get_their_forwards() {
         let forward = |host_port, container_port, host_address: Option<&str>| ForwardPort {
             protocol: Protocol::Tcp,
-            host_port: crate::spec::Port(host_port),
-            container_port: crate::spec::Port(container_port),
+            host_port: crate::capabilities::forward_ports::types::Port(host_port),
+            container_port: crate::capabilities::forward_ports::types::Port(container_port),
             host_address: host_address.map(|a| Ipv4Addr::from_str(a).unwrap().try_into().unwrap()),
         };
         let mut web = member(&[], &[]);
@@ -433,8 +434,8 @@ mod tests {
     fn the_filter_knows_the_ports_by_their_prefix() {
         let pattern = format!(
             "iifname \"{}*\" oifname \"{}*\"",
-            crate::capabilities::network::PORT_PREFIX,
-            crate::capabilities::network::PORT_PREFIX
+            crate::capabilities::network::addresses::PORT_PREFIX,
+            crate::capabilities::network::addresses::PORT_PREFIX
         );
         assert!(PEERS_CONTENT.contains(&pattern), "lib/peers.nft matches {pattern}");
     }

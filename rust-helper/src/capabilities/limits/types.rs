@@ -206,9 +206,8 @@ mod tests {
 
     #[test]
     fn the_period_is_lib_specs() {
-        assert!(
-            include_str!("../../../lib/spec.nix").contains(&format!("cpuPeriod = {CPU_PERIOD};"))
-        );
+        assert!(include_str!("../../../../lib/spec.nix")
+            .contains(&format!("cpuPeriod = {CPU_PERIOD};")));
     }
 
     #[test]

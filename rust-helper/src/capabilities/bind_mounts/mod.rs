@@ -1,0 +1,3 @@
+//! bind_mounts
+
+pub mod types;

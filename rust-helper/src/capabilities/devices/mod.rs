@@ -1,0 +1,3 @@
+//! devices
+
+pub mod types;

@@ -1,0 +1,3 @@
+//! limits
+
+pub mod types;
