@@ -19,20 +19,22 @@
 #   services.nix    the units: sync of the declared containers, network rules, autostart
 #   assertions.nix  assertions and warnings
 #   derived.nix     what several of them derive from the options
-{ config, lib, pkgs, ... }:
+{ ... }:
 let
-  # Each file of the config is a function of the module's arguments, so that
-  # whether any of it applies is said once, here.
-  configOf = file: import file { inherit config lib pkgs; };
+  # Each file of the config is a function of the module's arguments, made a
+  # module here: whether any of it applies is said once, and NixOS still
+  # names the file a definition comes from (in a conflict, in nixos-option).
+  enabledPart = file: { config, lib, pkgs, ... }: {
+    _file = file;
+    config = lib.mkIf config.nixcloud.containers.enable (import file { inherit config lib pkgs; });
+  };
 in
 {
-  imports = [ ./options ];
-
-  config = lib.mkIf config.nixcloud.containers.enable (lib.mkMerge (map configOf [
+  imports = [ ./options ] ++ map enabledPart [
     ./assertions.nix
     ./host-file.nix
     ./network.nix
     ./firewall.nix
     ./services.nix
-  ]));
+  ];
 }
