@@ -40,11 +40,12 @@ mkMerge [
       };
     };
 
-    # The helper's network rules (the ports' guard, the filter between
-    # peers, forwarded ports) as the state says, before the boot service
-    # starts containers, again when the host file changes (the guard
-    # follows antiSpoofing and the IPv6 prefix) and, with nftables, after
-    # each load of the ruleset, which flushes them.
+    # The helper's network rules (the ports' guard, the egress policy, the
+    # filter between peers, forwarded ports) as the state says, before the
+    # boot service starts containers, again when the host file changes (the
+    # guard follows antiSpoofing and the IPv6 prefix, the egress policy
+    # allowedEgress) and, with nftables, after each load of the ruleset,
+    # which flushes them.
     systemd.services.nixcloud-container-network = {
       description = "nixcloud-container: the containers' network rules";
       wantedBy = [ "multi-user.target" ];
