@@ -1,14 +1,21 @@
-//! The names of a container's files, defined once on the helper's side
-//! (lib/layout.nix names them on the Nix side).
+//! The names of the files the helper keeps, defined once on the helper's
+//! side: a container's generations (lib/layout.nix names those on the Nix
+//! side), its LXC directory, and the state directory.
+
+use std::path::Path;
 
 /// The host's store.
 pub const NIX_STORE: &str = "/nix/store";
+
+// A container's profile and generations.
 
 /// `<profiles dir>/<name>/profile`, the link nix-env switches; generation N
 /// is `profile-<N>-link` beside it.
 pub const PROFILE_LINK: &str = "profile";
 /// Where the container's profile directory is mounted inside it.
 pub const PROFILE_MOUNT: &str = "init";
+/// A generation's guest system (a link to its toplevel).
+pub const SYSTEM: &str = "system";
 /// A generation's LXC settings (lib/lxc-config.nix).
 pub const LXC_CONF: &str = "lxc.conf";
 /// Root's own LXC settings in a generation (create/update --lxc-config).
@@ -21,19 +28,67 @@ pub const CLOSURE: &str = "closure";
 /// How a generation's store path is named: this and its container's name
 /// (lib/generation.nix).
 pub const GENERATION_NAME_PREFIX: &str = "nixcloud-container-";
-/// What LXC starts: the current generation's system (its link `system`),
-/// through the profile.
-pub const GUEST_INIT: &str = "/init/profile/system/init";
+
+/// What LXC starts: the current generation's system's init, through the
+/// profile mounted inside.
+pub fn guest_init() -> String {
+    format!("/{PROFILE_MOUNT}/{PROFILE_LINK}/{SYSTEM}/init")
+}
+
+// A container's directory in LXC's (`<lxc path>/<name>/`).
+
+/// Its root file system, the container's own.
+pub const ROOTFS: &str = "rootfs";
+/// Its LXC config (the helper's `OwnConfig`), LXC's name for it.
+pub const LXC_CONFIG: &str = "config";
+/// The config handed to lxc-create, which copies it to `LXC_CONFIG`.
+pub const GIVEN_LXC_CONFIG: &str = "config.given";
+/// Root's own settings, copied from the generation it starts with.
+pub const ROOT_SETTINGS: &str = "root.conf";
+/// The pid of its LXC monitor while it runs (lxc-start --pidfile).
+pub const MONITOR_PID: &str = "monitor.pid";
+
+// The state directory (`<state dir>/`).
+
+/// The state: which containers exist and what they hold (state.rs).
+pub const STATE_JSON: &str = "state.json";
+/// Held while the state is read to be changed.
+pub const STATE_LOCK: &str = "state.lock";
+/// Where a damaged state goes when `repair-state` rebuilds it, with the
+/// time after it.
+pub const STATE_JSON_BEFORE_REPAIR: &str = "state.json.before-repair";
+/// The containers' locks: `locks/<name>.lock`.
+pub const CONTAINER_LOCKS: &str = "locks";
+/// Held by the one live activation at a time.
+pub const ACTIVATION_LOCK: &str = "activation.lock";
+/// Held while the network rules are computed and applied.
+pub const NETWORK_LOCK: &str = "network.lock";
+/// The rules between peers and of forwarded ports applied last.
+pub const NETWORK_RULES: &str = "network.nft";
+/// The egress policy applied last.
+pub const EGRESS_RULES: &str = "egress.nft";
+/// dnsmasq's `dhcp-hostsdir`: a file per container with an internet address.
+pub const DHCP_HOSTS: &str = "dhcp-hosts";
+/// The build network kept between commands: `namespace`, `record`, `lock`.
+pub const BUILD_NETWORK: &str = "build-network";
+/// The out-links of generations being built: `builds/<name>`.
+pub const BUILDS: &str = "builds";
+/// The scratch directories of running helper processes.
+pub const SCRATCH: &str = "tmp";
+/// Which busybox was added to the store, for which file.
+pub const BUSYBOX_CACHE: &str = "busybox.json";
+/// The containers' data directories (`data/<name>`), where the host file
+/// names no other place.
+pub const DATA: &str = "data";
+
+/// Container `name`'s lock file in the state directory `state_dir`.
+pub fn container_lock(state_dir: &Path, name: &str) -> std::path::PathBuf {
+    state_dir.join(CONTAINER_LOCKS).join(format!("{name}.lock"))
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_guest_init_is_the_current_systems_init() {
-        let through_profile = format!("/{PROFILE_MOUNT}/{PROFILE_LINK}/");
-        assert!(GUEST_INIT.starts_with(&through_profile));
-    }
 
     #[test]
     fn generations_are_named_as_lib_generation_nix_names_them() {
@@ -47,6 +102,7 @@ mod tests {
         for (key, value) in [
             ("profileLink", PROFILE_LINK),
             ("profileMount", PROFILE_MOUNT),
+            ("system", SYSTEM),
             ("lxcConf", LXC_CONF),
             ("rootLxcConf", ROOT_LXC_CONF),
             ("specJson", SPEC_JSON),
@@ -54,5 +110,8 @@ mod tests {
         ] {
             assert!(nix.contains(&format!("  {key} = \"{value}\";")), "{key} = {value}");
         }
+        // The guest's init, from the same parts.
+        assert!(nix.contains("  guestInit = \"/${profileMount}/${profileLink}/${system}/init\";"));
+        assert_eq!(guest_init(), "/init/profile/system/init");
     }
 }

@@ -290,7 +290,11 @@ impl Settings {
 
     /// Container `name`'s own data directory, for its bind mounts.
     pub fn data_dir(&self, name: &str) -> PathBuf {
-        self.host.data_dir.clone().unwrap_or_else(|| self.state_dir.join("data")).join(name)
+        self.host
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join(crate::layout::DATA))
+            .join(name)
     }
 
     /// Whether containers run under LXC's generated AppArmor profile.

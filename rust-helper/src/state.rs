@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::capabilities::forward_ports::types::ForwardPort;
 use crate::formats::InterfaceName;
 use crate::ids::{HostIds, IdMap};
+use crate::layout;
 use crate::spec::{NixosRelease, Source};
 
 const STATE_VERSION: u32 = 1;
@@ -281,11 +282,11 @@ impl Store {
     }
 
     fn state_file(&self) -> PathBuf {
-        self.dir.join("state.json")
+        self.dir.join(layout::STATE_JSON)
     }
 
     fn container_lock_file(&self, name: &str) -> PathBuf {
-        self.dir.join("locks").join(format!("{name}.lock"))
+        layout::container_lock(&self.dir, name)
     }
 
     /// Reads the state without locking: writes are atomic renames, so this
@@ -297,7 +298,7 @@ impl Store {
     /// Takes the state lock (and makes the state directory if need be).
     fn state_lock(&self) -> Result<File> {
         crate::system::host_dirs::root_dir(&self.dir)?;
-        let lock = open_lock(&self.dir.join("state.lock"))?;
+        let lock = open_lock(&self.dir.join(layout::STATE_LOCK))?;
         flock(&lock, FlockOperation::LockExclusive).context("cannot lock the state file")?;
         Ok(lock)
     }
@@ -320,7 +321,7 @@ impl Store {
             let seconds = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let aside = self.dir.join(format!("state.json.before-repair.{seconds}"));
+            let aside = self.dir.join(format!("{}.{seconds}", layout::STATE_JSON_BEFORE_REPAIR));
             std::fs::rename(&file, &aside)
                 .with_context(|| format!("cannot move {} aside", file.display()))?;
             Some(aside)
@@ -333,7 +334,7 @@ impl Store {
     /// Takes the lock that lets one live activation run at a time (sync
     /// builds many containers at once, and switches them one by one).
     pub fn lock_activation(&self) -> Result<File> {
-        let lock = open_lock(&self.dir.join("activation.lock"))?;
+        let lock = open_lock(&self.dir.join(layout::ACTIVATION_LOCK))?;
         flock(&lock, FlockOperation::LockExclusive).context("cannot lock the activations")?;
         Ok(lock)
     }

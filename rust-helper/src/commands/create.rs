@@ -7,13 +7,13 @@
 use anyhow::{bail, Context as _, Result};
 
 use super::SourceOptions;
-use crate::capabilities::grants;
+use crate::capabilities;
 use crate::capabilities::network::addresses as network;
-use crate::capabilities::network::port_guard;
 use crate::context::Context;
 use crate::engine::generation::{
     build_current, fixed_state_version, reserve, BuildInputs, RootSays, RootSettings,
 };
+use crate::engine::lxc_settings;
 use crate::engine::opening::{self, Opened};
 use crate::engine::recovery::teardown;
 use crate::error::usage;
@@ -50,11 +50,10 @@ pub(super) fn create_locked(
     root: RootSays,
     lock: ContainerLock,
 ) -> Result<()> {
-    let prepared = ctx
-        .settings
-        .lxc_config_dir()
-        .and_then(|dir| Ok((dir, BuildInputs::find(ctx, &source, None, root)?)));
-    let (lxc_config_dir, inputs) = match prepared {
+    // LXC's own settings are there (lxc_settings::own_config reads them).
+    let prepared =
+        ctx.settings.lxc_config_dir().and_then(|_| BuildInputs::find(ctx, &source, None, root));
+    let inputs = match prepared {
         Ok(prepared) => prepared,
         Err(err) => {
             lock.remove();
@@ -86,9 +85,10 @@ pub(super) fn create_locked(
         }
     };
 
-    // Its ports' guard first: a failed create takes it away with the rest.
-    let made = port_guard::follow(ctx, name, None, Some(&reserved_entry))
-        .and_then(|()| build_and_register(ctx, name, &params, &inputs, &lxc_config_dir));
+    // What its capabilities keep for what it holds (its ports' guard) first:
+    // a failed create takes it away with the rest.
+    let made = capabilities::entry_changed(ctx, name, None, Some(&reserved_entry))
+        .and_then(|()| build_and_register(ctx, name, &params, &inputs));
     if let Err(err) = made {
         let mut locked = ctx.store.lock()?;
         // The lock file goes with the rest (held until `lock` is dropped).
@@ -119,7 +119,6 @@ fn build_and_register(
     name: &str,
     params: &Params,
     inputs: &BuildInputs,
-    lxc_config_dir: &std::path::Path,
 ) -> Result<()> {
     ctx.check_reachable(name, params.idmap)?;
     crate::system::host_dirs::root_dir(&ctx.settings.lxc_path)?;
@@ -136,24 +135,16 @@ fn build_and_register(
         .with_context(|| format!("cannot create {}", lxc.rootfs(name).display()))?;
     // lxc-create copies it to <dir>/config; a crash leaves it where the
     // teardown of the half-made container removes it.
-    let given = dir.join("config.given");
-    let root_settings =
-        lxc.keep_root_settings(name, inputs.root_settings.as_ref().map(|(_, text)| text.as_str()))?;
-    let config = crate::lxc::OwnConfig {
-        lxc_config_dir,
-        profile_link: &profile.link(),
-        app_armor: ctx.settings.app_armor(),
-        devices: &inputs.spec.devices,
-        root_settings: root_settings.as_deref(),
-    }
-    .text();
+    let given = dir.join(crate::layout::GIVEN_LXC_CONFIG);
+    let root_settings = inputs.root_settings.as_ref().map(|(_, text)| text.as_str());
+    let config = lxc_settings::own_config(ctx, name, &inputs.spec, root_settings)?;
     std::fs::write(&given, &config).context("cannot write the container's LXC config")?;
     lxc.create(name, &given, &ctx.lxc_args)?;
     // LXC gave the directory to the container's root: back to the gate.
     lxc.secure(name, host_id)?;
     std::fs::remove_file(&given).context("cannot remove the given LXC config")?;
     lxc.keep_config(name, &config)?;
-    grants::make_data_dir(&ctx.settings, name)
+    capabilities::ALL.iter().try_for_each(|capability| capability.add(ctx, name))
 }
 
 /// Refuses a name that is taken: by a container of ours (also in another

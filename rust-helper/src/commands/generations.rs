@@ -3,7 +3,7 @@
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
-use crate::capabilities::network::rules as network_rules;
+use crate::capabilities;
 use crate::context::Context;
 use crate::engine::activation::{activate_current, OnFailure};
 use crate::engine::opening;
@@ -136,7 +136,6 @@ fn switch_recorded(
     record_switch(ctx, name, None)?;
     let current =
         ctx.profile(name).current()?.context("the container has no current generation")?;
-    network_rules::refresh(ctx, network_rules::needs_rules(&current.meta()?))?;
-    switched?;
-    network_rules::note_waiting_forwards(ctx, name)
+    capabilities::current_changed(ctx, name, &current.meta()?, switched.is_ok())?;
+    switched
 }

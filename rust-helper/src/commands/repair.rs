@@ -66,7 +66,7 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
     locked.save()?;
     drop(locked);
     // The ports' guard and the DHCP addresses, as the state now says.
-    crate::capabilities::network::port_guard::write_all(ctx)?;
+    port_guard::write_all(ctx)?;
     match kept {
         Some(old) => println!("rebuilt the state file; the old one is kept as {}", old.display()),
         None => println!("rebuilt the state file"),

@@ -1,24 +1,21 @@
 //! start, restart: a container's life under LXC begins.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
 use super::{exit_code, for_each, Targets};
-use crate::capabilities::grants;
-use crate::capabilities::network::{egress, port_guard, rules as network_rules};
-use crate::capabilities::store::view::StoreView;
+use crate::capabilities::{self, Container};
 use crate::context::Context;
-use crate::engine::opening;
 use crate::engine::readiness::{self, Booted, SystemdTools};
+use crate::engine::{lxc_settings, opening};
 use crate::error::usage;
-use crate::layout::{NIX_STORE, PROFILE_MOUNT};
+use crate::layout::PROFILE_MOUNT;
 use crate::lxc::mounts::{self, HostMount, MountSource, Mounter};
 use crate::lxc::Started;
 use crate::profile::Generation;
-use crate::spec::{GenerationMeta, Params};
+use crate::spec::Params;
 use crate::state::{ContainerRecord, StartedWith};
 use crate::system::scratch::Scratch;
 
@@ -85,54 +82,32 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
         .with_context(|| format!("container '{name}' has no current generation"))?;
     // What LXC reads: nothing of an older or tampered generation that this
     // helper would not write.
-    crate::engine::lxc_settings::check_generation(ctx, name, ids, &current.path)
+    lxc_settings::check_generation(ctx, name, ids, &current.path)
         .with_context(|| format!("refusing to start '{name}'"))?;
     let meta = current.meta()?;
-    let names_peers = !meta.spec.network.peers.is_empty();
-    let params = meta.params.clone();
-    check_bridges(name, &params)?;
-    if let Some(gap) = crate::capabilities::limits::types::enforcement_gap(&params.limits) {
-        eprintln!("warning: the limits of '{name}' are not enforced: {gap}");
-    }
+    capabilities::permit(&meta.spec, &ctx.settings.host).with_context(|| {
+        format!("container '{name}' asks for what this host no longer allows: update it")
+    })?;
+    let container = Container { name, ids, entry: &entry, generation: &current, meta: &meta };
     // Root's files in its directory, which a container made before the gate
     // owned, are root's alone before any is written or read.
     ctx.lxc().secure(name, ids.host_id)?;
     ctx.check_reachable(name, ids)?;
-    // The host's part of its LXC config, as the host is today.
-    let root_settings =
-        ctx.lxc().keep_root_settings(name, root_settings(&entry, &current)?.as_deref())?;
-    let config = crate::lxc::OwnConfig {
-        lxc_config_dir: &ctx.settings.lxc_config_dir()?,
-        profile_link: &ctx.profile(name).link(),
-        app_armor: ctx.settings.app_armor(),
-        devices: &meta.spec.devices,
-        root_settings: root_settings.as_deref(),
+    for capability in capabilities::ALL {
+        capability.prepare_start(ctx, &container)?;
     }
-    .text();
+    // The host's part of its LXC config, as the host is today.
+    let root_settings = root_settings(&entry, &current)?;
+    let config = lxc_settings::own_config(ctx, name, &meta.spec, root_settings.as_deref())?;
     ctx.lxc().keep_config(name, &config)?;
-    // What the container sees of the host, mounted where lxc-start (run
-    // from this process) finds it, and nowhere else.
-    let mounts = host_mounts(ctx, name, &meta)?;
-    let view = if params.sees_whole_store() { None } else { Some(StoreView::of(&current)?) };
-    mounts::enter_private_namespace()?;
-    // The rootfs as this namespace has it: mounts go there.
-    let mounter = Mounter::new(&ctx.lxc().rootfs(name), ids, ctx.settings.host.idmapped_mounts)?;
-    mounter
-        .make_lxc_mount_points()
-        .and_then(|()| view.map_or(Ok(()), |view| view.mount(&mounter)))
-        .and_then(|()| mounter.mount_all(&mounts))
-        .with_context(|| format!("cannot start container '{name}'"))?;
+    mount(ctx, &container).with_context(|| format!("cannot start container '{name}'"))?;
+    for capability in capabilities::ALL {
+        capability.before_start(ctx, &container)?;
+    }
     let lxc = ctx.lxc();
-    // Its ports' guard, which LXC's new ports meet at once.
-    port_guard::before_start(ctx, name, &entry, &params)?;
-    // Where what it sends through the host may go.
-    egress::before_start(ctx)?;
-    // The filter between peers first: its ports start isolated, and stop
-    // being so only with their pairs in place; and its forwarded ports.
-    network_rules::before_start(ctx, name, network_rules::needs_rules(&meta))?;
     if in_foreground(ctx) {
-        record_started(ctx, name, &current, &params)?;
-        if names_peers {
+        record_started(ctx, name, &current, &meta.params)?;
+        if !meta.spec.network.peers.is_empty() {
             eprintln!(
                 "note: started in the foreground, '{name}' reaches its peers only after \
                  `nixcloud-container repair-network`"
@@ -142,7 +117,7 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
         // commands (update, stop) must not wait for that.
         drop(lock);
         let status = lxc.start_foreground(name, &ctx.lxc_args);
-        network_rules::refresh(ctx, false)?;
+        capabilities::stopped(ctx, name)?;
         return Ok(exit_code(status?));
     }
     let scratch = Scratch::new(&ctx.settings.state_dir)?;
@@ -150,7 +125,7 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
         Ok(started) => started,
         Err(err) => {
             // What was put in place for it goes again.
-            if let Err(undo) = network_rules::refresh(ctx, false) {
+            if let Err(undo) = capabilities::stopped(ctx, name) {
                 eprintln!("warning: {undo:#}");
             }
             return Err(err.context(format!("cannot start container '{name}'")));
@@ -158,92 +133,34 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
     };
     match started {
         Started::Now => {
-            record_started(ctx, name, &current, &params)?;
-            network_rules::after_start(name, &params, names_peers)?;
+            record_started(ctx, name, &current, &meta.params)?;
+            for capability in capabilities::ALL {
+                capability.started(ctx, &container)?;
+            }
         }
         Started::AlreadyRunning => println!("container '{name}' is already running"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The host paths container `name` sees besides its store view: its
-/// profile (at /init), read-only; the whole store where it asks for it and
-/// the host allows it, instead of the view; the host's nix-daemon socket
-/// likewise; its bind mounts, where the host still allows them.
-fn host_mounts(ctx: &Context, name: &str, meta: &GenerationMeta) -> Result<Vec<HostMount>> {
-    let params = &meta.params;
-    let read_only = |source: &Path, target: &str| HostMount {
-        source: MountSource::Host(source.to_path_buf()),
-        target: target.into(),
+/// What `container` sees of the host, mounted onto its rootfs where
+/// lxc-start (run from this process) finds it, and nowhere else: in a mount
+/// namespace of this process's own. Its profile (at /init), read-only, then
+/// what each capability mounts.
+fn mount(ctx: &Context, container: &Container) -> Result<()> {
+    mounts::enter_private_namespace()?;
+    // The rootfs as this namespace has it: mounts go there.
+    let rootfs = ctx.lxc().rootfs(container.name);
+    let mounter = Mounter::new(&rootfs, container.ids, ctx.settings.host.idmapped_mounts)?;
+    mounter.make_lxc_mount_points()?;
+    let profile = HostMount {
+        source: MountSource::Host(ctx.profile(container.name).dir().to_path_buf()),
+        target: PROFILE_MOUNT.into(),
         writable: false,
         idmapped: true,
     };
-    let mut mounts = vec![read_only(ctx.profile(name).dir(), PROFILE_MOUNT)];
-    if params.whole_store && !ctx.settings.host.allow_whole_store {
-        bail!(
-            "container '{name}' asks for the host's whole store, which this host no longer \
-             allows (allowWholeStore): update it without wholeStore"
-        );
-    }
-    if params.sees_whole_store() {
-        mounts.push(read_only(Path::new(NIX_STORE), NIX_STORE.trim_start_matches('/')));
-    }
-    if params.nix_daemon {
-        if !ctx.settings.host.allow_nix_daemon {
-            bail!(
-                "container '{name}' asks for the host's nix-daemon, which this host no longer \
-                 allows (allowNixDaemon): update it without nixDaemon"
-            );
-        }
-        let socket_dir = Path::new(ctx.settings.host.nix_daemon_socket_dir.as_str());
-        if !socket_dir.is_dir() {
-            bail!("{} is not there: start the host's nix-daemon", socket_dir.display());
-        }
-        if let Some(closed) = daemon_socket_closed(socket_dir) {
-            eprintln!("warning: Nix inside '{name}' cannot reach the nix-daemon: {closed}");
-        }
-        // Not idmapped: the directory's owner and group are not the
-        // container's, so its bits for others decide, as for any user the
-        // host has not let in (Debian makes it root:nix-users 0770).
-        mounts.push(HostMount {
-            idmapped: false,
-            ..read_only(socket_dir, NIX_DAEMON_SOCKET_DIR.trim_start_matches('/'))
-        });
-    }
-    grants::check(&meta.spec, &ctx.settings.host).with_context(|| {
-        format!("container '{name}' asks for what this host no longer allows: update it")
-    })?;
-    grants::check_devices(name, &meta.spec)?;
-    // Made (or, made before the gate, closed) also where no bind mount needs it now.
-    grants::make_data_dir(&ctx.settings, name)?;
-    mounts.extend(grants::bind_mounts(&ctx.settings, name, &meta.spec)?);
-    Ok(mounts)
-}
-
-/// Where Nix inside looks for the daemon's socket (Nix's default).
-const NIX_DAEMON_SOCKET_DIR: &str = "/nix/var/nix/daemon-socket";
-
-/// Why a container, to which `dir` and its socket are nobody's, could not
-/// connect to the daemon's socket there; None where it can (or where no
-/// daemon listens yet, whose socket nix-daemon makes writable by all).
-fn daemon_socket_closed(dir: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let shown = |meta: &std::fs::Metadata| {
-        format!("owner uid {}, group {}, mode {:o}", meta.uid(), meta.gid(), meta.mode() & 0o7777)
-    };
-    let meta = std::fs::metadata(dir).ok()?;
-    if meta.mode() & 0o001 == 0 {
-        return Some(format!(
-            "{} ({}) does not let others in: give containers a directory that does \
-             (nixDaemonSocketDir)",
-            dir.display(),
-            shown(&meta)
-        ));
-    }
-    let socket = dir.join("socket");
-    let meta = std::fs::metadata(&socket).ok()?;
-    (meta.mode() & 0o002 == 0)
-        .then(|| format!("{} ({}) is not writable by others", socket.display(), shown(&meta)))
+    mounter.mount_all(&[profile])?;
+    capabilities::ALL.iter().try_for_each(|capability| capability.mount(ctx, container, &mounter))
 }
 
 /// Root's own LXC settings in `generation`, which root gave for this
@@ -273,20 +190,4 @@ fn record_started(ctx: &Context, name: &str, current: &Generation, params: &Para
     entry.started_with =
         Some(StartedWith { generation: current.number, address: params.hostonly.address });
     locked.save()
-}
-
-/// A clear error instead of LXC's when a bridge of the generation is missing.
-fn check_bridges(name: &str, params: &Params) -> Result<()> {
-    let bridges =
-        std::iter::once(&params.hostonly.bridge).chain(params.internet.as_ref().map(|i| &i.bridge));
-    for bridge in bridges {
-        if !std::path::Path::new("/sys/class/net").join(bridge.as_str()).join("bridge").exists() {
-            bail!(
-                "cannot start container '{name}': bridge {bridge} does not exist on this host \
-                 (nixcloud.containers.enable = true creates the default ones, \
-                 nixcloud.containers.extraBridges the others)"
-            );
-        }
-    }
-    Ok(())
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 
 use super::{for_each, Targets};
-use crate::capabilities::network::rules as network_rules;
+use crate::capabilities;
 use crate::context::Context;
 use crate::engine::opening;
 use crate::lxc::{Halted, Lxc};
@@ -41,7 +41,7 @@ fn halt(
         Halted::Now => {}
         Halted::WasNotRunning => println!("container '{name}' is not running"),
     }
-    // Its forwarded ports go with it.
-    network_rules::refresh(ctx, false)?;
+    // What its capabilities keep while it runs (its forwarded ports) goes.
+    capabilities::stopped(ctx, name)?;
     Ok(ExitCode::SUCCESS)
 }

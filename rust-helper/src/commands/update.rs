@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 
 use super::create::{create_locked, ensure_name_is_free};
 use super::{all_containers, for_each, source_of, SourceOptions};
-use crate::capabilities::network::{port_guard, rules as network_rules};
+use crate::capabilities;
 use crate::context::Context;
 use crate::engine::activation::{activate_current, OnFailure};
 use crate::engine::generation::{
@@ -137,14 +137,12 @@ fn update(
     let after = entry.clone();
     locked.save()?;
     drop(locked);
-    // Its ports pass the addresses it holds now.
-    port_guard::follow(ctx, name, Some(&had), Some(&after))?;
-    network_rules::refresh(
-        ctx,
-        !inputs.spec.network.peers.is_empty() || !inputs.spec.forward_ports.is_empty(),
-    )?;
+    // What its capabilities keep follows what it holds now (its ports pass
+    // its addresses) and the generation that is current.
+    capabilities::entry_changed(ctx, name, Some(&had), Some(&after))?;
+    let now = profile.current()?.context("the container has no current generation")?.meta()?;
+    capabilities::current_changed(ctx, name, &now, activated.is_ok())?;
     activated?;
-    network_rules::note_waiting_forwards(ctx, name)?;
 
     if current == previous {
         println!("container '{name}' is unchanged: generation {current} stays current");

@@ -6,11 +6,10 @@ use std::ffi::OsStr;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::capabilities::store::view::StoreView;
+use crate::capabilities::{self, Switch};
 use crate::context::Context;
 use crate::engine::guest_lock::{self, Lock};
 use crate::engine::readiness::{self, Booted, SystemdTools};
-use crate::lxc::mounts::Mounter;
 use crate::profile::Generation;
 use crate::system::process::describe_status;
 
@@ -54,8 +53,12 @@ pub fn activate_current(
     // Its store first: the new system's tools (systemctl too) are there.
     // Then what a switch waits for, before the one live switch at a time
     // is ours: the guest's boot, and a switch still running inside.
+    let ids = ctx.existing(name)?.ids(&ctx.settings.host.idmap);
     let ready = init_of(ctx, name).and_then(|init_pid| {
-        show_closure(ctx, name, init_pid, &current)?;
+        let switch = Switch { name, ids, init_pid, from: &old, to: &current };
+        for capability in capabilities::ALL {
+            capability.prepare_switch(ctx, &switch)?;
+        }
         let gate = until_booted(ctx, name, &current)?;
         wait_for_running_switch(name, init_pid)?;
         Ok((init_pid, gate))
@@ -64,7 +67,10 @@ pub fn activate_current(
         Ok(ready) => ready,
         Err(err) => return not_switched(ctx, name, previous, &current, on_failure, err),
     };
-    change_limits(ctx, name, &old, &current)?;
+    let switch = Switch { name, ids, init_pid, from: &old, to: &current };
+    for capability in capabilities::ALL {
+        capability.switch(ctx, &switch)?;
+    }
     // One live switch at a time (sync builds containers side by side).
     let _one_at_a_time = ctx.store.lock_activation()?;
     let switched = activate(ctx, name, init_pid, &current, lxc_args)
@@ -79,7 +85,10 @@ pub fn activate_current(
         )));
     }
     ctx.plain_nix().switch_generation(&profile, previous)?;
-    change_limits(ctx, name, &current, &old)?;
+    let back = Switch { name, ids, init_pid, from: &current, to: &old };
+    for capability in capabilities::ALL {
+        capability.switch(ctx, &back)?;
+    }
     if let Err(again) = activate(ctx, name, init_pid, &old, lxc_args) {
         eprintln!("warning: re-activating generation {previous} failed too: {again:#}");
     }
@@ -153,29 +162,6 @@ fn not_switched(
     Err(err.context(format!("generation {previous} of '{name}' is current again")))
 }
 
-/// Adds what `generation` needs to the store view of the running container
-/// whose init is `init_pid`, so that its activation finds its closure.
-fn show_closure(ctx: &Context, name: &str, init_pid: u32, generation: &Generation) -> Result<()> {
-    let params = generation.meta()?.params;
-    if params.sees_whole_store() {
-        return Ok(());
-    }
-    let ids = ctx.existing(name)?.ids(&ctx.settings.host.idmap);
-    let rootfs = ctx.lxc().rootfs(name);
-    let mounter = Mounter::new(&rootfs, ids, ctx.settings.host.idmapped_mounts)?;
-    let view = StoreView::of(generation)?;
-    let added = view.add_to_running(&mounter, &rootfs, init_pid).with_context(|| {
-        format!("cannot show generation {}'s store paths in '{name}'", generation.number)
-    })?;
-    if added > 0 && ctx.settings.verbosity == crate::settings::Verbosity::Verbose {
-        eprintln!(
-            "{added} store paths of generation {} are now visible in '{name}'",
-            generation.number
-        );
-    }
-    Ok(())
-}
-
 impl Gate {
     /// After a live switch to `generation`: waits (at most the limit) until
     /// the guest says it runs; units that failed since the switch began (not
@@ -213,31 +199,6 @@ fn lxc_settings(generation: &Generation) -> Option<String> {
             .collect::<Vec<_>>()
             .join("\n"),
     )
-}
-
-/// Changes the running container's limits from `old`'s to `new`'s with
-/// lxc-cgroup, and says so; where LXC cannot, says that they apply at the
-/// next start.
-fn change_limits(ctx: &Context, name: &str, old: &Generation, new: &Generation) -> Result<()> {
-    let (old, new) = (old.meta()?.params.limits, new.meta()?.params.limits);
-    let changes = old.changes_to(&new);
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let lxc = ctx.lxc();
-    for (file, value) in &changes {
-        if let Err(err) = lxc.set_cgroup(name, file, value) {
-            eprintln!(
-                "note: the new limits of '{name}' apply when it is next started (stop and start \
-                 it): {err:#}"
-            );
-            return Ok(());
-        }
-    }
-    let changed: Vec<String> =
-        changes.iter().map(|(file, value)| format!("{file} {value}")).collect();
-    println!("changed the limits of running container '{name}': {}", changed.join(", "));
-    Ok(())
 }
 
 /// switch-to-configuration's exit code when the new system's init needs a

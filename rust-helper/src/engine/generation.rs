@@ -5,10 +5,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 
-use crate::capabilities::grants;
-use crate::capabilities::network::addresses as network;
+use crate::capabilities::{self, network::addresses};
 use crate::context::Context;
 use crate::ids::IdMap;
 use crate::spec::{NixosRelease, Params, Source, Spec};
@@ -59,7 +58,6 @@ pub struct BuildInputs {
     /// The busybox that builds generations, in the store.
     pub busybox: PathBuf,
     pub spec: Spec,
-    pub address: network::AddressRequest,
     /// The container's stateVersion, if it has one (a new NixOS container's
     /// is its nixpkgs' release, which its first generation records).
     pub state_version: Option<NixosRelease>,
@@ -93,28 +91,15 @@ impl BuildInputs {
         let nix = ctx.nix();
         let busybox = nix.busybox_in_store(&ctx.settings.busybox()?)?;
         let spec = nix.eval_spec(source, &busybox)?;
-        grants::check(&spec, &ctx.settings.host).with_context(|| source.to_string())?;
-        let address = network::address_request(&spec.network, &ctx.settings.host)
-            .with_context(|| source.to_string())?;
-        if spec.nix_daemon && !ctx.settings.host.allow_nix_daemon {
-            bail!(
-                "{source} asks for the host's nix-daemon (nixDaemon = true), which this host does \
-                 not allow (nixcloud.containers.allowNixDaemon, or allowNixDaemon in the host file)"
-            );
-        }
-        if spec.whole_store && !ctx.settings.host.allow_whole_store {
-            bail!(
-                "{source} asks for the host's whole store (wholeStore = true), which this host \
-                 does not allow (nixcloud.containers.allowWholeStore, or allowWholeStore in the \
-                 host file)"
-            );
-        }
-        Ok(BuildInputs { busybox, spec, address, state_version, root_settings, autostart })
+        // What it asks of the host, before anything is reserved or built.
+        capabilities::permit(&spec, &ctx.settings.host).with_context(|| source.to_string())?;
+        Ok(BuildInputs { busybox, spec, state_version, root_settings, autostart })
     }
 }
 
-/// Claims the address `inputs.address` asks for for `name` and resolves what a
-/// build needs; `ids` are the container's.
+/// Claims in the state what container `name`'s next generation holds of
+/// the host (every capability's claim: its addresses, its host ports) and
+/// resolves what its build needs; `ids` are the container's.
 pub fn reserve(
     ctx: &Context,
     locked: &mut LockedState,
@@ -124,24 +109,14 @@ pub fn reserve(
     ids: IdMap,
 ) -> Result<Params> {
     let host = &ctx.settings.host;
-    let bridge =
-        network::joined(&inputs.spec.network, host).with_context(|| source.to_string())?.bridge;
-    let address = network::claim(&mut locked.state, host, name, bridge, inputs.address)
-        .with_context(|| source.to_string())?;
-    // An internet interface's address, pinned for DHCP and the port guard.
-    let internet_address = if inputs.spec.network.enable_nat {
-        Some(
-            network::claim_internet(&mut locked.state, host, name)
-                .with_context(|| source.to_string())?,
-        )
-    } else {
-        None
-    };
-    let (hostonly, internet) =
-        network::interfaces(name, &inputs.spec.network, host, address, internet_address)
+    for capability in capabilities::ALL {
+        capability
+            .claim(&mut locked.state, host, name, &inputs.spec)
             .with_context(|| source.to_string())?;
-    crate::capabilities::forward_ports::claim(&mut locked.state, name, &inputs.spec.forward_ports)
-        .with_context(|| source.to_string())?;
+    }
+    let (hostonly, internet) =
+        addresses::interfaces_claimed(&locked.state, host, name, &inputs.spec)
+            .with_context(|| source.to_string())?;
     if let Some((_, text)) = &inputs.root_settings {
         let entry = locked.state.containers.get_mut(name).expect("the entry exists");
         entry.root_settings_digests.insert(crate::lxc::digest(text));

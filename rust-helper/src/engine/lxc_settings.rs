@@ -1,62 +1,29 @@
-//! The check of a generation's LXC settings (`<generation>/lxc.conf`) before
-//! LXC ever reads them.
+//! The LXC settings: a container's own config (`OwnConfig`, written by the
+//! helper), and the check of a generation's (`<generation>/lxc.conf`)
+//! before LXC ever reads them.
 //!
-//! lib/lxc-config.nix writes them from values the helper resolved and
-//! checked, but a generation is a store path that anything built before (an
-//! older helper, a tampered profile) may have made. LXC runs hooks as root,
-//! mounts host paths and grants devices on a config's say, so a generation
-//! is made current, started or switched to only when every line is one this
-//! helper generates: a key of a fixed list, with a value of that key's form
-//! for this container, on one line. No mount among them: the helper mounts
-//! what a container sees itself (mounts.rs).
+//! lib/lxc-config.nix writes a generation's settings from values the helper
+//! resolved and checked, but a generation is a store path that anything
+//! built before (an older helper, a tampered profile) may have made. LXC
+//! runs hooks as root, mounts host paths and grants devices on a config's
+//! say, so a generation is made current, started or switched to only when
+//! every line is one this helper generates: a key of a fixed list, with a
+//! value of that key's form for this container, on one line. The keys of
+//! the container itself are checked here; each capability checks those it
+//! owns (its `owns_lxc_key` and `check_lxc_settings`). No mount among them:
+//! the helper mounts what a container sees itself (lxc/mounts.rs).
 
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{anyhow, bail, Context as _, Result};
-use ipnet::Ipv4Net;
+use anyhow::{bail, Context as _, Result};
 
-use crate::capabilities::network::addresses::{mac_address, port_name, Port};
+use crate::capabilities::lxc_conf::{Rules, Setting};
+use crate::capabilities::{self, ALL};
 use crate::context::Context;
-use crate::formats::{show, InterfaceName};
+use crate::formats::show;
 use crate::ids::IdMap;
-use crate::layout::GUEST_INIT;
-
-/// What the settings of container `name` may say.
-pub struct Rules<'a> {
-    pub name: &'a str,
-    /// `dir:` and this is `lxc.rootfs.path`.
-    pub rootfs: PathBuf,
-    /// Its id range; `lxc.idmap` must map exactly this for users and groups.
-    pub idmap: IdMap,
-    /// The bridges its interfaces may join.
-    pub bridges: Vec<&'a InterfaceName>,
-    /// Where the scripts LXC runs (`script.up`, the stop hook) must be: the store.
-    pub store: &'a Path,
-}
-
-/// What each veth's `script.up` must be: lib/isolate-port.sh, in the store.
-const ISOLATE_PORT: StoreScript =
-    StoreScript { file: "isolate-port.sh", text: include_str!("../../../lib/isolate-port.sh") };
-
-/// What `lxc.hook.stop` must be: lib/drop-forwards.sh, in the store
-/// (it empties the stopped container's chain of forwards, commands/
-/// network_rules.rs).
-pub const DROP_FORWARDS: StoreScript =
-    StoreScript { file: "drop-forwards.sh", text: include_str!("../../../lib/drop-forwards.sh") };
-
-/// A script of lib/ that LXC runs as root on the host: its file name there
-/// and its text.
-pub struct StoreScript {
-    file: &'static str,
-    pub text: &'static str,
-}
-
-/// The ports of the interfaces, by index.
-const PORTS: [Port; 2] = [Port::Hostonly, Port::Internet];
-
-/// The names LXC gives the container's interfaces inside, by index.
-const INTERFACE_NAMES: [&str; 2] = ["hostonly", "internet"];
+use crate::lxc::CONFIG_HEADER;
+use crate::spec::Spec;
 
 /// The terminals LXC gives the container (lib/lxc-config.nix): pts/1 to
 /// pts/4, named to systemd in $container_ttys.
@@ -65,23 +32,32 @@ const CONTAINER_TTYS: &str = "container_ttys=pts/1 pts/2 pts/3 pts/4";
 
 /// Checks the text of a generation's lxc.conf against `rules`.
 pub fn check(text: &str, rules: &Rules) -> Result<()> {
-    let mut seen = Seen::default();
+    let mut idmaps = Vec::new();
+    let mut theirs: Vec<Vec<Setting>> = ALL.iter().map(|_| Vec::new()).collect();
     for (index, line) in text.split('\n').enumerate() {
-        check_line(line, rules, &mut seen).with_context(|| format!("line {}", index + 1))?;
-    }
-    for index in 0..PORTS.len() {
-        if seen.veths[index] && !seen.isolated[index] {
-            bail!("lxc.net.{index} has no script.up: its port would not be isolated");
+        let line_number = index + 1;
+        let context = || format!("line {line_number}");
+        let Some((key, value)) = parse(line).with_context(context)? else {
+            continue;
+        };
+        let setting = Setting { line: line_number, key, value };
+        if check_own(&setting, rules, &mut idmaps).with_context(context)? {
+            continue;
         }
-        // The port guard knows a port by its name and its MAC address.
-        if seen.veths[index] && !(seen.named[index] && seen.addressed[index]) {
-            bail!(
-                "lxc.net.{index} has no veth.pair or no hwaddr: the port guard would not let \
-                 its port pass (a generation older than fixed MAC addresses: update the container)"
-            );
+        match ALL.iter().position(|capability| capability.owns_lxc_key(key)) {
+            Some(owner) => theirs[owner].push(setting),
+            None => {
+                return Err(anyhow::anyhow!(
+                    "{} is not a key nixcloud-container generates",
+                    show(key)
+                ))
+                .with_context(context)
+            }
         }
     }
-    let idmaps = seen.idmaps;
+    for (capability, settings) in ALL.iter().zip(&theirs) {
+        capability.check_lxc_settings(settings, rules)?;
+    }
     let wanted = [
         format!("u 0 {} {}", rules.idmap.host_id, rules.idmap.count),
         format!("g 0 {} {}", rules.idmap.host_id, rules.idmap.count),
@@ -100,163 +76,42 @@ pub fn check_file(file: &Path, rules: &Rules) -> Result<()> {
         .with_context(|| format!("{} is not LXC settings this helper generates", file.display()))
 }
 
-/// What the lines said that the whole must agree with.
-#[derive(Default)]
-struct Seen {
-    idmaps: Vec<String>,
-    /// Which interfaces are veths, and which have the isolation script,
-    /// their port's name and their MAC address.
-    veths: [bool; 2],
-    isolated: [bool; 2],
-    named: [bool; 2],
-    addressed: [bool; 2],
-}
-
-fn check_line(line: &str, rules: &Rules, seen: &mut Seen) -> Result<()> {
+/// A line's key and value as LXC parses the line: blanks around, '#'
+/// starts a comment, the key ends at the first '='; None for a blank line
+/// or a comment.
+fn parse(line: &str) -> Result<Option<(&str, &str)>> {
     if let Some(bad) = line.chars().find(|c| c.is_control()) {
         bail!("a control character ({bad:?}) in {}", show(line));
     }
-    // As LXC parses a line: blanks around, '#' starts a comment, the key
-    // ends at the first '='.
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
-        return Ok(());
+        return Ok(None);
     }
     let Some((key, value)) = line.split_once('=') else {
         bail!("{} is not `key = value`", show(line));
     };
-    let (key, value) = (key.trim(), value.trim());
-    let expect = |wanted: &str| -> Result<()> {
-        if value == wanted {
-            Ok(())
-        } else {
-            bail!("{key} must be {}, not {}", show(wanted), show(value))
-        }
-    };
-    match key {
-        "lxc.uts.name" => expect(rules.name),
-        "lxc.rootfs.path" => expect(&format!("dir:{}", rules.rootfs.display())),
-        "lxc.init.cmd" => expect(GUEST_INIT),
-        "lxc.start.auto" if value == "0" || value == "1" => Ok(()),
-        "lxc.start.auto" => bail!("lxc.start.auto must be 0 or 1, not {}", show(value)),
-        "lxc.idmap" => {
-            seen.idmaps.push(value.to_string());
-            Ok(())
-        }
-        "lxc.tty.max" => expect(TTYS),
-        _ if key.starts_with("lxc.cgroup2.") => {
-            crate::capabilities::limits::types::check_setting(&key["lxc.cgroup2.".len()..], value)
-                .map_err(|err| anyhow!(err))
-        }
-        "lxc.environment" => expect(CONTAINER_TTYS),
-        "lxc.hook.stop" => check_store_script(value, rules.store, &DROP_FORWARDS)
-            .with_context(|| format!("lxc.hook.stop {}", show(value))),
-        _ => match network_key(key) {
-            Some((index, item)) => check_network_item(index, item, value, rules, seen),
-            None => bail!("{} is not a key nixcloud-container generates", show(key)),
-        },
-    }
+    Ok(Some((key.trim(), value.trim())))
 }
 
-/// `lxc.net.<index>.<item>`, for the interfaces the helper gives containers.
-fn network_key(key: &str) -> Option<(usize, &str)> {
-    let rest = key.strip_prefix("lxc.net.")?;
-    let (index, item) = rest.split_once('.')?;
-    let index: usize = match index {
-        "0" => 0,
-        "1" => 1,
-        _ => return None,
-    };
-    Some((index, item))
+/// Checks `setting` where its key is one of the container's own (not a
+/// capability's): its name, rootfs, init, autostart, ids and terminals.
+/// Whether it was one; the ids are gathered in `idmaps`.
+fn check_own(setting: &Setting, rules: &Rules, idmaps: &mut Vec<String>) -> Result<bool> {
+    match setting.key {
+        "lxc.uts.name" => setting.expect(rules.name)?,
+        "lxc.rootfs.path" => setting.expect(&format!("dir:{}", rules.rootfs.display()))?,
+        "lxc.init.cmd" => setting.expect(&crate::layout::guest_init())?,
+        "lxc.start.auto" if setting.value == "0" || setting.value == "1" => {}
+        "lxc.start.auto" => bail!("lxc.start.auto must be 0 or 1, not {}", show(setting.value)),
+        "lxc.idmap" => idmaps.push(setting.value.to_string()),
+        "lxc.tty.max" => setting.expect(TTYS)?,
+        "lxc.environment" => setting.expect(CONTAINER_TTYS)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
-fn check_network_item(
-    index: usize,
-    item: &str,
-    value: &str,
-    rules: &Rules,
-    seen: &mut Seen,
-) -> Result<()> {
-    let ipv4 = |text: &str| -> Result<Ipv4Addr> {
-        text.parse().map_err(|_| anyhow!("{} is not an IPv4 address", show(text)))
-    };
-    match item {
-        "type" if value == "veth" => {
-            seen.veths[index] = true;
-            Ok(())
-        }
-        "veth.pair" => {
-            let port = port_name(rules.name, PORTS[index]);
-            if value == port.as_str() {
-                seen.named[index] = true;
-                Ok(())
-            } else {
-                bail!("lxc.net.{index}.veth.pair must be {port}, not {}", show(value))
-            }
-        }
-        "hwaddr" => {
-            let address = mac_address(rules.name, PORTS[index]);
-            if value == address {
-                seen.addressed[index] = true;
-                Ok(())
-            } else {
-                bail!("lxc.net.{index}.hwaddr must be {address}, not {}", show(value))
-            }
-        }
-        "script.up" => {
-            check_store_script(value, rules.store, &ISOLATE_PORT)
-                .with_context(|| format!("lxc.net.{index}.script.up {}", show(value)))?;
-            seen.isolated[index] = true;
-            Ok(())
-        }
-        "flags" if value == "up" => Ok(()),
-        "name" if value == INTERFACE_NAMES[index] => Ok(()),
-        "link" => {
-            if rules.bridges.iter().any(|bridge| *bridge == value) {
-                Ok(())
-            } else {
-                bail!("lxc.net.{index}.link {} is not a bridge of this host", show(value))
-            }
-        }
-        "ipv4.address" => {
-            // "<address>/<length> <broadcast>"
-            let (net, broadcast) = value.split_once(' ').unwrap_or((value, ""));
-            let net: Ipv4Net =
-                net.parse().map_err(|_| anyhow!("{} is not an address", show(net)))?;
-            if net.broadcast() != ipv4(broadcast)? {
-                bail!("lxc.net.{index}.ipv4.address has a wrong broadcast address");
-            }
-            Ok(())
-        }
-        "ipv4.gateway" => ipv4(value).map(drop),
-        _ => bail!(
-            "lxc.net.{index}.{item} = {} is not a setting nixcloud-container generates",
-            show(value)
-        ),
-    }
-}
-
-/// LXC runs `script.up` and hooks as root on the host: each must be
-/// `script`, a file in the store (which nothing changes) with its text.
-fn check_store_script(value: &str, store: &Path, script: &StoreScript) -> Result<()> {
-    let path = Path::new(value);
-    let suffix = format!("-{}", script.file);
-    let in_store = path.parent() == Some(store)
-        && path.file_name().and_then(|name| name.to_str()).is_some_and(|name| {
-            name.len() == 32 + suffix.len() && name.ends_with(&suffix) && !name.starts_with('.')
-        });
-    if !in_store {
-        bail!("is not lib/{} in {}", script.file, store.display());
-    }
-    match std::fs::read_to_string(path) {
-        Ok(text) if text == script.text => Ok(()),
-        Ok(_) => bail!("is not lib/{}", script.file),
-        Err(err) => Err(err).context("cannot be read"),
-    }
-}
-
-/// What the LXC settings of container `name`, whose ids are `ids`, may
-/// say (lxc_conf.rs).
+/// What the LXC settings of container `name`, whose ids are `ids`, may say.
 pub fn rules<'a>(ctx: &'a Context, name: &'a str, ids: IdMap) -> Rules<'a> {
     let host = &ctx.settings.host;
     Rules {
@@ -267,22 +122,94 @@ pub fn rules<'a>(ctx: &'a Context, name: &'a str, ids: IdMap) -> Rules<'a> {
             .into_iter()
             .chain(host.extra_bridges.keys())
             .collect(),
-        store: std::path::Path::new(crate::layout::NIX_STORE),
+        store: Path::new(crate::layout::NIX_STORE),
     }
 }
 
 /// Fails unless the generation at `path` has LXC settings this helper
-/// generates for container `name` (whose ids are `ids`), and its store
-/// holds no other container's generation: before it is made current,
-/// started or switched to.
+/// generates for container `name` (whose ids are `ids`), and each
+/// capability takes it (its store holds no other container's generation):
+/// before it is made current, started or switched to.
 pub fn check_generation(ctx: &Context, name: &str, ids: IdMap, path: &Path) -> Result<()> {
     check_file(&path.join(crate::layout::LXC_CONF), &rules(ctx, name, ids))?;
-    crate::capabilities::store::view::StoreView::of_path(path)?.check_no_other_generation(name)
+    ALL.iter().try_for_each(|capability| capability.check_generation(name, path))
+}
+
+/// The own config of container `name`, whose current generation has
+/// `spec`, with root's own settings `root_settings` (kept where LXC reads
+/// them, or removed where there are none): as the host is now.
+pub fn own_config(
+    ctx: &Context,
+    name: &str,
+    spec: &Spec,
+    root_settings: Option<&str>,
+) -> Result<String> {
+    let root_settings = ctx.lxc().keep_root_settings(name, root_settings)?;
+    Ok(OwnConfig {
+        lxc_config_dir: &ctx.settings.lxc_config_dir()?,
+        profile_link: &ctx.profile(name).link(),
+        app_armor: ctx.settings.app_armor(),
+        spec,
+        root_settings: root_settings.as_deref(),
+    }
+    .text())
+}
+
+/// What the host puts into a container's own LXC config, beside its
+/// generation's settings (included through the profile link, so that they
+/// switch with it): written at create and again at each start, so that it
+/// follows the host as it is then.
+struct OwnConfig<'a> {
+    /// Where LXC's common.conf and userns.conf are.
+    pub lxc_config_dir: &'a Path,
+    pub profile_link: &'a Path,
+    /// Under AppArmor: LXC's profile generated for each container (no
+    /// nesting: no container inside).
+    pub app_armor: bool,
+    /// The spec of its current generation: what its capabilities add
+    /// (devices, which LXC binds after it made the container's /dev).
+    pub spec: &'a Spec,
+    /// Root's own settings (a copy of its generation's lxc-root.conf), if
+    /// any, included after all else.
+    pub root_settings: Option<&'a Path>,
+}
+
+impl OwnConfig<'_> {
+    fn text(&self) -> String {
+        let mut text = format!(
+            "{CONFIG_HEADER}\n\
+             # The container's settings are in its generations: change the container\n\
+             # file and run `nixcloud-container update`; those of the host here are\n\
+             # written again at each start.\n\
+             lxc.include = {}\n\
+             lxc.include = {}\n",
+            self.lxc_config_dir.join("common.conf").display(),
+            self.lxc_config_dir.join("userns.conf").display(),
+        );
+        if self.app_armor {
+            text.push_str("lxc.apparmor.profile = generated\nlxc.apparmor.allow_nesting = 0\n");
+        }
+        text.push_str(&format!(
+            "lxc.include = {}\n",
+            self.profile_link.join(crate::layout::LXC_CONF).display()
+        ));
+        for capability in capabilities::ALL {
+            text.push_str(&capability.own_config(self.spec));
+        }
+        if let Some(file) = self.root_settings {
+            text.push_str(&format!("lxc.include = {}\n", file.display()));
+        }
+        text
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capabilities::forward_ports::DROP_FORWARDS;
+    use crate::capabilities::network::addresses::{mac_address, Port};
+    use crate::capabilities::network::ISOLATE_PORT;
+    use crate::formats::InterfaceName;
 
     /// A store holding the isolation script, the stop hook, and another file.
     fn store() -> tempfile::TempDir {

@@ -8,9 +8,10 @@
 
 use anyhow::{Context as _, Result};
 
+use crate::capabilities;
 use crate::context::Context;
 use crate::engine::activation::{activate_current, OnFailure};
-use crate::state::{Address, ContainerRecord, LockedState, Phase};
+use crate::state::{ContainerRecord, LockedState, Phase};
 
 /// Finishes or undoes what crashed commands left behind: container `own`
 /// (whose lock the caller holds) and every other one whose lock is free.
@@ -83,7 +84,7 @@ fn repair(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<()> {
             entry.mark_switching(None);
             let after = entry.clone();
             locked.save()?;
-            crate::capabilities::network::port_guard::follow(ctx, name, Some(&before), Some(&after))
+            capabilities::entry_changed(ctx, name, Some(&before), Some(&after))
         }
     }
 }
@@ -118,59 +119,37 @@ pub fn teardown(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<(
     let profile = ctx.profile(name);
     // Nix's roots for its generation links and its build link.
     let mut links = profile.links();
-    links.push(ctx.settings.state_dir.join("builds").join(name));
+    links.push(ctx.settings.state_dir.join(crate::layout::BUILDS).join(name));
     profile.remove()?;
     crate::nix::forget_roots(&links);
     let gone = locked.state.containers.get(name).cloned();
-    let keep_data = gone.as_ref().is_some_and(|entry| entry.keep_data);
-    if !keep_data {
-        let data = ctx.settings.data_dir(name);
-        match std::fs::remove_dir_all(&data) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(err).with_context(|| format!("cannot remove {}", data.display()));
-            }
-            _ => {}
-        }
+    for capability in capabilities::ALL {
+        capability.remove(ctx, name, gone.as_ref())?;
     }
     locked.state.containers.remove(name);
     locked.save()?;
-    // Its pairs and its ports' guard go with it: a new container of its name
-    // must not find them.
-    if let Err(err) =
-        crate::capabilities::network::port_guard::follow(ctx, name, gone.as_ref(), None)
-    {
-        eprintln!("warning: {err:#}");
-    }
-    if let Err(err) = crate::capabilities::network::rules::refresh(ctx, false) {
+    if let Err(err) = capabilities::entry_changed(ctx, name, gone.as_ref(), None) {
         eprintln!("warning: {err:#}");
     }
     Ok(())
 }
 
 /// Sets what container `name` (its `entry`) holds to what its generations
-/// use: every address (and its automatic one), every host port, the text of
-/// root's settings each has.
+/// use: what each capability claims (its addresses, its host ports), and
+/// the text of root's settings each has.
 pub fn refresh_claims(ctx: &Context, name: &str, entry: &mut ContainerRecord) -> Result<()> {
-    let host = &ctx.settings.host;
-    let kept =
-        [(&host.hostonly.bridge, entry.automatic_ip), (&host.internet.bridge, entry.internet_ip)];
-    entry.addresses = kept
-        .into_iter()
-        .filter_map(|(bridge, ip)| Some(Address { bridge: bridge.clone(), ip: ip? }))
-        .collect();
-    entry.forwards.clear();
-    for generation in ctx.profile(name).generations()? {
-        let meta = generation.meta()?;
-        let hostonly = meta.params.hostonly;
-        entry.addresses.insert(Address { bridge: hostonly.bridge, ip: hostonly.address });
-        if let Some(internet) = meta.params.internet {
-            if let Some(ip) = internet.address {
-                entry.addresses.insert(Address { bridge: internet.bridge, ip });
-            }
-        }
-        entry.forwards.extend(meta.spec.forward_ports);
-        if let Some(text) = meta.params.root_settings {
-            entry.root_settings_digests.insert(crate::lxc::digest(&text));
+    let generations = ctx
+        .profile(name)
+        .generations()?
+        .iter()
+        .map(|generation| generation.meta())
+        .collect::<Result<Vec<_>>>()?;
+    for capability in capabilities::ALL {
+        capability.recount(&ctx.settings.host, entry, &generations);
+    }
+    for meta in &generations {
+        if let Some(text) = &meta.params.root_settings {
+            entry.root_settings_digests.insert(crate::lxc::digest(text));
         }
     }
     Ok(())
@@ -189,7 +168,7 @@ pub fn refresh_addresses(ctx: &Context, name: &str) -> Result<()> {
     locked.save()?;
     drop(locked);
     // A freed address is no longer its own to send from.
-    crate::capabilities::network::port_guard::follow(ctx, name, Some(&before), Some(&after))
+    capabilities::entry_changed(ctx, name, Some(&before), Some(&after))
 }
 
 /// Records that container `name`'s profile is about to switch away from

@@ -16,12 +16,12 @@ use std::sync::LazyLock;
 use anyhow::{anyhow, bail, Context, Result};
 use regex::Regex;
 
-use crate::capabilities::devices::types::Device;
+use crate::layout;
 use crate::system::process::{describe_status, Finished, Tool};
 
 /// The first line of every config this helper writes for LXC: how a
 /// container of nixcloud-container is told from others in LXC's directory.
-const CONFIG_HEADER: &str = "# Written by nixcloud-container.";
+pub const CONFIG_HEADER: &str = "# Written by nixcloud-container.";
 
 /// What lxc-start did.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,18 +53,18 @@ impl Lxc<'_> {
     }
 
     pub fn rootfs(&self, name: &str) -> PathBuf {
-        self.container_dir(name).join("rootfs")
+        self.container_dir(name).join(layout::ROOTFS)
     }
 
     fn config_file(&self, name: &str) -> PathBuf {
-        self.container_dir(name).join("config")
+        self.container_dir(name).join(layout::LXC_CONFIG)
     }
 
     /// Where root's own settings for the container are copied from its
     /// generation when it starts: LXC reads them from there, so that a
     /// switch to a generation without them leaves the config whole.
     pub fn root_settings_file(&self, name: &str) -> PathBuf {
-        self.container_dir(name).join("root.conf")
+        self.container_dir(name).join(layout::ROOT_SETTINGS)
     }
 
     /// Puts root's settings `text` where the container's config includes
@@ -286,7 +286,7 @@ impl Lxc<'_> {
 
     /// Where `start` has lxc-start write the pid of container `name`'s monitor.
     fn monitor_pidfile(&self, name: &str) -> PathBuf {
-        self.container_dir(name).join("monitor.pid")
+        self.container_dir(name).join(layout::MONITOR_PID)
     }
 
     /// The host pid of container `name`'s init while it runs, from its
@@ -467,62 +467,6 @@ pub fn check_reachable(path: &Path, host_id: u32) -> Result<()> {
 pub fn digest(text: &str) -> String {
     use sha1::{Digest, Sha1};
     Sha1::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// The container's own config, given once to lxc-create: the distribution's
-/// defaults for unprivileged containers, then the current generation's
-/// settings through the profile link, so that switching a generation
-/// switches them too.
-/// What the host puts into a container's own LXC config, beside its
-/// generation's settings (included through the profile link, so that they
-/// switch with it): written at create and again at each start, so that it
-/// follows the host as it is then.
-pub struct OwnConfig<'a> {
-    /// Where LXC's common.conf and userns.conf are.
-    pub lxc_config_dir: &'a Path,
-    pub profile_link: &'a Path,
-    /// Under AppArmor: LXC's profile generated for each container (no
-    /// nesting: no container inside).
-    pub app_armor: bool,
-    /// Host devices it sees (the host allows them). LXC binds them, after it
-    /// made the container's /dev.
-    pub devices: &'a [Device],
-    /// Root's own settings (a copy of its generation's lxc-root.conf), if
-    /// any, included after all else.
-    pub root_settings: Option<&'a Path>,
-}
-
-impl OwnConfig<'_> {
-    pub fn text(&self) -> String {
-        let mut text = format!(
-            "{CONFIG_HEADER}\n\
-             # The container's settings are in its generations: change the container\n\
-             # file and run `nixcloud-container update`; those of the host here are\n\
-             # written again at each start.\n\
-             lxc.include = {}\n\
-             lxc.include = {}\n",
-            self.lxc_config_dir.join("common.conf").display(),
-            self.lxc_config_dir.join("userns.conf").display(),
-        );
-        if self.app_armor {
-            text.push_str("lxc.apparmor.profile = generated\nlxc.apparmor.allow_nesting = 0\n");
-        }
-        text.push_str(&format!(
-            "lxc.include = {}\n",
-            self.profile_link.join(crate::layout::LXC_CONF).display()
-        ));
-        for device in self.devices {
-            let node = device.node();
-            text.push_str(&format!(
-                "lxc.mount.entry = {node} {} none bind,create=file 0 0\n",
-                &node[1..]
-            ));
-        }
-        if let Some(file) = self.root_settings {
-            text.push_str(&format!("lxc.include = {}\n", file.display()));
-        }
-        text
-    }
 }
 
 /// Turns a failed lxc-* tool into an error that says why it failed.

@@ -296,7 +296,7 @@ const NSFS_MAGIC: u64 = 0x6e73_6673;
 
 impl Kept {
     fn at(state_dir: &Path) -> Result<Kept> {
-        let dir = state_dir.join("build-network");
+        let dir = state_dir.join(crate::layout::BUILD_NETWORK);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(Kept { dir })

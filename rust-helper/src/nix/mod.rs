@@ -330,7 +330,7 @@ impl Nix<'_> {
     /// Builds the generation for `params`, without making it current.
     pub fn build_generation(&self, spec: &Spec, params: &Params, busybox: &Path) -> Result<Built> {
         let scratch = Scratch::new(&self.settings.state_dir)?;
-        let builds = self.settings.state_dir.join("builds");
+        let builds = self.settings.state_dir.join(crate::layout::BUILDS);
         crate::system::host_dirs::root_dir(&builds)?;
         let out_link = builds.join(&params.name);
         let finished = self
@@ -380,7 +380,7 @@ impl Nix<'_> {
         if busybox.starts_with("/nix/store") {
             return Ok(busybox.to_path_buf());
         }
-        let cache = self.settings.state_dir.join("busybox.json");
+        let cache = self.settings.state_dir.join(crate::layout::BUSYBOX_CACHE);
         let meta = std::fs::metadata(busybox)
             .with_context(|| format!("busybox {} is not usable", busybox.display()))?;
         let key = serde_json::json!({

@@ -38,7 +38,7 @@ impl NetworkLock {
     pub fn take(state_dir: &Path) -> Result<NetworkLock> {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
-        let path = state_dir.join("network.lock");
+        let path = state_dir.join(crate::layout::NETWORK_LOCK);
         let file = File::options()
             .create(true)
             .truncate(false)

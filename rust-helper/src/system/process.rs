@@ -141,60 +141,44 @@ impl Tool {
     }
 
     /// Runs with captured output; `verbose` also copies stderr to ours.
-    pub fn output(mut self, verbose: bool) -> Result<Finished> {
-        self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let started = Instant::now();
-        let child = self.command.spawn().with_context(|| self.spawn_error())?;
-        let watchdog = Watchdog::start(&child, self.time_limit)?;
-        let output = child.wait_with_output().with_context(|| self.spawn_error())?;
-        let timed_out = watchdog.fired();
-        report_timing(&self.program, started.elapsed());
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    pub fn output(self, verbose: bool) -> Result<Finished> {
+        let finished = self.run_captured(|_| {})?;
         if verbose {
-            eprint!("{stderr}");
+            eprint!("{}", finished.stderr);
         }
-        Ok(Finished {
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr,
-            timed_out,
-        })
+        Ok(finished)
     }
 
     /// Runs with stdout captured and each line of stderr handed to
     /// `on_stderr_line` as it comes (a progress display).
-    pub fn output_streaming(mut self, mut on_stderr_line: impl FnMut(&str)) -> Result<Finished> {
-        use std::io::{BufRead, Read};
+    pub fn output_streaming(self, on_stderr_line: impl FnMut(&str)) -> Result<Finished> {
+        self.run_captured(on_stderr_line)
+    }
+
+    /// Runs with captured output, each line of stderr handed to
+    /// `on_stderr_line` as it comes, and kills the tool at its time limit.
+    fn run_captured(mut self, on_stderr_line: impl FnMut(&str)) -> Result<Finished> {
         self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = self.command.spawn().with_context(|| self.spawn_error())?;
-        let watchdog = Watchdog::start(&child, self.time_limit)?;
-        let mut stdout_pipe = child.stdout.take().expect("stdout is piped");
-        let reader = std::thread::spawn(move || {
-            let mut stdout = Vec::new();
-            stdout_pipe.read_to_end(&mut stdout).map(|_| stdout)
-        });
-        let mut stderr = String::new();
-        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr is piped"));
-        let mut line = Vec::new();
-        while lines.read_until(b'\n', &mut line).context("cannot read a tool's output")? > 0 {
-            let text = String::from_utf8_lossy(&line);
-            on_stderr_line(text.trim_end_matches('\n'));
-            stderr.push_str(&text);
-            line.clear();
-        }
-        let status = child.wait().with_context(|| self.spawn_error())?;
-        let timed_out = watchdog.fired();
-        let stdout = reader
-            .join()
-            .expect("reading stdout does not panic")
-            .context("cannot read a tool's output")?;
+        let deadline = self.time_limit.map(|limit| started + limit);
+        let read = Captured::read(&mut child, deadline, on_stderr_line)
+            .and_then(|captured| Ok((captured, child.wait()?)))
+            .with_context(|| self.spawn_error());
+        let (captured, status) = match read {
+            Ok(read) => read,
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err);
+            }
+        };
         report_timing(&self.program, started.elapsed());
         Ok(Finished {
             status,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr,
-            timed_out,
+            stdout: String::from_utf8_lossy(&captured.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&captured.stderr).into_owned(),
+            timed_out: captured.timed_out,
         })
     }
 
@@ -216,50 +200,92 @@ impl Tool {
     }
 }
 
-/// Kills a child that runs longer than its time limit. It holds a pidfd of
-/// the child, so that it can never kill another process that got the
-/// child's pid after the child was reaped.
-struct Watchdog {
-    /// Set when the child has finished; the thread then stops waiting.
-    finished: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
-    thread: Option<std::thread::JoinHandle<bool>>,
+/// What a tool wrote, read as it comes from both of its pipes in one
+/// thread (poll(2)), until it closes them or its time limit ends: then it
+/// is killed (SIGKILL, through a pidfd, which never reaches another process
+/// that got its pid after it was reaped), and what its own children still
+/// hold open (a command lxc-attach started in a container) is not waited for.
+struct Captured {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    timed_out: bool,
 }
 
-impl Watchdog {
-    fn start(child: &std::process::Child, limit: Option<Duration>) -> Result<Watchdog> {
-        let finished =
-            std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
-        let Some(limit) = limit else { return Ok(Watchdog { finished, thread: None }) };
-        let pid = rustix::process::Pid::from_child(child);
-        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-            .context("cannot watch a tool's time (pidfd_open)")?;
-        let done = finished.clone();
-        let thread = std::thread::spawn(move || {
-            let (lock, finished) = &*done;
-            let deadline = Instant::now() + limit;
-            let mut over = lock.lock().expect("the watchdog's flag");
-            while !*over {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return rustix::process::pidfd_send_signal(
-                        &pidfd,
-                        rustix::process::Signal::KILL,
-                    )
-                    .is_ok();
-                }
-                over = finished.wait_timeout(over, left).expect("the watchdog's flag").0;
+impl Captured {
+    fn read(
+        child: &mut std::process::Child,
+        deadline: Option<Instant>,
+        mut on_stderr_line: impl FnMut(&str),
+    ) -> std::io::Result<Captured> {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let pidfd = match deadline {
+            Some(_) => Some(rustix::process::pidfd_open(
+                rustix::process::Pid::from_child(child),
+                rustix::process::PidfdFlags::empty(),
+            )?),
+            None => None,
+        };
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let mut captured = Captured { stdout: Vec::new(), stderr: Vec::new(), timed_out: false };
+        let (mut stdout_open, mut stderr_open) = (true, true);
+        let mut line_start = 0;
+        let mut buffer = [0_u8; 8192];
+        while stdout_open || stderr_open {
+            let mut fds = Vec::with_capacity(2);
+            if stdout_open {
+                fds.push(libc::pollfd { fd: stdout.as_raw_fd(), events: libc::POLLIN, revents: 0 });
             }
-            false
-        });
-        Ok(Watchdog { finished, thread: Some(thread) })
-    }
-
-    /// Stops watching the child, which has finished; whether it was killed.
-    fn fired(mut self) -> bool {
-        let (lock, finished) = &*self.finished;
-        *lock.lock().expect("the watchdog's flag") = true;
-        finished.notify_all();
-        self.thread.take().is_some_and(|thread| thread.join().expect("the watchdog does not panic"))
+            if stderr_open {
+                fds.push(libc::pollfd { fd: stderr.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            }
+            let timeout = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    left.as_millis().min(i32::MAX as u128) as i32
+                }
+                None => -1,
+            };
+            // SAFETY: `fds` is a valid array of pollfd, alive for the call.
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if ready < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            if ready == 0 {
+                let pidfd = pidfd.as_ref().expect("only a deadline ends a poll");
+                let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+                captured.timed_out = true;
+                break;
+            }
+            for pollfd in fds.iter().filter(|pollfd| pollfd.revents != 0) {
+                let is_stdout = pollfd.fd == stdout.as_raw_fd();
+                let count =
+                    if is_stdout { stdout.read(&mut buffer)? } else { stderr.read(&mut buffer)? };
+                if count == 0 {
+                    *(if is_stdout { &mut stdout_open } else { &mut stderr_open }) = false;
+                } else if is_stdout {
+                    captured.stdout.extend_from_slice(&buffer[..count]);
+                } else {
+                    captured.stderr.extend_from_slice(&buffer[..count]);
+                    while let Some(end) =
+                        captured.stderr[line_start..].iter().position(|&byte| byte == b'\n')
+                    {
+                        let line = &captured.stderr[line_start..line_start + end];
+                        on_stderr_line(&String::from_utf8_lossy(line));
+                        line_start += end + 1;
+                    }
+                }
+            }
+        }
+        if line_start < captured.stderr.len() {
+            on_stderr_line(&String::from_utf8_lossy(&captured.stderr[line_start..]));
+        }
+        Ok(captured)
     }
 }
 
@@ -376,6 +402,25 @@ mod tests {
             Tool::new("sleep").arg("30").time_limit(Duration::from_millis(200)).output(false);
         assert!(killed.unwrap().timed_out, "it did not end within the limit");
         assert!(started.elapsed() < Duration::from_secs(30), "it was killed at the limit");
+    }
+
+    #[test]
+    fn a_tool_killed_at_its_limit_is_not_waited_for_where_its_children_hold_its_output() {
+        // As lxc-attach's command inside a container holds lxc-attach's
+        // output open after lxc-attach is killed.
+        let killed = Tool::new("sh")
+            .args(["-c", "sleep 60 & echo $!; sleep 60"])
+            .time_limit(Duration::from_millis(300))
+            .output(false)
+            .unwrap();
+        assert!(killed.timed_out, "it did not end within the limit");
+        let holder: u32 = killed.stdout.trim().parse().unwrap();
+        let still_holds = !has_ended(holder);
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(holder as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+        assert!(still_holds, "the output was read until the tool's child let it go");
     }
 
     #[test]

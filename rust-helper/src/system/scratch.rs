@@ -25,7 +25,7 @@ const ABANDONED_AFTER: Duration = Duration::from_secs(5);
 
 impl Scratch {
     pub fn new(state_dir: &Path) -> Result<Scratch> {
-        let root = state_dir.join("tmp");
+        let root = state_dir.join(crate::layout::SCRATCH);
         crate::system::host_dirs::root_dir(&root)?;
         remove_abandoned(&root);
         let dir = tempfile::Builder::new()

@@ -1,7 +1,6 @@
-//! Resource limits: what a container file asks for (`limits`, normalized by
-//! lib/spec.nix), capped by the host's (`limits` in the host file), written
-//! as LXC's cgroup2 keys into the generation (lib/lxc-config.nix), changed
-//! in a running container with lxc-cgroup where LXC can.
+//! Resource limits' part of a container file and of the host file
+//! (`limits`, normalized by lib/spec.nix): each a number of its unit,
+//! checked as it is read, with the cgroup2 file it is written to.
 
 use serde::{Deserialize, Serialize};
 
@@ -108,33 +107,6 @@ impl Limits {
             .map(|(_, (key, new))| (key.file, new.unwrap_or_else(|| key.unlimited.to_string())))
             .collect()
     }
-}
-
-/// Why this host cannot enforce `limits` (LXC then ignores them), if it
-/// cannot: cgroup2 must be mounted at /sys/fs/cgroup (not a v1 or hybrid
-/// layout) with the controllers they need.
-pub fn enforcement_gap(limits: &Limits) -> Option<String> {
-    if limits.is_empty() {
-        return None;
-    }
-    let file = "/sys/fs/cgroup/cgroup.controllers";
-    let Ok(available) = std::fs::read_to_string(file) else {
-        return Some(
-            "this host has no cgroup2 hierarchy at /sys/fs/cgroup (cgroup v1 or hybrid), where \
-             LXC ignores cgroup2 limits"
-                .to_string(),
-        );
-    };
-    let available: Vec<&str> = available.split_whitespace().collect();
-    let missing: Vec<&str> =
-        limits.controllers().into_iter().filter(|needed| !available.contains(needed)).collect();
-    (!missing.is_empty()).then(|| {
-        format!(
-            "this host's cgroup2 has no {} controller ({file}: {})",
-            missing.join(", "),
-            available.join(" ")
-        )
-    })
 }
 
 /// Fails unless `value` is what lib/lxc-config.nix writes for the cgroup2

@@ -16,6 +16,7 @@ use ipnet::Ipv4Net;
 use super::types::{HostAddress, HostonlyInterface, InternetInterface, NetworkSpec};
 use crate::formats::InterfaceName;
 use crate::settings::HostConfig;
+use crate::spec::Spec;
 use crate::state::{Address, State};
 
 /// The address a spec asks for.
@@ -158,6 +159,23 @@ pub fn interfaces(
         address: internet_address,
     });
     Ok((hostonly, internet))
+}
+
+/// The interfaces of container `name` (whose entry in `state` holds its
+/// claims: `claim`, `claim_internet`) for `spec`.
+pub fn interfaces_claimed(
+    state: &State,
+    host: &HostConfig,
+    name: &str,
+    spec: &Spec,
+) -> Result<(HostonlyInterface, Option<InternetInterface>)> {
+    let entry = &state.containers[name];
+    let address = match address_request(&spec.network, host)? {
+        AddressRequest::Fixed(ip) => ip,
+        AddressRequest::Allocate => entry.automatic_ip.expect("its address was claimed"),
+    };
+    let internet = if spec.network.enable_nat { entry.internet_ip } else { None };
+    interfaces(name, &spec.network, host, address, internet)
 }
 
 /// The global IPv6 addresses of the network namespace of process `pid` (a

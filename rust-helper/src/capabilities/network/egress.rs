@@ -47,7 +47,7 @@ fn write(ctx: &Context, ruleset: &str) -> Result<()> {
 }
 
 fn applied_file(ctx: &Context) -> PathBuf {
-    ctx.settings.state_dir.join("egress.nft")
+    ctx.settings.state_dir.join(crate::layout::EGRESS_RULES)
 }
 
 /// The table for `host`, replacing what is there in one transaction.

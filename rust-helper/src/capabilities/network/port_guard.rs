@@ -244,7 +244,7 @@ fn write_all_locked(ctx: &Context) -> Result<()> {
 
 /// Where the DHCP addresses are pinned, a file per container.
 pub fn dhcp_hosts_dir(ctx: &Context) -> PathBuf {
-    ctx.settings.state_dir.join("dhcp-hosts")
+    ctx.settings.state_dir.join(crate::layout::DHCP_HOSTS)
 }
 
 /// Container `name`'s line for dnsmasq (`dhcp-host` syntax): its internet

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 
 use crate::capabilities::forward_ports::types::ForwardPort;
+use crate::capabilities::forward_ports::{dnat_rule, forwards_chain, FORWARDS_TABLE};
 use crate::capabilities::network::addresses::{port_name, Port};
 use crate::context::Context;
 use crate::formats::InterfaceName;
@@ -46,15 +47,6 @@ use crate::system::nft::{self, NetworkLock};
 /// The bridge filter's table (its content: lib/peers.nft).
 const PEERS_TABLE: &str = "bridge nixcloud-container-peers";
 const PEERS_CONTENT: &str = include_str!("../../../../lib/peers.nft");
-/// The port forwards' table.
-const FORWARDS_TABLE: &str = "ip nixcloud-container-forwards";
-/// The chain of `FORWARDS_TABLE` that holds the DNAT rules of container
-/// `name` (as LXC knows it: LXC's hook at its stop, lib/drop-forwards.sh,
-/// finds it by LXC_NAME and empties it).
-fn forwards_chain(name: &str) -> String {
-    format!("to-{name}")
-}
-
 /// A container as the rules see it.
 struct Member {
     /// Its name as LXC knows it.
@@ -141,7 +133,7 @@ pub fn repair(ctx: &Context) -> Result<()> {
 }
 
 fn applied_file(ctx: &Context) -> PathBuf {
-    ctx.settings.state_dir.join("network.nft")
+    ctx.settings.state_dir.join(crate::layout::NETWORK_RULES)
 }
 
 /// Writes the rules for the containers as they are (with `starting` as if
@@ -322,18 +314,6 @@ fn ruleset(members: &BTreeMap<String, Member>) -> String {
     )
 }
 
-/// The DNAT rule of `forward` to a container at `address`.
-fn dnat_rule(forward: &ForwardPort, address: Ipv4Addr) -> String {
-    let to_host = forward.host_address.map(|host| format!("ip daddr {host} "));
-    format!(
-        "{}{} dport {} dnat to {address}:{}",
-        to_host.as_deref().unwrap_or(""),
-        forward.protocol,
-        forward.host_port.0,
-        forward.container_port.0
-    )
-}
-
 /// Sets whether `port` (if it exists: its container runs) is an isolated
 /// port of its bridge.
 fn set_isolated(port: &InterfaceName, isolated: bool) -> Result<()> {
@@ -426,7 +406,7 @@ mod tests {
     fn the_stop_hook_empties_the_chain_of_the_stopped_container() {
         let command =
             format!("nft flush chain {FORWARDS_TABLE} \"{}\"", forwards_chain("$LXC_NAME"));
-        let script = crate::engine::lxc_settings::DROP_FORWARDS.text;
+        let script = crate::capabilities::forward_ports::DROP_FORWARDS.text;
         assert!(script.contains(&command), "lib/drop-forwards.sh runs {command}");
     }
 
