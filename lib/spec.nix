@@ -3,7 +3,7 @@
 # A container file evaluates to one of:
 #   - a NixOS module function:   { pkgs, ip, name, ... }: { ... }
 #   - a container attribute set: { autostart ? false; nixDaemon ? false; wholeStore ? false;
-#                                  network ? { ... }; limits ? { ... };
+#                                  ephemeral ? false; network ? { ... }; limits ? { ... };
 #                                  configuration = <module>; }
 #   - a container attribute set naming a ready system instead of a configuration:
 #                                { autostart ? false; network ? { ... }; system = <store path>; }
@@ -191,8 +191,8 @@ let
     else throw "${origin}: ${prefix}${key} ${show attrs.${key}} is not ${type.expected}";
 
   containerKeys = [
-    "autostart" "nixDaemon" "wholeStore" "network" "limits" "bindMounts" "forwardPorts" "devices"
-    "configuration" "system"
+    "autostart" "nixDaemon" "wholeStore" "ephemeral" "network" "limits" "bindMounts" "forwardPorts"
+    "devices" "configuration" "system"
   ];
 
   network = {
@@ -249,6 +249,8 @@ let
         nixDaemon = field origin "" attrs "nixDaemon" types.bool false;
         # The host's whole store inside instead of the closure, where the host allows it.
         wholeStore = field origin "" attrs "wholeStore" types.bool false;
+        # Its root starts empty at every start (capabilities/ephemeral/ in the helper).
+        ephemeral = field origin "" attrs "ephemeral" types.bool false;
         network = normalizeNetwork origin (attrs.network or { });
         limits = normalizeLimits origin (attrs.limits or { });
         bindMounts = normalizeBindMounts origin (attrs.bindMounts or { });

@@ -104,6 +104,9 @@ pub struct Spec {
     /// (where the host allows it).
     #[serde(default)]
     pub whole_store: bool,
+    /// Its root starts empty at every start (capabilities/ephemeral/).
+    #[serde(default)]
+    pub ephemeral: bool,
     pub network: NetworkSpec,
     /// What the container file asks for; the host may cap it.
     #[serde(default)]
@@ -286,6 +289,21 @@ mod tests {
             r#"{"bridge":null,"ip":null,"prefixLength":null,"gateway":"8.8.8.8 x","enableNat":false}"#,
         ] {
             assert!(spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ephemeral_is_true_or_false() {
+        let spec = |ephemeral: &str| {
+            serde_json::from_str::<Spec>(&format!(
+                r#"{{"kind":"system","autostart":false,"ephemeral":{ephemeral},
+                "network":{{"bridge":null,"ip":null,"prefixLength":null,"gateway":null,"enableNat":false}}}}"#
+            ))
+        };
+        assert!(spec("true").unwrap().ephemeral);
+        for bad in [r#""yes""#, "1", "null", "[]"] {
+            let error = spec(bad).unwrap_err().to_string();
+            assert!(error.contains("expected a boolean"), "{bad}: {error}");
         }
     }
 

@@ -11,6 +11,7 @@
 
 pub mod bind_mounts;
 pub mod devices;
+pub mod ephemeral;
 pub mod forward_ports;
 pub mod limits;
 pub mod lxc_conf;
@@ -30,8 +31,10 @@ use crate::spec::{GenerationMeta, Spec};
 use crate::state::{ContainerRecord, State};
 use lxc_conf::{Rules, Setting};
 
-/// Every capability, in the order each step visits them.
-pub const ALL: [&dyn Capability; 6] = [
+/// Every capability, in the order each step visits them: the ephemeral
+/// root first, emptied before any other puts something into it.
+pub const ALL: [&dyn Capability; 7] = [
+    &ephemeral::Ephemeral,
     &bind_mounts::BindMounts,
     &forward_ports::ForwardPorts,
     &devices::Devices,

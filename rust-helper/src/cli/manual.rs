@@ -41,6 +41,8 @@ or a container attribute set:
       wholeStore = false;        # the host's whole store inside, not only
                                  # the closure, where the host allows it
                                  # (allowWholeStore; nixDaemon implies it)
+      ephemeral = false;         # its root starts empty at every start
+                                 # (its data and bind mounts stay)
       network = {
         bridge = "brNC-hostonly"; # or a bridge of the host's extraBridges
         ip = "10.101.0.5";        # fixed address; default: allocated

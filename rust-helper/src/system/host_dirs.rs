@@ -14,11 +14,15 @@
 //! container, not being its owner, cannot open it up. LXD keeps its
 //! containers the same way (their directories are root's, 0100 or 0700).
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use rustix::fs::{Mode, OFlags};
+use anyhow::{anyhow, bail, Context, Result};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 /// Makes `dir` and its parents where they are missing (0755, root's), and
 /// fails unless only root can change what is in it or in any directory
@@ -105,4 +109,140 @@ pub fn keep_only_roots(file: &Path) -> Result<bool> {
         if meta.is_dir() { std::fs::remove_dir_all(file) } else { std::fs::remove_file(file) };
     removed.with_context(|| format!("cannot remove {}", file.display()))?;
     Ok(true)
+}
+
+/// How many directories deep `empty` goes below the directory it empties:
+/// each level holds a descriptor open, and the helper has 1024 (the usual
+/// soft limit) in all.
+const EMPTY_DEPTH: usize = 256;
+
+/// Removes everything in the directory `dir`, which stays: without
+/// following a link (a link is removed, never what it names) and without
+/// entering a filesystem mounted below it (an error, which leaves that
+/// filesystem as it is). What it holds was made by someone else (a
+/// container's root, who may have planted links to host paths in it);
+/// nothing may change it meanwhile (its container is stopped, and it lies
+/// behind a gate). An error leaves it part emptied; emptying it again
+/// goes on from there.
+pub fn empty(dir: &Path) -> Result<()> {
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("cannot open {}", dir.display()))?;
+    empty_below(&fd, dir, 0)
+}
+
+/// Removes every entry of the directory open at `dir` (`shown` in errors),
+/// `depth` levels below the one `empty` empties.
+fn empty_below(dir: &OwnedFd, shown: &Path, depth: usize) -> Result<()> {
+    if depth == EMPTY_DEPTH {
+        bail!(
+            "{} is nested more than {EMPTY_DEPTH} directories deep: remove it by hand",
+            shown.display()
+        );
+    }
+    for name in entries(dir, shown)? {
+        remove_entry(dir.as_fd(), &name, &shown.join(&name), depth)?;
+    }
+    Ok(())
+}
+
+/// The names in the directory open at `dir`, without `.` and `..`: read
+/// whole before any is removed.
+fn entries(dir: &OwnedFd, shown: &Path) -> Result<Vec<OsString>> {
+    let unreadable = || format!("cannot read {}", shown.display());
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir).with_context(unreadable)? {
+        let name = entry.with_context(unreadable)?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(OsString::from(OsStr::from_bytes(&name)));
+        }
+    }
+    Ok(names)
+}
+
+/// Removes `name` in the directory `parent`, a directory with all it holds.
+fn remove_entry(parent: BorrowedFd, name: &OsStr, shown: &Path, depth: usize) -> Result<()> {
+    let cannot_remove = || format!("cannot remove {}", shown.display());
+    let stat = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(err) => return Err(err).with_context(cannot_remove),
+    };
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
+        // A link too: unlinkat never follows one.
+        return rustix::fs::unlinkat(parent, name, AtFlags::empty()).with_context(cannot_remove);
+    }
+    // Entered only where it is a directory of the same mount: no link on
+    // the way (it was one, or became one), no mount point.
+    let resolve = ResolveFlags::BENEATH
+        | ResolveFlags::NO_SYMLINKS
+        | ResolveFlags::NO_MAGICLINKS
+        | ResolveFlags::NO_XDEV;
+    let dir = rustix::fs::openat2(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    )
+    .map_err(|err| match err {
+        Errno::XDEV => anyhow!(
+            "{} is a mount point: refusing to remove what is mounted there",
+            shown.display()
+        ),
+        err => anyhow::Error::from(err).context(cannot_remove()),
+    })?;
+    empty_below(&dir, shown, depth + 1)?;
+    drop(dir);
+    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).with_context(cannot_remove)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emptying_removes_links_never_what_they_name() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, outside) = (root.path().join("rootfs"), root.path().join("host"));
+        std::fs::create_dir_all(dir.join("var/lib/deep/er")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("precious"), "kept\n").unwrap();
+        std::fs::write(dir.join("var/lib/deep/er/file"), "gone\n").unwrap();
+        // Links to the outside directory and file, at the top and below.
+        std::os::unix::fs::symlink(&outside, dir.join("escape")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("var/lib/escape")).unwrap();
+        std::os::unix::fs::symlink(outside.join("precious"), dir.join("var/file-link")).unwrap();
+        // A hard link is a name of its own: the file keeps its other one.
+        std::fs::hard_link(outside.join("precious"), dir.join("hard")).unwrap();
+
+        empty(&dir).unwrap();
+
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "it is empty");
+        assert_eq!(std::fs::read_to_string(outside.join("precious")).unwrap(), "kept\n");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1, "the outside is as it was");
+    }
+
+    #[test]
+    fn a_link_is_not_emptied_nor_a_tree_too_deep() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("file"), "").unwrap();
+        std::os::unix::fs::symlink(&target, root.path().join("link")).unwrap();
+        assert!(empty(&root.path().join("link")).is_err());
+        assert!(target.join("file").exists());
+
+        let deep = root.path().join("deep");
+        let mut bottom = deep.clone();
+        for _ in 0..=EMPTY_DEPTH {
+            bottom.push("d");
+        }
+        std::fs::create_dir_all(&bottom).unwrap();
+        let error = format!("{:#}", empty(&deep).unwrap_err());
+        assert!(error.contains("remove it by hand"), "{error}");
+    }
 }

@@ -1,5 +1,6 @@
 //! What users ask of every container tool: bind mounts, port forwards,
-//! devices, root's own LXC settings, restart, start --wait, logs, IPv6.
+//! devices, root's own LXC settings, restart, start --wait, logs, IPv6,
+//! ephemeral roots.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -331,4 +332,72 @@ fn ipv6_addresses_are_shown_where_a_container_has_some() {
     let listed: serde_json::Value = serde_json::from_str(&host.ok(&["list", "--json"])).unwrap();
     assert_eq!(listed[0]["ipv6"], serde_json::json!([]));
     assert_eq!(host.ok(&["show-ip", "six"]), "10.101.0.2\n");
+}
+
+#[test]
+fn an_ephemeral_root_starts_empty_and_its_data_stays() {
+    let host = Host::new();
+    // A value that is not true or false is one error, and nothing is made.
+    let error = host.fails(
+        &["create", "eph", path_str(&with(&host, "bad.nix", "1", r#"ephemeral = "yes";"#))],
+        1,
+    );
+    assert!(error.contains(r#"ephemeral "yes" is not true or false"#), "{error}");
+    host.assert_nothing_created();
+
+    // A host directory that the container's links name: emptying its root
+    // removes the links, never what they name.
+    let precious = host.dir.path().join("precious");
+    std::fs::create_dir(&precious).unwrap();
+    std::fs::write(precious.join("file"), "the host's\n").unwrap();
+    let file = with(
+        &host,
+        "eph.nix",
+        "1",
+        r#"ephemeral = true;
+           bindMounts."/var/lib/app" = { hostPath = "app"; isReadOnly = false; };"#,
+    );
+    host.ok(&["create", "eph", path_str(&file)]);
+    let rootfs = host.lxc_path().join("eph/rootfs");
+    let made = std::fs::metadata(&rootfs).unwrap();
+    host.start_booted("eph");
+    host.ok(&["run", "eph", "sh", "-c", "echo root > /note && echo data > /var/lib/app/note"]);
+    let plant = format!(
+        "ln -s {p} /escape && mkdir -p /var/deep && ln -s {p} /var/deep/dir && \
+         ln -s {p}/file /var/deep/file",
+        p = precious.display()
+    );
+    host.ok(&["run", "eph", "sh", "-c", &plant]);
+    host.ok(&["stop", "eph"]);
+    assert!(rootfs.join("note").exists(), "a stopped container's root is as it left it");
+
+    // stop + start: its root is empty again, its data and the host's files stay.
+    host.start_booted("eph");
+    assert_ne!(host.helper(&["run", "eph", "test", "-e", "/note"]).code, 0, "/note is gone");
+    for gone in ["note", "escape", "var/deep"] {
+        assert!(std::fs::symlink_metadata(rootfs.join(gone)).is_err(), "{gone} is gone");
+    }
+    assert_eq!(host.ok(&["run", "eph", "cat", "/var/lib/app/note"]), "data\n");
+    assert_eq!(std::fs::read_to_string(precious.join("file")).unwrap(), "the host's\n");
+    assert_eq!(std::fs::read_dir(&precious).unwrap().count(), 1, "the host's directory is whole");
+    // One boot in the guest's log (/var/log/tiny.log): the first one's is gone.
+    assert_eq!(host.ok(&["logs", "eph"]), "tiny: booted version 1\n");
+    // The rootfs itself is the one LXC and the helper made, as they made it.
+    let now = std::fs::metadata(&rootfs).unwrap();
+    assert_eq!(
+        (now.ino(), now.uid(), now.gid(), now.mode()),
+        (made.ino(), made.uid(), made.gid(), made.mode())
+    );
+
+    // restart empties it too.
+    host.ok(&["run", "eph", "touch", "/again"]);
+    host.forget_boot("eph");
+    host.ok(&["restart", "eph"]);
+    host.wait_booted(&["eph"]);
+    assert!(!rootfs.join("again").exists(), "/again is gone after restart");
+    assert_eq!(host.ok(&["run", "eph", "cat", "/var/lib/app/note"]), "data\n");
+    // A start of a running container leaves its root alone.
+    host.ok(&["run", "eph", "touch", "/running"]);
+    assert!(host.ok(&["start", "eph"]).contains("already running"));
+    assert!(rootfs.join("running").exists(), "a running container's root stays");
 }

@@ -24,7 +24,7 @@ fn each_kind_of_container_file_gives_its_spec() {
     assert_eq!(
         spec_of(&module),
         serde_json::json!({
-            "kind": "nixos", "autostart": false, "nixDaemon": false, "wholeStore": false,
+            "kind": "nixos", "autostart": false, "nixDaemon": false, "wholeStore": false, "ephemeral": false,
             "network": { "bridge": null, "ip": null, "prefixLength": null, "gateway": null, "enableNat": false, "peers": [] },
             "limits": { "memoryMax": null, "memoryHigh": null, "cpuWeight": null, "cpuMax": null, "pidsMax": null, "ioWeight": null },
             "bindMounts": [], "forwardPorts": [], "devices": []
@@ -40,7 +40,7 @@ fn each_kind_of_container_file_gives_its_spec() {
     assert_eq!(
         spec_of(&attrs),
         serde_json::json!({
-            "kind": "nixos", "autostart": true, "nixDaemon": false, "wholeStore": false,
+            "kind": "nixos", "autostart": true, "nixDaemon": false, "wholeStore": false, "ephemeral": false,
             "network": { "bridge": "myOwnBridge", "ip": "10.10.1.2", "prefixLength": null, "gateway": null, "enableNat": false, "peers": [] },
             "limits": { "memoryMax": null, "memoryHigh": null, "cpuWeight": null, "cpuMax": null, "pidsMax": null, "ioWeight": null },
             "bindMounts": [], "forwardPorts": [], "devices": []
@@ -51,7 +51,7 @@ fn each_kind_of_container_file_gives_its_spec() {
     let spec = spec_of(&system);
     assert_eq!(spec["kind"], "system");
     assert_eq!(spec["network"]["enableNat"], true);
-    assert_eq!(spec.as_object().unwrap().len(), 9, "settings only: {spec}");
+    assert_eq!(spec.as_object().unwrap().len(), 10, "settings only: {spec}");
     // The spec is read without evaluating what is built.
     let lazy = host.file("lazy.nix", r#"{ autostart = true; system = throw "evaluated"; }"#);
     assert_eq!(spec_of(&lazy)["autostart"], true);
