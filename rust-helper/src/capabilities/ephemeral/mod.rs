@@ -11,8 +11,10 @@
 //! helper's mounts (`prepare_start`), so that LXC finds it where its config
 //! says, owned and with the mode LXC gave it; the mount points LXC and the
 //! helper need in it (proc, sys, dev, init, nix) are made again by the
-//! mounts (lxc/mounts.rs), as after a crash that removed them. The guest's
-//! init makes the rest (a NixOS guest's /etc, /var, /bin/sh at boot).
+//! mounts (lxc/mounts.rs), as after a crash that removed them. Every start
+//! is then a first start: `create` makes the rootfs empty too
+//! (commands/create.rs), and the guest's init makes the rest at boot (a
+//! NixOS guest's /etc, /var, /bin/sh).
 //!
 //! No host permission: it asks nothing of the host (no path, port, device
 //! or store path) and takes from the container only what it wrote into its
