@@ -21,7 +21,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags};
 use rustix::io::Errno;
 
 /// Makes `dir` and its parents where they are missing (0755, root's), and
@@ -111,10 +111,10 @@ pub fn keep_only_roots(file: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// How many directories deep `empty` goes below the directory it empties:
-/// each level holds a descriptor open, and the helper has 1024 (the usual
-/// soft limit) in all.
-const EMPTY_DEPTH: usize = 256;
+/// How many directories deep `empty` goes below the directory it empties
+/// before it lifts what is deeper up to that directory: each level holds a
+/// descriptor open, and the helper has 1024 (the usual soft limit) in all.
+const EMPTY_DEPTH: usize = 128;
 
 /// Removes everything in the directory `dir`, which stays: without
 /// following a link (a link is removed, never what it names) and without
@@ -122,31 +122,98 @@ const EMPTY_DEPTH: usize = 256;
 /// filesystem as it is). What it holds was made by someone else (a
 /// container's root, who may have planted links to host paths in it);
 /// nothing may change it meanwhile (its container is stopped, and it lies
-/// behind a gate). An error leaves it part emptied; emptying it again
-/// goes on from there.
+/// behind a gate). A directory nested deeper than `EMPTY_DEPTH` is moved
+/// up into `dir` and removed from there, however deep the tree. An error
+/// leaves it part emptied; emptying it again goes on from there.
 pub fn empty(dir: &Path) -> Result<()> {
-    let fd = rustix::fs::open(
+    let top = rustix::fs::open(
         dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .with_context(|| format!("cannot open {}", dir.display()))?;
-    empty_below(&fd, dir, 0)
+    let tree = Tree { top: &top, shown: dir };
+    // Each round removes what is not too deep, and lifts the rest up.
+    loop {
+        let names = entries(&top, dir)?;
+        if names.is_empty() {
+            return Ok(());
+        }
+        for name in names {
+            tree.remove(top.as_fd(), &name, &dir.join(&name), 0)?;
+        }
+    }
 }
 
-/// Removes every entry of the directory open at `dir` (`shown` in errors),
-/// `depth` levels below the one `empty` empties.
-fn empty_below(dir: &OwnedFd, shown: &Path, depth: usize) -> Result<()> {
-    if depth == EMPTY_DEPTH {
-        bail!(
-            "{} is nested more than {EMPTY_DEPTH} directories deep: remove it by hand",
-            shown.display()
-        );
+/// The directory `empty` empties: open at `top`, `shown` in errors.
+struct Tree<'a> {
+    top: &'a OwnedFd,
+    shown: &'a Path,
+}
+
+impl Tree<'_> {
+    /// Removes `name` in the directory `parent`, `depth` levels below the
+    /// top: a directory with all it holds, or lifted to the top where it
+    /// lies too deep.
+    fn remove(&self, parent: BorrowedFd, name: &OsStr, shown: &Path, depth: usize) -> Result<()> {
+        let cannot_remove = || format!("cannot remove {}", shown.display());
+        let stat = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(err) => return Err(err).with_context(cannot_remove),
+        };
+        if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
+            // A link too: unlinkat never follows one.
+            return rustix::fs::unlinkat(parent, name, AtFlags::empty())
+                .with_context(cannot_remove);
+        }
+        if depth == EMPTY_DEPTH {
+            return self.lift(parent, name).with_context(cannot_remove);
+        }
+        // Entered only where it is a directory of the same mount: no link on
+        // the way (it was one, or became one), no mount point.
+        let resolve = ResolveFlags::BENEATH
+            | ResolveFlags::NO_SYMLINKS
+            | ResolveFlags::NO_MAGICLINKS
+            | ResolveFlags::NO_XDEV;
+        let dir = rustix::fs::openat2(
+            parent,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve,
+        )
+        .map_err(|err| match err {
+            Errno::XDEV => anyhow!(
+                "{} is a mount point: refusing to remove what is mounted there",
+                shown.display()
+            ),
+            err => anyhow::Error::from(err).context(cannot_remove()),
+        })?;
+        for child in entries(&dir, shown)? {
+            self.remove(dir.as_fd(), &child, &shown.join(&child), depth + 1)?;
+        }
+        drop(dir);
+        rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).with_context(cannot_remove)
     }
-    for name in entries(dir, shown)? {
-        remove_entry(dir.as_fd(), &name, &shown.join(&name), depth)?;
+
+    /// Moves directory `name` in `parent` to the top, under a name that no
+    /// entry there has, for the next round of `empty`.
+    fn lift(&self, parent: BorrowedFd, name: &OsStr) -> Result<()> {
+        for number in 0.. {
+            let lifted = format!(".lifted-{number}");
+            match rustix::fs::renameat_with(parent, name, self.top, &lifted, RenameFlags::NOREPLACE)
+            {
+                Err(Errno::EXIST) => continue,
+                done => {
+                    return done.with_context(|| {
+                        format!("cannot move it to {}", self.shown.join(&lifted).display())
+                    })
+                }
+            }
+        }
+        unreachable!("some name is free")
     }
-    Ok(())
 }
 
 /// The names in the directory open at `dir`, without `.` and `..`: read
@@ -161,43 +228,6 @@ fn entries(dir: &OwnedFd, shown: &Path) -> Result<Vec<OsString>> {
         }
     }
     Ok(names)
-}
-
-/// Removes `name` in the directory `parent`, a directory with all it holds.
-fn remove_entry(parent: BorrowedFd, name: &OsStr, shown: &Path, depth: usize) -> Result<()> {
-    let cannot_remove = || format!("cannot remove {}", shown.display());
-    let stat = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(stat) => stat,
-        Err(Errno::NOENT) => return Ok(()),
-        Err(err) => return Err(err).with_context(cannot_remove),
-    };
-    if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
-        // A link too: unlinkat never follows one.
-        return rustix::fs::unlinkat(parent, name, AtFlags::empty()).with_context(cannot_remove);
-    }
-    // Entered only where it is a directory of the same mount: no link on
-    // the way (it was one, or became one), no mount point.
-    let resolve = ResolveFlags::BENEATH
-        | ResolveFlags::NO_SYMLINKS
-        | ResolveFlags::NO_MAGICLINKS
-        | ResolveFlags::NO_XDEV;
-    let dir = rustix::fs::openat2(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        resolve,
-    )
-    .map_err(|err| match err {
-        Errno::XDEV => anyhow!(
-            "{} is a mount point: refusing to remove what is mounted there",
-            shown.display()
-        ),
-        err => anyhow::Error::from(err).context(cannot_remove()),
-    })?;
-    empty_below(&dir, shown, depth + 1)?;
-    drop(dir);
-    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).with_context(cannot_remove)
 }
 
 #[cfg(test)]
@@ -227,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn a_link_is_not_emptied_nor_a_tree_too_deep() {
+    fn a_link_is_not_emptied_and_a_deep_tree_is() {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("target");
         std::fs::create_dir(&target).unwrap();
@@ -236,13 +266,16 @@ mod tests {
         assert!(empty(&root.path().join("link")).is_err());
         assert!(target.join("file").exists());
 
+        // Deeper than the descriptors it may hold: lifted up, and removed.
         let deep = root.path().join("deep");
-        let mut bottom = deep.clone();
-        for _ in 0..=EMPTY_DEPTH {
+        let mut bottom = deep.join("d");
+        for _ in 0..EMPTY_DEPTH * 3 + 5 {
             bottom.push("d");
         }
         std::fs::create_dir_all(&bottom).unwrap();
-        let error = format!("{:#}", empty(&deep).unwrap_err());
-        assert!(error.contains("remove it by hand"), "{error}");
+        std::fs::write(bottom.join("file"), "").unwrap();
+        std::fs::create_dir(deep.join(".lifted-0")).unwrap();
+        empty(&deep).unwrap();
+        assert_eq!(std::fs::read_dir(&deep).unwrap().count(), 0, "it is empty");
     }
 }

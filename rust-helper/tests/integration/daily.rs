@@ -362,9 +362,11 @@ fn an_ephemeral_root_starts_empty_and_its_data_stays() {
     let made = std::fs::metadata(&rootfs).unwrap();
     host.start_booted("eph");
     host.ok(&["run", "eph", "sh", "-c", "echo root > /note && echo data > /var/lib/app/note"]);
+    // Links, and a tree deeper than the descriptors the helper may hold.
     let plant = format!(
         "ln -s {p} /escape && mkdir -p /var/deep && ln -s {p} /var/deep/dir && \
-         ln -s {p}/file /var/deep/file",
+         ln -s {p}/file /var/deep/file && cd /var/deep && \
+         i=0; while [ $i -lt 1200 ]; do mkdir d && cd d && i=$((i+1)) || exit 1; done",
         p = precious.display()
     );
     host.ok(&["run", "eph", "sh", "-c", &plant]);
