@@ -14,7 +14,9 @@
 //! mounts (lxc/mounts.rs), as after a crash that removed them. Every start
 //! is then a first start: `create` makes the rootfs empty too
 //! (commands/create.rs), and the guest's init makes the rest at boot (a
-//! NixOS guest's /etc, /var, /bin/sh).
+//! NixOS guest's stage 2, nixpkgs nixos/modules/system/boot/stage-2-init.sh,
+//! makes /etc, /tmp, /var, /root, /bin and /home where they are missing, and
+//! its activation fills /etc and links /bin/sh).
 //!
 //! No host permission: it asks nothing of the host (no path, port, device
 //! or store path) and takes from the container only what it wrote into its
