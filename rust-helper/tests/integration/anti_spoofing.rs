@@ -569,13 +569,15 @@ fn the_guard_follows_the_containers() {
 /// network namespace: as a NixOS guest would, where the tiny guest has none.
 /// Its lease and run directories are made empty for it (a mount namespace of
 /// its own); it runs no hooks (`-c /bin/true`), which would change the
-/// host's resolv.conf.
+/// host's resolv.conf, and in case one ran, /etc/resolv.conf is a file of
+/// that namespace's own (a run of it with hooks once emptied this machine's).
 fn dhcpcd(host: &Host, name: &str, family: &str) {
     let init = host.lxc(&format!("lxc-info -n {name} -pH")).stdout.trim().to_string();
     let ran = Command::new("nsenter")
         .args(["-t", &init, "-n", "unshare", "-m", "sh", "-c"])
         .arg(format!(
             "mount -t tmpfs none /var/lib/dhcpcd && mount -t tmpfs none /run && \
+             : > /run/resolv.conf && mount --bind /run/resolv.conf /etc/resolv.conf && \
              exec dhcpcd {family} -B -1 -f /dev/null -c /bin/true -t 20 internet"
         ))
         .output()

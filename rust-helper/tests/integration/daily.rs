@@ -148,7 +148,7 @@ fn forwarded_ports_reach_a_running_container_and_go_when_it_stops() {
             "web",
             "sh",
             "-c",
-            "for i in $(seq 40); do [ -s /tmp/got ] && break; sleep 0.05; done; cat /tmp/got; killall nc; true",
+            "for i in $(seq 400); do [ -s /tmp/got ] && break; sleep 0.05; done; cat /tmp/got; killall nc; true",
         ])
     };
 

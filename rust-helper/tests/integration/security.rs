@@ -543,7 +543,9 @@ fn no_host_user_reaches_into_a_container_and_its_uid_changes_none_of_roots_files
         host.ns(&format!("echo | lxc-console -P {} -n t -t 0", host.lxc_path().display()));
     assert!(console.code == 0 && console.stderr.contains("Connected to tty 0"), "{console:?}");
     host.ok(&["stop", "t"]);
-    assert!(!roots[2].exists(), "LXC removed its pidfile at the stop");
+    // lxc-start removes its pidfile as it exits, a moment after the
+    // container is STOPPED (and the stop returns).
+    host.wait_for("LXC to remove its pidfile after the stop", || !roots[2].exists());
     host.start_booted("t");
     host.ok(&["destroy", "t", "--force"]);
     host.assert_nothing_created();
