@@ -75,6 +75,12 @@ fn restart(ctx: &Context, name: &str, wait: Option<Duration>) -> Result<ExitCode
 
 fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
     let (lock, entry) = opening::lock_existing(ctx, name)?;
+    if let Some(monitor) = ctx.lxc().monitor_elsewhere(name) {
+        bail!(
+            "container '{name}' runs in another network namespace (its LXC monitor is pid \
+             {monitor}), where LXC's commands reach it: run this command there"
+        );
+    }
     let ids = entry.ids(&ctx.settings.host.idmap);
     let current = ctx
         .profile(name)

@@ -299,20 +299,38 @@ impl Lxc<'_> {
         (monitored == name).then_some(init)
     }
 
+    /// The pid of container `name`'s monitor when it runs in another
+    /// network namespace than this helper's. LXC's commands (lxc-info,
+    /// lxc-start's own check) reach a monitor through an abstract socket,
+    /// which belongs to a network namespace: from here such a container
+    /// looks STOPPED, and starting it again would start a second one on the
+    /// same root.
+    pub fn monitor_elsewhere(&self, name: &str) -> Option<u32> {
+        let pid = std::fs::read_to_string(self.monitor_pidfile(name)).ok()?.trim().parse().ok()?;
+        let our_network = std::fs::read_link("/proc/self/ns/net").ok();
+        let network = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+        (self.monitor_of(pid)? == name && network != our_network).then_some(pid)
+    }
+
     /// When process `pid` is LXC's monitor of one of this LXC path's
-    /// containers ("[lxc monitor] <path> <name>") in `our_network` (where
-    /// LXC's commands reach, see above): that container's name, and its
-    /// init (the monitor's child).
-    fn monitored(&self, pid: u32, our_network: Option<&Path>) -> Option<(String, u32)> {
+    /// containers ("[lxc monitor] <path> <name>"): that container's name.
+    fn monitor_of(&self, pid: u32) -> Option<String> {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let cmdline = String::from_utf8_lossy(&cmdline);
         let prefix = format!("[lxc monitor] {} ", self.path.display());
-        let name = cmdline.trim_end_matches('\0').strip_prefix(&prefix)?;
+        Some(cmdline.trim_end_matches('\0').strip_prefix(&prefix)?.to_string())
+    }
+
+    /// When process `pid` is LXC's monitor of one of this LXC path's
+    /// containers in `our_network` (where LXC's commands reach, see above):
+    /// that container's name, and its init (the monitor's child).
+    fn monitored(&self, pid: u32, our_network: Option<&Path>) -> Option<(String, u32)> {
+        let name = self.monitor_of(pid)?;
         if std::fs::read_link(format!("/proc/{pid}/ns/net")).ok().as_deref() != our_network {
             return None;
         }
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-        Some((name.to_string(), children.split_whitespace().next()?.parse().ok()?))
+        Some((name, children.split_whitespace().next()?.parse().ok()?))
     }
 
     /// The host pid of the container's init, None while it is stopped.

@@ -402,4 +402,18 @@ fn an_ephemeral_root_starts_empty_and_its_data_stays() {
     host.ok(&["run", "eph", "touch", "/running"]);
     assert!(host.ok(&["start", "eph"]).contains("already running"));
     assert!(rootfs.join("running").exists(), "a running container's root stays");
+    // Nor does a start from another network namespace, where LXC's commands
+    // do not reach the container's monitor and it looks stopped.
+    let elsewhere: crate::common::Run = std::process::Command::new("ip")
+        .args(["netns", "exec", &host.netns, "unshare", "--net", crate::common::HELPER])
+        .args(["start", "eph"])
+        .envs(host.helper_env())
+        .current_dir(host.dir.path())
+        .output()
+        .expect("unshare runs")
+        .into();
+    assert_eq!(elsewhere.code, 1, "{elsewhere:?}");
+    assert!(elsewhere.stderr.contains("runs in another network namespace"), "{elsewhere:?}");
+    assert!(rootfs.join("running").exists(), "a container running elsewhere keeps its root");
+    assert_eq!(host.ok(&["run", "eph", "cat", "/var/lib/app/note"]), "data\n");
 }
