@@ -196,12 +196,15 @@ fn racing_create_and_destroy_or_two_updates_end_consistent() {
     assert_eq!(host.ok(&["show-ip", "twice"]).trim(), "10.101.0.2");
 }
 
-/// Kills the helper running `args` after `delay`, as kill -9 would.
-fn kill_after(host: &Host, args: &[&str], delay: Duration) {
+/// Kills the helper running `args` after `delay`, as kill -9 would;
+/// whether it had finished by itself before that.
+fn kill_after(host: &Host, args: &[&str], delay: Duration) -> bool {
     let mut child = spawn(host, args);
     std::thread::sleep(delay);
+    let finished = matches!(child.try_wait(), Ok(Some(_)));
     let _ = child.kill();
     let _ = child.wait();
+    finished
 }
 
 /// The phase the state records for `name` ("none" without an entry).
@@ -213,8 +216,24 @@ fn phase(host: &Host, name: &str) -> String {
     state["containers"][name]["phase"].as_str().unwrap_or("none").to_string()
 }
 
-fn sweep() -> impl Iterator<Item = Duration> {
-    [0u64, 3, 8, 15, 25, 40, 60, 80, 110, 150, 200, 300].into_iter().map(Duration::from_millis)
+/// Runs `round` with the delays at which a command is killed: from at once
+/// to well into its work, and on past 300 ms, each half as long again,
+/// until a command finishes before its kill, so that on a slow or busy
+/// host too the kills land before, half-way through and after its work.
+/// `round` gets the round's number and delay, and says whether the killed
+/// command had finished by itself.
+fn sweep(mut round: impl FnMut(usize, Duration) -> bool) {
+    let mut delays = vec![0u64, 3, 8, 15, 25, 40, 60, 80, 110, 150, 200, 300];
+    let mut number = 0;
+    while number < delays.len() {
+        let delay = delays[number];
+        let finished = round(number, Duration::from_millis(delay));
+        number += 1;
+        if number == delays.len() && !finished {
+            assert!(delay < 60_000, "the command did not finish within {delay} ms");
+            delays.push(delay * 3 / 2);
+        }
+    }
 }
 
 #[test]
@@ -222,8 +241,8 @@ fn a_killed_create_is_undone_by_the_next_command() {
     let host = Host::new();
     let file = host.tiny("k.nix", "1", "");
     let mut seen = std::collections::BTreeSet::new();
-    for delay in sweep() {
-        kill_after(&host, &["create", "victim", path_str(&file)], delay);
+    sweep(|_, delay| {
+        let finished_alone = kill_after(&host, &["create", "victim", path_str(&file)], delay);
         seen.insert(phase(&host, "victim"));
         assert_eq!(host.helper(&["list"]).code, 0, "list works after a kill at {delay:?}");
         // The name is never blocked, no address leaks: creating again works
@@ -236,7 +255,8 @@ fn a_killed_create_is_undone_by_the_next_command() {
         assert_eq!(host.current_generation("victim"), "1");
         host.ok(&["destroy", "victim"]);
         host.assert_nothing_created();
-    }
+        finished_alone
+    });
     eprintln!("phases left by the kills: {seen:?}");
     assert!(seen.contains("creating"), "some kill hit a create half-way: {seen:?}");
 }
@@ -247,9 +267,9 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
     host.ok(&["create", "live", path_str(&host.tiny("l0.nix", "0", ""))]);
     host.start_booted("live");
     let mut seen = std::collections::BTreeSet::new();
-    for (round, delay) in sweep().enumerate() {
+    sweep(|round, delay| {
         let file = host.tiny(&format!("l{}.nix", round + 1), &(round + 1).to_string(), "");
-        kill_after(&host, &["update", "live", path_str(&file)], delay);
+        let finished_alone = kill_after(&host, &["update", "live", path_str(&file)], delay);
         seen.insert(phase(&host, "live"));
         // Every generation link still leads to a complete generation.
         let listed = host.helper(&["list-generations", "live", "--json"]);
@@ -277,7 +297,8 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
             state.contains("\"phase\": \"ready\"") && !state.contains("switchedFrom"),
             "{state}"
         );
-    }
+        finished_alone
+    });
     eprintln!("phases left by the kills: {seen:?}");
     assert!(seen.contains("updating"), "some kill hit an update half-way: {seen:?}");
 }
@@ -287,11 +308,11 @@ fn a_killed_destroy_is_finished_by_the_next_command() {
     let host = Host::new();
     let file = host.tiny("d.nix", "1", "");
     let mut seen = std::collections::BTreeSet::new();
-    for delay in sweep() {
+    sweep(|_, delay| {
         if host.helper(&["exists", "doomed"]).code != 0 {
             host.ok(&["create", "doomed", path_str(&file)]);
         }
-        kill_after(&host, &["destroy", "doomed"], delay);
+        let finished_alone = kill_after(&host, &["destroy", "doomed"], delay);
         seen.insert(phase(&host, "doomed"));
         assert_eq!(host.helper(&["list"]).code, 0);
         // Either it is whole, or it goes entirely at the next command.
@@ -308,7 +329,8 @@ fn a_killed_destroy_is_finished_by_the_next_command() {
             host.ok(&["destroy", "other"]);
         }
         host.assert_nothing_created();
-    }
+        finished_alone
+    });
     eprintln!("phases left by the kills: {seen:?}");
     assert!(seen.contains("ready") && seen.contains("none"), "kills before and after: {seen:?}");
 }
