@@ -48,23 +48,14 @@ let
 
   inherit (params.idmap) hostId count;
 
-  # The resource limits (the spec's, capped by the host's), as cgroup2 keys;
-  # each name as lib/spec.nix normalizes it.
+  # The resource limits (the spec's, capped by the host's), as cgroup2 keys
+  # (lib/limits.nix), in the order of their spec names.
+  limitsTable = import ./limits.nix;
   limits = params.limits or { };
-  cgroupFiles = {
-    memoryMax = "memory.max";
-    memoryHigh = "memory.high";
-    cpuWeight = "cpu.weight";
-    cpuMax = "cpu.max";
-    pidsMax = "pids.max";
-    ioWeight = "io.weight";
-  };
-  cgroupValue = name: value:
-    if name == "cpuMax" then "${toString value} ${toString (import ./spec.nix).cpuPeriod}" else toString value;
-  limitLines = builtins.concatLists (builtins.attrValues (builtins.mapAttrs
-    (name: file: let value = limits.${name} or null; in
-      if value == null then [ ] else [ (line "lxc.cgroup2.${file}" (cgroupValue name value)) ])
-    cgroupFiles));
+  limitLines = builtins.concatMap
+    (limit: let value = limits.${limit.name} or null; in
+      if value == null then [ ] else [ (line "lxc.cgroup2.${limit.file}" (limitsTable.fileValue limit value)) ])
+    (builtins.attrValues limitsTable.byName);
 
   ttys = 4;
 in

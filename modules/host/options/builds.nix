@@ -4,7 +4,7 @@
 { lib, ... }:
 let
   inherit (lib) mkOption types;
-  inherit (import ./common.nix { inherit lib; }) defaults ipv4Address sizeString;
+  inherit (import ./common.nix { inherit lib; }) defaults ipv4Address size;
   formats = import ../../../lib/formats.nix;
 in
 {
@@ -60,7 +60,7 @@ in
         };
       };
       memory = mkOption {
-        type = types.nullOr (types.either types.ints.positive sizeString);
+        type = types.nullOr size;
         default = defaults.builds.memory;
         example = "4G";
         description = ''

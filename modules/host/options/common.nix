@@ -1,9 +1,12 @@
-# What the files of the host module's options share: the defaults, and the
-# types that more than one of them uses.
+# What the files of the host module's options share: the defaults, the
+# vocabularies of lib/ (read from the same tables as lib/spec.nix and the
+# helper), and the types that more than one of them uses.
 { lib }:
 let
   inherit (lib) types;
   formats = import ../../../lib/formats.nix;
+  ranges = builtins.fromJSON (builtins.readFile ../../../lib/ranges.json);
+  limitsTable = import ../../../lib/limits.nix;
 in
 {
   # The defaults of every option the helper reads from the host file. The
@@ -11,11 +14,22 @@ in
   # disagree.
   defaults = builtins.fromJSON (builtins.readFile ../../../lib/host-defaults.json);
 
+  # The resource limits (lib/limits.nix).
+  inherit limitsTable;
+
+  # The host devices containers may ask for (lib/devices.json): each with
+  # its name, node and use.
+  devices = builtins.fromJSON (builtins.readFile ../../../lib/devices.json);
+
   # The largest uid; the helper refuses delegated ids beyond it.
   maxId = 4294967295;
 
-  # A size with K, M, G or T (powers of 1024), as lib/spec.nix reads it.
-  sizeString = types.strMatching "[1-9][0-9]{0,6}[KMGT]";
+  # A size: bytes, or a number with K, M, G or T (powers of 1024), as
+  # lib/spec.nix reads it.
+  size = types.either types.ints.positive (types.strMatching limitsTable.units.size.withSuffixPattern);
+
+  # The prefix length of a bridge's subnet, as lib/spec.nix takes it.
+  prefixLength = types.ints.between ranges.prefixLength.min ranges.prefixLength.max;
 
   ipv4Address = types.strMatching formats.ipv4Address.pattern;
   # The names the helper accepts for bridges (lib/formats.json).

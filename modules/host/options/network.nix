@@ -4,7 +4,7 @@
 { lib, ... }:
 let
   inherit (lib) literalExpression mkOption types;
-  inherit (import ./common.nix { inherit lib; }) defaults ipv4Address interfaceName;
+  inherit (import ./common.nix { inherit lib; }) defaults ipv4Address interfaceName prefixLength;
 
   # Ports from `from` to `to`, both included.
   portRange = types.submodule {
@@ -26,7 +26,7 @@ let
       description = "The host's IPv4 address on the ${which} bridge.";
     };
     prefixLength = mkOption {
-      type = types.ints.between 1 30;
+      type = prefixLength;
       default = defaults.${which}.prefixLength;
       description = "Prefix length of the ${which} subnet around {option}`nixcloud.containers.${which}.address`.";
     };
@@ -129,7 +129,7 @@ in
             description = "The host's IPv4 address on the bridge.";
           };
           prefixLength = mkOption {
-            type = types.ints.between 1 30;
+            type = prefixLength;
             example = 16;
             description = "Prefix length of the bridge's subnet, where containers take their fixed addresses.";
           };
