@@ -74,12 +74,12 @@ pub struct HostConfig {
     pub allowed_forward_ports: Vec<PortRange>,
     /// Private networks and link-local addresses that containers'
     /// forwarded traffic may reach, which it may not by default
-    /// (commands/egress.rs).
+    /// (capabilities/network/egress.rs).
     pub allowed_egress: Vec<AllowedEgress>,
     /// Host devices container files may ask for.
     pub allowed_devices: Vec<Device>,
     /// Whether each container's ports pass only frames from its own MAC
-    /// address and its own addresses (commands/port_guard.rs).
+    /// address and its own addresses (capabilities/network/port_guard.rs).
     pub anti_spoofing: bool,
     /// The IPv6 prefix routed to the internet bridge, from which DHCPv6
     /// gives containers their addresses; null: no IPv6 there.

@@ -1,5 +1,5 @@
 //! `nixcloud-container help`: the manual, made of the command line's
-//! definition (cli.rs: the synopsis, the commands, the options) and the
+//! definition (cli/mod.rs: the synopsis, the commands, the options) and the
 //! prose below; the same as a man page (`help --man`); `help <command>`
 //! prints that command's --help; and the shells' completions.
 

@@ -4,7 +4,7 @@
 //! process, sandbox or not, and the Nix process itself fetches a flake's
 //! inputs: in the host's network namespace both would reach the host's
 //! loopback, the containers' bridges and the host's private networks. So
-//! this helper runs its Nix processes (nix.rs: `Nix::confined`) in a network
+//! this helper runs its Nix processes (nix/mod.rs: `Nix::confined`) in a network
 //! namespace of its own, kept between commands (below), whose only way out is
 //! a veth to the host with NAT:
 //! - inside, routing rules refuse every private, loopback, link-local,
@@ -305,7 +305,7 @@ impl Kept {
     /// Locks the kept namespace: shared to use it, exclusive to make one.
     fn lock(&self, exclusive: bool) -> Result<File> {
         use rustix::fs::{flock, FlockOperation};
-        let path = self.dir.join("lock");
+        let path = self.dir.join(crate::layout::BUILD_NETWORK_LOCK);
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -322,12 +322,17 @@ impl Kept {
     /// still there. `locked`: the caller holds the lock.
     fn find(&self, plan: &str, locked: bool) -> Result<Option<OwnedFd>> {
         let _reading = if locked { None } else { Some(self.lock(false)?) };
-        let Ok(text) = std::fs::read_to_string(self.dir.join("record")) else { return Ok(None) };
+        let Ok(text) = std::fs::read_to_string(self.dir.join(crate::layout::BUILD_NETWORK_RECORD))
+        else {
+            return Ok(None);
+        };
         let Ok(record) = serde_json::from_str::<Record>(&text) else { return Ok(None) };
         if record.plan != plan || link_index(&record.link).is_err() {
             return Ok(None);
         }
-        let Ok(file) = File::open(self.dir.join("namespace")) else { return Ok(None) };
+        let Ok(file) = File::open(self.dir.join(crate::layout::BUILD_NETWORK_NAMESPACE)) else {
+            return Ok(None);
+        };
         let is_namespace =
             rustix::fs::fstatfs(&file).is_ok_and(|found| found.f_type as u64 == NSFS_MAGIC);
         Ok(is_namespace.then(|| file.into()))
@@ -338,7 +343,7 @@ impl Kept {
     fn keep(&self, namespace: &OwnedFd, plan: &str, link: &str) -> Result<()> {
         use rustix::mount::{mount_bind, unmount, UnmountFlags};
         use std::os::fd::AsRawFd;
-        let target = self.dir.join("namespace");
+        let target = self.dir.join(crate::layout::BUILD_NETWORK_NAMESPACE);
         // Not mounted (the first time, or its mount namespace is gone): fine.
         let _ = unmount(&target, UnmountFlags::DETACH);
         File::create(&target).with_context(|| format!("cannot create {}", target.display()))?;
@@ -347,7 +352,10 @@ impl Kept {
             .with_context(|| format!("cannot keep the build namespace at {}", target.display()))?;
         let record = Record { plan: plan.to_string(), link: link.to_string() };
         let text = serde_json::to_string(&record).expect("a record serializes");
-        crate::system::files::write_atomically(&self.dir.join("record"), &text)
+        crate::system::files::write_atomically(
+            &self.dir.join(crate::layout::BUILD_NETWORK_RECORD),
+            &text,
+        )
     }
 }
 

@@ -1,5 +1,5 @@
 //! nftables, where the helper keeps the host's network rules for its
-//! containers (commands/network_rules.rs, commands/port_guard.rs): a ruleset
+//! containers (capabilities/network/rules.rs, port_guard.rs, egress.rs): a ruleset
 //! applied in one transaction by `nft -f`, the lock that keeps two commands
 //! from applying rules computed from different states, and whether a table
 //! is there, asked of the kernel without running nft.

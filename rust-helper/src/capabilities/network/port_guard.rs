@@ -418,7 +418,7 @@ mod tests {
     fn pins_are_files_dnsmasq_can_read() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let pins = dir.path().join("dhcp-hosts");
+        let pins = dir.path().join(crate::layout::DHCP_HOSTS);
         pin(&pins, "web", Some("02:00:00:00:00:01,10.202.0.2\n")).unwrap();
         let file = pins.join("web");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "02:00:00:00:00:01,10.202.0.2\n");
