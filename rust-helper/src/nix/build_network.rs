@@ -45,10 +45,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::settings::{Builds, Settings};
 use crate::system::netlink::{Rule, Socket, Verdict};
-use crate::system::process::{Namespace, Tool};
+use crate::system::nft::{Family, NetworkLock, Table};
+use crate::system::process::Namespace;
 
 /// The host's table (its content: lib/build-network.nft).
-const TABLE: &str = "nixcloud-container-builds";
+const TABLE: Table = Table { family: Family::Ip, name: "nixcloud-container-builds" };
 const TABLE_CONTENT: &str = include_str!("../../../lib/build-network.nft");
 /// The host's ends of the veths: `nxcb<slot>`.
 pub const LINK_PREFIX: &str = "nxcb";
@@ -137,7 +138,7 @@ impl BuildNetwork {
     #[cfg(not(feature = "bench-without-build-network"))]
     pub fn new(builds: &Builds, state_dir: &Path) -> Result<BuildNetwork> {
         let subnet = builds.network.subnet();
-        ensure_host_table(&subnet.to_string())?;
+        ensure_host_table(&subnet.to_string(), state_dir)?;
         let resolver = Resolver::of_host(Path::new(RESOLV_CONF), Path::new(RESOLVED_UPSTREAMS));
         let links = (subnet.network(), subnet.prefix_len());
         let rules = rules(builds.allow_internet, links, &resolver.servers, &host_addresses()?);
@@ -415,25 +416,13 @@ fn inside(slots: u32, first: u32, base: u32, rules: &[Rule]) -> Result<(OwnedFd,
 /// for over netlink (cheap), and written with nft only where it is missing
 /// or another (after a reboot, a firewall reload that flushed it, a new
 /// subnet, another version of its rules).
-fn ensure_host_table(subnet: &str) -> Result<()> {
+fn ensure_host_table(subnet: &str, state_dir: &Path) -> Result<()> {
     let (content, digest) = host_table(subnet);
     // nft keeps the table's comment with its terminating NUL.
-    let marker = format!("rules {digest}\0");
-    if Socket::netfilter()?.ip_table_holds(TABLE, marker.as_bytes())? == Some(true) {
+    if TABLE.holds(format!("rules {digest}\0").as_bytes())? {
         return Ok(());
     }
-    let script =
-        format!("table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n{content}\n}}\n");
-    let file = tempfile::NamedTempFile::new().context("cannot write the build network's rules")?;
-    std::fs::write(file.path(), script).context("cannot write the build network's rules")?;
-    let finished = Tool::new("nft").arg("-f").arg(file.path()).output(false).context(
-        "builds of container files need nftables (nft) on the host for their network: install \
-         it (Debian: apt-get install nftables)",
-    )?;
-    if !finished.status.success() {
-        bail!("nft could not set the build network's rules: {}", finished.stderr.trim());
-    }
-    Ok(())
+    NetworkLock::take(state_dir)?.apply(&TABLE.replace(&format!("{content}\n")))
 }
 
 /// The content of the host's table for `subnet`, and the digest it names
