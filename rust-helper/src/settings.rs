@@ -223,7 +223,7 @@ impl HostConfig {
         if self.hostonly.bridge == self.internet.bridge {
             bail!("hostonly and internet are both bridge {}", self.hostonly.bridge);
         }
-        for (bridge, _) in self.extra_bridges.iter() {
+        for bridge in self.extra_bridges.keys() {
             if let Some((role, _)) = named.iter().find(|(_, b)| &b.bridge == bridge) {
                 bail!("extraBridges names {bridge}, the {role} bridge");
             }

@@ -254,7 +254,7 @@ impl Ancestry {
             }
             chain.push(at);
             match parent_of(at) {
-                Some(0) | Some(1) => break false,
+                Some(0 | 1) => break false,
                 Some(parent) => at = parent,
                 None => break true,
             }
