@@ -120,7 +120,7 @@ pub fn cpu_period() -> u64 {
     VOCABULARY.cpus.period
 }
 
-/// The limits, each a number of lib/spec.nix's units or unset.
+/// The limits, each a number of its unit (lib/limits.json) or unset.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits {
