@@ -151,25 +151,6 @@ formatted_string!(
     Format::RelativePath
 );
 
-/// The ranges of numbers that both sides check, lib/ranges.json.
-const RANGES_JSON: &str = include_str!("../../lib/ranges.json");
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Ranges {
-    prefix_length: Range,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Range {
-    min: u8,
-    max: u8,
-}
-
-static RANGES: LazyLock<Ranges> =
-    LazyLock::new(|| serde_json::from_str(RANGES_JSON).expect("lib/ranges.json is valid"));
-
 /// The prefix length of a subnet that has room for a host and containers
 /// (lib/ranges.json: 31 and 32 leave none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -186,11 +167,14 @@ impl TryFrom<u8> for PrefixLength {
     type Error = String;
 
     fn try_from(length: u8) -> Result<PrefixLength, String> {
-        let Range { min, max } = RANGES.prefix_length;
-        if (min..=max).contains(&length) {
+        let range = crate::ranges::RANGES.prefix_length;
+        if range.contains(length.into()) {
             Ok(PrefixLength(length))
         } else {
-            Err(format!("prefix length {length} is not an integer from {min} to {max}"))
+            Err(format!(
+                "prefix length {length} is not an integer from {} to {}",
+                range.min, range.max
+            ))
         }
     }
 }

@@ -4,7 +4,7 @@
 { lib, ... }:
 let
   inherit (lib) mkOption types;
-  inherit (import ./common.nix { inherit lib; }) defaults ipv4Address size;
+  inherit (import ./common.nix { inherit lib; }) defaults ipv4Address ranges size;
   formats = import ../../../lib/formats.nix;
 in
 {
@@ -54,7 +54,7 @@ in
           '';
         };
         prefixLength = mkOption {
-          type = types.ints.between 8 30;
+          type = ranges.buildsPrefixLength;
           default = defaults.builds.network.prefixLength;
           description = "Prefix length of {option}`nixcloud.containers.builds.network.address`.";
         };

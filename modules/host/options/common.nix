@@ -5,8 +5,10 @@
 let
   inherit (lib) types;
   formats = import ../../../lib/formats.nix;
-  ranges = builtins.fromJSON (builtins.readFile ../../../lib/ranges.json);
+  rangesTable = builtins.fromJSON (builtins.readFile ../../../lib/ranges.json);
   limitsTable = import ../../../lib/limits.nix;
+  # The largest uid; the helper refuses delegated ids beyond it.
+  maxId = 4294967295;
 in
 {
   # The defaults of every option the helper reads from the host file. The
@@ -21,15 +23,15 @@ in
   # its name, node and use.
   devices = builtins.fromJSON (builtins.readFile ../../../lib/devices.json);
 
-  # The largest uid; the helper refuses delegated ids beyond it.
-  maxId = 4294967295;
+  inherit maxId;
 
   # A size: bytes, or a number with K, M, G or T (powers of 1024), as
   # lib/spec.nix reads it.
   size = types.either types.ints.positive (types.strMatching limitsTable.units.size.withSuffixPattern);
 
-  # The prefix length of a bridge's subnet, as lib/spec.nix takes it.
-  prefixLength = types.ints.between ranges.prefixLength.min ranges.prefixLength.max;
+  # The ranges of lib/ranges.json (the helper checks the same): a type for
+  # each, up to the largest id where the table gives no maximum.
+  ranges = builtins.mapAttrs (_: range: types.ints.between range.min (range.max or maxId)) rangesTable;
 
   ipv4Address = types.strMatching formats.ipv4Address.pattern;
   # The names the helper accepts for bridges (lib/formats.json).
