@@ -34,10 +34,14 @@ rec {
     "rust-helper/Cargo.toml"
     "rust-helper/Cargo.lock"
     "rust-helper/src"
-    # Compiled in with include_str! (formats.rs, settings.rs, lxc_conf.rs,
-    # build_network.rs, commands/network_rules.rs, commands/port_guard.rs,
-    # commands/egress.rs).
+    # Compiled in with include_str! (formats.rs, settings.rs,
+    # capabilities/limits/types.rs, capabilities/devices/types.rs,
+    # capabilities/network/mod.rs, rules.rs, port_guard.rs, egress.rs,
+    # capabilities/forward_ports/mod.rs, nix/build_network.rs).
     "lib/formats.json"
+    "lib/ranges.json"
+    "lib/limits.json"
+    "lib/devices.json"
     "lib/host-defaults.json"
     "lib/isolate-port.sh"
     "lib/drop-forwards.sh"
@@ -46,9 +50,8 @@ rec {
     "lib/egress.nft"
     "lib/build-network.nft"
     # Compiled into unit tests, which compare the Rust side with them
-    # (layout.rs, limits.rs, build_network.rs).
+    # (layout.rs, nix/build_network.rs).
     "lib/layout.nix"
-    "lib/spec.nix"
     "lib/generation.nix"
     "tests/nix/build-network.digest"
   ];

@@ -14,7 +14,7 @@
 #   nix-build cli.nix -A generation --argstr source ... --argstr params ...
 #
 # The helper runs both in Nix's restricted evaluation mode (rust-helper/src/
-# nix.rs), without Nix's experimental features: a container file may be
+# rust-helper/src/nix/mod.rs), without Nix's experimental features: a container file may be
 # anyone's, and reads only its own directory, nixpkgs, its flake's inputs and
 # this toolkit. A flake's sources are fetched before, by flakeSources, which
 # evaluates nothing of the flake (tenant-flake.nix).
@@ -122,7 +122,7 @@ in
       inherit (outputs) narHash;
       path = outputs.outPath;
       # A generation holding one of these, or the source's store path,
-      # depends on all of the source (rust-helper/src/source_reads.rs). A
+      # depends on all of the source (rust-helper/src/nix/source_reads.rs). A
       # short revision is a prefix of the revision: its first seven
       # characters find both.
       identifiers =

@@ -1,5 +1,7 @@
-# The names of a container's files, defined once on the Nix side
-# (rust-helper/src/layout.rs names them on the helper's).
+# The names of a container's files, and of the state directory's files the
+# host module reads, defined once on the Nix side
+# (rust-helper/src/layout.rs names them on the helper's, and checks that
+# these are the same).
 rec {
   # <profiles dir>/<name>/profile, the link nix-env switches.
   profileLink = "profile";
@@ -13,6 +15,9 @@ rec {
   specJson = "spec.json";
   # The store paths the container sees: its system's closure, one per line.
   closure = "closure";
+  # <state dir>/dhcp-hosts: dnsmasq's dhcp-hostsdir, a file per container
+  # with an internet address, written by the helper.
+  dhcpHosts = "dhcp-hosts";
   # What LXC starts: the current generation's system, through the profile.
   guestInit = "/${profileMount}/${profileLink}/${system}/init";
 }

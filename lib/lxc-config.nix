@@ -25,7 +25,7 @@ let
       (line "${key}.link" interface.bridge)
       (line "${key}.flags" "up")
       # Isolated from the bridge's other isolated ports (other containers)
-      # from the start; the helper lets peers through (rust-helper/src/peers.rs).
+      # from the start; the helper lets peers through (rust-helper/src/capabilities/network/rules.rs).
       (line "${key}.script.up" isolatePort)
     ]
     ++ (if (interface.port or null) == null then [ ] else [ (line "${key}.veth.pair" interface.port) ])
@@ -34,7 +34,7 @@ let
 
   isolatePort = "${./isolate-port.sh}";
   # Run by LXC as root on the host once the container's init ended, whatever
-  # ended it: its forwarded ports go (rust-helper/src/commands/network_rules.rs).
+  # ended it: its forwarded ports go (rust-helper/src/capabilities/network/rules.rs).
   # Only where it has some: a container without them stops without it.
   dropForwards = "${./drop-forwards.sh}";
 
@@ -48,23 +48,14 @@ let
 
   inherit (params.idmap) hostId count;
 
-  # The resource limits (the spec's, capped by the host's), as cgroup2 keys;
-  # each name as lib/spec.nix normalizes it.
+  # The resource limits (the spec's, capped by the host's), as cgroup2 keys
+  # (lib/limits.nix), in the order of their spec names.
+  limitsTable = import ./limits.nix;
   limits = params.limits or { };
-  cgroupFiles = {
-    memoryMax = "memory.max";
-    memoryHigh = "memory.high";
-    cpuWeight = "cpu.weight";
-    cpuMax = "cpu.max";
-    pidsMax = "pids.max";
-    ioWeight = "io.weight";
-  };
-  cgroupValue = name: value:
-    if name == "cpuMax" then "${toString value} ${toString (import ./spec.nix).cpuPeriod}" else toString value;
-  limitLines = builtins.concatLists (builtins.attrValues (builtins.mapAttrs
-    (name: file: let value = limits.${name} or null; in
-      if value == null then [ ] else [ (line "lxc.cgroup2.${file}" (cgroupValue name value)) ])
-    cgroupFiles));
+  limitLines = builtins.concatMap
+    (limit: let value = limits.${limit.name} or null; in
+      if value == null then [ ] else [ (line "lxc.cgroup2.${limit.file}" (limitsTable.fileValue limit value)) ])
+    (builtins.attrValues limitsTable.byName);
 
   ttys = 4;
 in
@@ -76,7 +67,7 @@ concatStringsSep "\n" ([
   (line "lxc.idmap" "u 0 ${toString hostId} ${toString count}")
   (line "lxc.idmap" "g 0 ${toString hostId} ${toString count}")
   # The host's store and this container's profile (at /init) are mounted by
-  # the helper before LXC starts the container (rust-helper/src/mounts.rs),
+  # the helper before LXC starts the container (rust-helper/src/lxc/mounts.rs),
   # so that they are locked read-only inside; the guest boots whatever
   # generation is current when it starts.
   (line "lxc.init.cmd" layout.guestInit)

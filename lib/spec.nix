@@ -25,6 +25,9 @@ let
     isInt isList isString match storeDir substring toJSON typeOf;
 
   formats = import ./formats.nix;
+  ranges = builtins.fromJSON (builtins.readFile ./ranges.json);
+  # The host devices a container may ask for (lib/devices.json).
+  deviceNames = map (device: device.name) (builtins.fromJSON (builtins.readFile ./devices.json));
 
   # A type: `check` says whether a value fits, `expected` says in words what fits.
   types = {
@@ -108,47 +111,44 @@ let
         forward // { containerPort = if forward.containerPort == null then forward.hostPort else forward.containerPort; })
       (builtins.length value);
 
-  # Resource limits (`limits`): each a type as above, with `number` turning
-  # a value that fits into what LXC's cgroup2 key takes.
+  # Resource limits (`limits`, lib/limits.nix): each unit a type as above,
+  # with `number` turning a value that fits into the spec's number.
+  limitsTable = import ./limits.nix;
+  units = limitsTable.units;
   limitTypes = {
-    # Bytes: an integer, or a string with a unit (powers of 1024).
     size = {
-      check = v: (isInt v && v > 0)
-        || (isString v && (match "[1-9][0-9]{0,17}" v != null || match "[1-9][0-9]{0,6}[KMGT]" v != null));
-      expected = ''a size: a positive number of bytes, or a string like "512M" or "2G" (K, M, G, T: powers of 1024)'';
+      check = v: (isInt v && v >= units.size.min)
+        || (isString v && (match units.size.pattern v != null || match units.size.withSuffixPattern v != null));
+      expected = ''a size: a positive number of bytes, or a string like "512M" or "2G" (''
+        + concatStringsSep ", " (builtins.sort (a: b: units.size.suffixes.${a} < units.size.suffixes.${b}) (attrNames units.size.suffixes))
+        + ": powers of 1024)";
       number = v:
         if isInt v then v
         else
-          let parts = match "([0-9]+)([KMGT]?)" v; in
-          builtins.fromJSON (builtins.elemAt parts 0) * sizeUnits.${builtins.elemAt parts 1};
+          let
+            parts = match "([0-9]+)(.?)" v;
+            suffix = builtins.elemAt parts 1;
+          in
+          builtins.fromJSON (builtins.elemAt parts 0) * (if suffix == "" then 1 else units.size.suffixes.${suffix});
     };
-    # A share against other containers (cgroup2's weights).
-    weight = types.intBetween 1 10000 // { number = v: v; };
-    # CPUs: the quota per 100 ms period, in microseconds (cpu.max).
+    weight = types.intBetween units.weight.min units.weight.max // { number = v: v; };
     cpus = {
-      check = v: (isInt v || builtins.isFloat v) && v >= 0.01 && v <= 10000;
-      expected = "a number of CPUs from 0.01 up, like 1 or 1.5";
-      number = v: builtins.floor (v * cpuPeriod + 0.5);
+      check = v: (isInt v || builtins.isFloat v) && v >= units.cpus.min && v <= units.cpus.max;
+      expected = "a number of CPUs from ${toJSON units.cpus.min} up, like 1 or 1.5";
+      number = v: builtins.floor (v * units.cpus.period + 0.5);
     };
-    count = { check = v: isInt v && v >= 1; expected = "a positive integer"; number = v: v; };
+    count = { check = v: isInt v && v >= units.count.min; expected = "a positive integer"; number = v: v; };
   };
-  sizeUnits = { "" = 1; K = 1024; M = 1048576; G = 1073741824; T = 1099511627776; };
-  # cpu.max's period in microseconds (the kernel's default); the helper's too.
-  cpuPeriod = 100000;
 
-  # Where each limit is in a container file, its name in the spec, its type.
-  limits = {
-    memory = {
-      max = { name = "memoryMax"; type = limitTypes.size; };
-      high = { name = "memoryHigh"; type = limitTypes.size; };
-    };
-    cpu = {
-      weight = { name = "cpuWeight"; type = limitTypes.weight; };
-      max = { name = "cpuMax"; type = limitTypes.cpus; };
-    };
-    pids.max = { name = "pidsMax"; type = limitTypes.count; };
-    io.weight = { name = "ioWeight"; type = limitTypes.weight; };
-  };
+  # Each limit's group and key in a container file, with its spec name and type.
+  limits = builtins.foldl'
+    (groups: limit: groups // {
+      ${limit.group} = (groups.${limit.group} or { }) // {
+        ${limit.key} = { inherit (limit) name; type = limitTypes.${limit.unit}; };
+      };
+    })
+    { }
+    limitsTable.limits;
 
   # `limits` of a container file (or the host's): every limit by its spec
   # name, a number or null where it is not set.
@@ -198,8 +198,9 @@ let
   network = {
     bridge = types.format "interfaceName";
     ip = types.format "ipv4Address";
-    # A container's subnet is its bridge's; 31 and 32 leave no room for it.
-    prefixLength = types.intBetween 1 30;
+    # A container's subnet is its bridge's; 31 and 32 leave no room for it
+    # (lib/ranges.json).
+    prefixLength = types.intBetween ranges.prefixLength.min ranges.prefixLength.max;
     gateway = types.format "ipv4Address";
     enableNat = types.bool;
     # Containers this one may reach on a bridge they share, and be reached
@@ -256,14 +257,14 @@ let
         bindMounts = normalizeBindMounts origin (attrs.bindMounts or { });
         forwardPorts = normalizeForwardPorts origin (attrs.forwardPorts or [ ]);
         # Host devices inside, where the host allows them.
-        devices = field origin "" attrs "devices" (types.listOf (types.enum [ "tun" "fuse" ])) [ ];
+        devices = field origin "" attrs "devices" (types.listOf (types.enum deviceNames)) [ ];
       };
       configuration = attrs.configuration or null;
       system = if attrs ? system then storePathOf origin attrs.system else null;
     };
 in
 {
-  inherit containerKeys normalizeLimits cpuPeriod;
+  inherit containerKeys normalizeLimits;
   # A size (a number of bytes, or "4G") in bytes: for the host module's sizes.
   sizeInBytes = limitTypes.size.number;
   networkKeys = attrNames network;

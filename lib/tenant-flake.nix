@@ -9,7 +9,7 @@
 # the store, world-readable. And while the flakes feature is on, any code may
 # call builtins.getFlake "path:/x" or builtins.fetchTree { type = "path"; },
 # which restricted evaluation does not check. So the helper does what
-# getFlake does in two Nix processes (rust-helper/src/flake_inputs.rs):
+# getFlake does in two Nix processes (rust-helper/src/nix/flake_inputs.rs):
 #
 # fetch: with the flakes feature, evaluating no code of the flake: fetches
 #   the flake's source (which root named), reads its flake.lock as data,

@@ -27,7 +27,7 @@ let
   defaults = builtins.fromJSON (builtins.readFile ../lib/host-defaults.json);
 
   # What lib/nixos-system.nix is given inside the VM, by the helper's rules
-  # (rust-helper/src/network.rs): on the hostonly bridge without NAT the
+  # (rust-helper/src/capabilities/network/addresses.rs): on the hostonly bridge without NAT the
   # gateway is the host; with NAT or on another bridge there is none.
   guestSystem =
     { file, name, address, onHostonly ? true, nat ? false }:

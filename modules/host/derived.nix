@@ -19,7 +19,7 @@ rec {
   # Every bridge containers may join.
   containerBridges = [ hostonlyBridge internetBridge ] ++ lib.attrNames cfg.extraBridges;
   # The host's ends of the links to the helper's build namespaces
-  # (rust-helper/src/build_network.rs: LINK_PREFIX).
+  # (rust-helper/src/nix/build_network.rs: LINK_PREFIX).
   buildLinks = "nxcb";
 
   # dnsmasq hands out the addresses above the host's own.

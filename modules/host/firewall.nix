@@ -87,7 +87,7 @@ mkMerge [
       oifname "${buildLinks}*" ct state established,related accept comment "nixcloud-container: builds of container files"
     '';
 
-    # The filter between peers (rust-helper/src/commands/network_rules.rs), declared
+    # The filter between peers (rust-helper/src/capabilities/network/rules.rs), declared
     # so that a reload, which flushes the whole ruleset, leaves it in place
     # without pairs (peers cannot reach each other, nobody else can either)
     # until the network service (services.nix) puts the pairs back.
@@ -95,15 +95,15 @@ mkMerge [
       family = "bridge";
       content = builtins.replaceStrings [ "@ELEMENTS@" ] [ "" ] (builtins.readFile ../../lib/peers.nft);
     };
-    # The ports' guard (rust-helper/src/commands/port_guard.rs), declared
+    # The ports' guard (rust-helper/src/capabilities/network/port_guard.rs), declared
     # for the same reason with empty sets: after a reload, containers' ports
     # pass nothing until the network service fills the sets again.
     networking.nftables.tables.nixcloud-container-guard = mkIf cfg.antiSpoofing {
       family = "bridge";
       content = builtins.readFile ../../lib/port-guard.nft;
     };
-    # Where containers' forwarded traffic may go (rust-helper/src/commands/
-    # egress.rs), declared for the same reason without the host's
+    # Where containers' forwarded traffic may go (rust-helper/src/capabilities/
+    # network/egress.rs), declared for the same reason without the host's
     # allowances: after a reload, containers reach no private network
     # until the network service puts them back. (With the iptables backend
     # the helper's table stands beside the firewall's, which reloads leave

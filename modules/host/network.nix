@@ -10,7 +10,7 @@ let
   ipv6 = cfg.ipv6;
 
   # Where the helper pins each container's DHCP addresses (one file each).
-  dhcpHostsDir = "${toString cfg.stateDir}/dhcp-hosts";
+  dhcpHostsDir = "${toString cfg.stateDir}/${(import ../../lib/layout.nix).dhcpHosts}";
 
   # DHCPv6 leases come from the last 16 bits of the prefix (see ipv6PrefixLength).
   dhcp6Range = {
@@ -53,7 +53,7 @@ mkMerge [
 
     # Evaluations and builds of container files reach binary caches (and,
     # where allowed, fetchers the internet) from network namespaces of the
-    # helper's, NATed through this host (rust-helper/src/build_network.rs):
+    # helper's, NATed through this host (rust-helper/src/nix/build_network.rs):
     # what they send is routed, and so are the replies that come in on the
     # uplink. The helper keeps them off the host and its private networks.
     boot.kernel.sysctl."net.ipv4.conf.all.forwarding" = mkDefault true;
@@ -94,7 +94,7 @@ mkMerge [
         # containers get their addresses back without waiting.
         dhcp-authoritative = true;
         # Each container's address, pinned to its interface's MAC address
-        # by a file the helper writes (rust-helper/src/commands/port_guard.rs),
+        # by a file the helper writes (rust-helper/src/capabilities/network/port_guard.rs),
         # which dnsmasq reads as it comes: the ports' guard knows it.
         dhcp-hostsdir = dhcpHostsDir;
       };

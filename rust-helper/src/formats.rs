@@ -151,15 +151,13 @@ formatted_string!(
     Format::RelativePath
 );
 
-/// The prefix length of a subnet that has room for a host and containers.
+/// The prefix length of a subnet that has room for a host and containers
+/// (lib/ranges.json: 31 and 32 leave none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "u8", into = "u8")]
 pub struct PrefixLength(u8);
 
 impl PrefixLength {
-    pub const MIN: u8 = 1;
-    pub const MAX: u8 = 30;
-
     pub fn get(self) -> u8 {
         self.0
     }
@@ -169,13 +167,13 @@ impl TryFrom<u8> for PrefixLength {
     type Error = String;
 
     fn try_from(length: u8) -> Result<PrefixLength, String> {
-        if (Self::MIN..=Self::MAX).contains(&length) {
+        let range = crate::ranges::RANGES.prefix_length;
+        if range.contains(length.into()) {
             Ok(PrefixLength(length))
         } else {
             Err(format!(
                 "prefix length {length} is not an integer from {} to {}",
-                Self::MIN,
-                Self::MAX
+                range.min, range.max
             ))
         }
     }
@@ -250,6 +248,8 @@ mod tests {
     #[test]
     fn prefix_lengths_leave_room_for_hosts() {
         assert!(PrefixLength::try_from(0).is_err());
+        assert!(PrefixLength::try_from(1).is_ok());
+        assert!(PrefixLength::try_from(30).is_ok());
         assert!(PrefixLength::try_from(31).is_err());
         assert_eq!(PrefixLength::try_from(16).unwrap().get(), 16);
     }

@@ -66,18 +66,20 @@ impl HostIds {
     /// Fails where the host file's ids cannot serve containers.
     pub fn check(&self) -> Result<()> {
         // The original's promise: nothing of a container is a host uid
-        // below 100000, where the host's own users live.
-        if self.host_id < MIN_HOST_ID {
+        // below 100000 (lib/ranges.json), where the host's own users live.
+        let ranges = &crate::ranges::RANGES;
+        if !ranges.host_id.contains(self.host_id) {
             bail!(
-                "idmap.hostId {} is below {MIN_HOST_ID}, among the host's own uids",
-                self.host_id
+                "idmap.hostId {} is below {}, among the host's own uids",
+                self.host_id,
+                ranges.host_id.min
             );
         }
-        // NixOS needs nobody (65534) inside.
-        if self.per_container < 65536 {
+        if !ranges.per_container.contains(self.per_container) {
             bail!(
-                "idmap.perContainer {} is below 65536, the ids a NixOS system uses",
-                self.per_container
+                "idmap.perContainer {} is below {}, the ids a NixOS system uses",
+                self.per_container,
+                ranges.per_container.min
             );
         }
         if self.count < self.per_container {
@@ -93,9 +95,6 @@ impl HostIds {
         Ok(())
     }
 }
-
-/// The lowest host id a container may have.
-const MIN_HOST_ID: u32 = 100000;
 
 #[cfg(test)]
 mod tests {

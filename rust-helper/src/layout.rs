@@ -67,10 +67,18 @@ pub const NETWORK_LOCK: &str = "network.lock";
 pub const NETWORK_RULES: &str = "network.nft";
 /// The egress policy applied last.
 pub const EGRESS_RULES: &str = "egress.nft";
-/// dnsmasq's `dhcp-hostsdir`: a file per container with an internet address.
+/// dnsmasq's `dhcp-hostsdir`: a file per container with an internet address
+/// (the host module's dnsmasq reads it: lib/layout.nix's dhcpHosts).
 pub const DHCP_HOSTS: &str = "dhcp-hosts";
-/// The build network kept between commands: `namespace`, `record`, `lock`.
+/// The build network kept between commands, a directory with the three
+/// below.
 pub const BUILD_NETWORK: &str = "build-network";
+/// The kept build namespace (a bind mount of its nsfs file).
+pub const BUILD_NETWORK_NAMESPACE: &str = "namespace";
+/// What the kept build namespace was made for (nix/build_network.rs).
+pub const BUILD_NETWORK_RECORD: &str = "record";
+/// Held shared to use the kept build namespace, exclusive to make one.
+pub const BUILD_NETWORK_LOCK: &str = "lock";
 /// The out-links of generations being built: `builds/<name>`.
 pub const BUILDS: &str = "builds";
 /// The scratch directories of running helper processes.
@@ -107,6 +115,7 @@ mod tests {
             ("rootLxcConf", ROOT_LXC_CONF),
             ("specJson", SPEC_JSON),
             ("closure", CLOSURE),
+            ("dhcpHosts", DHCP_HOSTS),
         ] {
             assert!(nix.contains(&format!("  {key} = \"{value}\";")), "{key} = {value}");
         }

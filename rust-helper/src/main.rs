@@ -14,6 +14,7 @@ mod lxc;
 mod names;
 mod nix;
 mod profile;
+mod ranges;
 mod settings;
 mod spec;
 mod state;

@@ -1,6 +1,6 @@
 //! A container's Nix profile: `<profiles dir>/<name>/profile` and its
 //! `profile-N-link` generations, as nix-env writes them. Reading them needs
-//! no Nix process; changing them is left to nix-env (see nix.rs).
+//! no Nix process; changing them is left to nix-env (see nix/mod.rs).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

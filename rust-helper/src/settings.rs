@@ -22,6 +22,7 @@ use crate::capabilities::limits::types::{Limits, Positive};
 use crate::capabilities::network::types::{AllowedEgress, HostAddress, HostBridge, Ipv6Prefix};
 use crate::formats::{AbsolutePath, InterfaceName, PrefixLength};
 use crate::ids::HostIds;
+use crate::ranges::Range;
 
 const HOST_DEFAULTS: &str = include_str!("../../lib/host-defaults.json");
 
@@ -74,12 +75,12 @@ pub struct HostConfig {
     pub allowed_forward_ports: Vec<PortRange>,
     /// Private networks and link-local addresses that containers'
     /// forwarded traffic may reach, which it may not by default
-    /// (commands/egress.rs).
+    /// (capabilities/network/egress.rs).
     pub allowed_egress: Vec<AllowedEgress>,
     /// Host devices container files may ask for.
     pub allowed_devices: Vec<Device>,
     /// Whether each container's ports pass only frames from its own MAC
-    /// address and its own addresses (commands/port_guard.rs).
+    /// address and its own addresses (capabilities/network/port_guard.rs).
     pub anti_spoofing: bool,
     /// The IPv6 prefix routed to the internet bridge, from which DHCPv6
     /// gives containers their addresses; null: no IPv6 there.
@@ -223,12 +224,19 @@ impl HostConfig {
         if self.hostonly.bridge == self.internet.bridge {
             bail!("hostonly and internet are both bridge {}", self.hostonly.bridge);
         }
-        for (bridge, _) in self.extra_bridges.iter() {
+        for bridge in self.extra_bridges.keys() {
             if let Some((role, _)) = named.iter().find(|(_, b)| &b.bridge == bridge) {
                 bail!("extraBridges names {bridge}, the {role} bridge");
             }
         }
         let links = self.builds.network.subnet();
+        let Range { min, max } = crate::ranges::RANGES.builds_prefix_length;
+        if !(min..=max).contains(&u32::from(links.prefix_len())) {
+            bail!(
+                "builds.network: prefix length {} is not from {min} to {max}",
+                links.prefix_len()
+            );
+        }
         if links.trunc() != links {
             bail!(
                 "builds.network: {} is not the network address of {}",
@@ -252,10 +260,12 @@ impl HostConfig {
                 bail!("builds.network {links} overlaps the subnet {subnet} of {bridge}");
             }
         }
+        let ipv6_range = crate::ranges::RANGES.ipv6_prefix_length;
         if let Some(ipv6) =
-            self.internet_ipv6.filter(|ipv6| !(64..=112).contains(&ipv6.prefix_length))
+            self.internet_ipv6.filter(|ipv6| !ipv6_range.contains(ipv6.prefix_length.into()))
         {
-            bail!("internetIPv6: prefix length {} is not from 64 to 112", ipv6.prefix_length);
+            let Range { min, max } = ipv6_range;
+            bail!("internetIPv6: prefix length {} is not from {min} to {max}", ipv6.prefix_length);
         }
         if let Some(range) = self.allowed_forward_ports.iter().find(|range| range.from > range.to) {
             bail!("allowedForwardPorts: {} is above {}", range.from.0, range.to.0);
@@ -451,6 +461,10 @@ mod tests {
             (r#"{"internetIPv6": {"prefix": "10.0.0.0", "prefixLength": 64}}"#, "invalid IPv6"),
             (r#"{"builds": {"network": {"address": "10.203.0.1"}}}"#, "not the network address"),
             (r#"{"builds": {"network": {"address": "10.0.0.0", "prefixLength": 8}}}"#, "overlaps"),
+            (
+                r#"{"builds": {"network": {"address": "10.0.0.0", "prefixLength": 7}}}"#,
+                "builds.network: prefix length 7 is not from 8 to 30",
+            ),
             (r#"{"builds": {"allowInternet": "yes"}}"#, "expected a boolean"),
             (r#"{"builds": {"memory": 0}}"#, "not a positive number"),
             (r#"{"builds": {"memory": "4G"}}"#, "expected u64"),

@@ -34,7 +34,7 @@ impl Source {
 
     /// The source as Nix evaluates it: a container file in the real path of
     /// the directory it was named in, which is the directory restricted
-    /// evaluation lets it read (nix.rs `confined`). The source stays as
+    /// evaluation lets it read (nix/mod.rs `confined`). The source stays as
     /// given (recorded for later updates); this is checked at each
     /// evaluation, so `update` of a recorded file and `sync` check it too.
     pub fn resolved(&self) -> Result<Source> {

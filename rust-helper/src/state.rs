@@ -5,7 +5,7 @@
 //! reader never sees half a file and a crash never leaves one. Each container
 //! also has a lock of its own (`locks/<name>.lock`), held for the whole of a
 //! command that changes it; a lock dies with its process, which is how a
-//! crashed command is told from a running one (see `lifecycle::repair`).
+//! crashed command is told from a running one (see `engine::recovery`).
 //! Lock order: a container's lock before the state lock, never the reverse.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -467,18 +467,20 @@ mod tests {
     #[test]
     fn damaged_state_is_reported_not_reset() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("state.json"), "{\"version\": 1, \"contai").unwrap();
+        std::fs::write(dir.path().join(crate::layout::STATE_JSON), "{\"version\": 1, \"contai")
+            .unwrap();
         let store = Store::new(dir.path());
         let err = store.lock().err().unwrap();
         assert!(err.to_string().contains("repair-state"), "{err}");
-        let kept = std::fs::read_to_string(dir.path().join("state.json")).unwrap();
+        let kept = std::fs::read_to_string(dir.path().join(crate::layout::STATE_JSON)).unwrap();
         assert_eq!(kept, "{\"version\": 1, \"contai");
     }
 
     #[test]
     fn a_state_file_that_is_not_utf8_is_damaged_too() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("state.json"), b"{\"version\": 1, \xff\xfe}").unwrap();
+        std::fs::write(dir.path().join(crate::layout::STATE_JSON), b"{\"version\": 1, \xff\xfe}")
+            .unwrap();
         let err = Store::new(dir.path()).read().unwrap_err();
         assert!(
             err.to_string().contains("is damaged") && err.to_string().contains("repair-state"),

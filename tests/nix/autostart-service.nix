@@ -1,5 +1,5 @@
 # The host module's autostart service, as the shell it runs: for
-# rust-helper/tests/runtime.rs, which runs it against real LXC containers.
+# rust-helper/tests/integration/runtime.rs, which runs it against real LXC containers.
 #
 #   nix-instantiate --eval --strict --json tests/nix/autostart-service.nix \
 #     --argstr nixpkgsLib <nixpkgs' lib> --argstr lxcPath <dir>

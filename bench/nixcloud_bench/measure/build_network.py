@@ -1,4 +1,4 @@
-"""9. What the build network (rust-helper/src/build_network.rs) costs a
+"""9. What the build network (rust-helper/src/nix/build_network.rs) costs a
 create and an update: the helper against the same helper built without it
 (feature bench-without-build-network: its Nix commands stay in the helper's
 own network namespace), alternated in one run; the Nix processes of each;

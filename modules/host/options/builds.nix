@@ -4,7 +4,7 @@
 { lib, ... }:
 let
   inherit (lib) mkOption types;
-  inherit (import ./common.nix { inherit lib; }) defaults ipv4Address sizeString;
+  inherit (import ./common.nix { inherit lib; }) defaults ipv4Address ranges size;
   formats = import ../../../lib/formats.nix;
 in
 {
@@ -54,13 +54,13 @@ in
           '';
         };
         prefixLength = mkOption {
-          type = types.ints.between 8 30;
+          type = ranges.buildsPrefixLength;
           default = defaults.builds.network.prefixLength;
           description = "Prefix length of {option}`nixcloud.containers.builds.network.address`.";
         };
       };
       memory = mkOption {
-        type = types.nullOr (types.either types.ints.positive sizeString);
+        type = types.nullOr size;
         default = defaults.builds.memory;
         example = "4G";
         description = ''

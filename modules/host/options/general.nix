@@ -4,7 +4,7 @@
 { config, lib, pkgs, ... }:
 let
   inherit (lib) literalExpression mkEnableOption mkOption types;
-  inherit (import ./common.nix { inherit lib; }) defaults maxId;
+  inherit (import ./common.nix { inherit lib; }) defaults ranges;
 in
 {
   options.nixcloud.containers = {
@@ -31,7 +31,7 @@ in
 
     idmap = {
       hostId = mkOption {
-        type = types.ints.between 100000 maxId;
+        type = ranges.hostId;
         default = defaults.idmap.hostId;
         description = ''
           The first host uid and gid delegated to containers: root inside the
@@ -63,7 +63,7 @@ in
         '';
       };
       perContainer = mkOption {
-        type = types.ints.between 65536 maxId;
+        type = ranges.perContainer;
         default = defaults.idmap.perContainer;
         description = ''
           How many uids and gids each container has (a NixOS system uses ids

@@ -4,20 +4,86 @@
 # of their resources.
 { lib, ... }:
 let
-  inherit (lib) literalExpression mkOption types;
-  inherit (import ./common.nix { inherit lib; }) defaults sizeString;
+  inherit (lib) concatMapStringsSep literalExpression mkOption types;
+  inherit (import ./common.nix { inherit lib; }) defaults devices limitsTable size;
+
+  # The option type of each unit of lib/limits.nix, as the host file takes it
+  # (lib/spec.nix checks the values again): sizes and counts from 1, weights
+  # in their range, CPUs as a number.
+  unitTypes = {
+    size = size;
+    weight = types.ints.between limitsTable.units.weight.min limitsTable.units.weight.max;
+    cpus = types.either types.ints.positive types.float;
+    count = types.ints.positive;
+  };
+
+  # What each limit's option says, by its spec name: an example and its
+  # meaning (lib/limits.nix has the rest).
+  limitDocs = {
+    memoryMax = {
+      example = "2G";
+      description = ''
+        The most memory (`memory.max`) any container may use, and what one
+        gets whose file sets no `limits.memory.max`: bytes, or a size with K,
+        M, G or T (powers of 1024).
+      '';
+    };
+    memoryHigh = {
+      example = "1536M";
+      description = ''
+        The memory above which a container's processes are slowed down and
+        reclaimed from (`memory.high`): a ceiling and default, as `memory.max`.
+      '';
+    };
+    cpuWeight = {
+      example = 100;
+      description = ''
+        The highest CPU share (`cpu.weight`, 100 is the default share) a
+        container may ask for, and what one gets that asks for none.
+      '';
+    };
+    cpuMax = {
+      example = 1.5;
+      description = ''
+        The most CPUs' worth of time (`cpu.max`) a container may use, and
+        what one gets that sets no `limits.cpu.max`.
+      '';
+    };
+    pidsMax = {
+      example = 4096;
+      description = ''
+        The most processes and threads (`pids.max`) a container may have,
+        and what one gets that sets no `limits.pids.max`.
+      '';
+    };
+    ioWeight = {
+      example = 100;
+      description = ''
+        The highest IO share (`io.weight`) a container may ask for, and what
+        one gets that asks for none.
+      '';
+    };
+  };
 
   # One of the host's resource limits: unset by default.
-  limitOption = type: example: description: mkOption {
-    type = types.nullOr type;
+  limitOption = limit: mkOption {
+    type = types.nullOr unitTypes.${limit.unit};
     default = null;
-    inherit example;
-    description = description + ''
+    inherit (limitDocs.${limit.name}) example;
+    description = limitDocs.${limit.name}.description + ''
 
       Containers are capped at this where they ask for more; LXC enforces
       it through cgroup2 (`lxc.cgroup2.*`).
     '';
   };
+
+  # `limits.<group>.<key>` for each limit.
+  limitOptions = builtins.foldl'
+    (groups: limit: groups // {
+      ${limit.group} = (groups.${limit.group} or { }) // { ${limit.key} = limitOption limit; };
+    })
+    { }
+    limitsTable.limits;
 in
 {
   options.nixcloud.containers = {
@@ -45,13 +111,11 @@ in
     };
 
     allowedDevices = mkOption {
-      type = types.listOf (types.enum [ "tun" "fuse" ]);
+      type = types.listOf (types.enum (map (device: device.name) devices));
       default = [ ];
       example = [ "tun" "fuse" ];
-      description = ''
-        Host devices container files may ask for (`devices`): `tun`
-        (/dev/net/tun, for VPNs) and `fuse` (/dev/fuse).
-      '';
+      description = "Host devices container files may ask for (`devices`): "
+        + concatMapStringsSep ", " (device: "`${device.name}` (${device.node}, for ${device.use})") devices + ".";
     };
 
     allowNixDaemon = mkOption {
@@ -104,32 +168,6 @@ in
       '';
     };
 
-    limits = {
-      memory.max = limitOption (types.either types.ints.positive sizeString) "2G" ''
-        The most memory (`memory.max`) any container may use, and what one
-        gets whose file sets no `limits.memory.max`: bytes, or a size with K,
-        M, G or T (powers of 1024).
-      '';
-      memory.high = limitOption (types.either types.ints.positive sizeString) "1536M" ''
-        The memory above which a container's processes are slowed down and
-        reclaimed from (`memory.high`): a ceiling and default, as `memory.max`.
-      '';
-      cpu.weight = limitOption (types.ints.between 1 10000) 100 ''
-        The highest CPU share (`cpu.weight`, 100 is the default share) a
-        container may ask for, and what one gets that asks for none.
-      '';
-      cpu.max = limitOption (types.either types.ints.positive types.float) 1.5 ''
-        The most CPUs' worth of time (`cpu.max`) a container may use, and
-        what one gets that sets no `limits.cpu.max`.
-      '';
-      pids.max = limitOption types.ints.positive 4096 ''
-        The most processes and threads (`pids.max`) a container may have,
-        and what one gets that sets no `limits.pids.max`.
-      '';
-      io.weight = limitOption (types.ints.between 1 10000) 100 ''
-        The highest IO share (`io.weight`) a container may ask for, and what
-        one gets that asks for none.
-      '';
-    };
+    limits = limitOptions;
   };
 }

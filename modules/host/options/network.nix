@@ -4,7 +4,7 @@
 { lib, ... }:
 let
   inherit (lib) literalExpression mkOption types;
-  inherit (import ./common.nix { inherit lib; }) defaults ipv4Address interfaceName;
+  inherit (import ./common.nix { inherit lib; }) defaults ipv4Address interfaceName ranges;
 
   # Ports from `from` to `to`, both included.
   portRange = types.submodule {
@@ -26,7 +26,7 @@ let
       description = "The host's IPv4 address on the ${which} bridge.";
     };
     prefixLength = mkOption {
-      type = types.ints.between 1 30;
+      type = ranges.prefixLength;
       default = defaults.${which}.prefixLength;
       description = "Prefix length of the ${which} subnet around {option}`nixcloud.containers.${which}.address`.";
     };
@@ -98,7 +98,7 @@ in
       ipv6PrefixLength = mkOption {
         # dnsmasq takes no DHCPv6 prefix shorter than 64 bits, and leases come
         # from the last 16 bits (<prefix>::1000 to <prefix>::ffff).
-        type = types.ints.between 64 112;
+        type = ranges.ipv6PrefixLength;
         default = 64;
         example = 66;
         description = ''
@@ -129,7 +129,7 @@ in
             description = "The host's IPv4 address on the bridge.";
           };
           prefixLength = mkOption {
-            type = types.ints.between 1 30;
+            type = ranges.prefixLength;
             example = 16;
             description = "Prefix length of the bridge's subnet, where containers take their fixed addresses.";
           };

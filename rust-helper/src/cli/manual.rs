@@ -1,5 +1,5 @@
 //! `nixcloud-container help`: the manual, made of the command line's
-//! definition (cli.rs: the synopsis, the commands, the options) and the
+//! definition (cli/mod.rs: the synopsis, the commands, the options) and the
 //! prose below; the same as a man page (`help --man`); `help <command>`
 //! prints that command's --help; and the shells' completions.
 
@@ -358,11 +358,11 @@ fn argument_usage(arg: &clap::Arg) -> String {
     let value = || {
         let values: Vec<String> =
             arg.get_possible_values().iter().map(|v| v.get_name().to_string()).collect();
-        if !values.is_empty() {
-            format!("<{}>", values.join("|"))
-        } else {
+        if values.is_empty() {
             let names = arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default();
             format!("<{names}>")
+        } else {
+            format!("<{}>", values.join("|"))
         }
     };
     let many = arg.get_num_args().is_some_and(|n| n.max_values() > 1);

@@ -17,14 +17,14 @@
 //!   so GC_INITIAL_HEAP_SIZE asks for a quarter of the limit instead.
 //! - time: the helper kills the Nix process when its time is up (SIGKILL:
 //!   a busy evaluation ignored SIGTERM for minutes here). It is PID 1 of a
-//!   PID namespace of its own (nix.rs), so every build dies with it. Nix's
+//!   PID namespace of its own (nix/mod.rs), so every build dies with it. Nix's
 //!   own `timeout` gives each build the same limit and names the build.
 //!   Not the CPU-time limit (RLIMIT_CPU): it counts each process's threads
 //!   together (a parallel compiler, the collector's marker threads), so it
 //!   would cut a build off before its wall-clock time is up.
 //!
 //! What is created or updated is then as before: a create that fails leaves
-//! nothing, an update keeps its current generation (lifecycle.rs).
+//! nothing, an update keeps its current generation (commands/create.rs, commands/update.rs).
 
 use std::time::Duration;
 

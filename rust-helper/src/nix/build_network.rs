@@ -4,7 +4,7 @@
 //! process, sandbox or not, and the Nix process itself fetches a flake's
 //! inputs: in the host's network namespace both would reach the host's
 //! loopback, the containers' bridges and the host's private networks. So
-//! this helper runs its Nix processes (nix.rs: `Nix::confined`) in a network
+//! this helper runs its Nix processes (nix/mod.rs: `Nix::confined`) in a network
 //! namespace of its own, kept between commands (below), whose only way out is
 //! a veth to the host with NAT:
 //! - inside, routing rules refuse every private, loopback, link-local,
@@ -45,10 +45,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::settings::{Builds, Settings};
 use crate::system::netlink::{Rule, Socket, Verdict};
-use crate::system::process::{Namespace, Tool};
+use crate::system::nft::{Family, NetworkLock, Table};
+use crate::system::process::Namespace;
 
 /// The host's table (its content: lib/build-network.nft).
-const TABLE: &str = "nixcloud-container-builds";
+const TABLE: Table = Table { family: Family::Ip, name: "nixcloud-container-builds" };
 const TABLE_CONTENT: &str = include_str!("../../../lib/build-network.nft");
 /// The host's ends of the veths: `nxcb<slot>`.
 pub const LINK_PREFIX: &str = "nxcb";
@@ -137,7 +138,7 @@ impl BuildNetwork {
     #[cfg(not(feature = "bench-without-build-network"))]
     pub fn new(builds: &Builds, state_dir: &Path) -> Result<BuildNetwork> {
         let subnet = builds.network.subnet();
-        ensure_host_table(&subnet.to_string())?;
+        ensure_host_table(&subnet.to_string(), state_dir)?;
         let resolver = Resolver::of_host(Path::new(RESOLV_CONF), Path::new(RESOLVED_UPSTREAMS));
         let links = (subnet.network(), subnet.prefix_len());
         let rules = rules(builds.allow_internet, links, &resolver.servers, &host_addresses()?);
@@ -305,7 +306,7 @@ impl Kept {
     /// Locks the kept namespace: shared to use it, exclusive to make one.
     fn lock(&self, exclusive: bool) -> Result<File> {
         use rustix::fs::{flock, FlockOperation};
-        let path = self.dir.join("lock");
+        let path = self.dir.join(crate::layout::BUILD_NETWORK_LOCK);
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -322,12 +323,17 @@ impl Kept {
     /// still there. `locked`: the caller holds the lock.
     fn find(&self, plan: &str, locked: bool) -> Result<Option<OwnedFd>> {
         let _reading = if locked { None } else { Some(self.lock(false)?) };
-        let Ok(text) = std::fs::read_to_string(self.dir.join("record")) else { return Ok(None) };
+        let Ok(text) = std::fs::read_to_string(self.dir.join(crate::layout::BUILD_NETWORK_RECORD))
+        else {
+            return Ok(None);
+        };
         let Ok(record) = serde_json::from_str::<Record>(&text) else { return Ok(None) };
         if record.plan != plan || link_index(&record.link).is_err() {
             return Ok(None);
         }
-        let Ok(file) = File::open(self.dir.join("namespace")) else { return Ok(None) };
+        let Ok(file) = File::open(self.dir.join(crate::layout::BUILD_NETWORK_NAMESPACE)) else {
+            return Ok(None);
+        };
         let is_namespace =
             rustix::fs::fstatfs(&file).is_ok_and(|found| found.f_type as u64 == NSFS_MAGIC);
         Ok(is_namespace.then(|| file.into()))
@@ -338,7 +344,7 @@ impl Kept {
     fn keep(&self, namespace: &OwnedFd, plan: &str, link: &str) -> Result<()> {
         use rustix::mount::{mount_bind, unmount, UnmountFlags};
         use std::os::fd::AsRawFd;
-        let target = self.dir.join("namespace");
+        let target = self.dir.join(crate::layout::BUILD_NETWORK_NAMESPACE);
         // Not mounted (the first time, or its mount namespace is gone): fine.
         let _ = unmount(&target, UnmountFlags::DETACH);
         File::create(&target).with_context(|| format!("cannot create {}", target.display()))?;
@@ -347,7 +353,10 @@ impl Kept {
             .with_context(|| format!("cannot keep the build namespace at {}", target.display()))?;
         let record = Record { plan: plan.to_string(), link: link.to_string() };
         let text = serde_json::to_string(&record).expect("a record serializes");
-        crate::system::files::write_atomically(&self.dir.join("record"), &text)
+        crate::system::files::write_atomically(
+            &self.dir.join(crate::layout::BUILD_NETWORK_RECORD),
+            &text,
+        )
     }
 }
 
@@ -407,25 +416,13 @@ fn inside(slots: u32, first: u32, base: u32, rules: &[Rule]) -> Result<(OwnedFd,
 /// for over netlink (cheap), and written with nft only where it is missing
 /// or another (after a reboot, a firewall reload that flushed it, a new
 /// subnet, another version of its rules).
-fn ensure_host_table(subnet: &str) -> Result<()> {
+fn ensure_host_table(subnet: &str, state_dir: &Path) -> Result<()> {
     let (content, digest) = host_table(subnet);
     // nft keeps the table's comment with its terminating NUL.
-    let marker = format!("rules {digest}\0");
-    if Socket::netfilter()?.ip_table_holds(TABLE, marker.as_bytes())? == Some(true) {
+    if TABLE.holds(format!("rules {digest}\0").as_bytes())? {
         return Ok(());
     }
-    let script =
-        format!("table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n{content}\n}}\n");
-    let file = tempfile::NamedTempFile::new().context("cannot write the build network's rules")?;
-    std::fs::write(file.path(), script).context("cannot write the build network's rules")?;
-    let finished = Tool::new("nft").arg("-f").arg(file.path()).output(false).context(
-        "builds of container files need nftables (nft) on the host for their network: install \
-         it (Debian: apt-get install nftables)",
-    )?;
-    if !finished.status.success() {
-        bail!("nft could not set the build network's rules: {}", finished.stderr.trim());
-    }
-    Ok(())
+    NetworkLock::take(state_dir)?.apply(&TABLE.replace(&format!("{content}\n")))
 }
 
 /// The content of the host's table for `subnet`, and the digest it names

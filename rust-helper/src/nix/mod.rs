@@ -131,7 +131,7 @@ impl Nix<'_> {
     }
 
     /// Runs a Nix command that may build, showing its progress as
-    /// nix_log.rs does; its stderr becomes Nix's messages as plain text.
+    /// nix/log.rs does; its stderr becomes Nix's messages as plain text.
     fn run_logged(&self, tool: Tool) -> Result<Finished> {
         let log = NixLog::new(self.settings.verbosity);
         let finished = tool.args(LOG_FORMAT).output_streaming(|line| log.feed(line));

@@ -87,7 +87,7 @@ impl Recording {
 /// A fanotify watch of the files opened below one directory of the store:
 /// each directory of it is marked, so that only opens of its files make
 /// events (marks on inodes hold in every mount namespace: Nix runs in one
-/// of its own, nix.rs).
+/// of its own, nix/mod.rs).
 struct Watch {
     /// A pipe's write end, closed when the Nix process has ended: the
     /// reader then empties the queue and stops.
@@ -254,7 +254,7 @@ impl Ancestry {
             }
             chain.push(at);
             match parent_of(at) {
-                Some(0) | Some(1) => break false,
+                Some(0 | 1) => break false,
                 Some(parent) => at = parent,
                 None => break true,
             }

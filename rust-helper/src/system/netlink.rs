@@ -55,7 +55,6 @@ const FR_ACT_PROHIBIT: u8 = 8;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFTA_TABLE_NAME: u16 = 1;
-const NFPROTO_IPV4: u8 = 2;
 
 /// A routing rule (`ip rule`) for IPv4 traffic of the namespace it is made
 /// in: what it matches and what it does with it.
@@ -188,18 +187,17 @@ impl Socket {
         self.request(message).context("cannot delete a routing rule")
     }
 
-    /// Whether the nftables table `name` of family ip exists, and if so
-    /// whether what the kernel tells of it (its comment among it) holds
-    /// `marker`.
-    pub fn ip_table_holds(&mut self, name: &str, marker: &[u8]) -> Result<Option<bool>> {
+    /// What the kernel tells of nftables table `name` of `family` (an
+    /// NFPROTO_* number, nfgenmsg's family), its comment among it; None
+    /// where there is no such table. One request (NFT_MSG_GETTABLE),
+    /// answered in microseconds where `nft list` would cost a process.
+    pub fn nft_table(&mut self, family: u8, name: &str) -> Result<Option<Vec<u8>>> {
         let mut message = Message::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, 0);
         // struct nfgenmsg: family, version, resource id (big endian).
-        message.bytes(&[NFPROTO_IPV4, 0, 0, 0]);
+        message.bytes(&[family, 0, 0, 0]);
         message.string(NFTA_TABLE_NAME, name);
         let mut found = None;
-        let result = self.exchange(message, |payload| {
-            found = Some(payload.windows(marker.len()).any(|window| window == marker));
-        });
+        let result = self.exchange(message, |payload| found = Some(payload.to_vec()));
         match result {
             Ok(()) => Ok(found),
             Err(err) if errno_of(&err) == Some(libc::ENOENT) => Ok(None),

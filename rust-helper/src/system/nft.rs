@@ -1,8 +1,10 @@
-//! nftables, where the helper keeps the host's network rules for its
-//! containers (commands/network_rules.rs, commands/port_guard.rs): a ruleset
-//! applied in one transaction by `nft -f`, the lock that keeps two commands
-//! from applying rules computed from different states, and whether a table
-//! is there, asked of the kernel without running nft.
+//! nftables, where the helper keeps the host's network rules: for its
+//! containers (capabilities/network/rules.rs, port_guard.rs, egress.rs) and
+//! for their builds (nix/build_network.rs). Its tables (`Table`), the one
+//! way they are written (`NetworkLock::apply`: in one transaction by
+//! `nft -f`, under the lock that keeps two commands from applying rules
+//! computed from different states), and whether a table is there, asked of
+//! the kernel without running nft.
 
 use std::fs::File;
 use std::path::Path;
@@ -10,21 +12,8 @@ use std::path::Path;
 use anyhow::{bail, Context as _, Result};
 use rustix::fs::{flock, FlockOperation};
 
+use crate::system::netlink::Socket;
 use crate::system::process::Tool;
-
-/// Applies `ruleset` (nft's syntax) in one transaction: all of it or none.
-pub fn apply(ruleset: &str) -> Result<()> {
-    let file = tempfile::NamedTempFile::new().context("cannot write the network rules")?;
-    std::fs::write(file.path(), ruleset).context("cannot write the network rules")?;
-    let finished = Tool::new("nft").arg("-f").arg(file.path()).output(false).context(
-        "the containers' network rules need nftables (nft) on the host: install it (Debian: \
-         apt-get install nftables)",
-    )?;
-    if !finished.status.success() {
-        bail!("nft could not set the network rules: {}", finished.stderr.trim());
-    }
-    Ok(())
-}
 
 /// Held while a command computes rules from the state and applies them, so
 /// that rules computed from an older state never replace newer ones.
@@ -48,14 +37,30 @@ impl NetworkLock {
         flock(&file, FlockOperation::LockExclusive).context("cannot lock the network rules")?;
         Ok(NetworkLock { _file: file })
     }
+
+    /// Applies `script` (nft's syntax: `Table::replace`, `Table::delete`,
+    /// element statements) in one transaction: all of it or none.
+    pub fn apply(&self, script: &str) -> Result<()> {
+        let file = tempfile::NamedTempFile::new().context("cannot write the network rules")?;
+        std::fs::write(file.path(), script).context("cannot write the network rules")?;
+        let finished = Tool::new("nft").arg("-f").arg(file.path()).output(false).context(
+            "the network rules of containers and of their builds need nftables (nft) on the \
+             host: install it (Debian: apt-get install nftables)",
+        )?;
+        if !finished.status.success() {
+            bail!("nft could not set the network rules: {}", finished.stderr.trim());
+        }
+        Ok(())
+    }
 }
 
 /// The families of nftables tables the helper keeps (nfgen_family in the
 /// kernel's netlink messages: NFPROTO_*).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     Bridge,
     Inet,
+    Ip,
 }
 
 impl Family {
@@ -63,97 +68,62 @@ impl Family {
         match self {
             Family::Bridge => 7,
             Family::Inet => 1,
+            Family::Ip => 2,
+        }
+    }
+
+    fn keyword(self) -> &'static str {
+        match self {
+            Family::Bridge => "bridge",
+            Family::Inet => "inet",
+            Family::Ip => "ip",
         }
     }
 }
 
-/// Whether the network namespace of this process has table `name` of
-/// `family`: one netlink request (NFT_MSG_GETTABLE), answered by the kernel
-/// in microseconds where `nft list` would cost a process.
-pub fn table_exists(family: Family, name: &str) -> Result<bool> {
-    use rustix::net::{netlink, AddressFamily, RecvFlags, SendFlags, SocketType};
-    let socket =
-        rustix::net::socket(AddressFamily::NETLINK, SocketType::RAW, Some(netlink::NETFILTER))
-            .context("cannot ask the kernel for nftables tables (netlink)")?;
-    let request = get_table_request(family, name);
-    rustix::net::sendto(
-        &socket,
-        &request,
-        SendFlags::empty(),
-        &netlink::SocketAddrNetlink::new(0, 0),
-    )
-    .context("cannot ask the kernel for nftables tables (netlink)")?;
-    let mut buffer = vec![0_u8; 8192];
-    let mut found = false;
-    loop {
-        let (received, _) = rustix::net::recv(&socket, &mut buffer[..], RecvFlags::empty())
-            .context("cannot read the kernel's answer about nftables tables (netlink)")?;
-        if let Some(answer) = table_answer(&buffer[..received.min(buffer.len())], &mut found)? {
-            return Ok(answer);
-        }
+/// A table the helper keeps, all of it its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Table {
+    pub family: Family,
+    pub name: &'static str,
+}
+
+impl std::fmt::Display for Table {
+    /// As nft names it: `<family> <name>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.family.keyword(), self.name)
     }
 }
 
-/// The netlink message types and flags `table_exists` uses
-/// (linux/netlink.h, linux/netfilter/nfnetlink.h, nf_tables.h).
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_ACK: u16 = 4;
-/// NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETTABLE, and the answer's NEWTABLE.
-const NFT_MSG_GETTABLE: u16 = 10 << 8 | 1;
-const NFT_MSG_NEWTABLE: u16 = 10 << 8;
-const NFTA_TABLE_NAME: u16 = 1;
-const ENOENT: i32 = 2;
-
-/// A request for table `name` of `family`, with an acknowledgement.
-fn get_table_request(family: Family, name: &str) -> Vec<u8> {
-    // The attribute: its length and type, the name with its NUL, padding to 4.
-    let attribute_length = 4 + name.len() + 1;
-    let padded = attribute_length.next_multiple_of(4);
-    // nlmsghdr (16 bytes), nfgenmsg (4), the attribute.
-    let length = 16 + 4 + padded;
-    let mut message = Vec::with_capacity(length);
-    message.extend_from_slice(&(length as u32).to_ne_bytes());
-    message.extend_from_slice(&NFT_MSG_GETTABLE.to_ne_bytes());
-    message.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-    message.extend_from_slice(&1_u32.to_ne_bytes()); // sequence number
-    message.extend_from_slice(&0_u32.to_ne_bytes()); // port id: the kernel's
-    message.extend_from_slice(&[family.number(), 0, 0, 0]); // NFNETLINK_V0, res_id 0
-    message.extend_from_slice(&(attribute_length as u16).to_ne_bytes());
-    message.extend_from_slice(&NFTA_TABLE_NAME.to_ne_bytes());
-    message.extend_from_slice(name.as_bytes());
-    message.resize(length, 0);
-    message
-}
-
-/// What the kernel's messages in `received` say about the table, `found`
-/// recording a table among them: once the acknowledgement comes, whether
-/// there was one (Some(false) too for "no such table"); None while it is
-/// still to come.
-fn table_answer(received: &[u8], found: &mut bool) -> Result<Option<bool>> {
-    let mut rest = received;
-    while rest.len() >= 16 {
-        let length = u32::from_ne_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-        let kind = u16::from_ne_bytes(rest[4..6].try_into().expect("2 bytes"));
-        if length < 16 || length > rest.len() {
-            bail!("the kernel's answer about nftables tables is cut short (netlink)");
-        }
-        match kind {
-            NFT_MSG_NEWTABLE => *found = true,
-            NLMSG_ERROR if length >= 20 => {
-                let error = i32::from_ne_bytes(rest[16..20].try_into().expect("4 bytes"));
-                return match error {
-                    0 => Ok(Some(*found)),
-                    _ if -error == ENOENT => Ok(Some(false)),
-                    _ => Err(std::io::Error::from_raw_os_error(-error))
-                        .context("the kernel did not say whether an nftables table is there"),
-                };
-            }
-            _ => {}
-        }
-        rest = &rest[length.next_multiple_of(4).min(rest.len())..];
+impl Table {
+    /// A script that deletes the table, whether or not it is there (it is
+    /// declared first, which makes it where it was not).
+    pub fn delete(&self) -> String {
+        format!("table {self}\ndelete table {self}\n")
     }
-    Ok(None)
+
+    /// A script that replaces the table, whatever is there, with one of
+    /// `content` (its chains and sets, each line ending in a newline).
+    pub fn replace(&self, content: &str) -> String {
+        format!("{}table {self} {{\n{content}}}\n", self.delete())
+    }
+
+    /// What the kernel tells of the table (its comment among it), or None
+    /// where this network namespace has no such table.
+    fn ask(&self) -> Result<Option<Vec<u8>>> {
+        Socket::netfilter()?.nft_table(self.family.number(), self.name)
+    }
+
+    /// Whether this network namespace has the table.
+    pub fn exists(&self) -> Result<bool> {
+        Ok(self.ask()?.is_some())
+    }
+
+    /// Whether the table is there and what the kernel tells of it holds
+    /// `marker` (in its comment).
+    pub fn holds(&self, marker: &[u8]) -> Result<bool> {
+        Ok(self.ask()?.is_some_and(|told| told.windows(marker.len()).any(|part| part == marker)))
+    }
 }
 
 #[cfg(test)]
@@ -161,39 +131,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_request_names_the_table_and_its_family() {
-        let request = get_table_request(Family::Bridge, "abc");
-        assert_eq!(request.len(), 16 + 4 + 8, "4 bytes of attribute header, abc, NUL: 8");
-        assert_eq!(u32::from_ne_bytes(request[0..4].try_into().unwrap()), 28);
-        assert_eq!(request[16], 7, "NFPROTO_BRIDGE");
-        assert_eq!(&request[24..28], b"abc\0");
-    }
-
-    #[test]
-    fn answers_are_read_to_their_acknowledgement() {
-        let message = |kind: u16, payload: &[u8]| {
-            let mut bytes = Vec::new();
-            bytes.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
-            bytes.extend_from_slice(&kind.to_ne_bytes());
-            bytes.extend_from_slice(&[0; 10]);
-            bytes.extend_from_slice(payload);
-            bytes
-        };
-        let ack = |error: i32| message(NLMSG_ERROR, &error.to_ne_bytes());
-        let table = message(NFT_MSG_NEWTABLE, &[7, 0, 0, 0]);
-        let answer = |received: &[u8]| table_answer(received, &mut false);
-        assert_eq!(answer(&[table.clone(), ack(0)].concat()).unwrap(), Some(true));
-        assert_eq!(answer(&ack(-ENOENT)).unwrap(), Some(false));
-        assert!(answer(&ack(-1)).is_err(), "EPERM is no answer");
-        assert!(answer(&table[..19]).is_err(), "cut short");
-        // The table and its acknowledgement in two reads.
-        let mut found = false;
+    fn a_table_is_replaced_or_deleted_whether_or_not_it_is_there() {
+        let table = Table { family: Family::Bridge, name: "abc" };
+        assert_eq!(table.delete(), "table bridge abc\ndelete table bridge abc\n");
         assert_eq!(
-            table_answer(&table, &mut found).unwrap(),
-            None,
-            "the acknowledgement is to come"
+            table.replace("  set s { }\n"),
+            "table bridge abc\ndelete table bridge abc\ntable bridge abc {\n  set s { }\n}\n"
         );
-        assert_eq!(table_answer(&ack(0), &mut found).unwrap(), Some(true));
     }
 
     #[test]
@@ -202,6 +146,10 @@ mod tests {
             eprintln!("skipped: only root may ask the kernel for nftables tables");
             return;
         }
-        assert!(!table_exists(Family::Bridge, "nixcloud-container-no-such-table").unwrap());
+        for family in [Family::Bridge, Family::Inet, Family::Ip] {
+            let table = Table { family, name: "nixcloud-container-no-such-table" };
+            assert!(!table.exists().unwrap());
+            assert!(!table.holds(b"x").unwrap());
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The ports' guard (commands/port_guard.rs, lib/port-guard.nft): a
+//! The ports' guard (capabilities/network/port_guard.rs, lib/port-guard.nft): a
 //! container cannot pose as another container, as the host's router or as a
 //! DHCP server on the bridges, whatever its root does to its interfaces.
 

@@ -99,7 +99,7 @@ fn create_builds_generation_one_that_lxc_knows() {
         assert!(fragment.lines().any(|l| l == line), "missing {line:?} in\n{fragment}");
     }
     assert!(!fragment.contains("lxc.net.1"), "no internet interface without NAT");
-    // The store and /init are the helper's to mount, at each start (mounts.rs).
+    // The store and /init are the helper's to mount, at each start (lxc/mounts.rs).
     assert!(!fragment.contains("lxc.mount"), "{fragment}");
 
     use std::os::unix::fs::MetadataExt;
@@ -119,7 +119,7 @@ fn create_builds_generation_one_that_lxc_knows() {
     assert_eq!(row, ["web", "STOPPED", "10.101.0.2", "-", "1", "no"]);
 
     host.start_booted("web");
-    // The mount points, LXC's too, are made at each start (mounts.rs).
+    // The mount points, LXC's too, are made at each start (lxc/mounts.rs).
     owned_by_the_container(&["proc", "sys", "dev", "nix", "nix/store", "init"]);
 }
 

@@ -121,32 +121,8 @@ fn no_field_of_a_container_file_or_flake_reaches_lxc_as_a_setting() {
 /// Builds a copy of generation `path` whose lxc.conf has `extra` added: what
 /// a helper before the checks, or someone with access to the store, made.
 fn tampered_generation(host: &Host, path: &Path, extra: &str) -> String {
-    let expression = format!(
-        r#"let
-          bb = import {REPO}/lib/host-busybox.nix;
-          gen = builtins.storePath "{gen}";
-        in derivation {{
-          name = "tampered-generation";
-          system = builtins.currentSystem;
-          builder = bb;
-          args = [ "sh" "-ec" ''
-            ${{bb}} mkdir $out
-            ${{bb}} ln -s $(${{bb}} readlink ${{gen}}/system) $out/system
-            ${{bb}} cp ${{gen}}/spec.json $out/spec.json
-            ${{bb}} cat ${{gen}}/lxc.conf > $out/lxc.conf
-            echo "$extra" >> $out/lxc.conf
-          '' ];
-          extra = "{extra}";
-        }}"#,
-        gen = path.display(),
-    );
-    let built = std::process::Command::new("nix-build")
-        .args(["--no-out-link", "--expr", &expression])
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
-    let _ = host;
-    String::from_utf8(built.stdout).unwrap().trim().to_string()
+    let conf = std::fs::read_to_string(path.join("lxc.conf")).unwrap();
+    generations_with(host, path, &[format!("{conf}{extra}\n")]).remove(0)
 }
 
 #[test]
@@ -662,4 +638,272 @@ fn directories_others_can_write_are_refused_for_roots_files() {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     host.ok(&["create", "t", path_str(&file)]);
+}
+
+/// Host files `container_files_with_every_lxc_key` lets containers ask for.
+const EVERY_KEY_HOST: &str = r#"{
+    "allowedHostPaths": {"/srv": {"writable": false}},
+    "allowedForwardPorts": [{"from": 8000, "to": 8099}],
+    "allowedDevices": @DEVICES@,
+    "limits": {"memoryMax": 1073741824},
+    "extraBridges": {"brOwn": {"address": "10.10.0.1", "prefixLength": 16}}
+}"#;
+
+/// A container file's `limits` with every limit of lib/limits.json set, and
+/// its `devices` with every device of lib/devices.json (Nix), with the
+/// cgroup2 files of the limits: what a limit or a device added there brings
+/// into the LXC settings is checked here too.
+fn every_limit_and_device() -> (String, Vec<String>, String) {
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(format!("{REPO}/lib/{file}")).unwrap())
+            .unwrap()
+    };
+    let mut limits = String::new();
+    let mut files = Vec::new();
+    for limit in read("limits.json")["limits"].as_array().unwrap() {
+        let (group, key) = (limit["group"].as_str().unwrap(), limit["key"].as_str().unwrap());
+        let value = match limit["unit"].as_str().unwrap() {
+            "size" => r#""64M""#,
+            "weight" => "50",
+            "cpus" => "1.5",
+            "count" => "100",
+            unit => panic!("a limit of unit {unit}: give it a value here"),
+        };
+        limits.push_str(&format!("limits.{group}.{key} = {value}; "));
+        files.push(format!("{group}.{key}"));
+    }
+    let devices: Vec<String> = read("devices.json")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|device| device["name"].to_string())
+        .collect();
+    (limits, files, devices.join(" "))
+}
+
+/// The keys of an lxc.conf's settings.
+fn keys_of(conf: &str) -> Vec<&str> {
+    conf.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| line.split_once(" = ").expect("key = value").0)
+        .collect()
+}
+
+/// How a refused copy of a generation's lxc.conf differs from it.
+enum Edit {
+    /// This line added at the end.
+    Add(String),
+    /// The lines containing this left out.
+    Drop(&'static str),
+}
+
+/// Builds, in one derivation, a copy of generation `path` for each of
+/// `confs` with that lxc.conf instead of its own, and returns their paths in
+/// order. In the texts, @EVIL@, @OTHER_SCRIPT@ and @OTHER_HOOK@ stand for
+/// store files that are not the helper's scripts: one named otherwise, one
+/// named as lib/isolate-port.sh and one as lib/drop-forwards.sh, each with
+/// other text.
+fn generations_with(host: &Host, path: &Path, confs: &[String]) -> Vec<String> {
+    let outputs: Vec<String> = (0..confs.len()).map(|index| format!("v{index}")).collect();
+    let texts: serde_json::Map<String, serde_json::Value> =
+        outputs.iter().cloned().zip(confs.iter().map(|conf| conf.clone().into())).collect();
+    let texts_file = host.file("confs.json", &serde_json::Value::Object(texts).to_string());
+    let expression = format!(
+        r##"let
+          bb = import {REPO}/lib/host-busybox.nix;
+          gen = builtins.storePath "{gen}";
+          evil = "#!/bin/sh\nreboot\n";
+          placeholders = {{
+            "@EVIL@" = builtins.toFile "evil-isolate-port.sh" evil;
+            "@OTHER_SCRIPT@" = builtins.toFile "isolate-port.sh" evil;
+            "@OTHER_HOOK@" = builtins.toFile "drop-forwards.sh" evil;
+          }};
+          texts = builtins.mapAttrs
+            (_: builtins.replaceStrings (builtins.attrNames placeholders) (builtins.attrValues placeholders))
+            (builtins.fromJSON (builtins.readFile {texts}));
+          generations = derivation ({{
+          name = "tampered-generation";
+          system = builtins.currentSystem;
+          builder = bb;
+          outputs = builtins.attrNames texts;
+          args = [ "sh" "-ec" ''
+            for output in $outputs; do
+              eval dir=\$$output
+              eval text=\$conf_$output
+              ${{bb}} mkdir $dir
+              ${{bb}} ln -s $(${{bb}} readlink ${{gen}}/system) $dir/system
+              ${{bb}} cp ${{gen}}/spec.json $dir/spec.json
+              printf '%s' "$text" > $dir/lxc.conf
+            done
+          '' ];
+        }} // builtins.listToAttrs (map (output: {{ name = "conf_${{output}}"; value = texts.${{output}}; }}) (builtins.attrNames texts)));
+        in map (output: generations.${{output}}) generations.outputs"##,
+        gen = path.display(),
+        texts = texts_file.display(),
+    );
+    let built = std::process::Command::new("nix-build")
+        .args(["--no-out-link", "--expr", &expression])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    // One path per output, each ending in its name.
+    let mut paths: Vec<(usize, String)> = String::from_utf8(built.stdout)
+        .unwrap()
+        .lines()
+        .map(|path| {
+            let index = path.rsplit_once("-v").expect("an output path").1.parse().unwrap();
+            (index, path.to_string())
+        })
+        .collect();
+    paths.sort();
+    paths.into_iter().map(|(_, path)| path).collect()
+}
+
+#[test]
+fn the_lxc_settings_lib_lxc_config_nix_writes_are_checked_and_nothing_else_passes() {
+    let host = Host::new();
+    let (limits, cgroup_files, devices) = every_limit_and_device();
+    std::fs::write(
+        host.dir.path().join("host.json"),
+        EVERY_KEY_HOST.replace("@DEVICES@", &format!("[{}]", devices.replace(' ', ", "))),
+    )
+    .unwrap();
+    // Every key a container file can set that reaches lib/lxc-config.nix, in
+    // each network form: the hostonly bridge with NAT (a second veth),
+    // peers and a fixed address; a bridge of the host's with a gateway.
+    let every = host.tiny(
+        "every.nix",
+        "1",
+        &format!(
+            r#"autostart = true; {limits}devices = [ {devices} ];
+               bindMounts."/srv/ro" = {{ hostPath = "/srv"; }};
+               bindMounts."/var/lib/app" = {{ hostPath = "app"; isReadOnly = false; }};
+               forwardPorts = [ {{ hostPort = 8080; containerPort = 80; }} {{ protocol = "udp"; hostPort = 8053; }} ];
+               network = {{ enableNat = true; ip = "10.101.0.9"; prefixLength = 16; peers = [ "own" ]; }};"#
+        ),
+    );
+    let own = host.tiny(
+        "own.nix",
+        "1",
+        r#"network = { bridge = "brOwn"; ip = "10.10.0.2"; prefixLength = 16; gateway = "10.10.0.1"; };"#,
+    );
+    // create builds each generation with lib/lxc-config.nix and checks its
+    // settings before it makes it current.
+    host.ok(&["create", "every", path_str(&every)]);
+    host.ok(&["create", "own", path_str(&own)]);
+    let generation = |name: &str| {
+        std::fs::read_link(host.profiles_dir().join(name).join("profile-1-link")).unwrap()
+    };
+    let conf = std::fs::read_to_string(generation("every").join("lxc.conf")).unwrap();
+    let own_conf = std::fs::read_to_string(generation("own").join("lxc.conf")).unwrap();
+    let (keys, own_keys) = (keys_of(&conf), keys_of(&own_conf));
+    for file in cgroup_files {
+        let key = format!("lxc.cgroup2.{file}");
+        assert!(keys.contains(&key.as_str()), "{key} in {conf}");
+    }
+    for key in [
+        "lxc.start.auto",
+        "lxc.hook.stop",
+        "lxc.net.0.script.up",
+        "lxc.net.0.veth.pair",
+        "lxc.net.0.hwaddr",
+        "lxc.net.0.ipv4.address",
+        "lxc.net.1.type",
+        "lxc.net.1.link",
+        "lxc.net.1.script.up",
+    ] {
+        assert!(keys.contains(&key), "{key} in {conf}");
+    }
+    assert!(own_keys.contains(&"lxc.net.0.ipv4.gateway"), "{own_conf}");
+    assert!(own_conf.contains("lxc.net.0.link = brOwn"), "{own_conf}");
+
+    // Each setting the helper would not write, added to or left out of what
+    // lib/lxc-config.nix wrote, is refused.
+    let value_of = |key: &str| {
+        conf.lines().find_map(|line| line.strip_prefix(&format!("{key} = "))).unwrap().to_string()
+    };
+    let (script, hook) = (value_of("lxc.net.0.script.up"), value_of("lxc.hook.stop"));
+    let port = value_of("lxc.net.0.veth.pair");
+    let add = |line: &str| Edit::Add(line.to_string());
+    let cases = [
+        (add("lxc.hook.pre-start = /some/script.sh"), "not a key"),
+        (add("lxc.include = /etc/shadow"), "not a key"),
+        (add("lxc.hook.start-host=/x"), "not a key"),
+        (add("  lxc.apparmor.profile = unconfined"), "not a key"),
+        (add("lxc.cap.keep = sys_admin"), "not a key"),
+        (add("lxc.mount.entry = /root root none ro,bind,create=dir 0 0"), "not a key"),
+        (add("lxc.mount.entry = /nix/store nix/store none ro,bind 0 0"), "not a key"),
+        (add("lxc.mount.entry = /dev/fuse dev/fuse none bind,create=file 0 0"), "not a key"),
+        (add("lxc.mount.auto = proc:rw"), "not a key"),
+        (add("lxc.environment = LD_PRELOAD=/x"), "lxc.environment must be"),
+        (add("lxc.tty.max = 1024"), "lxc.tty.max must be"),
+        (add("lxc.net.0.link = br0"), "not a bridge of this host"),
+        (add("lxc.net.0.script.up = /x"), "not lib/isolate-port.sh"),
+        (add("lxc.net.0.script.up = @EVIL@"), "not lib/isolate-port.sh"),
+        (add("lxc.net.1.script.up = @OTHER_SCRIPT@"), "is not lib/isolate-port.sh"),
+        (add("lxc.hook.stop = /bin/sh -c reboot"), "not lib/drop-forwards.sh"),
+        (add("lxc.hook.stop = @EVIL@"), "not lib/drop-forwards.sh"),
+        (add("lxc.hook.stop = @OTHER_HOOK@"), "is not lib/drop-forwards.sh"),
+        (add(&format!("lxc.hook.stop = {script}")), "not lib/drop-forwards.sh"),
+        (add(&format!("lxc.net.0.script.up = {hook}")), "not lib/isolate-port.sh"),
+        (add("lxc.hook.post-stop = /x"), "not a key"),
+        (add("lxc.hook.stop.extra = /x"), "not a key"),
+        (add("lxc.net.0.script.down = /x"), "not a setting"),
+        (add("lxc.net.0.veth.pair = eth0"), &format!("must be {port}, not \"eth0\"")),
+        (add("lxc.net.2.type = veth"), "not a key"),
+        (add("lxc.net.0.type = phys"), "not a setting"),
+        (add("lxc.init.cmd = /bin/sh"), "must be"),
+        (add("lxc.rootfs.path = dir:/"), "must be"),
+        (add("lxc.uts.name = other"), "must be"),
+        (add("lxc.idmap = u 0 0 1"), "lxc.idmap must map exactly"),
+        (add("lxc.start.auto = 2"), "lxc.start.auto must be 0 or 1"),
+        (add("lxc.start.auto = 1\r"), "control character"),
+        (add("lxc.start.auto 1"), "not `key = value`"),
+        (add("lxc.cgroup2.devices.allow = a"), "not a limit nixcloud-container sets"),
+        (add("lxc.cgroup2.memory.max = max"), "is not a number"),
+        (add("lxc.cgroup2.memory.max = 1; reboot"), "is not a number"),
+        (add("lxc.cgroup2.cpu.max = 150000 1000"), "is not \"<quota> 100000\""),
+        (add("lxc.cgroup2.cpu.max = 999 100000"), "a quota of at least 1000 microseconds"),
+        (add("lxc.cgroup2.io.weight = 10001"), "a weight from 1 to 10000"),
+        (Edit::Drop("lxc.net.0.script.up"), "no script.up"),
+        (Edit::Drop("lxc.net.1.script.up"), "no script.up"),
+        (Edit::Drop("lxc.net.0.veth.pair"), "no veth.pair or no hwaddr"),
+        (Edit::Drop("lxc.net.0.hwaddr"), "no veth.pair or no hwaddr"),
+        (Edit::Drop("lxc.idmap = g"), "lxc.idmap must map exactly"),
+    ];
+    let confs: Vec<String> = cases
+        .iter()
+        .map(|(edit, _)| match edit {
+            Edit::Add(line) => format!("{conf}{line}\n"),
+            Edit::Drop(part) => conf
+                .lines()
+                .filter(|line| !line.contains(part))
+                .map(|line| format!("{line}\n"))
+                .collect(),
+        })
+        .collect();
+    let tampered = generations_with(&host, &generation("every"), &confs);
+    assert_eq!(tampered.len(), cases.len(), "{tampered:?}");
+    let profile = host.profiles_dir().join("every").join("profile");
+    for ((edit, message), path) in cases.iter().zip(&tampered) {
+        let shown = match edit {
+            Edit::Add(line) => format!("with {line:?}"),
+            Edit::Drop(part) => format!("without {part:?}"),
+        };
+        let set = std::process::Command::new("nix-env")
+            .args(["--profile", path_str(&profile), "--set", path])
+            .output()
+            .unwrap();
+        assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+        let err = host.fails(&["start", "every"], 1);
+        assert!(
+            err.contains("refusing to start 'every'") && err.contains(message),
+            "{shown}: {err}"
+        );
+    }
+    assert_eq!(host.state("every"), "STOPPED");
+    host.ok(&["switch-generation", "every", "1"]);
+    host.ok(&["destroy", "every"]);
+    host.ok(&["destroy", "own"]);
+    host.assert_nothing_created();
 }

@@ -148,7 +148,7 @@ fn bind_mount(settings: &Settings, name: &str, bind: &BindMount) -> Result<HostM
 /// Makes container `name`'s data directory where it is missing: a gate
 /// (host_dirs.rs), root's and entered by root alone. Its bind mounts'
 /// sources below it are made by the mounts, as the container's root's
-/// (mounts.rs); the helper mounts them as root, so the container's uid
+/// (lxc/mounts.rs); the helper mounts them as root, so the container's uid
 /// never passes through the gate, and no host user reaches what the
 /// container leaves in them. A data directory made before the gate (its
 /// root's) becomes one, with its files as they are.

@@ -17,6 +17,7 @@ use crate::formats::show;
 use crate::settings::HostConfig;
 use crate::spec::{GenerationMeta, Spec};
 use crate::state::{ContainerRecord, State};
+use crate::system::nft::{Family, Table};
 use types::ForwardPort;
 
 /// The capability.
@@ -78,7 +79,7 @@ pub const DROP_FORWARDS: StoreScript = StoreScript {
 };
 
 /// The port forwards' table.
-pub const FORWARDS_TABLE: &str = "ip nixcloud-container-forwards";
+pub const FORWARDS_TABLE: Table = Table { family: Family::Ip, name: "nixcloud-container-forwards" };
 
 /// The chain of `FORWARDS_TABLE` that holds the DNAT rules of container
 /// `name` (as LXC knows it: LXC's hook at its stop, lib/drop-forwards.sh,

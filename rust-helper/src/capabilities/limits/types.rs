@@ -2,12 +2,125 @@
 //! (`limits`, normalized by lib/spec.nix): each a number of its unit,
 //! checked as it is read, with the cgroup2 file it is written to.
 
+use std::sync::LazyLock;
+
 use serde::{Deserialize, Serialize};
 
-/// cpu.max's period in microseconds (lib/spec.nix's cpuPeriod).
-pub const CPU_PERIOD: u64 = 100_000;
+/// The table of the limits, lib/limits.json (lib/limits.nix says what each
+/// field means), which lib/spec.nix, lib/lxc-config.nix and the host module
+/// read as well.
+const LIMITS_JSON: &str = include_str!("../../../../lib/limits.json");
 
-/// The limits, each a number of lib/spec.nix's units or unset.
+#[derive(Deserialize)]
+struct Table {
+    units: Units,
+    limits: Vec<Definition>,
+}
+
+/// The units' ranges that the helper checks again (lib/spec.nix checks the
+/// rest of a container file's values).
+#[derive(Deserialize)]
+struct Units {
+    weight: Range,
+    cpus: Cpus,
+}
+
+#[derive(Deserialize)]
+struct Range {
+    min: u64,
+    max: u64,
+}
+
+#[derive(Deserialize)]
+struct Cpus {
+    min: f64,
+    period: u64,
+}
+
+/// A limit of the table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Definition {
+    group: String,
+    key: String,
+    name: String,
+    unit: Unit,
+    unlimited: String,
+}
+
+/// What a limit's number is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Unit {
+    /// Bytes.
+    Size,
+    /// A cgroup2 weight.
+    Weight,
+    /// A CPU quota in microseconds per `period`.
+    Cpus,
+    /// A number of processes.
+    Count,
+}
+
+/// What a limit is called: its name in the spec, the cgroup2 file (and the
+/// LXC key after `lxc.cgroup2.`), the controller it needs, and the value
+/// that lifts it.
+pub struct Key {
+    pub name: String,
+    pub file: String,
+    pub controller: String,
+    unit: Unit,
+    unlimited: String,
+}
+
+impl Key {
+    /// What the cgroup2 file is given for `value`, a number of the spec or
+    /// the value that lifts the limit: cpu.max takes its period after it.
+    fn file_value(&self, value: &str) -> String {
+        match self.unit {
+            Unit::Cpus => format!("{value} {}", cpu_period()),
+            _ => value.to_string(),
+        }
+    }
+}
+
+struct Vocabulary {
+    keys: Vec<Key>,
+    weight: Range,
+    cpus: Cpus,
+}
+
+static VOCABULARY: LazyLock<Vocabulary> = LazyLock::new(|| {
+    let table: Table = serde_json::from_str(LIMITS_JSON).expect("lib/limits.json is valid");
+    let keys = table
+        .limits
+        .into_iter()
+        .map(|limit| Key {
+            file: format!("{}.{}", limit.group, limit.key),
+            controller: limit.group,
+            name: limit.name,
+            unit: limit.unit,
+            unlimited: limit.unlimited,
+        })
+        .collect();
+    Vocabulary { keys, weight: table.units.weight, cpus: table.units.cpus }
+});
+
+/// The limit named `name` in the spec.
+fn key(name: &str) -> &'static Key {
+    VOCABULARY
+        .keys
+        .iter()
+        .find(|key| key.name == name)
+        .unwrap_or_else(|| panic!("lib/limits.json has no limit {name}"))
+}
+
+/// cpu.max's period in microseconds (lib/limits.json's `units.cpus.period`).
+pub fn cpu_period() -> u64 {
+    VOCABULARY.cpus.period
+}
+
+/// The limits, each a number of its unit (lib/limits.json) or unset.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits {
@@ -20,7 +133,7 @@ pub struct Limits {
     /// cpu.weight.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_weight: Option<Weight>,
-    /// cpu.max's quota per CPU_PERIOD, microseconds.
+    /// cpu.max's quota per period (`cpu_period`), microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_max: Option<CpuQuota>,
     /// pids.max.
@@ -31,34 +144,19 @@ pub struct Limits {
     pub io_weight: Option<Weight>,
 }
 
-/// What a limit is called: the cgroup2 file (and the LXC key after
-/// `lxc.cgroup2.`), the controller it needs, and the value that lifts it.
-pub struct Key {
-    pub file: &'static str,
-    pub controller: &'static str,
-    pub unlimited: &'static str,
-}
-
-const MEMORY_MAX: Key = Key { file: "memory.max", controller: "memory", unlimited: "max" };
-const MEMORY_HIGH: Key = Key { file: "memory.high", controller: "memory", unlimited: "max" };
-const CPU_WEIGHT: Key = Key { file: "cpu.weight", controller: "cpu", unlimited: "100" };
-const CPU_MAX: Key = Key { file: "cpu.max", controller: "cpu", unlimited: "max 100000" };
-const PIDS_MAX: Key = Key { file: "pids.max", controller: "pids", unlimited: "max" };
-const IO_WEIGHT: Key = Key { file: "io.weight", controller: "io", unlimited: "100" };
-
 impl Limits {
-    /// Each limit with its key and its value as the cgroup2 file takes it
-    /// (None: unset).
-    pub fn entries(&self) -> [(&'static Key, Option<String>); 6] {
-        let text = |value: Option<Positive>| value.map(|v| v.0.to_string());
-        let weight = |value: Option<Weight>| value.map(|v| v.0.to_string());
+    /// Each limit with its key and its number (None: unset), in the order
+    /// of lib/limits.json.
+    pub fn entries(&self) -> [(&'static Key, Option<u64>); 6] {
+        let positive = |value: Option<Positive>| value.map(u64::from);
+        let weight = |value: Option<Weight>| value.map(u64::from);
         [
-            (&MEMORY_MAX, text(self.memory_max)),
-            (&MEMORY_HIGH, text(self.memory_high)),
-            (&CPU_WEIGHT, weight(self.cpu_weight)),
-            (&CPU_MAX, self.cpu_max.map(|quota| format!("{} {CPU_PERIOD}", quota.0))),
-            (&PIDS_MAX, text(self.pids_max)),
-            (&IO_WEIGHT, weight(self.io_weight)),
+            (key("memoryMax"), positive(self.memory_max)),
+            (key("memoryHigh"), positive(self.memory_high)),
+            (key("cpuWeight"), weight(self.cpu_weight)),
+            (key("cpuMax"), self.cpu_max.map(u64::from)),
+            (key("pidsMax"), positive(self.pids_max)),
+            (key("ioWeight"), weight(self.io_weight)),
         ]
     }
 
@@ -91,7 +189,7 @@ impl Limits {
             .entries()
             .iter()
             .filter(|(_, value)| value.is_some())
-            .map(|(key, _)| key.controller)
+            .map(|(key, _)| key.controller.as_str())
             .collect();
         needed.dedup();
         needed
@@ -104,7 +202,10 @@ impl Limits {
             .into_iter()
             .zip(new.entries())
             .filter(|((_, old), (_, new))| old != new)
-            .map(|(_, (key, new))| (key.file, new.unwrap_or_else(|| key.unlimited.to_string())))
+            .map(|(_, (key, new))| {
+                let value = new.map_or_else(|| key.unlimited.clone(), |number| number.to_string());
+                (key.file.as_str(), key.file_value(&value))
+            })
             .collect()
     }
 }
@@ -113,16 +214,18 @@ impl Limits {
 /// file `file` (`lxc.cgroup2.<file>`): one of the limits, in its form.
 pub fn check_setting(file: &str, value: &str) -> Result<(), String> {
     let number = |text: &str| text.parse::<u64>().map_err(|_| format!("{text:?} is not a number"));
-    match file {
-        "memory.max" | "memory.high" | "pids.max" => Positive::try_from(number(value)?).map(drop),
-        "cpu.weight" | "io.weight" => Weight::try_from(number(value)?).map(drop),
-        "cpu.max" => match value.split_once(' ') {
-            Some((quota, period)) if period == CPU_PERIOD.to_string() => {
+    let Some(key) = VOCABULARY.keys.iter().find(|key| key.file == file) else {
+        return Err(format!("lxc.cgroup2.{file} is not a limit nixcloud-container sets"));
+    };
+    match key.unit {
+        Unit::Size | Unit::Count => Positive::try_from(number(value)?).map(drop),
+        Unit::Weight => Weight::try_from(number(value)?).map(drop),
+        Unit::Cpus => match value.split_once(' ') {
+            Some((quota, period)) if period == cpu_period().to_string() => {
                 CpuQuota::try_from(number(quota)?).map(drop)
             }
-            _ => Err(format!("{value:?} is not \"<quota> {CPU_PERIOD}\"")),
+            _ => Err(format!("{value:?} is not \"<quota> {}\"", cpu_period())),
         },
-        _ => Err(format!("lxc.cgroup2.{file} is not a limit nixcloud-container sets")),
     }
 }
 
@@ -160,13 +263,26 @@ checked_number!(
     Positive(u64), 1, u64::MAX, "a positive number"
 );
 checked_number!(
-    /// A cgroup2 weight.
-    Weight(u16), 1, 10_000, "a weight from 1 to 10000"
+    /// A cgroup2 weight, in lib/limits.json's range.
+    Weight(u16),
+    VOCABULARY.weight.min,
+    VOCABULARY.weight.max,
+    format!("a weight from {} to {}", VOCABULARY.weight.min, VOCABULARY.weight.max)
 );
 checked_number!(
-    /// A CPU quota per period: at least 1 ms (the kernel's least).
-    CpuQuota(u64), 1000, u64::MAX, "a quota of at least 1000 microseconds"
+    /// A CPU quota per period: at least lib/limits.json's least number of
+    /// CPUs (0.01: 1 ms per 100 ms, the kernel's least).
+    CpuQuota(u64),
+    least_cpu_quota(),
+    u64::MAX,
+    format!("a quota of at least {} microseconds", least_cpu_quota())
 );
+
+/// The least CPU quota per period, from lib/limits.json's least number of
+/// CPUs, rounded as lib/spec.nix rounds.
+fn least_cpu_quota() -> u64 {
+    (VOCABULARY.cpus.min * cpu_period() as f64 + 0.5).floor() as u64
+}
 
 #[cfg(test)]
 mod tests {
@@ -177,15 +293,29 @@ mod tests {
     }
 
     #[test]
-    fn the_period_is_lib_specs() {
-        assert!(include_str!("../../../../lib/spec.nix")
-            .contains(&format!("cpuPeriod = {CPU_PERIOD};")));
+    fn every_limit_of_the_table_is_a_field() {
+        // Limits' fields are typed; each is a limit of lib/limits.json, and
+        // each limit of it one of them.
+        let all = limits(
+            r#"{"memoryMax": 1, "memoryHigh": 1, "cpuWeight": 1, "cpuMax": 1000, "pidsMax": 1, "ioWeight": 1}"#,
+        );
+        let fields = serde_json::to_value(all).unwrap();
+        let names: Vec<&str> = all.entries().iter().map(|(key, _)| key.name.as_str()).collect();
+        let table: Vec<&str> = VOCABULARY.keys.iter().map(|key| key.name.as_str()).collect();
+        assert_eq!(names, table);
+        assert_eq!(fields.as_object().unwrap().len(), table.len());
+        for name in table {
+            assert!(fields.get(name).is_some(), "{name}");
+        }
+        assert_eq!(least_cpu_quota(), 1000);
+        assert_eq!(cpu_period(), 100_000);
     }
 
     #[test]
     fn values_out_of_range_are_refused() {
         for bad in [
             r#"{"cpuWeight": 0}"#,
+            r#"{"ioWeight": 10001}"#,
             r#"{"cpuWeight": 10001}"#,
             r#"{"cpuMax": 999}"#,
             r#"{"pidsMax": 0}"#,
@@ -236,6 +366,12 @@ mod tests {
                 ("cpu.weight", "100".to_string()),
                 ("pids.max", "10".to_string())
             ]
+        );
+        let capped = limits(r#"{"cpuMax": 150000}"#);
+        assert_eq!(capped.changes_to(&Limits::default()), [("cpu.max", "max 100000".to_string())]);
+        assert_eq!(
+            Limits::default().changes_to(&capped),
+            [("cpu.max", "150000 100000".to_string())]
         );
         assert!(new.changes_to(&new).is_empty());
     }

@@ -212,7 +212,7 @@ pub enum Port {
 /// The host's end of container `name`'s veth `port`: "nc", nine characters
 /// of a hash of the name (names are the same in any case) and 'h' or 'i', so
 /// that it fits the 15 characters of an interface name and says whose it is
-/// to `ip link` and to the bridge filter (peers.rs).
+/// to `ip link` and to the bridge filter (rules.rs).
 pub fn port_name(name: &str, port: Port) -> InterfaceName {
     let hash = name_hash(name);
     const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";

@@ -18,17 +18,17 @@ use anyhow::Result;
 use super::types::AllowedEgress;
 use crate::context::Context;
 use crate::settings::HostConfig;
-use crate::system::nft::{self, Family, NetworkLock};
+use crate::system::nft::{Family, NetworkLock, Table};
 
-/// The table's name (its content: lib/egress.nft).
-const TABLE_NAME: &str = "nixcloud-container-egress";
+/// The egress table (its content: lib/egress.nft).
+const TABLE: Table = Table { family: Family::Inet, name: "nixcloud-container-egress" };
 const CONTENT: &str = include_str!("../../../../lib/egress.nft");
 
 /// Before a container starts: the table in place, as the host file has it.
 pub fn before_start(ctx: &Context) -> Result<()> {
     let wanted = ruleset(&ctx.settings.host);
     if std::fs::read_to_string(applied_file(ctx)).is_ok_and(|applied| applied == wanted)
-        && nft::table_exists(Family::Inet, TABLE_NAME)?
+        && TABLE.exists()?
     {
         return Ok(());
     }
@@ -41,8 +41,8 @@ pub fn repair(ctx: &Context) -> Result<()> {
 }
 
 fn write(ctx: &Context, ruleset: &str) -> Result<()> {
-    let _lock = NetworkLock::take(&ctx.settings.state_dir)?;
-    nft::apply(ruleset)?;
+    let lock = NetworkLock::take(&ctx.settings.state_dir)?;
+    lock.apply(ruleset)?;
     crate::system::files::write_atomically(&applied_file(ctx), ruleset)
 }
 
@@ -64,10 +64,7 @@ fn ruleset(host: &HostConfig) -> String {
         .replace("@BRIDGES@", &bridges.join(", "))
         .replace("@SAME_BRIDGE@", &same_bridge.join(", "))
         .replace("@ALLOWED@\n", &allowed);
-    format!(
-        "table inet {TABLE_NAME}\ndelete table inet {TABLE_NAME}\n\
-         table inet {TABLE_NAME} {{\n{content}}}\n"
-    )
+    TABLE.replace(&content)
 }
 
 /// The rule that lets containers' traffic reach what `allowed` names.

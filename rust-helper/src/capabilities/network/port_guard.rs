@@ -39,10 +39,10 @@ use crate::context::Context;
 use crate::settings::HostConfig;
 use crate::spec::Params;
 use crate::state::ContainerRecord;
-use crate::system::nft::{self, Family, NetworkLock};
+use crate::system::nft::{Family, NetworkLock, Table};
 
 /// The guard's table (its content: lib/port-guard.nft).
-const TABLE_NAME: &str = "nixcloud-container-guard";
+const TABLE: Table = Table { family: Family::Bridge, name: "nixcloud-container-guard" };
 const CONTENT: &str = include_str!("../../../../lib/port-guard.nft");
 
 /// The sets of lib/port-guard.nft.
@@ -127,7 +127,7 @@ fn statements(verb: &str, elements: &Elements) -> String {
             elements.iter().filter(|(s, _)| *s == set).map(|(_, e)| e.as_str()).collect();
         if !listed.is_empty() {
             text.push_str(&format!(
-                "{verb} element bridge {TABLE_NAME} {} {{ {} }}\n",
+                "{verb} element {TABLE} {} {{ {} }}\n",
                 set.name(),
                 listed.join(", ")
             ));
@@ -140,11 +140,7 @@ fn statements(verb: &str, elements: &Elements) -> String {
 fn table(containers: &[(&str, &ContainerRecord)], host: &HostConfig) -> String {
     let all: Elements =
         containers.iter().flat_map(|(name, entry)| elements(name, entry, host)).collect();
-    format!(
-        "table bridge {TABLE_NAME}\ndelete table bridge {TABLE_NAME}\n\
-         table bridge {TABLE_NAME} {{\n{CONTENT}}}\n{}",
-        statements("add", &all)
-    )
+    format!("{}{}", TABLE.replace(CONTENT), statements("add", &all))
 }
 
 /// Container `name`'s state entry changed from `before` to `after` (None:
@@ -157,7 +153,7 @@ pub fn follow(
     after: Option<&ContainerRecord>,
 ) -> Result<()> {
     let host = &ctx.settings.host;
-    let _lock = NetworkLock::take(&ctx.settings.state_dir)?;
+    let lock = NetworkLock::take(&ctx.settings.state_dir)?;
     pin(
         &dhcp_hosts_dir(ctx),
         name,
@@ -178,8 +174,8 @@ pub fn follow(
     );
     // Where its elements are not as they were (the table was flushed, or
     // never made), the whole table, from the state, instead.
-    if nft::apply(&changes).is_err() {
-        write_all_locked(ctx)?;
+    if lock.apply(&changes).is_err() {
+        write_all_locked(ctx, &lock)?;
     }
     Ok(())
 }
@@ -204,7 +200,7 @@ pub fn before_start(
         };
         follow(ctx, name, Some(entry), Some(&after))?;
     }
-    if ctx.settings.host.anti_spoofing && !nft::table_exists(Family::Bridge, TABLE_NAME)? {
+    if ctx.settings.host.anti_spoofing && !TABLE.exists()? {
         write_all(ctx)?;
     }
     Ok(())
@@ -213,11 +209,11 @@ pub fn before_start(
 /// The whole table and every DHCP address, from the state (`repair-network`,
 /// `repair-state`); without the guard, the table goes.
 pub fn write_all(ctx: &Context) -> Result<()> {
-    let _lock = NetworkLock::take(&ctx.settings.state_dir)?;
-    write_all_locked(ctx)
+    let lock = NetworkLock::take(&ctx.settings.state_dir)?;
+    write_all_locked(ctx, &lock)
 }
 
-fn write_all_locked(ctx: &Context) -> Result<()> {
+fn write_all_locked(ctx: &Context, lock: &NetworkLock) -> Result<()> {
     let host = &ctx.settings.host;
     let state = ctx.store.read()?;
     let dir = dhcp_hosts_dir(ctx);
@@ -236,9 +232,9 @@ fn write_all_locked(ctx: &Context) -> Result<()> {
     if host.anti_spoofing {
         let containers: Vec<(&str, &ContainerRecord)> =
             state.containers.iter().map(|(name, entry)| (name.as_str(), entry)).collect();
-        nft::apply(&table(&containers, host))
+        lock.apply(&table(&containers, host))
     } else {
-        nft::apply(&format!("table bridge {TABLE_NAME}\ndelete table bridge {TABLE_NAME}\n"))
+        lock.apply(&TABLE.delete())
     }
 }
 
@@ -418,7 +414,7 @@ mod tests {
     fn pins_are_files_dnsmasq_can_read() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let pins = dir.path().join("dhcp-hosts");
+        let pins = dir.path().join(crate::layout::DHCP_HOSTS);
         pin(&pins, "web", Some("02:00:00:00:00:01,10.202.0.2\n")).unwrap();
         let file = pins.join("web");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "02:00:00:00:00:01,10.202.0.2\n");

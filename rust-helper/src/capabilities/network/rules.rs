@@ -42,10 +42,10 @@ use crate::context::Context;
 use crate::formats::InterfaceName;
 use crate::spec::{GenerationMeta, Params};
 use crate::state::ContainerRecord;
-use crate::system::nft::{self, NetworkLock};
+use crate::system::nft::{Family, NetworkLock, Table};
 
 /// The bridge filter's table (its content: lib/peers.nft).
-const PEERS_TABLE: &str = "bridge nixcloud-container-peers";
+const PEERS_TABLE: Table = Table { family: Family::Bridge, name: "nixcloud-container-peers" };
 const PEERS_CONTENT: &str = include_str!("../../../../lib/peers.nft");
 /// A container as the rules see it.
 struct Member {
@@ -140,18 +140,16 @@ fn applied_file(ctx: &Context) -> PathBuf {
 /// it ran), then sets which ports are isolated.
 fn sync(ctx: &Context, starting: Option<&str>) -> Result<()> {
     // Rules from the state as it is now replace none made from a newer one.
-    let _lock = NetworkLock::take(&ctx.settings.state_dir)?;
+    let lock = NetworkLock::take(&ctx.settings.state_dir)?;
     let members = members(ctx, starting)?;
     let applied = applied_file(ctx);
     let in_use = members.values().any(|m| !m.peers.is_empty() || !m.forwards.is_empty());
     if in_use {
         let ruleset = ruleset(&members);
         crate::system::files::write_atomically(&applied, &ruleset)?;
-        nft::apply(&ruleset)?;
+        lock.apply(&ruleset)?;
     } else if applied.exists() {
-        nft::apply(&format!(
-            "table {PEERS_TABLE}\ndelete table {PEERS_TABLE}\ntable {FORWARDS_TABLE}\ndelete table {FORWARDS_TABLE}\n"
-        ))?;
+        lock.apply(&format!("{}{}", PEERS_TABLE.delete(), FORWARDS_TABLE.delete()))?;
         std::fs::remove_file(&applied)
             .with_context(|| format!("cannot remove {}", applied.display()))?;
     }
@@ -299,18 +297,19 @@ fn ruleset(members: &BTreeMap<String, Member>) -> String {
     let jumps = |local: &str| -> String {
         jumps.iter().map(|chain| format!("    {local}jump {chain}\n")).collect()
     };
-    format!(
-        "table {PEERS_TABLE}\ndelete table {PEERS_TABLE}\n\
-         table {PEERS_TABLE} {{\n{}}}\n\
-         table {FORWARDS_TABLE}\ndelete table {FORWARDS_TABLE}\n\
-         table {FORWARDS_TABLE} {{\n{chains}\
+    let forwards = format!(
+        "{chains}\
          \x20 chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{}  }}\n\
-         \x20 chain output {{\n    type nat hook output priority -100; policy accept;\n{}  }}\n}}\n",
-        PEERS_CONTENT.replace("@ELEMENTS@", &elements),
+         \x20 chain output {{\n    type nat hook output priority -100; policy accept;\n{}  }}\n",
         jumps("fib daddr type local "),
         // From the host itself, to its own addresses but loopback's (which
         // the kernel would not route to a container).
         jumps("fib daddr type local ip daddr != 127.0.0.0/8 "),
+    );
+    format!(
+        "{}{}",
+        PEERS_TABLE.replace(&PEERS_CONTENT.replace("@ELEMENTS@", &elements)),
+        FORWARDS_TABLE.replace(&forwards)
     )
 }
 

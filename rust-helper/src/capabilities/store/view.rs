@@ -3,7 +3,7 @@
 //! containers' generations and whatever secrets went into the store are.
 //!
 //! At start (in the helper's mount namespace, before lxc-start, see
-//! mounts.rs) a tmpfs owned by the container's root goes onto its
+//! lxc/mounts.rs) a tmpfs owned by the container's root goes onto its
 //! /nix/store, with an empty directory (or file) for each path of the view
 //! and the host's path bound onto it, read-only and idmapped. The tmpfs is
 //! then made read-only and shared. The container's mount namespace copies
