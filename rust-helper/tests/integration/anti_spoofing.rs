@@ -37,7 +37,7 @@ fn listen(host: &Host, name: &str, port: u16) {
         "-c",
         &format!(
             "rm -f /tmp/got-{port}; nc -l -p {port} >/tmp/got-{port} 2>&1 & \
-             for i in $(seq 100); do grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; \
+             for i in $(seq 1000); do grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; \
              sleep 0.02; done; exit 1"
         ),
     ]);

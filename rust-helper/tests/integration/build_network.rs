@@ -171,7 +171,7 @@ fn listen_in_container(host: &Host, name: &str, port: u16) {
         "-c",
         &format!(
             "rm -f /tmp/got; nc -l -p {port} >/tmp/got 2>&1 & \
-             for i in $(seq 100); do grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; \
+             for i in $(seq 1000); do grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; \
              sleep 0.02; done; exit 1"
         ),
     ]);
@@ -253,7 +253,7 @@ fn fixed_output_builds_reach_the_internet_and_not_the_host_its_bridges_or_contai
         "other",
         "sh",
         "-c",
-        "for i in $(seq 50); do [ -s /tmp/got ] && break; sleep 0.05; done; cat /tmp/got",
+        "for i in $(seq 400); do [ -s /tmp/got ] && break; sleep 0.05; done; cat /tmp/got",
     ]);
     assert_eq!(got.trim(), "hello");
     // The helper left no link behind: its build namespace went with its

@@ -138,7 +138,7 @@ fn forwarded_ports_reach_a_running_container_and_go_when_it_stops() {
             "sh",
             "-c",
             "rm -f /tmp/got; nc -l -p 80 >/tmp/got 2>&1 & \
-             for i in $(seq 100); do grep -qE ':0050 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
+             for i in $(seq 1000); do grep -qE ':0050 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
         ])
     };
     // What was sent may take a moment to reach the file on a busy host.

@@ -314,7 +314,7 @@ fn try_reaching(host: &Host, from: From, to: &str, address: &str) -> (bool, bool
         "sh",
         "-c",
         "rm -f /tmp/received; nc -l -p 7000 >/tmp/received 2>&1 & \
-         for i in $(seq 100); do grep -qE ':1B58 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
+         for i in $(seq 1000); do grep -qE ':1B58 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
     ]);
     let sent = succeeds(host, from, &format!("echo hello | busybox nc -w 3 {address} 7000"));
     // What was sent may take seconds to reach the file on a busy host (up to 20 s).

@@ -24,7 +24,7 @@ fn reaches_web(host: &Host) -> bool {
         "sh",
         "-c",
         "nc -l -p 80 >/dev/null 2>&1 & \
-         for i in $(seq 100); do grep -qE ':0050 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
+         for i in $(seq 1000); do grep -qE ':0050 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
     ]);
     host.ns("echo hello | busybox nc -w 2 10.101.0.1 8080").code == 0
 }
@@ -222,7 +222,7 @@ fn a_nat_container_reaches_the_internet_but_not_what_the_host_keeps_private() {
         "sh",
         "-c",
         "echo here | nc -l -p 8000 >/dev/null 2>&1 & \
-         for i in $(seq 100); do grep -qE ':1F40 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
+         for i in $(seq 1000); do grep -qE ':1F40 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
     ]);
     assert!(
         answers(&host, "nat", "10.202.0.1"),
