@@ -46,8 +46,9 @@ rec {
     "lib/egress.nft"
     "lib/build-network.nft"
     # Compiled into unit tests, which compare the Rust side with them
-    # (layout.rs, limits.rs, build_network.rs).
+    # (layout.rs, limits.rs, build_network.rs, addresses.rs).
     "lib/layout.nix"
+    "lib/interface-names.json"
     "lib/spec.nix"
     "lib/generation.nix"
     "tests/nix/build-network.digest"

@@ -6,7 +6,7 @@
 let
   inherit (lib) concatMapStringsSep mkDefault mkIf mkMerge optional;
   inherit (import ./derived.nix { inherit config lib; })
-    cfg addresses withInternet withIPv6 hostonlyBridge internetBridge buildLinks dhcp4Range;
+    cfg addresses withInternet withIPv6 hostonlyBridge internetBridge interfaceNames dhcp4Range;
   ipv6 = cfg.ipv6;
 
   # Where the helper pins each container's DHCP addresses (one file each).
@@ -46,10 +46,18 @@ mkMerge [
         useDHCP = mkDefault false;
       }) cfg.extraBridges)
     ];
-    # The host ends of the containers' veths (vethXXXXXX) are bridge ports;
-    # those of the helper's build namespaces (nxcb<slot>) have addresses
-    # of the helper's.
-    networking.dhcpcd.denyInterfaces = [ "veth*" "${buildLinks}*" ];
+    # The host's ends of the containers' veths (nc<hash>h and nc<hash>i)
+    # are bridge ports, and those of the helper's build namespaces
+    # (nxcb<slot>) have addresses of the helper's: no DHCP client on them
+    # (NixOS's dhcpcd runs on every interface this list does not match, by
+    # its globs), and no NetworkManager either, which, as nixpkgs'
+    # nixos-containers.nix does for its ve-* ports, udev tells with
+    # NM_UNMANAGED (networking.networkmanager.unmanaged would need NM's own
+    # match syntax). The globs are lib/interface-names.json's, which the
+    # helper's tests tie to the names it gives.
+    networking.dhcpcd.denyInterfaces = interfaceNames.globs;
+    services.udev.extraRules = mkIf config.networking.networkmanager.enable
+      (concatMapStringsSep "\n" (glob: ''ENV{INTERFACE}=="${glob}", ENV{NM_UNMANAGED}="1"'') interfaceNames.globs);
 
     # Evaluations and builds of container files reach binary caches (and,
     # where allowed, fetchers the internet) from network namespaces of the

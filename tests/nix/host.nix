@@ -71,6 +71,16 @@ let
 
   example = evalHost [ ../../examples/host-configuration.nix ];
 
+  # The names the helper gives the host's ends of its links (its unit test
+  # interface_names_table_is_the_helpers checks them against port_name).
+  interfaceNames = builtins.fromJSON (builtins.readFile ../../lib/interface-names.json);
+  helperLinkNames = lib.concatMap lib.attrValues (lib.attrValues interfaceNames.examples.containerPorts)
+    ++ interfaceNames.examples.buildLinks;
+  # Whether shell glob `glob` (`?` and `*`, as dhcpcd's fnmatch and udev
+  # read them) matches the whole of `name`.
+  globMatches = glob: name:
+    builtins.match (lib.replaceStrings [ "?" "*" "." ] [ "." ".*" "[.]" ] glob) name != null;
+
   withUsers = users: evalHost [ { nixcloud.containers.enable = true; users.users = users; } ];
 in
 {
@@ -106,8 +116,19 @@ in
       brNC-hostonly = { ipv4.addresses = [ { address = "10.101.0.1"; prefixLength = 16; } ]; ipv6.addresses = [ ]; useDHCP = false; };
       brNC-internet = { ipv4.addresses = [ { address = "10.202.0.1"; prefixLength = 16; } ]; ipv6.addresses = [ ]; useDHCP = false; };
     })
-    (contains "dhcpcd leaves the containers' veths alone" "veth*" defaults.networking.dhcpcd.denyInterfaces)
-    (contains "dhcpcd leaves the build links alone" "nxcb*" defaults.networking.dhcpcd.denyInterfaces)
+    (that "dhcpcd leaves alone every link the helper names (lib/interface-names.json's examples, the helper's real names)"
+      defaults.networking.dhcpcd.denyInterfaces "globs matching ${lib.concatStringsSep ", " helperLinkNames}"
+      (globs: lib.all (name: lib.any (glob: globMatches glob name) globs) helperLinkNames))
+    (that "dhcpcd still runs on the host's own interfaces"
+      defaults.networking.dhcpcd.denyInterfaces "globs matching none of eth0, enp0s3, wlan0, veth0, nc0, brNC-hostonly"
+      (globs: !lib.any (name: lib.any (glob: globMatches glob name) globs)
+        [ "eth0" "enp0s3" "wlan0" "veth0" "nc0" "brNC-hostonly" ]))
+    (eq "no udev rule for NetworkManager where it is off" defaults.services.udev.extraRules "")
+    (that "NetworkManager, where it runs, leaves the same links alone (udev's NM_UNMANAGED, as nixos-containers.nix does)"
+      (evalHost [ { nixcloud.containers.enable = true; networking.networkmanager.enable = true; } ]).services.udev.extraRules
+      "a rule per glob of dhcpcd's"
+      (rules: lib.all (glob: lib.hasInfix ''ENV{INTERFACE}=="${glob}", ENV{NM_UNMANAGED}="1"'' rules)
+        defaults.networking.dhcpcd.denyInterfaces))
     (eq "no NAT without internetInterface" defaults.networking.nat.enable false)
     (eq "no dnsmasq without internetInterface" defaults.services.dnsmasq.enable false)
     (eq "no IPv6 forwarding" (defaults.boot.kernel.sysctl ? "net.ipv6.conf.all.forwarding") false)

@@ -94,6 +94,7 @@ in
         options.useDHCP = opt (types.nullOr types.bool) null;
       })) { };
       dhcpcd.denyInterfaces = strs;
+      networkmanager.enable = opt types.bool false;
       nat = {
         enable = opt types.bool false;
         enableIPv6 = opt types.bool false;
@@ -126,6 +127,7 @@ in
       resolveLocalQueries = opt types.bool true;
       settings = opt (types.submodule { freeformType = types.attrsOf dnsmasqValue; }) { };
     };
+    services.udev.extraRules = lines;
     services.getty.autologinUser = opt (types.nullOr types.str) null;
     services.openssh = {
       enable = opt types.bool false;
