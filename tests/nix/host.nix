@@ -152,9 +152,11 @@ in
     (hasInfix "autostart shuts every running container down, 32 at a time"
       "lxc-ls --lxcpath /var/lib/lxc --running -1 |\n  xargs --no-run-if-empty -n 1 -P 32 lxc-stop --lxcpath /var/lib/lxc --timeout 30 --name"
       (autostart defaults).preStop)
-    (eq "autostart is a oneshot that stays up, gives the containers 15 min to stop, and lets LXC manage their cgroups"
+    (eq "autostart is a oneshot that stays up, gives the containers 15 min to stop, and delegates nothing (root's LXC leaves its cgroup)"
       (removeAttrs (autostart defaults).serviceConfig [ "ExecStart" "ExecStop" ])
-      { Type = "oneshot"; RemainAfterExit = true; TimeoutStopSec = "15min"; Delegate = true; })
+      { Type = "oneshot"; RemainAfterExit = true; TimeoutStopSec = "15min"; })
+    (eq "autostart needs the mounts of the LXC path, the state and the profiles"
+      (autostart custom).unitConfig.RequiresMountsFor [ "/srv/lxc" "/srv/state" "/srv/profiles" ])
   ];
 
   # The stubs type systemd's units as NixOS does and know systemd's
@@ -427,27 +429,63 @@ in
     let
       declaring = enabled {
         instances = {
-          web = { file = ./unparsable-container-file.txt; autostart = true; };
+          web = { file = ./instance-sources/v1/web.nix; autostart = true; };
           db.flake = "github:example/containers#db";
+          host.file = "/srv/containers/host.nix";
         };
-        sync = { prune = true; jobs = 4; };
+        sync = { prune = true; jobs = 4; nixParams = "-I nixpkgs=/srv/100%/$HOME"; };
       };
       unit = declaring.systemd.services.nixcloud-container-sync;
-      list = builtins.fromJSON declaring.environment.etc."nixcloud-container/instances.json".source.text;
+      listOf = config: builtins.fromJSON (builtins.unsafeDiscardStringContext
+        config.environment.etc."nixcloud-container/instances.json".source.text);
+      list = listOf declaring;
+      withFile = file: enabled { instances.web.file = file; };
+      v1 = withFile ./instance-sources/v1/web.nix;
+      v2 = withFile ./instance-sources/v2/web.nix;
+      filesOnly = enabled { instances.web.file = ./instance-sources/v1/web.nix; };
+      text = config: config.environment.etc."nixcloud-container/instances.json".source.text;
     in
     [
       (eq "no failed assertions (the host never evaluates a container file)" (failedAssertions declaring) [ ])
-      (eq "the list names each by its file or flake" list {
-        web = { file = toString ./unparsable-container-file.txt; autostart = true; };
-        db = { flake = "github:example/containers#db"; };
+      (eq "the list names each by its file (a host path as it is) or flake"
+        (removeAttrs list [ "web" ] // { web = removeAttrs list.web [ "file" ]; }) {
+        web.autostart = true;
+        db.flake = "github:example/containers#db";
+        host.file = "/srv/containers/host.nix";
       })
-      (hasInfix "the unit syncs the list, each failing alone"
-        "nixcloud-container sync --file /nix/store/00000000000000000000000000000000-nixcloud-container-instances.json --keep-going --jobs 4 --prune"
-        unit.serviceConfig.ExecStart)
-      (eq "it runs at boot, after autostart" { inherit (unit) wantedBy after; }
-        { wantedBy = [ "multi-user.target" ]; after = [ "network.target" "nixcloud-container-autostart.service" ]; })
-      (eq "a changed list or file restarts it" (builtins.length unit.restartTriggers) 2)
+      (that "a path is copied with its directory into the store, which the list refers to (keeping it alive)"
+        { file = list.web.file; context = builtins.attrNames (builtins.getContext (text declaring)); }
+        "/nix/store/<hash>-nixcloud-container-source/web.nix, a dependency of the list"
+        (r: builtins.match "/nix/store/[a-z0-9]{32}-nixcloud-container-source/web.nix" r.file != null
+          && lib.elem (dirOf r.file) r.context))
+      (that "a change of a file the container file imports is a new list, which restarts the sync"
+        { v1 = text v1; v2 = text v2; triggers = map (c: c.systemd.services.nixcloud-container-sync.restartTriggers) [ v1 v2 ]; }
+        "two lists, each the unit's restart trigger"
+        (r: r.v1 != r.v2 && r.triggers == [ [ (withFile ./instance-sources/v1/web.nix).environment.etc."nixcloud-container/instances.json".source ] [ (withFile ./instance-sources/v2/web.nix).environment.etc."nixcloud-container/instances.json".source ] ]))
+      (eq "the unit syncs the list, each failing alone, its command line escaped for systemd (% and $ doubled)"
+        unit.serviceConfig.ExecStart
+        (lib.concatStringsSep " " [
+          ''"/nix/store/00000000000000000000000000000000-nixcloud-container/bin/nixcloud-container"''
+          ''"sync" "--file" "/nix/store/00000000000000000000000000000000-nixcloud-container-instances.json"''
+          ''"--keep-going" "--jobs" "4" "--prune" "-n" "-I nixpkgs=/srv/100%%/$$HOME"''
+        ]))
+      (eq "neither boot nor a switch waits for the builds: the start job ends when the helper runs; active after, so that a new list restarts it"
+        { inherit (unit.serviceConfig) Type RemainAfterExit; } { Type = "exec"; RemainAfterExit = true; })
+      (eq "with a flake to fetch, it runs once the network is online" { inherit (unit) wantedBy wants after; } {
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "network-online.target" ];
+        after = [ "network.target" "nixcloud-container-autostart.service" "network-online.target" ];
+      })
+      (eq "without one, it waits for no network"
+        (lib.getAttrs [ "wants" "after" ] filesOnly.systemd.services.nixcloud-container-sync)
+        { wants = [ ]; after = [ "network.target" "nixcloud-container-autostart.service" ]; })
+      (that "the switch says that a sync starts, and how to follow it" declaring.system.activationScripts.nixcloud-container-sync
+        "a snippet comparing the running system's list with the new one, naming journalctl -fu nixcloud-container-sync"
+        (snippet: lib.hasInfix "/run/current-system/etc/nixcloud-container/instances.json" snippet
+          && lib.hasInfix "journalctl -fu nixcloud-container-sync" snippet))
       (eq "no instances, no unit" (defaults.systemd.services ? nixcloud-container-sync) false)
+      (assertionFails "an instance with a file and a config is refused"
+        (enabled { instances.two = { file = "/x.nix"; config = { }; }; }) "one of them (two)")
       (assertionFails "an instance needs a file or a flake"
         (enabled { instances.both = { file = "/x.nix"; flake = "y#z"; }; }) "one of them (both)")
     ];

@@ -141,6 +141,10 @@ in
       default = "unset-defaults-to-the-release";
     };
 
+    # As nixos/modules/system/activation/activation-script.nix (snippets,
+    # with or without deps).
+    system.activationScripts = opt (types.attrsOf types.unspecified) { };
+
     systemd.package = opt types.package pkgs.systemd;
     systemd.tmpfiles.rules = strs;
   };
