@@ -597,9 +597,11 @@ pub enum Command {
     /// built by a helper process of its own: one that fails fails alone.
     /// Ends with a summary; exits 1 if any failed.
     Sync {
-        /// The list, JSON: container name → {"file": "/abs/web.nix"} or
-        /// {"flake": "<ref>#<name>"}, with "autostart": true or false where
-        /// the host decides that rather than the container file.
+        /// The list, JSON: container name → {"file": "/abs/web.nix"},
+        /// {"flake": "<ref>#<name>"} or {"system": "/nix/store/..."} (a
+        /// built system, left alone while its path is the same), with
+        /// "autostart": true or false where the host decides that rather
+        /// than the container file.
         #[arg(long, value_name = "list.json", required_unless_present = "flake", value_parser = utf8_path)]
         file: Option<PathBuf>,
         /// Also every nixcloudContainers.<name> of this flake.
