@@ -11,6 +11,9 @@ let
 
   # Where the helper pins each container's DHCP addresses (one file each).
   dhcpHostsDir = "${toString cfg.stateDir}/dhcp-hosts";
+  # Where the helper keeps each container's name (one hosts line each;
+  # rust-helper/src/capabilities/network/names.rs).
+  namesDir = "${toString cfg.stateDir}/hosts";
 
   # DHCPv6 leases come from the last 16 bits of the prefix (see ipv6PrefixLength).
   dhcp6Range = {
@@ -67,6 +70,14 @@ mkMerge [
     boot.kernel.sysctl."net.ipv4.conf.all.forwarding" = mkDefault true;
   }
 
+  # The helper keeps a block of the containers' names in /etc/hosts, which
+  # NixOS links into the store unless the file has a mode, with which it is
+  # a copy (nixos/modules/system/etc/etc.nix: `mode`), made afresh at each
+  # activation: services.nix writes the block again after it.
+  (mkIf (cfg.names.hostsFile == "/etc/hosts") {
+    environment.etc.hosts.mode = "0644";
+  })
+
   # Ports forwarded to containers are routed from the host's addresses.
   (mkIf (cfg.allowedForwardPorts != [ ]) {
     boot.kernel.sysctl."net.ipv4.conf.all.forwarding" = mkDefault true;
@@ -102,13 +113,18 @@ mkMerge [
         # containers get their addresses back without waiting.
         dhcp-authoritative = true;
         # Each container's address, pinned to its interface's MAC address
-        # by a file the helper writes (rust-helper/src/commands/port_guard.rs),
-        # which dnsmasq reads as it comes: the ports' guard knows it.
+        # by a file the helper writes (rust-helper/src/capabilities/network/
+        # port_guard.rs), which dnsmasq reads as it comes: the ports' guard
+        # knows it.
         dhcp-hostsdir = dhcpHostsDir;
+        # Each container's name (<name>.<names.suffix>), which dnsmasq
+        # follows as files come, change and go (dnsmasq(8): hostsdir): the
+        # containers it serves DNS to reach their peers by name.
+        hostsdir = namesDir;
       };
     };
     # dnsmasq reads it as its own user, and must find it when it starts.
-    systemd.tmpfiles.rules = [ "d ${dhcpHostsDir} 0755 root root -" ];
+    systemd.tmpfiles.rules = [ "d ${dhcpHostsDir} 0755 root root -" "d ${namesDir} 0755 root root -" ];
     # dnsmasq adds what a new or changed file says, but forgets what a
     # removed or changed one said only at SIGHUP (services.dnsmasq reloads
     # with it): a destroyed container's address would stay with its MAC.

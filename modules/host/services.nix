@@ -95,6 +95,16 @@ mkMerge [
       fi
     '';
 
+    # The containers' names in /etc/hosts, which the activation has just
+    # copied afresh (network.nix): after the snippet that writes /etc.
+    system.activationScripts.nixcloud-container-names = mkIf (cfg.names.hostsFile == "/etc/hosts") {
+      deps = [ "etc" ];
+      text = ''
+        ${cfg.package}/bin/nixcloud-container repair-names \
+          || echo "nixcloud-container: the containers' names are not in /etc/hosts (see above)" >&2
+      '';
+    };
+
     # The helper's network rules (the ports' guard, the egress policy, the
     # filter between peers, forwarded ports) as the state says, before the
     # boot service starts containers, again when the host file changes (the

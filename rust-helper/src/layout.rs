@@ -69,6 +69,9 @@ pub const NETWORK_RULES: &str = "network.nft";
 pub const EGRESS_RULES: &str = "egress.nft";
 /// dnsmasq's `dhcp-hostsdir`: a file per container with an internet address.
 pub const DHCP_HOSTS: &str = "dhcp-hosts";
+/// dnsmasq's `hostsdir`: a hosts line per container, its name
+/// (capabilities/network/names.rs).
+pub const HOSTS_DIR: &str = "hosts";
 /// The build network kept between commands: `namespace`, `record`, `lock`.
 pub const BUILD_NETWORK: &str = "build-network";
 /// The out-links of generations being built: `builds/<name>`.

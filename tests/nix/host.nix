@@ -37,6 +37,7 @@ let
     idmap = { hostId = 200000; count = 655360; perContainer = 131072; isolated = false; };
     limits = { memory.max = "2G"; cpu.max = 1.5; pids.max = 4096; };
     allowedFlakeInputPaths = [ "/srv/shared-flakes" ];
+    names = { suffix = "lan"; hostsFile = null; };
     builds = {
       allowInternet = true;
       network = { address = "10.70.0.0"; prefixLength = 24; };
@@ -134,8 +135,27 @@ in
     (eq "no IPv6 forwarding" (defaults.boot.kernel.sysctl ? "net.ipv6.conf.all.forwarding") false)
     (eq "host.json has exactly the keys of lib/host-defaults.json"
       (lib.attrNames (hostJson defaults)) (lib.attrNames hostDefaults))
-    (eq "host.json holds the defaults, and LXC's config directory"
-      (hostJson defaults) (hostDefaults // { lxcConfigDir = "${lxc}/share/lxc/config"; appArmor = false; }))
+    (eq "host.json holds the defaults, and LXC's config directory, and the hosts file the module makes writable"
+      (hostJson defaults) (hostDefaults // {
+        lxcConfigDir = "${lxc}/share/lxc/config";
+        appArmor = false;
+        names = hostDefaults.names // { hostsFile = "/etc/hosts"; };
+      }))
+    (eq "/etc/hosts is a copy the helper can write its block into" defaults.environment.etc.hosts.mode "0644")
+    (that "each activation writes the containers' names again, after /etc"
+      defaults.system.activationScripts.nixcloud-container-names "a snippet after etc running repair-names"
+      (snippet: snippet.deps == [ "etc" ] && lib.hasInfix "/bin/nixcloud-container repair-names" snippet.text))
+    (eq "without a hosts file, /etc/hosts stays NixOS's link, and no snippet"
+      (let c = enabled { names.hostsFile = null; }; in {
+        etc = c.environment.etc ? hosts;
+        snippet = c.system.activationScripts ? nixcloud-container-names;
+        hostsFile = (hostJson c).names.hostsFile;
+      })
+      { etc = false; snippet = false; hostsFile = null; })
+    (rejects "a suffix is one label of a host name: no dots, no control characters, no capitals"
+      (suffix: (hostJson (enabled { names.suffix = suffix; })).names.suffix) "lan" "lan.example")
+    (rejects "a suffix with a newline (a line of its own in /etc/hosts) is refused"
+      (suffix: (hostJson (enabled { names.suffix = suffix; })).names.suffix) "lan" "lan\n10.6.6.6 bank.example")
     (eq "AppArmor follows security.apparmor.enable"
       (hostJson (evalHost [ { nixcloud.containers.enable = true; security.apparmor.enable = true; } ])).appArmor true)
     (eq "autostart service runs after the network"
@@ -229,6 +249,7 @@ in
       antiSpoofing = true;
       internetIPv6 = null;
       allowedFlakeInputPaths = [ "/srv/shared-flakes" ];
+      names = { suffix = "lan"; hostsFile = null; };
       builds = {
         allowInternet = true;
         network = { address = "10.70.0.0"; prefixLength = 24; };
@@ -286,6 +307,7 @@ in
       dhcp-range = [ "10.202.0.2,10.202.255.254,12h" ];
       dhcp-authoritative = [ true ];
       dhcp-hostsdir = [ "/var/lib/nixcloud-container/dhcp-hosts" ];
+      hostsdir = [ "/var/lib/nixcloud-container/hosts" ];
     })
     (eq "firewall: DNS and DHCP on the internet bridge" nat.networking.firewall.interfaces {
       brNC-internet = { allowedUDPPorts = [ 53 67 ]; allowedTCPPorts = [ 53 ]; };

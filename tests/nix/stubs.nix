@@ -37,6 +37,9 @@ in
     environment.etc = opt (types.attrsOf (types.submodule {
       options.text = opt (types.nullOr types.lines) null;
       options.source = opt (types.nullOr types.path) null;
+      # As nixos/modules/system/etc/etc.nix: other than "symlink", a copy
+      # with this mode.
+      options.mode = opt types.str "symlink";
     })) { };
 
     nix.enable = opt types.bool true;

@@ -646,6 +646,15 @@ pub enum Command {
     /// of containers that name peers. Needed after a firewall reload that
     /// flushed the whole ruleset; the NixOS module runs it then.
     RepairNetwork,
+    /// Write the containers' names again.
+    ///
+    /// Write `<name>.<suffix>` (host file names.suffix) for every container
+    /// again, from the state: the hosts line per container in the state
+    /// directory's hosts/ (dnsmasq's hostsdir) and the helper's block of
+    /// the hosts file the host file names (names.hostsFile). Needed where
+    /// something else rewrote that file; the NixOS module runs it after each
+    /// activation, which copies /etc/hosts afresh.
+    RepairNames,
     /// Print shell completions.
     ///
     /// Print the completions of this command for a shell, e.g.
@@ -690,6 +699,7 @@ impl Command {
             | Command::State { .. }
             | Command::RepairState
             | Command::RepairNetwork
+            | Command::RepairNames
             | Command::Completions { .. }
             | Command::Help { .. } => (None, None),
         };
