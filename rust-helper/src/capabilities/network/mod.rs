@@ -147,7 +147,11 @@ impl Capability for Network {
         activated: bool,
     ) -> Result<()> {
         rules::refresh(ctx, rules::needs_rules(current))?;
-        names::follow(ctx, name, Some(current.params.hostonly.address))?;
+        // The generation is current already: a hosts file that cannot be
+        // written is said, and fails nothing (repair-names writes it later).
+        if let Err(err) = names::follow(ctx, name, Some(current.params.hostonly.address)) {
+            eprintln!("warning: {err:#}");
+        }
         if activated {
             rules::note_waiting_forwards(ctx, name)?;
         }
