@@ -71,9 +71,11 @@ mkMerge [
         # Type=exec a start job is done once the helper runs (systemd.service(5)),
         # and switch-to-configuration waits only for the jobs of the units it
         # starts or restarts. A oneshot's start job lasts until it exits.
-        # RemainAfterExit keeps it active after a sync, so that a switch
-        # with a new list restarts it (switch-to-configuration compares the
-        # units that are active).
+        # RemainAfterExit keeps it active after a sync: a switch restarts an
+        # active unit whose file changed (the list is in its command line),
+        # and starts multi-user.target again, which would start an inactive
+        # one anew at every switch (nixos/doc/manual/development/
+        # unit-handling.section.md).
         Type = "exec";
         RemainAfterExit = true;
         ExecStart = utils.escapeSystemdExecArgs ([
