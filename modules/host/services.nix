@@ -31,7 +31,7 @@ let
       inherit name;
       nixDaemon = false;
       stateVersion = null;
-      hostonly = { address = null; prefixLength = null; gateway = null; };
+      hostonly.address = null;
       internet = null;
     };
   };
