@@ -75,7 +75,7 @@ mkMerge [
   # a copy (nixos/modules/system/etc/etc.nix: `mode`), made afresh at each
   # activation: services.nix writes the block again after it.
   (mkIf (cfg.names.hostsFile == "/etc/hosts") {
-    environment.etc.hosts.mode = "0644";
+    environment.etc.hosts.mode = mkDefault "0644";
   })
 
   # Ports forwarded to containers are routed from the host's addresses.
