@@ -1,6 +1,10 @@
 {
   description = "nixcloud-container: unprivileged LXC containers running NixOS that share the host's /nix/store";
 
+  # What the checks, the package and the examples are built with; a system
+  # that uses this flake replaces it with its own (`inputs.nixpkgs.follows`,
+  # the README's "Add nixcloud-container to the host", which names this URL:
+  # tests/nix/docs.nix checks that it does).
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
 
   outputs =

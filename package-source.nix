@@ -52,6 +52,7 @@ rec {
     # Compiled into unit tests, which compare the Rust side with them
     # (layout.rs, nix/build_network.rs).
     "lib/layout.nix"
+    "lib/interface-names.json"
     "lib/generation.nix"
     "tests/nix/build-network.digest"
   ];

@@ -39,11 +39,14 @@ in
 
     hostonly = {
       address = mkOption {
-        type = ipv4Address;
+        type = types.nullOr ipv4Address;
         example = "10.101.0.2";
         description = ''
           The container's IPv4 address on its `hostonly` interface (on the
-          host's hostonly bridge, or the container's own `network.bridge`).
+          host's hostonly bridge, or the container's own `network.bridge`);
+          null for a system built before the helper allocated it (an inline
+          instance of the host module): the interface stays as LXC
+          configures it (lxc.net.0.ipv4.address and gateway).
         '';
       };
       prefixLength = mkOption {
@@ -129,7 +132,7 @@ in
     networking.useDHCP = mkDefault false;
     networking.interfaces.hostonly = {
       # LXC configures it already (lxc.net.0.ipv4.address); NixOS keeps it so.
-      ipv4.addresses = [ { inherit (cfg.hostonly) address prefixLength; } ];
+      ipv4.addresses = mkIf (cfg.hostonly.address != null) [ { inherit (cfg.hostonly) address prefixLength; } ];
       useDHCP = false;
     };
     networking.interfaces.internet = mkIf cfg.internet.enable { useDHCP = true; };
@@ -152,15 +155,29 @@ in
     # Nix is the host's: through its daemon where the host allows it (the
     # socket is mounted by the helper; container-config.nix sets
     # NIX_REMOTE=daemon, and the guest's own nix-daemon units stay off while
-    # the socket is there), else not at all, and nix says so plainly.
-    nix.enable = mkIf (!cfg.nixDaemon) false;
-    environment.systemPackages = mkIf (!cfg.nixDaemon) (map
+    # the socket is there), else not at all, and nix says so plainly. A
+    # default: a configuration that enables Nix itself wins.
+    nix.enable = mkIf (!cfg.nixDaemon) (mkDefault false);
+    environment.systemPackages = mkIf (!config.nix.enable) (map
       (command: pkgs.writeShellScriptBin command ''
         echo "${command}: Nix is not available in this container: its container file does not ask for the host's nix-daemon (nixDaemon = true), which the host must allow" >&2
         exit 1
       '')
       [ "nix" "nix-build" "nix-channel" "nix-collect-garbage" "nix-copy-closure" "nix-env"
         "nix-instantiate" "nix-shell" "nix-store" "nixos-rebuild" ]);
+
+    # The system profile, /nix/var/nix/profiles/system, which tools read
+    # for the system installed (system.autoUpgrade's nixos-rebuild, scripts):
+    # the system this activation activates, i.e. the generation the guest
+    # runs, at boot and at each switch. NixOS's activation sets only
+    # /run/current-system (nixos/modules/system/activation/
+    # activation-script.nix); nixos-rebuild and nixos-install set the profile,
+    # and neither runs here: the container's generations are the host's
+    # profile for it, which also keeps them from the garbage collector.
+    system.activationScripts.nixcloud-system-profile = ''
+      mkdir -p /nix/var/nix/profiles
+      ln -sfn "$systemConfig" /nix/var/nix/profiles/system
+    '';
 
     # A container's sysctls are those of its own network namespace: under
     # LXC (lxc.mount.auto proc:mixed) /proc/sys/net is writable and the rest

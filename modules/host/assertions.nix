@@ -21,12 +21,14 @@ let
       || lib.any (r: overlapsIdmap r.startUid r.count) user.subUidRanges
       || lib.any (r: overlapsIdmap r.startGid r.count) user.subGidRanges))
     (lib.attrValues config.users.users);
+  # Whether an instance names exactly one source: a file, a flake or a config.
+  sourcedOnce = instance: lib.count (source: source != null) [ instance.file instance.flake instance.config ] == 1;
 in
 {
   assertions = [
     {
-      assertion = lib.all (instance: (instance.file == null) != (instance.flake == null)) (lib.attrValues cfg.instances);
-      message = "nixcloud.containers.instances: give each a file or a flake, one of them (${concatMapStringsSep ", " (name: name) (lib.attrNames (lib.filterAttrs (_: instance: (instance.file == null) == (instance.flake == null)) cfg.instances))}).";
+      assertion = lib.all sourcedOnce (lib.attrValues cfg.instances);
+      message = "nixcloud.containers.instances: give each a file, a flake or a config, one of them (${concatMapStringsSep ", " (name: name) (lib.attrNames (lib.filterAttrs (_: instance: !sourcedOnce instance) cfg.instances))}).";
     }
     {
       assertion = hostonlyBridge != internetBridge;

@@ -24,9 +24,9 @@ let
   # Each file of the config is a function of the module's arguments, made a
   # module here: whether any of it applies is said once, and NixOS still
   # names the file a definition comes from (in a conflict, in nixos-option).
-  enabledPart = file: { config, lib, pkgs, ... }: {
+  enabledPart = file: { config, lib, pkgs, utils, ... }: {
     _file = file;
-    config = lib.mkIf config.nixcloud.containers.enable (import file { inherit config lib pkgs; });
+    config = lib.mkIf config.nixcloud.containers.enable (import file { inherit config lib pkgs utils; });
   };
 in
 {

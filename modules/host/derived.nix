@@ -18,9 +18,11 @@ rec {
   internetBridge = cfg.internet.bridge;
   # Every bridge containers may join.
   containerBridges = [ hostonlyBridge internetBridge ] ++ lib.attrNames cfg.extraBridges;
+  # The names the helper gives the host's ends of its links.
+  interfaceNames = builtins.fromJSON (builtins.readFile ../../lib/interface-names.json);
   # The host's ends of the links to the helper's build namespaces
   # (rust-helper/src/nix/build_network.rs: LINK_PREFIX).
-  buildLinks = "nxcb";
+  buildLinks = interfaceNames.buildLinkPrefix;
 
   # dnsmasq hands out the addresses above the host's own.
   dhcp4Range = addresses.ipv4DhcpRange cfg.internet.address cfg.internet.prefixLength;

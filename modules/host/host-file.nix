@@ -40,6 +40,7 @@ in
     # them to each container's internet interface.
     internetIPv6 = if withIPv6 then { prefix = ipv6.ipv6Prefix; prefixLength = ipv6.ipv6PrefixLength; } else null;
     inherit (cfg) allowedFlakeInputPaths;
+    names = { inherit (cfg.names) suffix hostsFile; };
     builds = {
       inherit (cfg.builds) allowInternet evaluationTimeout buildTimeout;
       network = { inherit (cfg.builds.network) address prefixLength; };

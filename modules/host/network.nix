@@ -6,11 +6,14 @@
 let
   inherit (lib) concatMapStringsSep mkDefault mkIf mkMerge optional;
   inherit (import ./derived.nix { inherit config lib; })
-    cfg addresses withInternet withIPv6 hostonlyBridge internetBridge buildLinks dhcp4Range;
+    cfg addresses withInternet withIPv6 hostonlyBridge internetBridge interfaceNames dhcp4Range;
   ipv6 = cfg.ipv6;
 
   # Where the helper pins each container's DHCP addresses (one file each).
   dhcpHostsDir = "${toString cfg.stateDir}/${(import ../../lib/layout.nix).dhcpHosts}";
+  # Where the helper keeps each container's name (one hosts line each;
+  # rust-helper/src/capabilities/network/names.rs).
+  namesDir = "${toString cfg.stateDir}/hosts";
 
   # DHCPv6 leases come from the last 16 bits of the prefix (see ipv6PrefixLength).
   dhcp6Range = {
@@ -46,10 +49,18 @@ mkMerge [
         useDHCP = mkDefault false;
       }) cfg.extraBridges)
     ];
-    # The host ends of the containers' veths (vethXXXXXX) are bridge ports;
-    # those of the helper's build namespaces (nxcb<slot>) have addresses
-    # of the helper's.
-    networking.dhcpcd.denyInterfaces = [ "veth*" "${buildLinks}*" ];
+    # The host's ends of the containers' veths (nc<hash>h and nc<hash>i)
+    # are bridge ports, and those of the helper's build namespaces
+    # (nxcb<slot>) have addresses of the helper's: no DHCP client on them
+    # (NixOS's dhcpcd runs on every interface this list does not match, by
+    # its globs), and no NetworkManager either, which, as nixpkgs'
+    # nixos-containers.nix does for its ve-* ports, udev tells with
+    # NM_UNMANAGED (networking.networkmanager.unmanaged would need NM's own
+    # match syntax). The globs are lib/interface-names.json's, which the
+    # helper's tests tie to the names it gives.
+    networking.dhcpcd.denyInterfaces = interfaceNames.globs;
+    services.udev.extraRules = mkIf config.networking.networkmanager.enable
+      (concatMapStringsSep "\n" (glob: ''ENV{INTERFACE}=="${glob}", ENV{NM_UNMANAGED}="1"'') interfaceNames.globs);
 
     # Evaluations and builds of container files reach binary caches (and,
     # where allowed, fetchers the internet) from network namespaces of the
@@ -58,6 +69,14 @@ mkMerge [
     # uplink. The helper keeps them off the host and its private networks.
     boot.kernel.sysctl."net.ipv4.conf.all.forwarding" = mkDefault true;
   }
+
+  # The helper keeps a block of the containers' names in /etc/hosts, which
+  # NixOS links into the store unless the file has a mode, with which it is
+  # a copy (nixos/modules/system/etc/etc.nix: `mode`), made afresh at each
+  # activation: services.nix writes the block again after it.
+  (mkIf (cfg.names.hostsFile == "/etc/hosts") {
+    environment.etc.hosts.mode = mkDefault "0644";
+  })
 
   # Ports forwarded to containers are routed from the host's addresses.
   (mkIf (cfg.allowedForwardPorts != [ ]) {
@@ -97,10 +116,14 @@ mkMerge [
         # by a file the helper writes (rust-helper/src/capabilities/network/port_guard.rs),
         # which dnsmasq reads as it comes: the ports' guard knows it.
         dhcp-hostsdir = dhcpHostsDir;
+        # Each container's name (<name>.<names.suffix>), which dnsmasq
+        # follows as files come, change and go (dnsmasq(8): hostsdir): the
+        # containers it serves DNS to reach their peers by name.
+        hostsdir = namesDir;
       };
     };
     # dnsmasq reads it as its own user, and must find it when it starts.
-    systemd.tmpfiles.rules = [ "d ${dhcpHostsDir} 0755 root root -" ];
+    systemd.tmpfiles.rules = [ "d ${dhcpHostsDir} 0755 root root -" "d ${namesDir} 0755 root root -" ];
     # dnsmasq adds what a new or changed file says, but forgets what a
     # removed or changed one said only at SIGHUP (services.dnsmasq reloads
     # with it): a destroyed container's address would stay with its MAC.

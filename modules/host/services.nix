@@ -1,22 +1,56 @@
 # The host module's units: the sync of the declared containers
 # (instances), the containers' network rules, and the boot service that
 # starts the autostart containers and stops every container at shutdown.
-{ config, lib, pkgs, ... }:
+{ config, lib, pkgs, utils, ... }:
 let
   inherit (lib) mkIf mkMerge optional;
   inherit (import ./derived.nix { inherit config lib; }) cfg nftables lxcPackage lxcPath;
 
+  # An instance's container file as the sync reads it. A path is copied
+  # into the store with its directory, which is what the helper lets the
+  # file read (rust-helper/src/spec.rs: readable_root): the list refers to
+  # the copy, so the system keeps it alive (a path of a flake's source,
+  # /nix/store/...-source/..., is kept by nothing, and with lazy trees need
+  # not exist), and a change of any file the container may import changes
+  # the list, which restarts the sync. A string is a host file, used where
+  # it is.
+  instanceFile = instance:
+    if builtins.isPath instance.file then
+      "${builtins.path { path = dirOf instance.file; name = "nixcloud-container-source"; }}/${baseNameOf instance.file}"
+    else instance.file;
+
+  # An inline instance's guest (its `config`), built with the host's
+  # nixpkgs, as lib/nixos-system.nix builds a container file's: only its
+  # hostonly address is left to LXC, as the helper allocates it.
+  instanceSystem = name: instance: import ../../lib/nixos-system.nix {
+    nixpkgs = pkgs.path;
+    configuration = instance.config;
+    system = pkgs.stdenv.hostPlatform.system;
+    inherit (instance) specialArgs;
+    params = {
+      inherit name;
+      nixDaemon = false;
+      stateVersion = null;
+      hostonly.address = null;
+      internet = null;
+    };
+  };
+
   # The list `nixcloud-container sync` reads (rust-helper/src/commands/
-  # sync.rs): name -> { file or flake, autostart }.
+  # sync/list.rs): name -> { file, flake or system; autostart }. Each
+  # entry refers to what it is built from (a copied directory, a built
+  # system, a flake reference), so that any change of it is a new list.
   instancesFile = pkgs.writeText "nixcloud-container-instances.json" (builtins.toJSON
-    (lib.mapAttrs (_: instance:
-      (if instance.file != null then { file = toString instance.file; } else { inherit (instance) flake; })
+    (lib.mapAttrs (name: instance:
+      (if instance.file != null then { file = instanceFile instance; }
+       else if instance.config != null then { system = "${instanceSystem name instance}"; }
+       else { inherit (instance) flake; })
       // lib.optionalAttrs (instance.autostart != null) { inherit (instance) autostart; })
       cfg.instances));
-  # What restarts the sync when a container file changes in place: its
-  # bytes, hashed (never evaluated).
-  instanceFileHashes = lib.mapAttrsToList (_: instance: builtins.hashFile "sha256" instance.file)
-    (lib.filterAttrs (_: instance: builtins.isPath instance.file) cfg.instances);
+
+  # Whether an instance names a flake, which the sync may fetch from the
+  # network.
+  fetchesFlakes = lib.any (instance: instance.flake != null) (lib.attrValues cfg.instances);
 in
 mkMerge [
   {
@@ -25,19 +59,52 @@ mkMerge [
     systemd.services.nixcloud-container-sync = mkIf (cfg.instances != { } || cfg.sync.prune) {
       description = "nixcloud-container: the containers of nixcloud.containers.instances";
       wantedBy = [ "multi-user.target" ];
-      after = [ "network.target" "nixcloud-container-autostart.service" ];
+      # A flake reference (github:...) is fetched: the network must be up.
+      wants = optional fetchesFlakes "network-online.target";
+      after = [ "network.target" "nixcloud-container-autostart.service" ]
+        ++ optional fetchesFlakes "network-online.target";
       path = [ cfg.package lxcPackage "/run/wrappers" ];
-      # A new list, or a changed container file, runs it again.
-      restartTriggers = [ instancesFile ] ++ instanceFileHashes;
+      # A new list restarts it: the list refers to every source (above).
+      restartTriggers = [ instancesFile ];
       serviceConfig = {
-        Type = "oneshot";
+        # Neither boot nor a switch waits for the containers' builds: with
+        # Type=exec a start job is done once the helper runs (systemd.service(5)),
+        # and switch-to-configuration waits only for the jobs of the units it
+        # starts or restarts. A oneshot's start job lasts until it exits.
+        # RemainAfterExit keeps it active after a sync: a switch restarts an
+        # active unit whose file changed (the list is in its command line),
+        # and starts multi-user.target again, which would start an inactive
+        # one anew at every switch (nixos/doc/manual/development/
+        # unit-handling.section.md).
+        Type = "exec";
         RemainAfterExit = true;
-        ExecStart = lib.concatStringsSep " " ([
+        ExecStart = utils.escapeSystemdExecArgs ([
           "${cfg.package}/bin/nixcloud-container" "sync" "--file" "${instancesFile}"
           "--keep-going" "--jobs" (toString cfg.sync.jobs)
         ] ++ optional cfg.sync.prune "--prune"
-          ++ lib.optionals (cfg.sync.nixParams != null) [ "-n" (lib.escapeShellArg cfg.sync.nixParams) ]);
+          ++ lib.optionals (cfg.sync.nixParams != null) [ "-n" cfg.sync.nixParams ]);
       };
+    };
+
+    # What the switch says where the list changed: that the sync starts, in
+    # the background, and how to follow it. Activation snippets run before
+    # the activation makes the new system /run/current-system
+    # (nixos/modules/system/activation/activation-script.nix), and before
+    # switch-to-configuration restarts units.
+    system.activationScripts.nixcloud-container-sync = mkIf (cfg.instances != { } || cfg.sync.prune) ''
+      if [ "$(readlink -f /run/current-system/etc/nixcloud-container/instances.json)" != ${instancesFile} ]; then
+        echo "nixcloud-container: the declared containers changed; nixcloud-container-sync.service applies them in the background: journalctl -fu nixcloud-container-sync"
+      fi
+    '';
+
+    # The containers' names in /etc/hosts, which the activation has just
+    # copied afresh (network.nix): after the snippet that writes /etc.
+    system.activationScripts.nixcloud-container-names = mkIf (cfg.names.hostsFile == "/etc/hosts") {
+      deps = [ "etc" ];
+      text = ''
+        ${cfg.package}/bin/nixcloud-container repair-names \
+          || echo "nixcloud-container: the containers' names are not in /etc/hosts (see above)" >&2
+      '';
     };
 
     # The helper's network rules (the ports' guard, the egress policy, the
@@ -93,12 +160,20 @@ mkMerge [
         lxc-ls --lxcpath ${lxcPath} --running -1 |
           xargs --no-run-if-empty -n 1 -P 32 lxc-stop --lxcpath ${lxcPath} --timeout 30 --name
       '';
+      # The containers' configs, state and profiles must be there before
+      # it starts them (and stay until it has stopped them), wherever the
+      # host keeps them.
+      unitConfig.RequiresMountsFor = [ lxcPath (toString cfg.stateDir) (toString cfg.profilesDir) ];
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
         TimeoutStopSec = "15min";
-        # LXC manages cgroups for the containers it starts from here.
-        Delegate = true;
+        # No Delegate: LXC started by root leaves this unit's cgroup for
+        # cgroups of its own at the root of the hierarchy (lxc.monitor.<name>,
+        # lxc.payload.<name>) unless lxc.cgroup.relative = 1, which the
+        # generated settings do not set (lxc.container.conf(5)): nothing of a
+        # container stays here for a delegated subtree to hold, and stopping
+        # this unit leaves them to preStop's lxc-stop, not to systemd's kill.
       };
     };
   }

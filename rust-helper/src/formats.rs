@@ -15,6 +15,7 @@ const FORMATS_JSON: &str = include_str!("../../lib/formats.json");
 pub enum Format {
     ContainerName,
     InterfaceName,
+    DnsLabel,
     AbsolutePath,
     RelativePath,
 }
@@ -50,6 +51,7 @@ impl Format {
         match self {
             Format::ContainerName => "containerName",
             Format::InterfaceName => "interfaceName",
+            Format::DnsLabel => "dnsLabel",
             Format::AbsolutePath => "absolutePath",
             Format::RelativePath => "relativePath",
         }
@@ -137,6 +139,12 @@ formatted_string!(
     /// A container's name, as a container file names another (`network.peers`).
     ContainerName,
     Format::ContainerName
+);
+
+formatted_string!(
+    /// One label of a host name (the host's suffix of its containers' names).
+    DnsLabel,
+    Format::DnsLabel
 );
 
 formatted_string!(

@@ -70,6 +70,9 @@ pub const EGRESS_RULES: &str = "egress.nft";
 /// dnsmasq's `dhcp-hostsdir`: a file per container with an internet address
 /// (the host module's dnsmasq reads it: lib/layout.nix's dhcpHosts).
 pub const DHCP_HOSTS: &str = "dhcp-hosts";
+/// dnsmasq's `hostsdir`: a hosts line per container, its name
+/// (capabilities/network/names.rs).
+pub const HOSTS_DIR: &str = "hosts";
 /// The build network kept between commands, a directory with the three
 /// below.
 pub const BUILD_NETWORK: &str = "build-network";

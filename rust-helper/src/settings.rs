@@ -19,7 +19,9 @@ use crate::capabilities::bind_mounts::types::AllowedHostPath;
 use crate::capabilities::devices::types::Device;
 use crate::capabilities::forward_ports::types::PortRange;
 use crate::capabilities::limits::types::{Limits, Positive};
-use crate::capabilities::network::types::{AllowedEgress, HostAddress, HostBridge, Ipv6Prefix};
+use crate::capabilities::network::types::{
+    AllowedEgress, HostAddress, HostBridge, HostNames, Ipv6Prefix,
+};
 use crate::formats::{AbsolutePath, InterfaceName, PrefixLength};
 use crate::ids::HostIds;
 use crate::ranges::Range;
@@ -89,6 +91,8 @@ pub struct HostConfig {
     /// Host paths a tenant's flake may name as inputs (at or below each),
     /// besides what is inside its own directory (flake_inputs.rs).
     pub allowed_flake_input_paths: Vec<AbsolutePath>,
+    /// The host's names for its containers.
+    pub names: HostNames,
     /// How evaluations and builds of container files reach the network, and
     /// the limits they run under.
     pub builds: Builds,
@@ -471,6 +475,9 @@ mod tests {
             (r#"{"builds": {"evaluationTimeout": 0}}"#, "not a positive number"),
             (r#"{"allowedFlakeInputPaths": ["srv/flakes"]}"#, "absolute path"),
             (r#"{"allowedFlakeInputPaths": ["/srv/../etc"]}"#, "absolute path"),
+            (r#"{"names": {"suffix": "a.b"}}"#, "one label of a host name"),
+            (r#"{"names": {"suffix": "x\n1.2.3.4 bank"}}"#, "one label of a host name"),
+            (r#"{"names": {"hostsFile": "etc/hosts"}}"#, "absolute path"),
         ] {
             std::fs::write(&file, text).unwrap();
             let err = format!("{:#}", HostConfig::load(&file).unwrap_err());

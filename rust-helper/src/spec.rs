@@ -59,16 +59,31 @@ fn in_named_directory(file: &Path) -> Result<PathBuf> {
     };
     let dir = std::fs::canonicalize(dir).with_context(unreadable)?;
     let target = std::fs::canonicalize(file).with_context(unreadable)?;
-    if !target.starts_with(&dir) {
+    let resolved = dir.join(name);
+    let root = readable_root(&resolved);
+    if !target.starts_with(root) {
+        let what = if root == resolved { "its own store path" } else { "its directory" };
         anyhow::bail!(
-            "container file {} is a link to {}, outside its directory {}: a container file may \
-             read only the directory it is named in",
+            "container file {} is a link to {}, outside {what} {}: a container file may read \
+             only the directory it is named in (a file directly in /nix/store: only itself)",
             file.display(),
             target.display(),
-            dir.display()
+            root.display()
         );
     }
-    Ok(dir.join(name))
+    Ok(resolved)
+}
+
+/// What container file `file` (a path Source::resolved gave) may read: its
+/// directory, and below it; but a file that lies directly in /nix/store
+/// (/nix/store/<hash>-web.nix) is a store path of its own, and reads only
+/// itself: the store as its directory would let it read every store path.
+pub fn readable_root(file: &Path) -> &Path {
+    match file.parent() {
+        Some(dir) if dir == Path::new(crate::layout::NIX_STORE) => file,
+        Some(dir) => dir,
+        None => Path::new("/"),
+    }
 }
 
 impl std::fmt::Display for Source {

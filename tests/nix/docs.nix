@@ -8,7 +8,7 @@
 { lib, h }:
 let
   inherit (lib) attrNames concatStringsSep elemAt filter hasPrefix hasInfix splitString;
-  inherit (h) eq hostDefaults;
+  inherit (h) eq that hostDefaults;
 
   page = builtins.readFile ../../docs/host-options.md;
   containerFilePage = builtins.readFile ../../docs/container-file.md;
@@ -140,5 +140,17 @@ in
       (sorted sectionKeys) (sorted spec.containerKeys))
     (eq "each key of `network` listed in its section (lib/spec.nix: networkKeys)"
       (sorted networkKeys) (sorted spec.networkKeys))
+  ];
+
+  # The flake says which nixpkgs it pins, and the README says it too, and how
+  # a system replaces it.
+  readme-flake = let
+    readme = builtins.readFile ../../README.md;
+    pinned = (import ../../flake.nix).inputs.nixpkgs.url;
+  in [
+    (that "the README names the flake's own nixpkgs" readme "a text naming `${pinned}` as the flake's own input"
+      (hasInfix "This flake's own `nixpkgs` input is `${pinned}`"))
+    (that "the README's flake follows the system's nixpkgs" readme "an input of nixcloud-container with inputs.nixpkgs.follows"
+      (hasInfix "url = \"github:nixcloud/nixcloud-container\";\n    inputs.nixpkgs.follows = \"nixpkgs\";"))
   ];
 }

@@ -11,6 +11,10 @@ in
 {
   inherit fake;
 
+  # Where the modules find nixpkgs' files (eval-config.nix): the stand-in.
+  path = ../fake-nixpkgs;
+  stdenv.hostPlatform.system = "x86_64-linux";
+
   lxc = fake "lxc-7.0.0";
   nix = fake "nix-2.31.0";
   vim = fake "vim-9.1";

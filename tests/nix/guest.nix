@@ -64,6 +64,26 @@ in
         shims = lib.filter (p: p ? text) c.environment.systemPackages;
       })
       { enable = true; shims = [ ]; })
+    (eq "a configuration that enables Nix itself wins (a default, not a conflict), without the shims"
+      (let
+        c = guest { name = "web"; hostonly.address = "10.101.0.5"; } [ { nix.enable = true; } ];
+        result = { enable = c.nix.enable; shims = lib.filter (p: p ? text) c.environment.systemPackages; };
+      in if h.evaluates result then result else "a conflict")
+      { enable = true; shims = [ ]; })
+  ];
+
+  guest-system-profile = [
+    (that "the activation points the system profile at the system it activates"
+      hostonlyOnly.system.activationScripts.nixcloud-system-profile or null
+      "a snippet linking /nix/var/nix/profiles/system to $systemConfig"
+      (snippet: snippet != null && lib.hasInfix "mkdir -p /nix/var/nix/profiles" snippet
+        && lib.hasInfix ''ln -sfn "$systemConfig" /nix/var/nix/profiles/system'' snippet))
+  ];
+
+  guest-built-by-the-host = [
+    (eq "without an address (an inline instance's), the hostonly interface is LXC's"
+      (guest { name = "web"; hostonly.address = null; } [ ]).networking.interfaces.hostonly
+      { ipv4.addresses = [ ]; ipv6.addresses = [ ]; useDHCP = false; })
   ];
 
   guest-state-version = [

@@ -13,11 +13,20 @@ rec {
   fakePkgs = import ./fake-pkgs.nix;
   hostDefaults = builtins.fromJSON (builtins.readFile ../../lib/host-defaults.json);
 
+  # NixOS's `utils` module argument, what of it the modules use: as
+  # nixos/lib/utils.nix's escapeSystemdExecArgs, each argument quoted as
+  # JSON, which systemd's Exec lines read as C-style quoting, with systemd's
+  # `%` specifiers and `$` expansions doubled.
+  utils = {
+    escapeSystemdExecArgs = lib.concatMapStringsSep " "
+      (arg: lib.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (builtins.toJSON (toString arg)));
+  };
+
   # A NixOS-like evaluation of `modules` with the stubs.
   evaluation = { pkgs ? fakePkgs { }, specialArgs ? { } }: modules:
     lib.evalModules {
       modules = [ ./stubs.nix ] ++ modules;
-      specialArgs = { inherit pkgs; } // specialArgs;
+      specialArgs = { inherit pkgs utils; } // specialArgs;
     };
   # Its config.
   evalWith = args: modules: (evaluation args modules).config;

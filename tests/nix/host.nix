@@ -37,6 +37,7 @@ let
     idmap = { hostId = 200000; count = 655360; perContainer = 131072; isolated = false; };
     limits = { memory.max = "2G"; cpu.max = 1.5; pids.max = 4096; };
     allowedFlakeInputPaths = [ "/srv/shared-flakes" ];
+    names = { suffix = "lan"; hostsFile = null; };
     builds = {
       allowInternet = true;
       network = { address = "10.70.0.0"; prefixLength = 24; };
@@ -70,6 +71,16 @@ let
   };
 
   example = evalHost [ ../../examples/host-configuration.nix ];
+
+  # The names the helper gives the host's ends of its links (its unit test
+  # interface_names_table_is_the_helpers checks them against port_name).
+  interfaceNames = builtins.fromJSON (builtins.readFile ../../lib/interface-names.json);
+  helperLinkNames = lib.concatMap lib.attrValues (lib.attrValues interfaceNames.examples.containerPorts)
+    ++ interfaceNames.examples.buildLinks;
+  # Whether shell glob `glob` (`?` and `*`, as dhcpcd's fnmatch and udev
+  # read them) matches the whole of `name`.
+  globMatches = glob: name:
+    builtins.match (lib.replaceStrings [ "?" "*" "." ] [ "." ".*" "[.]" ] glob) name != null;
 
   withUsers = users: evalHost [ { nixcloud.containers.enable = true; users.users = users; } ];
 in
@@ -106,15 +117,45 @@ in
       brNC-hostonly = { ipv4.addresses = [ { address = "10.101.0.1"; prefixLength = 16; } ]; ipv6.addresses = [ ]; useDHCP = false; };
       brNC-internet = { ipv4.addresses = [ { address = "10.202.0.1"; prefixLength = 16; } ]; ipv6.addresses = [ ]; useDHCP = false; };
     })
-    (contains "dhcpcd leaves the containers' veths alone" "veth*" defaults.networking.dhcpcd.denyInterfaces)
-    (contains "dhcpcd leaves the build links alone" "nxcb*" defaults.networking.dhcpcd.denyInterfaces)
+    (that "dhcpcd leaves alone every link the helper names (lib/interface-names.json's examples, the helper's real names)"
+      defaults.networking.dhcpcd.denyInterfaces "globs matching ${lib.concatStringsSep ", " helperLinkNames}"
+      (globs: lib.all (name: lib.any (glob: globMatches glob name) globs) helperLinkNames))
+    (that "dhcpcd still runs on the host's own interfaces"
+      defaults.networking.dhcpcd.denyInterfaces "globs matching none of eth0, enp0s3, wlan0, veth0, nc0, brNC-hostonly"
+      (globs: !lib.any (name: lib.any (glob: globMatches glob name) globs)
+        [ "eth0" "enp0s3" "wlan0" "veth0" "nc0" "brNC-hostonly" ]))
+    (eq "no udev rule for NetworkManager where it is off" defaults.services.udev.extraRules "")
+    (that "NetworkManager, where it runs, leaves the same links alone (udev's NM_UNMANAGED, as nixos-containers.nix does)"
+      (evalHost [ { nixcloud.containers.enable = true; networking.networkmanager.enable = true; } ]).services.udev.extraRules
+      "a rule per glob of dhcpcd's"
+      (rules: lib.all (glob: lib.hasInfix ''ENV{INTERFACE}=="${glob}", ENV{NM_UNMANAGED}="1"'' rules)
+        defaults.networking.dhcpcd.denyInterfaces))
     (eq "no NAT without internetInterface" defaults.networking.nat.enable false)
     (eq "no dnsmasq without internetInterface" defaults.services.dnsmasq.enable false)
     (eq "no IPv6 forwarding" (defaults.boot.kernel.sysctl ? "net.ipv6.conf.all.forwarding") false)
     (eq "host.json has exactly the keys of lib/host-defaults.json"
       (lib.attrNames (hostJson defaults)) (lib.attrNames hostDefaults))
-    (eq "host.json holds the defaults, and LXC's config directory"
-      (hostJson defaults) (hostDefaults // { lxcConfigDir = "${lxc}/share/lxc/config"; appArmor = false; }))
+    (eq "host.json holds the defaults, and LXC's config directory, and the hosts file the module makes writable"
+      (hostJson defaults) (hostDefaults // {
+        lxcConfigDir = "${lxc}/share/lxc/config";
+        appArmor = false;
+        names = hostDefaults.names // { hostsFile = "/etc/hosts"; };
+      }))
+    (eq "/etc/hosts is a copy the helper can write its block into" defaults.environment.etc.hosts.mode "0644")
+    (that "each activation writes the containers' names again, after /etc"
+      defaults.system.activationScripts.nixcloud-container-names "a snippet after etc running repair-names"
+      (snippet: snippet.deps == [ "etc" ] && lib.hasInfix "/bin/nixcloud-container repair-names" snippet.text))
+    (eq "without a hosts file, /etc/hosts stays NixOS's link, and no snippet"
+      (let c = enabled { names.hostsFile = null; }; in {
+        etc = c.environment.etc ? hosts;
+        snippet = c.system.activationScripts ? nixcloud-container-names;
+        hostsFile = (hostJson c).names.hostsFile;
+      })
+      { etc = false; snippet = false; hostsFile = null; })
+    (rejects "a suffix is one label of a host name: no dots, no control characters, no capitals"
+      (suffix: (hostJson (enabled { names.suffix = suffix; })).names.suffix) "lan" "lan.example")
+    (rejects "a suffix with a newline (a line of its own in /etc/hosts) is refused"
+      (suffix: (hostJson (enabled { names.suffix = suffix; })).names.suffix) "lan" "lan\n10.6.6.6 bank.example")
     (eq "AppArmor follows security.apparmor.enable"
       (hostJson (evalHost [ { nixcloud.containers.enable = true; security.apparmor.enable = true; } ])).appArmor true)
     (eq "autostart service runs after the network"
@@ -131,9 +172,11 @@ in
     (hasInfix "autostart shuts every running container down, 32 at a time"
       "lxc-ls --lxcpath /var/lib/lxc --running -1 |\n  xargs --no-run-if-empty -n 1 -P 32 lxc-stop --lxcpath /var/lib/lxc --timeout 30 --name"
       (autostart defaults).preStop)
-    (eq "autostart is a oneshot that stays up, gives the containers 15 min to stop, and lets LXC manage their cgroups"
+    (eq "autostart is a oneshot that stays up, gives the containers 15 min to stop, and delegates nothing (root's LXC leaves its cgroup)"
       (removeAttrs (autostart defaults).serviceConfig [ "ExecStart" "ExecStop" ])
-      { Type = "oneshot"; RemainAfterExit = true; TimeoutStopSec = "15min"; Delegate = true; })
+      { Type = "oneshot"; RemainAfterExit = true; TimeoutStopSec = "15min"; })
+    (eq "autostart needs the mounts of the LXC path, the state and the profiles"
+      (autostart custom).unitConfig.RequiresMountsFor [ "/srv/lxc" "/srv/state" "/srv/profiles" ])
   ];
 
   # The stubs type systemd's units as NixOS does and know systemd's
@@ -206,6 +249,7 @@ in
       antiSpoofing = true;
       internetIPv6 = null;
       allowedFlakeInputPaths = [ "/srv/shared-flakes" ];
+      names = { suffix = "lan"; hostsFile = null; };
       builds = {
         allowInternet = true;
         network = { address = "10.70.0.0"; prefixLength = 24; };
@@ -263,6 +307,7 @@ in
       dhcp-range = [ "10.202.0.2,10.202.255.254,12h" ];
       dhcp-authoritative = [ true ];
       dhcp-hostsdir = [ "/var/lib/nixcloud-container/dhcp-hosts" ];
+      hostsdir = [ "/var/lib/nixcloud-container/hosts" ];
     })
     (eq "firewall: DNS and DHCP on the internet bridge" nat.networking.firewall.interfaces {
       brNC-internet = { allowedUDPPorts = [ 53 67 ]; allowedTCPPorts = [ 53 ]; };
@@ -406,27 +451,63 @@ in
     let
       declaring = enabled {
         instances = {
-          web = { file = ./unparsable-container-file.txt; autostart = true; };
+          web = { file = ./instance-sources/v1/web.nix; autostart = true; };
           db.flake = "github:example/containers#db";
+          host.file = "/srv/containers/host.nix";
         };
-        sync = { prune = true; jobs = 4; };
+        sync = { prune = true; jobs = 4; nixParams = "-I nixpkgs=/srv/100%/$HOME"; };
       };
       unit = declaring.systemd.services.nixcloud-container-sync;
-      list = builtins.fromJSON declaring.environment.etc."nixcloud-container/instances.json".source.text;
+      listOf = config: builtins.fromJSON (builtins.unsafeDiscardStringContext
+        config.environment.etc."nixcloud-container/instances.json".source.text);
+      list = listOf declaring;
+      withFile = file: enabled { instances.web.file = file; };
+      v1 = withFile ./instance-sources/v1/web.nix;
+      v2 = withFile ./instance-sources/v2/web.nix;
+      filesOnly = enabled { instances.web.file = ./instance-sources/v1/web.nix; };
+      text = config: config.environment.etc."nixcloud-container/instances.json".source.text;
     in
     [
       (eq "no failed assertions (the host never evaluates a container file)" (failedAssertions declaring) [ ])
-      (eq "the list names each by its file or flake" list {
-        web = { file = toString ./unparsable-container-file.txt; autostart = true; };
-        db = { flake = "github:example/containers#db"; };
+      (eq "the list names each by its file (a host path as it is) or flake"
+        (removeAttrs list [ "web" ] // { web = removeAttrs list.web [ "file" ]; }) {
+        web.autostart = true;
+        db.flake = "github:example/containers#db";
+        host.file = "/srv/containers/host.nix";
       })
-      (hasInfix "the unit syncs the list, each failing alone"
-        "nixcloud-container sync --file /nix/store/00000000000000000000000000000000-nixcloud-container-instances.json --keep-going --jobs 4 --prune"
-        unit.serviceConfig.ExecStart)
-      (eq "it runs at boot, after autostart" { inherit (unit) wantedBy after; }
-        { wantedBy = [ "multi-user.target" ]; after = [ "network.target" "nixcloud-container-autostart.service" ]; })
-      (eq "a changed list or file restarts it" (builtins.length unit.restartTriggers) 2)
+      (that "a path is copied with its directory into the store, which the list refers to (keeping it alive)"
+        { file = list.web.file; context = builtins.attrNames (builtins.getContext (text declaring)); }
+        "/nix/store/<hash>-nixcloud-container-source/web.nix, a dependency of the list"
+        (r: builtins.match "/nix/store/[a-z0-9]{32}-nixcloud-container-source/web.nix" r.file != null
+          && lib.elem (dirOf r.file) r.context))
+      (that "a change of a file the container file imports is a new list, which restarts the sync"
+        { v1 = text v1; v2 = text v2; triggers = map (c: c.systemd.services.nixcloud-container-sync.restartTriggers) [ v1 v2 ]; }
+        "two lists, each the unit's restart trigger"
+        (r: r.v1 != r.v2 && r.triggers == [ [ (withFile ./instance-sources/v1/web.nix).environment.etc."nixcloud-container/instances.json".source ] [ (withFile ./instance-sources/v2/web.nix).environment.etc."nixcloud-container/instances.json".source ] ]))
+      (eq "the unit syncs the list, each failing alone, its command line escaped for systemd (% and $ doubled)"
+        unit.serviceConfig.ExecStart
+        (lib.concatStringsSep " " [
+          ''"/nix/store/00000000000000000000000000000000-nixcloud-container/bin/nixcloud-container"''
+          ''"sync" "--file" "/nix/store/00000000000000000000000000000000-nixcloud-container-instances.json"''
+          ''"--keep-going" "--jobs" "4" "--prune" "-n" "-I nixpkgs=/srv/100%%/$$HOME"''
+        ]))
+      (eq "neither boot nor a switch waits for the builds: the start job ends when the helper runs; active after, so that a new list restarts it"
+        { inherit (unit.serviceConfig) Type RemainAfterExit; } { Type = "exec"; RemainAfterExit = true; })
+      (eq "with a flake to fetch, it runs once the network is online" { inherit (unit) wantedBy wants after; } {
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "network-online.target" ];
+        after = [ "network.target" "nixcloud-container-autostart.service" "network-online.target" ];
+      })
+      (eq "without one, it waits for no network"
+        (lib.getAttrs [ "wants" "after" ] filesOnly.systemd.services.nixcloud-container-sync)
+        { wants = [ ]; after = [ "network.target" "nixcloud-container-autostart.service" ]; })
+      (that "the switch says that a sync starts, and how to follow it" declaring.system.activationScripts.nixcloud-container-sync
+        "a snippet comparing the running system's list with the new one, naming journalctl -fu nixcloud-container-sync"
+        (snippet: lib.hasInfix "/run/current-system/etc/nixcloud-container/instances.json" snippet
+          && lib.hasInfix "journalctl -fu nixcloud-container-sync" snippet))
       (eq "no instances, no unit" (defaults.systemd.services ? nixcloud-container-sync) false)
+      (assertionFails "an instance with a file and a config is refused"
+        (enabled { instances.two = { file = "/x.nix"; config = { }; }; }) "one of them (two)")
       (assertionFails "an instance needs a file or a flake"
         (enabled { instances.both = { file = "/x.nix"; flake = "y#z"; }; }) "one of them (both)")
     ];

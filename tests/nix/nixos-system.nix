@@ -6,7 +6,7 @@
 # platform (builtins.currentSystem), which a flake's pure evaluation has not.
 { lib, h }:
 let
-  inherit (h) eq contains;
+  inherit (h) eq that contains failedAssertions evalHost;
 
   specs = import ../../lib/spec.nix;
 
@@ -84,4 +84,49 @@ in
       { hostonly = false; internet = true; })
     (contains "fullExample.nix: ssh" true [ fullExample.services.openssh.enable ])
   ];
+  # The host module's inline configuration (instances.<name>.config), built
+  # by the host's evaluation with its nixpkgs (pkgs.path: here the stand-in)
+  # through lib/nixos-system.nix.
+  inline-instances =
+    let
+      inline = greeting: evalHost [ { nixcloud.containers = { enable = true;
+        instances.web = {
+          config = { pkgs, name, greeting, ... }: {
+            networking.hostName = "${name}-${greeting}";
+            environment.systemPackages = [ pkgs.vim ];
+            services.openssh.ports = [ 2222 ];
+          };
+          specialArgs = { inherit greeting; };
+        };
+      }; } ];
+      first = inline "hello";
+      list = config: builtins.fromJSON (builtins.unsafeDiscardStringContext
+        config.environment.etc."nixcloud-container/instances.json".source.text);
+      # The system the host built, as its evaluation made it.
+      built = config: (import ../../lib/nixos-system.nix {
+        nixpkgs = ../fake-nixpkgs;
+        configuration = config.nixcloud.containers.instances.web.config;
+        system = "x86_64-linux";
+        inherit (config.nixcloud.containers.instances.web) specialArgs;
+        params = { name = "web"; nixDaemon = false; stateVersion = null; hostonly.address = null; internet = null; };
+      });
+    in
+    [
+      (eq "no failed assertions" (failedAssertions first) [ ])
+      (eq "instances.json names the built system" (list first) { web.system = (built first).outPath; })
+      (eq "the guest was evaluated with the guest module, its name and specialArgs, and the host's pkgs"
+        (let c = (built first).nixosConfig; in {
+          inherit (c.networking) hostName;
+          inherit (c.nixcloud.guest) enable name;
+          address = c.nixcloud.guest.hostonly.address;
+          hostonlyAddresses = c.networking.interfaces.hostonly.ipv4.addresses;
+          ports = c.services.openssh.ports;
+        })
+        { hostName = "web-hello"; enable = true; name = "web"; address = null; hostonlyAddresses = [ ]; ports = [ 2222 ]; })
+      (eq "the same configuration, the same list: the sync leaves the container alone"
+        (list (inline "hello")) (list first))
+      (that "a changed configuration is a new system, a new list" (list (inline "bye"))
+        "a list naming another system" (other: other.web.system != (list first).web.system))
+    ];
+
 }

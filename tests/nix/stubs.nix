@@ -37,6 +37,9 @@ in
     environment.etc = opt (types.attrsOf (types.submodule {
       options.text = opt (types.nullOr types.lines) null;
       options.source = opt (types.nullOr types.path) null;
+      # As nixos/modules/system/etc/etc.nix: other than "symlink", a copy
+      # with this mode.
+      options.mode = opt types.str "symlink";
     })) { };
 
     nix.enable = opt types.bool true;
@@ -94,6 +97,7 @@ in
         options.useDHCP = opt (types.nullOr types.bool) null;
       })) { };
       dhcpcd.denyInterfaces = strs;
+      networkmanager.enable = opt types.bool false;
       nat = {
         enable = opt types.bool false;
         enableIPv6 = opt types.bool false;
@@ -126,6 +130,7 @@ in
       resolveLocalQueries = opt types.bool true;
       settings = opt (types.submodule { freeformType = types.attrsOf dnsmasqValue; }) { };
     };
+    services.udev.extraRules = lines;
     services.getty.autologinUser = opt (types.nullOr types.str) null;
     services.openssh = {
       enable = opt types.bool false;
@@ -138,6 +143,10 @@ in
       # nothing set it (here: a marker to check for).
       default = "unset-defaults-to-the-release";
     };
+
+    # As nixos/modules/system/activation/activation-script.nix (snippets,
+    # with or without deps).
+    system.activationScripts = opt (types.attrsOf types.unspecified) { };
 
     systemd.package = opt types.package pkgs.systemd;
     systemd.tmpfiles.rules = strs;

@@ -15,6 +15,7 @@ in
 test.testScript {
   nodes = {
     machine.virtualisation.lxc.package = fake.lxc;
+    machine.networking.primaryIPAddress = "192.168.1.1";
     outside.networking.primaryIPAddress = "192.168.1.2";
   };
 }

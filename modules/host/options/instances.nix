@@ -14,8 +14,13 @@ in
             default = null;
             example = literalExpression "./containers/web.nix";
             description = ''
-              The container file, used where it is (not copied). Its content
-              is hashed, not evaluated, so that a change restarts the sync.
+              The container file. A path (`./containers/web.nix`) is copied
+              into the store with its directory, which is all it may read
+              (the helper evaluates it restricted to that directory): the
+              sync reads that copy, which the system keeps alive, and a
+              change of any file in the directory restarts the sync. Keep
+              container files in a directory of their own, as all of it is
+              copied. A string is a file on the host, used where it is.
             '';
           };
           flake = mkOption {
@@ -27,6 +32,31 @@ in
               reference (a flake input's path, a locked URL) so that a new one
               reaches the list and restarts the sync.
             '';
+          };
+          config = mkOption {
+            type = types.nullOr types.deferredModule;
+            default = null;
+            example = literalExpression "{ pkgs, ... }: { services.nginx.enable = true; }";
+            description = ''
+              The container's NixOS configuration inline, instead of a file
+              or a flake, as `containers.<name>.config` of nixos-container:
+              evaluated with the host's own evaluation, with the host's
+              `pkgs.path` as nixpkgs, and built with the host's system; the
+              sync gets the built system and updates the container only
+              when its store path changes. Its cost is nixos-container's
+              (NixOS/nixpkgs#65690): every host evaluation evaluates every
+              inline guest, so a rebuild of the host takes longer with each,
+              and an error in one fails the host's rebuild. With many
+              containers, or containers a tenant writes, prefer files or a
+              flake. The container has the settings of a container file
+              that names only a `system` (its hostonly address is the one
+              the helper allocates, which LXC configures).
+            '';
+          };
+          specialArgs = mkOption {
+            type = types.attrsOf types.raw;
+            default = { };
+            description = "Extra module arguments of {option}`config` (`name` is given already).";
           };
           autostart = mkOption {
             type = types.nullOr types.bool;

@@ -5,6 +5,7 @@
 let
   inherit (lib) literalExpression mkOption types;
   inherit (import ./common.nix { inherit lib; }) defaults ipv4Address interfaceName ranges;
+  formats = import ../../../lib/formats.nix;
 
   # Ports from `from` to `to`, both included.
   portRange = types.submodule {
@@ -210,6 +211,37 @@ in
         host, to the host or its peers. Turn it off only where containers
         route or bridge traffic of others through their own interfaces.
       '';
+    };
+
+    names = {
+      suffix = mkOption {
+        type = types.strMatching formats.dnsLabel.pattern;
+        default = defaults.names.suffix;
+        example = "lan";
+        description = ''
+          The host reaches container `web` as `web.<suffix>` (one label of a
+          host name: no dots), at the hostonly address of its current
+          generation, kept in step by the helper as containers are made,
+          change address and go: in its block of
+          {option}`nixcloud.containers.names.hostsFile`, and in
+          `<stateDir>/hosts/`, which dnsmasq reads (with an
+          {option}`nixcloud.containers.internetInterface`), so that
+          containers that use it as their DNS server reach their peers by
+          name.
+        '';
+      };
+      hostsFile = mkOption {
+        type = types.nullOr (types.strMatching formats.absolutePath.pattern);
+        default = "/etc/hosts";
+        description = ''
+          The hosts file in which the helper keeps a block of the containers'
+          names, between two marker lines, the rest left as it is; `null`:
+          none. /etc/hosts is then a file (copied at each activation instead
+          of linked into the store), and each activation writes the block
+          again (`nixcloud-container repair-names`). Without the module the
+          helper writes none unless the host file names one.
+        '';
+      };
     };
   };
 }

@@ -95,6 +95,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::State { name, json } => commands::show::state(ctx, &name, json.json)?,
         Command::RepairState => commands::repair::repair_state(ctx)?,
         Command::RepairNetwork => commands::repair::repair_network(ctx)?,
+        Command::RepairNames => commands::repair::repair_names(ctx)?,
         Command::Sync { file, flake, prune, jobs, keep_going, dry_run, json, activation, nix } => {
             let mut activation_args =
                 vec![format!("--health-timeout={}", activation.health_timeout)];

@@ -597,9 +597,11 @@ pub enum Command {
     /// built by a helper process of its own: one that fails fails alone.
     /// Ends with a summary; exits 1 if any failed.
     Sync {
-        /// The list, JSON: container name → {"file": "/abs/web.nix"} or
-        /// {"flake": "<ref>#<name>"}, with "autostart": true or false where
-        /// the host decides that rather than the container file.
+        /// The list, JSON: container name → {"file": "/abs/web.nix"},
+        /// {"flake": "<ref>#<name>"} or {"system": "/nix/store/..."} (a
+        /// built system, left alone while its path is the same), with
+        /// "autostart": true or false where the host decides that rather
+        /// than the container file.
         #[arg(long, value_name = "list.json", required_unless_present = "flake", value_parser = utf8_path)]
         file: Option<PathBuf>,
         /// Also every nixcloudContainers.<name> of this flake.
@@ -644,6 +646,15 @@ pub enum Command {
     /// of containers that name peers. Needed after a firewall reload that
     /// flushed the whole ruleset; the NixOS module runs it then.
     RepairNetwork,
+    /// Write the containers' names again.
+    ///
+    /// Write `<name>.<suffix>` (host file names.suffix) for every container
+    /// again, from the state: the hosts line per container in the state
+    /// directory's hosts/ (dnsmasq's hostsdir) and the helper's block of
+    /// the hosts file the host file names (names.hostsFile). Needed where
+    /// something else rewrote that file; the NixOS module runs it after each
+    /// activation, which copies /etc/hosts afresh.
+    RepairNames,
     /// Print shell completions.
     ///
     /// Print the completions of this command for a shell, e.g.
@@ -688,6 +699,7 @@ impl Command {
             | Command::State { .. }
             | Command::RepairState
             | Command::RepairNetwork
+            | Command::RepairNames
             | Command::Completions { .. }
             | Command::Help { .. } => (None, None),
         };

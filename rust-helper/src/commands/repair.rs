@@ -89,9 +89,16 @@ fn names_in(dir: &std::path::Path) -> Result<Vec<String>> {
 }
 
 /// `repair-network`: the guard of the containers' ports, the egress policy,
-/// and the rules between peers and of forwarded ports, written again.
+/// the rules between peers and of forwarded ports, and the containers'
+/// names, written again.
 pub fn repair_network(ctx: &Context) -> Result<()> {
     port_guard::write_all(ctx)?;
     egress::repair(ctx)?;
-    network_rules::repair(ctx)
+    network_rules::repair(ctx)?;
+    repair_names(ctx)
+}
+
+/// `repair-names`: the containers' names written again.
+pub fn repair_names(ctx: &Context) -> Result<()> {
+    crate::capabilities::network::names::write_all(ctx)
 }

@@ -202,11 +202,10 @@ impl Nix<'_> {
         ];
         let mut fetched = None;
         match &evaluated {
-            // The directory it was named in (Source::resolved), and what is below it.
-            Source::File(file) => allowed.push((
-                "nixcloud-container-file",
-                file.parent().unwrap_or(Path::new("/")).to_path_buf(),
-            )),
+            // The directory it was named in (Source::resolved), and what is
+            // below it; a file directly in the store, only itself.
+            Source::File(file) => allowed
+                .push(("nixcloud-container-file", crate::spec::readable_root(file).to_path_buf())),
             Source::System(path) => allowed.push(("nixcloud-container-system", path.clone())),
             // A flake reads its fetched sources.
             Source::Flake(flake) => {

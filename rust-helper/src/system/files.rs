@@ -9,8 +9,16 @@ use anyhow::{Context, Result};
 /// Replaces `file` with `text` so that a reader or a crash sees the old or
 /// the new file, never a mix: write beside it, sync, rename.
 pub fn write_atomically(file: &Path, text: &str) -> Result<()> {
+    write_atomically_with_mode(file, text, 0o600)
+}
+
+/// `write_atomically`, the new file having permissions `mode` from the start.
+pub fn write_atomically_with_mode(file: &Path, text: &str, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = file.parent().expect("the file is in a directory");
-    let mut temp = tempfile::NamedTempFile::new_in(dir)
+    let mut temp = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
     temp.write_all(text.as_bytes())
         .and_then(|()| temp.as_file().sync_all())

@@ -44,7 +44,7 @@ fn bash_completes_a_command_name() {
         .unwrap();
     let words = String::from_utf8_lossy(&completed.stdout);
     assert!(completed.status.success(), "{}", String::from_utf8_lossy(&completed.stderr));
-    assert_eq!(words.trim(), "repair-state repair-network");
+    assert_eq!(words.trim(), "repair-state repair-network repair-names");
     for shell in ["zsh", "fish"] {
         assert!(host.ok(&["completions", shell]).contains("repair-state"), "{shell}");
     }

@@ -12,6 +12,7 @@ mod guests;
 mod interface;
 mod isolation;
 mod lifecycle;
+mod names;
 mod network_guard;
 mod nixos_configuration;
 mod reliability;

@@ -728,8 +728,9 @@ fn no_file_stays_for_a_name_no_container_has() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     // The host's own: its state, locks, scratch, busybox, the data root, the
-    // build network kept between commands (build_network.rs) and the lock of
-    // the network rules (nft.rs).
+    // build network kept between commands (build_network.rs), the lock of
+    // the network rules (nft.rs) and the directory of the containers' names
+    // (names.rs), empty.
     let host_files = [
         "state.json",
         "state.lock",
@@ -740,10 +741,13 @@ fn no_file_stays_for_a_name_no_container_has() {
         "data",
         "build-network",
         "network.lock",
+        "hosts",
     ];
     for file in &left {
         assert!(host_files.contains(&file.as_str()), "{file} stays in the state directory");
     }
+    let names: Vec<_> = std::fs::read_dir(host.state_dir().join("hosts")).unwrap().collect();
+    assert!(names.is_empty(), "names stay: {names:?}");
     // Nix's roots for the relocated profile and the build links are gone too.
     let dir = path_str(host.dir.path()).to_string();
     for entry in std::fs::read_dir("/nix/var/nix/gcroots/auto").unwrap().flatten() {

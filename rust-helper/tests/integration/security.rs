@@ -237,6 +237,59 @@ fn container_files_read_only_what_is_theirs() {
     assert!(host.ok(&["list-generations", "reader"]).contains("tiny-system-fromfile"));
 }
 
+/// `path` added to the store (a file or a directory with all below it),
+/// as its store path.
+fn added_to_store(path: &Path) -> String {
+    let added = std::process::Command::new("nix-store").args(["--add", path_str(path)]).output();
+    let added = added.unwrap();
+    assert!(added.status.success(), "{added:?}");
+    String::from_utf8(added.stdout).unwrap().trim().to_string()
+}
+
+/// A container file that lies directly in the store (/nix/store/<hash>-x.nix,
+/// as pkgs.writeText makes one) reads only itself: its directory, the store,
+/// would be every store path. One in a store directory (an instance's
+/// source, copied by the host module) reads that directory.
+#[test]
+fn a_container_file_in_the_store_reads_only_its_own_store_path() {
+    let host = Host::new();
+    let others = added_to_store(&host.file("others-secret", "secret"));
+    let reading = |expression: &str| {
+        format!(
+            "{{ system = import <nixcloud-container/examples/tiny/system.nix> {{ version = {expression}; }}; }}"
+        )
+    };
+    let thief = added_to_store(
+        &host.file("thief.nix", &reading(&format!("builtins.readFile \"{others}\""))),
+    );
+    let err = host.fails(&["create", "thief", &thief], 1);
+    assert!(err.contains("forbidden in restricted mode"), "{err}");
+    host.assert_nothing_created();
+
+    // A store file that is a link to another store path is refused before
+    // anything is evaluated.
+    let link = host.dir.path().join("link.nix");
+    std::os::unix::fs::symlink(&others, &link).unwrap();
+    let linked = added_to_store(&link);
+    let err = host.fails(&["create", "linked", &linked], 1);
+    assert!(err.contains("outside its own store path"), "{err}");
+    host.assert_nothing_created();
+
+    // A store file that reads nothing else works.
+    let alone = added_to_store(&host.file("alone.nix", &reading("\"alone\"")));
+    host.ok(&["create", "alone", &alone]);
+    assert!(host.ok(&["list-generations", "alone"]).contains("tiny-system-alone"));
+
+    // A file of a store directory reads what is beside it.
+    let source = host.dir.path().join("source");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("version"), "beside").unwrap();
+    std::fs::write(source.join("web.nix"), reading("builtins.readFile ./version")).unwrap();
+    let copied = added_to_store(&source);
+    host.ok(&["create", "beside", &format!("{copied}/web.nix")]);
+    assert!(host.ok(&["list-generations", "beside"]).contains("tiny-system-beside"));
+}
+
 /// Store paths whose name holds `marker`: what an evaluation or a build of
 /// a file that names it left in the store.
 fn store_paths_naming(marker: &str) -> Vec<String> {

@@ -76,6 +76,51 @@ fn a_list_is_synced_from_nothing_and_again_with_only_what_changed() {
     host.ok(&["exists", "manual"]);
 }
 
+/// The tiny system of version `version`, built, as the host module builds
+/// an inline instance's system.
+fn built_system(version: &str) -> String {
+    let build = std::process::Command::new("nix-build")
+        .args([&format!("{REPO}/examples/tiny/system.nix"), "--no-out-link"])
+        .args(["--argstr", "version", version])
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    String::from_utf8(build.stdout).unwrap().trim().to_string()
+}
+
+/// An inline instance reaches sync as its built system (modules/host/
+/// services.nix: `system` in instances.json): deployed as `create --system`,
+/// left alone, with no helper process at all, while the list names the same
+/// store path, and updated when it names another.
+#[test]
+fn a_built_system_of_the_list_is_updated_only_when_its_path_changes() {
+    let host = Host::new();
+    let entry = |system: &str| format!("{{ \"system\": \"{system}\", \"autostart\": true }}");
+    let first = built_system("inline-1");
+    let listed = list(&host, &[("inline", entry(&first))]);
+    let created = host.ok(&["sync", "--file", &listed]);
+    assert!(created.contains("1 created"), "{created}");
+    assert_eq!(host.state("inline"), "RUNNING");
+    assert!(host.ok(&["list-generations", "inline"]).contains(&first));
+
+    let dry = host.ok(&["sync", "--file", &listed, "--dry-run"]);
+    assert!(dry.contains("inline: would leave alone"), "{dry}");
+    let again = host.ok(&["sync", "--file", &listed]);
+    assert!(again.contains("0 updated, 1 unchanged"), "{again}");
+    assert_eq!(generation(&host, "inline"), "1");
+
+    let second = built_system("inline-2");
+    let updated = host.ok(&["sync", "--file", &list(&host, &[("inline", entry(&second))])]);
+    assert!(updated.contains("1 updated"), "{updated}");
+    assert_eq!(generation(&host, "inline"), "2");
+    assert!(host.ok(&["list-generations", "inline"]).contains(&second));
+
+    // Only store paths: the list is root's, but a typo is one clear error.
+    let err = host.fails(&["sync", "--file", &list(&host, &[("odd", entry("/srv/system"))])], 1);
+    assert!(err.contains("odd: the system /srv/system is not in /nix/store"), "{err}");
+    assert_eq!(host.helper(&["exists", "odd"]).code, 1);
+}
+
 #[test]
 fn a_broken_container_fails_alone() {
     let host = Host::new();

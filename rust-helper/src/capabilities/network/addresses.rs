@@ -551,6 +551,30 @@ mod tests {
         assert_eq!(hostonly.gateway, Some(Ipv4Addr::new(10, 101, 0, 9)));
     }
 
+    /// lib/interface-names.json, which the host module reads to keep dhcpcd
+    /// and NetworkManager off these links, names what this helper gives
+    /// them: its prefixes are the helper's, and its example names are
+    /// those the helper gives the example containers.
+    #[test]
+    fn interface_names_table_is_the_helpers() {
+        let table: serde_json::Value =
+            serde_json::from_str(include_str!("../../../../lib/interface-names.json")).unwrap();
+        assert_eq!(table["containerPortPrefix"], PORT_PREFIX);
+        assert_eq!(table["buildLinkPrefix"], crate::nix::build_network::LINK_PREFIX);
+        let ports = table["examples"]["containerPorts"].as_object().unwrap();
+        assert!(ports.len() >= 3);
+        for (name, names) in ports {
+            for (key, port) in [("hostonly", Port::Hostonly), ("internet", Port::Internet)] {
+                assert_eq!(names[key], port_name(name, port).as_str(), "{name} {key}");
+            }
+        }
+        for link in table["examples"]["buildLinks"].as_array().unwrap() {
+            let link = link.as_str().unwrap();
+            let slot = link.strip_prefix(crate::nix::build_network::LINK_PREFIX).unwrap();
+            assert!(slot.parse::<u32>().is_ok(), "{link}");
+        }
+    }
+
     #[test]
     fn port_names_are_stable_short_and_the_same_in_any_case() {
         let web = port_name("web", Port::Hostonly);

@@ -7,6 +7,7 @@
 
 pub mod addresses;
 pub mod egress;
+pub mod names;
 pub mod port_guard;
 pub mod rules;
 pub mod types;
@@ -104,6 +105,12 @@ impl Capability for Network {
         Ok(())
     }
 
+    /// Its name, once it has a generation (names.rs).
+    fn add(&self, ctx: &Context, name: &str) -> Result<()> {
+        let current = ctx.profile(name).current()?.context("a new container has a generation")?;
+        names::follow(ctx, name, Some(current.meta()?.params.hostonly.address))
+    }
+
     /// A clear error instead of LXC's where a bridge of the generation is missing.
     fn prepare_start(&self, _ctx: &Context, container: &Container) -> Result<()> {
         check_bridges(container.name, &container.meta.params)
@@ -130,8 +137,8 @@ impl Capability for Network {
         rules::refresh(ctx, false)
     }
 
-    /// The rules follow its generation; where its forwarded ports wait for
-    /// its next start, it says so.
+    /// The rules and its name follow its generation; where its forwarded
+    /// ports wait for its next start, it says so.
     fn current_changed(
         &self,
         ctx: &Context,
@@ -140,6 +147,11 @@ impl Capability for Network {
         activated: bool,
     ) -> Result<()> {
         rules::refresh(ctx, rules::needs_rules(current))?;
+        // The generation is current already: a hosts file that cannot be
+        // written is said, and fails nothing (repair-names writes it later).
+        if let Err(err) = names::follow(ctx, name, Some(current.params.hostonly.address)) {
+            eprintln!("warning: {err:#}");
+        }
         if activated {
             rules::note_waiting_forwards(ctx, name)?;
         }
@@ -161,6 +173,16 @@ impl Capability for Network {
             return followed;
         }
         followed.and(rules::refresh(ctx, false))
+    }
+
+    /// Its name goes with it. Where the host's hosts file cannot be
+    /// written, that is said, and the container goes all the same: its name
+    /// there (if it ever got there) goes at the next write.
+    fn remove(&self, ctx: &Context, name: &str, _entry: Option<&ContainerRecord>) -> Result<()> {
+        if let Err(err) = names::follow(ctx, name, None) {
+            eprintln!("warning: {err:#}");
+        }
+        Ok(())
     }
 }
 

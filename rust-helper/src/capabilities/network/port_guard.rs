@@ -257,9 +257,10 @@ fn dhcp_host(name: &str, entry: &ContainerRecord, host: &HostConfig) -> Option<S
 
 /// Puts `line` into container `name`'s file of `dir` (None: removes it),
 /// readable by dnsmasq, which reads it as its own user (dnsmasq re-reads the
-/// directory's new and changed files by itself; a removed file's address
-/// stays with it until it gets SIGHUP, which the NixOS module sends).
-fn pin(dir: &Path, name: &str, line: Option<&str>) -> Result<()> {
+/// directory's new and changed files by itself; in a dhcp-hostsdir, a
+/// removed file's address stays with it until it gets SIGHUP, which the
+/// NixOS module sends). names.rs keeps its hosts directory with it too.
+pub(super) fn pin(dir: &Path, name: &str, line: Option<&str>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let file = dir.join(name);
     let Some(line) = line else {

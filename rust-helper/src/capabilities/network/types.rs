@@ -9,7 +9,17 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::forward_ports::types::PortRange;
-use crate::formats::{show, ContainerName, InterfaceName, PrefixLength};
+use crate::formats::{show, AbsolutePath, ContainerName, DnsLabel, InterfaceName, PrefixLength};
+
+/// The host's names for its containers (host file `names`; names.rs).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostNames {
+    /// `<name>.<suffix>` is a container's name.
+    pub suffix: DnsLabel,
+    /// The hosts file whose block of names the helper keeps; null: none.
+    pub hosts_file: Option<AbsolutePath>,
+}
 
 /// The `network` attribute set of a container file, normalized. Each value
 /// is checked again here, as lib/spec.nix checked it: a spec comes from a

@@ -75,9 +75,10 @@ pub(super) fn carry_out(
         if action == Action::Create { "create" } else { "update" }.to_string(),
         name.to_string(),
     ];
-    match (&entry.file, &entry.flake) {
-        (Some(file), _) => args.push(file.display().to_string()),
-        (_, Some(flake)) => args.extend(["--flake".to_string(), flake.clone()]),
+    match (&entry.file, &entry.flake, &entry.system) {
+        (Some(file), _, _) => args.push(file.display().to_string()),
+        (_, Some(flake), _) => args.extend(["--flake".to_string(), flake.clone()]),
+        (_, _, Some(system)) => args.extend(["--system".to_string(), system.display().to_string()]),
         _ => unreachable!("read_list checked each entry"),
     }
     let autostart = match entry.autostart {

@@ -73,7 +73,9 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
             let said = match action {
                 Action::Create => "create",
                 Action::Update => "evaluate, and update if it changed",
-                Action::Unchanged => "leave alone (what it reads of its flake is as it was)",
+                Action::Unchanged => {
+                    "leave alone (its system, or what it reads of its flake, is as it was)"
+                }
                 Action::Remove => "destroy (no longer listed)",
             };
             println!("{name}: would {said}");
@@ -155,6 +157,8 @@ fn plan(
                         && ctx.profile(name).current_number().ok().flatten().is_some()
                 });
                 let unchanged = match synced {
+                    // The same store path (source_of), the same system.
+                    Some(_) if entry.system.is_some() => true,
                     Some(synced) => flakes.source_unchanged(entry.flake.as_deref(), synced)?,
                     None => false,
                 };

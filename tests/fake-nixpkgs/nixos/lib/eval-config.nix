@@ -14,7 +14,7 @@ let
   lib = import <nixpkgs-lib>;
   harness = import ../../../nix/harness.nix { inherit lib; };
   config = harness.evalWith { inherit specialArgs; } modules;
-  version = "${config.networking.hostName}_${config.nixcloud.guest.hostonly.address}";
+  version = "${config.networking.hostName}_${toString config.nixcloud.guest.hostonly.address}";
 in
 builtins.trace "nixos-evaluation of ${config.networking.hostName} (stateVersion ${config.system.stateVersion})" {
   config.system.build.toplevel = import ../../../../examples/tiny/system.nix { inherit version; } // {
