@@ -273,12 +273,26 @@ fn fixed_state_version(
 
 /// Builds a generation for `params`, checks its LXC settings and makes it
 /// the profile's current one: a generation whose settings this helper would
-/// not write is never current.
+/// not write is never current, and on success the current generation holds
+/// what was built (so an update that finds its previous generation current
+/// afterwards built that very system again).
 fn build_current(ctx: &Context, name: &str, params: &Params, inputs: &BuildInputs) -> Result<()> {
     let built = ctx.nix().build_generation(&inputs.spec, params, &inputs.busybox)?;
     ctx.check_generation(name, params.idmap, &built.path)
         .with_context(|| format!("refusing the generation built from {}", params.source))?;
-    ctx.plain_nix().set_profile(&ctx.profile(name), &built)
+    let profile = ctx.profile(name);
+    ctx.plain_nix().set_profile(&profile, &built)?;
+    // Whether the update changed anything is read from the profile
+    // (update): it must hold what was built, whatever nix-env found there.
+    match profile.current()? {
+        Some(current) if current.path == built.path => Ok(()),
+        current => bail!(
+            "nix-env did not make the generation built from {} current: the profile {} leads to {}",
+            params.source,
+            profile.link().display(),
+            current.map_or("nothing".to_string(), |g| format!("generation {}", g.number)),
+        ),
+    }
 }
 
 /// Builds generation 1 and registers the container with LXC.

@@ -282,6 +282,35 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
     assert!(seen.contains("updating"), "some kill hit an update half-way: {seen:?}");
 }
 
+/// What a `nix-env --set` killed between making its generation link and
+/// renaming it into place leaves, `profile-<N>-link.tmp-<pid>-<random>`
+/// (Profile::remove_nix_env_leftovers), made here directly, as the kills
+/// above make it now and then: the next update of that same system makes a
+/// generation of it and activates it, where it once reported "unchanged".
+#[test]
+fn a_link_left_by_a_killed_nix_env_does_not_swallow_the_next_update() {
+    let host = Host::new();
+    host.ok(&["create", "live", path_str(&host.tiny("v0.nix", "0", ""))]);
+    host.start_booted("live");
+    // The generation an update to `next` builds: built once, then deleted.
+    let next = host.tiny("v1.nix", "1", "");
+    host.ok(&["update", "live", path_str(&next)]);
+    let profile = host.profiles_dir().join("live");
+    let built = std::fs::read_link(profile.join("profile-2-link")).unwrap();
+    host.ok(&["rollback", "live"]);
+    host.ok(&["delete-generations", "live", "2"]);
+    std::os::unix::fs::symlink(&built, profile.join("profile-2-link.tmp-4242-1")).unwrap();
+
+    let out = host.ok(&["update", "live", path_str(&next)]);
+    assert_eq!(out.lines().last(), Some("container 'live': generation 2 is current"), "{out}");
+    assert_eq!(std::fs::read_link(profile.join("profile")).unwrap(), Path::new("profile-2-link"));
+    assert_eq!(std::fs::read_link(profile.join("profile-2-link")).unwrap(), built);
+    let leftover = std::fs::symlink_metadata(profile.join("profile-2-link.tmp-4242-1"));
+    assert!(leftover.is_err(), "the leftover is gone");
+    let activated = host.ok(&["run", "live", "cat", "/var/lib/tiny/activated"]);
+    assert_eq!(activated.trim(), "switch 1");
+}
+
 #[test]
 fn a_killed_destroy_is_finished_by_the_next_command() {
     let host = Host::new();
