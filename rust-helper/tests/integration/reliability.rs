@@ -196,9 +196,40 @@ fn racing_create_and_destroy_or_two_updates_end_consistent() {
     assert_eq!(host.ok(&["show-ip", "twice"]).trim(), "10.101.0.2");
 }
 
-/// Kills the helper running `args` after `delay`, as kill -9 would.
-fn kill_after(host: &Host, args: &[&str], delay: Duration) {
+/// When a sweep kills a command (as kill -9 would).
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// This long after the command started: at first it has done nothing.
+    AfterStart(Duration),
+    /// This long after the command recorded its phase, so that the kills
+    /// land in its work however slowly a loaded machine gets it there.
+    InPhase(Duration),
+    /// Not at all: the command finishes.
+    Never,
+}
+
+/// Runs the helper with `args`, which records `working` as container
+/// `name`'s phase while it works, and kills it as `kill` says.
+fn kill_at(host: &Host, args: &[&str], name: &str, working: &str, kill: Kill) {
     let mut child = spawn(host, args);
+    let delay = match kill {
+        Kill::AfterStart(delay) => delay,
+        Kill::InPhase(delay) => {
+            // Polled closely, not with Host::wait_for: an update of the tiny
+            // system is in its phase for a few milliseconds only.
+            let bound = Duration::from_secs(60);
+            let start = std::time::Instant::now();
+            while phase(host, name) != working && child.try_wait().unwrap().is_none() {
+                assert!(start.elapsed() < bound, "{args:?} never recorded {working}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            delay
+        }
+        Kill::Never => {
+            finish(child);
+            return;
+        }
+    };
     std::thread::sleep(delay);
     let _ = child.kill();
     let _ = child.wait();
@@ -213,8 +244,15 @@ fn phase(host: &Host, name: &str) -> String {
     state["containers"][name]["phase"].as_str().unwrap_or("none").to_string()
 }
 
-fn sweep() -> impl Iterator<Item = Duration> {
-    [0u64, 3, 8, 15, 25, 40, 60, 80, 110, 150, 200, 300].into_iter().map(Duration::from_millis)
+/// The kills of a sweep: before the command did anything, all through its
+/// work, and after it.
+fn sweep() -> impl Iterator<Item = Kill> {
+    let ms = Duration::from_millis;
+    let in_phase = [0, 3, 8, 15, 25, 40, 60, 80, 110, 150, 200, 300].map(|d| Kill::InPhase(ms(d)));
+    [Kill::AfterStart(ms(0)), Kill::AfterStart(ms(15))]
+        .into_iter()
+        .chain(in_phase)
+        .chain([Kill::Never])
 }
 
 #[test]
@@ -222,15 +260,15 @@ fn a_killed_create_is_undone_by_the_next_command() {
     let host = Host::new();
     let file = host.tiny("k.nix", "1", "");
     let mut seen = std::collections::BTreeSet::new();
-    for delay in sweep() {
-        kill_after(&host, &["create", "victim", path_str(&file)], delay);
+    for kill in sweep() {
+        kill_at(&host, &["create", "victim", path_str(&file)], "victim", "creating", kill);
         seen.insert(phase(&host, "victim"));
-        assert_eq!(host.helper(&["list"]).code, 0, "list works after a kill at {delay:?}");
+        assert_eq!(host.helper(&["list"]).code, 0, "list works after {kill:?}");
         // The name is never blocked, no address leaks: creating again works
         // and gets the first address, unless the killed create had finished.
         if host.helper(&["exists", "victim"]).code != 0 {
             let out = host.ok(&["create", "victim", path_str(&file)]);
-            assert!(out.contains("(10.101.0.2 "), "after a kill at {delay:?}: {out}");
+            assert!(out.contains("(10.101.0.2 "), "after {kill:?}: {out}");
         }
         assert!(host.lxc_path().join("victim/config").exists());
         assert_eq!(host.current_generation("victim"), "1");
@@ -247,9 +285,9 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
     host.ok(&["create", "live", path_str(&host.tiny("l0.nix", "0", ""))]);
     host.start_booted("live");
     let mut seen = std::collections::BTreeSet::new();
-    for (round, delay) in sweep().enumerate() {
+    for (round, kill) in sweep().enumerate() {
         let file = host.tiny(&format!("l{}.nix", round + 1), &(round + 1).to_string(), "");
-        kill_after(&host, &["update", "live", path_str(&file)], delay);
+        kill_at(&host, &["update", "live", path_str(&file)], "live", "updating", kill);
         seen.insert(phase(&host, "live"));
         // Every generation link still leads to a complete generation.
         let listed = host.helper(&["list-generations", "live", "--json"]);
@@ -261,14 +299,14 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
         }
         // Generation 1 and one for each finished round before this one.
         let kept = generations.as_array().unwrap().len();
-        assert!(kept > round, "no generation lost at {delay:?}: {listing}");
+        assert!(kept > round, "no generation lost at {kill:?}: {listing}");
         // The next command finishes the job: the container runs its current generation.
         let finished = host.helper(&["update", "live", path_str(&file)]);
         let activated = host.ok(&["run", "live", "cat", "/var/lib/tiny/activated"]);
         assert_eq!(
             activated.trim(),
             format!("switch {}", round + 1),
-            "after a kill at {delay:?}, then {listed:?} and {finished:?}; log {}",
+            "after {kill:?}, then {listed:?} and {finished:?}; log {}",
             host.ok(&["run", "live", "cat", "/var/log/tiny.log"])
         );
         assert_eq!(host.ok(&["show-ip", "live"]).trim(), "10.101.0.2");
@@ -316,11 +354,11 @@ fn a_killed_destroy_is_finished_by_the_next_command() {
     let host = Host::new();
     let file = host.tiny("d.nix", "1", "");
     let mut seen = std::collections::BTreeSet::new();
-    for delay in sweep() {
+    for kill in sweep() {
         if host.helper(&["exists", "doomed"]).code != 0 {
             host.ok(&["create", "doomed", path_str(&file)]);
         }
-        kill_after(&host, &["destroy", "doomed"], delay);
+        kill_at(&host, &["destroy", "doomed"], "doomed", "destroying", kill);
         seen.insert(phase(&host, "doomed"));
         assert_eq!(host.helper(&["list"]).code, 0);
         // Either it is whole, or it goes entirely at the next command.
