@@ -143,7 +143,8 @@ impl Profile {
     /// and points the profile at the temporary link: an update that built a
     /// new system would find no new generation, and report none. The link
     /// the profile leads to stays (`current_number` reports it). The caller
-    /// holds the container's lock, so no nix-env of ours is at work here.
+    /// holds the container's lock, so no nix-env of ours is at work here:
+    /// one of a killed command was killed with it (Tool::dies_with_helper).
     pub fn remove_nix_env_leftovers(&self) -> Result<()> {
         let current = std::fs::read_link(self.link()).ok();
         for link in self.links() {
