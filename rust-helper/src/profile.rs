@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::error::UsageError;
 use crate::layout::PROFILE_LINK;
@@ -35,6 +35,24 @@ fn generation_number(file_name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Whether `file_name`, in a profile's directory, is one of the temporary
+/// links nix-env makes and then renames into place (Nix 2.8's profiles.cc
+/// and util.cc, seen with strace): `profile-<N>-link.tmp-<pid>-<random>` on
+/// its way to generation link N (makeSymlink), `.<n>_profile` on its way to
+/// the profile link (replaceSymlink). Only a nix-env killed between the
+/// two steps leaves one behind.
+fn is_nix_env_temporary(file_name: &str) -> bool {
+    let for_generation =
+        file_name.split_once(".tmp-").is_some_and(|(link, _)| generation_number(link).is_some());
+    let for_profile = file_name
+        .strip_prefix('.')
+        .and_then(|rest| rest.split_once('_'))
+        .is_some_and(|(n, link)| {
+            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && link == PROFILE_LINK
+        });
+    for_generation || for_profile
+}
+
 impl Profile {
     pub fn new(profiles_dir: &Path, name: &str) -> Profile {
         Profile { dir: profiles_dir.join(name) }
@@ -51,10 +69,19 @@ impl Profile {
         self.dir.join(PROFILE_LINK)
     }
 
-    /// The current generation's number, or None before the first build.
+    /// The current generation's number, or None before the first build. A
+    /// profile link that leads to anything but a generation link is an
+    /// error: no command may take it for "no generation" or for another one.
     pub fn current_number(&self) -> Result<Option<u64>> {
         match std::fs::read_link(self.link()) {
-            Ok(target) => Ok(target.to_str().and_then(generation_number)),
+            Ok(target) => match target.to_str().and_then(generation_number) {
+                Some(number) => Ok(Some(number)),
+                None => bail!(
+                    "{} leads to {}, which is not one of its generations",
+                    self.link().display(),
+                    target.display()
+                ),
+            },
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(err).with_context(|| format!("cannot read {}", self.link().display())),
         }
@@ -104,6 +131,38 @@ impl Profile {
         std::fs::read_dir(&self.dir)
             .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
             .unwrap_or_default()
+    }
+
+    /// Removes the temporary links a killed nix-env left in the profile's
+    /// directory (`is_nix_env_temporary`), which the next nix-env would
+    /// misread: nix-env 2.8 takes `profile-<N>-link.tmp-...` for generation
+    /// N (findGenerations parses the number up to the first "-link"), so
+    /// one left by a killed `nix-env --set P` is a newest generation that
+    /// holds P. The next `--set P` then makes no new generation (its
+    /// createGeneration reuses the newest one when it holds the same path)
+    /// and points the profile at the temporary link: an update that built a
+    /// new system would find no new generation, and report none. The link
+    /// the profile leads to stays (`current_number` reports it). The caller
+    /// holds the container's lock, so no nix-env of ours is at work here:
+    /// one of a killed command was killed with it (Tool::dies_with_helper).
+    pub fn remove_nix_env_leftovers(&self) -> Result<()> {
+        let current = std::fs::read_link(self.link()).ok();
+        for link in self.links() {
+            let Some(file_name) = link.file_name().and_then(|name| name.to_str()) else {
+                continue;
+            };
+            if !is_nix_env_temporary(file_name) || current.as_deref() == Some(Path::new(file_name))
+            {
+                continue;
+            }
+            match std::fs::remove_file(&link) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(err).with_context(|| format!("cannot remove {}", link.display()))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Removes the profile and all its generations (their GC roots with them).
@@ -196,6 +255,69 @@ mod tests {
         assert_eq!(generation_number("profile-link"), None);
         assert_eq!(generation_number("profile-x-link"), None);
         assert_eq!(generation_number("profile"), None);
+    }
+
+    #[test]
+    fn knows_the_temporary_links_of_nix_env() {
+        for temporary in ["profile-10-link.tmp-6202-16749160", ".0_profile", ".12_profile"] {
+            assert!(is_nix_env_temporary(temporary), "{temporary}");
+        }
+        for other in [
+            "profile",
+            "profile-10-link",
+            "profile.lock",
+            "profile-x-link.tmp-1-2",
+            "._profile",
+            ".0_profile-1-link",
+            ".0_other",
+        ] {
+            assert!(!is_nix_env_temporary(other), "{other}");
+        }
+    }
+
+    /// A profile directory as a killed `nix-env --set` leaves it: the
+    /// temporary links go, the generations and the profile stay.
+    #[test]
+    fn removes_what_a_killed_nix_env_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::new(dir.path(), "c");
+        std::fs::create_dir(profile.dir()).unwrap();
+        let link = |name: &str, target: &str| {
+            std::os::unix::fs::symlink(target, profile.dir().join(name)).unwrap()
+        };
+        link("profile-1-link", "/nix/store/a");
+        link("profile-2-link", "/nix/store/b");
+        link("profile", "profile-2-link");
+        link("profile-3-link.tmp-77-123", "/nix/store/c");
+        link(".0_profile", "profile-3-link");
+        profile.remove_nix_env_leftovers().unwrap();
+        let mut left: Vec<String> = profile
+            .links()
+            .iter()
+            .map(|l| l.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["profile", "profile-1-link", "profile-2-link"]);
+        assert_eq!(profile.current_number().unwrap(), Some(2));
+    }
+
+    /// A profile that leads to a temporary link keeps it, and says so.
+    #[test]
+    fn a_profile_leading_to_no_generation_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::new(dir.path(), "c");
+        std::fs::create_dir(profile.dir()).unwrap();
+        assert_eq!(profile.current_number().unwrap(), None);
+        std::os::unix::fs::symlink("/nix/store/c", profile.dir().join("profile-3-link.tmp-7-1"))
+            .unwrap();
+        std::os::unix::fs::symlink("profile-3-link.tmp-7-1", profile.link()).unwrap();
+        profile.remove_nix_env_leftovers().unwrap();
+        assert!(std::fs::symlink_metadata(profile.dir().join("profile-3-link.tmp-7-1")).is_ok());
+        let err = profile.current_number().unwrap_err().to_string();
+        assert!(
+            err.ends_with("leads to profile-3-link.tmp-7-1, which is not one of its generations"),
+            "{err}"
+        );
     }
 
     fn parse(args: &[&str]) -> Result<Deletion, UsageError> {

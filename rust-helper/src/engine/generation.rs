@@ -159,7 +159,9 @@ pub fn fixed_state_version(
 
 /// Builds a generation for `params`, checks its LXC settings and makes it
 /// the profile's current one: a generation whose settings this helper would
-/// not write is never current.
+/// not write is never current, and on success the current generation holds
+/// what was built (so an update that finds its previous generation current
+/// afterwards built that very system again).
 pub fn build_current(
     ctx: &Context,
     name: &str,
@@ -169,5 +171,18 @@ pub fn build_current(
     let built = ctx.nix().build_generation(&inputs.spec, params, &inputs.busybox)?;
     crate::engine::lxc_settings::check_generation(ctx, name, params.idmap, &built.path)
         .with_context(|| format!("refusing the generation built from {}", params.source))?;
-    ctx.plain_nix().set_profile(&ctx.profile(name), &built)
+    let profile = ctx.profile(name);
+    ctx.plain_nix().set_profile(&profile, &built)?;
+    // Whether an update changed anything is read from the profile
+    // (commands/update.rs): it must hold what was built, whatever nix-env
+    // found there.
+    match profile.current()? {
+        Some(current) if current.path == built.path => Ok(()),
+        current => anyhow::bail!(
+            "nix-env did not make the generation built from {} current: the profile {} leads to {}",
+            params.source,
+            profile.link().display(),
+            current.map_or("nothing".to_string(), |g| format!("generation {}", g.number)),
+        ),
+    }
 }

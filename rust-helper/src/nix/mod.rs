@@ -433,7 +433,11 @@ impl Nix<'_> {
         self.profile_op(profile, &args)
     }
 
+    /// Runs nix-env on `profile`, whose container's lock the caller holds,
+    /// after removing what a killed nix-env left there, which it would
+    /// misread (Profile::remove_nix_env_leftovers).
     fn profile_op(&self, profile: &Profile, args: &[String]) -> Result<()> {
+        profile.remove_nix_env_leftovers()?;
         let finished = Tool::new("nix-env")
             .arg("--profile")
             .arg(profile.link())

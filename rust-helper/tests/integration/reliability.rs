@@ -196,15 +196,43 @@ fn racing_create_and_destroy_or_two_updates_end_consistent() {
     assert_eq!(host.ok(&["show-ip", "twice"]).trim(), "10.101.0.2");
 }
 
-/// Kills the helper running `args` after `delay`, as kill -9 would;
-/// whether it had finished by itself before that.
-fn kill_after(host: &Host, args: &[&str], delay: Duration) -> bool {
+/// When a sweep kills a command (as kill -9 would).
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// This long after the command started: at first it has done nothing.
+    AfterStart(Duration),
+    /// This long after the command recorded its phase, so that the kills
+    /// land in its work however slowly a loaded machine gets it there.
+    InPhase(Duration),
+    /// Not at all: the command finishes.
+    Never,
+}
+
+/// Runs the helper with `args`, which records `working` as container
+/// `name`'s phase while it works, and kills it as `kill` says.
+fn kill_at(host: &Host, args: &[&str], name: &str, working: &str, kill: Kill) {
     let mut child = spawn(host, args);
+    let delay = match kill {
+        Kill::AfterStart(delay) => delay,
+        Kill::InPhase(delay) => {
+            // Polled closely, not with Host::wait_for: an update of the tiny
+            // system is in its phase for a few milliseconds only.
+            let bound = Duration::from_secs(60);
+            let start = std::time::Instant::now();
+            while phase(host, name) != working && child.try_wait().unwrap().is_none() {
+                assert!(start.elapsed() < bound, "{args:?} never recorded {working}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            delay
+        }
+        Kill::Never => {
+            finish(child);
+            return;
+        }
+    };
     std::thread::sleep(delay);
-    let finished = matches!(child.try_wait(), Ok(Some(_)));
     let _ = child.kill();
     let _ = child.wait();
-    finished
 }
 
 /// The phase the state records for `name` ("none" without an entry).
@@ -216,24 +244,15 @@ fn phase(host: &Host, name: &str) -> String {
     state["containers"][name]["phase"].as_str().unwrap_or("none").to_string()
 }
 
-/// Runs `round` with the delays at which a command is killed: from at once
-/// to well into its work, and on past 300 ms, each half as long again,
-/// until a command finishes before its kill, so that on a slow or busy
-/// host too the kills land before, half-way through and after its work.
-/// `round` gets the round's number and delay, and says whether the killed
-/// command had finished by itself.
-fn sweep(mut round: impl FnMut(usize, Duration) -> bool) {
-    let mut delays = vec![0u64, 3, 8, 15, 25, 40, 60, 80, 110, 150, 200, 300];
-    let mut number = 0;
-    while number < delays.len() {
-        let delay = delays[number];
-        let finished = round(number, Duration::from_millis(delay));
-        number += 1;
-        if number == delays.len() && !finished {
-            assert!(delay < 60_000, "the command did not finish within {delay} ms");
-            delays.push(delay * 3 / 2);
-        }
-    }
+/// The kills of a sweep: before the command did anything, all through its
+/// work, and after it.
+fn sweep() -> impl Iterator<Item = Kill> {
+    let ms = Duration::from_millis;
+    let in_phase = [0, 3, 8, 15, 25, 40, 60, 80, 110, 150, 200, 300].map(|d| Kill::InPhase(ms(d)));
+    [Kill::AfterStart(ms(0)), Kill::AfterStart(ms(15))]
+        .into_iter()
+        .chain(in_phase)
+        .chain([Kill::Never])
 }
 
 #[test]
@@ -241,22 +260,21 @@ fn a_killed_create_is_undone_by_the_next_command() {
     let host = Host::new();
     let file = host.tiny("k.nix", "1", "");
     let mut seen = std::collections::BTreeSet::new();
-    sweep(|_, delay| {
-        let finished_alone = kill_after(&host, &["create", "victim", path_str(&file)], delay);
+    for kill in sweep() {
+        kill_at(&host, &["create", "victim", path_str(&file)], "victim", "creating", kill);
         seen.insert(phase(&host, "victim"));
-        assert_eq!(host.helper(&["list"]).code, 0, "list works after a kill at {delay:?}");
+        assert_eq!(host.helper(&["list"]).code, 0, "list works after {kill:?}");
         // The name is never blocked, no address leaks: creating again works
         // and gets the first address, unless the killed create had finished.
         if host.helper(&["exists", "victim"]).code != 0 {
             let out = host.ok(&["create", "victim", path_str(&file)]);
-            assert!(out.contains("(10.101.0.2 "), "after a kill at {delay:?}: {out}");
+            assert!(out.contains("(10.101.0.2 "), "after {kill:?}: {out}");
         }
         assert!(host.lxc_path().join("victim/config").exists());
         assert_eq!(host.current_generation("victim"), "1");
         host.ok(&["destroy", "victim"]);
         host.assert_nothing_created();
-        finished_alone
-    });
+    }
     eprintln!("phases left by the kills: {seen:?}");
     assert!(seen.contains("creating"), "some kill hit a create half-way: {seen:?}");
 }
@@ -267,9 +285,9 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
     host.ok(&["create", "live", path_str(&host.tiny("l0.nix", "0", ""))]);
     host.start_booted("live");
     let mut seen = std::collections::BTreeSet::new();
-    sweep(|round, delay| {
+    for (round, kill) in sweep().enumerate() {
         let file = host.tiny(&format!("l{}.nix", round + 1), &(round + 1).to_string(), "");
-        let finished_alone = kill_after(&host, &["update", "live", path_str(&file)], delay);
+        kill_at(&host, &["update", "live", path_str(&file)], "live", "updating", kill);
         seen.insert(phase(&host, "live"));
         // Every generation link still leads to a complete generation.
         let listed = host.helper(&["list-generations", "live", "--json"]);
@@ -281,14 +299,14 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
         }
         // Generation 1 and one for each finished round before this one.
         let kept = generations.as_array().unwrap().len();
-        assert!(kept > round, "no generation lost at {delay:?}: {listing}");
+        assert!(kept > round, "no generation lost at {kill:?}: {listing}");
         // The next command finishes the job: the container runs its current generation.
         let finished = host.helper(&["update", "live", path_str(&file)]);
         let activated = host.ok(&["run", "live", "cat", "/var/lib/tiny/activated"]);
         assert_eq!(
             activated.trim(),
             format!("switch {}", round + 1),
-            "after a kill at {delay:?}, then {listed:?} and {finished:?}; log {}",
+            "after {kill:?}, then {listed:?} and {finished:?}; log {}",
             host.ok(&["run", "live", "cat", "/var/log/tiny.log"])
         );
         assert_eq!(host.ok(&["show-ip", "live"]).trim(), "10.101.0.2");
@@ -297,10 +315,38 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
             state.contains("\"phase\": \"ready\"") && !state.contains("switchedFrom"),
             "{state}"
         );
-        finished_alone
-    });
+    }
     eprintln!("phases left by the kills: {seen:?}");
     assert!(seen.contains("updating"), "some kill hit an update half-way: {seen:?}");
+}
+
+/// What a `nix-env --set` killed between making its generation link and
+/// renaming it into place leaves, `profile-<N>-link.tmp-<pid>-<random>`
+/// (Profile::remove_nix_env_leftovers), made here directly, as the kills
+/// above make it now and then: the next update of that same system makes a
+/// generation of it and activates it, where it once reported "unchanged".
+#[test]
+fn a_link_left_by_a_killed_nix_env_does_not_swallow_the_next_update() {
+    let host = Host::new();
+    host.ok(&["create", "live", path_str(&host.tiny("v0.nix", "0", ""))]);
+    host.start_booted("live");
+    // The generation an update to `next` builds: built once, then deleted.
+    let next = host.tiny("v1.nix", "1", "");
+    host.ok(&["update", "live", path_str(&next)]);
+    let profile = host.profiles_dir().join("live");
+    let built = std::fs::read_link(profile.join("profile-2-link")).unwrap();
+    host.ok(&["rollback", "live"]);
+    host.ok(&["delete-generations", "live", "2"]);
+    std::os::unix::fs::symlink(&built, profile.join("profile-2-link.tmp-4242-1")).unwrap();
+
+    let out = host.ok(&["update", "live", path_str(&next)]);
+    assert_eq!(out.lines().last(), Some("container 'live': generation 2 is current"), "{out}");
+    assert_eq!(std::fs::read_link(profile.join("profile")).unwrap(), Path::new("profile-2-link"));
+    assert_eq!(std::fs::read_link(profile.join("profile-2-link")).unwrap(), built);
+    let leftover = std::fs::symlink_metadata(profile.join("profile-2-link.tmp-4242-1"));
+    assert!(leftover.is_err(), "the leftover is gone");
+    let activated = host.ok(&["run", "live", "cat", "/var/lib/tiny/activated"]);
+    assert_eq!(activated.trim(), "switch 1");
 }
 
 #[test]
@@ -308,11 +354,11 @@ fn a_killed_destroy_is_finished_by_the_next_command() {
     let host = Host::new();
     let file = host.tiny("d.nix", "1", "");
     let mut seen = std::collections::BTreeSet::new();
-    sweep(|_, delay| {
+    for kill in sweep() {
         if host.helper(&["exists", "doomed"]).code != 0 {
             host.ok(&["create", "doomed", path_str(&file)]);
         }
-        let finished_alone = kill_after(&host, &["destroy", "doomed"], delay);
+        kill_at(&host, &["destroy", "doomed"], "doomed", "destroying", kill);
         seen.insert(phase(&host, "doomed"));
         assert_eq!(host.helper(&["list"]).code, 0);
         // Either it is whole, or it goes entirely at the next command.
@@ -329,8 +375,7 @@ fn a_killed_destroy_is_finished_by_the_next_command() {
             host.ok(&["destroy", "other"]);
         }
         host.assert_nothing_created();
-        finished_alone
-    });
+    }
     eprintln!("phases left by the kills: {seen:?}");
     assert!(seen.contains("ready") && seen.contains("none"), "kills before and after: {seen:?}");
 }
