@@ -18,6 +18,7 @@ mod settings;
 mod spec;
 mod state;
 mod system;
+mod transfer;
 
 use std::process::ExitCode;
 

@@ -26,6 +26,7 @@ pub mod build_network;
 pub mod flake_inputs;
 pub mod log;
 pub mod source_reads;
+pub mod store_paths;
 
 use std::path::{Path, PathBuf};
 
