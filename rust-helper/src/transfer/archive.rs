@@ -18,10 +18,10 @@ use std::net::Ipv4Addr;
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::nix::store_paths::StorePath;
 use crate::ids::IdMap;
-use crate::transfer::sha256::Sha256;
+use crate::nix::store_paths::StorePath;
 use crate::spec::{NixosRelease, Params, Source, Spec};
+use crate::transfer::sha256::Sha256;
 
 /// The first line: what the file is, and the version of its format.
 const MAGIC: &str = "nixcloud-container export ";
