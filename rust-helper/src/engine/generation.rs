@@ -91,6 +91,21 @@ impl BuildInputs {
         let nix = ctx.nix();
         let busybox = nix.busybox_in_store(&ctx.settings.busybox()?)?;
         let spec = nix.eval_spec(source, &busybox)?;
+        BuildInputs::checked(ctx, source, spec, busybox, state_version, root_settings, autostart)
+    }
+
+    /// For `spec`, once this host allows what it asks for: create and
+    /// update check a container file's spec so, import an export's (the
+    /// one permission step, capabilities::permit, for both).
+    pub fn checked(
+        ctx: &Context,
+        source: &Source,
+        spec: Spec,
+        busybox: PathBuf,
+        state_version: Option<NixosRelease>,
+        root_settings: Option<(PathBuf, String)>,
+        autostart: Option<bool>,
+    ) -> Result<BuildInputs> {
         // What it asks of the host, before anything is reserved or built.
         capabilities::permit(&spec, &ctx.settings.host).with_context(|| source.to_string())?;
         Ok(BuildInputs { busybox, spec, state_version, root_settings, autostart })

@@ -18,3 +18,4 @@ mod reliability;
 mod runtime;
 mod security;
 mod sync;
+mod transfer;
