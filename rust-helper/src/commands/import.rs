@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::capabilities::network::addresses;
+use crate::capabilities::{self, network::addresses};
 use crate::context::Context;
 use crate::engine::generation::{reserve, BuildInputs, RootSays, RootSettings};
 use crate::engine::lxc_settings;
@@ -113,10 +113,10 @@ pub fn import(ctx: &Context, request: Request) -> Result<()> {
         free.and_then(|()| generation_inputs(ctx, &header, &request.root)).and_then(|inputs| {
             // LXC's own settings are there (lxc_settings::own_config reads them).
             ctx.settings.lxc_config_dir()?;
-            let (ids, params) = reserve_all(ctx, &name, &header, &inputs)?;
-            Ok((inputs, ids, params))
+            let (ids, params, entry) = reserve_all(ctx, &name, &header, &inputs)?;
+            Ok((inputs, ids, params, entry))
         });
-    let (inputs, ids, params) = match reserved {
+    let (inputs, ids, params, reserved_entry) = match reserved {
         Ok(reserved) => reserved,
         Err(err) => {
             // Nothing was recorded: no lock file stays for the name.
@@ -127,19 +127,17 @@ pub fn import(ctx: &Context, request: Request) -> Result<()> {
         }
     };
     let current = header.current_index();
-    let filled =
-        fill(ctx, &name, archive, &header, ids, &inputs, &params, request.sha256.as_deref())
-            .and_then(|()| {
-                let root_settings =
-                    inputs[current].root_settings.as_ref().map(|(_, text)| text.as_str());
-                new_container::register(
-                    ctx,
-                    &name,
-                    ids.host_id,
-                    &inputs[current].spec,
-                    root_settings,
-                )
-            });
+    // What its capabilities keep for what it holds (its ports' guard) first,
+    // as for a create: a failed import takes it away with the rest.
+    let filled = capabilities::entry_changed(ctx, &name, None, Some(&reserved_entry))
+        .and_then(|()| {
+            fill(ctx, &name, archive, &header, ids, &inputs, &params, request.sha256.as_deref())
+        })
+        .and_then(|()| {
+            let root_settings =
+                inputs[current].root_settings.as_ref().map(|(_, text)| text.as_str());
+            new_container::register(ctx, &name, ids.host_id, &inputs[current].spec, root_settings)
+        });
     if let Err(err) = filled {
         let mut locked = ctx.store.lock()?;
         // The lock file goes with the rest (held until `lock` is dropped).
@@ -230,13 +228,13 @@ fn generation_inputs(ctx: &Context, header: &Header, root: &RootSays) -> Result<
 
 /// Records container `name` as Creating with an id range and the addresses
 /// its generations ask for (an allocated one kept where it is free here);
-/// returns the range and each generation's parameters.
+/// returns the range, each generation's parameters and its entry.
 fn reserve_all(
     ctx: &Context,
     name: &str,
     header: &Header,
     inputs: &[BuildInputs],
-) -> Result<(IdMap, Vec<Params>)> {
+) -> Result<(IdMap, Vec<Params>, ContainerRecord)> {
     let host = &ctx.settings.host;
     let mut locked = ctx.store.lock()?;
     ensure_name_is_free(ctx, &locked, name)?;
@@ -259,7 +257,7 @@ fn reserve_all(
         all.push(params);
     }
     locked.save()?;
-    Ok((ids, all))
+    Ok((ids, all, locked.state.containers[name].clone()))
 }
 
 /// Fails where `generation` is a NixOS system that `params` would give

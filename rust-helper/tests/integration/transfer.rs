@@ -645,12 +645,14 @@ fn lib_spec_nix_checks_an_imported_generations_spec_again() {
         spec,
         "unset limits as the helper leaves them out"
     );
-    let changed = |change: &dyn Fn(&mut serde_json::Value)| {
+    /// A change made to a recorded spec.
+    type Change<'a> = &'a dyn Fn(&mut serde_json::Value);
+    let changed = |change: Change| {
         let mut spec = spec.clone();
         change(&mut spec);
         checked(&spec).unwrap_err()
     };
-    let cases: [(&dyn Fn(&mut serde_json::Value), &str); 4] = [
+    let cases: [(Change, &str); 4] = [
         (&|spec| spec["kind"] = "vm".into(), "neither"),
         (&|spec| spec["hooks"] = "/bin/sh".into(), "not one lib/spec.nix writes"),
         (&|spec| spec["devices"] = serde_json::json!(["sda"]), "devices"),
