@@ -31,7 +31,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const FRAME_SIZE: usize = 1 << 20;
 /// The most bytes written at a time, into the export or into a file of
 /// the container: writes of a whole frame (1 MiB) into the page cache took
-/// up to twice as long here as writes of 64 KiB (bench/, section 8).
+/// up to twice as long here as writes of 64 KiB (bench/, section 10;
+/// docs/performance.md, finding 12).
 pub const WRITE_SIZE: usize = 64 << 10;
 /// The most bytes the header may have (its JSON).
 const HEADER_LIMIT: usize = 64 << 20;
