@@ -282,17 +282,23 @@ fn what_an_export_asks_of_the_host_is_checked_as_a_container_files() {
 /// `export` with its root section replaced by `root` (a tar stream) and
 /// its digest made again: what someone who can write an export can make.
 fn with_root(export: &[u8], root: &[u8]) -> Vec<u8> {
+    with_section(export, b'R', root)
+}
+
+/// `export` with its section of frames of `kind` (docs/export-format.md)
+/// replaced by `content`, and its digest made again.
+fn with_section(export: &[u8], kind: u8, content: &[u8]) -> Vec<u8> {
     let first_line = export.iter().position(|&b| b == b'\n').unwrap() + 1;
     let mut out = export[..first_line].to_vec();
     let mut at = first_line;
     let mut replaced = false;
     while export[at] != b'E' {
         let length = u32::from_be_bytes(export[at + 1..at + 5].try_into().unwrap()) as usize;
-        if export[at] != b'R' {
+        if export[at] != kind {
             out.extend_from_slice(&export[at..at + 5 + length]);
         } else if !replaced {
-            for chunk in root.chunks(1 << 20) {
-                out.push(b'R');
+            for chunk in content.chunks(1 << 20) {
+                out.push(kind);
                 out.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
                 out.extend_from_slice(chunk);
             }
@@ -379,6 +385,59 @@ fn a_crafted_export_reaches_nothing_outside_its_container() {
     assert!(!second.dir.path().join("escape").exists());
     // The untouched export is fine.
     second.ok(&["import", path_str(&file)]);
+}
+
+/// The header of `export` (its JSON).
+fn header_of(export: &[u8]) -> serde_json::Value {
+    let mut at = export.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut json = Vec::new();
+    while export[at] == b'H' {
+        let length = u32::from_be_bytes(export[at + 1..at + 5].try_into().unwrap()) as usize;
+        json.extend_from_slice(&export[at + 5..at + 5 + length]);
+        at += 5 + length;
+    }
+    serde_json::from_slice(&json).unwrap()
+}
+
+#[test]
+fn a_crafted_exports_requests_meet_the_hosts_permissions() {
+    let first = Host::new();
+    first.ok(&["create", "web", path_str(&first.tiny("web.nix", "1", ""))]);
+    let (file, _) = export(&first, "web");
+    let export = std::fs::read(&file).unwrap();
+    let header = header_of(&export);
+    let second = Host::new();
+    // What a container file may ask of a host only where the host allows it,
+    // written into the export's recorded spec by whoever could write the file.
+    let cases: [(&str, serde_json::Value, &str); 4] = [
+        (
+            "bindMounts",
+            serde_json::json!([{ "mountPoint": "/mnt", "hostPath": "/etc", "isReadOnly": false }]),
+            "host path \"/etc\" is not one this host lets containers see",
+        ),
+        (
+            "devices",
+            serde_json::json!(["tun"]),
+            "tun is not a device this host lets containers have",
+        ),
+        ("nixDaemon", serde_json::json!(true), "which this host does not allow"),
+        ("wholeStore", serde_json::json!(true), "which this host does not allow"),
+    ];
+    for (key, value, message) in cases {
+        let mut crafted_header = header.clone();
+        crafted_header["generations"][0]["spec"][key] = value;
+        let crafted = second.dir.path().join("crafted.export");
+        let content = serde_json::to_vec(&crafted_header).unwrap();
+        std::fs::write(&crafted, with_section(&export, b'H', &content)).unwrap();
+        let error = second.fails(&["import", path_str(&crafted)], 1);
+        assert!(error.contains(message), "{key}: {error}");
+        second.assert_nothing_created();
+    }
+    // The untouched header is fine.
+    let same = second.dir.path().join("same.export");
+    let content = serde_json::to_vec(&header).unwrap();
+    std::fs::write(&same, with_section(&export, b'H', &content)).unwrap();
+    second.ok(&["import", path_str(&same)]);
 }
 
 /// Moves running container `web` of `first` to `second` through `ssh` (a
