@@ -151,11 +151,10 @@ pub fn import(ctx: &Context, request: Request) -> Result<()> {
     let mut locked = ctx.store.lock()?;
     let entry = locked.state.containers.get_mut(&name).expect("the entry was reserved");
     entry.phase = Phase::Ready;
-    entry.root_settings = match &request.root.settings {
-        RootSettings::From(file) => Some(file.clone()),
-        RootSettings::Keep | RootSettings::Drop => None,
-    };
-    entry.autostart = request.root.autostart.unwrap_or(header.autostart);
+    // As create records them: root's choices for it here.
+    let chosen = &inputs[current];
+    entry.root_settings = chosen.root_settings.as_ref().map(|(file, _)| file.clone());
+    entry.autostart = chosen.autostart;
     locked.save()?;
     let current = &params[current];
     let numbers: Vec<String> = header.generations.iter().map(|g| g.number.to_string()).collect();
@@ -188,25 +187,15 @@ fn plan(ctx: &Context, name: &str, header: &Header, root: &RootSays) -> Result<(
 /// spec checked against this host, root's settings and choice for it here.
 fn generation_inputs(ctx: &Context, header: &Header, root: &RootSays) -> Result<Vec<BuildInputs>> {
     let busybox = ctx.nix().busybox_in_store(&ctx.settings.busybox()?)?;
-    let root_settings = match &root.settings {
-        RootSettings::From(file) => {
-            let text = std::fs::read_to_string(file).with_context(|| {
-                format!("cannot read the LXC settings {} (--lxc-config)", file.display())
-            })?;
-            Some((file.clone(), text))
-        }
-        RootSettings::Keep | RootSettings::Drop => {
-            if header.root_settings.is_some() {
-                eprintln!(
-                    "note: the export holds root's own LXC settings for '{}' on its host; they are \
-                     not applied here (they could run anything on this host): give them with \
-                     --lxc-config",
-                    header.name
-                );
-            }
-            None
-        }
-    };
+    // A new container here: it had none.
+    let root_settings = root.settings.read(None)?;
+    if root_settings.is_none() && header.root_settings.is_some() {
+        eprintln!(
+            "note: the export holds root's own LXC settings for '{}' on its host; they are not \
+             applied here (they could run anything on this host): give them with --lxc-config",
+            header.name
+        );
+    }
     let autostart = root.autostart.unwrap_or(header.autostart);
     header
         .generations
