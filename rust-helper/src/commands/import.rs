@@ -236,7 +236,9 @@ fn reserve_all(
     );
     let ids = locked.state.allocate_ids(&host.idmap, name)?;
     if let Some(ip) = header.automatic_ip {
-        addresses::keep_allocated(&mut locked.state, host, name, ip);
+        if !addresses::keep_allocated(&mut locked.state, host, name, ip) {
+            eprintln!("note: {ip}, the address it had where it was exported, is not free here");
+        }
     }
     let mut all = Vec::new();
     for (generation, inputs) in header.generations.iter().zip(inputs) {

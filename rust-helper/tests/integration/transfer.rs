@@ -161,8 +161,16 @@ fn an_import_on_a_second_host_gets_its_own_range_and_address_there() {
     let (file, _) = export(&first, "web");
     // The second host's first range and address are taken.
     second.ok(&["create", "other", path_str(&second.tiny("other.nix", "1", ""))]);
-    let imported = second.ok(&["import", path_str(&file)]);
-    assert!(imported.contains("10.101.0.3 on brNC-hostonly, ids 165536-231071"), "{imported}");
+    let imported = second.helper(&["import", path_str(&file)]);
+    assert_eq!(imported.code, 0, "{imported:?}");
+    assert!(
+        imported.stdout.contains("10.101.0.3 on brNC-hostonly, ids 165536-231071"),
+        "{imported:?}"
+    );
+    assert!(
+        imported.stderr.contains("note: 10.101.0.2, the address it had where it was exported"),
+        "{imported:?}"
+    );
     assert_files(&second, "web", 165536);
     assert_eq!(second.start_booted("web"), "from-first");
     assert!(second.processes("web").iter().all(|(_, uid)| (165536..231072).contains(uid)));
