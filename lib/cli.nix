@@ -9,6 +9,10 @@
 #              flakeSources only
 #   fetched:   JSON, what flakeSources gave - a flake's spec, generation and
 #              flakeInfo
+#   spec:      JSON, the spec recorded with an imported generation, whose
+#              source is then { "system": <the system it was built around> }
+#              (the helper's import; spec.nix's fromSpec checks it) -
+#              generation only
 #
 #   nix-instantiate --eval --strict --json cli.nix -A spec --argstr source ...
 #   nix-build cli.nix -A generation --argstr source ... --argstr params ...
@@ -18,7 +22,7 @@
 # anyone's, and reads only its own directory, nixpkgs, its flake's inputs and
 # this toolkit. A flake's sources are fetched before, by flakeSources, which
 # evaluates nothing of the flake (tenant-flake.nix).
-{ source, params ? "null", busybox ? "", fetchFrom ? "null", fetched ? "null" }:
+{ source, params ? "null", busybox ? "", fetchFrom ? "null", fetched ? "null", spec ? "null" }:
 let
   specs = import ./spec.nix;
   src = builtins.fromJSON source;
@@ -70,8 +74,13 @@ let
       value = containers.${attr} or (throw "${origin}: the flake has no nixcloudContainers.${attr}");
     };
 
+  recordedSpec = builtins.fromJSON spec;
+
   fromSource =
-    if src ? file then specs.fromValue origin (containerImport (/. + src.file))
+    if recordedSpec != null then
+      let plain = specs.fromSystemPath src.system; in
+      plain // { spec = specs.fromSpec origin plain.system recordedSpec; }
+    else if src ? file then specs.fromValue origin (containerImport (/. + src.file))
     else if src ? flake then specs.fromValue origin flake.value
     else if src ? system then specs.fromSystemPath src.system
     else throw "cli.nix: the source names no file, flake or system";
@@ -97,11 +106,13 @@ let
     (builtins.readFile (import ./nixpkgs-file.nix nixpkgs "lib/.version"));
   withStateVersion =
     if resolved == null || fromSource.spec.kind != "nixos" || (resolved.stateVersion or null) != null
+      || recordedSpec != null
     then resolved
     else resolved // { stateVersion = release; };
 
+  # An imported NixOS generation keeps the system it was built with.
   system =
-    if fromSource.spec.kind == "system" then fromSource.system
+    if fromSource.spec.kind == "system" || recordedSpec != null then fromSource.system
     else import ./nixos-system.nix {
       inherit nixpkgs;
       inherit (fromSource) configuration;

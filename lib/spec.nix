@@ -277,4 +277,45 @@ in
 
   # `create --system <path>`: a ready system with every other setting at its default.
   fromSystemPath = path: fromAttrs "system ${path}" { system = path; };
+
+  # An imported generation (the helper's `import`): `system`, the store path
+  # it was built around where it was exported, and `spec`, the spec recorded
+  # beside it (the helper's JSON of it: unset limits left out). An export may
+  # come from anywhere, so the spec is checked as a container file's: turned
+  # back into the container attribute set it stands for and normalized
+  # again, which must give it back.
+  fromSpec = origin: system: spec:
+    let
+      given = if isAttrs spec then spec else throw "${origin}: the recorded spec is not an attribute set";
+      limits = given.limits or { };
+      limit = name: limits.${name} or null;
+      asFile = {
+        inherit system;
+        autostart = given.autostart or null;
+        nixDaemon = given.nixDaemon or null;
+        wholeStore = given.wholeStore or null;
+        network = given.network or { };
+        limits = {
+          memory = { max = limit "memoryMax"; high = limit "memoryHigh"; };
+          cpu = {
+            weight = limit "cpuWeight";
+            max = if limit "cpuMax" == null then null else limit "cpuMax" * 1.0 / cpuPeriod;
+          };
+          pids.max = limit "pidsMax";
+          io.weight = limit "ioWeight";
+        };
+        bindMounts = builtins.listToAttrs (map
+          (bind: { name = bind.mountPoint or ""; value = removeAttrs bind [ "mountPoint" ]; })
+          (given.bindMounts or [ ]));
+        forwardPorts = given.forwardPorts or [ ];
+        devices = given.devices or [ ];
+      };
+      normalized = (fromAttrs origin asFile).spec // { kind = given.kind or null; };
+      filled = given // { limits = builtins.mapAttrs (_: _: null) normalized.limits // limits; };
+    in
+    if !(elem (given.kind or null) [ "nixos" "system" ]) then
+      throw "${origin}: the recorded spec's kind is neither \"nixos\" nor \"system\""
+    else if normalized != filled then
+      throw "${origin}: the recorded spec is not one lib/spec.nix writes"
+    else normalized;
 }

@@ -5,7 +5,7 @@ import os
 
 from collections import Counter
 
-from .measure import build_network, guard, sync
+from .measure import build_network, guard, sync, transfer
 from .measure.isolation import summary
 from .measure.nix import FIND_FILE, KINDS, NIX_TOOLS, named
 from .project import REPO
@@ -359,8 +359,26 @@ def report_build_network(bn):
           f" create {spread([x['total'] for x in samples])} ms" for key, samples in first.items()]])
 
 
+def report_transfer(t):
+    """Section 10: export and import against tar, and the moves."""
+    samples = t["samples"]
+    pairs = transfer.PAIRS + (("export + import", "tar -cf + tar -xf"),)
+    rows = [[ours, spread(samples[ours], 0), theirs, spread(samples[theirs], 0),
+             f"{med(samples[ours]) / med(samples[theirs]):.2f}"] for ours, theirs in pairs]
+    moves = t["move"]
+    return "\n".join([
+        f"== 10. export and import of a tiny container with {t['data_mib']} MiB in its data directory,"
+        " against tar of its two directories (issue 24)",
+        f"   ms, median [min-max] of {t['reps']} rounds, each after `sync`; export | import is"
+        " `export - | import -`, as move streams it",
+        table(["helper", "ms", "tar", "ms", "x"], rows),
+        f"   move of a running tiny container between two hosts on this store ({len(moves)} moves,"
+        f" stop, export, import, start, destroy): {spread([m['ms'] for m in moves], 0)} ms;"
+        f" store paths sent: {', '.join(str(m['sent']) for m in moves)}"])
+
+
 def report_targets(checks):
-    return "\n".join(["== Targets (issues 6, 11, 13, 20 and 21)"]
+    return "\n".join(["== Targets (issues 6, 11, 13, 20, 21 and 24)"]
                      + [f"{'PASS' if ok else 'MISS'}  {text}" for ok, text in checks])
 
 
@@ -377,6 +395,7 @@ def report(res, checks):
         ("sync", lambda: report_sync(res["sync"])),
         ("guard", lambda: report_guard(res["guard"])),
         ("build_network", lambda: report_build_network(res["build_network"])),
+        ("transfer", lambda: report_transfer(res["transfer"])),
     ]
     return "\n\n".join(
         [f"nixcloud-container benchmark ({'quick' if res['quick'] else 'full'} run) - {res['machine']}"]

@@ -1,4 +1,4 @@
-"""The targets of issues 6, 11, 13, 20 and 21, and the check of a run's figures against
+"""The targets of issues 6, 11, 13, 20, 21 and 24, and the check of a run's figures against
 them: one (passed, what it was judged on) per target and case."""
 
 from .measure import build_network, guard, sync
@@ -18,6 +18,7 @@ SYNC_RATIO = 10.0   # sync of N unchanged flake containers: at least 10 x faster
 # the shared range: less than 5 % or 1 ms apart, whichever is more.
 NOISE_SHARE, NOISE_MS = 0.05, 1.0
 BUILD_NETWORK_MS = 10.0  # the build network adds at most 10 ms to a create or an update
+TRANSFER_RATIO = 1.3  # export and import of 1 GiB: within 1.3 x tar of the same directories
 
 
 def runtime_checks(res):
@@ -193,11 +194,29 @@ def build_network_checks(res):
     return checks
 
 
+def transfer_checks(res):
+    """export | import against tar | tar, and export and import through a
+    file against tar -cf and tar -xf, each within TRANSFER_RATIO; and a
+    move to a host that has the closure sends no store path (issue 24)."""
+    t = res["transfer"]
+    checks = []
+    for ours, theirs in (("export | import", "tar | tar"), ("export + import", "tar -cf + tar -xf")):
+        a, b = med(t["samples"][ours]), med(t["samples"][theirs])
+        checks.append((a <= TRANSFER_RATIO * b,
+                       f"{ours} of {t['data_mib']} MiB of data: {a:.0f} ms = {a / b:.2f} x {theirs}"
+                       f" ({b:.0f} ms) (limit {TRANSFER_RATIO})"))
+    sent = [m["sent"] for m in t["move"]]
+    checks.append((bool(sent) and all(n == 0 for n in sent),
+                   f"move to a host that has the closure: store paths sent {', '.join(map(str, sent))}"
+                   f" in {len(sent)} moves (limit 0)"))
+    return checks
+
+
 def check(res):
     """Every target of the sections measured, in the report's order."""
     groups = (("runtime", runtime_checks), ("growth", growth_checks),
               ("nixpkgs", lambda r: [nixpkgs_check(r)]), ("nix_counts", evaluation_checks),
               ("density", lambda r: [density_check(r)]), ("isolation", isolation_checks),
               ("sync", sync_checks), ("guard", guard_checks),
-              ("build_network", build_network_checks))
+              ("build_network", build_network_checks), ("transfer", transfer_checks))
     return [c for key, checks in groups if key in res for c in checks(res)]

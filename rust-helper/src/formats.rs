@@ -199,6 +199,22 @@ impl fmt::Display for PrefixLength {
     }
 }
 
+/// A size as people write it: "512 MiB", "6 GiB", "1.5 GiB".
+pub fn show_size(bytes: u64) -> String {
+    let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, size) in units {
+        if bytes >= size {
+            let value = bytes as f64 / size as f64;
+            return if value.fract() == 0.0 {
+                format!("{value:.0} {unit}")
+            } else {
+                format!("{value:.1} {unit}")
+            };
+        }
+    }
+    format!("{bytes} bytes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +282,12 @@ mod tests {
     fn shown_values_stay_on_one_short_line() {
         assert_eq!(show("a\nb"), "\"a\\nb\"");
         assert!(show(&"x".repeat(500)).len() < 70);
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(show_size(256 << 20), "256 MiB");
+        assert_eq!(show_size(3 << 29), "1.5 GiB");
+        assert_eq!(show_size(512), "512 bytes");
     }
 }

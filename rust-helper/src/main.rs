@@ -19,6 +19,7 @@ mod settings;
 mod spec;
 mod state;
 mod system;
+mod transfer;
 
 use std::process::ExitCode;
 

@@ -95,8 +95,24 @@ impl Profile {
         self.generation(number).map(Some)
     }
 
+    /// The link of generation `number`, as nix-env names it.
+    pub fn generation_link(&self, number: u64) -> PathBuf {
+        self.dir.join(format!("{PROFILE_LINK}-{number}-link"))
+    }
+
+    /// Dates generation `number` `created`: nix-env takes a generation's
+    /// date from its link's modification time.
+    pub fn set_created(&self, number: u64, created: SystemTime) -> Result<()> {
+        let link = self.generation_link(number);
+        let since = created.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let at = rustix::fs::Timespec { tv_sec: since.as_secs() as i64, tv_nsec: 0 };
+        let times = rustix::fs::Timestamps { last_access: at, last_modification: at };
+        rustix::fs::utimensat(rustix::fs::CWD, &link, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .with_context(|| format!("cannot date {}", link.display()))
+    }
+
     pub fn generation(&self, number: u64) -> Result<Generation> {
-        let link = self.dir.join(format!("{PROFILE_LINK}-{number}-link"));
+        let link = self.generation_link(number);
         let created = std::fs::symlink_metadata(&link)
             .map_err(|_| UsageError(format!("generation {number} does not exist")))?
             .modified()?;

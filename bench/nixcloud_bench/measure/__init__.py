@@ -16,6 +16,8 @@ which the inner process makes them as the host grows:
                   TCP throughput, with it and without it
     build_network
                9. create and update with the build network and without it
+    transfer  10. export and import of 1 GiB of data against tar, and a move
+                  to a host that has the closure
 
 bench/run --only picks some of them (SECTIONS); the others are not made.
 """
@@ -37,19 +39,22 @@ from .isolation import measure_isolation
 from .nix import measure_nix
 from .runtime import measure_runtime
 from .sync import measure_sync
+from .transfer import measure_transfer
 
 # The sections --only can pick, in the report's order.
 SECTIONS = ("runtime", "growth", "by_hand", "nix", "density", "isolation", "sync", "guard",
-            "build_network")
+            "build_network", "transfer")
 
 # Sizes of a full run, and of --quick (for working on the bench).
 SIZES = {
     "full": dict(runtime_sizes=[1, 50, 200], growth_sizes=[1, 50, 200, 500], density=500,
                  reps=15, cycles=7, probes=7, isolation_memory=20,
-                 sync=200, sync_rounds=3, sync_running=10, guard_mib=64),
+                 sync=200, sync_rounds=3, sync_running=10, guard_mib=64,
+                 transfer_mib=1024, transfer_reps=5),
     "quick": dict(runtime_sizes=[1, 10, 20], growth_sizes=[1, 10, 20, 40], density=40,
                   reps=7, cycles=3, probes=3, isolation_memory=10,
-                  sync=20, sync_rounds=2, sync_running=3, guard_mib=32),
+                  sync=20, sync_rounds=2, sync_running=3, guard_mib=32,
+                  transfer_mib=256, transfer_reps=2),
 }
 
 
@@ -85,6 +90,8 @@ def measure_all(h, sizes, lib, sections=SECTIONS):
                 res["guard"] = measure_guard(h, sizes["reps"], sizes["guard_mib"])
             if "build_network" in sections:
                 res["build_network"] = measure_build_network(h, sizes["reps"])
+            if "transfer" in sections:
+                res["transfer"] = measure_transfer(h, sizes["transfer_reps"], sizes["transfer_mib"])
         if n in runtime_sizes:
             res.setdefault("runtime", [])
             res["runtime"] += measure_runtime(h, n, target, sizes["reps"], sizes["cycles"])

@@ -13,6 +13,7 @@ use crate::commands::{self, list, SourceOptions, Targets};
 use crate::context::Context;
 use crate::engine::activation::OnFailure;
 use crate::engine::generation::{RootSays, RootSettings};
+use crate::error::usage;
 use crate::settings::{Settings, Verbosity};
 
 /// Runs the command `cli` names.
@@ -93,6 +94,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::ShowIp { name, json } => commands::show::show_ip(ctx, &name, json.json)?,
         Command::Exists { name } => return commands::show::exists(ctx, &name),
         Command::State { name, json } => commands::show::state(ctx, &name, json.json)?,
+        Command::Export { name, file, running } => {
+            let target = commands::export::Target::from_argument(&file);
+            commands::export::export(ctx, &name, target, running)?
+        }
+        Command::Import { file, name, sha256, plan, root_settings, .. } => {
+            let input = commands::import::Input::from_argument(&file);
+            let root = root_says(root_settings);
+            commands::import::import(
+                ctx,
+                commands::import::Request { input, name, root, sha256, plan },
+            )?
+        }
+        Command::Move { name, destination, ssh, remote } => {
+            let request = commands::move_::Request {
+                ssh: command_words("--ssh", &ssh)?,
+                remote: command_words("--remote", &remote)?,
+                name,
+                destination,
+            };
+            commands::move_::move_container(ctx, &request)?
+        }
         Command::RepairState => commands::repair::repair_state(ctx)?,
         Command::RepairNetwork => commands::repair::repair_network(ctx)?,
         Command::RepairNames => commands::repair::repair_names(ctx)?,
@@ -149,6 +171,17 @@ fn root_says(flags: RootSettingsFlags) -> RootSays {
         (None, false) => RootSettings::Keep,
     };
     RootSays { settings, autostart: flags.autostart.map(|choice| choice.decided()) }
+}
+
+/// The words of a command given as `flag` (`move --ssh`), split as a shell
+/// would.
+fn command_words(flag: &str, text: &str) -> Result<Vec<String>> {
+    let words = shell_words::split(text)
+        .map_err(|err| usage(format!("cannot split {flag} {text:?}: {err}")))?;
+    if words.is_empty() {
+        return Err(usage(format!("{flag} names no command")));
+    }
+    Ok(words)
 }
 
 /// How long a live switch waits for the guest's health (None: not at all).

@@ -231,6 +231,26 @@ empties their chain). Its limits are cgroup2 keys that LXC
 applies at start; update changes them in a running container with
 lxc-cgroup where LXC can, and says when they wait for the next start.
 
+BACKUPS AND MOVES
+export writes a container to one file (docs/export-format.md): its
+generations with their numbers, dates and systems, the store paths they
+need, root's choices for it, its writable root and its data directory with
+owners relative to its id range, and a SHA-256 of it all, which it prints.
+import makes it on this host as create would: what its generations ask for
+is checked against this host's permissions, it gets ids and addresses of
+its own here (its allocated and static addresses kept where they are free),
+the store paths this host lacks are added, its generations are built again
+for this host with their numbers, and its files are owned by its range here.
+Another name makes a clone. A NixOS container comes over only under its
+name where its address is free (its system configures both). Nothing is
+made, and no store path added, unless the file is whole: its digest, and
+the one given with --sha256. An export's store paths become this host's:
+import only what you would copy a closure from. Root's LXC settings in an
+export are never applied; --lxc-config gives this host's. move runs ssh
+<destination> nixcloud-container import: the other side says which store
+paths it lacks, only those travel; a running container is stopped, started
+there, and destroyed here once the other side has it.
+
 EXIT STATUS
 : 0
 Success (exists: the container exists).
@@ -262,6 +282,9 @@ EXAMPLES
     nixcloud-container delete-generations example +3
     nixcloud-container stop --all
     nixcloud-container list --format csv --columns name,ipv4 --no-header
+    nixcloud-container export example /backup/example.export
+    nixcloud-container import /backup/example.export example-copy
+    nixcloud-container move example root@host2
 "#;
 
 /// A piece of a section.

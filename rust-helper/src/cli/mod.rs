@@ -183,6 +183,15 @@ fn list_column() -> impl TypedValueParser<Value = list::Column> {
     })
 }
 
+/// A SHA-256 as `export` prints it: 64 hexadecimal digits.
+fn sha256_hex(text: &str) -> Result<String, String> {
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(format!("{} is not a SHA-256 (64 hexadecimal digits)", crate::formats::show(text)))
+    }
+}
+
 /// A path that Nix and JSON can carry: clap refuses one that is not UTF-8.
 fn utf8_path(text: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(text))
@@ -628,6 +637,79 @@ pub enum Command {
         #[command(flatten)]
         nix: NixParams,
     },
+    /// Write a container to one file: its generations, store paths and files.
+    ///
+    /// Write the container to one file (- for standard output): its
+    /// generations (numbers, dates, specs, systems) and every store path
+    /// they need, root's choices for it, its writable root and its data
+    /// directory, with ownership relative to its id range (format:
+    /// docs/export-format.md), ending with a SHA-256 of all of it, which it
+    /// prints. Refused while the container runs, unless --running.
+    Export {
+        #[arg(value_name = "container-name", value_parser = container_name)]
+        name: String,
+        /// The file to write; - for standard output.
+        #[arg(value_name = "file", value_parser = utf8_path)]
+        file: PathBuf,
+        /// Copy a running container's files as they are while it runs (not
+        /// one moment of them) instead of refusing.
+        #[arg(long)]
+        running: bool,
+    },
+    /// Make a container from an export; another name makes a clone.
+    ///
+    /// Make the container of an export (- reads standard input) on this
+    /// host, under the name it had or another (a clone): its name, and
+    /// what its generations ask of the host, checked as create checks a
+    /// container file; its own id range and addresses here (its allocated
+    /// address and static ones kept where they are free); the store paths
+    /// this host lacks added; its generations built again for this host
+    /// with their numbers and dates, the current one current; its files
+    /// owned by its range here. Nothing is made, and no store path added,
+    /// unless the export is whole (its digest, and --sha256). A NixOS
+    /// generation is taken only under its name and address. Root's own LXC
+    /// settings in an export are not applied: --lxc-config gives them here.
+    Import {
+        /// The export; - for standard input.
+        #[arg(value_name = "file", value_parser = utf8_path)]
+        file: PathBuf,
+        /// The container's name here [default: its name in the export].
+        #[arg(value_name = "container-name", value_parser = container_name)]
+        name: Option<String>,
+        /// The SHA-256 that export printed: an export with another is refused.
+        #[arg(long, value_name = "hex", value_parser = sha256_hex)]
+        sha256: Option<String>,
+        /// Read only the export's header, check it against this host, and
+        /// print the store paths this host lacks, one a line (move asks so
+        /// before it sends anything).
+        #[arg(long)]
+        plan: bool,
+        #[command(flatten)]
+        root_settings: RootSettingsFlags,
+        #[command(flatten)]
+        lxc: LxcParams,
+    },
+    /// Move a container to another host over SSH.
+    ///
+    /// Move the container to the host <destination> (as ssh names it,
+    /// root@host2): the helper there (--remote) says which store paths it
+    /// lacks, a running container is stopped cleanly, its export goes to
+    /// `import -` there with just those store paths, and once that says it
+    /// has it, it is started there (if it ran here) and destroyed here.
+    /// Until then it stays here as it was.
+    Move {
+        #[arg(value_name = "container-name", value_parser = container_name)]
+        name: String,
+        /// The other host, as ssh takes it.
+        #[arg(value_name = "destination")]
+        destination: String,
+        /// The ssh command, split as a shell would (e.g. --ssh "ssh -p 2222").
+        #[arg(long, value_name = "command", default_value = "ssh")]
+        ssh: String,
+        /// The helper's command on the other host, split as a shell would.
+        #[arg(long, value_name = "command", default_value = "nixcloud-container")]
+        remote: String,
+    },
     /// Rebuild the state file from what is on disk.
     ///
     /// Rebuild the state file from the containers' generations and LXC
@@ -689,7 +771,8 @@ impl Command {
             | Command::Run { lxc, .. }
             | Command::Stop { lxc, .. }
             | Command::Terminate { lxc, .. }
-            | Command::List { lxc, .. } => (None, Some(lxc)),
+            | Command::List { lxc, .. }
+            | Command::Import { lxc, .. } => (None, Some(lxc)),
             Command::ListGenerations { .. }
             | Command::DeleteGenerations { .. }
             | Command::ShowIp { .. }
@@ -697,6 +780,8 @@ impl Command {
             | Command::Logs { .. }
             | Command::Exists { .. }
             | Command::State { .. }
+            | Command::Export { .. }
+            | Command::Move { .. }
             | Command::RepairState
             | Command::RepairNetwork
             | Command::RepairNames

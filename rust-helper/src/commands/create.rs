@@ -4,21 +4,20 @@
 //! it is doing (the phase) before it touches anything, so that the next
 //! command can tell a crash from work in progress (engine/recovery.rs).
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::Result;
 
 use super::SourceOptions;
 use crate::capabilities;
-use crate::capabilities::network::addresses as network;
 use crate::context::Context;
 use crate::engine::generation::{
     build_current, fixed_state_version, reserve, BuildInputs, RootSays, RootSettings,
 };
-use crate::engine::lxc_settings;
+use crate::engine::new_container::{self, ensure_name_is_free};
 use crate::engine::opening::{self, Opened};
 use crate::engine::recovery::teardown;
 use crate::error::usage;
 use crate::spec::{Params, Source};
-use crate::state::{ContainerLock, ContainerRecord, LockedState, Phase};
+use crate::state::{ContainerLock, ContainerRecord, Phase};
 
 /// `create`: container `name` from what `options` name, with what root says.
 pub fn run(ctx: &Context, name: &str, options: SourceOptions, root: RootSays) -> Result<()> {
@@ -120,78 +119,10 @@ fn build_and_register(
     params: &Params,
     inputs: &BuildInputs,
 ) -> Result<()> {
-    ctx.check_reachable(name, params.idmap)?;
-    crate::system::host_dirs::root_dir(&ctx.settings.lxc_path)?;
-    let profile = ctx.profile(name);
-    crate::system::host_dirs::root_dir(profile.dir())?;
+    new_container::prepare_directories(ctx, name, params.idmap)?;
     build_current(ctx, name, params, inputs)?;
-
-    let lxc = ctx.lxc();
-    let dir = lxc.container_dir(name);
-    let host_id = params.idmap.host_id;
-    std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    lxc.secure(name, host_id)?;
-    std::fs::create_dir(lxc.rootfs(name))
-        .with_context(|| format!("cannot create {}", lxc.rootfs(name).display()))?;
-    // lxc-create copies it to <dir>/config; a crash leaves it where the
-    // teardown of the half-made container removes it.
-    let given = dir.join(crate::layout::GIVEN_LXC_CONFIG);
+    new_container::make_container_directory(ctx, name, params.idmap.host_id)?;
     let root_settings = inputs.root_settings.as_ref().map(|(_, text)| text.as_str());
-    let config = lxc_settings::own_config(ctx, name, &inputs.spec, root_settings)?;
-    std::fs::write(&given, &config).context("cannot write the container's LXC config")?;
-    lxc.create(name, &given, &ctx.lxc_args)?;
-    // LXC gave the directory to the container's root: back to the gate.
-    lxc.secure(name, host_id)?;
-    std::fs::remove_file(&given).context("cannot remove the given LXC config")?;
-    lxc.keep_config(name, &config)?;
-    capabilities::ALL.iter().try_for_each(|capability| capability.add(ctx, name))
-}
-
-/// Refuses a name that is taken: by a container of ours (also in another
-/// case: names are host names), or by anything else in LXC's directory or
-/// the profiles directory. The advice never risks a container's data.
-pub(super) fn ensure_name_is_free(ctx: &Context, locked: &LockedState, name: &str) -> Result<()> {
-    if let Some(taken) = locked.state.containers.keys().find(|k| k.eq_ignore_ascii_case(name)) {
-        if taken == name {
-            bail!(
-                "container '{name}' already exists (change it with `nixcloud-container update {name}`)"
-            );
-        }
-        bail!("container '{taken}' already exists, and names are host names, the same in any case");
-    }
-    // The host's ends of its veths are named after it (network::port_name).
-    let port = network::port_name(name, network::Port::Hostonly);
-    let same_ports = locked
-        .state
-        .containers
-        .keys()
-        .find(|other| network::port_name(other, network::Port::Hostonly) == port);
-    if let Some(other) = same_ports {
-        bail!("container '{other}' has the interface names ({port}) that '{name}' would get: choose another name");
-    }
-    let lost = "the state does not know it: run `nixcloud-container repair-state` to recover it";
-    let lxc = ctx.lxc();
-    let dir = lxc.container_dir(name);
-    if lxc.is_ours(name) {
-        bail!("{} is a container of nixcloud-container, but {lost}", dir.display());
-    }
-    if dir.exists() {
-        bail!(
-            "{} exists and is not a container of nixcloud-container: choose another name",
-            dir.display()
-        );
-    }
-    let profile = ctx.profile(name);
-    if profile.dir().exists() {
-        bail!("profile directory {} exists, but {lost}", profile.dir().display());
-    }
-    let data = ctx.settings.data_dir(name);
-    if data.exists() {
-        bail!(
-            "{} holds the data of an earlier container named '{name}' (destroy --keep-data): \
-             move it away or remove it first",
-            data.display()
-        );
-    }
-    Ok(())
+    new_container::register(ctx, name, params.idmap.host_id, &inputs.spec, root_settings)?;
+    new_container::add(ctx, name)
 }

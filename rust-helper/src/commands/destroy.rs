@@ -9,7 +9,19 @@ use crate::engine::recovery::teardown;
 use crate::state::Phase;
 
 pub fn destroy(ctx: &Context, name: &str, force: bool, keep_data: bool) -> Result<()> {
-    let Opened { lock, mut locked, repaired } = opening::open(ctx, name)?;
+    destroy_opened(ctx, name, opening::open(ctx, name)?, force, keep_data)
+}
+
+/// `destroy`, with the container's lock and the state taken (`opened`):
+/// move destroys what it moved so.
+pub(super) fn destroy_opened(
+    ctx: &Context,
+    name: &str,
+    opened: Opened,
+    force: bool,
+    keep_data: bool,
+) -> Result<()> {
+    let Opened { lock, mut locked, repaired } = opened;
     if !locked.state.containers.contains_key(name) {
         lock.remove();
         if repaired == Some(Phase::Destroying) {

@@ -6,8 +6,11 @@
 pub mod attach;
 pub mod create;
 pub mod destroy;
+pub mod export;
 pub mod generations;
+pub mod import;
 pub mod list;
+pub mod move_;
 pub mod repair;
 pub mod show;
 pub mod start;

@@ -45,7 +45,7 @@ pub fn in_foreground(ctx: &Context) -> bool {
 
 /// Starts container `name`, and with `wait` waits at most that long for its
 /// guest to boot.
-fn start(ctx: &Context, name: &str, wait: Option<Duration>) -> Result<ExitCode> {
+pub(super) fn start(ctx: &Context, name: &str, wait: Option<Duration>) -> Result<ExitCode> {
     let started = start_unwaited(ctx, name)?;
     if let (Some(limit), true) = (wait, started == ExitCode::SUCCESS) {
         let current =

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use super::create::{create_locked, ensure_name_is_free};
+use super::create::create_locked;
 use super::{all_containers, for_each, source_of, SourceOptions};
 use crate::capabilities;
 use crate::context::Context;
@@ -17,6 +17,7 @@ use crate::engine::activation::{activate_current, OnFailure};
 use crate::engine::generation::{
     build_current, fixed_state_version, reserve, BuildInputs, RootSays,
 };
+use crate::engine::new_container::ensure_name_is_free;
 use crate::engine::opening::{self, Opened};
 use crate::engine::recovery::refresh_claims;
 use crate::error::usage;

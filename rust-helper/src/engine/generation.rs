@@ -32,6 +32,19 @@ impl RootSettings {
             RootSettings::Drop => None,
         }
     }
+
+    /// The file that holds them, given the one the container had, and
+    /// what it says.
+    pub fn read(&self, had: Option<&PathBuf>) -> Result<Option<(PathBuf, String)>> {
+        self.file(had)
+            .map(|file| {
+                let text = std::fs::read_to_string(&file).with_context(|| {
+                    format!("cannot read the LXC settings {} (--lxc-config)", file.display())
+                })?;
+                Ok((file, text))
+            })
+            .transpose()
+    }
 }
 
 /// What root decides for a container besides its file (create, update):
@@ -78,19 +91,26 @@ impl BuildInputs {
     ) -> Result<BuildInputs> {
         let state_version = had.and_then(|entry| entry.state_version.clone());
         let autostart = root.autostart.unwrap_or_else(|| had.and_then(|entry| entry.autostart));
-        let root_settings = root
-            .settings
-            .file(had.and_then(|entry| entry.root_settings.as_ref()))
-            .map(|file| {
-                let text = std::fs::read_to_string(&file).with_context(|| {
-                    format!("cannot read the LXC settings {} (--lxc-config)", file.display())
-                })?;
-                anyhow::Ok((file, text))
-            })
-            .transpose()?;
+        let root_settings =
+            root.settings.read(had.and_then(|entry| entry.root_settings.as_ref()))?;
         let nix = ctx.nix();
         let busybox = nix.busybox_in_store(&ctx.settings.busybox()?)?;
         let spec = nix.eval_spec(source, &busybox)?;
+        BuildInputs::checked(ctx, source, spec, busybox, state_version, root_settings, autostart)
+    }
+
+    /// For `spec`, once this host allows what it asks for: create and
+    /// update check a container file's spec so, import an export's (the
+    /// one permission step, capabilities::permit, for both).
+    pub fn checked(
+        ctx: &Context,
+        source: &Source,
+        spec: Spec,
+        busybox: PathBuf,
+        state_version: Option<NixosRelease>,
+        root_settings: Option<(PathBuf, String)>,
+        autostart: Option<bool>,
+    ) -> Result<BuildInputs> {
         // What it asks of the host, before anything is reserved or built.
         capabilities::permit(&spec, &ctx.settings.host).with_context(|| source.to_string())?;
         Ok(BuildInputs { busybox, spec, state_version, root_settings, autostart })

@@ -28,6 +28,7 @@
 
 use std::time::Duration;
 
+use crate::formats::show_size;
 use crate::settings::Builds;
 use crate::system::process::{Finished, Tool};
 
@@ -154,22 +155,6 @@ fn host_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// A size as people write it: "512 MiB", "6 GiB", "1.5 GiB".
-fn show_size(bytes: u64) -> String {
-    let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-    for (unit, size) in units {
-        if bytes >= size {
-            let value = bytes as f64 / size as f64;
-            return if value.fract() == 0.0 {
-                format!("{value:.0} {unit}")
-            } else {
-                format!("{value:.1} {unit}")
-            };
-        }
-    }
-    format!("{bytes} bytes")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,12 +211,5 @@ mod tests {
         assert!(why.unwrap().contains("2 at once, not 8"));
         assert_eq!(quarter.parallel(1), (1, None));
         assert_eq!(limits(total).parallel(4).0, 1, "at least one");
-    }
-
-    #[test]
-    fn sizes_read_as_people_write_them() {
-        assert_eq!(show_size(256 << 20), "256 MiB");
-        assert_eq!(show_size(3 << 29), "1.5 GiB");
-        assert_eq!(show_size(512), "512 bytes");
     }
 }

@@ -26,6 +26,7 @@ pub mod build_network;
 pub mod flake_inputs;
 pub mod log;
 pub mod source_reads;
+pub mod store_paths;
 
 use std::path::{Path, PathBuf};
 
@@ -328,25 +329,55 @@ impl Nix<'_> {
 
     /// Builds the generation for `params`, without making it current.
     pub fn build_generation(&self, spec: &Spec, params: &Params, busybox: &Path) -> Result<Built> {
+        self.build(&params.source, spec, params, busybox, &[])
+    }
+
+    /// Builds a generation for `params` around `system`, a system built
+    /// before (an imported generation's), with `spec`, the spec recorded
+    /// with it, which lib/spec.nix's fromSpec checks again; nothing else is
+    /// evaluated.
+    pub fn build_around_system(
+        &self,
+        spec: &Spec,
+        params: &Params,
+        system: &Path,
+        busybox: &Path,
+    ) -> Result<Built> {
+        let spec_json = serde_json::to_string(spec).expect("a spec serializes");
+        let recorded = ["--argstr".to_string(), "spec".to_string(), spec_json];
+        self.build(&Source::System(system.to_path_buf()), spec, params, busybox, &recorded)
+    }
+
+    /// Builds the generation for `params` from `source`, with `extra`
+    /// arguments for lib/cli.nix.
+    fn build(
+        &self,
+        source: &Source,
+        spec: &Spec,
+        params: &Params,
+        busybox: &Path,
+        extra: &[String],
+    ) -> Result<Built> {
         let scratch = Scratch::new(&self.settings.state_dir)?;
         let builds = self.settings.state_dir.join(crate::layout::BUILDS);
         crate::system::host_dirs::root_dir(&builds)?;
         let out_link = builds.join(&params.name);
         let finished = self
-            .evaluating("nix-build", Step::Build, &params.source, busybox, &scratch)?
-            .args(self.nixpkgs_args(spec, &params.source)?)
+            .evaluating("nix-build", Step::Build, source, busybox, &scratch)?
+            .args(self.nixpkgs_args(spec, source)?)
+            .args(extra)
             .args(["--argstr", "params"])
             .arg(serde_json::to_string(params).expect("params serialize"))
             .args(["--argstr", "busybox"])
             .arg(busybox)
             .args(["-A", "generation", "--out-link"])
             .arg(&out_link);
-        let finished = self.run_evaluation(&params.source, finished)?;
-        self.check_confined(&finished, Step::Build, || format!("cannot build {}", params.source))
+        let finished = self.run_evaluation(source, finished)?;
+        self.check_confined(&finished, Step::Build, || format!("cannot build {source}"))
             .map_err(|err| self.blame_missing_internet(err))?;
         let path = finished.stdout.lines().last().unwrap_or("").trim();
         if !path.starts_with('/') {
-            bail!("nix-build printed no store path for {}", params.source);
+            bail!("nix-build printed no store path for {source}");
         }
         Ok(Built { path: PathBuf::from(path), out_link })
     }

@@ -19,3 +19,4 @@ mod reliability;
 mod runtime;
 mod security;
 mod sync;
+mod transfer;

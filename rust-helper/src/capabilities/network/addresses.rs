@@ -318,6 +318,23 @@ pub fn first_free(host: &HostConfig, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4A
         .find(|candidate| *candidate != host.hostonly.address && !taken.contains(candidate))
 }
 
+/// Makes `ip` container `name`'s allocated hostonly address (its entry
+/// must exist) where the hostonly subnet could give it out and no other
+/// container holds it: an imported container keeps the address it had.
+/// Returns whether it did.
+pub fn keep_allocated(state: &mut State, host: &HostConfig, name: &str, ip: Ipv4Addr) -> bool {
+    let subnet = hostonly_subnet(host);
+    let allocatable = subnet.contains(&ip)
+        && ip != subnet.network()
+        && ip != subnet.broadcast()
+        && ip != host.hostonly.address
+        && !taken_on(state, &host.hostonly.bridge).contains(&ip);
+    if allocatable {
+        state.containers.get_mut(name).expect("the entry exists").automatic_ip = Some(ip);
+    }
+    allocatable
+}
+
 /// Which container other than `except` holds `ip` on `bridge`.
 fn holder<'a>(
     state: &'a State,
