@@ -294,16 +294,21 @@ in
         autostart = given.autostart or null;
         nixDaemon = given.nixDaemon or null;
         wholeStore = given.wholeStore or null;
+        ephemeral = given.ephemeral or null;
         network = given.network or { };
-        limits = {
-          memory = { max = limit "memoryMax"; high = limit "memoryHigh"; };
-          cpu = {
-            weight = limit "cpuWeight";
-            max = if limit "cpuMax" == null then null else limit "cpuMax" * 1.0 / cpuPeriod;
-          };
-          pids.max = limit "pidsMax";
-          io.weight = limit "ioWeight";
-        };
+        # Each limit of the table back where a container file sets it: the
+        # spec's number is a container file's value of its unit, but for
+        # CPUs (a quota per period in the spec).
+        limits = builtins.foldl'
+          (groups: l: groups // {
+            ${l.group} = (groups.${l.group} or { }) // {
+              ${l.key} =
+                if l.unit == "cpus" && limit l.name != null then limit l.name * 1.0 / units.cpus.period
+                else limit l.name;
+            };
+          })
+          { }
+          limitsTable.limits;
         bindMounts = builtins.listToAttrs (map
           (bind: { name = bind.mountPoint or ""; value = removeAttrs bind [ "mountPoint" ]; })
           (given.bindMounts or [ ]));
