@@ -307,8 +307,9 @@ fn fill(
     let group = Some(rustix::fs::Gid::from_raw(ids.host_id));
     rustix::fs::chown(&rootfs, owner, group)
         .with_context(|| format!("cannot give {} to the container", rootfs.display()))?;
-    // Its data directory among what its capabilities keep for it.
-    new_container::add(ctx, name)?;
+    // Its data directory now, for the export's data; what else the
+    // capabilities keep for a new container once it has its generations.
+    crate::capabilities::bind_mounts::make_data_dir(&ctx.settings, name)?;
 
     // The store paths this host lacks wait beside until the digest is
     // checked; those it has are read past (and hashed).
@@ -376,7 +377,8 @@ fn fill(
             + std::time::Duration::from_secs(generation.created.max(0) as u64);
         profile.set_created(generation.number, created)?;
     }
-    ctx.plain_nix().switch_generation(&profile, header.current)
+    ctx.plain_nix().switch_generation(&profile, header.current)?;
+    new_container::add(ctx, name)
 }
 
 /// Copies all of `input` to `out`, a frame at a time.

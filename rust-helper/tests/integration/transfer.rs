@@ -107,6 +107,9 @@ fn an_export_gives_back_the_generations_and_files_after_a_destroy() {
     host.ok(&["destroy", "early"]);
     let imported = host.ok(&["import", path_str(&file), "--sha256", &digest]);
     assert!(imported.contains("generations 1, 2, 3 (current 2)"), "{imported}");
+    // Its name follows it, as a created container's does (names.rs).
+    let named = std::fs::read_to_string(host.state_dir().join("hosts/web")).unwrap_or_default();
+    assert_eq!(named, "10.101.0.3 web.containers\n");
 
     // The same generations: numbers, dates, addresses (10.101.0.3 kept,
     // though .2 is free), systems, the current one.

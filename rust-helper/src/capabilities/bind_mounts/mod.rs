@@ -152,7 +152,7 @@ fn bind_mount(settings: &Settings, name: &str, bind: &BindMount) -> Result<HostM
 /// never passes through the gate, and no host user reaches what the
 /// container leaves in them. A data directory made before the gate (its
 /// root's) becomes one, with its files as they are.
-fn make_data_dir(settings: &Settings, name: &str) -> Result<()> {
+pub fn make_data_dir(settings: &Settings, name: &str) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = settings.data_dir(name);
     crate::system::host_dirs::root_dir(
