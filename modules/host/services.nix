@@ -33,8 +33,10 @@ mkMerge [
         Type = "oneshot";
         RemainAfterExit = true;
         ExecStart = lib.concatStringsSep " " ([
+          # The list moves with each configuration (a store path): the
+          # instances are one source by name, the one --prune speaks for.
           "${cfg.package}/bin/nixcloud-container" "sync" "--file" "${instancesFile}"
-          "--keep-going" "--jobs" (toString cfg.sync.jobs)
+          "--source" "nixos-module" "--keep-going" "--jobs" (toString cfg.sync.jobs)
         ] ++ optional cfg.sync.prune "--prune"
           ++ lib.optionals (cfg.sync.nixParams != null) [ "-n" (lib.escapeShellArg cfg.sync.nixParams) ]);
       };

@@ -97,6 +97,13 @@ pub struct ContainerRecord {
     /// whose list names it with the same gets neither evaluated nor built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced: Option<Synced>,
+    /// The source of `sync` that created it, or that took it over
+    /// (`sync --adopt`): a list file, a flake, or a source named with
+    /// `--source` (commands/sync/list.rs `SyncSource`). Only that source's
+    /// `--prune` destroys it; None (made by hand, or by a sync before
+    /// sources were recorded) is never pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_source: Option<String>,
     /// Whether it starts with the host, where root decided that rather than
     /// the container file (--autostart yes/no).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +170,7 @@ impl ContainerRecord {
             root_settings_digests: BTreeSet::new(),
             autostart: None,
             synced: None,
+            sync_source: None,
             keep_data: false,
         }
     }
@@ -329,6 +337,24 @@ impl Store {
             None
         };
         Ok((LockedState { _lock: lock, file, state: State::default() }, kept))
+    }
+
+    /// Takes the lock that lets one `sync` run at a time, waiting (and
+    /// saying so) while another holds it: a second sync of a list plans
+    /// from what the first made, rather than creating what the first is
+    /// creating.
+    pub fn lock_sync(&self) -> Result<File> {
+        crate::system::host_dirs::root_dir(&self.dir)?;
+        let lock = open_lock(&self.dir.join(layout::SYNC_LOCK))?;
+        match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(lock),
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                eprintln!("sync: waiting for another sync to finish...")
+            }
+            Err(err) => return Err(err).context("cannot lock sync"),
+        }
+        flock(&lock, FlockOperation::LockExclusive).context("cannot lock sync")?;
+        Ok(lock)
     }
 
     /// Takes the lock that lets one live activation run at a time (sync

@@ -421,7 +421,7 @@ in
         db = { flake = "github:example/containers#db"; };
       })
       (hasInfix "the unit syncs the list, each failing alone"
-        "nixcloud-container sync --file /nix/store/00000000000000000000000000000000-nixcloud-container-instances.json --keep-going --jobs 4 --prune"
+        "nixcloud-container sync --file /nix/store/00000000000000000000000000000000-nixcloud-container-instances.json --source nixos-module --keep-going --jobs 4 --prune"
         unit.serviceConfig.ExecStart)
       (eq "it runs at boot, after autostart" { inherit (unit) wantedBy after; }
         { wantedBy = [ "multi-user.target" ]; after = [ "network.target" "nixcloud-container-autostart.service" ]; })

@@ -95,7 +95,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::State { name, json } => commands::show::state(ctx, &name, json.json)?,
         Command::RepairState => commands::repair::repair_state(ctx)?,
         Command::RepairNetwork => commands::repair::repair_network(ctx)?,
-        Command::Sync { file, flake, prune, jobs, keep_going, dry_run, json, activation, nix } => {
+        Command::Sync {
+            file,
+            flake,
+            prune,
+            source,
+            adopt,
+            jobs,
+            keep_going,
+            dry_run,
+            json,
+            activation,
+            nix,
+        } => {
             let mut activation_args =
                 vec![format!("--health-timeout={}", activation.health_timeout)];
             if activation.no_rollback {
@@ -110,6 +122,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 file,
                 flake,
                 prune,
+                source,
+                adopt,
                 jobs,
                 keep_going,
                 dry_run,

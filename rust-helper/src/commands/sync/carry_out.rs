@@ -19,6 +19,7 @@ pub(super) fn carry_out(
     request: &Request,
     name: &str,
     action: Action,
+    adopt: bool,
     entry: Option<&Listed>,
     fingerprint: Option<&String>,
     flakes: &Flakes,
@@ -61,15 +62,17 @@ pub(super) fn carry_out(
         }
     };
     let run = |args: &[String]| run_with(args, None);
-    match action {
-        Action::Unchanged => return Ok(Action::Unchanged),
-        Action::Remove => {
-            run(&["destroy".into(), name.into(), "--force".into()])?;
-            return Ok(Action::Remove);
-        }
-        Action::Create | Action::Update => {}
+    if action == Action::Remove {
+        run(&["destroy".into(), name.into(), "--force".into()])?;
+        return Ok(Action::Remove);
     }
-    let entry = entry.expect("listed containers are created or updated");
+    let entry = entry.expect("listed containers are created, updated or left alone");
+    // What this source created, or takes over, is its own to prune.
+    let owner = (action == Action::Create || adopt).then_some(entry.source.as_str());
+    if action == Action::Unchanged {
+        record_synced(ctx, name, None, owner)?;
+        return Ok(Action::Unchanged);
+    }
     let before = ctx.profile(name).current_number().ok().flatten();
     let mut args = vec![
         if action == Action::Create { "create" } else { "update" }.to_string(),
@@ -110,7 +113,7 @@ pub(super) fn carry_out(
         }
         None => Synced { fingerprint: fingerprint.cloned(), source_hash: None, reads: None },
     };
-    record_synced(ctx, name, synced)?;
+    record_synced(ctx, name, Some(synced), owner)?;
     if action == Action::Create {
         let record = ctx.existing(name)?;
         let starts = ctx
@@ -128,11 +131,25 @@ pub(super) fn carry_out(
     Ok(if after == before { Action::Unchanged } else { Action::Update })
 }
 
-/// Records that sync made or updated container `name`, and from what.
-fn record_synced(ctx: &Context, name: &str, synced: Synced) -> Result<()> {
+/// Records that sync made or updated container `name`, and from what
+/// (`synced`), and the source that owns it from now on (`owner`).
+fn record_synced(
+    ctx: &Context,
+    name: &str,
+    synced: Option<Synced>,
+    owner: Option<&str>,
+) -> Result<()> {
+    if synced.is_none() && owner.is_none() {
+        return Ok(());
+    }
     let mut locked = ctx.store.lock()?;
     if let Some(entry) = locked.state.containers.get_mut(name) {
-        entry.synced = Some(synced);
+        if let Some(synced) = synced {
+            entry.synced = Some(synced);
+        }
+        if let Some(owner) = owner {
+            entry.sync_source = Some(owner.to_string());
+        }
         locked.save()?;
     }
     Ok(())
