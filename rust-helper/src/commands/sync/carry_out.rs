@@ -7,23 +7,23 @@ use anyhow::{bail, Context as _, Result};
 
 use super::flakes::{flake_reference, synced_from_flake, Flakes};
 use super::list::Listed;
-use super::{Action, Request};
+use super::{Action, Request, Step};
 use crate::context::Context;
 use crate::nix::source_reads;
 use crate::state::Synced;
 
-/// Does `action` for container `name` through a helper process of its own,
+/// Does the `step` for its container through a helper process of its own,
 /// and records what sync did.
 pub(super) fn carry_out(
     ctx: &Context,
     request: &Request,
-    name: &str,
-    action: Action,
-    adopt: bool,
+    step: &Step,
     entry: Option<&Listed>,
     fingerprint: Option<&String>,
     flakes: &Flakes,
 ) -> Result<Action> {
+    let Step { name, action, adopt } = step;
+    let (name, action, adopt) = (name.as_str(), *action, *adopt);
     let helper = std::env::current_exe().context("cannot find this helper's program")?;
     // The flake as this sync fetched it, for the helper to build from
     // (flake_inputs.rs).

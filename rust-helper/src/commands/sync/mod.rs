@@ -19,7 +19,7 @@ mod carry_out;
 mod flakes;
 mod list;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -78,19 +78,19 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
     let fingerprints = fingerprints(ctx, &list.listed, &busybox);
     // A second sync plans from what the first made.
     let _one_sync = if request.dry_run { None } else { Some(ctx.store.lock_sync()?) };
-    let Plan { steps, adopting } = plan(ctx, &request, &list, &fingerprints, &flakes)?;
+    let steps = plan(ctx, &request, &list, &fingerprints, &flakes)?;
     if request.dry_run {
         for (name, why) in &list.refused {
             println!("{name}: would fail: {why}");
         }
-        for (name, action) in &steps {
+        for Step { name, action, adopt } in &steps {
             let said = match action {
                 Action::Create => "create",
                 Action::Update => "evaluate, and update if it changed",
                 Action::Unchanged => "leave alone (what it reads of its flake is as it was)",
                 Action::Remove => "destroy (no longer listed)",
             };
-            let adopt = if adopting.contains(name) { ", and take it over" } else { "" };
+            let adopt = if *adopt { ", and take it over" } else { "" };
             println!("{name}: would {said}{adopt}");
         }
         return Ok(ExitCode::SUCCESS);
@@ -121,24 +121,22 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
                 if stop.load(std::sync::atomic::Ordering::SeqCst) {
                     break;
                 }
-                let Some((name, action)) = queue.lock().expect("the queue").pop_front() else {
+                let Some(step) = queue.lock().expect("the queue").pop_front() else {
                     break;
                 };
-                let adopt = adopting.contains(&name);
                 let outcome = carry_out::carry_out(
                     ctx,
                     &request,
-                    &name,
-                    action,
-                    adopt,
-                    list.listed.get(&name),
-                    fingerprints.get(&name),
+                    &step,
+                    list.listed.get(&step.name),
+                    fingerprints.get(&step.name),
                     &flakes,
                 );
                 let mut summary = summary.lock().expect("the summary");
+                let name = step.name;
                 match outcome {
                     Ok(done) => {
-                        if adopt {
+                        if step.adopt {
                             summary.adopted.push(name.clone());
                         }
                         match done {
@@ -164,11 +162,12 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
     report(summary, skipped, request.json)
 }
 
-/// What to do with each container, and which of them this source takes
-/// over (--adopt).
-struct Plan {
-    steps: Vec<(String, Action)>,
-    adopting: BTreeSet<String>,
+/// What to do with one container, and whether this source takes it over
+/// (--adopt).
+struct Step {
+    name: String,
+    action: Action,
+    adopt: bool,
 }
 
 /// What to do with each container: those of the list, and with --prune
@@ -179,17 +178,17 @@ fn plan(
     list: &List,
     fingerprints: &BTreeMap<String, String>,
     flakes: &Flakes,
-) -> Result<Plan> {
+) -> Result<Vec<Step>> {
     let state = ctx.store.read()?;
-    let mut steps: Vec<(String, Action)> = Vec::new();
-    let mut adopting = BTreeSet::new();
+    let mut steps = Vec::new();
     for (name, entry) in &list.listed {
+        let mut adopt = false;
         let action = match state.containers.get(name).filter(|record| record.exists()) {
             None => Action::Create,
             Some(record) => {
                 if record.sync_source.as_ref() != Some(&entry.source) {
                     if request.adopt {
-                        adopting.insert(name.clone());
+                        adopt = true;
                     } else {
                         let made_by = record.sync_source.as_deref().unwrap_or("hand");
                         eprintln!(
@@ -216,18 +215,18 @@ fn plan(
                 }
             }
         };
-        steps.push((name.clone(), action));
+        steps.push(Step { name: name.clone(), action, adopt });
     }
     if request.prune {
         for (name, record) in &state.containers {
             let ours = record.sync_source.as_ref().is_some_and(|made| list.sources.contains(made));
             let listed = list.listed.contains_key(name) || list.refused.contains_key(name);
             if ours && !listed {
-                steps.push((name.clone(), Action::Remove));
+                steps.push(Step { name: name.clone(), action: Action::Remove, adopt: false });
             }
         }
     }
-    Ok(Plan { steps, adopting })
+    Ok(steps)
 }
 
 /// Says what became of each container (`skipped`: not tried), and fails
