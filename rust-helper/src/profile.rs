@@ -106,6 +106,32 @@ impl Profile {
             .unwrap_or_default()
     }
 
+    /// The links a killed nix-env leaves in the profile's directory, each
+    /// by its full path. Nix makes a link under a temporary name and renames
+    /// it into place: a generation link as `profile-N-link.tmp-<pid>-<random>`
+    /// (addPermRoot's makeSymlink), the profile's switch as `.<n>_profile`
+    /// (replaceSymlink). Left behind, each keeps its generation from the
+    /// garbage collector, and the first is taken by nix-env for generation N
+    /// too (its parseName reads up to "-link"), so that deleting N unlinks
+    /// "N" twice and fails.
+    pub fn interrupted_links(&self) -> Vec<PathBuf> {
+        let temporary = |name: &str| {
+            let generation_tmp =
+                name.split_once(".tmp-").is_some_and(|(link, _)| generation_number(link).is_some());
+            let switch_tmp = name
+                .strip_prefix('.')
+                .and_then(|rest| rest.split_once('_'))
+                .is_some_and(|(n, link)| {
+                    !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && link == PROFILE_LINK
+                });
+            generation_tmp || switch_tmp
+        };
+        self.links()
+            .into_iter()
+            .filter(|link| link.file_name().and_then(|n| n.to_str()).is_some_and(temporary))
+            .collect()
+    }
+
     /// Removes the profile and all its generations (their GC roots with them).
     pub fn remove(&self) -> Result<()> {
         match std::fs::remove_dir_all(&self.dir) {
