@@ -196,7 +196,8 @@ in
       allowNixDaemon = false;
       nixDaemonSocketDir = "/nix/var/nix/daemon-socket";
       allowWholeStore = false;
-      limits = { memoryMax = 2147483648; cpuMax = 150000; pidsMax = 4096; };
+      # The options' own shapes: the helper reads them (settings.rs).
+      limits = { memory.max = "2G"; cpu.max = 1.5; pids.max = 4096; };
       appArmor = false;
       dataDir = null;
       allowedHostPaths = { };
@@ -209,7 +210,7 @@ in
       builds = {
         allowInternet = true;
         network = { address = "10.70.0.0"; prefixLength = 24; };
-        memory = 3221225472;
+        memory = "3G";
         evaluationTimeout = 60;
         buildTimeout = 600;
       };

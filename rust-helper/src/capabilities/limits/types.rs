@@ -31,6 +31,143 @@ pub struct Limits {
     pub io_weight: Option<Weight>,
 }
 
+/// The limits as a person writes them: the host module's options
+/// (`nixcloud.containers.limits`) and so the host file's `limits`, which is
+/// also a container file's `limits` before lib/spec.nix normalizes it:
+/// grouped by controller, sizes in bytes or with a unit, CPUs as a number
+/// of CPUs; each checked as lib/spec.nix's limitTypes check it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenLimits {
+    #[serde(default)]
+    memory: WrittenMemory,
+    #[serde(default)]
+    cpu: WrittenCpu,
+    #[serde(default)]
+    pids: WrittenCount,
+    #[serde(default)]
+    io: WrittenWeight,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenMemory {
+    #[serde(default)]
+    max: Option<Size>,
+    #[serde(default)]
+    high: Option<Size>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenCpu {
+    #[serde(default)]
+    weight: Option<Weight>,
+    #[serde(default)]
+    max: Option<Cpus>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenCount {
+    #[serde(default)]
+    max: Option<Positive>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenWeight {
+    #[serde(default)]
+    weight: Option<Weight>,
+}
+
+/// Reads limits as the host file writes them (`WrittenLimits`), for
+/// `#[serde(deserialize_with)]`.
+pub fn deserialize_written<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Limits, D::Error> {
+    let written = WrittenLimits::deserialize(deserializer)?;
+    Ok(Limits {
+        memory_max: written.memory.max.map(|size| size.0),
+        memory_high: written.memory.high.map(|size| size.0),
+        cpu_weight: written.cpu.weight,
+        cpu_max: written.cpu.max.map(|cpus| cpus.0),
+        pids_max: written.pids.max,
+        io_weight: written.io.weight,
+    })
+}
+
+/// A size as lib/spec.nix takes one: a positive number of bytes, or a
+/// string of 1 to 7 digits and K, M, G or T (powers of 1024), as "512M".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub Positive);
+
+impl Size {
+    pub fn bytes(self) -> u64 {
+        self.0 .0
+    }
+
+    fn parse(text: &str) -> Option<Size> {
+        let unit = match text.chars().last()? {
+            'K' => 1 << 10,
+            'M' => 1 << 20,
+            'G' => 1 << 30,
+            'T' => 1 << 40,
+            _ => return None,
+        };
+        let digits = &text[..text.len() - 1];
+        let number_like = (1..=7).contains(&digits.len())
+            && !digits.starts_with('0')
+            && digits.bytes().all(|b| b.is_ascii_digit());
+        let number: u64 = digits.parse().ok().filter(|_| number_like)?;
+        Some(Size(Positive(number * unit)))
+    }
+}
+
+const SIZE_EXPECTED: &str =
+    "a size: a positive number of bytes, or a string like \"512M\" or \"2G\" (K, M, G, T: powers of 1024)";
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Size, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Size;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(SIZE_EXPECTED)
+            }
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Size, E> {
+                Positive::try_from(value).map(Size).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Size, E> {
+                Err(E::custom(format!("{value} is not {SIZE_EXPECTED}")))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Size, E> {
+                Size::parse(text)
+                    .ok_or_else(|| E::custom(format!("{text:?} is not {SIZE_EXPECTED}")))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A number of CPUs, from 0.01 to 10000, as the quota per period it is
+/// (lib/spec.nix's cpus: rounded to the microsecond).
+#[derive(Debug, Clone, Copy)]
+struct Cpus(CpuQuota);
+
+impl<'de> Deserialize<'de> for Cpus {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Cpus, D::Error> {
+        let cpus = f64::deserialize(deserializer)?;
+        if !(0.01..=10_000.0).contains(&cpus) {
+            return Err(serde::de::Error::custom(format!(
+                "{cpus} is not a number of CPUs from 0.01 up, like 1 or 1.5"
+            )));
+        }
+        let quota = (cpus * CPU_PERIOD as f64 + 0.5).floor() as u64;
+        CpuQuota::try_from(quota).map(Cpus).map_err(serde::de::Error::custom)
+    }
+}
+
 /// What a limit is called: the cgroup2 file (and the LXC key after
 /// `lxc.cgroup2.`), the controller it needs, and the value that lifts it.
 pub struct Key {
@@ -180,6 +317,43 @@ mod tests {
     fn the_period_is_lib_specs() {
         assert!(include_str!("../../../../lib/spec.nix")
             .contains(&format!("cpuPeriod = {CPU_PERIOD};")));
+    }
+
+    #[test]
+    fn the_host_file_takes_limits_as_the_module_writes_them() {
+        let read = |json: &str| deserialize_written(&mut serde_json::Deserializer::from_str(json));
+        let written = read(
+            r#"{"memory": {"max": "512M", "high": 1073741824}, "cpu": {"max": 1.5, "weight": 200},
+                "pids": {"max": 64}, "io": {"weight": 50}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            written,
+            limits(
+                r#"{"memoryMax": 536870912, "memoryHigh": 1073741824, "cpuMax": 150000,
+                    "cpuWeight": 200, "pidsMax": 64, "ioWeight": 50}"#
+            )
+        );
+        assert_eq!(
+            read(r#"{"cpu": {"max": 2}, "memory": {"max": "3T"}}"#).unwrap().cpu_max,
+            Some(CpuQuota(200000))
+        );
+        assert_eq!(read("{}").unwrap(), Limits::default());
+        for bad in [
+            r#"{"memoryMax": 1}"#,
+            r#"{"memory": {"max": "512X"}}"#,
+            r#"{"memory": {"max": "0M"}}"#,
+            r#"{"memory": {"max": "12345678M"}}"#,
+            r#"{"memory": {"max": -1}}"#,
+            r#"{"memory": {"low": 1}}"#,
+            r#"{"cpu": {"max": 0.001}}"#,
+            r#"{"cpu": {"weight": 0}}"#,
+            r#"{"pids": {"max": "10"}}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+        let err = read(r#"{"memory": {"max": "512X"}}"#).unwrap_err().to_string();
+        assert!(err.contains("\"512X\" is not a size"), "{err}");
     }
 
     #[test]
