@@ -439,3 +439,79 @@ fn every_entry_fails_alone_and_every_sync_ends_with_its_summary() {
     );
     host.ok(&["exists", "good"]);
 }
+
+/// The containers whose files `sync -v` evaluated: each file traces
+/// `evaluating <name>` (builtins.trace) when Nix evaluates it.
+fn evaluated(run: &crate::common::Run) -> std::collections::BTreeSet<String> {
+    run.stderr
+        .lines()
+        .filter_map(|line| {
+            line.split_once("trace: evaluating ").map(|(_, name)| name.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn container_files_are_evaluated_again_only_when_what_they_read_changed() {
+    let host = Host::new();
+    let dir = host.dir.path().join("containers");
+    std::fs::create_dir(&dir).unwrap();
+    let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).unwrap();
+    // a and b import shared.nix; c and d read only themselves.
+    let container = |name: &str, version: &str| {
+        format!(
+            "builtins.trace \"evaluating {name}\" {{\n  system = import \
+             <nixcloud-container/examples/tiny/system.nix> {{ version = {version}; }};\n}}\n"
+        )
+    };
+    write("shared.nix", "{ version = \"1\"; }");
+    write("a.nix", &container("a", "(import ./shared.nix).version"));
+    write("b.nix", &container("b", "(import ./shared.nix).version + \"b\""));
+    write("c.nix", &container("c", "\"1\""));
+    write("d.nix", &container("d", "\"1\""));
+    let entries: Vec<(&str, String)> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|name| (*name, format!("{{ \"file\": \"{}/{name}.nix\" }}", path_str(&dir))))
+        .collect();
+    let the_list = list(&host, &entries);
+    let sync = || {
+        let run = host.helper(&["sync", "--file", &the_list, "-v", "--json"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        (evaluated(&run), summary)
+    };
+    let names = |list: &[&str]| list.iter().map(|name| name.to_string()).collect();
+
+    let (first, summary) = sync();
+    assert_eq!(first, names(&["a", "b", "c", "d"]));
+    assert_eq!(summary["created"], serde_json::json!(["a", "b", "c", "d"]));
+    // Nothing changed: none is evaluated.
+    let (again, summary) = sync();
+    assert_eq!(again, names(&[]), "{summary}");
+    assert_eq!(summary["unchanged"], serde_json::json!(["a", "b", "c", "d"]));
+    // One file changed: that one.
+    write("c.nix", &container("c", "\"2\""));
+    let (one, summary) = sync();
+    assert_eq!(one, names(&["c"]));
+    assert_eq!(summary["updated"], serde_json::json!(["c"]));
+    assert_eq!(generation(&host, "c"), "2");
+    // The shared import changed: exactly those that read it.
+    write("shared.nix", "{ version = \"2\"; }");
+    let (shared, summary) = sync();
+    assert_eq!(shared, names(&["a", "b"]));
+    assert_eq!(summary["updated"], serde_json::json!(["a", "b"]));
+    // A file added to the directory changes what readDir and pathExists
+    // see there: every one is evaluated, none changes.
+    write("notes.txt", "");
+    let (added, summary) = sync();
+    assert_eq!(added, names(&["a", "b", "c", "d"]));
+    assert_eq!(summary["updated"], serde_json::json!([]));
+    let (settled, _) = sync();
+    assert_eq!(settled, names(&[]));
+    // A generation that is not the one sync made (rolled back by hand) is
+    // evaluated again, and made the list's again.
+    host.ok(&["rollback", "c"]);
+    let (rolled, summary) = sync();
+    assert_eq!(rolled, names(&["c"]));
+    assert_eq!(summary["updated"], serde_json::json!(["c"]));
+}

@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
 
+use super::files::{ContainerFiles, Named};
 use super::flakes::{flake_reference, synced_from_flake, Flakes};
 use super::list::Listed;
 use super::{Action, Request, Step};
@@ -20,7 +21,7 @@ pub(super) fn carry_out(
     step: &Step,
     entry: Option<&Listed>,
     fingerprint: Option<&String>,
-    flakes: &Flakes,
+    (flakes, files): (&Flakes, &ContainerFiles),
 ) -> Result<Action> {
     let Step { name, action, adopt } = step;
     let (name, action, adopt) = (name.as_str(), *action, *adopt);
@@ -36,6 +37,7 @@ pub(super) fn carry_out(
     let handed = handed.as_ref().map(|file| (crate::nix::flake_inputs::HANDED_ENV, file.path()));
     let run_with = |args: &[String], record: Option<String>| -> Result<()> {
         let output = Command::new(&helper)
+            .args(verbosity_flag(ctx))
             .args(args)
             .envs(location_env(ctx))
             .envs(handed)
@@ -93,25 +95,34 @@ pub(super) fn carry_out(
     if action == Action::Update {
         args.extend(request.activation_args.iter().cloned());
     }
-    // A flake's container: what its evaluations read of the flake's source.
+    // What its evaluations read of its source: a flake's source, or the
+    // directory a container file is named in (one it cannot be read from
+    // fails in the helper, which says why).
     let flake = flakes.of(entry.flake.as_deref());
-    let record = flake
+    let named = entry.file.as_deref().and_then(|file| Named::of(file).ok());
+    let watched =
+        flake.map(|flake| flake.info.path.as_path()).or(named.as_ref().map(|n| n.dir.as_path()));
+    let record = watched
         .map(|_| tempfile::Builder::new().prefix("reads-").tempfile_in(&ctx.settings.state_dir))
         .transpose()
         .context("cannot make a file in the state directory")?;
+    let since = source_reads::coarse_now();
     run_with(
         &args,
-        flake.zip(record.as_ref()).map(|(flake, record)| {
-            source_reads::Recording::env_value(&flake.info.path, record.path())
-        }),
+        watched
+            .zip(record.as_ref())
+            .map(|(watched, record)| source_reads::Recording::env_value(watched, record.path())),
     )?;
-    let synced = match flake.zip(record.as_ref()) {
-        Some((flake, record)) => {
+    let fingerprint = fingerprint.cloned();
+    let synced = match (flake, &named, &record) {
+        (Some(flake), _, Some(record)) => {
             let previous = ctx.existing(name)?.synced.and_then(|synced| synced.reads);
-            let fingerprint = fingerprint.cloned();
             synced_from_flake(ctx, name, flake, fingerprint, record.path(), previous.as_ref())?
         }
-        None => Synced { fingerprint: fingerprint.cloned(), source_hash: None, reads: None },
+        (None, Some(named), Some(record)) => {
+            files.synced(ctx, name, named, fingerprint, record.path(), since)?
+        }
+        _ => Synced { fingerprint, source_hash: None, reads: None },
     };
     record_synced(ctx, name, Some(synced), owner)?;
     if action == Action::Create {
@@ -153,6 +164,16 @@ fn record_synced(
         locked.save()?;
     }
     Ok(())
+}
+
+/// This helper's -v or -q, for the helpers it starts: `sync -v` shows
+/// what Nix says of each container.
+fn verbosity_flag(ctx: &Context) -> Option<&'static str> {
+    match ctx.settings.verbosity {
+        crate::settings::Verbosity::Verbose => Some("--verbose"),
+        crate::settings::Verbosity::Quiet => Some("--quiet"),
+        crate::settings::Verbosity::Normal => None,
+    }
 }
 
 /// The locations this helper runs with, for the helpers it starts.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
 
+use super::files::ContainerFiles;
 use super::flakes::{flake_reference, Flakes};
 use super::Request;
 use crate::context::Context;
@@ -204,21 +205,23 @@ pub(super) fn source_of(entry: &Listed) -> crate::spec::Source {
     }
 }
 
-/// For each flake's container: what its generation depends on besides its
-/// flake's source (which locks the flake's inputs): this toolkit, the
-/// busybox that builds generations, the host file, root's autostart and
-/// -n. The source is `Flakes::source_unchanged`'s.
+/// For each container: what its generation depends on besides its source
+/// (a flake's, which locks the flake's inputs; a container file's
+/// directory): this toolkit, the busybox that builds generations, the host
+/// file, root's autostart and -n, and for a container file `<nixpkgs>`.
+/// The source is `Flakes::source_unchanged`'s and
+/// `ContainerFiles::unchanged`'s.
 pub(super) fn fingerprints(
     ctx: &Context,
     listed: &BTreeMap<String, Listed>,
     busybox: &Path,
+    files: &ContainerFiles,
 ) -> BTreeMap<String, String> {
     let host = std::fs::read_to_string(&ctx.settings.host_file).unwrap_or_default();
     listed
         .iter()
-        .filter(|(_, entry)| entry.flake.is_some())
         .map(|(name, entry)| {
-            let inputs = format!(
+            let mut inputs = format!(
                 "{} {} {} {:?} {}",
                 ctx.settings.nix_lib.display(),
                 busybox.display(),
@@ -226,6 +229,9 @@ pub(super) fn fingerprints(
                 entry.autostart,
                 ctx.nix_args.join(" ")
             );
+            if entry.file.is_some() {
+                inputs.push_str(&format!(" nixpkgs={:?}", files.nixpkgs));
+            }
             (name.clone(), crate::lxc::digest(&inputs))
         })
         .collect()

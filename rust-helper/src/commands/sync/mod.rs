@@ -1,11 +1,12 @@
 //! `sync`: makes this host's containers those of a list. The missing are
 //! created (and started where they start with the host), those that changed
-//! updated, the others left alone: a flake's container is not even
-//! evaluated while what its generation depends on is as when it was last
-//! synced: the flake's source, or of it the files its evaluation read
-//! (source_reads.rs), and this toolkit, busybox, the host file and root's
-//! decisions; any other is evaluated and, where its generation is the one
-//! it has, neither built nor switched. With --prune the containers this
+//! updated, the others left alone: a container is not even evaluated while
+//! what its generation depends on is as when sync last made it: of a
+//! flake's source, or of the directory a container file is named in, the
+//! files its evaluation read (source_reads.rs, files.rs), and this toolkit,
+//! busybox, `<nixpkgs>`, the host file and root's decisions; any other is
+//! evaluated and, where its generation is the one it has, neither built
+//! nor switched. With --prune the containers this
 //! source created (or took over with --adopt) that it no longer names are
 //! destroyed: never one made by hand, nor one of another source
 //! (list.rs `SyncSource`). One sync runs at a time (state.rs `lock_sync`).
@@ -16,6 +17,7 @@
 //! and their live switches one at a time (the activation lock).
 
 mod carry_out;
+mod files;
 mod flakes;
 mod list;
 
@@ -28,6 +30,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::context::Context;
+use files::ContainerFiles;
 use flakes::Flakes;
 use list::{fingerprints, read_list, source_of, List};
 
@@ -75,10 +78,11 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
     let busybox = ctx.nix().busybox_in_store(&ctx.settings.busybox()?)?;
     let mut flakes = Flakes::default();
     let list = read_list(ctx, &request, &busybox, &mut flakes)?;
-    let fingerprints = fingerprints(ctx, &list.listed, &busybox);
+    let files = ContainerFiles::new(ctx, list.listed.values().filter_map(|e| e.file.as_deref()))?;
+    let fingerprints = fingerprints(ctx, &list.listed, &busybox, &files);
     // A second sync plans from what the first made.
     let _one_sync = if request.dry_run { None } else { Some(ctx.store.lock_sync()?) };
-    let steps = plan(ctx, &request, &list, &fingerprints, &flakes)?;
+    let steps = plan(ctx, &request, &list, &fingerprints, &flakes, &files)?;
     if request.dry_run {
         for (name, why) in &list.refused {
             println!("{name}: would fail: {why}");
@@ -87,7 +91,7 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
             let said = match action {
                 Action::Create => "create",
                 Action::Update => "evaluate, and update if it changed",
-                Action::Unchanged => "leave alone (what it reads of its flake is as it was)",
+                Action::Unchanged => "leave alone (what its evaluation read is as it was)",
                 Action::Remove => "destroy (no longer listed)",
             };
             let adopt = if *adopt { ", and take it over" } else { "" };
@@ -130,7 +134,7 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
                     &step,
                     list.listed.get(&step.name),
                     fingerprints.get(&step.name),
-                    &flakes,
+                    (&flakes, &files),
                 );
                 let mut summary = summary.lock().expect("the summary");
                 let name = step.name;
@@ -178,6 +182,7 @@ fn plan(
     list: &List,
     fingerprints: &BTreeMap<String, String>,
     flakes: &Flakes,
+    files: &ContainerFiles,
 ) -> Result<Vec<Step>> {
     let state = ctx.store.read()?;
     let mut steps = Vec::new();
@@ -204,9 +209,12 @@ fn plan(
                         && record.source == source_of(entry)
                         && ctx.profile(name).current_number().ok().flatten().is_some()
                 });
-                let unchanged = match synced {
-                    Some(synced) => flakes.source_unchanged(entry.flake.as_deref(), synced)?,
-                    None => false,
+                let unchanged = match (synced, &entry.file) {
+                    (Some(synced), Some(file)) => files.unchanged(ctx, name, file, synced)?,
+                    (Some(synced), None) => {
+                        flakes.source_unchanged(entry.flake.as_deref(), synced)?
+                    }
+                    (None, _) => false,
                 };
                 if unchanged {
                     Action::Unchanged
