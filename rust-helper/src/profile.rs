@@ -144,8 +144,13 @@ impl Profile {
 }
 
 /// What `delete-generations` takes, as `nix-env --delete-generations` does:
-/// generation numbers, or one of `+N` (keep the last N), `Nd` (older than N
-/// days) and `old` (all but the current one) alone.
+/// generation numbers, or one of `+N`, `Nd` (older than N days) and `old`
+/// (all but the current one) alone. `+N` keeps the last N counted from the
+/// current generation, and every one after it (a rolled-back profile keeps
+/// what it may switch to again): nix-env 2.8's deleteGenerationsGreaterThan
+/// (src/libstore/profiles.cc) walks from the newest, deletes nothing until
+/// it meets the current one, counts that and the N-1 before it, and
+/// deletes the older ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deletion {
     Numbers(Vec<u64>),
@@ -165,8 +170,9 @@ impl Deletion {
         };
         let invalid = |specifier: &str| {
             UsageError(format!(
-                "invalid generation {}: give generation numbers, or one of +N (keep the last \
-                 N), Nd (older than N days) and old, with N from 1 to {}",
+                "invalid generation {}: give generation numbers, or one of +N (keep the \
+                 current one and the N-1 before it), Nd (older than N days) and old, with N \
+                 from 1 to {}",
                 crate::formats::show(specifier),
                 u32::MAX
             ))

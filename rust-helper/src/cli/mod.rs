@@ -434,9 +434,10 @@ pub enum Command {
     },
     /// Delete generations, as nix-env --delete-generations does.
     ///
-    /// Delete generations: numbers, or one of +N (keep the last N and the
-    /// current one), Nd (older than N days) and old (all but the current
-    /// one), alone. The current generation is never deleted.
+    /// Delete generations: numbers, or one of +N (keep the current one and
+    /// the N-1 before it, and any after it: nix-env's last N, counted from
+    /// the current one), Nd (older than N days) and old (all but the
+    /// current one), alone. The current generation is never deleted.
     DeleteGenerations {
         #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
