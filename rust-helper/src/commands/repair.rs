@@ -21,12 +21,16 @@ pub fn repair_state(ctx: &Context) -> Result<()> {
     let old = old_records(kept.as_deref());
     let hostonly_bridge = &ctx.settings.host.hostonly.bridge;
     for name in names_in(&ctx.settings.profiles_dir)? {
-        remove_interrupted_links(ctx, &name)?;
         let profile = ctx.profile(&name);
         let Some(current) = profile.current()? else {
             eprintln!("note: {} has no generation; left out", profile.dir().display());
             continue;
         };
+        // Not while a command on it runs: its nix-env's link may be on its
+        // way into place.
+        if let Some(_running) = ctx.store.try_lock_container(&name)? {
+            remove_interrupted_links(ctx, &name)?;
+        }
         // An address no generation asked for on the hostonly bridge was
         // allocated; so was every internet address, the newest one kept.
         let mut automatic_ip = None;
