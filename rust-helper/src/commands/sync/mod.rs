@@ -6,10 +6,10 @@
 //! files its evaluation read (source_reads.rs, files.rs), and this toolkit,
 //! busybox, `<nixpkgs>`, the host file and root's decisions; any other is
 //! evaluated and, where its generation is the one it has, neither built
-//! nor switched. With --prune the containers this
-//! source created (or took over with --adopt) that it no longer names are
-//! destroyed: never one made by hand, nor one of another source
-//! (list.rs `SyncSource`). One sync runs at a time (state.rs `lock_sync`).
+//! nor switched. With --prune the containers this source created (or took
+//! over with --adopt) that it no longer names are destroyed: never one made
+//! by hand, nor one of another source (list.rs `SyncSource`). One sync runs
+//! at a time (state.rs `lock_sync`).
 //!
 //! Each container is created or updated by a helper process of its own
 //! (`create`, `update`), so that one container's evaluation never sees
