@@ -367,6 +367,7 @@ fn a_list_that_names_a_container_twice_is_refused_before_anything() {
 
 #[test]
 fn two_syncs_of_one_list_at_once_both_succeed() {
+    use std::process::{Command, Stdio};
     let host = Host::new();
     let the_list = list(
         &host,
@@ -375,23 +376,49 @@ fn two_syncs_of_one_list_at_once_both_succeed() {
             ("beta", file_entry(&host, "b.nix", "1", "")),
         ],
     );
-    let first = host
-        .helper_command(&["sync", "--file", &the_list])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    // beta's lock held here: the first sync's create of beta waits for it,
+    // so that the first sync is under way for as long as this test says.
+    let locks = host.state_dir().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let beta_lock = locks.join("beta.lock");
+    let mut holder = Command::new("flock")
+        .arg(&beta_lock)
+        .args(["-c", "read line"])
+        .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    // The second starts while the first is creating alpha.
+    host.wait_for("the test to hold beta's lock", || {
+        !Command::new("flock").arg("-n").arg(&beta_lock).arg("true").status().unwrap().success()
+    });
+    let first = host
+        .helper_command(&["sync", "--file", &the_list])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The second starts while the first is creating.
     let state = host.state_dir().join("state.json");
     host.wait_for("the first sync to create alpha", || {
         std::fs::read_to_string(&state).is_ok_and(|text| text.contains("\"alpha\""))
     });
-    let second = host.helper(&["sync", "--file", &the_list]);
+    let said = host.dir.path().join("second.stderr");
+    let second = host
+        .helper_command(&["sync", "--file", &the_list])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&said).unwrap())
+        .spawn()
+        .unwrap();
+    host.wait_for("the second sync to say it waits", || {
+        std::fs::read_to_string(&said).unwrap().contains("sync: waiting for another sync to finish")
+    });
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
     let first: crate::common::Run = first.wait_with_output().unwrap().into();
+    let second: crate::common::Run = second.wait_with_output().unwrap().into();
     assert_eq!(first.code, 0, "{first:?}");
-    assert_eq!(second.code, 0, "{second:?}");
-    assert!(second.stderr.contains("sync: waiting for another sync to finish"), "{second:?}");
-    assert!(second.stdout.contains("0 created"), "{second:?}");
+    assert!(first.stdout.contains("2 created"), "{first:?}");
+    assert_eq!(second.code, 0, "{second:?} {}", std::fs::read_to_string(&said).unwrap());
+    assert!(second.stdout.contains("0 created, 0 updated, 2 unchanged"), "{second:?}");
 }
 
 #[test]
