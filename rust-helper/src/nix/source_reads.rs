@@ -343,13 +343,33 @@ pub fn digest(shape: &str, source: &Path, files: &BTreeSet<String>) -> String {
     hasher.update(shape.as_bytes());
     for file in files {
         hasher.update(file.as_bytes());
-        match std::fs::read(source.join(file)) {
-            Ok(content) => hasher.update(Sha1::digest(&content)),
-            // Gone, or a directory now: the shape differs anyway.
-            Err(_) => hasher.update(b"\0missing"),
+        match read_regular(&source.join(file)) {
+            Some(content) => hasher.update(Sha1::digest(&content)),
+            // Gone, or not a file now: the shape differs anyway.
+            None => hasher.update(b"\0missing"),
         }
     }
     hex(&hasher.finalize())
+}
+
+/// The content of `path` if it is a regular file. Opened without blocking
+/// and looked at before it is read: a named pipe or a device that a
+/// container file's directory holds (and its evaluation opened) would
+/// otherwise hold sync up.
+fn read_regular(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut content = Vec::new();
+    file.read_to_end(&mut content).ok()?;
+    Some(content)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -451,6 +471,12 @@ mod tests {
         assert_ne!(third, second, "a symlink pointed elsewhere");
         std::fs::write(root.join("sub/new.nix"), "").unwrap();
         assert_ne!(now(), third, "a file added");
+        // A named pipe that was read is not read again (it would block).
+        let fifo = root.join("sub/pipe");
+        let made = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(made.as_ptr(), 0o600) }, 0);
+        let with_pipe = files(&["flake.nix", "sub/pipe"]);
+        digest(&shape(root).unwrap(), root, &with_pipe);
     }
 
     #[test]
