@@ -117,29 +117,32 @@ pub struct ContainerRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Synced {
-    /// For a flake's container: what its generation was built from besides
-    /// the flake's source (the toolkit, busybox, the host file, root's
-    /// decisions; sync.rs).
+    /// What its generation was built from besides its source (the
+    /// toolkit, busybox, the host file, root's decisions, and for a
+    /// container file `<nixpkgs>`; commands/sync/list.rs `fingerprints`).
     pub fingerprint: Option<String>,
     /// The hash of the flake's source it was last evaluated from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_hash: Option<String>,
-    /// What of that source its evaluation read, where that is known and its
-    /// generation does not depend on all of it (source_reads.rs).
+    /// What of its source (a flake's, or a container file's directory) its
+    /// evaluation read, where that is known and its generation does not
+    /// depend on all of it (source_reads.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reads: Option<SourceReads>,
 }
 
-/// The files of a flake's source that a container's evaluation read, and
-/// their digest with the source's shape (`source_reads::digest`), for
-/// `generation`.
+/// The files of its source (a flake's, or the directory of a container
+/// file) that a container's evaluation read, and their digest with the
+/// source's shape (`source_reads::digest`), for `generation`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceReads {
     pub files: std::collections::BTreeSet<String>,
     pub digest: String,
-    /// The generation found not to depend on all of the source (empty in
-    /// records made before it was kept: the generation is looked at again).
+    /// The generation that evaluation made: for a flake's container the one
+    /// found not to depend on all of the source (empty in records made
+    /// before it was kept: the generation is looked at again); a container
+    /// file's is evaluated again where it has another (commands/sync/files.rs).
     #[serde(default)]
     pub generation: std::path::PathBuf,
 }
