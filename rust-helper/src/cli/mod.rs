@@ -603,14 +603,15 @@ pub enum Command {
     ///
     /// Create the containers of the list that are missing (and start those
     /// that start with the host), update those that changed, and leave the
-    /// others alone: a flake's container is not even evaluated while the
-    /// files of the flake that its evaluation read (flake.nix, flake.lock,
-    /// its own files), the flake's shape (which files there are), this
-    /// toolkit and the host file are as when sync last made it; any other is
-    /// evaluated, and neither built nor switched where its generation is the
-    /// one it has. Each container is
-    /// built by a helper process of its own: one that fails fails alone.
-    /// Ends with a summary; exits 1 if any failed.
+    /// others alone: a container is not even evaluated while the files its
+    /// evaluation read (of a flake: flake.nix, flake.lock, its own files; of
+    /// a container file: the file and what it imports from its directory),
+    /// the shape of that source (which files there are), this toolkit,
+    /// <nixpkgs> and the host file are as when sync last made it; any other
+    /// is evaluated, and neither built nor switched where its generation is
+    /// the one it has. Each container is built by a helper process of its
+    /// own: one that fails fails alone. Ends with a summary; exits 1 if any
+    /// failed.
     Sync {
         /// The list, JSON: container name → {"file": "/abs/web.nix"} or
         /// {"flake": "<ref>#<name>"}, with "autostart": true or false where
