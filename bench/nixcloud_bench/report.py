@@ -301,7 +301,7 @@ def report_sync(s):
           for kind, seen in own.items()],
         f"   sync --flake -j 1, nothing changed: {spread([x['own_nix_ms'] for x in unchanged['runs']])} ms of its"
         f" {spread([x['ms'] for x in unchanged['runs']])} ms in its own Nix processes",
-        f"   removing all {n} (sync --prune of an empty list, -j 2), ms: the flake's"
+        f"   removing all {n} (sync --prune of its source emptied, -j 2), ms: the flake's"
         f" {spread(s['flake']['removals'], 0)}, the list file's {spread(s['file']['removals'], 0)}"])
 
 

@@ -81,6 +81,19 @@ class FlakeListing(Listing):
     def argv(self):
         return ["sync", "--flake", self.dir]
 
+    def emptied(self):
+        """The flake with no containers, and what puts its own back."""
+        path = os.path.join(self.dir, "flake.nix")
+        with open(path) as f:
+            full = f.read()
+        with open(path, "w") as f:
+            f.write("{ outputs = { self }: { nixcloudContainers = { }; }; }\n")
+
+        def restore():
+            with open(path, "w") as f:
+                f.write(full)
+        return restore
+
 
 class FileListing(Listing):
     """A list file naming a container file per container, all in one
@@ -109,6 +122,13 @@ class FileListing(Listing):
 
     def argv(self):
         return ["sync", "--file", self.list]
+
+    def emptied(self):
+        """The list file with no containers, and what puts its own back."""
+        with open(self.list) as f:
+            full = f.read()
+        self.h.write("sync-list.json", "{}")
+        return lambda: self.h.write("sync-list.json", full)
 
 
 def running_pid(h, name):
@@ -190,11 +210,15 @@ def synced(h, listing, case, jobs_order, rounds, running, calls, prepare):
             for jobs, runs in got.items()]
 
 
-def prune(h):
-    """Removes every container that sync made: `sync --prune` of an empty
-    list; its wall time."""
-    empty = h.write("sync-empty.json", "{}")
-    return h.helper("sync", "--file", empty, "--prune", "-j", "2", "--json").ms
+def prune(h, listing):
+    """Removes every container of `listing`: `sync --prune` of its source
+    (the flake, the list file) emptied, as only the source that created a
+    container prunes it (issue 22); its wall time."""
+    restore = listing.emptied()
+    try:
+        return h.helper(*listing.argv(), "--prune", "-j", "2", "--json").ms
+    finally:
+        restore()
 
 
 def measure_updates(h, listing, rounds, calls):
@@ -222,7 +246,7 @@ def measure_listing(h, listing, rounds, reps, running_count, calls):
 
     def fresh(tag):
         if any(h.current_generation(name) for name in listing.names):
-            removals.append(prune(h))
+            removals.append(prune(h, listing))
         listing.set(versions(f"create-{tag}"))
 
     rows = synced(h, listing, "create", (2, 1), rounds, [], calls, fresh)
@@ -253,7 +277,7 @@ def measure_sync(h, n, rounds, reps, running_count):
         else:
             got["readers"] = len(listing.readers)
         h.kill_all(got["running"])
-        got["removals"].append(prune(h))
+        got["removals"].append(prune(h, listing))
         results[listing.kind] = got
     return results
 
