@@ -272,7 +272,8 @@ def report_sync(s):
                                                                   for part in sync.PARTS]])
     own = {kind: Counter(tuple(x["own_nix"]) for r in s[kind]["rows"] for x in r["runs"]) for kind in ("flake", "file")}
     return "\n".join([
-        f"== 7. sync of {n} listed tiny containers (issue 13): a flake's, and a list file's",
+        f"== 7. sync of {n} listed tiny containers (issues 13 and 22): a flake's, and a list file's"
+        f" ({s['file']['readers']} of whose files import shared.nix)",
         "   ms, median [min-max] of the rounds; helpers = helper processes sync started (create or update,",
         "   one per container it does not leave alone); created/updated/unchanged as sync said; generations",
         f"   changed = containers whose profile link moved; of the {running} running ones: switched live = those whose",
@@ -300,7 +301,7 @@ def report_sync(s):
           for kind, seen in own.items()],
         f"   sync --flake -j 1, nothing changed: {spread([x['own_nix_ms'] for x in unchanged['runs']])} ms of its"
         f" {spread([x['ms'] for x in unchanged['runs']])} ms in its own Nix processes",
-        f"   removing all {n} (sync --prune of an empty list, -j 2), ms: the flake's"
+        f"   removing all {n} (sync --prune of its source emptied, -j 2), ms: the flake's"
         f" {spread(s['flake']['removals'], 0)}, the list file's {spread(s['file']['removals'], 0)}"])
 
 

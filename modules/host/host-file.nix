@@ -44,14 +44,18 @@ in
     builds = {
       inherit (cfg.builds) allowInternet evaluationTimeout buildTimeout;
       network = { inherit (cfg.builds.network) address prefixLength; };
-      memory = if cfg.builds.memory == null then null else spec.sizeInBytes cfg.builds.memory;
+      # Sizes and limits as the options take them: the helper reads the
+      # options' shapes (one schema, docs/host-options.md).
+      inherit (cfg.builds) memory;
     };
     dataDir = if cfg.dataDir == null then null else toString cfg.dataDir;
     # LXC's generated profile for each container where AppArmor is on
     # (nixpkgs' LXC module loads LXC's own policies then).
     appArmor = config.security.apparmor.enable;
-    limits = lib.filterAttrs (_: value: value != null)
-      (spec.normalizeLimits "nixcloud.containers.limits" cfg.limits);
+    # Checked as a container file's limits are (lib/spec.nix), written as set.
+    limits = builtins.seq (spec.normalizeLimits "nixcloud.containers.limits" cfg.limits)
+      (lib.filterAttrs (_: group: group != { })
+        (lib.mapAttrs (_: lib.filterAttrs (_: value: value != null)) cfg.limits));
     inherit lxcPath;
     profilesDir = toString cfg.profilesDir;
     stateDir = toString cfg.stateDir;

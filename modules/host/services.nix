@@ -79,8 +79,10 @@ mkMerge [
         Type = "exec";
         RemainAfterExit = true;
         ExecStart = utils.escapeSystemdExecArgs ([
+          # The list moves with each configuration (a store path): the
+          # instances are one source by name, the one --prune speaks for.
           "${cfg.package}/bin/nixcloud-container" "sync" "--file" "${instancesFile}"
-          "--keep-going" "--jobs" (toString cfg.sync.jobs)
+          "--source" "nixos-module" "--keep-going" "--jobs" (toString cfg.sync.jobs)
         ] ++ optional cfg.sync.prune "--prune"
           ++ lib.optionals (cfg.sync.nixParams != null) [ "-n" cfg.sync.nixParams ]);
       };

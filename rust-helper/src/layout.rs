@@ -61,6 +61,9 @@ pub const STATE_JSON_BEFORE_REPAIR: &str = "state.json.before-repair";
 pub const CONTAINER_LOCKS: &str = "locks";
 /// Held by the one live activation at a time.
 pub const ACTIVATION_LOCK: &str = "activation.lock";
+/// The lock one `sync` holds while it plans and carries out (state.rs
+/// `lock_sync`).
+pub const SYNC_LOCK: &str = "sync.lock";
 /// Held while the network rules are computed and applied.
 pub const NETWORK_LOCK: &str = "network.lock";
 /// The rules between peers and of forwarded ports applied last.

@@ -149,36 +149,41 @@ impl Profile {
             .unwrap_or_default()
     }
 
-    /// Removes the temporary links a killed nix-env left in the profile's
-    /// directory (`is_nix_env_temporary`), which the next nix-env would
-    /// misread: nix-env 2.8 takes `profile-<N>-link.tmp-...` for generation
-    /// N (findGenerations parses the number up to the first "-link"), so
-    /// one left by a killed `nix-env --set P` is a newest generation that
-    /// holds P. The next `--set P` then makes no new generation (its
-    /// createGeneration reuses the newest one when it holds the same path)
-    /// and points the profile at the temporary link: an update that built a
-    /// new system would find no new generation, and report none. The link
-    /// the profile leads to stays (`current_number` reports it). The caller
-    /// holds the container's lock, so no nix-env of ours is at work here:
-    /// one of a killed command was killed with it (Tool::dies_with_helper).
-    pub fn remove_nix_env_leftovers(&self) -> Result<()> {
+    /// The links a killed nix-env left in the profile's directory
+    /// (`is_nix_env_temporary`), each by its full path, but the one the
+    /// profile leads to (`current_number` reports that one). Left behind,
+    /// each keeps its generation from the garbage collector, and nix-env 2.8
+    /// misreads `profile-<N>-link.tmp-...` as generation N (findGenerations
+    /// parses the number up to the first "-link"): deleting N then unlinks
+    /// "N" twice and fails, and the next `--set P` of a killed `--set P`
+    /// makes no new generation (createGeneration reuses the newest one when
+    /// it holds the same path) but points the profile at the temporary
+    /// link, so that an update that built a new system would find none.
+    /// recovery.rs removes them before any nix-env runs on the profile.
+    pub fn interrupted_links(&self) -> Vec<PathBuf> {
         let current = std::fs::read_link(self.link()).ok();
-        for link in self.links() {
-            let Some(file_name) = link.file_name().and_then(|name| name.to_str()) else {
-                continue;
-            };
-            if !is_nix_env_temporary(file_name) || current.as_deref() == Some(Path::new(file_name))
-            {
-                continue;
-            }
-            match std::fs::remove_file(&link) {
+        self.links()
+            .into_iter()
+            .filter(|link| {
+                link.file_name().and_then(|name| name.to_str()).is_some_and(|name| {
+                    is_nix_env_temporary(name) && current.as_deref() != Some(Path::new(name))
+                })
+            })
+            .collect()
+    }
+
+    /// Removes `interrupted_links`; what it removed.
+    pub fn remove_interrupted_links(&self) -> Result<Vec<PathBuf>> {
+        let links = self.interrupted_links();
+        for link in &links {
+            match std::fs::remove_file(link) {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(err).with_context(|| format!("cannot remove {}", link.display()))
+                    return Err(err).with_context(|| format!("cannot remove {}", link.display()));
                 }
                 _ => {}
             }
         }
-        Ok(())
+        Ok(links)
     }
 
     /// Removes the profile and all its generations (their GC roots with them).
@@ -193,8 +198,13 @@ impl Profile {
 }
 
 /// What `delete-generations` takes, as `nix-env --delete-generations` does:
-/// generation numbers, or one of `+N` (keep the last N), `Nd` (older than N
-/// days) and `old` (all but the current one) alone.
+/// generation numbers, or one of `+N`, `Nd` (older than N days) and `old`
+/// (all but the current one) alone. `+N` keeps the last N counted from the
+/// current generation, and every one after it (a rolled-back profile keeps
+/// what it may switch to again): nix-env 2.8's deleteGenerationsGreaterThan
+/// (src/libstore/profiles.cc) walks from the newest, deletes nothing until
+/// it meets the current one, counts that and the N-1 before it, and
+/// deletes the older ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deletion {
     Numbers(Vec<u64>),
@@ -214,8 +224,9 @@ impl Deletion {
         };
         let invalid = |specifier: &str| {
             UsageError(format!(
-                "invalid generation {}: give generation numbers, or one of +N (keep the last \
-                 N), Nd (older than N days) and old, with N from 1 to {}",
+                "invalid generation {}: give generation numbers, or one of +N (keep the \
+                 current one and the N-1 before it), Nd (older than N days) and old, with N \
+                 from 1 to {}",
                 crate::formats::show(specifier),
                 u32::MAX
             ))
@@ -292,9 +303,9 @@ mod tests {
     }
 
     /// A profile directory as a killed `nix-env --set` leaves it: the
-    /// temporary links go, the generations and the profile stay.
+    /// temporary links are found, the generations and the profile are not.
     #[test]
-    fn removes_what_a_killed_nix_env_left() {
+    fn finds_what_a_killed_nix_env_left() {
         let dir = tempfile::tempdir().unwrap();
         let profile = Profile::new(dir.path(), "c");
         std::fs::create_dir(profile.dir()).unwrap();
@@ -306,14 +317,13 @@ mod tests {
         link("profile", "profile-2-link");
         link("profile-3-link.tmp-77-123", "/nix/store/c");
         link(".0_profile", "profile-3-link");
-        profile.remove_nix_env_leftovers().unwrap();
-        let mut left: Vec<String> = profile
-            .links()
+        let mut found: Vec<String> = profile
+            .interrupted_links()
             .iter()
             .map(|l| l.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        left.sort();
-        assert_eq!(left, ["profile", "profile-1-link", "profile-2-link"]);
+        found.sort();
+        assert_eq!(found, [".0_profile", "profile-3-link.tmp-77-123"]);
         assert_eq!(profile.current_number().unwrap(), Some(2));
     }
 
@@ -327,8 +337,7 @@ mod tests {
         std::os::unix::fs::symlink("/nix/store/c", profile.dir().join("profile-3-link.tmp-7-1"))
             .unwrap();
         std::os::unix::fs::symlink("profile-3-link.tmp-7-1", profile.link()).unwrap();
-        profile.remove_nix_env_leftovers().unwrap();
-        assert!(std::fs::symlink_metadata(profile.dir().join("profile-3-link.tmp-7-1")).is_ok());
+        assert!(profile.interrupted_links().is_empty(), "the one it leads to is not taken away");
         let err = profile.current_number().unwrap_err().to_string();
         assert!(
             err.ends_with("leads to profile-3-link.tmp-7-1, which is not one of its generations"),

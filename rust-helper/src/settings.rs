@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::capabilities::bind_mounts::types::AllowedHostPath;
 use crate::capabilities::devices::types::Device;
 use crate::capabilities::forward_ports::types::PortRange;
-use crate::capabilities::limits::types::{Limits, Positive};
+use crate::capabilities::limits::types::{Limits, Positive, Size};
 use crate::capabilities::network::types::{
     AllowedEgress, HostAddress, HostBridge, HostNames, Ipv6Prefix,
 };
@@ -62,7 +62,9 @@ pub struct HostConfig {
     /// rather than their closure.
     pub allow_whole_store: bool,
     /// The most any container gets of each resource, and what one that
-    /// asks for nothing gets.
+    /// asks for nothing gets: written as the module's options are
+    /// (`memory.max = "512M"`), read into lib/spec.nix's numbers.
+    #[serde(deserialize_with = "crate::capabilities::limits::types::deserialize_written")]
     pub limits: Limits,
     /// Whether containers run under AppArmor (LXC's generated profile);
     /// null: where the kernel has AppArmor on.
@@ -116,9 +118,9 @@ pub struct Builds {
     /// namespaces: each helper process takes a /30 of this subnet.
     pub network: BuildLinks,
     /// The memory each Nix process of an evaluation or build, and each of
-    /// its builders, may take, in bytes; null: a quarter of the host's
-    /// (build_limits.rs).
-    pub memory: Option<Positive>,
+    /// its builders, may take: bytes or a size with a unit ("4G"); null: a
+    /// quarter of the host's (build_limits.rs).
+    pub memory: Option<Size>,
     /// How long evaluating a container's spec or a flake's containers may
     /// take, in seconds.
     pub evaluation_timeout: Positive,
@@ -471,7 +473,8 @@ mod tests {
             ),
             (r#"{"builds": {"allowInternet": "yes"}}"#, "expected a boolean"),
             (r#"{"builds": {"memory": 0}}"#, "not a positive number"),
-            (r#"{"builds": {"memory": "4G"}}"#, "expected u64"),
+            (r#"{"builds": {"memory": "4 GB"}}"#, "\"4 GB\" is not a size"),
+            (r#"{"limits": {"memoryMax": 1073741824}}"#, "unknown field `memoryMax`"),
             (r#"{"builds": {"evaluationTimeout": 0}}"#, "not a positive number"),
             (r#"{"allowedFlakeInputPaths": ["srv/flakes"]}"#, "absolute path"),
             (r#"{"allowedFlakeInputPaths": ["/srv/../etc"]}"#, "absolute path"),
@@ -483,6 +486,15 @@ mod tests {
             let err = format!("{:#}", HostConfig::load(&file).unwrap_err());
             assert!(err.contains("host file") && err.contains(message), "{text}: {err}");
         }
+        // The module's shapes: sizes with units, limits grouped as its options.
+        std::fs::write(
+            &file,
+            r#"{"builds": {"memory": "4G"}, "limits": {"memory": {"max": "512M"}, "cpu": {"max": 1.5}}}"#,
+        )
+        .unwrap();
+        let host = HostConfig::load(&file).unwrap();
+        assert_eq!(host.builds.memory.map(Size::bytes), Some(4 << 30));
+        assert_eq!(host.limits.memory_max, Some(Positive(512 << 20)));
         std::fs::write(
             &file,
             r#"{"extraBridges": {"myOwnBridge": {"address": "10.10.0.1", "prefixLength": 16}}}"#,

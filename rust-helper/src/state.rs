@@ -97,6 +97,13 @@ pub struct ContainerRecord {
     /// whose list names it with the same gets neither evaluated nor built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced: Option<Synced>,
+    /// The source of `sync` that created it, or that took it over
+    /// (`sync --adopt`): a list file, a flake, or a source named with
+    /// `--source` (commands/sync/list.rs `SyncSource`). Only that source's
+    /// `--prune` destroys it; None (made by hand, or by a sync before
+    /// sources were recorded) is never pruned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_source: Option<String>,
     /// Whether it starts with the host, where root decided that rather than
     /// the container file (--autostart yes/no).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,29 +117,32 @@ pub struct ContainerRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Synced {
-    /// For a flake's container: what its generation was built from besides
-    /// the flake's source (the toolkit, busybox, the host file, root's
-    /// decisions; sync.rs).
+    /// What its generation was built from besides its source (the
+    /// toolkit, busybox, the host file, root's decisions, and for a
+    /// container file `<nixpkgs>`; commands/sync/list.rs `fingerprints`).
     pub fingerprint: Option<String>,
     /// The hash of the flake's source it was last evaluated from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_hash: Option<String>,
-    /// What of that source its evaluation read, where that is known and its
-    /// generation does not depend on all of it (source_reads.rs).
+    /// What of its source (a flake's, or a container file's directory) its
+    /// evaluation read, where that is known and its generation does not
+    /// depend on all of it (source_reads.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reads: Option<SourceReads>,
 }
 
-/// The files of a flake's source that a container's evaluation read, and
-/// their digest with the source's shape (`source_reads::digest`), for
-/// `generation`.
+/// The files of its source (a flake's, or the directory of a container
+/// file) that a container's evaluation read, and their digest with the
+/// source's shape (`source_reads::digest`), for `generation`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceReads {
     pub files: std::collections::BTreeSet<String>,
     pub digest: String,
-    /// The generation found not to depend on all of the source (empty in
-    /// records made before it was kept: the generation is looked at again).
+    /// The generation that evaluation made: for a flake's container the one
+    /// found not to depend on all of the source (empty in records made
+    /// before it was kept: the generation is looked at again); a container
+    /// file's is evaluated again where it has another (commands/sync/files.rs).
     #[serde(default)]
     pub generation: std::path::PathBuf,
 }
@@ -163,6 +173,7 @@ impl ContainerRecord {
             root_settings_digests: BTreeSet::new(),
             autostart: None,
             synced: None,
+            sync_source: None,
             keep_data: false,
         }
     }
@@ -329,6 +340,24 @@ impl Store {
             None
         };
         Ok((LockedState { _lock: lock, file, state: State::default() }, kept))
+    }
+
+    /// Takes the lock that lets one `sync` run at a time, waiting (and
+    /// saying so) while another holds it: a second sync of a list plans
+    /// from what the first made, rather than creating what the first is
+    /// creating.
+    pub fn lock_sync(&self) -> Result<File> {
+        crate::system::host_dirs::root_dir(&self.dir)?;
+        let lock = open_lock(&self.dir.join(layout::SYNC_LOCK))?;
+        match flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(lock),
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                eprintln!("sync: waiting for another sync to finish...")
+            }
+            Err(err) => return Err(err).context("cannot lock sync"),
+        }
+        flock(&lock, FlockOperation::LockExclusive).context("cannot lock sync")?;
+        Ok(lock)
     }
 
     /// Takes the lock that lets one live activation run at a time (sync

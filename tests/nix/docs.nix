@@ -84,7 +84,7 @@ let
   shown = value: "`${lib.generators.toPretty { } value}`";
 
   # The host file of a host that sets every option the helper reads.
-  everything = builtins.fromJSON (h.evalHost [ {
+  everythingHost = h.evalHost [ {
     nixcloud.containers = {
       enable = true;
       internetInterface = "enp0s3";
@@ -98,7 +98,19 @@ let
       builds.memory = "4G";
       dataDir = "/srv/data";
     };
-  } ]).environment.etc."nixcloud-container/host.json".text;
+  } ];
+  everything = builtins.fromJSON everythingHost.environment.etc."nixcloud-container/host.json".text;
+  # One schema: an option the helper reads is its host file key, by the
+  # same name, holding the value as the option is set (sizes with their
+  # units, limits grouped as the options are). The rows that say otherwise:
+  renamedRows = filter (row: row.key != null && row.key.text != row.name) optionRows;
+  asSetRows = filter (row: row.key != null && row.key.rest == "" && row.key.text == row.name
+    && !(isPattern (splitString "." row.name))) optionRows;
+  writtenOtherwise = filter
+    (row: let path = splitString "." row.name; in
+      builtins.toJSON (lib.attrByPath path null everything)
+        != builtins.toJSON (lib.getAttrFromPath path everythingHost.nixcloud.containers))
+    asSetRows;
   # Its keys, down to the values, or to the keys the page names as a whole.
   hostFileKeys = path: value:
     if builtins.isAttrs value && !(lib.elem path keyPaths)
@@ -131,6 +143,10 @@ in
       (map show (filter (path: !(isPattern path) && !(lib.hasAttrByPath path everything)) keyPaths)) [ ])
     (eq "keys with an attribute name or a list element that the host file does not have"
       (map show (filter (path: isPattern path && !(hostDefaults ? ${lib.head path})) keyPaths)) [ ])
+    (eq "options the host file names otherwise (the IPv6 prefix is derived from them)"
+      (map (row: row.name) renamedRows) [ "ipv6.enable" "ipv6.ipv6Prefix" "ipv6.ipv6PrefixLength" ])
+    (eq "options the host file holds otherwise than as they are set"
+      (map (row: row.name) writtenOtherwise) [ ])
     (eq "defaults that differ from lib/host-defaults.json"
       (filter (row: row.default != shown (lib.getAttrFromPath (splitString "." row.key.text) hostDefaults)) exactRows) [ ])
   ];

@@ -239,7 +239,8 @@ in
       allowNixDaemon = false;
       nixDaemonSocketDir = "/nix/var/nix/daemon-socket";
       allowWholeStore = false;
-      limits = { memoryMax = 2147483648; cpuMax = 150000; pidsMax = 4096; };
+      # The options' own shapes: the helper reads them (settings.rs).
+      limits = { memory.max = "2G"; cpu.max = 1.5; pids.max = 4096; };
       appArmor = false;
       dataDir = null;
       allowedHostPaths = { };
@@ -253,7 +254,7 @@ in
       builds = {
         allowInternet = true;
         network = { address = "10.70.0.0"; prefixLength = 24; };
-        memory = 3221225472;
+        memory = "3G";
         evaluationTimeout = 60;
         buildTimeout = 600;
       };
@@ -489,7 +490,7 @@ in
         (lib.concatStringsSep " " [
           ''"/nix/store/00000000000000000000000000000000-nixcloud-container/bin/nixcloud-container"''
           ''"sync" "--file" "/nix/store/00000000000000000000000000000000-nixcloud-container-instances.json"''
-          ''"--keep-going" "--jobs" "4" "--prune" "-n" "-I nixpkgs=/srv/100%%/$$HOME"''
+          ''"--source" "nixos-module" "--keep-going" "--jobs" "4" "--prune" "-n" "-I nixpkgs=/srv/100%%/$$HOME"''
         ]))
       (eq "neither boot nor a switch waits for the builds: the start job ends when the helper runs; active after, so that a new list restarts it"
         { inherit (unit.serviceConfig) Type RemainAfterExit; } { Type = "exec"; RemainAfterExit = true; })

@@ -1,7 +1,8 @@
-"""7. sync (issue 13): N tiny containers listed, once by a flake and once
-by a list file of container files, made by one `sync`, synced again with
-nothing changed and with one of them changed, and removed; the flake's
-against one `update` per container."""
+"""7. sync (issues 13 and 22): N tiny containers listed, once by a flake
+and once by a list file of container files, made by one `sync`, synced
+again with nothing changed and with one of them changed (and for the list
+file, with an import that some of its files share changed), and removed;
+the flake's against one `update` per container."""
 
 import json
 import os
@@ -28,7 +29,11 @@ SUMMARY_KEYS = ("created", "updated", "unchanged", "removed", "failed")
 PARTS = ("total", "spec", "build", "switch", "lxc", "own")
 # The syncs of a listing, in the order they are made.
 CASES = {"create": "nothing there: all created", "unchanged": "nothing changed",
-         "changed": "the first (running) changed"}
+         "changed": "the first (running) changed",
+         "shared": "the import every 20th reads changed"}
+# Every this many of a list file's containers import shared.nix (issue 22:
+# a shared import changed evaluates exactly those that read it).
+SHARED_EVERY = 20
 
 
 class Listing:
@@ -76,25 +81,54 @@ class FlakeListing(Listing):
     def argv(self):
         return ["sync", "--flake", self.dir]
 
+    def emptied(self):
+        """The flake with no containers, and what puts its own back."""
+        path = os.path.join(self.dir, "flake.nix")
+        with open(path) as f:
+            full = f.read()
+        with open(path, "w") as f:
+            f.write("{ outputs = { self }: { nixcloudContainers = { }; }; }\n")
+
+        def restore():
+            with open(path, "w") as f:
+                f.write(full)
+        return restore
+
 
 class FileListing(Listing):
-    """A list file naming a container file per container; a change
-    rewrites that container's file only."""
+    """A list file naming a container file per container, all in one
+    directory; every SHARED_EVERY-th of them (`readers`) puts what
+    shared.nix there says into its version. A change rewrites that
+    container's file only; `share` rewrites shared.nix."""
 
     kind = "file"
 
     def __init__(self, h, n):
         super().__init__(h, "sl", n)
         os.makedirs(os.path.join(h.work, "sync-files"))
+        self.readers = self.names[::SHARED_EVERY]
+        self.share("initial")
         self.list = h.write("sync-list.json", json.dumps(
             {name: {"file": os.path.join(h.work, "sync-files", f"{name}.nix")} for name in self.names}))
 
+    def share(self, tag):
+        self.h.write("sync-files/shared.nix", f'{{ tag = "{self.h.token}-{tag}"; }}\n')
+
     def write(self, changed):
         for name, version in changed.items():
+            if name in self.readers:
+                version += "-${(import ./shared.nix).tag}"
             self.h.tiny_file(f"sync-files/{name}.nix", version, trace=self.traced(name))
 
     def argv(self):
         return ["sync", "--file", self.list]
+
+    def emptied(self):
+        """The list file with no containers, and what puts its own back."""
+        with open(self.list) as f:
+            full = f.read()
+        self.h.write("sync-list.json", "{}")
+        return lambda: self.h.write("sync-list.json", full)
 
 
 def running_pid(h, name):
@@ -176,11 +210,15 @@ def synced(h, listing, case, jobs_order, rounds, running, calls, prepare):
             for jobs, runs in got.items()]
 
 
-def prune(h):
-    """Removes every container that sync made: `sync --prune` of an empty
-    list; its wall time."""
-    empty = h.write("sync-empty.json", "{}")
-    return h.helper("sync", "--file", empty, "--prune", "-j", "2", "--json").ms
+def prune(h, listing):
+    """Removes every container of `listing`: `sync --prune` of its source
+    (the flake, the list file) emptied, as only the source that created a
+    container prunes it (issue 22); its wall time."""
+    restore = listing.emptied()
+    try:
+        return h.helper(*listing.argv(), "--prune", "-j", "2", "--json").ms
+    finally:
+        restore()
 
 
 def measure_updates(h, listing, rounds, calls):
@@ -208,19 +246,21 @@ def measure_listing(h, listing, rounds, reps, running_count, calls):
 
     def fresh(tag):
         if any(h.current_generation(name) for name in listing.names):
-            removals.append(prune(h))
+            removals.append(prune(h, listing))
         listing.set(versions(f"create-{tag}"))
 
     rows = synced(h, listing, "create", (2, 1), rounds, [], calls, fresh)
     running = listing.names[:running_count]
     h.start(running)
-    # A flake's unchanged containers start no helper process, so -j does not matter.
-    unchanged = ((1,), reps) if listing.kind == "flake" else ((1, 2), rounds)
-    rows += synced(h, listing, "unchanged", unchanged[0], unchanged[1], running, calls,
-                   lambda tag: None)
+    # Unchanged containers start no helper process (a flake's since issue
+    # 13, a container file's since issue 22), so -j does not matter.
+    rows += synced(h, listing, "unchanged", (1,), reps, running, calls, lambda tag: None)
     first = listing.names[0]
     rows += synced(h, listing, "changed", (1, 2), rounds, running, calls,
                    lambda tag: listing.set({first: f"{h.token}-changed-{tag}-{first}"}))
+    if listing.kind == "file":
+        rows += synced(h, listing, "shared", (1, 2), rounds, running, calls,
+                       lambda tag: listing.share(f"shared-{tag}"))
     return dict(rows=rows, removals=removals, running=running)
 
 
@@ -234,8 +274,10 @@ def measure_sync(h, n, rounds, reps, running_count):
         got = measure_listing(h, listing, rounds, reps, running_count, calls)
         if listing.kind == "flake":
             got["updates"] = measure_updates(h, listing, rounds, calls)
+        else:
+            got["readers"] = len(listing.readers)
         h.kill_all(got["running"])
-        got["removals"].append(prune(h))
+        got["removals"].append(prune(h, listing))
         results[listing.kind] = got
     return results
 

@@ -88,8 +88,10 @@ in
         type = types.bool;
         default = false;
         description = ''
-          Whether the sync destroys the containers it made that
-          {option}`instances` no longer names, with their data directories.
+          Whether the sync destroys the containers it created that
+          {option}`instances` no longer names, with their data directories
+          (their source is `nixos-module`; a container made by hand or by
+          another sync source is never pruned).
         '';
       };
       jobs = mkOption {

@@ -118,7 +118,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::RepairState => commands::repair::repair_state(ctx)?,
         Command::RepairNetwork => commands::repair::repair_network(ctx)?,
         Command::RepairNames => commands::repair::repair_names(ctx)?,
-        Command::Sync { file, flake, prune, jobs, keep_going, dry_run, json, activation, nix } => {
+        Command::Sync {
+            file,
+            flake,
+            prune,
+            source,
+            adopt,
+            jobs,
+            keep_going,
+            dry_run,
+            json,
+            activation,
+            nix,
+        } => {
             let mut activation_args =
                 vec![format!("--health-timeout={}", activation.health_timeout)];
             if activation.no_rollback {
@@ -133,6 +145,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 file,
                 flake,
                 prune,
+                source,
+                adopt,
                 jobs,
                 keep_going,
                 dry_run,

@@ -157,6 +157,20 @@ fn container_name(text: &str) -> Result<String, String> {
     crate::names::validate(text).map(|()| text.to_string()).map_err(|err| err.0)
 }
 
+/// The name of a sync's source: a word of letters, digits, '-', '_' and
+/// '.', as the state records it beside the container.
+fn source_name(text: &str) -> Result<String, String> {
+    let word = text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if word && !text.is_empty() && text.len() <= 100 {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "invalid source name {}: use 1 to 100 letters, digits, '-', '_' and '.'",
+            crate::formats::show(text)
+        ))
+    }
+}
+
 /// A generation number as nix-env writes them: digits only, 32 bits.
 fn generation_number(text: &str) -> Result<u64, String> {
     let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
@@ -429,9 +443,10 @@ pub enum Command {
     },
     /// Delete generations, as nix-env --delete-generations does.
     ///
-    /// Delete generations: numbers, or one of +N (keep the last N and the
-    /// current one), Nd (older than N days) and old (all but the current
-    /// one), alone. The current generation is never deleted.
+    /// Delete generations: numbers, or one of +N (keep the current one and
+    /// the N-1 before it, and any after it: nix-env's last N, counted from
+    /// the current one), Nd (older than N days) and old (all but the
+    /// current one), alone. The current generation is never deleted.
     DeleteGenerations {
         #[arg(value_name = "container-name", value_parser = container_name)]
         name: String,
@@ -597,14 +612,15 @@ pub enum Command {
     ///
     /// Create the containers of the list that are missing (and start those
     /// that start with the host), update those that changed, and leave the
-    /// others alone: a flake's container is not even evaluated while the
-    /// files of the flake that its evaluation read (flake.nix, flake.lock,
-    /// its own files), the flake's shape (which files there are), this
-    /// toolkit and the host file are as when sync last made it; any other is
-    /// evaluated, and neither built nor switched where its generation is the
-    /// one it has. Each container is
-    /// built by a helper process of its own: one that fails fails alone.
-    /// Ends with a summary; exits 1 if any failed.
+    /// others alone: a container is not even evaluated while the files its
+    /// evaluation read (of a flake: flake.nix, flake.lock, its own files; of
+    /// a container file: the file and what it imports from its directory),
+    /// the shape of that source (which files there are), this toolkit,
+    /// <nixpkgs> and the host file are as when sync last made it; any other
+    /// is evaluated, and neither built nor switched where its generation is
+    /// the one it has. Each container is built by a helper process of its
+    /// own: one that fails fails alone. Ends with a summary; exits 1 if any
+    /// failed.
     Sync {
         /// The list, JSON: container name → {"file": "/abs/web.nix"},
         /// {"flake": "<ref>#<name>"} or {"system": "/nix/store/..."} (a
@@ -616,10 +632,20 @@ pub enum Command {
         /// Also every nixcloudContainers.<name> of this flake.
         #[arg(long, value_name = "flake ref")]
         flake: Option<String>,
-        /// Destroy the containers sync made that the list no longer names
-        /// (with their data directories).
+        /// Destroy the containers this source created (or took over with
+        /// --adopt) that it no longer names (with their data directories);
+        /// never one made by hand or by another source.
         #[arg(long)]
         prune: bool,
+        /// Name the list's source (default: the list file's real path), for
+        /// a list whose file moves: the host module's, in the store, is
+        /// `nixos-module`. Only the source that created a container prunes it.
+        #[arg(long, value_name = "name", requires = "file", value_parser = source_name)]
+        source: Option<String>,
+        /// Take over the listed containers made by hand or by another
+        /// source: from now on this source's --prune may destroy them.
+        #[arg(long)]
+        adopt: bool,
         /// How many containers are evaluated and built side by side; their
         /// live switches run one at a time.
         #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]

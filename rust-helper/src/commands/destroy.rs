@@ -24,9 +24,16 @@ pub(super) fn destroy_opened(
     let Opened { lock, mut locked, repaired } = opened;
     if !locked.state.containers.contains_key(name) {
         lock.remove();
-        if repaired == Some(Phase::Destroying) {
-            println!("destroyed container '{name}' (an interrupted destroy is finished)");
-            return Ok(());
+        match repaired {
+            Some(Phase::Destroying) => {
+                println!("destroyed container '{name}' (an interrupted destroy is finished)");
+                return Ok(());
+            }
+            Some(Phase::Creating) => {
+                println!("removed what an interrupted create left of container '{name}'");
+                return Ok(());
+            }
+            _ => {}
         }
         bail!("no container named '{name}' (see `nixcloud-container list`)");
     }

@@ -30,6 +30,9 @@ pub fn open(ctx: &Context, name: &str) -> Result<Opened> {
         .map(|entry| entry.phase)
         .filter(|&phase| phase != Phase::Ready);
     recovery::repair_all(ctx, &mut locked, name)?;
+    // Its own profile, whatever its phase: a nix-env killed with a command
+    // that recorded none (delete-generations) leaves links too.
+    recovery::remove_interrupted_links(ctx, name)?;
     recovery::record_missing_ids(ctx, &mut locked)?;
     Ok(Opened { lock, locked, repaired })
 }

@@ -55,8 +55,25 @@ pub fn record_missing_ids(ctx: &Context, locked: &mut LockedState) -> Result<()>
     locked.save()
 }
 
+/// Removes the links a killed nix-env left in container `name`'s profile
+/// (`Profile::interrupted_links`) and the GC roots Nix made for them, and
+/// says so. The caller holds the container's lock, which every nix-env on
+/// the profile runs under.
+pub fn remove_interrupted_links(ctx: &Context, name: &str) -> Result<()> {
+    let links = ctx.profile(name).remove_interrupted_links()?;
+    for link in &links {
+        eprintln!(
+            "note: removed {}, which an interrupted nix-env left in the profile of '{name}'",
+            link.display()
+        );
+    }
+    crate::nix::forget_roots(&links);
+    Ok(())
+}
+
 /// Repairs container `name`, whose command crashed (nobody holds its lock).
 fn repair(ctx: &Context, locked: &mut LockedState, name: &str) -> Result<()> {
+    remove_interrupted_links(ctx, name)?;
     let phase = locked.state.containers[name].phase;
     match phase {
         Phase::Ready => Ok(()),

@@ -51,6 +51,17 @@ pub enum MountSource {
     Beneath { root: PathBuf, relative: PathBuf, create: bool },
 }
 
+impl MountSource {
+    /// What the source's root is, for errors: the directory it is below.
+    fn root_name(&self) -> String {
+        match self {
+            MountSource::Host(path) | MountSource::Beneath { root: path, .. } => {
+                path.display().to_string()
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for MountSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -150,7 +161,7 @@ impl Mounter {
                 )
                 .with_context(|| format!("cannot open {}", root.display()))?;
                 if *create {
-                    directory_beneath(&root, relative, self.owner)?
+                    directory_beneath(&root, &mount.source.root_name(), relative, self.owner)?
                 } else if relative.as_os_str().is_empty() {
                     root
                 } else {
@@ -162,7 +173,7 @@ impl Mounter {
                         Mode::empty(),
                         resolve,
                     )
-                    .with_context(|| format!("{} is not there", mount.source))?
+                    .map_err(|err| refused(err, relative, &mount.source.root_name(), true))?
                 }
             }
         };
@@ -274,7 +285,7 @@ impl Mounter {
     /// The directory `relative` below the rootfs, made (owned by the
     /// container's root) where it is missing; see `directory_beneath`.
     pub fn directory(&self, relative: &Path) -> Result<OwnedFd> {
-        directory_beneath(&self.rootfs, relative, self.owner)
+        directory_beneath(&self.rootfs, "the container's rootfs", relative, self.owner)
     }
 }
 
@@ -344,16 +355,53 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// The directory `relative` below `rootfs`, made (owned by `owner`) where
-/// it is missing, and reached without following a symlink or leaving the
-/// rootfs: the container may have put anything there.
-fn directory_beneath(rootfs: &OwnedFd, relative: &Path, owner: u32) -> Result<OwnedFd> {
+/// Why a path below a root (`root_name`: the container's rootfs, its data
+/// directory, an allowed host path) was refused, from what openat2 said:
+/// one line naming the path and the rule, rather than the errno's words
+/// ("Invalid cross-device link"). `follows`: symlinks were followed as long
+/// as they stayed below the root.
+fn refused(
+    err: rustix::io::Errno,
+    relative: &Path,
+    root_name: &str,
+    follows: bool,
+) -> anyhow::Error {
+    let path = relative.display();
+    match err {
+        rustix::io::Errno::XDEV => anyhow::anyhow!(
+            "{path} leads out of {root_name} (through a symbolic link or a mount), which is \
+             refused: a bind mount's path stays below the directory it is allowed in"
+        ),
+        rustix::io::Errno::LOOP if !follows => anyhow::anyhow!(
+            "{path} in {root_name} is, or passes through, a symbolic link, which is never \
+             followed there (whoever can write below it could point it anywhere)"
+        ),
+        rustix::io::Errno::LOOP => {
+            anyhow::anyhow!("{path} in {root_name}: too many symbolic links")
+        }
+        rustix::io::Errno::NOENT => anyhow::anyhow!("{path} is not in {root_name}"),
+        rustix::io::Errno::NOTDIR => {
+            anyhow::anyhow!("{path} in {root_name} is not a directory, or passes through a file")
+        }
+        other => anyhow::anyhow!("cannot open {path} in {root_name}: {other}"),
+    }
+}
+
+/// The directory `relative` below `root` (`root_name` for errors), made
+/// (owned by `owner`) where it is missing, and reached without following a
+/// symlink or leaving the root: the container may have put anything there.
+fn directory_beneath(
+    root: &OwnedFd,
+    root_name: &str,
+    relative: &Path,
+    owner: u32,
+) -> Result<OwnedFd> {
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let mut dir = rustix::fs::openat2(rootfs, ".", flags, Mode::empty(), resolve)?;
+    let mut dir = rustix::fs::openat2(root, ".", flags, Mode::empty(), resolve)?;
     for component in relative.components() {
         let Component::Normal(name) = component else {
-            bail!("{} is not a plain path below the rootfs", relative.display());
+            bail!("{} is not a plain path below {root_name}", relative.display());
         };
         match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
             // A fresh directory is the container's, as LXC's are.
@@ -367,10 +415,8 @@ fn directory_beneath(rootfs: &OwnedFd, relative: &Path, owner: u32) -> Result<Ow
             Err(rustix::io::Errno::EXIST) => {}
             Err(err) => return Err(err.into()),
         }
-        dir =
-            rustix::fs::openat2(&dir, name, flags, Mode::empty(), resolve).with_context(|| {
-                format!("{} is not a directory below the rootfs", relative.display())
-            })?;
+        dir = rustix::fs::openat2(&dir, name, flags, Mode::empty(), resolve)
+            .map_err(|err| refused(err, relative, root_name, false))?;
     }
     Ok(dir)
 }

@@ -65,7 +65,7 @@ impl Limits {
     /// (4 GiB where /proc/meminfo does not say); the timeouts.
     pub fn of(builds: &Builds) -> Limits {
         let memory = match builds.memory {
-            Some(bytes) => bytes.0,
+            Some(size) => size.bytes(),
             None => host_memory().map_or(4 << 30, |total| total / 4),
         };
         Limits {

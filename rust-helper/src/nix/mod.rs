@@ -140,12 +140,15 @@ impl Nix<'_> {
         Ok(Finished { stderr: messages, ..finished? })
     }
 
-    /// Runs a Nix command that evaluates `source`. For a flake's container
-    /// whose helper process sync started, the files of the flake's source
-    /// it reads are recorded (source_reads.rs).
+    /// Runs a Nix command that evaluates `source`. For a container whose
+    /// helper process sync started, the files of its source it reads (a
+    /// flake's source, a container file's directory) are recorded
+    /// (source_reads.rs).
     fn run_evaluation(&self, source: &Source, tool: Tool) -> Result<Finished> {
         match (source, Recording::from_env()) {
-            (Source::Flake(_), Some(recording)) => recording.around(|| self.run_logged(tool)),
+            (Source::Flake(_) | Source::File(_), Some(recording)) => {
+                recording.around(|| self.run_logged(tool))
+            }
             _ => self.run_logged(tool),
         }
     }
@@ -304,7 +307,7 @@ impl Nix<'_> {
 
     /// Where `<nixpkgs>` is for root, as Nix finds it (NIX_PATH, nix.conf,
     /// the user's -n "-I nixpkgs=..."), or None.
-    fn find_nixpkgs(&self) -> Result<Option<String>> {
+    pub fn find_nixpkgs(&self) -> Result<Option<String>> {
         let finished = Tool::new("nix-instantiate")
             .args(self.extra_args)
             .args(["--find-file", "nixpkgs"])
@@ -466,9 +469,10 @@ impl Nix<'_> {
 
     /// Runs nix-env on `profile`, whose container's lock the caller holds,
     /// after removing what a killed nix-env left there, which it would
-    /// misread (Profile::remove_nix_env_leftovers).
+    /// misread (Profile::interrupted_links; opening a container removes
+    /// them first and says so).
     fn profile_op(&self, profile: &Profile, args: &[String]) -> Result<()> {
-        profile.remove_nix_env_leftovers()?;
+        profile.remove_interrupted_links()?;
         let finished = Tool::new("nix-env")
             .arg("--profile")
             .arg(profile.link())

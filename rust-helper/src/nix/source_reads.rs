@@ -1,14 +1,22 @@
-//! Which files of a flake's source a container's evaluation read, so that
-//! `sync` evaluates again only the containers whose files changed when a
-//! flake holding many of them changes (issue 13).
+//! Which files of its source a container's evaluation read, so that `sync`
+//! evaluates again only the containers whose files changed: a flake's
+//! source when a flake holding many of them changes (issue 13), and the
+//! directory a container file is named in, which its evaluation may read
+//! (nix.rs `evaluating`), when files there change (issue 22).
 //!
 //! Nix says nothing of what an evaluation read, so the kernel does: while a
-//! Nix process of this helper evaluates a flake's container, a fanotify
-//! watch on the directories of the flake's source sees every file opened
-//! there, and keeps those that this helper's own processes opened. What
-//! they read, with the shape of the whole source, makes the container's
-//! digest of its source (`digest`): the next sync compares it with the
-//! flake's new source and leaves the container alone where it is the same.
+//! Nix process of this helper evaluates a container, a fanotify watch on
+//! the directories of its source sees every file opened there, and keeps
+//! those that this helper's own processes opened. What they read, with the
+//! shape of the whole source, makes the container's digest of its source
+//! (`digest`): the next sync compares it with the source as it is then and
+//! leaves the container alone where it is the same.
+//!
+//! A flake's source is a store path, which never changes; a container
+//! file's directory may change while it is evaluated, so that what was
+//! read is not what is there after: a source in which anything changed
+//! since the evaluation started (`changed_since`) is not recorded, and the
+//! container is evaluated again next time.
 //!
 //! What the watch cannot see makes the container depend on all of the
 //! source, as before: a generation whose derivations name the source's
@@ -29,8 +37,9 @@ use anyhow::{bail, Context, Result};
 use crate::system::process::Tool;
 
 /// The environment variable through which `sync` asks the helper process it
-/// starts for a flake's container to record what that container's
-/// evaluations read: `<source store path>=<file to append the paths to>`.
+/// starts for a container to record what that container's evaluations read:
+/// `<source directory>=<file to append the paths to>` (a flake's source in
+/// the store, or a container file's directory).
 pub const RECORD_ENV: &str = "NIXCLOUD_CONTAINER_RECORD_READS";
 
 /// Where reads are being recorded: RECORD_ENV, when this process has it.
@@ -74,13 +83,13 @@ impl Recording {
 
     /// The files recorded, relative to the source; None when a watch
     /// failed or none was recorded (the container then depends on the
-    /// whole source). Every evaluation of a flake opens its flake.nix: a
-    /// record without it watched another source than the one evaluated.
-    pub fn read_record(file: &Path) -> Option<BTreeSet<String>> {
+    /// whole source). Every evaluation opens its `first` file (a flake's
+    /// flake.nix, the container file): a record without it watched another
+    /// source than the one evaluated.
+    pub fn read_record(file: &Path, first: &str) -> Option<BTreeSet<String>> {
         let text = std::fs::read_to_string(file).ok()?;
         let files: BTreeSet<String> = text.lines().map(str::to_string).collect();
-        (files.contains("flake.nix") && !files.iter().any(|line| line.starts_with('!')))
-            .then_some(files)
+        (files.contains(first) && !files.iter().any(|line| line.starts_with('!'))).then_some(files)
     }
 }
 
@@ -147,11 +156,18 @@ impl Watch {
     }
 }
 
+/// The most directories a watch marks: a container file named in a
+/// directory with more below it (a home directory) is evaluated every time.
+const MOST_DIRECTORIES: usize = 10_000;
+
 /// `root` and every directory below it (symlinks not followed).
 fn directories(root: &Path) -> Result<Vec<PathBuf>> {
     let mut found = vec![root.to_path_buf()];
     let mut at = 0;
     while at < found.len() {
+        if found.len() > MOST_DIRECTORIES {
+            bail!("{} holds more than {MOST_DIRECTORIES} directories", root.display());
+        }
         let dir = found[at].clone();
         for entry in
             std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
@@ -272,6 +288,44 @@ fn parent_of(pid: u32) -> Option<u32> {
     stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The time as the kernel stamps files' changes (their ctime): the coarse
+/// clock, which lags the precise one by up to a tick, so that a file
+/// changed after this was taken has a ctime not before it.
+pub fn coarse_now() -> libc::timespec {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) };
+    now
+}
+
+/// Whether anything in `source` (a file's content, or what a directory
+/// holds) changed at or after `since` (`coarse_now`): its ctime says so.
+/// One that cannot be looked at counts as changed.
+pub fn changed_since(source: &Path, since: libc::timespec) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let changed = |path: &Path| match std::fs::symlink_metadata(path) {
+        Ok(meta) => (meta.ctime(), meta.ctime_nsec()) >= (since.tv_sec, since.tv_nsec),
+        Err(_) => true,
+    };
+    let mut pending = vec![source.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        if changed(&dir) {
+            return true;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else { return true };
+        for entry in entries {
+            let Ok(entry) = entry else { return true };
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(path),
+                Ok(_) if !changed(&path) => {}
+                _ => return true,
+            }
+        }
+    }
+    false
+}
+
 /// The shape of a source: every path in it, its type, and where symlinks
 /// point. What `builtins.pathExists` or `readDir` sees is in it.
 pub fn shape(source: &Path) -> Result<String> {
@@ -289,13 +343,33 @@ pub fn digest(shape: &str, source: &Path, files: &BTreeSet<String>) -> String {
     hasher.update(shape.as_bytes());
     for file in files {
         hasher.update(file.as_bytes());
-        match std::fs::read(source.join(file)) {
-            Ok(content) => hasher.update(Sha1::digest(&content)),
-            // Gone, or a directory now: the shape differs anyway.
-            Err(_) => hasher.update(b"\0missing"),
+        match read_regular(&source.join(file)) {
+            Some(content) => hasher.update(Sha1::digest(&content)),
+            // Gone, or not a file now: the shape differs anyway.
+            None => hasher.update(b"\0missing"),
         }
     }
     hex(&hasher.finalize())
+}
+
+/// The content of `path` if it is a regular file. Opened without blocking
+/// and looked at before it is read: a named pipe or a device that a
+/// container file's directory holds (and its evaluation opened) would
+/// otherwise hold sync up.
+fn read_regular(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut content = Vec::new();
+    file.read_to_end(&mut content).ok()?;
+    Some(content)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -397,6 +471,12 @@ mod tests {
         assert_ne!(third, second, "a symlink pointed elsewhere");
         std::fs::write(root.join("sub/new.nix"), "").unwrap();
         assert_ne!(now(), third, "a file added");
+        // A named pipe that was read is not read again (it would block).
+        let fifo = root.join("sub/pipe");
+        let made = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(made.as_ptr(), 0o600) }, 0);
+        let with_pipe = files(&["flake.nix", "sub/pipe"]);
+        digest(&shape(root).unwrap(), root, &with_pipe);
     }
 
     #[test]
@@ -404,11 +484,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let record = dir.path().join("reads");
         std::fs::write(&record, "flake.nix\nweb.nix\n").unwrap();
-        assert_eq!(Recording::read_record(&record), Some(files(&["flake.nix", "web.nix"])));
+        let read = |first| Recording::read_record(&record, first);
+        assert_eq!(read("flake.nix"), Some(files(&["flake.nix", "web.nix"])));
+        assert_eq!(read("web.nix"), Some(files(&["flake.nix", "web.nix"])));
         std::fs::write(&record, "web.nix\n").unwrap();
-        assert_eq!(Recording::read_record(&record), None);
+        assert_eq!(read("flake.nix"), None);
         std::fs::write(&record, "flake.nix\n!fanotify_init: Operation not permitted\n").unwrap();
-        assert_eq!(Recording::read_record(&record), None);
+        assert_eq!(read("flake.nix"), None);
+    }
+
+    /// The coarse clock's next tick: a time after every change made before.
+    fn next_tick() -> libc::timespec {
+        let before = coarse_now();
+        loop {
+            let now = coarse_now();
+            if (now.tv_sec, now.tv_nsec) > (before.tv_sec, before.tv_nsec) {
+                return now;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn a_change_at_or_after_a_time_is_seen_in_any_file_or_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/a.nix"), "a").unwrap();
+        // A tree that is whole reads as unchanged since a time after its
+        // changes (an hour on: filesystems whose clocks are not this
+        // kernel's, as a build sandbox's may be, stamp a little ahead).
+        let mut later = coarse_now();
+        later.tv_sec += 3600;
+        assert!(!changed_since(root, later), "nothing changed since");
+        // What changes once a time is taken is seen, in a file or a directory.
+        let since = next_tick();
+        std::fs::write(root.join("sub/a.nix"), "b").unwrap();
+        assert!(changed_since(root, since), "a file's content");
+        let since = next_tick();
+        std::fs::write(root.join("sub/new.nix"), "").unwrap();
+        assert!(changed_since(root, since), "a file added");
+        assert!(changed_since(&root.join("gone"), since), "what cannot be looked at");
     }
 
     #[test]

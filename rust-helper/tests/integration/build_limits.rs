@@ -72,7 +72,8 @@ fn an_endless_build_ends_at_the_hosts_time_limit() {
 #[test]
 fn a_doubling_string_ends_at_the_hosts_memory_limit() {
     let host = Host::new();
-    limit_builds(&host, serde_json::json!({ "memory": 256 << 20, "evaluationTimeout": 600 }));
+    // As the module writes it (docs/host-options.md): a size with its unit.
+    limit_builds(&host, serde_json::json!({ "memory": "256M", "evaluationTimeout": 600 }));
     let bomb = evaluating(&host, "bomb.nix", DOUBLING);
     let err = host.fails(&["create", "web", path_str(&bomb)], 1);
     assert!(

@@ -61,7 +61,20 @@ fn bind_mounts_show_host_paths_and_the_containers_own_data() {
         with(&host, "e.nix", "2", r#"bindMounts."/mnt" = { hostPath = "app/escape"; };"#);
     host.ok(&["update", "binds", path_str(&escaping)]);
     let error = host.fails(&["start", "binds"], 1);
-    assert!(error.contains("cannot mount"), "{error}");
+    let said = format!(
+        "app/escape in {} is, or passes through, a symbolic link, which is never followed there",
+        data.display()
+    );
+    assert!(error.contains("cannot mount") && error.contains(&said), "{error}");
+    // A symlink in an allowed host path that leads out of it: refused, and
+    // said so (not the errno's "Invalid cross-device link").
+    std::os::unix::fs::symlink("/etc", shared.join("out")).unwrap();
+    let out = format!(r#"bindMounts."/mnt" = {{ hostPath = "{}/out"; }};"#, shared.display());
+    host.ok(&["update", "binds", path_str(&with(&host, "o.nix", "3", &out))]);
+    let error = host.fails(&["start", "binds"], 1);
+    let said =
+        format!("out leads out of {} (through a symbolic link or a mount)", shared.display());
+    assert!(error.contains(&said), "{error}");
 
     // destroy removes its data, unless it keeps it; a new container of its
     // name is refused while kept data is there.

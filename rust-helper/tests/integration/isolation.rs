@@ -469,7 +469,8 @@ fn limits_become_cgroup2_settings_capped_by_the_host() {
     let host = Host::new();
     std::fs::write(
         host.dir.path().join("host.json"),
-        r#"{"limits": {"memoryMax": 1073741824, "pidsMax": 1000}}"#,
+        // As the module's options are written (docs/host-options.md).
+        r#"{"limits": {"memory": {"max": "1G"}, "pids": {"max": 1000}}}"#,
     )
     .unwrap();
     let limited = host.tiny(

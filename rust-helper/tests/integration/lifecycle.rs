@@ -337,3 +337,22 @@ fn a_flakes_container_is_built_with_create_flake() {
         host.fails(&["create", "other", "--flake", &format!("{}#missing", flake.display())], 1);
     assert!(err.contains("has no nixcloudContainers.missing"), "{err}");
 }
+
+#[test]
+fn a_copy_of_the_tiny_example_beside_a_container_file_builds() {
+    // As users do: examples/tiny/ copied into the directory of their own
+    // container file, which imports it by a relative path.
+    let host = Host::new();
+    let mine = host.dir.path().join("mine");
+    std::fs::create_dir_all(mine.join("tiny")).unwrap();
+    for file in ["system.nix", "build.sh"] {
+        std::fs::copy(format!("{REPO}/examples/tiny/{file}"), mine.join("tiny").join(file))
+            .unwrap();
+    }
+    let file = mine.join("web.nix");
+    std::fs::write(&file, "{ system = import ./tiny/system.nix { version = \"copied\"; }; }\n")
+        .unwrap();
+    host.ok(&["create", "copied", path_str(&file)]);
+    host.start_booted("copied");
+    assert_eq!(host.ok(&["run", "copied", "cat", "/var/lib/tiny/booted"]).trim(), "copied");
+}

@@ -322,7 +322,7 @@ fn a_killed_update_loses_no_generation_and_is_finished_by_the_next_command() {
 
 /// What a `nix-env --set` killed between making its generation link and
 /// renaming it into place leaves, `profile-<N>-link.tmp-<pid>-<random>`
-/// (Profile::remove_nix_env_leftovers), made here directly, as the kills
+/// (Profile::interrupted_links), made here directly, as the kills
 /// above make it now and then: the next update of that same system makes a
 /// generation of it and activates it, where it once reported "unchanged".
 #[test]
@@ -581,7 +581,8 @@ fn delete_generations_takes_what_nix_env_takes() {
             serde_json::from_str(&host.ok(&["list-generations", "gens", "--json"])).unwrap();
         rows.as_array().unwrap().iter().map(|r| r["generation"].as_u64().unwrap()).collect()
     };
-    // `+3` keeps the last three, even when generation 3 is the current one.
+    // `+3` keeps the last three counted from the current one, and those
+    // after it (nix-env 2.8): with 3 current, all five stay.
     host.ok(&["switch-generation", "gens", "3"]);
     host.ok(&["delete-generations", "gens", "+3"]);
     assert_eq!(numbers(), [1, 2, 3, 4, 5], "nothing older than the current one beyond 3");
@@ -835,4 +836,116 @@ fn small_things_said_plainly() {
     host.start_booted("web");
     assert_eq!(host.ok(&["show-ip", "web"]).trim(), "10.101.0.77");
     assert!(host.ok(&["run", "web", "ip", "-4", "addr"]).contains("10.101.0.77/16"));
+}
+
+/// The links in container `name`'s profile directory that are neither the
+/// profile nor a generation: what a killed nix-env leaves.
+fn stray_links(host: &Host, name: &str) -> Vec<String> {
+    std::fs::read_dir(host.profiles_dir().join(name))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|file| file.contains(".tmp-") || file.starts_with('.'))
+        .collect()
+}
+
+/// Leaves in `name`'s profile what nix-env leaves when it is killed between
+/// making a link and renaming it into place (Nix's makeSymlink names a new
+/// generation's link `<link>.tmp-<pid>-<random>`, replaceSymlink the
+/// profile's `.<n>_profile`): the next generation's, pointing at the current
+/// one's system. The window is a few instructions wide; a kill from outside
+/// hits it only by chance.
+fn leave_nix_env_links(host: &Host, name: &str) {
+    let profile = host.profiles_dir().join(name);
+    let current: u64 = host.current_generation(name).parse().unwrap();
+    let system = std::fs::read_link(profile.join(format!("profile-{current}-link"))).unwrap();
+    let next = profile.join(format!("profile-{}-link.tmp-4242-1804289383", current + 1));
+    std::os::unix::fs::symlink(&system, next).unwrap();
+    std::os::unix::fs::symlink(format!("profile-{current}-link"), profile.join(".0_profile"))
+        .unwrap();
+}
+
+#[test]
+fn a_killed_updates_links_are_removed_by_the_next_command_and_by_repair_state() {
+    let host = Host::new();
+    host.ok(&["create", "gens", path_str(&host.tiny("g0.nix", "0", ""))]);
+    let mut seen = std::collections::BTreeSet::new();
+    for (round, kill) in sweep().enumerate().step_by(3) {
+        let file = host.tiny(&format!("g{}.nix", round + 1), &(round + 1).to_string(), "");
+        kill_at(&host, &["update", "gens", path_str(&file)], "gens", "updating", kill);
+        seen.insert(phase(&host, "gens"));
+        leave_nix_env_links(&host, "gens");
+        // The next command, whatever it is, leaves no such link, and
+        // deleting generations works.
+        let deleted = host.helper(&["delete-generations", "gens", "old"]);
+        assert_eq!(deleted.code, 0, "after a kill {kill:?}: {deleted:?}");
+        assert!(deleted.stderr.contains("an interrupted nix-env left"), "{deleted:?}");
+        assert_eq!(stray_links(&host, "gens"), Vec::<String>::new(), "after a kill {kill:?}");
+        let rows: serde_json::Value =
+            serde_json::from_str(&host.ok(&["list-generations", "gens", "--json"])).unwrap();
+        assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    }
+    eprintln!("phases left by the kills: {seen:?}");
+    // repair-state removes them too.
+    leave_nix_env_links(&host, "gens");
+    let repaired = host.helper(&["repair-state"]);
+    assert_eq!(repaired.code, 0, "{repaired:?}");
+    assert_eq!(stray_links(&host, "gens"), Vec::<String>::new());
+    host.ok(&["delete-generations", "gens", "old"]);
+}
+
+#[test]
+fn destroy_after_a_killed_create_removes_what_it_left_and_succeeds() {
+    let host = Host::new();
+    let file = host.tiny("k.nix", "1", "");
+    let mut hit = false;
+    for kill in sweep() {
+        kill_at(&host, &["create", "victim", path_str(&file)], "victim", "creating", kill);
+        match phase(&host, "victim").as_str() {
+            "creating" => {
+                hit = true;
+                let destroyed = host.helper(&["destroy", "victim"]);
+                assert_eq!(destroyed.code, 0, "after a kill {kill:?}: {destroyed:?}");
+                assert!(
+                    destroyed.stdout.contains("removed what an interrupted create left"),
+                    "{destroyed:?}"
+                );
+            }
+            // Killed before it recorded anything: there is nothing to
+            // destroy (and its lock file goes).
+            "none" => {
+                host.fails(&["destroy", "victim"], 1);
+            }
+            _ => {
+                host.ok(&["destroy", "victim"]);
+            }
+        }
+        host.assert_nothing_created();
+    }
+    assert!(hit, "some kill hit a create half-way");
+}
+
+#[test]
+fn repair_state_keeps_what_no_disk_shows() {
+    let host = Host::new();
+    let entry = format!(
+        "{{ \"made\": {{ \"file\": \"{}\", \"autostart\": true }} }}",
+        path_str(&host.tiny("m.nix", "1", ""))
+    );
+    let list = path_str(&host.file("list.json", &entry)).to_string();
+    host.ok(&["sync", "--file", &list]);
+    assert_eq!(host.state("made"), "RUNNING");
+    let file = host.state_dir().join("state.json");
+    let before: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(before["containers"]["made"]["syncSource"].is_string(), "{before}");
+    assert!(before["containers"]["made"]["startedWith"].is_object(), "{before}");
+    host.ok(&["repair-state"]);
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(after, before, "nothing lost");
+    // Its source still prunes it.
+    host.file("list.json", "{}");
+    let pruned = host.ok(&["sync", "--file", &list, "--prune"]);
+    assert!(pruned.contains("1 removed"), "{pruned}");
 }

@@ -659,7 +659,9 @@ fn links_a_container_plants_in_its_rootfs_are_not_followed() {
         );
         assert_eq!(planted.code, 0, "{planted:?}");
         let err = host.fails(&["start", "t"], 1);
-        let refused = format!("{mount_point} is not a directory below the rootfs");
+        let refused = format!(
+            "{mount_point} in the container's rootfs is, or passes through, a symbolic link"
+        );
         assert!(err.contains(&refused), "{err}");
         assert_eq!(host.state("t"), "STOPPED");
         assert_eq!(tree(&victim), before, "root followed the link at {place}");

@@ -304,3 +304,286 @@ fn a_switch_that_leaves_the_guest_unhealthy_is_rolled_back() {
     host.ok(&["update", "app", path_str(&stuck), "--health-timeout", "0"]);
     assert_eq!(generation(&host, "app"), "2", "the failed ones were taken away again");
 }
+
+#[test]
+fn a_container_made_by_hand_survives_prune_once_listed_unless_adopted() {
+    let host = Host::new();
+    host.ok(&["create", "r3", path_str(&host.tiny("r3.nix", "1", ""))]);
+    // A list that names it updates it, but does not make it the list's.
+    let naming = list(&host, &[("r3", file_entry(&host, "r3.nix", "2", ""))]);
+    let synced = host.helper(&["sync", "--file", &naming]);
+    assert_eq!(synced.code, 0, "{synced:?}");
+    assert!(synced.stderr.contains("note: r3 was made by hand"), "{synced:?}");
+    assert_eq!(generation(&host, "r3"), "2");
+    // The list no longer names it: --prune leaves it (and its data).
+    let without = list(&host, &[("other", file_entry(&host, "o.nix", "1", ""))]);
+    let pruned = host.ok(&["sync", "--file", &without, "--prune"]);
+    assert!(pruned.contains("1 created, 0 updated, 0 unchanged, 0 removed"), "{pruned}");
+    host.ok(&["exists", "r3"]);
+    // Taken over explicitly, it is the list's: shown, and pruned once dropped.
+    let both = list(
+        &host,
+        &[
+            ("r3", file_entry(&host, "r3.nix", "2", "")),
+            ("other", file_entry(&host, "o.nix", "1", "")),
+        ],
+    );
+    let adopted = host.ok(&["sync", "--file", &both, "--adopt", "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&adopted).unwrap();
+    assert_eq!(summary["adopted"], serde_json::json!(["r3"]), "{adopted}");
+    let without = list(&host, &[("other", file_entry(&host, "o.nix", "1", ""))]);
+    let pruned = host.ok(&["sync", "--file", &without, "--prune"]);
+    assert!(pruned.contains("1 removed"), "{pruned}");
+    assert_eq!(host.helper(&["exists", "r3"]).code, 1);
+}
+
+#[test]
+fn one_sources_prune_leaves_another_sources_containers() {
+    let host = Host::new();
+    let write_list = |file: &str, entries: &[(&str, &str)]| {
+        let body: Vec<String> = entries
+            .iter()
+            .map(|(name, container)| {
+                format!(
+                    "\"{name}\": {{ \"file\": \"{}\" }}",
+                    path_str(&host.tiny(container, "1", ""))
+                )
+            })
+            .collect();
+        path_str(&host.file(file, &format!("{{ {} }}", body.join(", ")))).to_string()
+    };
+    let flake = host.dir.path().join("flake");
+    std::fs::create_dir(&flake).unwrap();
+    std::fs::write(
+        flake.join("flake.nix"),
+        format!(
+            "{{ outputs = {{ self }}: {{ nixcloudContainers.fromflake = \
+               {{ system = import {REPO}/examples/tiny/system.nix {{ version = \"1\"; }}; }}; }}; }}"
+        ),
+    )
+    .unwrap();
+    host.ok(&["sync", "--flake", path_str(&flake)]);
+    let first = write_list("first.json", &[("one", "one.nix")]);
+    host.ok(&["sync", "--file", &first]);
+    // Another list, pruning: neither the first list's nor the flake's go.
+    let second = write_list("second.json", &[("two", "two.nix")]);
+    let pruned = host.ok(&["sync", "--file", &second, "--prune"]);
+    assert!(pruned.contains("1 created, 0 updated, 0 unchanged, 0 removed"), "{pruned}");
+    for name in ["one", "fromflake", "two"] {
+        host.ok(&["exists", name]);
+    }
+    // Each source prunes its own.
+    let emptied = write_list("first.json", &[]);
+    let pruned = host.ok(&["sync", "--file", &emptied, "--prune", "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&pruned).unwrap();
+    assert_eq!(summary["removed"], serde_json::json!(["one"]), "{pruned}");
+    host.ok(&["exists", "fromflake"]);
+    host.ok(&["exists", "two"]);
+}
+
+#[test]
+fn a_list_that_names_a_container_twice_is_refused_before_anything() {
+    let host = Host::new();
+    let a = path_str(&host.tiny("a.nix", "1", "")).to_string();
+    let b = path_str(&host.tiny("b.nix", "1", "")).to_string();
+    for (twice, said) in [
+        (
+            format!("{{ \"web\": {{ \"file\": \"{a}\" }}, \"web\": {{ \"file\": \"{b}\" }} }}"),
+            "container 'web' is named twice",
+        ),
+        (
+            format!("{{ \"Web\": {{ \"file\": \"{a}\" }}, \"web\": {{ \"file\": \"{b}\" }} }}"),
+            "containers 'Web' and 'web' are one name",
+        ),
+    ] {
+        let file = path_str(&host.file("twice.json", &twice)).to_string();
+        for dry_run in [true, false] {
+            let mut args = vec!["sync", "--file", &file, "--keep-going"];
+            if dry_run {
+                args.push("--dry-run");
+            }
+            let error = host.fails(&args, 1);
+            assert!(error.contains(said), "{error}");
+            assert_eq!(error.trim().lines().count(), 1, "one line: {error}");
+        }
+        host.assert_nothing_created();
+    }
+}
+
+#[test]
+fn two_syncs_of_one_list_at_once_both_succeed() {
+    use std::process::{Command, Stdio};
+    let host = Host::new();
+    let the_list = list(
+        &host,
+        &[
+            ("alpha", file_entry(&host, "a.nix", "1", "")),
+            ("beta", file_entry(&host, "b.nix", "1", "")),
+        ],
+    );
+    // beta's lock held here: the first sync's create of beta waits for it,
+    // so that the first sync is under way for as long as this test says.
+    let locks = host.state_dir().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let beta_lock = locks.join("beta.lock");
+    let mut holder = Command::new("flock")
+        .arg(&beta_lock)
+        .args(["-c", "read line"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    host.wait_for("the test to hold beta's lock", || {
+        !Command::new("flock").arg("-n").arg(&beta_lock).arg("true").status().unwrap().success()
+    });
+    let first = host
+        .helper_command(&["sync", "--file", &the_list])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The second starts while the first is creating.
+    let state = host.state_dir().join("state.json");
+    host.wait_for("the first sync to create alpha", || {
+        std::fs::read_to_string(&state).is_ok_and(|text| text.contains("\"alpha\""))
+    });
+    let said = host.dir.path().join("second.stderr");
+    let second = host
+        .helper_command(&["sync", "--file", &the_list])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&said).unwrap())
+        .spawn()
+        .unwrap();
+    host.wait_for("the second sync to say it waits", || {
+        std::fs::read_to_string(&said).unwrap().contains("sync: waiting for another sync to finish")
+    });
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let first: crate::common::Run = first.wait_with_output().unwrap().into();
+    let second: crate::common::Run = second.wait_with_output().unwrap().into();
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(first.stdout.contains("2 created"), "{first:?}");
+    assert_eq!(second.code, 0, "{second:?} {}", std::fs::read_to_string(&said).unwrap());
+    assert!(second.stdout.contains("0 created, 0 updated, 2 unchanged"), "{second:?}");
+}
+
+#[test]
+fn every_entry_fails_alone_and_every_sync_ends_with_its_summary() {
+    let host = Host::new();
+    // A relative path is the list file's: beside it.
+    host.tiny("beside.nix", "1", "");
+    let the_list = list(
+        &host,
+        &[
+            ("rel", "{ \"file\": \"beside.nix\" }".to_string()),
+            ("bad_name", file_entry(&host, "x.nix", "1", "")),
+        ],
+    );
+    let run = host.helper(&["sync", "--file", &the_list, "--keep-going"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("1 created, 0 updated, 0 unchanged, 0 removed, 1 failed"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("bad_name: invalid container name"), "{run:?}");
+    host.ok(&["exists", "rel"]);
+    // Without --keep-going a refused entry stops the others, summarized.
+    let stopped = host.helper(&["sync", "--file", &the_list]);
+    assert_eq!(stopped.code, 1, "{stopped:?}");
+    assert!(stopped.stdout.contains("1 failed, 1 not tried"), "{stopped:?}");
+    // A flake's invalid name fails alone too.
+    let flake = host.dir.path().join("flake");
+    std::fs::create_dir(&flake).unwrap();
+    std::fs::write(
+        flake.join("flake.nix"),
+        format!(
+            "{{ outputs = {{ self }}: {{ nixcloudContainers = {{\n\
+               good = {{ system = import {REPO}/examples/tiny/system.nix {{ version = \"1\"; }}; }};\n\
+               not_a_name = {{ system = import {REPO}/examples/tiny/system.nix {{ version = \"1\"; }}; }};\n\
+             }}; }}; }}"
+        ),
+    )
+    .unwrap();
+    let run = host.helper(&["sync", "--flake", path_str(&flake), "--keep-going"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("1 created, 0 updated, 0 unchanged, 0 removed, 1 failed"),
+        "{run:?}"
+    );
+    host.ok(&["exists", "good"]);
+}
+
+/// The containers whose files `sync -v` evaluated: each file traces
+/// `evaluating <name>` (builtins.trace) when Nix evaluates it.
+fn evaluated(run: &crate::common::Run) -> std::collections::BTreeSet<String> {
+    run.stderr
+        .lines()
+        .filter_map(|line| {
+            line.split_once("trace: evaluating ").map(|(_, name)| name.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn container_files_are_evaluated_again_only_when_what_they_read_changed() {
+    let host = Host::new();
+    let dir = host.dir.path().join("containers");
+    std::fs::create_dir(&dir).unwrap();
+    let write = |file: &str, text: &str| std::fs::write(dir.join(file), text).unwrap();
+    // a and b import shared.nix; c and d read only themselves.
+    let container = |name: &str, version: &str| {
+        format!(
+            "builtins.trace \"evaluating {name}\" {{\n  system = import \
+             <nixcloud-container/examples/tiny/system.nix> {{ version = {version}; }};\n}}\n"
+        )
+    };
+    write("shared.nix", "{ version = \"1\"; }");
+    write("a.nix", &container("a", "(import ./shared.nix).version"));
+    write("b.nix", &container("b", "(import ./shared.nix).version + \"b\""));
+    write("c.nix", &container("c", "\"1\""));
+    write("d.nix", &container("d", "\"1\""));
+    let entries: Vec<(&str, String)> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|name| (*name, format!("{{ \"file\": \"{}/{name}.nix\" }}", path_str(&dir))))
+        .collect();
+    let the_list = list(&host, &entries);
+    let sync = || {
+        let run = host.helper(&["sync", "--file", &the_list, "-v", "--json"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        (evaluated(&run), summary)
+    };
+    let names = |list: &[&str]| list.iter().map(|name| name.to_string()).collect();
+
+    let (first, summary) = sync();
+    assert_eq!(first, names(&["a", "b", "c", "d"]));
+    assert_eq!(summary["created"], serde_json::json!(["a", "b", "c", "d"]));
+    // Nothing changed: none is evaluated.
+    let (again, summary) = sync();
+    assert_eq!(again, names(&[]), "{summary}");
+    assert_eq!(summary["unchanged"], serde_json::json!(["a", "b", "c", "d"]));
+    // One file changed: that one.
+    write("c.nix", &container("c", "\"2\""));
+    let (one, summary) = sync();
+    assert_eq!(one, names(&["c"]));
+    assert_eq!(summary["updated"], serde_json::json!(["c"]));
+    assert_eq!(generation(&host, "c"), "2");
+    // The shared import changed: exactly those that read it.
+    write("shared.nix", "{ version = \"2\"; }");
+    let (shared, summary) = sync();
+    assert_eq!(shared, names(&["a", "b"]));
+    assert_eq!(summary["updated"], serde_json::json!(["a", "b"]));
+    // A file added to the directory changes what readDir and pathExists
+    // see there: every one is evaluated, none changes.
+    write("notes.txt", "");
+    let (added, summary) = sync();
+    assert_eq!(added, names(&["a", "b", "c", "d"]));
+    assert_eq!(summary["updated"], serde_json::json!([]));
+    let (settled, _) = sync();
+    assert_eq!(settled, names(&[]));
+    // A generation that is not the one sync made (rolled back by hand) is
+    // evaluated again, and made the list's again.
+    host.ok(&["rollback", "c"]);
+    let (rolled, summary) = sync();
+    assert_eq!(rolled, names(&["c"]));
+    assert_eq!(summary["updated"], serde_json::json!(["c"]));
+}

@@ -21,8 +21,18 @@ struct Table {
 /// rest of a container file's values).
 #[derive(Deserialize)]
 struct Units {
+    size: SizeUnit,
     weight: Range,
     cpus: Cpus,
+}
+
+/// Sizes: bytes, or a number with a suffix (powers of 1024).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SizeUnit {
+    pattern: String,
+    with_suffix_pattern: String,
+    suffixes: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Deserialize)]
@@ -34,6 +44,7 @@ struct Range {
 #[derive(Deserialize)]
 struct Cpus {
     min: f64,
+    max: f64,
     period: u64,
 }
 
@@ -69,6 +80,10 @@ pub struct Key {
     pub name: String,
     pub file: String,
     pub controller: String,
+    /// Its group and key in a container file and the host file
+    /// (`limits.<group>.<key>`).
+    group: String,
+    key: String,
     unit: Unit,
     unlimited: String,
 }
@@ -86,6 +101,7 @@ impl Key {
 
 struct Vocabulary {
     keys: Vec<Key>,
+    size: SizeUnit,
     weight: Range,
     cpus: Cpus,
 }
@@ -97,13 +113,16 @@ static VOCABULARY: LazyLock<Vocabulary> = LazyLock::new(|| {
         .into_iter()
         .map(|limit| Key {
             file: format!("{}.{}", limit.group, limit.key),
-            controller: limit.group,
+            controller: limit.group.clone(),
+            group: limit.group,
+            key: limit.key,
             name: limit.name,
             unit: limit.unit,
             unlimited: limit.unlimited,
         })
         .collect();
-    Vocabulary { keys, weight: table.units.weight, cpus: table.units.cpus }
+    let Units { size, weight, cpus } = table.units;
+    Vocabulary { keys, size, weight, cpus }
 });
 
 /// The limit named `name` in the spec.
@@ -229,6 +248,125 @@ pub fn check_setting(file: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// Reads limits as a person writes them (`#[serde(deserialize_with)]`):
+/// the host module's options (`nixcloud.containers.limits`) and so the host
+/// file's `limits`, which is a container file's `limits` before lib/spec.nix
+/// normalizes it: `<group>.<key>` of lib/limits.json, each a value of its
+/// unit as lib/spec.nix's limitTypes take it (sizes in bytes or with a
+/// suffix, CPUs as a number of CPUs).
+pub fn deserialize_written<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Limits, D::Error> {
+    use serde::de::Error;
+    let groups = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+    let mut numbers = serde_json::Map::new();
+    for (group, keys) in &groups {
+        if !VOCABULARY.keys.iter().any(|key| &key.group == group) {
+            let mut known: Vec<&str> = VOCABULARY.keys.iter().map(|k| k.group.as_str()).collect();
+            known.dedup();
+            return Err(D::Error::custom(format!(
+                "unknown field `{group}`, expected one of `{}`",
+                known.join("`, `")
+            )));
+        }
+        let Some(keys) = keys.as_object() else {
+            return Err(D::Error::custom(format!("limits.{group}: {keys} is not an object")));
+        };
+        for (name, value) in keys {
+            let Some(key) = VOCABULARY.keys.iter().find(|k| &k.group == group && &k.key == name)
+            else {
+                return Err(D::Error::custom(format!("limits.{group}.{name} is not a limit")));
+            };
+            let number = written_number(key.unit, value)
+                .map_err(|err| D::Error::custom(format!("limits.{group}.{name}: {err}")))?;
+            numbers.insert(key.name.clone(), number.into());
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(numbers)).map_err(D::Error::custom)
+}
+
+/// A written value of `unit` as the spec's number.
+fn written_number(unit: Unit, value: &serde_json::Value) -> Result<u64, String> {
+    match unit {
+        Unit::Size => serde_json::from_value::<Size>(value.clone())
+            .map(Size::bytes)
+            .map_err(|err| err.to_string()),
+        Unit::Cpus => {
+            let cpus = &VOCABULARY.cpus;
+            match value.as_f64() {
+                Some(n) if (cpus.min..=cpus.max).contains(&n) => {
+                    Ok((n * cpus.period as f64 + 0.5).floor() as u64)
+                }
+                _ => Err(format!(
+                    "{value} is not a number of CPUs from {} up, like 1 or 1.5",
+                    cpus.min
+                )),
+            }
+        }
+        Unit::Weight | Unit::Count => {
+            value.as_u64().ok_or_else(|| format!("{value} is not a positive integer"))
+        }
+    }
+}
+
+/// A size as lib/spec.nix takes one (lib/limits.json's `units.size`): a
+/// positive number of bytes, or a string of digits and a suffix, as "512M".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub Positive);
+
+impl Size {
+    pub fn bytes(self) -> u64 {
+        self.0 .0
+    }
+
+    fn parse(text: &str) -> Option<Size> {
+        let unit = &VOCABULARY.size;
+        let whole = |pattern: &str| {
+            regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(text))
+        };
+        let bytes = if whole(&unit.pattern) {
+            text.parse().ok()?
+        } else if whole(&unit.with_suffix_pattern) {
+            let (digits, suffix) = text.split_at(text.len() - 1);
+            digits.parse::<u64>().ok()?.checked_mul(*unit.suffixes.get(suffix)?)?
+        } else {
+            return None;
+        };
+        Positive::try_from(bytes).ok().map(Size)
+    }
+
+    fn expected() -> String {
+        let mut suffixes: Vec<(&u64, &str)> =
+            VOCABULARY.size.suffixes.iter().map(|(suffix, unit)| (unit, suffix.as_str())).collect();
+        suffixes.sort();
+        let suffixes: Vec<&str> = suffixes.into_iter().map(|(_, suffix)| suffix).collect();
+        format!(
+            "a size: a positive number of bytes, or a string like \"512M\" or \"2G\" ({}: powers \
+             of 1024)",
+            suffixes.join(", ")
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Size, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let size = match &value {
+            // At least units.size.min, 1: what Positive checks.
+            serde_json::Value::Number(n) => match n.as_u64() {
+                Some(bytes) => {
+                    return Positive::try_from(bytes).map(Size).map_err(D::Error::custom)
+                }
+                None => None,
+            },
+            serde_json::Value::String(text) => Size::parse(text),
+            _ => None,
+        };
+        size.ok_or_else(|| D::Error::custom(format!("{value} is not {}", Size::expected())))
+    }
+}
+
 /// A checked number, as lib/spec.nix checked it: a container file may be
 /// anyone's, so the helper checks again.
 macro_rules! checked_number {
@@ -309,6 +447,43 @@ mod tests {
         }
         assert_eq!(least_cpu_quota(), 1000);
         assert_eq!(cpu_period(), 100_000);
+    }
+
+    #[test]
+    fn the_host_file_takes_limits_as_the_module_writes_them() {
+        let read = |json: &str| deserialize_written(&mut serde_json::Deserializer::from_str(json));
+        let written = read(
+            r#"{"memory": {"max": "512M", "high": 1073741824}, "cpu": {"max": 1.5, "weight": 200},
+                "pids": {"max": 64}, "io": {"weight": 50}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            written,
+            limits(
+                r#"{"memoryMax": 536870912, "memoryHigh": 1073741824, "cpuMax": 150000,
+                    "cpuWeight": 200, "pidsMax": 64, "ioWeight": 50}"#
+            )
+        );
+        assert_eq!(
+            read(r#"{"cpu": {"max": 2}, "memory": {"max": "3T"}}"#).unwrap().cpu_max,
+            Some(CpuQuota(200000))
+        );
+        assert_eq!(read("{}").unwrap(), Limits::default());
+        for bad in [
+            r#"{"memoryMax": 1}"#,
+            r#"{"memory": {"max": "512X"}}"#,
+            r#"{"memory": {"max": "0M"}}"#,
+            r#"{"memory": {"max": "12345678M"}}"#,
+            r#"{"memory": {"max": -1}}"#,
+            r#"{"memory": {"low": 1}}"#,
+            r#"{"cpu": {"max": 0.001}}"#,
+            r#"{"cpu": {"weight": 0}}"#,
+            r#"{"pids": {"max": "10"}}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+        let err = read(r#"{"memory": {"max": "512X"}}"#).unwrap_err().to_string();
+        assert!(err.contains("\"512X\" is not a size"), "{err}");
     }
 
     #[test]

@@ -5,24 +5,26 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
 
+use super::files::{ContainerFiles, Named};
 use super::flakes::{flake_reference, synced_from_flake, Flakes};
 use super::list::Listed;
-use super::{Action, Request};
+use super::{Action, Request, Step};
 use crate::context::Context;
 use crate::nix::source_reads;
 use crate::state::Synced;
 
-/// Does `action` for container `name` through a helper process of its own,
+/// Does the `step` for its container through a helper process of its own,
 /// and records what sync did.
 pub(super) fn carry_out(
     ctx: &Context,
     request: &Request,
-    name: &str,
-    action: Action,
+    step: &Step,
     entry: Option<&Listed>,
     fingerprint: Option<&String>,
-    flakes: &Flakes,
+    (flakes, files): (&Flakes, &ContainerFiles),
 ) -> Result<Action> {
+    let Step { name, action, adopt } = step;
+    let (name, action, adopt) = (name.as_str(), *action, *adopt);
     let helper = std::env::current_exe().context("cannot find this helper's program")?;
     // The flake as this sync fetched it, for the helper to build from
     // (flake_inputs.rs).
@@ -35,6 +37,7 @@ pub(super) fn carry_out(
     let handed = handed.as_ref().map(|file| (crate::nix::flake_inputs::HANDED_ENV, file.path()));
     let run_with = |args: &[String], record: Option<String>| -> Result<()> {
         let output = Command::new(&helper)
+            .args(verbosity_flag(ctx))
             .args(args)
             .envs(location_env(ctx))
             .envs(handed)
@@ -61,15 +64,17 @@ pub(super) fn carry_out(
         }
     };
     let run = |args: &[String]| run_with(args, None);
-    match action {
-        Action::Unchanged => return Ok(Action::Unchanged),
-        Action::Remove => {
-            run(&["destroy".into(), name.into(), "--force".into()])?;
-            return Ok(Action::Remove);
-        }
-        Action::Create | Action::Update => {}
+    if action == Action::Remove {
+        run(&["destroy".into(), name.into(), "--force".into()])?;
+        return Ok(Action::Remove);
     }
-    let entry = entry.expect("listed containers are created or updated");
+    let entry = entry.expect("listed containers are created, updated or left alone");
+    // What this source created, or takes over, is its own to prune.
+    let owner = (action == Action::Create || adopt).then_some(entry.source.as_str());
+    if action == Action::Unchanged {
+        record_synced(ctx, name, None, owner)?;
+        return Ok(Action::Unchanged);
+    }
     let before = ctx.profile(name).current_number().ok().flatten();
     let mut args = vec![
         if action == Action::Create { "create" } else { "update" }.to_string(),
@@ -91,27 +96,36 @@ pub(super) fn carry_out(
     if action == Action::Update {
         args.extend(request.activation_args.iter().cloned());
     }
-    // A flake's container: what its evaluations read of the flake's source.
+    // What its evaluations read of its source: a flake's source, or the
+    // directory a container file is named in (one it cannot be read from
+    // fails in the helper, which says why).
     let flake = flakes.of(entry.flake.as_deref());
-    let record = flake
+    let named = entry.file.as_deref().and_then(|file| Named::of(file).ok());
+    let watched =
+        flake.map(|flake| flake.info.path.as_path()).or(named.as_ref().map(|n| n.dir.as_path()));
+    let record = watched
         .map(|_| tempfile::Builder::new().prefix("reads-").tempfile_in(&ctx.settings.state_dir))
         .transpose()
         .context("cannot make a file in the state directory")?;
+    let since = source_reads::coarse_now();
     run_with(
         &args,
-        flake.zip(record.as_ref()).map(|(flake, record)| {
-            source_reads::Recording::env_value(&flake.info.path, record.path())
-        }),
+        watched
+            .zip(record.as_ref())
+            .map(|(watched, record)| source_reads::Recording::env_value(watched, record.path())),
     )?;
-    let synced = match flake.zip(record.as_ref()) {
-        Some((flake, record)) => {
+    let fingerprint = fingerprint.cloned();
+    let synced = match (flake, &named, &record) {
+        (Some(flake), _, Some(record)) => {
             let previous = ctx.existing(name)?.synced.and_then(|synced| synced.reads);
-            let fingerprint = fingerprint.cloned();
             synced_from_flake(ctx, name, flake, fingerprint, record.path(), previous.as_ref())?
         }
-        None => Synced { fingerprint: fingerprint.cloned(), source_hash: None, reads: None },
+        (None, Some(named), Some(record)) => {
+            files.synced(ctx, name, named, fingerprint, record.path(), since)?
+        }
+        _ => Synced { fingerprint, source_hash: None, reads: None },
     };
-    record_synced(ctx, name, synced)?;
+    record_synced(ctx, name, Some(synced), owner)?;
     if action == Action::Create {
         let record = ctx.existing(name)?;
         let starts = ctx
@@ -129,14 +143,38 @@ pub(super) fn carry_out(
     Ok(if after == before { Action::Unchanged } else { Action::Update })
 }
 
-/// Records that sync made or updated container `name`, and from what.
-fn record_synced(ctx: &Context, name: &str, synced: Synced) -> Result<()> {
+/// Records that sync made or updated container `name`, and from what
+/// (`synced`), and the source that owns it from now on (`owner`).
+fn record_synced(
+    ctx: &Context,
+    name: &str,
+    synced: Option<Synced>,
+    owner: Option<&str>,
+) -> Result<()> {
+    if synced.is_none() && owner.is_none() {
+        return Ok(());
+    }
     let mut locked = ctx.store.lock()?;
     if let Some(entry) = locked.state.containers.get_mut(name) {
-        entry.synced = Some(synced);
+        if let Some(synced) = synced {
+            entry.synced = Some(synced);
+        }
+        if let Some(owner) = owner {
+            entry.sync_source = Some(owner.to_string());
+        }
         locked.save()?;
     }
     Ok(())
+}
+
+/// This helper's -v or -q, for the helpers it starts: `sync -v` shows
+/// what Nix says of each container.
+fn verbosity_flag(ctx: &Context) -> Option<&'static str> {
+    match ctx.settings.verbosity {
+        crate::settings::Verbosity::Verbose => Some("--verbose"),
+        crate::settings::Verbosity::Quiet => Some("--quiet"),
+        crate::settings::Verbosity::Normal => None,
+    }
 }
 
 /// The locations this helper runs with, for the helpers it starts.

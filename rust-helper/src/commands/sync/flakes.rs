@@ -88,7 +88,7 @@ pub(super) fn synced_from_flake(
 ) -> Result<Synced> {
     let info = &flake.info;
     let generation = ctx.profile(name).current()?.map(|g| g.path);
-    let reads = match (Recording::read_record(record), generation) {
+    let reads = match (Recording::read_record(record, "flake.nix"), generation) {
         (Some(files), Some(generation)) => {
             let known = previous.is_some_and(|reads| reads.generation == generation);
             let whole = !known
