@@ -541,8 +541,9 @@ pub enum Command {
     /// One line per container: name, state, IPv4, current generation, autostart.
     ///
     /// One row per container: name, state, IPv4 address, current generation,
-    /// autostart (lxc-ls --active and --frozen, side by side). -l selects
-    /// the containers as lxc-ls would (-l "--filter ^web", -l --stopped).
+    /// autostart (from LXC's command sockets and the containers' cgroups,
+    /// without lxc-ls). -l selects the containers as lxc-ls would (-l
+    /// "--filter ^web", -l --stopped).
     List {
         #[command(flatten)]
         lxc: LxcParams,

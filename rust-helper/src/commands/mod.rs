@@ -85,7 +85,7 @@ fn all_containers(ctx: &Context, running: Option<bool>) -> Result<Vec<String>> {
     let Some(running) = running else {
         return Ok(names);
     };
-    let active = if names.is_empty() { Default::default() } else { ctx.lxc().active_states()? };
+    let active = ctx.lxc().active_states(names.iter().map(String::as_str))?;
     Ok(names.into_iter().filter(|name| active.contains_key(name) == running).collect())
 }
 
