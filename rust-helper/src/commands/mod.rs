@@ -4,6 +4,7 @@
 //! in capabilities/. They take plain options: the command line is cli/'s.
 
 pub mod attach;
+pub mod autostart;
 pub mod create;
 pub mod destroy;
 pub mod generations;
