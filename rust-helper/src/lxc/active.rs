@@ -153,6 +153,12 @@ impl Freezer {
     /// ancestor is, as the container's is when lxc-freeze froze it); None
     /// where that cannot be read.
     fn is_frozen(&self, pid: u32) -> Option<bool> {
+        if self.v1.is_none() && self.unified.is_none() {
+            // No freezer mounted here (as under `ip netns exec`, which mounts
+            // a /sys of its own): neither can LXC's tools freeze what they
+            // start from here.
+            return Some(false);
+        }
         let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
         // "hierarchy-id:controllers:path"; the unified one has no controllers.
         let path_of = |wanted: &dyn Fn(&str) -> bool| {
@@ -165,13 +171,23 @@ impl Freezer {
         if let (Some((root, point)), Some(path)) =
             (&self.v1, path_of(&|c: &str| c.split(',').any(|c| c == "freezer")))
         {
-            let state = std::fs::read_to_string(below(point, root, &path).join("freezer.state"));
-            return Some(state.ok()?.trim() == "FROZEN");
+            let state = read_control(&below(point, root, &path).join("freezer.state"))?;
+            return Some(state.trim() == "FROZEN");
         }
         let ((root, point), path) = (self.unified.as_ref()?, path_of(&|c: &str| c.is_empty())?);
-        let events =
-            std::fs::read_to_string(below(point, root, &path).join("cgroup.events")).ok()?;
+        let events = read_control(&below(point, root, &path).join("cgroup.events"))?;
         Some(events.lines().any(|line| line == "frozen 1"))
+    }
+}
+
+/// A cgroup's control file; empty where the cgroup has none, as a root
+/// cgroup, which cannot be frozen (a container runs in one where LXC made
+/// no cgroup of its own); None where it cannot be read.
+fn read_control(file: &Path) -> Option<String> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => Some(text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some(String::new()),
+        Err(_) => None,
     }
 }
 
