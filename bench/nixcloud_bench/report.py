@@ -360,7 +360,7 @@ def report_build_network(bn):
 
 
 def report_targets(checks):
-    return "\n".join(["== Targets (issues 6, 11, 13, 20 and 21)"]
+    return "\n".join(["== Targets (issues 6, 11, 13, 20, 21 and 25)"]
                      + [f"{'PASS' if ok else 'MISS'}  {text}" for ok, text in checks])
 
 

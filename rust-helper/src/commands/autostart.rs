@@ -26,7 +26,7 @@ use crate::settings::Verbosity;
 /// `autostart`: starts every container whose settings say it starts with
 /// the host, `jobs` at a time, in LXC's order; names those that did not.
 pub fn run(ctx: &Context, jobs: usize) -> Result<ExitCode> {
-    let (groups, mut failed) = groups(ctx);
+    let (groups, mut failed) = groups(ctx)?;
     let count = groups.values().map(|group| group.names.len()).sum::<usize>() + failed.len();
     let mut groups = groups.into_values().peekable();
     while let Some(group) = groups.next() {
@@ -53,17 +53,10 @@ struct Group {
 
 /// The autostart containers by their order (names sorted within a group),
 /// and those whose settings could not be read (said on stderr).
-fn groups(ctx: &Context) -> (BTreeMap<i32, Group>, Vec<String>) {
+fn groups(ctx: &Context) -> Result<(BTreeMap<i32, Group>, Vec<String>)> {
     let mut groups = BTreeMap::<i32, Group>::new();
     let mut failed = Vec::new();
-    let names = match super::all_containers(ctx, None) {
-        Ok(names) => names,
-        Err(err) => {
-            eprintln!("error: {}", one_line(&err));
-            return (groups, vec!["(the state)".to_string()]);
-        }
-    };
-    for name in names {
+    for name in super::all_containers(ctx, None)? {
         match start_settings(ctx, &name) {
             Ok(Some(start)) if start.auto => {
                 let group = groups.entry(start.order).or_default();
@@ -77,7 +70,7 @@ fn groups(ctx: &Context) -> (BTreeMap<i32, Group>, Vec<String>) {
             }
         }
     }
-    (groups, failed)
+    Ok((groups, failed))
 }
 
 /// The start settings of container `name`'s current generation; None
