@@ -35,9 +35,9 @@ def report_runtime(rows):
     out = ["== 1. Runtime commands: the helper next to the bare lxc-* call it makes",
            "   wall ms, median [min-max] (both started the same way, from Python);",
            "   diff = median of (helper - bare) per round; added = median of the helper's wall time",
-           "   minus its own lxc-* call (from NIXCLOUD_CONTAINER_TIMINGS; list: the longer of its two",
-           "   lxc-ls, which run side by side): process start, state file, checks; own = the part of",
-           "   `added` inside main()"]
+           "   minus its own lxc-* call (from NIXCLOUD_CONTAINER_TIMINGS; list makes none, it reads",
+           "   LXC's command sockets and the cgroups: its bare call is lxc-ls --active, which names the",
+           "   same containers): process start, state file, checks; own = the part of `added` inside main()"]
     lines = []
     for r in rows:
         lines.append([r["command"], r["n"], r["where"], spread(r["helper"]), spread(r["bare"]),
@@ -54,7 +54,7 @@ def report_growth(growth):
            "   ms, median [min-max] of the probes; parts from NIXCLOUD_CONTAINER_TIMINGS:",
            "   spec = nix-instantiate (spec evaluation), build = nix-build (evaluation and build),",
            "   switch = nix-env --set (profile switch), lxc = its lxc-* calls (create: lxc-create;",
-           "   update: lxc-info; destroy: lxc-info, lxc-destroy; list: lxc-ls), own = the rest (the",
+           "   update: lxc-info; destroy: lxc-info, lxc-destroy; list: none), own = the rest (the",
            "   helper itself: state file, locks, checks); create/update/destroy on a stopped container"]
     parts = ("spec", "build", "switch", "lxc", "own")
     lines = []
@@ -138,14 +138,14 @@ def report_density(d, hooks):
     plain = density_column(n, d["lxc_autostart"]["start"], d["lxc_autostart"]["stop"])
     listing = d["list"]
     out = [f"== 5. Density: {n} tiny containers",
-           table(["", "modules/host.nix: script, preStop", "lxc-autostart, lxc-autostart --shutdown"],
+           table(["", "modules/host.nix: script (autostart -j 32), preStop", "lxc-autostart, lxc-autostart --shutdown"],
                  [[label, x, y] for label, x, y in zip(labels, module, plain)]),
            "",
            "   the module's shell (modules/host.nix, evaluated), run with bash -e:",
            *[f"     {line}" for key in ("script", "preStop") for line in d["service"][key].splitlines()],
            "",
            f"   list with all {n} running (module's start), ms:",
-           f"     helper {spread(listing['helper'])}; lxc-ls --active -1 & --frozen -1 {spread(listing['bare'])};"
+           f"     helper {spread(listing['helper'])}; lxc-ls --active -1 {spread(listing['bare'])};"
            f" lxc-ls --fancy ... name,state,ipv4 {spread(listing['extra']['ipv4'])}"]
     if hooks:
         x = hooks["samples"]
@@ -379,7 +379,7 @@ def report_transfer(t):
 
 
 def report_targets(checks):
-    return "\n".join(["== Targets (issues 6, 11, 13, 20, 21 and 24)"]
+    return "\n".join(["== Targets (issues 6, 11, 13, 20, 21, 22, 24 and 25)"]
                      + [f"{'PASS' if ok else 'MISS'}  {text}" for ok, text in checks])
 
 

@@ -1,4 +1,4 @@
-"""The targets of issues 6, 11, 13, 20, 21 and 24, and the check of a run's figures against
+"""The targets of issues 6, 11, 13, 20, 21, 22, 24 and 25, and the check of a run's figures against
 them: one (passed, what it was judged on) per target and case."""
 
 from .measure import build_network, guard, sync
@@ -49,7 +49,7 @@ def runtime_checks(res):
             ok = med(r["helper"]) <= LIST_RATIO * ref and shows
             checks.append((ok, f"list at N={top}, {r['others_running']} running: helper {med(r['helper']):.1f} ms"
                                f" = {med(r['helper']) / ref:.2f} x lxc-ls --fancy name,state,ipv4 ({ref:.1f} ms)"
-                               f" (limit {LIST_RATIO}); its two lxc-ls side by side {calls:.1f} ms,"
+                               f" (limit {LIST_RATIO}); lxc-ls --active -1 {calls:.1f} ms,"
                                f" adds {med(r['added']):.1f} ms; columns {' '.join(r['extra']['columns'])}"))
     return checks
 
@@ -89,12 +89,30 @@ def evaluation_checks(res):
     return checks
 
 
-def density_check(res):
+# Issue 25: the module's autostart at least 2 x faster than lxc-autostart;
+# list with all running at most 0.3 x lxc-ls --active.
+AUTOSTART_RATIO = 0.5
+ACTIVE_RATIO = 0.3
+
+
+def density_checks(res):
     d = res["density"]
-    module, plain = d["module"]["start"]["running"], d["lxc_autostart"]["start"]["running"]
-    return (min(module, plain) >= d["n"] >= res["sizes"]["density"],
-            f"{res['sizes']['density']} tiny containers running at once: "
-            f"{module} ran (the module's script), {plain} ran (lxc-autostart)")
+    module, plain = d["module"]["start"], d["lxc_autostart"]["start"]
+    n = d["n"]
+    checks = [(min(module["running"], plain["running"]) >= n >= res["sizes"]["density"],
+               f"{res['sizes']['density']} tiny containers running at once: "
+               f"{module['running']} ran (the module's script), {plain['running']} ran (lxc-autostart)")]
+    ratio = module["start_ms"] / plain["start_ms"]
+    checks.append((ratio <= AUTOSTART_RATIO,
+                   f"autostart of {n} (issue 25): the module's script {module['start_ms'] / 1000:.1f} s ="
+                   f" {ratio:.2f} x lxc-autostart ({plain['start_ms'] / 1000:.1f} s) (limit {AUTOSTART_RATIO});"
+                   f" every init ran after {module['booted_ms'] / 1000:.1f} s against"
+                   f" {plain['booted_ms'] / 1000:.1f} s"))
+    helper, active = med(d["list"]["helper"]), med(d["list"]["bare"])
+    checks.append((helper <= ACTIVE_RATIO * active,
+                   f"list with {n} running (issue 25): {helper:.1f} ms = {helper / active:.2f} x"
+                   f" lxc-ls --active -1 ({active:.1f} ms) (limit {ACTIVE_RATIO})"))
+    return checks
 
 
 def isolation_checks(res):
@@ -229,7 +247,7 @@ def check(res):
     """Every target of the sections measured, in the report's order."""
     groups = (("runtime", runtime_checks), ("growth", growth_checks),
               ("nixpkgs", lambda r: [nixpkgs_check(r)]), ("nix_counts", evaluation_checks),
-              ("density", lambda r: [density_check(r)]), ("isolation", isolation_checks),
+              ("density", density_checks), ("isolation", isolation_checks),
               ("sync", sync_checks), ("guard", guard_checks),
               ("build_network", build_network_checks), ("transfer", transfer_checks))
     return [c for key, checks in groups if key in res for c in checks(res)]

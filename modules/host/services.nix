@@ -141,19 +141,18 @@ mkMerge [
       # A restart would stop every container; a changed unit applies at
       # the next boot.
       restartIfChanged = false;
-      # lxc-autostart picks the containers (lxc.start.auto, lxc.group,
-      # lxc.start.order) and names each one's lxc.start.delay, which --list
-      # does not wait; each then starts with `nixcloud-container start`,
-      # which refuses LXC settings it would not write (a generation older
-      # than the checks, or tampered with) and runs an lxc-start of its own.
-      # The monitor of a container that lxc-autostart starts itself keeps a
-      # copy of lxc-autostart's heap, which holds every container's config
-      # (docs/performance.md).
+      # The helper's autostart (rust-helper/src/commands/autostart.rs)
+      # starts what lxc-autostart --all would, in its order (lxc.start.order,
+      # lxc.start.delay), 32 at a time within an order, each through
+      # `nixcloud-container start`, which refuses LXC settings it would not
+      # write and mounts what the container sees. Not lxc-autostart itself:
+      # the monitor of a container it starts keeps a copy of its heap, which
+      # holds every container's config (docs/performance.md). It names the
+      # containers that did not start; the service stays up regardless, so
+      # that its preStop stops every container at shutdown.
       script = ''
-        lxc-autostart --lxcpath ${lxcPath} --all --list | while read -r name delay; do
-          nixcloud-container start "$name" || echo "container $name did not start" >&2
-          if [ "$delay" -gt 0 ]; then sleep "$delay"; fi
-        done
+        nixcloud-container --lxc-path ${lxcPath} autostart --jobs 32 ||
+          echo "some autostart containers did not start" >&2
       '';
       # Every running container, not only the autostart ones, 32 at a time,
       # each given 30 s to shut down before it is killed: one after the

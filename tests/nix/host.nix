@@ -163,12 +163,8 @@ in
       { wantedBy = [ "multi-user.target" ]; after = [ "network.target" ]; restartIfChanged = false; })
     (eq "autostart has the helper, lxc and the setuid wrappers on its PATH"
       (map (p: p.name or p) (autostart defaults).path) [ "nixcloud-container" "lxc-7.0.0" "/run/wrappers" ])
-    (hasInfix "autostart asks lxc-autostart which containers to start"
-      "lxc-autostart --lxcpath /var/lib/lxc --all --list | while read -r name delay; do" (autostart defaults).script)
-    (hasInfix "autostart starts each through the helper, which checks its LXC settings"
-      "nixcloud-container start \"$name\"" (autostart defaults).script)
-    (hasInfix "autostart waits each container's lxc.start.delay"
-      "if [ \"$delay\" -gt 0 ]; then sleep \"$delay\"; fi" (autostart defaults).script)
+    (hasInfix "autostart starts through the helper, 32 at a time in LXC's order, and stays up when one fails"
+      "nixcloud-container --lxc-path /var/lib/lxc autostart --jobs 32 ||\n  echo \"some autostart containers did not start\" >&2" (autostart defaults).script)
     (hasInfix "autostart shuts every running container down, 32 at a time"
       "lxc-ls --lxcpath /var/lib/lxc --running -1 |\n  xargs --no-run-if-empty -n 1 -P 32 lxc-stop --lxcpath /var/lib/lxc --timeout 30 --name"
       (autostart defaults).preStop)
@@ -268,7 +264,7 @@ in
     (eq "NAT from the custom internet bridge" custom.networking.nat.internalInterfaces [ "brX-net" ])
     (hasInfix "the custom hostonly bridge is not forwarded" "-i brX-only -j REJECT" custom.networking.firewall.extraCommands)
     (eq "lxc.conf names the LXC path" custom.virtualisation.lxc.systemConfig "lxc.lxcpath = /srv/lxc\n")
-    (hasInfix "autostart uses the LXC path" "--lxcpath /srv/lxc" (autostart custom).script)
+    (hasInfix "autostart uses the LXC path" "--lxc-path /srv/lxc" (autostart custom).script)
     (assertionFails "one bridge for both is refused"
       (enabled { internet.bridge = "brNC-hostonly"; }) "must be two bridges")
     (assertionFails "overlapping subnets are refused"

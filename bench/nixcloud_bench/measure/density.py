@@ -82,9 +82,10 @@ def warm_up(h, names, service):
 
 def measure_density(h, names, reps, lib):
     """All containers (autostart = true) started and stopped as
-    modules/host.nix's boot service does it (its script: lxc-autostart
-    --list, then `nixcloud-container start` for each; its preStop:
-    lxc-stop, 32 at a time), with list while all run; then, for comparison,
+    modules/host.nix's boot service does it (its script: `nixcloud-container
+    autostart --jobs 32`, a `nixcloud-container start` each, 32 side by side
+    in LXC's order; its preStop: lxc-stop, 32 at a time), with list while
+    all run (next to lxc-ls --active, issue 25's anchor); then, for comparison,
     started by plain lxc-autostart (whose monitors keep a copy of its heap)
     and stopped by lxc-autostart --shutdown (one container after the
     other)."""

@@ -78,6 +78,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Restart { targets, wait } => {
             return commands::start::restart_all(ctx, plain(targets), wait.limit())
         }
+        Command::Autostart { jobs } => return commands::autostart::run(ctx, jobs),
         Command::Logs { name, follow, lines } => {
             return commands::attach::logs(ctx, &name, follow, lines)
         }

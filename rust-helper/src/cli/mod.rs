@@ -502,6 +502,20 @@ pub enum Command {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Start the containers that start with the host, side by side.
+    ///
+    /// Start every container whose settings say lxc.start.auto = 1 (its
+    /// file's autostart, or --autostart), as lxc-autostart --all would, in
+    /// the order of lxc.start.order (lower first): the containers of one
+    /// order start side by side, --jobs at a time, after those of the order
+    /// before have started and their longest lxc.start.delay has passed.
+    /// Those that did not start are named; the others start regardless. The
+    /// NixOS module's boot service runs it.
+    Autostart {
+        /// How many containers start at once.
+        #[arg(short = 'j', long, value_name = "N", default_value_t = 32)]
+        jobs: usize,
+    },
     /// Print a running container's journal.
     ///
     /// The guest's systemd journal (journalctl inside), all of it or its
@@ -565,8 +579,9 @@ pub enum Command {
     /// One line per container: name, state, IPv4, current generation, autostart.
     ///
     /// One row per container: name, state, IPv4 address, current generation,
-    /// autostart (lxc-ls --active and --frozen, side by side). -l selects
-    /// the containers as lxc-ls would (-l "--filter ^web", -l --stopped).
+    /// autostart (from LXC's command sockets and the containers' cgroups,
+    /// without lxc-ls). -l selects the containers as lxc-ls would (-l
+    /// "--filter ^web", -l --stopped).
     List {
         #[command(flatten)]
         lxc: LxcParams,
@@ -803,6 +818,7 @@ impl Command {
             | Command::DeleteGenerations { .. }
             | Command::ShowIp { .. }
             | Command::Restart { .. }
+            | Command::Autostart { .. }
             | Command::Logs { .. }
             | Command::Exists { .. }
             | Command::State { .. }

@@ -67,9 +67,7 @@ pub fn list(ctx: &Context, format: Format, columns: &[Column], no_header: bool) 
     // -l: lxc-ls's own selection (a regular expression, --active, -g ...)
     // picks the containers listed.
     let selected = if ctx.lxc_args.is_empty() { None } else { Some(lxc.names(&ctx.lxc_args)?) };
-    let active =
-        if state.containers.is_empty() { Default::default() } else { lxc.active_states()? };
-    let inits = if active.is_empty() { Default::default() } else { lxc.init_pids() };
+    let active = lxc.active_states(state.containers.keys().map(String::as_str))?;
     let mut rows = Vec::new();
     for (name, entry) in &state.containers {
         if selected.as_ref().is_some_and(|names| !names.contains(name)) {
@@ -79,7 +77,7 @@ pub fn list(ctx: &Context, format: Format, columns: &[Column], no_header: bool) 
             Phase::Creating => "CREATING",
             Phase::Destroying => "DESTROYING",
             Phase::Ready | Phase::Updating => match active.get(name) {
-                Some(state) => state,
+                Some(found) => found.state,
                 None if lxc.is_defined(name) => "STOPPED",
                 None => "MISSING",
             },
@@ -95,9 +93,10 @@ pub fn list(ctx: &Context, format: Format, columns: &[Column], no_header: bool) 
             generation: current.as_ref().map(|(number, _)| *number),
             autostart: meta.map(GenerationMeta::autostart),
             uids: entry.ids(&ctx.settings.host.idmap).to_string(),
-            ipv6: inits
+            ipv6: active
                 .get(name)
-                .map(|&pid| network::global_ipv6_addresses(pid))
+                .and_then(|found| found.init)
+                .map(network::global_ipv6_addresses)
                 .unwrap_or_default(),
         });
     }

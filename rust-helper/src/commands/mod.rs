@@ -4,6 +4,7 @@
 //! in capabilities/. They take plain options: the command line is cli/'s.
 
 pub mod attach;
+pub mod autostart;
 pub mod create;
 pub mod destroy;
 pub mod export;
@@ -88,7 +89,7 @@ fn all_containers(ctx: &Context, running: Option<bool>) -> Result<Vec<String>> {
     let Some(running) = running else {
         return Ok(names);
     };
-    let active = if names.is_empty() { Default::default() } else { ctx.lxc().active_states()? };
+    let active = ctx.lxc().active_states(names.iter().map(String::as_str))?;
     Ok(names.into_iter().filter(|name| active.contains_key(name) == running).collect())
 }
 

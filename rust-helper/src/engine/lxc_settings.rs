@@ -139,6 +139,44 @@ pub fn check_generation(ctx: &Context, name: &str, ids: IdMap, path: &Path) -> R
     ALL.iter().try_for_each(|capability| capability.check_generation(name, path))
 }
 
+/// How a container takes part in autostart, as lxc-autostart reads it
+/// (lxc.container.conf(5)): whether it starts with the host
+/// (lxc.start.auto), its place in the order (lxc.start.order: lower first,
+/// equal ones together) and the seconds to wait after it started before the
+/// next ones start (lxc.start.delay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StartSettings {
+    pub auto: bool,
+    pub order: i32,
+    pub delay: u32,
+}
+
+/// The start settings of the generation at `path`: its own LXC settings,
+/// then root's (lxc-root.conf, included after them in the container's
+/// config), the last line of a key winning as in LXC.
+pub fn start_settings(path: &Path) -> Result<StartSettings> {
+    let mut start = StartSettings::default();
+    for file in [crate::layout::LXC_CONF, crate::layout::ROOT_LXC_CONF] {
+        let file = path.join(file);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", file.display())),
+        };
+        for line in text.lines() {
+            let Some((key, value)) = parse(line)? else { continue };
+            let number = || format!("{key} = {value} in {} is not a number", file.display());
+            match key {
+                "lxc.start.auto" => start.auto = value.parse::<u8>().with_context(number)? == 1,
+                "lxc.start.order" => start.order = value.parse().with_context(number)?,
+                "lxc.start.delay" => start.delay = value.parse().with_context(number)?,
+                _ => {}
+            }
+        }
+    }
+    Ok(start)
+}
+
 /// The own config of container `name`, whose current generation has
 /// `spec`, with root's own settings `root_settings` (kept where LXC reads
 /// them, or removed where there are none): as the host is now.

@@ -5,6 +5,7 @@
 //! lxc-attach and lxc-stop reach a container only from the namespace that
 //! started it.
 
+pub mod active;
 pub mod mounts;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -346,34 +347,6 @@ impl Lxc<'_> {
 
     pub fn is_running(&self, name: &str) -> Result<bool> {
         Ok(self.state(name)? == "RUNNING")
-    }
-
-    /// The containers of the LXC path that are not stopped (FROZEN, or else
-    /// RUNNING, which here includes the moments of starting and stopping);
-    /// all others are stopped. Two lxc-ls calls, made side by side, that only
-    /// look at running containers: `lxc-ls --fancy` would say it in one, but
-    /// it enters every running container to read its addresses whether they
-    /// are asked for or not, and `--running` loads every stopped container's
-    /// config too (docs/performance.md has the figures).
-    pub fn active_states(&self) -> Result<BTreeMap<String, &'static str>> {
-        let names = |filter: &str| -> Result<Vec<String>> {
-            let args = [filter.to_string(), "-1".to_string()];
-            let finished = self.tool("lxc-ls", None, &args).output(self.verbose)?;
-            check("lxc-ls", &finished, "")?;
-            Ok(finished.stdout.split_whitespace().map(str::to_string).collect())
-        };
-        let (active, frozen) = std::thread::scope(|scope| {
-            let frozen = scope.spawn(|| names("--frozen"));
-            (names("--active"), frozen.join().expect("lxc-ls --frozen does not panic"))
-        });
-        let mut states = BTreeMap::new();
-        for name in active? {
-            states.insert(name, "RUNNING");
-        }
-        for name in frozen? {
-            states.insert(name, "FROZEN");
-        }
-        Ok(states)
     }
 
     /// The containers `lxc-ls` lists with `extra` (its filters: a regular

@@ -1,0 +1,132 @@
+//! autostart: the containers that start with the host, side by side, in
+//! LXC's order.
+//!
+//! What lxc-autostart promises, kept: the containers whose settings say
+//! lxc.start.auto = 1 start in the order of their lxc.start.order (lower
+//! first); those of one order are a group, which starts only after the group
+//! before it has started (each of its lxc-start returned); and a group waits
+//! the longest lxc.start.delay of the group before it. Unlike lxc-autostart,
+//! the containers of a group start side by side, `jobs` at a time, each as
+//! `nixcloud-container start` (a process of its own, so that each has its
+//! own mount namespace, checks and records, as any start).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::context::Context;
+use crate::engine::lxc_settings::{self, StartSettings};
+use crate::error::one_line;
+use crate::settings::Verbosity;
+
+/// `autostart`: starts every container whose settings say it starts with
+/// the host, `jobs` at a time, in LXC's order; names those that did not.
+pub fn run(ctx: &Context, jobs: usize) -> Result<ExitCode> {
+    let (groups, mut failed) = groups(ctx)?;
+    let count = groups.values().map(|group| group.names.len()).sum::<usize>() + failed.len();
+    let mut groups = groups.into_values().peekable();
+    while let Some(group) = groups.next() {
+        failed.extend(start_side_by_side(ctx, &group.names, jobs.max(1)));
+        if group.delay > 0 && groups.peek().is_some() {
+            // lxc.start.delay: the time these containers are given before
+            // the next ones start.
+            std::thread::sleep(Duration::from_secs(group.delay.into()));
+        }
+    }
+    if failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    failed.sort();
+    bail!("{} of {count} autostart containers did not start: {}", failed.len(), failed.join(", "))
+}
+
+/// The containers of one lxc.start.order, and the longest delay they ask.
+#[derive(Default)]
+struct Group {
+    names: Vec<String>,
+    delay: u32,
+}
+
+/// The autostart containers by their order (names sorted within a group),
+/// and those whose settings could not be read (said on stderr).
+fn groups(ctx: &Context) -> Result<(BTreeMap<i32, Group>, Vec<String>)> {
+    let mut groups = BTreeMap::<i32, Group>::new();
+    let mut failed = Vec::new();
+    for name in super::all_containers(ctx, None)? {
+        match start_settings(ctx, &name) {
+            Ok(Some(start)) if start.auto => {
+                let group = groups.entry(start.order).or_default();
+                group.names.push(name);
+                group.delay = group.delay.max(start.delay);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                eprintln!("{name}: {}", one_line(&err));
+                failed.push(name);
+            }
+        }
+    }
+    Ok((groups, failed))
+}
+
+/// The start settings of container `name`'s current generation; None
+/// without one.
+fn start_settings(ctx: &Context, name: &str) -> Result<Option<StartSettings>> {
+    let Some(current) = ctx.profile(name).current()? else { return Ok(None) };
+    lxc_settings::start_settings(&current.path).map(Some)
+}
+
+/// Starts `names`, at most `jobs` at once; returns those that did not start
+/// (each start says why on stderr).
+fn start_side_by_side(ctx: &Context, names: &[String], jobs: usize) -> Vec<String> {
+    let next = Mutex::new(names.iter());
+    let failed = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(names.len()) {
+            scope.spawn(|| loop {
+                let Some(name) = next.lock().expect("no start panics").next() else { break };
+                if let Err(err) = start_one(ctx, name) {
+                    eprintln!("{name}: {}", one_line(&err));
+                    failed.lock().expect("no start panics").push(name.clone());
+                }
+            });
+        }
+    });
+    failed.into_inner().expect("no start panics")
+}
+
+/// `nixcloud-container start <name>` in this helper's directories.
+fn start_one(ctx: &Context, name: &str) -> Result<()> {
+    let helper = std::env::current_exe().context("cannot find this helper's executable")?;
+    let settings = &ctx.settings;
+    let mut command = Command::new(helper);
+    let locations: [(&str, &Path); 5] = [
+        ("--lxc-path", &settings.lxc_path),
+        ("--profiles-dir", &settings.profiles_dir),
+        ("--state-dir", &settings.state_dir),
+        ("--host-config", &settings.host_file),
+        ("--nix-lib", &settings.nix_lib),
+    ];
+    for (flag, path) in locations {
+        command.arg(flag).arg(path);
+    }
+    if let Some(busybox) = &settings.busybox {
+        command.arg("--busybox").arg(busybox);
+    }
+    if settings.verbosity == Verbosity::Verbose {
+        command.arg("--verbose");
+    }
+    let status = command
+        .args(["start", name])
+        .stdin(Stdio::null())
+        .status()
+        .context("cannot run `nixcloud-container start`")?;
+    if !status.success() {
+        bail!("did not start ({})", crate::system::process::describe_status(status));
+    }
+    Ok(())
+}
