@@ -152,6 +152,14 @@ pub struct LxcParams {
     pub lxc_params: Vec<String>,
 }
 
+/// A number of things done side by side: 0 would do nothing.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a number from 1 up")),
+    }
+}
+
 /// A container name, checked before anything else is looked at.
 fn container_name(text: &str) -> Result<String, String> {
     crate::names::validate(text).map(|()| text.to_string()).map_err(|err| err.0)
@@ -512,8 +520,8 @@ pub enum Command {
     /// Those that did not start are named; the others start regardless. The
     /// NixOS module's boot service runs it.
     Autostart {
-        /// How many containers start at once.
-        #[arg(short = 'j', long, value_name = "N", default_value_t = 32)]
+        /// How many containers start at once (at least 1).
+        #[arg(short = 'j', long, value_name = "N", default_value_t = 32, value_parser = at_least_one)]
         jobs: usize,
     },
     /// Print a running container's journal.
@@ -663,7 +671,7 @@ pub enum Command {
         adopt: bool,
         /// How many containers are evaluated and built side by side; their
         /// live switches run one at a time.
-        #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
+        #[arg(short = 'j', long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
         jobs: usize,
         /// Go on after a container fails (without: start no other).
         #[arg(long)]

@@ -805,6 +805,11 @@ fn no_file_stays_for_a_name_no_container_has() {
 #[test]
 fn small_things_said_plainly() {
     let host = Host::new();
+    // Nothing side by side would do nothing: a usage error, before anything.
+    for args in [["autostart", "-j", "0"], ["sync", "--jobs", "0"]] {
+        let error = host.fails(&args, 2);
+        assert!(error.contains("\"0\" is not a number from 1 up"), "{error}");
+    }
     let file = host.tiny("web.nix", "1", "");
     host.ok(&["create", "web", path_str(&file)]);
     host.start_booted("web");

@@ -700,7 +700,7 @@ const EVERY_KEY_HOST: &str = r#"{
     "allowedHostPaths": {"/srv": {"writable": false}},
     "allowedForwardPorts": [{"from": 8000, "to": 8099}],
     "allowedDevices": @DEVICES@,
-    "limits": {"memoryMax": 1073741824},
+    "limits": {"memory": {"max": "1G"}},
     "extraBridges": {"brOwn": {"address": "10.10.0.1", "prefixLength": 16}}
 }"#;
 

@@ -114,7 +114,7 @@ pub fn sync(ctx: &Context, request: Request) -> Result<ExitCode> {
     // Each job's Nix processes may take builds.memory: -j N of them take N
     // times that (build_limits.rs).
     let limits = crate::nix::build_limits::Limits::of(&ctx.settings.host.builds);
-    let (jobs, fewer) = limits.parallel(request.jobs.max(1));
+    let (jobs, fewer) = limits.parallel(request.jobs);
     if let Some(why) = fewer {
         eprintln!("sync: runs {why}");
     }
