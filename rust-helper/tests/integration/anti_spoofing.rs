@@ -27,42 +27,6 @@ fn neighbour(host: &Host, address: &str, bridge: &str) -> Option<String> {
     words.iter().position(|w| *w == "lladdr").map(|at| words[at + 1].to_string())
 }
 
-/// Starts a TCP listener on `port` in container `name`, which keeps what
-/// it receives in /tmp/got-<port>; returns once it listens.
-fn listen(host: &Host, name: &str, port: u16) {
-    host.ok(&[
-        "run",
-        name,
-        "sh",
-        "-c",
-        &format!(
-            "rm -f /tmp/got-{port}; nc -l -p {port} >/tmp/got-{port} 2>&1 & \
-             for i in $(seq 1000); do grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; \
-             sleep 0.02; done; exit 1"
-        ),
-    ]);
-}
-
-/// What container `name`'s listener on `port` has received; with
-/// `expected`, once that came (the sender has finished, but the listener may
-/// write it a moment later on a busy host), for at most 10 s.
-fn received(host: &Host, name: &str, port: u16, expected: Option<&str>) -> String {
-    let read = || host.ok(&["run", name, "cat", &format!("/tmp/got-{port}")]).trim().to_string();
-    let mut got = read();
-    if let Some(expected) = expected {
-        host.wait_at_most(
-            std::time::Duration::from_secs(10),
-            &format!("{name} to receive {expected:?}"),
-            || {
-                got = read();
-                got == expected
-            },
-        );
-    }
-    let _ = host.helper(&["run", name, "killall", "nc"]);
-    got
-}
-
 /// Container `name` and the host forget what they knew of each other's MAC
 /// addresses on the hostonly bridge: an entry that the guard kept from an
 /// answer is given up only after its probes, which would fail the next ping.
@@ -88,9 +52,9 @@ fn an_address_taken_over_stays_with_its_owner() {
 
     // The attack of issue 21: the attacker takes the victim's address and
     // announces it to the host, and listens where the victim listens.
-    listen(&host, "victim", 7001);
+    let victim = host.listen_in("victim", 7001);
     host.ok(&["run", "attacker", "ip", "addr", "add", "10.101.0.3/32", "dev", "hostonly"]);
-    listen(&host, "attacker", 7001);
+    let attacker = host.listen_in("attacker", 7001);
     let _ = host.helper(&[
         "run",
         "attacker",
@@ -116,8 +80,9 @@ fn an_address_taken_over_stays_with_its_owner() {
     host.ns_ok("echo hello | busybox nc -w 2 10.101.0.3 7001");
     // What the connection sent went to one of them: once the victim has it,
     // the attacker cannot have it too.
-    assert_eq!(received(&host, "victim", 7001, Some("hello")), "hello", "the victim answers");
-    assert_eq!(received(&host, "attacker", 7001, None), "", "the attacker does not");
+    assert_eq!(victim.received("hello"), "hello", "the victim answers");
+    assert_eq!(attacker.arrived(), "", "the attacker does not");
+    assert!(attacker.untouched(), "nor did anything connect to the attacker");
 }
 
 #[test]

@@ -161,37 +161,6 @@ fn with_fixed_output(host: &Host, name: &str, script: &str, output: &str) -> Pat
     )
 }
 
-/// Starts a listener on `port` in container `name` that keeps what it
-/// receives in /tmp/got; returns once it listens.
-fn listen_in_container(host: &Host, name: &str, port: u16) {
-    host.ok(&[
-        "run",
-        name,
-        "sh",
-        "-c",
-        &format!(
-            "rm -f /tmp/got; nc -l -p {port} >/tmp/got 2>&1 & \
-             for i in $(seq 1000); do grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; \
-             sleep 0.02; done; exit 1"
-        ),
-    ]);
-}
-
-/// Whether container `name`'s listener is still waiting for its first
-/// connection.
-fn container_listener_untouched(host: &Host, name: &str, port: u16) -> bool {
-    let run = host.helper(&[
-        "run",
-        name,
-        "sh",
-        "-c",
-        &format!(
-            "[ ! -s /tmp/got ] && grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6"
-        ),
-    ]);
-    run.code == 0
-}
-
 /// The links the helper made on the host's side (none once it exited).
 fn build_links(host: &Host) -> Vec<String> {
     let links = host.ns_ok("ip -o link show");
@@ -211,7 +180,7 @@ fn fixed_output_builds_reach_the_internet_and_not_the_host_its_bridges_or_contai
     // A container that listens on its hostonly address.
     host.ok(&["create", "other", path_str(&host.tiny("other.nix", "1", ""))]);
     host.start_booted("other");
-    listen_in_container(&host, "other", 7000);
+    let listener = host.listen_in("other", 7000);
     let other = host.ok(&["show-ip", "other"]).trim().to_string();
     // The host's loopback, its bridge, its own uplink address; the internet.
     let on_host = Listeners::start(
@@ -245,17 +214,10 @@ fn fixed_output_builds_reach_the_internet_and_not_the_host_its_bridges_or_contai
     // namespace's own loopback, where builds running at the same time meet.
     assert_eq!(on_host.reached(), Vec::<String>::new(), "the build log: {}", run.stderr);
     assert!(run.stderr.contains("(127.0.0.1): Permission denied"), "{}", run.stderr);
-    assert!(container_listener_untouched(&host, "other", 7000), "{}", run.stderr);
+    assert!(listener.untouched(), "{}", run.stderr);
     // The listener in the container works: the host reaches it.
     host.ns_ok(&format!("echo hello | busybox nc -w 3 {other} 7000"));
-    let got = host.ok(&[
-        "run",
-        "other",
-        "sh",
-        "-c",
-        "for i in $(seq 400); do [ -s /tmp/got ] && break; sleep 0.05; done; cat /tmp/got",
-    ]);
-    assert_eq!(got.trim(), "hello");
+    assert_eq!(listener.received("hello"), "hello");
     // The helper left no link behind: its build namespace went with its
     // mount namespace (`ip netns exec`), and the veth with it.
     host.wait_for("the build link to go", || build_links(&host).is_empty());

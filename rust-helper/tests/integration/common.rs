@@ -285,12 +285,20 @@ impl Host {
 
     /// Waits until `check` holds, for at most `bound`, where the helper
     /// promises that bound; panics with `what` when it does not hold by then.
-    pub fn wait_at_most(&self, bound: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    pub fn wait_at_most(&self, bound: Duration, what: &str, check: impl FnMut() -> bool) {
+        assert!(self.holds_within(bound, check), "timed out after {bound:?} waiting for {what}");
+    }
+
+    /// Whether `check` holds before `bound` has passed, asking it every 50 ms.
+    pub fn holds_within(&self, bound: Duration, mut check: impl FnMut() -> bool) -> bool {
         let start = Instant::now();
         while !check() {
-            assert!(start.elapsed() < bound, "timed out after {bound:?} waiting for {what}");
+            if start.elapsed() >= bound {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+        true
     }
 
     /// The processes of a running container as the host sees them: each
@@ -395,6 +403,78 @@ pub const NOBODY: u32 = 65534;
 fn sh(command: &str) {
     let status = Command::new("sh").args(["-c", command]).status().expect("sh runs");
     assert!(status.success(), "{command} failed");
+}
+
+/// A TCP listener in a running container (busybox `nc -l`), which keeps
+/// what its one connection sends in /tmp/received-<port>.
+///
+/// Its input is a FIFO it holds open at both ends, so it never reads an end
+/// of input. busybox nc (networking/nc.c of 1.35, Debian's busybox-static
+/// here) shuts down its sending side when its input ends, and a busybox nc
+/// client that sees that end of the connection before its own input is
+/// ready exits 0 without sending anything (its poll loop reads the socket's
+/// end of file first). A listener started in the background of `sh -c` has
+/// /dev/null for input: on a loaded host the client's `echo` came after the
+/// listener's end, and what the test sent was lost though the client
+/// succeeded.
+pub struct Listener<'h> {
+    host: &'h Host,
+    container: String,
+    port: u16,
+}
+
+impl Host {
+    /// Starts a [`Listener`] on `port` in container `container`, ending one
+    /// this started there before on that port; returns once it listens.
+    pub fn listen_in(&self, container: &str, port: u16) -> Listener<'_> {
+        // /proc/net/tcp{,6} show the port in hex; 0A is the LISTEN state.
+        let listening =
+            format!("grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6");
+        let script = format!(
+            "cd /tmp\n\
+             old=$(cat listener-{port}.pid 2>/dev/null)\n\
+             [ -n \"$old\" ] && [ \"$(cat /proc/$old/comm 2>/dev/null)\" = nc ] && kill $old\n\
+             for i in $(seq 1000); do {listening} || break; sleep 0.02; done\n\
+             {listening} && {{ echo 'port {port} is taken' >&2; exit 1; }}\n\
+             rm -f received-{port} input-{port} && mkfifo input-{port} || exit 1\n\
+             nc -l -p {port} <>input-{port} >received-{port} 2>&1 &\n\
+             echo $! >listener-{port}.pid\n\
+             for i in $(seq 1000); do {listening} && exit 0; sleep 0.02; done\n\
+             echo 'nothing listens on port {port}' >&2; exit 1"
+        );
+        self.ok(&["run", container, "sh", "-c", &script]);
+        Listener { host: self, container: container.to_string(), port }
+    }
+}
+
+impl Listener<'_> {
+    /// What has arrived so far, without surrounding white space.
+    pub fn arrived(&self) -> String {
+        let file = format!("/tmp/received-{}", self.port);
+        self.host.ok(&["run", &self.container, "cat", &file]).trim().to_string()
+    }
+
+    /// What has arrived once `expected` did, or after 20 s (a client that
+    /// finished has sent it, but the listener may write it later on a busy
+    /// host); the caller compares.
+    pub fn received(&self, expected: &str) -> String {
+        let mut got = String::new();
+        self.host.holds_within(Duration::from_secs(20), || {
+            got = self.arrived();
+            got == expected
+        });
+        got
+    }
+
+    /// Whether it still listens and nothing has arrived.
+    pub fn untouched(&self) -> bool {
+        let port = self.port;
+        let check = format!(
+            "[ ! -s /tmp/received-{port} ] && \
+             grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6"
+        );
+        self.host.helper(&["run", &self.container, "sh", "-c", &check]).code == 0
+    }
 }
 
 pub fn path_str(path: &Path) -> &str {

@@ -144,31 +144,29 @@ fn forwarded_ports_reach_a_running_container_and_go_when_it_stops() {
         )),
     ]);
     host.start_booted("web");
-    let listen = || {
-        host.ok(&[
-            "run",
-            "web",
-            "sh",
-            "-c",
-            "rm -f /tmp/got; nc -l -p 80 >/tmp/got 2>&1 & \
-             for i in $(seq 1000); do grep -qE ':0050 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
-        ])
-    };
-    // What was sent may take a moment to reach the file on a busy host.
-    let received = || {
-        host.ok(&[
-            "run",
-            "web",
-            "sh",
-            "-c",
-            "for i in $(seq 400); do [ -s /tmp/got ] && break; sleep 0.05; done; cat /tmp/got; killall nc; true",
-        ])
-    };
 
     // From the host itself, to one of its addresses.
-    listen();
+    let listener = host.listen_in("web", 80);
     host.ns_ok("echo from-the-host | busybox nc -w 2 10.101.0.1 8080");
-    assert_eq!(received().trim(), "from-the-host");
+    assert_eq!(listener.received("from-the-host"), "from-the-host");
+
+    // A client whose input comes only once the listener has the connection
+    // is heard too: the listener keeps its side open until the client ends
+    // it (common.rs Listener; a listener that ended its side at once made a
+    // late client exit 0 having sent nothing).
+    let listener = host.listen_in("web", 80);
+    let late_input = host.dir.path().join("late-input");
+    host.ns_with_helper(&format!(
+        "mkfifo {input}\n\
+         busybox nc -w 2 10.101.0.1 8080 <{input} >/dev/null 2>&1 &\n\
+         exec 3>{input}\n\
+         for i in $(seq 400); do \
+           nixcloud-container run web sh -c \"! grep -qE ':0050 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6\" && break; \
+           sleep 0.05; done\n\
+         echo from-a-late-client >&3",
+        input = late_input.display()
+    ));
+    assert_eq!(listener.received("from-a-late-client"), "from-a-late-client");
 
     // From outside: another network namespace behind a veth, routed by the host.
     let outside = format!("{}o", host.netns);
@@ -192,9 +190,9 @@ fn forwarded_ports_reach_a_running_container_and_go_when_it_stops() {
         "ip link set lo up && ip addr add 192.0.2.2/24 dev client && ip link set client up && \
          ip route add default via 192.0.2.1"
     ));
-    listen();
+    let listener = host.listen_in("web", 80);
     assert!(in_outside("echo from-outside | busybox nc -w 2 192.0.2.1 8080"));
-    assert_eq!(received().trim(), "from-outside");
+    assert_eq!(listener.received("from-outside"), "from-outside");
 
     // Another container cannot have the same host port.
     let error = host.fails(

@@ -307,25 +307,10 @@ fn reaches(host: &Host, from: From, to: &str, address: &str) -> bool {
 
 fn try_reaching(host: &Host, from: From, to: &str, address: &str) -> (bool, bool, String) {
     let pings = succeeds(host, from, &format!("busybox ping -c 1 -W 1 {address}"));
-    // The listener, and a wait until it listens (port 7000 is 1B58).
-    host.ok(&[
-        "run",
-        to,
-        "sh",
-        "-c",
-        "rm -f /tmp/received; nc -l -p 7000 >/tmp/received 2>&1 & \
-         for i in $(seq 1000); do grep -qE ':1B58 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 && exit 0; sleep 0.02; done; exit 1",
-    ]);
+    let listener = host.listen_in(to, 7000);
     let sent = succeeds(host, from, &format!("echo hello | busybox nc -w 3 {address} 7000"));
-    // What was sent may take seconds to reach the file on a busy host (up to 20 s).
-    let wait = if sent {
-        "for i in $(seq 400); do [ -s /tmp/received ] && break; sleep 0.05; done;"
-    } else {
-        ""
-    };
-    let received =
-        host.ok(&["run", to, "sh", "-c", &format!("{wait} cat /tmp/received; killall nc; true")]);
-    let connects = sent && received.trim() == "hello";
+    let received = if sent { listener.received("hello") } else { listener.arrived() };
+    let connects = sent && received == "hello";
     (pings, connects, received)
 }
 
