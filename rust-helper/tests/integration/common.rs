@@ -427,9 +427,7 @@ impl Host {
     /// Starts a [`Listener`] on `port` in container `container`, ending one
     /// this started there before on that port; returns once it listens.
     pub fn listen_in(&self, container: &str, port: u16) -> Listener<'_> {
-        // /proc/net/tcp{,6} show the port in hex; 0A is the LISTEN state.
-        let listening =
-            format!("grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6");
+        let listening = listens_on(port);
         let script = format!(
             "cd /tmp\n\
              old=$(cat listener-{port}.pid 2>/dev/null)\n\
@@ -469,12 +467,16 @@ impl Listener<'_> {
     /// Whether it still listens and nothing has arrived.
     pub fn untouched(&self) -> bool {
         let port = self.port;
-        let check = format!(
-            "[ ! -s /tmp/received-{port} ] && \
-             grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6"
-        );
+        let check = format!("[ ! -s /tmp/received-{port} ] && {}", listens_on(port));
         self.host.helper(&["run", &self.container, "sh", "-c", &check]).code == 0
     }
+}
+
+/// A shell command, for a container, that succeeds when something there
+/// listens on TCP `port` (busybox nc listens on IPv6's any address where it
+/// can, which /proc/net/tcp6 shows; the port is in hex, 0A is LISTEN).
+pub fn listens_on(port: u16) -> String {
+    format!("grep -qE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6")
 }
 
 pub fn path_str(path: &Path) -> &str {

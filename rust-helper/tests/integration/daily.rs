@@ -5,7 +5,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::common::{built_by_script, path_str, tiny_file, Host};
+use crate::common::{built_by_script, listens_on, path_str, tiny_file, Host};
 
 /// A tiny container file with `attrs` besides its system.
 fn with(host: &Host, file: &str, version: &str, attrs: &str) -> std::path::PathBuf {
@@ -153,7 +153,9 @@ fn forwarded_ports_reach_a_running_container_and_go_when_it_stops() {
     // A client whose input comes only once the listener has the connection
     // is heard too: the listener keeps its side open until the client ends
     // it (common.rs Listener; a listener that ended its side at once made a
-    // late client exit 0 having sent nothing).
+    // late client exit 0 having sent nothing). The client writes once the
+    // listener no longer listens: busybox nc closes its listening socket
+    // when it accepts.
     let listener = host.listen_in("web", 80);
     let late_input = host.dir.path().join("late-input");
     host.ns_with_helper(&format!(
@@ -161,10 +163,11 @@ fn forwarded_ports_reach_a_running_container_and_go_when_it_stops() {
          busybox nc -w 2 10.101.0.1 8080 <{input} >/dev/null 2>&1 &\n\
          exec 3>{input}\n\
          for i in $(seq 400); do \
-           nixcloud-container run web sh -c \"! grep -qE ':0050 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6\" && break; \
+           nixcloud-container run web sh -c \"! {listening}\" && break; \
            sleep 0.05; done\n\
          echo from-a-late-client >&3",
-        input = late_input.display()
+        input = late_input.display(),
+        listening = listens_on(80),
     ));
     assert_eq!(listener.received("from-a-late-client"), "from-a-late-client");
 
