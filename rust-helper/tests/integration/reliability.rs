@@ -1,7 +1,7 @@
 //! Bad input, injection, races, crashes, collisions and isolation: one clear
 //! error, nothing half-done, nothing lost, nothing widened.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
@@ -864,10 +864,14 @@ fn leave_nix_env_links(host: &Host, name: &str) {
     let profile = host.profiles_dir().join(name);
     let current: u64 = host.current_generation(name).parse().unwrap();
     let system = std::fs::read_link(profile.join(format!("profile-{current}-link"))).unwrap();
+    // Where the kill before already left one, that one stays as it is.
+    let plant = |target: &Path, link: PathBuf| match std::os::unix::fs::symlink(target, link) {
+        Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => panic!("{err}"),
+        _ => {}
+    };
     let next = profile.join(format!("profile-{}-link.tmp-4242-1804289383", current + 1));
-    std::os::unix::fs::symlink(&system, next).unwrap();
-    std::os::unix::fs::symlink(format!("profile-{current}-link"), profile.join(".0_profile"))
-        .unwrap();
+    plant(&system, next);
+    plant(Path::new(&format!("profile-{current}-link")), profile.join(".0_profile"));
 }
 
 #[test]
