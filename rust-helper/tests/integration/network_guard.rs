@@ -23,8 +23,9 @@ fn reaches_web(host: &Host) -> bool {
         && listener.received("hello") == "hello"
 }
 
-#[test]
-fn a_forward_goes_within_two_seconds_whatever_stopped_its_container() {
+/// A host that allows forwards, with container `web` forwarding its port 80
+/// from the host's 8080.
+fn host_with_web() -> Host {
     let host = Host::new();
     allow(&host, r#"{"allowedForwardPorts": [{"from": 8000, "to": 8999}]}"#);
     let file = host.file(
@@ -32,6 +33,12 @@ fn a_forward_goes_within_two_seconds_whatever_stopped_its_container() {
         &tiny_file("1", "forwardPorts = [ { hostPort = 8080; containerPort = 80; } ];", ""),
     );
     host.ok(&["create", "web", path_str(&file)]);
+    host
+}
+
+#[test]
+fn a_forward_goes_within_two_seconds_whatever_stopped_its_container() {
+    let host = host_with_web();
     let gone = || !forwards(&host).contains("dport 8080");
 
     // Its init exits (as at a poweroff inside): LXC's hook at its stop
@@ -86,13 +93,7 @@ fn forwards_an_update_gives_a_running_container_without_any_wait_for_its_next_st
 
 #[test]
 fn a_container_that_reboots_keeps_its_forwards() {
-    let host = Host::new();
-    allow(&host, r#"{"allowedForwardPorts": [{"from": 8000, "to": 8999}]}"#);
-    let file = host.file(
-        "web.nix",
-        &tiny_file("1", "forwardPorts = [ { hostPort = 8080; containerPort = 80; } ];", ""),
-    );
-    host.ok(&["create", "web", path_str(&file)]);
+    let host = host_with_web();
     host.start_booted("web");
     let init = || host.lxc("lxc-info -n web -pH").stdout.trim().to_string();
     let first = init();
