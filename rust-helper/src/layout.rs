@@ -59,6 +59,9 @@ pub const STATE_LOCK: &str = "state.lock";
 pub const STATE_JSON_BEFORE_REPAIR: &str = "state.json.before-repair";
 /// The containers' locks: `locks/<name>.lock`.
 pub const CONTAINER_LOCKS: &str = "locks";
+/// What each container was last started with: `started/<name>.json`
+/// (state.rs `Store::record_started`).
+pub const STARTED: &str = "started";
 /// Held by the one live activation at a time.
 pub const ACTIVATION_LOCK: &str = "activation.lock";
 /// The lock one `sync` holds while it plans and carries out (state.rs
@@ -98,6 +101,12 @@ pub const DATA: &str = "data";
 /// Container `name`'s lock file in the state directory `state_dir`.
 pub fn container_lock(state_dir: &Path, name: &str) -> std::path::PathBuf {
     state_dir.join(CONTAINER_LOCKS).join(format!("{name}.lock"))
+}
+
+/// The record of container `name`'s last start in the state directory
+/// `state_dir`.
+pub fn started_record(state_dir: &Path, name: &str) -> std::path::PathBuf {
+    state_dir.join(STARTED).join(format!("{name}.json"))
 }
 
 #[cfg(test)]

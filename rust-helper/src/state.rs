@@ -66,10 +66,11 @@ pub struct ContainerRecord {
     /// While Updating: the generation that was current before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switched_from: Option<u64>,
-    /// The generation whose LXC settings the container got when this helper
-    /// last started it, and its address: what runs until the next start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_with: Option<StartedWith>,
+    /// What a helper before `Store::record_started` recorded of its last
+    /// start here; read (`Store::started_with`) until its next start,
+    /// never written.
+    #[serde(default, rename = "startedWith", skip_serializing)]
+    pub started_with_before: Option<StartedWith>,
     /// The nixpkgs release a NixOS container was created with: its
     /// system.stateVersion, unless its configuration sets one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,7 +148,9 @@ pub struct SourceReads {
     pub generation: std::path::PathBuf,
 }
 
-/// See `ContainerRecord::started_with`.
+/// The generation whose LXC settings a container got when this helper last
+/// started it, and its address: what runs until its next start
+/// (`Store::record_started`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartedWith {
@@ -165,7 +168,7 @@ impl ContainerRecord {
             internet_ip: None,
             addresses: BTreeSet::new(),
             switched_from: None,
-            started_with: None,
+            started_with_before: None,
             state_version: None,
             ids: None,
             forwards: BTreeSet::new(),
@@ -368,10 +371,35 @@ impl Store {
         Ok(lock)
     }
 
-    /// Removes container `name`'s lock file, for a container that goes; the
-    /// caller holds the lock (see `ContainerLock::remove`).
+    /// Removes container `name`'s lock file and the record of its last
+    /// start, for a container that goes; the caller holds the lock (see
+    /// `ContainerLock::remove`).
     pub fn forget_container_lock(&self, name: &str) {
+        let _ = std::fs::remove_file(self.started_file(name));
         let _ = std::fs::remove_file(self.container_lock_file(name));
+    }
+
+    fn started_file(&self, name: &str) -> PathBuf {
+        layout::started_record(&self.dir, name)
+    }
+
+    /// Records what container `name` was started with, in a file of its own
+    /// rather than the state: a start neither takes the state lock nor
+    /// writes the state of every container (which grows with their number).
+    /// Replaced atomically but not synced: the record says what runs, and
+    /// after a crash of the host nothing does.
+    pub fn record_started(&self, name: &str, started: StartedWith) -> Result<()> {
+        write_started(&self.started_file(name), started)
+    }
+
+    /// What container `name` (with state entry `entry`) was last started
+    /// with by this helper; None where that is not known (never started, or
+    /// its record unreadable: it is only a record of what runs).
+    pub fn started_with(&self, name: &str, entry: &ContainerRecord) -> Option<StartedWith> {
+        match std::fs::read(self.started_file(name)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+            Err(_) => entry.started_with_before,
+        }
     }
 
     /// Takes container `name`'s lock, waiting (and saying so) while another
@@ -419,6 +447,12 @@ impl Store {
     }
 }
 
+fn write_started(file: &Path, started: StartedWith) -> Result<()> {
+    crate::system::host_dirs::root_dir(file.parent().expect("start records are in started/"))?;
+    let text = serde_json::to_string(&started).expect("a start record serializes");
+    crate::system::files::replace_unsynced(file, &text)
+}
+
 fn read_state(file: &Path) -> Result<State> {
     let bytes = match std::fs::read(file) {
         Ok(bytes) => bytes,
@@ -445,9 +479,26 @@ fn read_state(file: &Path) -> Result<State> {
 impl LockedState {
     /// Writes the state atomically.
     pub fn save(&mut self) -> Result<()> {
+        self.keep_earlier_start_records()?;
         let mut text = serde_json::to_string_pretty(&self.state).expect("the state serializes");
         text.push('\n');
         crate::system::files::write_atomically(&self.file, &text)
+    }
+}
+
+impl LockedState {
+    /// Gives the start records an earlier helper kept in the state a file
+    /// of their own before the state is written without them.
+    fn keep_earlier_start_records(&self) -> Result<()> {
+        let dir = self.file.parent().expect("the state is in the state directory");
+        for (name, entry) in &self.state.containers {
+            let Some(started) = entry.started_with_before else { continue };
+            let file = layout::started_record(dir, name);
+            if !file.exists() {
+                write_started(&file, started)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -544,5 +595,46 @@ mod tests {
         locked.save().unwrap();
         drop(locked);
         assert!(store.read().unwrap().containers.contains_key("a"));
+    }
+
+    #[test]
+    fn a_start_is_recorded_beside_the_state_and_goes_with_the_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let mut locked = store.lock().unwrap();
+        add(&mut locked.state, "a");
+        locked.save().unwrap();
+        let state_before = std::fs::read(dir.path().join(layout::STATE_JSON)).unwrap();
+        let started = StartedWith { generation: 3, address: "10.101.0.7".parse().unwrap() };
+        store.record_started("a", started).unwrap();
+        let entry = &store.read().unwrap().containers["a"];
+        assert_eq!(store.started_with("a", entry), Some(started));
+        // The state itself is not written by a start.
+        assert_eq!(std::fs::read(dir.path().join(layout::STATE_JSON)).unwrap(), state_before);
+        // An unreadable record is no record.
+        std::fs::write(layout::started_record(dir.path(), "a"), "{").unwrap();
+        assert_eq!(store.started_with("a", entry), None);
+        store.forget_container_lock("a");
+        assert!(!layout::started_record(dir.path(), "a").exists());
+    }
+
+    #[test]
+    fn an_earlier_helpers_record_of_a_start_in_the_state_is_kept_in_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier = r#"{"version": 1, "containers": {"a": {"phase": "ready",
+            "source": {"file": "/x.nix"}, "automaticIp": null, "addresses": [],
+            "startedWith": {"generation": 2, "address": "10.101.0.9"}}}}"#;
+        std::fs::write(dir.path().join(layout::STATE_JSON), earlier).unwrap();
+        let store = Store::new(dir.path());
+        let started = StartedWith { generation: 2, address: "10.101.0.9".parse().unwrap() };
+        let entry = store.read().unwrap().containers["a"].clone();
+        assert_eq!(store.started_with("a", &entry), Some(started));
+        // Any command that writes the state leaves the record in its file.
+        store.lock().unwrap().save().unwrap();
+        let text = std::fs::read_to_string(dir.path().join(layout::STATE_JSON)).unwrap();
+        assert!(!text.contains("startedWith"), "{text}");
+        let entry = &store.read().unwrap().containers["a"];
+        assert_eq!(entry.started_with_before, None);
+        assert_eq!(store.started_with("a", entry), Some(started));
     }
 }

@@ -7,21 +7,19 @@
 //! before it has started (each of its lxc-start returned); and a group waits
 //! the longest lxc.start.delay of the group before it. Unlike lxc-autostart,
 //! the containers of a group start side by side, `jobs` at a time, each as
-//! `nixcloud-container start` (a process of its own, so that each has its
-//! own mount namespace, checks and records, as any start).
+//! `nixcloud-container start` starts it (its own mount namespace, checks and
+//! records), in a thread of this process.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 
 use crate::context::Context;
 use crate::engine::lxc_settings::{self, StartSettings};
 use crate::error::one_line;
-use crate::settings::Verbosity;
 
 /// `autostart`: starts every container whose settings say it starts with
 /// the host, `jobs` at a time, in LXC's order; names those that did not.
@@ -80,8 +78,11 @@ fn start_settings(ctx: &Context, name: &str) -> Result<Option<StartSettings>> {
     lxc_settings::start_settings(&current.path).map(Some)
 }
 
-/// Starts `names`, at most `jobs` at once; returns those that did not start
-/// (each start says why on stderr).
+/// Starts `names`, at most `jobs` at once, each in a thread of this
+/// process (a start moves only its thread into the container's mount
+/// namespace, lxc/mounts.rs); returns those that did not start (each start
+/// says why on stderr). One process rather than a helper per container: a
+/// start then pays neither the helper's own start nor its settings again.
 fn start_side_by_side(ctx: &Context, names: &[String], jobs: usize) -> Vec<String> {
     let next = Mutex::new(names.iter());
     let failed = Mutex::new(Vec::new());
@@ -89,7 +90,8 @@ fn start_side_by_side(ctx: &Context, names: &[String], jobs: usize) -> Vec<Strin
         for _ in 0..jobs.min(names.len()) {
             scope.spawn(|| loop {
                 let Some(name) = next.lock().expect("no start panics").next() else { break };
-                if let Err(err) = start_one(ctx, name) {
+                let started = super::start::start(ctx, name, None);
+                if let Err(err) = started.and_then(|code| check_code(code, name)) {
                     eprintln!("{name}: {}", one_line(&err));
                     failed.lock().expect("no start panics").push(name.clone());
                 }
@@ -99,34 +101,9 @@ fn start_side_by_side(ctx: &Context, names: &[String], jobs: usize) -> Vec<Strin
     failed.into_inner().expect("no start panics")
 }
 
-/// `nixcloud-container start <name>` in this helper's directories.
-fn start_one(ctx: &Context, name: &str) -> Result<()> {
-    let helper = std::env::current_exe().context("cannot find this helper's executable")?;
-    let settings = &ctx.settings;
-    let mut command = Command::new(helper);
-    let locations: [(&str, &Path); 5] = [
-        ("--lxc-path", &settings.lxc_path),
-        ("--profiles-dir", &settings.profiles_dir),
-        ("--state-dir", &settings.state_dir),
-        ("--host-config", &settings.host_file),
-        ("--nix-lib", &settings.nix_lib),
-    ];
-    for (flag, path) in locations {
-        command.arg(flag).arg(path);
-    }
-    if let Some(busybox) = &settings.busybox {
-        command.arg("--busybox").arg(busybox);
-    }
-    if settings.verbosity == Verbosity::Verbose {
-        command.arg("--verbose");
-    }
-    let status = command
-        .args(["start", name])
-        .stdin(Stdio::null())
-        .status()
-        .context("cannot run `nixcloud-container start`")?;
-    if !status.success() {
-        bail!("did not start ({})", crate::system::process::describe_status(status));
+fn check_code(code: ExitCode, name: &str) -> Result<()> {
+    if code != ExitCode::SUCCESS {
+        bail!("'{name}' did not start");
     }
     Ok(())
 }

@@ -84,7 +84,8 @@ pub fn list(ctx: &Context, format: Format, columns: &[Column], no_header: bool) 
         };
         let current = current_meta(ctx, name).unwrap_or(None);
         let meta = current.as_ref().map(|(_, meta)| meta);
-        let (ipv4, ipv4_next_start) = addresses(entry, lxc_state == "RUNNING", meta);
+        let (ipv4, ipv4_next_start) =
+            addresses(|| ctx.store.started_with(name, entry), lxc_state == "RUNNING", meta);
         rows.push(Row {
             name: name.clone(),
             state: lxc_state.to_string(),

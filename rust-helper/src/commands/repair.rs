@@ -101,14 +101,16 @@ fn old_records(kept: Option<&std::path::Path>) -> Option<State> {
 
 /// What the old entry `old` of container `name` knew that its generations
 /// do not show: which sync source made it and from what (sync's records),
-/// root's decisions, and, while it runs, what it was started with.
+/// root's decisions, and what an earlier helper recorded in it of its
+/// start (`Store::record_started` keeps that in a file of its own now).
 fn carry_over(ctx: &Context, name: &str, old: &ContainerRecord, entry: &mut ContainerRecord) {
     entry.synced = old.synced.clone();
     entry.sync_source = old.sync_source.clone();
     entry.autostart = old.autostart;
     entry.root_settings = old.root_settings.clone();
     if ctx.lxc().is_running(name).unwrap_or(false) {
-        entry.started_with = old.started_with;
+        // An earlier helper's record of its start, given a file at the save.
+        entry.started_with_before = old.started_with_before;
     }
 }
 

@@ -10,7 +10,7 @@ use crate::context::Context;
 use crate::error::EXIT_FAILURE;
 use crate::names;
 use crate::spec::GenerationMeta;
-use crate::state::ContainerRecord;
+use crate::state::StartedWith;
 
 /// The current generation's metadata, or None before the first build.
 pub(super) fn current_meta(ctx: &Context, name: &str) -> Result<Option<(u64, GenerationMeta)>> {
@@ -21,17 +21,16 @@ pub(super) fn current_meta(ctx: &Context, name: &str) -> Result<Option<(u64, Gen
 }
 
 /// The address a container has now, and the one its current generation
-/// gives it if that differs (until its next start).
+/// gives it if that differs (until its next start). `started`: what it was
+/// started with, asked only while it runs.
 pub(super) fn addresses(
-    entry: &ContainerRecord,
+    started: impl FnOnce() -> Option<StartedWith>,
     running: bool,
     current: Option<&GenerationMeta>,
 ) -> (Option<Ipv4Addr>, Option<Ipv4Addr>) {
     let configured = current.map(|meta| meta.params.hostonly.address);
-    match entry.started_with {
-        Some(started) if running && Some(started.address) != configured => {
-            (Some(started.address), configured)
-        }
+    match running.then(started).flatten() {
+        Some(started) if Some(started.address) != configured => (Some(started.address), configured),
         _ => (configured, None),
     }
 }
@@ -62,9 +61,10 @@ pub fn show_ip(ctx: &Context, name: &str, json: bool) -> Result<()> {
     let (_, meta) = current_meta(ctx, name)?
         .with_context(|| format!("container '{name}' has no current generation"))?;
     // LXC is asked only when the container was started with another address.
-    let differs = entry.started_with.is_some_and(|s| s.address != meta.params.hostonly.address);
+    let started = ctx.store.started_with(name, &entry);
+    let differs = started.is_some_and(|s| s.address != meta.params.hostonly.address);
     let running = differs && ctx.lxc().is_running(name)?;
-    let (now, next) = addresses(&entry, running, Some(&meta));
+    let (now, next) = addresses(|| started, running, Some(&meta));
     let ipv6 = ctx.lxc().running_init(name).map(network::global_ipv6_addresses).unwrap_or_default();
     let hostonly = meta.params.hostonly;
     if json {

@@ -189,11 +189,8 @@ fn root_settings(entry: &ContainerRecord, generation: &Generation) -> Result<Opt
 }
 
 /// Records which generation's LXC settings the container runs with (until
-/// its next start), for `list` and `show-ip`.
+/// its next start), for `list`, `show-ip` and the network rules.
 fn record_started(ctx: &Context, name: &str, current: &Generation, params: &Params) -> Result<()> {
-    let mut locked = ctx.store.lock()?;
-    let entry = locked.state.containers.get_mut(name).context("the container is gone")?;
-    entry.started_with =
-        Some(StartedWith { generation: current.number, address: params.hostonly.address });
-    locked.save()
+    let started = StartedWith { generation: current.number, address: params.hostonly.address };
+    ctx.store.record_started(name, started)
 }

@@ -73,34 +73,44 @@ impl std::fmt::Display for MountSource {
     }
 }
 
-/// Moves this process into a mount namespace of its own, whose mounts
+/// Moves this thread into a mount namespace of its own, whose mounts
 /// receive the host's but do not propagate back: what is mounted here is
-/// seen by this process, its children (lxc-start, the container) and no one
-/// else.
+/// seen by this thread, its children (lxc-start, the container) and no one
+/// else. Threads may each start containers (`autostart`).
 pub fn enter_private_namespace() -> Result<()> {
     // Each container's namespace is made from the one this helper began in,
     // not from the one the container before it (`start a b c`) left: else
-    // every later container would hold the earlier ones' mounts too.
-    static ORIGINAL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
-    match ORIGINAL.get() {
-        Some(original) => rustix::thread::move_into_link_name_space(
+    // every later container would hold the earlier ones' mounts too. The
+    // first call of any thread records it: no thread has moved before.
+    static ORIGINAL: std::sync::OnceLock<std::io::Result<OwnedFd>> = std::sync::OnceLock::new();
+    thread_local! {
+        static MOVED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    let original = ORIGINAL.get_or_init(|| {
+        rustix::fs::open(
+            "/proc/thread-self/ns/mnt",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+    });
+    let original = original
+        .as_ref()
+        .map_err(|err| anyhow::anyhow!("cannot open the helper's mount namespace: {err}"))?;
+    if MOVED.get() {
+        // Allowed: the unshare below gave this thread its own root and
+        // working directory (CLONE_FS), which setns(2) asks for.
+        rustix::thread::move_into_link_name_space(
             original.as_fd(),
             Some(rustix::thread::LinkNameSpaceType::Mount),
         )
-        .context("cannot go back to the helper's own mount namespace")?,
-        None => {
-            let original = rustix::fs::open(
-                "/proc/self/ns/mnt",
-                OFlags::RDONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .context("cannot open the helper's mount namespace")?;
-            let _ = ORIGINAL.set(original);
-        }
+        .context("cannot go back to the helper's own mount namespace")?;
     }
-    // SAFETY: only NEWNS is unshared, which leaves file descriptors alone.
+    // SAFETY: only NEWNS (and with it FS, for this thread) is unshared,
+    // which leaves file descriptors alone.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
         .context("cannot make a mount namespace for the container's mounts")?;
+    MOVED.set(true);
     rustix::mount::mount_change(
         "/",
         MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
@@ -422,7 +432,7 @@ fn directory_beneath(
 }
 
 /// A user namespace with the container's id mapping, for idmapping mounts:
-/// a child process unshares one and waits, the mapping is written from
+/// a child process is made in one and waits, the mapping is written from
 /// here, and the namespace stays reachable through its descriptor after the
 /// child is gone.
 pub struct UserNamespace {
@@ -431,42 +441,48 @@ pub struct UserNamespace {
 
 impl UserNamespace {
     fn new(map: IdMap) -> Result<UserNamespace> {
-        // SAFETY: the child only makes async-signal-safe system calls
-        // (unshare, pause) before it is killed.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(std::io::Error::last_os_error()).context("cannot fork");
-        }
-        if pid == 0 {
+        // The child that holds the namespace while its maps are written is
+        // born in it (CLONE_NEWUSER) and shares this process's memory
+        // (CLONE_VM): a fork would copy the page tables of this process,
+        // whose threads may be starting other containers (`autostart`), only
+        // for the child to throw them away.
+        let mut stack = vec![0u8; CHILD_STACK];
+        // SAFETY: the stack's end, 16-byte aligned, is where a stack grows down from.
+        let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) }.map_addr(|addr| addr & !15);
+        let pid = {
+            // Every signal blocked, inherited by the child: nothing but
+            // SIGKILL ends its pause, and no handler of this process ever
+            // runs on its stack.
+            let _blocked = BlockedSignals::all()?;
+            let parent = std::process::id() as libc::pid_t;
+            // SAFETY: the child runs only `hold_namespace`, which makes
+            // system calls and touches no memory of this process but its
+            // own stack and `parent` (a copy on that stack).
             unsafe {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::unshare(libc::CLONE_NEWUSER) != 0 {
-                    libc::_exit(1);
-                }
-                loop {
-                    libc::pause();
-                }
+                libc::clone(
+                    hold_namespace,
+                    top.cast(),
+                    libc::CLONE_VM | libc::CLONE_NEWUSER | libc::SIGCHLD,
+                    parent as usize as *mut libc::c_void,
+                )
             }
+        };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot make a user namespace for the container's id mapping");
         }
         let made = Self::map_child(pid, map);
-        // SAFETY: pid is our child.
+        // SAFETY: pid is our child; the stack lives until it has ended.
         unsafe {
             libc::kill(pid, libc::SIGKILL);
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
+        drop(stack);
         made
     }
 
     fn map_child(pid: libc::pid_t, map: IdMap) -> Result<UserNamespace> {
-        let ours = std::fs::read_link("/proc/self/ns/user")?;
         let theirs = format!("/proc/{pid}/ns/user");
-        let started = std::time::Instant::now();
-        while std::fs::read_link(&theirs).ok().as_ref() == Some(&ours) {
-            if started.elapsed() > std::time::Duration::from_secs(5) {
-                bail!("the process for the container's id mapping did not start");
-            }
-            std::thread::yield_now();
-        }
         let line = format!("0 {} {}\n", map.host_id, map.count);
         for file in ["uid_map", "gid_map"] {
             std::fs::write(format!("/proc/{pid}/{file}"), &line).with_context(|| {
@@ -476,5 +492,69 @@ impl UserNamespace {
         let fd = rustix::fs::open(&theirs, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .context("cannot open the user namespace of the container's id mapping")?;
         Ok(UserNamespace { fd })
+    }
+}
+
+/// The stack of the child holding a user namespace: it makes two system
+/// calls.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// The child of `UserNamespace::new`, in the new user namespace: it dies
+/// with the thread that made it (which kills it when done), and waits.
+/// It shares the parent's memory and thread pointer, so it makes only bare
+/// system calls, none of which fails: no errno (the parent thread's) is
+/// written, and no libc function that keeps state (pause(3) marks the
+/// calling thread as cancellable) runs.
+extern "C" fn hold_namespace(parent: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: raw system calls that touch no memory of this process.
+    unsafe {
+        libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // The thread that made it may have ended before the request.
+        if libc::syscall(libc::SYS_getppid) != parent as usize as libc::c_long {
+            libc::syscall(libc::SYS_exit, 0);
+        }
+        // Waits for nothing, forever: no descriptors, no timeout, and every
+        // signal blocked but SIGKILL (ppoll: pause(2) is not on every
+        // architecture).
+        loop {
+            libc::syscall(
+                libc::SYS_ppoll,
+                std::ptr::null_mut::<libc::pollfd>(),
+                0,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<libc::sigset_t>(),
+                0,
+            );
+        }
+    }
+}
+
+/// Every signal blocked for this thread until dropped, its mask before
+/// then restored.
+struct BlockedSignals {
+    before: libc::sigset_t,
+}
+
+impl BlockedSignals {
+    fn all() -> Result<BlockedSignals> {
+        // SAFETY: plain sigset_t values, filled by the calls.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut before: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            let code = libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before);
+            if code != 0 {
+                return Err(std::io::Error::from_raw_os_error(code))
+                    .context("cannot block signals for the id mapping's process");
+            }
+            Ok(BlockedSignals { before })
+        }
+    }
+}
+
+impl Drop for BlockedSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `all`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.before, std::ptr::null_mut()) };
     }
 }

@@ -611,29 +611,52 @@ fn containers_run_under_apparmor_where_the_host_has_it() {
     assert!(!config().contains("apparmor"), "{}", config());
 }
 
+/// One `start` naming several containers, and `autostart` starting them
+/// side by side in threads of one process: each container's monitor holds
+/// its own mounts and none of the others'.
 #[test]
 fn containers_started_together_do_not_hold_each_others_mounts() {
     let host = Host::new();
-    for name in ["first", "second", "third"] {
-        host.ok(&[
-            "create",
-            name,
-            path_str(&tiny_with_paths(&host, &format!("{name}.nix"), "1", name, 50)),
-        ]);
+    let names = ["first", "second", "third"];
+    for name in names {
+        let file = tiny_with_paths(&host, &format!("{name}.nix"), "1", name, 50);
+        host.ok(&["create", name, path_str(&file), "--autostart", "yes"]);
     }
-    host.ok(&["start", "first", "second", "third"]);
-    for name in ["first", "second", "third"] {
-        let init = host.lxc(&format!("lxc-info -n {name} -pH")).stdout.trim().to_string();
-        let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
-        let monitor =
-            status.lines().find_map(|l| l.strip_prefix("PPid:")).unwrap().trim().to_string();
-        let mounts = std::fs::read_to_string(format!("/proc/{monitor}/mountinfo")).unwrap();
-        for other in ["first", "second", "third"].iter().filter(|other| **other != name) {
-            let rootfs = host.lxc_path().join(other).join("rootfs");
-            assert!(!mounts.contains(path_str(&rootfs)), "{name}'s monitor holds {other}'s mounts");
+    let each_holds_only_its_own = || {
+        for name in names {
+            let init = host.lxc(&format!("lxc-info -n {name} -pH")).stdout.trim().to_string();
+            let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+            let monitor =
+                status.lines().find_map(|l| l.strip_prefix("PPid:")).unwrap().trim().to_string();
+            let mounts = std::fs::read_to_string(format!("/proc/{monitor}/mountinfo")).unwrap();
+            for other in names.iter().filter(|other| **other != name) {
+                let rootfs = host.lxc_path().join(other).join("rootfs");
+                assert!(
+                    !mounts.contains(path_str(&rootfs)),
+                    "{name}'s monitor holds {other}'s mounts"
+                );
+            }
+            let own = host.lxc_path().join(name).join("rootfs");
+            assert!(mounts.contains(&format!("{} ", path_str(&own.join("nix/store")))));
+            // Its store paths are idmapped: the container's root owns them inside.
+            let lxc_path = host.lxc_path();
+            let inside = host.ns(&format!(
+                "lxc-attach -P {} -n {name} -- ls -ln /nix/store",
+                lxc_path.display()
+            ));
+            let generation = format!("-nixcloud-container-{name}");
+            let line = inside.stdout.lines().find(|line| line.ends_with(&generation));
+            let owner = line.and_then(|line| line.split_whitespace().nth(2));
+            assert_eq!(owner, Some("0"), "{name}: {inside:?}");
         }
-        assert!(mounts.contains(path_str(&host.lxc_path().join(name).join("rootfs"))));
-    }
+    };
+    host.ok(&["start", "first", "second", "third"]);
+    each_holds_only_its_own();
+    host.ok(&["stop", "--all"]);
+    // Two threads for three: one of them starts two containers.
+    let run = host.ns_with_helper("nixcloud-container autostart --jobs 2");
+    assert_eq!(run.code, 0, "{run:?}");
+    each_holds_only_its_own();
 }
 
 #[test]

@@ -191,7 +191,7 @@ fn member(
         return Ok(None);
     };
     let meta = current.meta()?;
-    let started_with = entry.started_with.filter(|_| !starts);
+    let started_with = (runs && !starts).then(|| ctx.store.started_with(name, entry)).flatten();
     let forwards_wait = match started_with {
         Some(started) if runs && !meta.spec.forward_ports.is_empty() => {
             !started_with_forwards(ctx, name, started.generation, current.number)
