@@ -948,11 +948,16 @@ fn repair_state_keeps_what_no_disk_shows() {
     let before: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert!(before["containers"]["made"]["syncSource"].is_string(), "{before}");
-    assert!(before["containers"]["made"]["startedWith"].is_object(), "{before}");
+    // What it was started with is kept beside the state, which a repair
+    // leaves alone.
+    let started = host.state_dir().join("started/made.json");
+    let started_before = std::fs::read_to_string(&started).unwrap();
+    assert!(started_before.contains("\"generation\":1"), "{started_before}");
     host.ok(&["repair-state"]);
     let after: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(after, before, "nothing lost");
+    assert_eq!(std::fs::read_to_string(&started).unwrap(), started_before);
     // Its source still prunes it.
     host.file("list.json", "{}");
     let pruned = host.ok(&["sync", "--file", &list, "--prune"]);
