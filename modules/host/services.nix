@@ -143,15 +143,15 @@ mkMerge [
       restartIfChanged = false;
       # The helper's autostart (rust-helper/src/commands/autostart.rs)
       # starts what lxc-autostart --all would, in its order (lxc.start.order,
-      # lxc.start.delay), 32 at a time within an order, each through
-      # `nixcloud-container start`, which refuses LXC settings it would not
-      # write and mounts what the container sees. Not lxc-autostart itself:
+      # lxc.start.delay), twice the host's CPUs at a time within an order,
+      # each as `nixcloud-container start` starts one (it refuses LXC
+      # settings it would not write and mounts what the container sees). Not lxc-autostart itself:
       # the monitor of a container it starts keeps a copy of its heap, which
       # holds every container's config (docs/performance.md). It names the
       # containers that did not start; the service stays up regardless, so
       # that its preStop stops every container at shutdown.
       script = ''
-        nixcloud-container --lxc-path ${lxcPath} autostart --jobs 32 ||
+        nixcloud-container --lxc-path ${lxcPath} autostart ||
           echo "some autostart containers did not start" >&2
       '';
       # Every running container, not only the autostart ones, 32 at a time,

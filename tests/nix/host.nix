@@ -164,7 +164,7 @@ in
     (eq "autostart has the helper, lxc and the setuid wrappers on its PATH"
       (map (p: p.name or p) (autostart defaults).path) [ "nixcloud-container" "lxc-7.0.0" "/run/wrappers" ])
     (hasInfix "autostart starts through the helper, 32 at a time in LXC's order, and stays up when one fails"
-      "nixcloud-container --lxc-path /var/lib/lxc autostart --jobs 32 ||\n  echo \"some autostart containers did not start\" >&2" (autostart defaults).script)
+      "nixcloud-container --lxc-path /var/lib/lxc autostart ||\n  echo \"some autostart containers did not start\" >&2" (autostart defaults).script)
     (hasInfix "autostart shuts every running container down, 32 at a time"
       "lxc-ls --lxcpath /var/lib/lxc --running -1 |\n  xargs --no-run-if-empty -n 1 -P 32 lxc-stop --lxcpath /var/lib/lxc --timeout 30 --name"
       (autostart defaults).preStop)

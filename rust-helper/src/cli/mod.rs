@@ -520,9 +520,11 @@ pub enum Command {
     /// Those that did not start are named; the others start regardless. The
     /// NixOS module's boot service runs it.
     Autostart {
-        /// How many containers start at once (at least 1).
-        #[arg(short = 'j', long, value_name = "N", default_value_t = 32, value_parser = at_least_one)]
-        jobs: usize,
+        /// How many containers start at once (at least 1; by default twice
+        /// the host's CPUs: more only make the starts wait on each other in
+        /// the kernel).
+        #[arg(short = 'j', long, value_name = "N", value_parser = at_least_one)]
+        jobs: Option<usize>,
     },
     /// Print a running container's journal.
     ///
