@@ -17,7 +17,7 @@ NETNS_SCRIPT = os.path.join(REPO, "scripts/netns")
 # nixpkgs' lib (<nixpkgs-lib>) and traces each evaluation.
 FAKE_NIXPKGS = os.path.join(REPO, "tests/fake-nixpkgs")
 NIXOS_EVALUATION_TRACE = "trace: nixos-evaluation of"
-# modules/host.nix's autostart service, evaluated to the shell it runs.
+# modules/host/services.nix's autostart service, evaluated to the shell it runs.
 AUTOSTART_SERVICE = os.path.join(REPO, "tests/nix/autostart-service.nix")
 # How container files reach the toolkit under the helper's restricted
 # evaluation; the search path entry that provides it outside the helper.

@@ -138,10 +138,10 @@ def report_density(d, hooks):
     plain = density_column(n, d["lxc_autostart"]["start"], d["lxc_autostart"]["stop"])
     listing = d["list"]
     out = [f"== 5. Density: {n} tiny containers",
-           table(["", "modules/host.nix: script (autostart -j 32), preStop", "lxc-autostart, lxc-autostart --shutdown"],
+           table(["", "modules/host/services.nix: script (autostart), preStop", "lxc-autostart, lxc-autostart --shutdown"],
                  [[label, x, y] for label, x, y in zip(labels, module, plain)]),
            "",
-           "   the module's shell (modules/host.nix, evaluated), run with bash -e:",
+           "   the module's shell (modules/host/services.nix, evaluated), run with bash -e:",
            *[f"     {line}" for key in ("script", "preStop") for line in d["service"][key].splitlines()],
            "",
            f"   list with all {n} running (module's start), ms:",

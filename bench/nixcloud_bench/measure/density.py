@@ -16,7 +16,7 @@ SERVICE_TIMEOUT = 3600  # seconds for starting or stopping all containers
 
 
 def autostart_service(h, lib):
-    """The shell that modules/host.nix's autostart service runs, for this
+    """The shell that modules/host/services.nix's autostart service runs, for this
     run's LXC path: `script` starts the autostart containers (each with
     `nixcloud-container start`), `preStop` stops every running one.
     Evaluated from the module itself with nixpkgs' lib `lib`
@@ -82,9 +82,9 @@ def warm_up(h, names, service):
 
 def measure_density(h, names, reps, lib):
     """All containers (autostart = true) started and stopped as
-    modules/host.nix's boot service does it (its script: `nixcloud-container
-    autostart --jobs 32`, a `nixcloud-container start` each, 32 side by side
-    in LXC's order; its preStop: lxc-stop, 32 at a time), with list while
+    modules/host/services.nix's boot service does it (its script: `nixcloud-container
+    autostart`, each container as `start` starts it, twice the CPUs side by side
+    in threads of one process, in LXC's order; its preStop: lxc-stop, 32 at a time), with list while
     all run (next to lxc-ls --active, issue 25's anchor); then, for comparison,
     started by plain lxc-autostart (whose monitors keep a copy of its heap)
     and stopped by lxc-autostart --shutdown (one container after the
