@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{LazyLock, OnceLock};
 
-use regex::bytes::{Regex, RegexBuilder};
+use regex_lite::Regex;
 use serde::{Deserialize, Serialize};
 
 const FORMATS_JSON: &str = include_str!("../../lib/formats.json");
@@ -39,16 +39,12 @@ static DEFINITIONS: LazyLock<BTreeMap<String, Definition>> =
     LazyLock::new(|| serde_json::from_str(FORMATS_JSON).expect("lib/formats.json is valid"));
 
 /// A pattern of lib/formats.json as Nix's builtins.match applies it: to the
-/// whole string, byte by byte (its classes are ASCII; a negated one takes
-/// every byte of a multi-byte character, as it takes the character in
-/// Unicode mode). Unicode mode compiled `absolutePath` into automata for
-/// all of Unicode, a third of a millisecond of every command that read a
-/// path.
+/// whole string. regex-lite, not regex: it compiles these patterns five to
+/// ten times faster (regex built automata for all of Unicode for
+/// `absolutePath` and 62 copies of a class for a container name: a third
+/// of a millisecond of every command), and a command matches few strings.
 fn compile(pattern: &str) -> Regex {
-    RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .unicode(false)
-        .build()
-        .expect("lib/formats.json has valid patterns")
+    Regex::new(&format!("^(?:{pattern})$")).expect("lib/formats.json has valid patterns")
 }
 
 /// Every format, in the order of the enum (its index into COMPILED).
@@ -82,7 +78,7 @@ impl Format {
     }
 
     pub fn matches(self, text: &str) -> bool {
-        self.compiled().regex.is_match(text.as_bytes())
+        self.compiled().regex.is_match(text)
     }
 
     /// What the format allows, in words.
@@ -240,7 +236,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn patterns_take_bytes_as_they_took_characters() {
+    fn patterns_match_as_the_full_regex_engine_matches_them() {
         let texts = [
             "/var/lib/größe",
             "/ä/.ü/..é",
@@ -248,23 +244,28 @@ mod tests {
             "/x/\u{7f}",
             "/a\nb",
             "/ok/./no",
+            "/ok/../no",
+            "/ok//no",
             "ü/data",
             "üblich",
             "eth0",
             "ethé0",
             "web-1",
+            "-web",
+            "web-",
+            "a.b",
             "𝔁y",
+            "10.101.0.5",
+            "256.1.1.1",
             "",
         ];
+        let long = "a".repeat(63);
+        let too_long = "a".repeat(64);
         for (key, definition) in DEFINITIONS.iter() {
-            let by_character = regex::Regex::new(&format!("^(?:{})$", definition.pattern)).unwrap();
-            let by_byte = compile(&definition.pattern);
-            for text in texts {
-                assert_eq!(
-                    by_byte.is_match(text.as_bytes()),
-                    by_character.is_match(text),
-                    "{key}: {text:?}"
-                );
+            let full = regex::Regex::new(&format!("^(?:{})$", definition.pattern)).unwrap();
+            let lite = compile(&definition.pattern);
+            for text in texts.iter().copied().chain([long.as_str(), too_long.as_str()]) {
+                assert_eq!(lite.is_match(text), full.is_match(text), "{key}: {text:?}");
             }
         }
     }
@@ -324,7 +325,7 @@ mod tests {
             "",
         ] {
             let parsed = text.parse::<std::net::Ipv4Addr>().is_ok();
-            assert_eq!(pattern.is_match(text.as_bytes()), parsed, "{text:?}");
+            assert_eq!(pattern.is_match(text), parsed, "{text:?}");
         }
     }
 

@@ -309,6 +309,41 @@ impl Store {
         read_state(&self.state_file())
     }
 
+    /// Container `name`'s entry, where the state asks nothing of a command
+    /// that opens a container (`engine::opening`): no entry is unfinished
+    /// (another command's crash to repair) and each has its id range. Read
+    /// without the state lock (writes are atomic renames) and without
+    /// parsing the other entries whole: the state of every container is
+    /// only glanced at. None where it asks something, has no entry for
+    /// `name`, or does not read: the whole opening then deals with it.
+    pub fn settled_entry(&self, name: &str) -> Option<ContainerRecord> {
+        /// Of each entry, what the opening looks at.
+        #[derive(Deserialize)]
+        struct Glance {
+            phase: Phase,
+            #[serde(default)]
+            ids: Option<serde::de::IgnoredAny>,
+        }
+        #[derive(Deserialize)]
+        struct Entries<'a> {
+            version: u32,
+            #[serde(borrow)]
+            containers: BTreeMap<String, &'a serde_json::value::RawValue>,
+        }
+        let bytes = std::fs::read(self.state_file()).ok()?;
+        let state: Entries = serde_json::from_slice(&bytes).ok()?;
+        if state.version != STATE_VERSION {
+            return None;
+        }
+        for entry in state.containers.values() {
+            let glance: Glance = serde_json::from_str(entry.get()).ok()?;
+            if glance.phase != Phase::Ready || glance.ids.is_none() {
+                return None;
+            }
+        }
+        serde_json::from_str(state.containers.get(name)?.get()).ok()
+    }
+
     /// Takes the state lock (and makes the state directory if need be).
     fn state_lock(&self) -> Result<File> {
         crate::system::host_dirs::root_dir(&self.dir)?;
@@ -636,5 +671,35 @@ mod tests {
         let entry = &store.read().unwrap().containers["a"];
         assert_eq!(entry.started_with_before, None);
         assert_eq!(store.started_with("a", entry), Some(started));
+    }
+
+    #[test]
+    fn a_settled_state_gives_the_entry_and_an_unsettled_one_the_whole_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        assert!(store.settled_entry("a").is_none(), "no state yet");
+        let host = host().idmap;
+        let mut locked = store.lock().unwrap();
+        for name in ["a", "b"] {
+            add(&mut locked.state, name);
+            locked.state.containers.get_mut(name).unwrap().mark_switching(None);
+            locked.state.allocate_ids(&host, name).unwrap();
+        }
+        locked.save().unwrap();
+        let entry = store.settled_entry("a").expect("all ready, all with ids");
+        assert_eq!(entry.ids, locked.state.containers["a"].ids);
+        assert!(store.settled_entry("ghost").is_none());
+        // Another container half-made, or without its ids: the opening's work.
+        locked.state.containers.get_mut("b").unwrap().phase = Phase::Creating;
+        locked.save().unwrap();
+        assert!(store.settled_entry("a").is_none());
+        let b = locked.state.containers.get_mut("b").unwrap();
+        b.phase = Phase::Ready;
+        b.ids = None;
+        locked.save().unwrap();
+        assert!(store.settled_entry("a").is_none());
+        // A damaged state is the opening's to report.
+        std::fs::write(dir.path().join(layout::STATE_JSON), "{\"version\": 1, \"contain").unwrap();
+        assert!(store.settled_entry("a").is_none());
     }
 }

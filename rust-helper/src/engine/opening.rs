@@ -22,6 +22,11 @@ pub struct Opened {
 pub fn open(ctx: &Context, name: &str) -> Result<Opened> {
     names::validate(name)?;
     let lock = ctx.store.lock_container(name)?;
+    open_locked(ctx, name, lock)
+}
+
+/// `open`, container `name`'s lock taken.
+fn open_locked(ctx: &Context, name: &str, lock: ContainerLock) -> Result<Opened> {
     let mut locked = ctx.store.lock()?;
     let repaired = locked
         .state
@@ -40,7 +45,16 @@ pub fn open(ctx: &Context, name: &str) -> Result<Opened> {
 /// For commands that change an existing container: `open`, and its
 /// entry. For a name no container has, the lock file goes again.
 pub fn lock_existing(ctx: &Context, name: &str) -> Result<(ContainerLock, ContainerRecord)> {
-    let Opened { lock, locked, .. } = open(ctx, name)?;
+    names::validate(name)?;
+    let lock = ctx.store.lock_container(name)?;
+    // Usually nothing is left to repair: then its own entry is all this
+    // needs, and the state of every other container is only glanced at
+    // (`start` pays for the state's size otherwise).
+    if let Some(entry) = ctx.store.settled_entry(name) {
+        recovery::remove_interrupted_links(ctx, name)?;
+        return Ok((lock, entry));
+    }
+    let Opened { lock, locked, .. } = open_locked(ctx, name, lock)?;
     match locked.state.containers.get(name).filter(|entry| entry.exists()) {
         Some(entry) => Ok((lock, entry.clone())),
         None => {
