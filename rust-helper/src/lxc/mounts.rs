@@ -442,10 +442,11 @@ pub struct UserNamespace {
 impl UserNamespace {
     fn new(map: IdMap) -> Result<UserNamespace> {
         // The child that holds the namespace while its maps are written is
-        // born in it (CLONE_NEWUSER) and shares this process's memory
-        // (CLONE_VM): a fork would copy the page tables of this process,
-        // whose threads may be starting other containers (`autostart`), only
-        // for the child to throw them away.
+        // born in it (CLONE_NEWUSER) and shares this process's memory and
+        // descriptors (CLONE_VM, CLONE_FILES): a fork would copy the page
+        // tables of this process, whose threads may be starting other
+        // containers (`autostart`), only for the child to throw them away,
+        // and would hold copies of their descriptors meanwhile.
         let mut stack = vec![0u8; CHILD_STACK];
         // SAFETY: the stack's end, 16-byte aligned, is where a stack grows down from.
         let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) }.map_addr(|addr| addr & !15);
@@ -462,7 +463,7 @@ impl UserNamespace {
                 libc::clone(
                     hold_namespace,
                     top.cast(),
-                    libc::CLONE_VM | libc::CLONE_NEWUSER | libc::SIGCHLD,
+                    libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_NEWUSER | libc::SIGCHLD,
                     parent as usize as *mut libc::c_void,
                 )
             }

@@ -294,13 +294,11 @@ fn add_path(mounter: &Mounter, host_store: &OwnedFd, store: &OwnedFd, name: &str
             return rustix::fs::symlinkat(&target, store, name).with_context(context);
         }
         FileType::Directory => rustix::fs::mkdirat(store, name, Mode::from_raw_mode(0o555)),
-        _ => rustix::fs::openat(
-            store,
-            name,
-            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o444),
-        )
-        .map(drop),
+        // Made without opening it: a file open for writing on the tmpfs, even
+        // for a moment, and copied into a child another thread spawns
+        // meanwhile (`autostart`), keeps the tmpfs from being made read-only
+        // (EBUSY).
+        _ => rustix::fs::mknodat(store, name, FileType::RegularFile, Mode::from_raw_mode(0o444), 0),
     }
     .with_context(context)?;
     let copy = mounter.copy_of(host_store, name, false, false, true).with_context(context)?;
