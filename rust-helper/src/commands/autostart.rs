@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 
 use crate::context::Context;
 use crate::engine::lxc_settings::{self, StartSettings};
@@ -100,7 +100,12 @@ fn start_side_by_side(ctx: &Context, names: &[String], jobs: usize) -> Vec<Strin
         for _ in 0..jobs.min(names.len()) {
             scope.spawn(|| loop {
                 let Some(name) = next.lock().expect("no start panics").next() else { break };
-                let started = super::start::start(ctx, name, None);
+                // A start that panics fails alone, as a process of its own
+                // did, and the others go on.
+                let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    super::start::start(ctx, name, None)
+                }))
+                .unwrap_or_else(|_| Err(anyhow!("its start ended in a panic")));
                 if let Err(err) = started.and_then(|code| check_code(code, name)) {
                     eprintln!("{name}: {}", one_line(&err));
                     failed.lock().expect("no start panics").push(name.clone());
