@@ -311,7 +311,9 @@ impl Store {
 
     /// Container `name`'s entry, where the state asks nothing of a command
     /// that opens a container (`engine::opening`): no entry is unfinished
-    /// (another command's crash to repair) and each has its id range. Read
+    /// (another command's crash to repair: `recovery::repair_all`) and each
+    /// has its id range (`recovery::record_missing_ids`); those two look at
+    /// the same fields. Read
     /// without the state lock (writes are atomic renames) and without
     /// parsing the other entries whole: the state of every container is
     /// only glanced at. None where it asks something, has no entry for
@@ -519,9 +521,7 @@ impl LockedState {
         text.push('\n');
         crate::system::files::write_atomically(&self.file, &text)
     }
-}
 
-impl LockedState {
     /// Gives the start records an earlier helper kept in the state a file
     /// of their own before the state is written without them.
     fn keep_earlier_start_records(&self) -> Result<()> {

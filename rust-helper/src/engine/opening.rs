@@ -20,9 +20,14 @@ pub struct Opened {
 /// Takes container `name`'s lock, then the state's, and repairs what
 /// crashed commands left behind.
 pub fn open(ctx: &Context, name: &str) -> Result<Opened> {
-    names::validate(name)?;
-    let lock = ctx.store.lock_container(name)?;
+    let lock = lock_named(ctx, name)?;
     open_locked(ctx, name, lock)
+}
+
+/// Container `name`'s lock, the name checked first.
+fn lock_named(ctx: &Context, name: &str) -> Result<ContainerLock> {
+    names::validate(name)?;
+    ctx.store.lock_container(name)
 }
 
 /// `open`, container `name`'s lock taken.
@@ -45,8 +50,7 @@ fn open_locked(ctx: &Context, name: &str, lock: ContainerLock) -> Result<Opened>
 /// For commands that change an existing container: `open`, and its
 /// entry. For a name no container has, the lock file goes again.
 pub fn lock_existing(ctx: &Context, name: &str) -> Result<(ContainerLock, ContainerRecord)> {
-    names::validate(name)?;
-    let lock = ctx.store.lock_container(name)?;
+    let lock = lock_named(ctx, name)?;
     // Usually nothing is left to repair: then its own entry is all this
     // needs, and the state of every other container is only glanced at
     // (`start` pays for the state's size otherwise).
