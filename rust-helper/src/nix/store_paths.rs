@@ -33,25 +33,28 @@ impl TryFrom<String> for StorePath {
         let valid = text
             .strip_prefix(crate::layout::NIX_STORE)
             .and_then(|rest| rest.strip_prefix('/'))
-            .is_some_and(|base| {
-                let (hash, name) = base.split_at(base.len().min(32));
-                hash.len() == 32
-                    && hash.bytes().all(|b| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&b))
-                    && name.strip_prefix('-').is_some_and(|name| {
-                        !name.is_empty()
-                            && name.len() <= 211
-                            && !name.starts_with('.')
-                            && name
-                                .bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || b"+-._?=".contains(&b))
-                    })
-            });
+            .is_some_and(is_store_path_name);
         if valid {
             Ok(StorePath(text))
         } else {
             Err(format!("{} is not a store path", crate::formats::show(&text)))
         }
     }
+}
+
+/// Nix's rule for the name of a path in the store (`<hash>-<name>`): a
+/// 32-character hash in Nix's base32, '-', a name of at most 211 letters,
+/// digits and `+-._?=`, not starting with a dot.
+pub fn is_store_path_name(base: &str) -> bool {
+    let (hash, name) = base.split_at(base.len().min(32));
+    hash.len() == 32
+        && hash.bytes().all(|b| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&b))
+        && name.strip_prefix('-').is_some_and(|name| {
+            !name.is_empty()
+                && name.len() <= 211
+                && !name.starts_with('.')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._?=".contains(&b))
+        })
 }
 
 impl From<StorePath> for String {

@@ -310,24 +310,9 @@ fn add_path(mounter: &Mounter, host_store: &OwnedFd, store: &OwnedFd, name: &str
 fn store_name(path: &str) -> Result<&str> {
     let name = path.strip_prefix(NIX_STORE).and_then(|rest| rest.strip_prefix('/'));
     match name {
-        Some(name) if is_store_path_name(name) => Ok(name),
+        Some(name) if crate::nix::store_paths::is_store_path_name(name) => Ok(name),
         _ => bail!("not a store path"),
     }
-}
-
-/// Nix's rule: a 32-character hash, '-', a name of letters, digits and
-/// `+-._?=`, not starting with '.'.
-fn is_store_path_name(name: &str) -> bool {
-    let Some((hash, rest)) = name.split_at_checked(32) else {
-        return false;
-    };
-    let Some(rest) = rest.strip_prefix('-') else {
-        return false;
-    };
-    hash.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-        && !rest.is_empty()
-        && !rest.starts_with('.')
-        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._?=".contains(&b))
 }
 
 /// The parent of process `pid`.
