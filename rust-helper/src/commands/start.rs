@@ -17,7 +17,6 @@ use crate::lxc::Started;
 use crate::profile::Generation;
 use crate::spec::Params;
 use crate::state::{ContainerRecord, StartedWith};
-use crate::system::scratch::Scratch;
 
 /// `start`: `targets` (with --all those that are stopped), each waited for
 /// at most `wait` to boot.
@@ -126,8 +125,7 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
         capabilities::stopped(ctx, name)?;
         return Ok(exit_code(status?));
     }
-    let scratch = Scratch::new(&ctx.settings.state_dir)?;
-    let started = match lxc.start(name, &ctx.lxc_args, scratch.dir()) {
+    let started = match lxc.start(name, &ctx.lxc_args) {
         Ok(started) => started,
         Err(err) => {
             // What was put in place for it goes again.

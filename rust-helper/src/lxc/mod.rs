@@ -194,10 +194,14 @@ impl Lxc<'_> {
     }
 
     /// Starts the container in the background. Unless `extra` names a log
-    /// of its own, LXC logs its errors into `log_dir`, where a failure's
-    /// cause is found (lxc-start itself only says that it failed).
-    pub fn start(&self, name: &str, extra: &[String], log_dir: &Path) -> Result<Started> {
-        let log = log_dir.join("lxc-start.log");
+    /// of its own, LXC logs its errors where a failure's cause is found
+    /// (lxc-start itself only says that it failed): into a memory file
+    /// handed to lxc-start as its stdin and named to LXC by its
+    /// /proc/self/fd path, which LXC opens as its log (its daemon, which
+    /// goes on logging, holds it open, and then puts /dev/null on its
+    /// stdin). Nothing is written on the host's disk for it, and nothing
+    /// is left to remove.
+    pub fn start(&self, name: &str, extra: &[String]) -> Result<Started> {
         let user_logs = extra.iter().any(|arg| {
             ["-o", "--logfile", "-l", "--logpriority"]
                 .iter()
@@ -206,17 +210,22 @@ impl Lxc<'_> {
         // The monitor's pid, for `running_init`; LXC removes the file when
         // the container stops. A --pidfile of the user's comes later and wins.
         let mut args = vec![format!("--pidfile={}", self.monitor_pidfile(name).display())];
-        if !user_logs {
-            args.push(format!("--logfile={}", log.display()));
-            args.push("--logpriority=ERROR".to_string());
-        }
-        args.extend(extra.iter().cloned());
-        let finished = self.tool("lxc-start", Some(name), &args).output(self.verbose)?;
-        let logged = if user_logs {
-            String::new()
+        let log = if user_logs {
+            None
         } else {
-            std::fs::read_to_string(&log).unwrap_or_default()
+            args.push("--logfile=/proc/self/fd/0".to_string());
+            args.push("--logpriority=ERROR".to_string());
+            let memory = rustix::fs::memfd_create("lxc-start.log", rustix::fs::MemfdFlags::CLOEXEC)
+                .context("cannot make a memory file for lxc-start's log")?;
+            Some(std::fs::File::from(memory))
         };
+        args.extend(extra.iter().cloned());
+        let mut tool = self.tool("lxc-start", Some(name), &args);
+        if let Some(log) = &log {
+            tool = tool.stdin_from(log.try_clone().context("cannot pass lxc-start its log")?);
+        }
+        let finished = tool.output(self.verbose)?;
+        let logged = log.map(|log| read_from_start(&log)).unwrap_or_default();
         check("lxc-start", &finished, &logged)?;
         if finished.stderr.contains("is already running") {
             Ok(Started::AlreadyRunning)
@@ -461,6 +470,17 @@ pub fn digest(text: &str) -> String {
 }
 
 /// Turns a failed lxc-* tool into an error that says why it failed.
+/// What LXC logged into `log` (see `Lxc::start`), from its beginning: its
+/// own descriptor, so this one's offset is still at 0.
+fn read_from_start(log: &std::fs::File) -> String {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    match (&*log).read_to_end(&mut bytes) {
+        Ok(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
 fn check(program: &str, finished: &Finished, log: &str) -> Result<()> {
     if finished.status.success() {
         return Ok(());

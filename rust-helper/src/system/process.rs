@@ -16,6 +16,8 @@ pub struct Tool {
     wrapper: Option<String>,
     /// How long it may run before it is killed (`time_limit`).
     time_limit: Option<Duration>,
+    /// What its stdin reads instead of /dev/null (`stdin_from`).
+    stdin: Option<std::fs::File>,
 }
 
 /// Where a tool may be made to run (`Tool::in_namespace`): what moves the
@@ -42,6 +44,7 @@ impl Tool {
             program: program.to_string(),
             wrapper: None,
             time_limit: None,
+            stdin: None,
         }
     }
 
@@ -55,6 +58,7 @@ impl Tool {
             program: program.to_string(),
             wrapper: Some(wrapper.to_string()),
             time_limit: None,
+            stdin: None,
         }
     }
 
@@ -78,6 +82,14 @@ impl Tool {
                     .map_err(std::io::Error::from)
             });
         }
+        self
+    }
+
+    /// Gives the tool `file` as its stdin (fd 0, the one descriptor it
+    /// inherits; the others this helper has open are close-on-exec) in
+    /// place of /dev/null, for `output` and `output_streaming`.
+    pub fn stdin_from(mut self, file: std::fs::File) -> Tool {
+        self.stdin = Some(file);
         self
     }
 
@@ -158,7 +170,8 @@ impl Tool {
     /// Runs with captured output, each line of stderr handed to
     /// `on_stderr_line` as it comes, and kills the tool at its time limit.
     fn run_captured(mut self, on_stderr_line: impl FnMut(&str)) -> Result<Finished> {
-        self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let stdin = self.stdin.take().map_or_else(Stdio::null, Stdio::from);
+        self.command.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
         let mut child = self.command.spawn().with_context(|| self.spawn_error())?;
         let deadline = self.time_limit.map(|limit| started + limit);

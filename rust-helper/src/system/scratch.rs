@@ -1,6 +1,6 @@
 //! Scratch space of one helper process, under `<state dir>/tmp`: the TMPDIR
-//! of the Nix commands it runs and the log of lxc-start, removed when the
-//! command ends, or by the next command when this one was killed.
+//! of the Nix commands it runs, removed when the command ends, or by the
+//! next command when this one was killed.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
