@@ -429,6 +429,21 @@ impl Store {
         write_started(&self.started_file(name), started)
     }
 
+    /// Removes the record of what container `name` was started with, once it
+    /// has stopped: it says what runs. So that the next start writes a new
+    /// file rather than replacing one (which ext4 flushes to disk before the
+    /// rename, `auto_da_alloc`). A container that stopped by itself keeps
+    /// its record until then; no reader reads it while it is stopped.
+    pub fn forget_started(&self, name: &str) -> Result<()> {
+        let file = self.started_file(name);
+        match std::fs::remove_file(&file) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                Err(err).with_context(|| format!("cannot remove {}", file.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// What container `name` (with state entry `entry`) was last started
     /// with by this helper; None where that is not known (never started, or
     /// its record unreadable: it is only a record of what runs).

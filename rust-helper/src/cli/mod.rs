@@ -356,6 +356,7 @@ pub struct JsonFlag {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum Command {
     /// Create a container from a container file as generation 1.
     ///

@@ -28,6 +28,14 @@ use crate::context::Context;
 use crate::error::{one_line, EXIT_FAILURE};
 use crate::spec::Source;
 
+/// What goes when container `name` has stopped (or did not start): the
+/// record of what it was started with, and what its capabilities keep while
+/// it runs (its forwarded ports).
+fn stopped(ctx: &Context, name: &str) -> Result<()> {
+    ctx.store.forget_started(name)?;
+    crate::capabilities::stopped(ctx, name)
+}
+
 /// The containers a command acts on: these names, or with `all` every one.
 pub struct Targets {
     pub names: Vec<String>,

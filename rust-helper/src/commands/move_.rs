@@ -15,7 +15,6 @@ use std::process::{Command, Stdio};
 
 use super::destroy::destroy_opened;
 use super::export;
-use crate::capabilities;
 use crate::context::Context;
 use crate::engine::opening::{self, Opened};
 use crate::nix::store_paths::StorePath;
@@ -58,8 +57,7 @@ pub fn move_container(ctx: &Context, request: &Request) -> Result<()> {
     if was_running {
         eprintln!("stopping container '{name}' to move it");
         lxc.stop(name, &[]).with_context(|| format!("cannot stop container '{name}'"))?;
-        // What its capabilities keep while it runs (its forwarded ports) goes.
-        capabilities::stopped(ctx, name)?;
+        super::stopped(ctx, name)?;
     }
     let sent = send(ctx, request, &entry, &lacking);
     if let Err(err) = sent {

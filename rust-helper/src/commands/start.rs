@@ -122,14 +122,14 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
         // commands (update, stop) must not wait for that.
         drop(lock);
         let status = lxc.start_foreground(name, &ctx.lxc_args);
-        capabilities::stopped(ctx, name)?;
+        super::stopped(ctx, name)?;
         return Ok(exit_code(status?));
     }
     let started = match lxc.start(name, &ctx.lxc_args) {
         Ok(started) => started,
         Err(err) => {
             // What was put in place for it goes again.
-            if let Err(undo) = capabilities::stopped(ctx, name) {
+            if let Err(undo) = super::stopped(ctx, name) {
                 eprintln!("warning: {undo:#}");
             }
             return Err(err.context(format!("cannot start container '{name}'")));

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 
 use super::{for_each, Targets};
-use crate::capabilities;
 use crate::context::Context;
 use crate::engine::opening;
 use crate::lxc::{Halted, Lxc};
@@ -41,7 +40,6 @@ fn halt(
         Halted::Now => {}
         Halted::WasNotRunning => println!("container '{name}' is not running"),
     }
-    // What its capabilities keep while it runs (its forwarded ports) goes.
-    capabilities::stopped(ctx, name)?;
+    super::stopped(ctx, name)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -501,6 +501,47 @@ fn list_says_what_lxc_ls_says_without_running_it() {
     }
 }
 
+/// What a container was started with is recorded beside the state
+/// (`started/<name>.json`, read by list, show-ip and the network rules)
+/// while it runs, and goes when it stops: a stop, or a start that fails.
+/// One that stopped by itself keeps it until its next start, which writes
+/// what it starts with now.
+#[test]
+fn a_start_record_lives_while_its_container_runs() {
+    let host = Host::new();
+    host.ok(&["create", "rec", path_str(&host.tiny("rec.nix", "1", ""))]);
+    let record = host.state_dir().join("started/rec.json");
+    let recorded = || std::fs::read_to_string(&record).ok();
+    assert_eq!(recorded(), None, "never started");
+    host.ok(&["start", "rec"]);
+    assert!(recorded().is_some_and(|text| text.contains("\"generation\":1")), "{:?}", recorded());
+    host.ok(&["stop", "rec"]);
+    assert_eq!(recorded(), None, "stopped");
+
+    host.ok(&["start", "rec"]);
+    host.wait_booted(&["rec"]);
+    // The tiny init exits on SIGTERM: the container stops by itself.
+    let init = host.lxc("lxc-info -n rec -pH").stdout.trim().parse::<i32>().unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(init).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    host.wait_for("'rec' to stop by itself", || host.state("rec") == "STOPPED");
+    assert!(recorded().is_some(), "nothing ran when it stopped by itself");
+    host.ok(&["update", "rec", path_str(&host.tiny("rec2.nix", "2", ""))]);
+    host.ok(&["start", "rec"]);
+    assert!(recorded().is_some_and(|text| text.contains("\"generation\":2")), "{:?}", recorded());
+    host.ok(&["terminate", "rec"]);
+    assert_eq!(recorded(), None, "terminated");
+
+    // A start that fails leaves no record, an old one included.
+    std::fs::write(&record, "{\"generation\":1}").unwrap();
+    let err = host.fails(&["start", "rec", "-l", "junk"], 1);
+    assert!(err.contains("Failed to exec \"junk\""), "{err}");
+    assert_eq!(recorded(), None, "the start failed");
+}
+
 /// `autostart` starts the containers LXC would autostart, in LXC's order: a
 /// group (one lxc.start.order) starts only after the group before it has
 /// started and that group's lxc.start.delay has passed. The times are the
