@@ -430,18 +430,11 @@ impl Store {
     }
 
     /// Removes the record of what container `name` was started with, once it
-    /// has stopped: it says what runs. So that the next start writes a new
-    /// file rather than replacing one (which ext4 flushes to disk before the
-    /// rename, `auto_da_alloc`). A container that stopped by itself keeps
-    /// its record until then; no reader reads it while it is stopped.
+    /// has stopped: it says what runs. A container that stopped by itself
+    /// keeps its record until its next start; no reader reads it while it
+    /// is stopped.
     pub fn forget_started(&self, name: &str) -> Result<()> {
-        let file = self.started_file(name);
-        match std::fs::remove_file(&file) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                Err(err).with_context(|| format!("cannot remove {}", file.display()))
-            }
-            _ => Ok(()),
-        }
+        remove_started(&self.started_file(name))
     }
 
     /// What container `name` (with state entry `entry`) was last started
@@ -502,7 +495,22 @@ impl Store {
 fn write_started(file: &Path, started: StartedWith) -> Result<()> {
     crate::system::host_dirs::root_dir(file.parent().expect("start records are in started/"))?;
     let text = serde_json::to_string(&started).expect("a start record serializes");
+    // An earlier record (of a container that stopped by itself, or was
+    // stopped by lxc-stop) is removed rather than replaced: ext4 writes a
+    // file to disk before a rename replaces another with it (its
+    // auto_da_alloc), a wait this unsynced record has no use for. A reader
+    // in between finds no record, as it does before a start writes one.
+    remove_started(file)?;
     crate::system::files::replace_unsynced(file, &text)
+}
+
+fn remove_started(file: &Path) -> Result<()> {
+    match std::fs::remove_file(file) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("cannot remove {}", file.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn read_state(file: &Path) -> Result<State> {
