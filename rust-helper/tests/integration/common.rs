@@ -304,15 +304,9 @@ impl Host {
     /// The processes of a running container as the host sees them: each
     /// one's name and real uid, found through the pid namespace of its init.
     pub fn processes(&self, name: &str) -> Vec<(String, u32)> {
-        let init = self.lxc(&format!("lxc-info -n {name} -pH")).stdout.trim().to_string();
-        let namespace = std::fs::read_link(format!("/proc/{init}/ns/pid")).expect("init runs");
         let mut processes = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let dir = entry.path();
-            if std::fs::read_link(dir.join("ns/pid")).ok().as_ref() != Some(&namespace) {
-                continue;
-            }
-            let Ok(status) = std::fs::read_to_string(dir.join("status")) else {
+        for pid in self.pids(name) {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
                 continue; // it ended meanwhile
             };
             let field = |key: &str| {
@@ -322,6 +316,22 @@ impl Host {
             processes.push((field("Name:"), field("Uid:").parse().expect("a uid")));
         }
         processes
+    }
+
+    /// The host pids of the processes in container `name` (its init's pid
+    /// namespace).
+    pub fn pids(&self, name: &str) -> Vec<u32> {
+        let init = self.lxc(&format!("lxc-info -n {name} -pH")).stdout.trim().to_string();
+        let namespace = std::fs::read_link(format!("/proc/{init}/ns/pid")).expect("init runs");
+        let in_namespace = |dir: &std::path::Path| {
+            std::fs::read_link(dir.join("ns/pid")).ok().as_ref() == Some(&namespace)
+        };
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|entry| in_namespace(&entry.path()))
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect()
     }
 
     /// The host's mounts (of the tests' mount namespace) below this host's

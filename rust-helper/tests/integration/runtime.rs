@@ -520,6 +520,20 @@ fn a_start_record_lives_while_its_container_runs() {
 
     host.ok(&["start", "rec"]);
     host.wait_booted(&["rec"]);
+    // LXC's log of the start is a memory file (lxc/mod.rs `start`), which
+    // its monitor keeps open to log into, and no process of the container.
+    let holds_log = |pid: &str| {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten();
+        fds.filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .any(|target| target.to_string_lossy().starts_with("/memfd:lxc-start.log"))
+    };
+    let monitor = std::fs::read_to_string(host.lxc_path().join("rec/monitor.pid")).unwrap();
+    assert!(holds_log(monitor.trim()), "the monitor logs into it");
+    let inside = host.pids("rec");
+    assert!(!inside.is_empty());
+    for pid in inside {
+        assert!(!holds_log(&pid.to_string()), "process {pid} of the container holds LXC's log");
+    }
     // The tiny init exits on SIGTERM: the container stops by itself.
     let init = host.lxc("lxc-info -n rec -pH").stdout.trim().parse::<i32>().unwrap();
     rustix::process::kill_process(
