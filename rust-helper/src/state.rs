@@ -313,37 +313,17 @@ impl Store {
     /// that opens a container (`engine::opening`): no entry is unfinished
     /// (another command's crash to repair: `recovery::repair_all`) and each
     /// has its id range (`recovery::record_missing_ids`); those two look at
-    /// the same fields. Read
-    /// without the state lock (writes are atomic renames) and without
-    /// parsing the other entries whole: the state of every container is
-    /// only glanced at. None where it asks something, has no entry for
-    /// `name`, or does not read: the whole opening then deals with it.
+    /// the same fields. Read without the state lock (writes are atomic
+    /// renames), in one pass that parses no other entry whole: the state of
+    /// every other container is only glanced at (`settled`). None where it
+    /// asks something, has no entry for `name`, or does not read: the whole
+    /// opening then deals with it.
     pub fn settled_entry(&self, name: &str) -> Option<ContainerRecord> {
-        /// Of each entry, what the opening looks at.
-        #[derive(Deserialize)]
-        struct Glance {
-            phase: Phase,
-            #[serde(default)]
-            ids: Option<serde::de::IgnoredAny>,
-        }
-        #[derive(Deserialize)]
-        struct Entries<'a> {
-            version: u32,
-            #[serde(borrow)]
-            containers: BTreeMap<String, &'a serde_json::value::RawValue>,
-        }
         let bytes = std::fs::read(self.state_file()).ok()?;
-        let state: Entries = serde_json::from_slice(&bytes).ok()?;
-        if state.version != STATE_VERSION {
-            return None;
-        }
-        for entry in state.containers.values() {
-            let glance: Glance = serde_json::from_str(entry.get()).ok()?;
-            if glance.phase != Phase::Ready || glance.ids.is_none() {
-                return None;
-            }
-        }
-        serde_json::from_str(state.containers.get(name)?.get()).ok()
+        let mut reader = serde_json::Deserializer::from_slice(&bytes);
+        let entry = serde::de::DeserializeSeed::deserialize(settled::State(name), &mut reader);
+        reader.end().ok()?;
+        entry.ok()?
     }
 
     /// Takes the state lock (and makes the state directory if need be).
@@ -510,6 +490,103 @@ fn remove_started(file: &Path) -> Result<()> {
             Err(err).with_context(|| format!("cannot remove {}", file.display()))
         }
         _ => Ok(()),
+    }
+}
+
+/// The one pass over the state file of `Store::settled_entry`: each entry
+/// but the one asked for is only glanced at (its phase, whether it has ids),
+/// its other fields skipped unparsed, and the pass stops at the first that
+/// is not settled.
+mod settled {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+    use serde::Deserialize;
+
+    use super::{ContainerRecord, Phase, STATE_VERSION};
+
+    /// Of each other entry, what the opening looks at.
+    #[derive(Deserialize)]
+    struct Glance {
+        phase: Phase,
+        #[serde(default)]
+        ids: Option<IgnoredAny>,
+    }
+
+    /// The whole state: the entry of the container named, None where there
+    /// is none; an error where the state is of another version, or an
+    /// entry is not settled.
+    pub struct State<'a>(pub &'a str);
+
+    /// The `containers` object of the state.
+    struct Containers<'a>(&'a str);
+
+    const UNSETTLED: &str = "an entry is not settled";
+
+    impl<'de> DeserializeSeed<'de> for State<'_> {
+        type Value = Option<ContainerRecord>;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
+            reader.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for State<'_> {
+        type Value = Option<ContainerRecord>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("the state")
+        }
+
+        fn visit_map<M: MapAccess<'de>>(self, mut fields: M) -> Result<Self::Value, M::Error> {
+            let (mut version, mut entry) = (None, None);
+            while let Some(field) = fields.next_key::<std::borrow::Cow<'de, str>>()? {
+                match field.as_ref() {
+                    "version" => version = Some(fields.next_value::<u32>()?),
+                    "containers" => entry = Some(fields.next_value_seed(Containers(self.0))?),
+                    _ => drop(fields.next_value::<IgnoredAny>()?),
+                }
+            }
+            if version != Some(STATE_VERSION) {
+                return Err(de::Error::custom("a state of another version"));
+            }
+            Ok(entry.flatten())
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Containers<'_> {
+        type Value = Option<ContainerRecord>;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
+            reader.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Containers<'_> {
+        type Value = Option<ContainerRecord>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("the containers' entries")
+        }
+
+        fn visit_map<M: MapAccess<'de>>(self, mut entries: M) -> Result<Self::Value, M::Error> {
+            let mut wanted = None;
+            while let Some(name) = entries.next_key::<std::borrow::Cow<'de, str>>()? {
+                let (phase, has_ids) = if name == self.0 {
+                    let entry: ContainerRecord = entries.next_value()?;
+                    let seen = (entry.phase, entry.ids.is_some());
+                    wanted = Some(entry);
+                    seen
+                } else {
+                    let glance: Glance = entries.next_value()?;
+                    (glance.phase, glance.ids.is_some())
+                };
+                if phase != Phase::Ready || !has_ids {
+                    return Err(de::Error::custom(UNSETTLED));
+                }
+            }
+            Ok(wanted)
+        }
     }
 }
 
@@ -720,6 +797,21 @@ mod tests {
         b.phase = Phase::Ready;
         b.ids = None;
         locked.save().unwrap();
+        assert!(store.settled_entry("a").is_none());
+        // Its own entry unfinished.
+        locked.state.allocate_ids(&host, "b").unwrap();
+        locked.state.containers.get_mut("a").unwrap().phase = Phase::Updating;
+        locked.save().unwrap();
+        assert!(store.settled_entry("a").is_none());
+        locked.state.containers.get_mut("a").unwrap().phase = Phase::Ready;
+        locked.save().unwrap();
+        assert!(store.settled_entry("a").is_some(), "settled again");
+        // A state of another version.
+        let file = dir.path().join(layout::STATE_JSON);
+        let text = std::fs::read_to_string(&file).unwrap();
+        let other = text.replacen(&format!("\"version\": {STATE_VERSION}"), "\"version\": 999", 1);
+        assert_ne!(other, text);
+        std::fs::write(&file, other).unwrap();
         assert!(store.settled_entry("a").is_none());
         // A damaged state is the opening's to report.
         std::fs::write(dir.path().join(layout::STATE_JSON), "{\"version\": 1, \"contain").unwrap();
