@@ -321,7 +321,7 @@ impl Store {
     pub fn settled_entry(&self, name: &str) -> Option<ContainerRecord> {
         let bytes = std::fs::read(self.state_file()).ok()?;
         let mut reader = serde_json::Deserializer::from_slice(&bytes);
-        let entry = serde::de::DeserializeSeed::deserialize(settled::State(name), &mut reader);
+        let entry = serde::de::DeserializeSeed::deserialize(settled::StateFile(name), &mut reader);
         reader.end().ok()?;
         entry.ok()?
     }
@@ -516,14 +516,14 @@ mod settled {
     /// The whole state: the entry of the container named, None where there
     /// is none; an error where the state is of another version, or an
     /// entry is not settled.
-    pub struct State<'a>(pub &'a str);
+    pub struct StateFile<'a>(pub &'a str);
 
     /// The `containers` object of the state.
     struct Containers<'a>(&'a str);
 
     const UNSETTLED: &str = "an entry is not settled";
 
-    impl<'de> DeserializeSeed<'de> for State<'_> {
+    impl<'de> DeserializeSeed<'de> for StateFile<'_> {
         type Value = Option<ContainerRecord>;
 
         fn deserialize<D: de::Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
@@ -531,7 +531,7 @@ mod settled {
         }
     }
 
-    impl<'de> Visitor<'de> for State<'_> {
+    impl<'de> Visitor<'de> for StateFile<'_> {
         type Value = Option<ContainerRecord>;
 
         fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
@@ -544,7 +544,9 @@ mod settled {
                 match field.as_ref() {
                     "version" => version = Some(fields.next_value::<u32>()?),
                     "containers" => entry = Some(fields.next_value_seed(Containers(self.0))?),
-                    _ => drop(fields.next_value::<IgnoredAny>()?),
+                    _ => {
+                        fields.next_value::<IgnoredAny>()?;
+                    }
                 }
             }
             if version != Some(STATE_VERSION) {

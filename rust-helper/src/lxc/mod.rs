@@ -469,7 +469,6 @@ pub fn digest(text: &str) -> String {
     Sha1::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// Turns a failed lxc-* tool into an error that says why it failed.
 /// What LXC logged into `log` (see `Lxc::start`), from its beginning: its
 /// own descriptor, so this one's offset is still at 0.
 fn read_from_start(log: &std::fs::File) -> String {
@@ -481,6 +480,7 @@ fn read_from_start(log: &std::fs::File) -> String {
     }
 }
 
+/// Turns a failed lxc-* tool into an error that says why it failed.
 fn check(program: &str, finished: &Finished, log: &str) -> Result<()> {
     if finished.status.success() {
         return Ok(());
