@@ -32,8 +32,10 @@ use crate::spec::Source;
 /// record of what it was started with, and what its capabilities keep while
 /// it runs (its forwarded ports).
 fn stopped(ctx: &Context, name: &str) -> Result<()> {
-    ctx.store.forget_started(name)?;
-    crate::capabilities::stopped(ctx, name)
+    // Each goes whether or not the other could.
+    let capabilities = crate::capabilities::stopped(ctx, name);
+    let record = ctx.store.forget_started(name);
+    capabilities.and(record)
 }
 
 /// The containers a command acts on: these names, or with `all` every one.

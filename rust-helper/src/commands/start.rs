@@ -122,14 +122,16 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
         // commands (update, stop) must not wait for that.
         drop(lock);
         let status = lxc.start_foreground(name, &ctx.lxc_args);
-        super::stopped(ctx, name)?;
+        // Under its lock again: another command may have started it since.
+        let (_lock, _) = opening::lock_existing(ctx, name)?;
+        stopped_unless_running(ctx, name)?;
         return Ok(exit_code(status?));
     }
     let started = match lxc.start(name, &ctx.lxc_args) {
         Ok(started) => started,
         Err(err) => {
             // What was put in place for it goes again.
-            if let Err(undo) = super::stopped(ctx, name) {
+            if let Err(undo) = stopped_unless_running(ctx, name) {
                 eprintln!("warning: {undo:#}");
             }
             return Err(err.context(format!("cannot start container '{name}'")));
@@ -145,6 +147,18 @@ fn start_unwaited(ctx: &Context, name: &str) -> Result<ExitCode> {
         Started::AlreadyRunning => println!("container '{name}' is already running"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What goes when a container stops (`super::stopped`), unless it runs: a
+/// start that failed for one already running (a bad option of LXC's fails
+/// before lxc-start's own check), or a foreground start that ended after
+/// another command started it again, leaves that run its record and its
+/// forwarded ports.
+fn stopped_unless_running(ctx: &Context, name: &str) -> Result<()> {
+    if ctx.lxc().is_running(name).unwrap_or(false) {
+        return Ok(());
+    }
+    super::stopped(ctx, name)
 }
 
 /// What `container` sees of the host, mounted onto its rootfs where

@@ -469,15 +469,16 @@ pub fn digest(text: &str) -> String {
     Sha1::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// What LXC logged into `log` (see `Lxc::start`), from its beginning: its
-/// own descriptor, so this one's offset is still at 0.
+/// What LXC logged into `log` (see `Lxc::start`), read from its beginning
+/// at explicit offsets: the descriptor's own offset is shared with
+/// lxc-start's stdin, which nothing promises stays at 0.
 fn read_from_start(log: &std::fs::File) -> String {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    match (&*log).read_to_end(&mut bytes) {
-        Ok(_) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(_) => String::new(),
+    use std::os::unix::fs::FileExt;
+    let (mut bytes, mut chunk) = (Vec::new(), [0u8; 8192]);
+    while let Ok(read @ 1..) = log.read_at(&mut chunk, bytes.len() as u64) {
+        bytes.extend_from_slice(&chunk[..read]);
     }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Turns a failed lxc-* tool into an error that says why it failed.

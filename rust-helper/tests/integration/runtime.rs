@@ -546,6 +546,10 @@ fn a_start_record_lives_while_its_container_runs() {
     host.ok(&["update", "rec", path_str(&host.tiny("rec2.nix", "2", ""))]);
     host.ok(&["start", "rec"]);
     assert!(recorded().is_some_and(|text| text.contains("\"generation\":2")), "{:?}", recorded());
+    // A start that fails for one already running leaves that run's record.
+    let err = host.fails(&["start", "rec", "-l", "--bogus"], 1);
+    assert!(err.contains("unrecognized option '--bogus'"), "{err}");
+    assert!(recorded().is_some_and(|text| text.contains("\"generation\":2")), "{:?}", recorded());
     host.ok(&["terminate", "rec"]);
     assert_eq!(recorded(), None, "terminated");
 
