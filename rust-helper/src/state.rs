@@ -321,7 +321,7 @@ impl Store {
     pub fn settled_entry(&self, name: &str) -> Option<ContainerRecord> {
         let bytes = std::fs::read(self.state_file()).ok()?;
         let mut reader = serde_json::Deserializer::from_slice(&bytes);
-        let entry = serde::de::DeserializeSeed::deserialize(settled::StateFile(name), &mut reader);
+        let entry = serde::Deserializer::deserialize_map(&mut reader, settled::StateFile(name));
         reader.end().ok()?;
         entry.ok()?
     }
@@ -522,14 +522,6 @@ mod settled {
     struct Containers<'a>(&'a str);
 
     const UNSETTLED: &str = "an entry is not settled";
-
-    impl<'de> DeserializeSeed<'de> for StateFile<'_> {
-        type Value = Option<ContainerRecord>;
-
-        fn deserialize<D: de::Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
-            reader.deserialize_map(self)
-        }
-    }
 
     impl<'de> Visitor<'de> for StateFile<'_> {
         type Value = Option<ContainerRecord>;
