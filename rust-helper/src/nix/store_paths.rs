@@ -46,9 +46,12 @@ impl TryFrom<String> for StorePath {
 /// 32-character hash in Nix's base32, '-', a name of at most 211 letters,
 /// digits and `+-._?=`, not starting with a dot.
 pub fn is_store_path_name(base: &str) -> bool {
-    let (hash, name) = base.split_at(base.len().min(32));
-    hash.len() == 32
-        && hash.bytes().all(|b| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&b))
+    // Checked: a name with a multi-byte character across its 32nd byte is
+    // refused, not a panic.
+    let Some((hash, name)) = base.split_at_checked(32) else {
+        return false;
+    };
+    hash.bytes().all(|b| b"0123456789abcdfghijklmnpqrsvwxyz".contains(&b))
         && name.strip_prefix('-').is_some_and(|name| {
             !name.is_empty()
                 && name.len() <= 211
@@ -202,6 +205,7 @@ mod tests {
             "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-a/b",
             "/nix/store/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-e",
             "/nix/store/0123456789abcdfghijklmnpqrsvwxy-short",
+            "/nix/store/0123456789abcdfghijklmnpqrsvwxyé-multi-byte-across-the-hash",
             "--delete",
             "/etc/shadow",
         ] {
